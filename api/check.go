@@ -1,0 +1,130 @@
+package api
+
+import (
+	"net/http"
+	"time"
+
+	iam "github.com/iam-project/iam"
+	"github.com/iam-project/iam/replica"
+)
+
+type checkRequest struct {
+	Subject     string `json:"subject"`
+	Action      string `json:"action"`
+	Resource    string `json:"resource"`
+	Scope       string `json:"scope"`
+	Consistency *struct {
+		Mode   string `json:"mode"`
+		Token  string `json:"token"`
+		WaitMs *int   `json:"waitMs"`
+	} `json:"consistency"`
+}
+
+type checkResponse struct {
+	Allowed          bool   `json:"allowed"`
+	Reason           string `json:"reason"`
+	Region           string `json:"region"`
+	ConsistencyToken string `json:"consistencyToken"`
+}
+
+// maxWaitMs bounds consistency.waitMs.
+const maxWaitMs = 30_000
+
+func (s *Server) check(w http.ResponseWriter, r *http.Request) error {
+	p := principal(r)
+	var in checkRequest
+	if err := decodeJSON(w, r, &in); err != nil {
+		return err
+	}
+	if in.Subject == "" {
+		in.Subject = p.ID
+	}
+	if err := iam.ValidID("subject", in.Subject); err != nil {
+		return err
+	}
+	if in.Subject != p.ID {
+		// Checking another identity's access is itself a permission.
+		if err := s.authorizeRead(p, iam.ActionCheckAccess, s.identityHRN(p.Realm, in.Subject), ""); err != nil {
+			return err
+		}
+	}
+	if in.Action == "" || len(in.Action) > iam.MaxActionLength {
+		return iam.FieldErrorf("action", "must be an action name of 1 to %d characters", iam.MaxActionLength)
+	}
+	if _, err := iam.ParseHRN("resource", in.Resource); err != nil {
+		return err
+	}
+	q := iam.CheckRequest{Realm: p.Realm, Subject: in.Subject, Action: in.Action, Resource: in.Resource}
+	if in.Scope != "" {
+		id, err := iam.ProjectIDFromHRN("scope", p.Realm, in.Scope)
+		if err != nil {
+			return err
+		}
+		q.Scope = id
+	}
+	c := replica.Consistency{Mode: replica.MinimizeLatency}
+	if in.Consistency != nil {
+		c.Mode = in.Consistency.Mode
+		switch c.Mode {
+		case replica.MinimizeLatency, replica.FullyConsistent:
+		case replica.AtLeastAsFresh:
+			if in.Consistency.Token == "" {
+				return iam.FieldErrorf("consistency.token", "is required for at_least_as_fresh")
+			}
+		default:
+			return iam.FieldErrorf("consistency.mode", "%q is not one of minimize_latency, at_least_as_fresh, fully_consistent", c.Mode)
+		}
+		if in.Consistency.Token != "" {
+			seq, err := ParseToken("consistency.token", in.Consistency.Token)
+			if err != nil {
+				return err
+			}
+			c.Token = seq
+		}
+		if ms := in.Consistency.WaitMs; ms != nil {
+			if *ms < 0 || *ms > maxWaitMs {
+				return iam.FieldErrorf("consistency.waitMs", "must be from 0 to %d", maxWaitMs)
+			}
+			c.Wait = time.Duration(*ms) * time.Millisecond
+			if *ms == 0 {
+				c.Wait = time.Nanosecond // answer now or say the replica is behind
+			}
+		}
+	}
+	rep, err := s.region(r)
+	if err != nil {
+		return err
+	}
+	d, seq, err := rep.Check(r.Context(), q, c)
+	if err != nil {
+		if s.metrics != nil && iam.ErrorCode(err) == iam.EReplicaBehind {
+			s.metrics.replicaBehind.WithLabelValues(rep.Region()).Inc()
+		}
+		return err
+	}
+	if s.metrics != nil {
+		s.metrics.checks.WithLabelValues(rep.Region(), allowedLabel(d.Allowed)).Inc()
+	}
+	tok := FormatToken(seq)
+	w.Header().Set("Consistency-Token", tok)
+	writeJSON(w, http.StatusOK, checkResponse{Allowed: d.Allowed, Reason: d.Reason, Region: rep.Region(), ConsistencyToken: tok})
+	return nil
+}
+
+func allowedLabel(b bool) string {
+	if b {
+		return "true"
+	}
+	return "false"
+}
+
+func (s *Server) identityHRN(realm, id string) string {
+	hrn := iam.UserHRN(realm, id)
+	_ = s.writer.View(func(st *iam.State) error {
+		if i := st.Identity(realm, id); i != nil && i.Kind == iam.KindApp {
+			hrn = iam.AppHRN(realm, id)
+		}
+		return nil
+	})
+	return hrn
+}

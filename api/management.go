@@ -1,0 +1,303 @@
+package api
+
+import (
+	"net/http"
+	"unicode/utf8"
+
+	iam "github.com/iam-project/iam"
+	"github.com/iam-project/iam/api/auth"
+)
+
+// Password rules: long enough to matter, short enough to bound argon2id work.
+const (
+	minPasswordLength = 8
+	maxPasswordBytes  = 256
+)
+
+func (s *Server) createUser(w http.ResponseWriter, r *http.Request) error {
+	c, err := s.beginWrite(w, r, iam.CreateUser{})
+	if err != nil {
+		return err
+	}
+	var in struct {
+		Email    string  `json:"email"`
+		Name     string  `json:"name"`
+		Password *string `json:"password"`
+	}
+	if err := c.decode(&in, false); err != nil {
+		return err
+	}
+	cmd := iam.CreateUser{ID: c.newID("u", 16, "user"), Email: in.Email, Name: in.Name}
+	if in.Password != nil {
+		pw := *in.Password
+		if utf8.RuneCountInString(pw) < minPasswordLength || len(pw) > maxPasswordBytes {
+			return iam.FieldErrorf("password", "must have at least %d characters and at most %d bytes", minPasswordLength, maxPasswordBytes)
+		}
+		if cmd.PasswordHash, err = auth.Hash(pw, s.cfg.HashParams); err != nil {
+			return err
+		}
+	}
+	res, err := c.execute(cmd)
+	if err != nil {
+		return err
+	}
+	return c.answer(http.StatusCreated, res, map[string]any{
+		"id": cmd.ID, "hrn": iam.UserHRN(c.p.Realm, cmd.ID), "email": in.Email, "name": in.Name, "status": iam.StatusActive})
+}
+
+func (s *Server) createApp(w http.ResponseWriter, r *http.Request) error {
+	c, err := s.beginWrite(w, r, iam.CreateApp{})
+	if err != nil {
+		return err
+	}
+	var in struct {
+		Name         string   `json:"name"`
+		RedirectURIs []string `json:"redirectUris"`
+	}
+	if err := c.decode(&in, false); err != nil {
+		return err
+	}
+	cmd := iam.CreateApp{ID: c.newID("a", 16, "app"), Name: in.Name, RedirectURIs: in.RedirectURIs, Owner: c.p.ID}
+	return c.run(cmd, http.StatusCreated, map[string]any{
+		"id": cmd.ID, "hrn": iam.AppHRN(c.p.Realm, cmd.ID), "name": in.Name, "redirectUris": in.RedirectURIs, "status": iam.StatusActive})
+}
+
+// setStatus serves PATCH /v1/users/{id} and /v1/apps/{id}.
+func (s *Server) setStatus(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	c, err := s.beginWrite(w, r, iam.SetIdentityStatus{ID: id})
+	if err != nil {
+		return err
+	}
+	var in struct {
+		Status iam.IdentityStatus `json:"status"`
+	}
+	if err := c.decode(&in, false); err != nil {
+		return err
+	}
+	return c.run(iam.SetIdentityStatus{ID: id, Status: in.Status}, http.StatusOK, map[string]any{"id": id, "status": in.Status})
+}
+
+func (s *Server) deleteIdentity(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	c, err := s.beginWrite(w, r, iam.DeleteIdentity{ID: id})
+	if err != nil {
+		return err
+	}
+	return c.run(iam.DeleteIdentity{ID: id}, http.StatusOK, map[string]any{"id": id, "deleted": true})
+}
+
+func (s *Server) addCredential(w http.ResponseWriter, r *http.Request) error {
+	app := r.PathValue("id")
+	c, err := s.beginWrite(w, r, iam.AddCredential{App: app})
+	if err != nil {
+		return err
+	}
+	secret := auth.NewSecret()
+	hash, err := auth.Hash(secret, s.cfg.HashParams)
+	if err != nil {
+		return err
+	}
+	cmd := iam.AddCredential{App: app, CredentialID: c.newID("cred", 12, "cred"), ClientID: c.newID("", 20, "client"), SecretHash: hash}
+	res, err := c.execute(cmd)
+	if err != nil {
+		return err
+	}
+	body := map[string]any{"credentialId": cmd.CredentialID, "clientId": cmd.ClientID, "clientSecret": secret}
+	if res.Replayed {
+		// The secret was shown once, to the first request; it is not kept.
+		delete(body, "clientSecret")
+	}
+	return c.answer(http.StatusCreated, res, body)
+}
+
+func (s *Server) removeCredential(w http.ResponseWriter, r *http.Request) error {
+	cmd := iam.RemoveCredential{App: r.PathValue("id"), CredentialID: r.PathValue("credentialId")}
+	c, err := s.beginWrite(w, r, cmd)
+	if err != nil {
+		return err
+	}
+	return c.run(cmd, http.StatusOK, nil)
+}
+
+func (s *Server) addAPIKey(w http.ResponseWriter, r *http.Request) error {
+	app := r.PathValue("id")
+	c, err := s.beginWrite(w, r, iam.AddAPIKey{App: app})
+	if err != nil {
+		return err
+	}
+	keyID := c.newID("k", 16, "apikey")
+	key := keyID + "." + auth.NewSecret()
+	hash, err := auth.Hash(key, s.cfg.HashParams)
+	if err != nil {
+		return err
+	}
+	res, err := c.execute(iam.AddAPIKey{App: app, KeyID: keyID, KeyHash: hash})
+	if err != nil {
+		return err
+	}
+	body := map[string]any{"keyId": keyID, "apiKey": key}
+	if res.Replayed {
+		delete(body, "apiKey")
+	}
+	return c.answer(http.StatusCreated, res, body)
+}
+
+func (s *Server) removeAPIKey(w http.ResponseWriter, r *http.Request) error {
+	cmd := iam.RemoveAPIKey{App: r.PathValue("id"), KeyID: r.PathValue("keyId")}
+	c, err := s.beginWrite(w, r, cmd)
+	if err != nil {
+		return err
+	}
+	return c.run(cmd, http.StatusOK, nil)
+}
+
+func (s *Server) createGroup(w http.ResponseWriter, r *http.Request) error {
+	c, err := s.beginWrite(w, r, iam.CreateGroup{})
+	if err != nil {
+		return err
+	}
+	var in struct {
+		Name string `json:"name"`
+	}
+	if err := c.decode(&in, false); err != nil {
+		return err
+	}
+	cmd := iam.CreateGroup{ID: c.newID("g", 16, "group"), Name: in.Name}
+	return c.run(cmd, http.StatusCreated, map[string]any{"id": cmd.ID, "hrn": iam.GroupHRN(c.p.Realm, cmd.ID), "name": in.Name})
+}
+
+func (s *Server) addMember(w http.ResponseWriter, r *http.Request) error {
+	cmd := iam.AddMember{Group: r.PathValue("id"), Identity: r.PathValue("identityId")}
+	c, err := s.beginWrite(w, r, cmd)
+	if err != nil {
+		return err
+	}
+	return c.run(cmd, http.StatusOK, nil)
+}
+
+func (s *Server) removeMember(w http.ResponseWriter, r *http.Request) error {
+	cmd := iam.RemoveMember{Group: r.PathValue("id"), Identity: r.PathValue("identityId")}
+	c, err := s.beginWrite(w, r, cmd)
+	if err != nil {
+		return err
+	}
+	return c.run(cmd, http.StatusOK, nil)
+}
+
+func (s *Server) grantRole(w http.ResponseWriter, r *http.Request) error {
+	cmd := iam.GrantRole{Identity: r.PathValue("identityId"), Role: r.PathValue("role")}
+	c, err := s.beginWrite(w, r, cmd)
+	if err != nil {
+		return err
+	}
+	return c.run(cmd, http.StatusOK, nil)
+}
+
+func (s *Server) revokeRole(w http.ResponseWriter, r *http.Request) error {
+	cmd := iam.RevokeRole{Identity: r.PathValue("identityId"), Role: r.PathValue("role")}
+	c, err := s.beginWrite(w, r, cmd)
+	if err != nil {
+		return err
+	}
+	return c.run(cmd, http.StatusOK, nil)
+}
+
+func (s *Server) createPolicy(w http.ResponseWriter, r *http.Request) error {
+	c, err := s.beginWrite(w, r, iam.CreatePolicy{})
+	if err != nil {
+		return err
+	}
+	var in struct {
+		Name       string          `json:"name"`
+		Statements []iam.Statement `json:"statements"`
+	}
+	if err := c.decode(&in, false); err != nil {
+		return err
+	}
+	cmd := iam.CreatePolicy{ID: c.newID("pol", 16, "policy"), Name: in.Name, Statements: in.Statements}
+	return c.run(cmd, http.StatusCreated, map[string]any{"id": cmd.ID, "hrn": iam.PolicyHRN(c.p.Realm, cmd.ID), "name": in.Name, "statements": in.Statements})
+}
+
+func (s *Server) attachPolicy(w http.ResponseWriter, r *http.Request) error {
+	cmd := iam.AttachPolicy{Policy: r.PathValue("id"), Target: r.PathValue("targetId")}
+	c, err := s.beginWrite(w, r, cmd)
+	if err != nil {
+		return err
+	}
+	return c.run(cmd, http.StatusOK, nil)
+}
+
+func (s *Server) detachPolicy(w http.ResponseWriter, r *http.Request) error {
+	cmd := iam.DetachPolicy{Policy: r.PathValue("id"), Target: r.PathValue("targetId")}
+	c, err := s.beginWrite(w, r, cmd)
+	if err != nil {
+		return err
+	}
+	return c.run(cmd, http.StatusOK, nil)
+}
+
+func (s *Server) createProject(w http.ResponseWriter, r *http.Request) error {
+	c, err := s.beginWrite(w, r, iam.CreateProject{})
+	if err != nil {
+		return err
+	}
+	var in struct {
+		Name string `json:"name"`
+	}
+	if err := c.decode(&in, false); err != nil {
+		return err
+	}
+	cmd := iam.CreateProject{ID: c.newID("p", 12, "project"), Name: in.Name}
+	return c.run(cmd, http.StatusCreated, map[string]any{"id": cmd.ID, "hrn": iam.ProjectHRN(c.p.Realm, cmd.ID), "name": in.Name})
+}
+
+func (s *Server) setProjectMember(w http.ResponseWriter, r *http.Request) error {
+	cmd := iam.SetProjectMember{Project: r.PathValue("id"), Member: r.PathValue("memberId")}
+	c, err := s.beginWrite(w, r, cmd)
+	if err != nil {
+		return err
+	}
+	var in struct {
+		Policies []string `json:"policies"`
+	}
+	if err := c.decode(&in, true); err != nil {
+		return err
+	}
+	cmd.Policies = in.Policies
+	return c.run(cmd, http.StatusOK, nil)
+}
+
+func (s *Server) removeProjectMember(w http.ResponseWriter, r *http.Request) error {
+	cmd := iam.RemoveProjectMember{Project: r.PathValue("id"), Member: r.PathValue("memberId")}
+	c, err := s.beginWrite(w, r, cmd)
+	if err != nil {
+		return err
+	}
+	return c.run(cmd, http.StatusOK, nil)
+}
+
+func (s *Server) addProjectResource(w http.ResponseWriter, r *http.Request) error {
+	cmd := iam.AddProjectResource{Project: r.PathValue("id"), HRN: r.PathValue("hrn")}
+	c, err := s.beginWrite(w, r, cmd)
+	if err != nil {
+		return err
+	}
+	var in struct {
+		Relation iam.Relation `json:"relation"`
+	}
+	if err := c.decode(&in, false); err != nil {
+		return err
+	}
+	cmd.Relation = in.Relation
+	return c.run(cmd, http.StatusOK, map[string]any{"hrn": cmd.HRN, "relation": cmd.Relation})
+}
+
+func (s *Server) removeProjectResource(w http.ResponseWriter, r *http.Request) error {
+	cmd := iam.RemoveProjectResource{Project: r.PathValue("id"), HRN: r.PathValue("hrn")}
+	c, err := s.beginWrite(w, r, cmd)
+	if err != nil {
+		return err
+	}
+	return c.run(cmd, http.StatusOK, nil)
+}

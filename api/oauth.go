@@ -1,0 +1,185 @@
+package api
+
+import (
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	iam "github.com/iam-project/iam"
+	"github.com/iam-project/iam/api/auth"
+)
+
+// oauthError is an RFC 6749 §5.2 error answer.
+type oauthError struct {
+	status      int
+	code        string
+	description string
+}
+
+func (e *oauthError) Error() string { return e.code + ": " + e.description }
+
+func writeOAuthError(w http.ResponseWriter, e *oauthError, basic bool) {
+	if e.status == http.StatusUnauthorized {
+		scheme := "Bearer"
+		if basic {
+			scheme = "Basic"
+		}
+		w.Header().Set("WWW-Authenticate", scheme+` realm="iam"`)
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, e.status, map[string]string{"error": e.code, "error_description": e.description})
+}
+
+// token serves POST /oauth2/token (RFC 6749 §4.4, client credentials).
+func (s *Server) token(w http.ResponseWriter, r *http.Request) {
+	clientID, secret, basic := r.BasicAuth()
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	if err := r.ParseForm(); err != nil {
+		writeOAuthError(w, &oauthError{http.StatusBadRequest, "invalid_request", "the body must be application/x-www-form-urlencoded"}, basic)
+		return
+	}
+	if basic {
+		// RFC 6749 §2.3.1: the client id and secret are form-encoded inside Basic.
+		var err1, err2 error
+		clientID, err1 = url.QueryUnescape(clientID)
+		secret, err2 = url.QueryUnescape(secret)
+		if err1 != nil || err2 != nil {
+			writeOAuthError(w, &oauthError{http.StatusUnauthorized, "invalid_client", "malformed Basic credentials"}, basic)
+			return
+		}
+		if r.PostForm.Get("client_secret") != "" {
+			writeOAuthError(w, &oauthError{http.StatusBadRequest, "invalid_request", "use one client authentication method, not two"}, basic)
+			return
+		}
+	} else {
+		clientID, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
+	}
+	switch gt := r.PostForm.Get("grant_type"); gt {
+	case "client_credentials":
+	case "":
+		writeOAuthError(w, &oauthError{http.StatusBadRequest, "invalid_request", "grant_type is required"}, basic)
+		return
+	default:
+		writeOAuthError(w, &oauthError{http.StatusBadRequest, "unsupported_grant_type", "grant_type " + strconv.Quote(gt) + " is not supported"}, basic)
+		return
+	}
+	lifetime := s.cfg.MaxTokenLifetime
+	if v := r.PostForm.Get("expires_in"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || time.Duration(n)*time.Second > s.cfg.MaxTokenLifetime {
+			writeOAuthError(w, &oauthError{http.StatusBadRequest, "invalid_request", "expires_in must be from 1 to " + strconv.Itoa(int(s.cfg.MaxTokenLifetime/time.Second)) + " seconds"}, basic)
+			return
+		}
+		lifetime = time.Duration(n) * time.Second
+	}
+	if clientID == "" || secret == "" {
+		writeOAuthError(w, &oauthError{http.StatusUnauthorized, "invalid_client", "client authentication is required"}, basic)
+		return
+	}
+	p, err := s.authenticateClient(clientID, secret)
+	if err != nil {
+		writeOAuthError(w, err, basic)
+		return
+	}
+	scope := r.PostForm.Get("scope")
+	if scope != "" {
+		if err := s.checkScope(p, scope); err != nil {
+			writeOAuthError(w, err, basic)
+			return
+		}
+	}
+	now := s.cfg.Now()
+	tok, serr := s.keys.Sign(auth.Claims{
+		Issuer: s.issuer(r), Subject: p.ID, Audience: s.cfg.Audience, Realm: p.Realm, Scope: scope,
+		ID: auth.NewID("t", 16), IssuedAt: now, ExpiresAt: now.Add(lifetime), Kind: p.Kind,
+	})
+	if serr != nil {
+		s.log.Error("sign token", "err", serr)
+		writeOAuthError(w, &oauthError{http.StatusInternalServerError, "server_error", "the token could not be signed"}, basic)
+		return
+	}
+	if s.metrics != nil {
+		s.metrics.tokens.Inc()
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, map[string]any{
+		"access_token": tok, "token_type": "bearer", "expires_in": int(lifetime / time.Second), "scope": scope,
+	})
+}
+
+// authenticateClient finds the credential by client id on the latest state
+// and verifies the secret against its argon2id hash.
+func (s *Server) authenticateClient(clientID, secret string) (Principal, *oauthError) {
+	bad := &oauthError{http.StatusUnauthorized, "invalid_client", "unknown client or wrong secret"}
+	var p Principal
+	var hash string
+	_ = s.writer.View(func(st *iam.State) error {
+		realm, app, cred, ok := st.ClientCredential(clientID)
+		if ok && app.Status == iam.StatusActive {
+			p, hash = Principal{Realm: realm, ID: app.ID, Kind: auth.KindApp}, cred.SecretHash
+		}
+		return nil
+	})
+	if hash == "" {
+		return Principal{}, bad
+	}
+	if ok, err := s.verify.Verify(secret, hash); err != nil || !ok {
+		return Principal{}, bad
+	}
+	return p, nil
+}
+
+// checkScope allows a project-scoped token only to a member of the project,
+// directly or through a group.
+func (s *Server) checkScope(p Principal, scope string) *oauthError {
+	if strings.ContainsAny(scope, " \t") {
+		return &oauthError{http.StatusBadRequest, "invalid_scope", "Only one project scope allowed in token"}
+	}
+	project, err := iam.ProjectIDFromHRN("scope", p.Realm, scope)
+	if err != nil {
+		return &oauthError{http.StatusBadRequest, "invalid_scope", iam.ErrorMessage(err)}
+	}
+	var member bool
+	_ = s.writer.View(func(st *iam.State) error {
+		realm := st.Realm(p.Realm)
+		proj := realm.Projects[project]
+		id := realm.Identities[p.ID]
+		if proj == nil || id == nil {
+			return nil
+		}
+		_, member = proj.Members[p.ID]
+		for g := range id.Groups {
+			_, viaGroup := proj.Members[g]
+			member = member || viaGroup
+		}
+		return nil
+	})
+	if !member {
+		return &oauthError{http.StatusBadRequest, "invalid_scope", "Client is not a member of the project"}
+	}
+	return nil
+}
+
+func (s *Server) discovery(w http.ResponseWriter, r *http.Request) {
+	iss := s.issuer(r)
+	writeJSON(w, http.StatusOK, map[string]any{
+		"issuer":                                iss,
+		"token_endpoint":                        iss + "/oauth2/token",
+		"jwks_uri":                              iss + "/.well-known/jwks.json",
+		"grant_types_supported":                 []string{"client_credentials"},
+		"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
+		"response_types_supported":              []string{"token"},
+		"subject_types_supported":               []string{"public"},
+		"id_token_signing_alg_values_supported": []string{"ES256"},
+		"scopes_supported":                      []string{"openid"},
+		"claims_supported":                      []string{"iss", "sub", "aud", "exp", "iat", "jti", "realm", "scope", "kind"},
+	})
+}
+
+func (s *Server) jwks(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	_, _ = w.Write(s.keys.JWKS())
+}

@@ -1,0 +1,296 @@
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	iam "github.com/iam-project/iam"
+	"github.com/iam-project/iam/api/auth"
+	"github.com/iam-project/iam/eventlog"
+	"github.com/iam-project/iam/replica"
+)
+
+// Config configures a Server.
+type Config struct {
+	// Issuer is the token issuer and the base URL in discovery; empty means
+	// the URL the request came in on.
+	Issuer string
+	// Audience of issued tokens. Default "iam".
+	Audience string
+	// DefaultRegion answers requests that name no region. Default: the
+	// first replica.
+	DefaultRegion string
+	// HashParams are the argon2id parameters for new secrets.
+	HashParams auth.HashParams
+	// MaxTokenLifetime caps expires_in. Default 24h.
+	MaxTokenLifetime time.Duration
+	// IdempotencySecret keys the digests of idempotent requests and the ids
+	// derived from Idempotency-Keys; it must survive restarts. Default: a
+	// random key (idempotency then holds only within this process's life).
+	IdempotencySecret []byte
+	Logger            *slog.Logger
+	Now               func() time.Time
+}
+
+// Server serves the HTTP API over one writer and one replica per region.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	writer   *eventlog.Writer
+	evlog    *eventlog.Log
+	replicas map[string]*replica.Replica
+	regions  []string
+	keys     *auth.KeySet
+	verify   *auth.VerifyCache
+	metrics  *Metrics
+	lag      *lagMonitor
+	mux      *http.ServeMux
+
+	idemSecret []byte
+}
+
+// New returns a server. regions lists the replicas in preference order.
+func New(cfg Config, writer *eventlog.Writer, evlog *eventlog.Log, replicas []*replica.Replica, keys *auth.KeySet, metrics *Metrics) *Server {
+	if cfg.Audience == "" {
+		cfg.Audience = "iam"
+	}
+	if cfg.MaxTokenLifetime == 0 {
+		cfg.MaxTokenLifetime = 24 * time.Hour
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.HashParams == (auth.HashParams{}) {
+		cfg.HashParams = auth.DefaultHashParams()
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, writer: writer, evlog: evlog, keys: keys,
+		replicas: map[string]*replica.Replica{}, verify: auth.NewVerifyCache(auth.DefaultVerifyCacheSize), metrics: metrics}
+	for _, r := range replicas {
+		s.replicas[r.Region()] = r
+		s.regions = append(s.regions, r.Region())
+	}
+	if s.cfg.DefaultRegion == "" && len(s.regions) > 0 {
+		s.cfg.DefaultRegion = s.regions[0]
+	}
+	s.idemSecret = cfg.IdempotencySecret
+	if len(s.idemSecret) == 0 {
+		s.idemSecret = make([]byte, 32)
+		_, _ = rand.Read(s.idemSecret)
+	}
+	s.lag = newLagMonitor(s)
+	s.routes()
+	return s
+}
+
+// Handler returns the HTTP handler.
+func (s *Server) Handler() http.Handler {
+	return s.recoverer(s.mux)
+}
+
+// Start starts the server's background work (the lag monitor); Stop ends it.
+func (s *Server) Start(ctx context.Context) { s.lag.start(ctx) }
+
+// Stop stops the background work.
+func (s *Server) Stop() { s.lag.stop() }
+
+type ctxKey int
+
+const (
+	ctxCorrelation ctxKey = iota
+	ctxPrincipal
+)
+
+func correlationID(r *http.Request) string {
+	if v, ok := r.Context().Value(ctxCorrelation).(string); ok {
+		return v
+	}
+	return ""
+}
+
+// recoverer gives each request a correlation id and turns a panic into a
+// logged internal error: no input may take the server down.
+func (s *Server) recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-Correlation-Id")
+		if id == "" || len(id) > 64 {
+			var b [8]byte
+			_, _ = rand.Read(b[:])
+			id = hex.EncodeToString(b[:])
+		}
+		w.Header().Set("X-Correlation-Id", id)
+		r = r.WithContext(context.WithValue(r.Context(), ctxCorrelation, id))
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.writeError(w, r, fmt.Errorf("panic: %v\n%s", v, debug.Stack()))
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// Principal is the authenticated caller.
+type Principal struct {
+	Realm string
+	ID    string
+	Kind  string
+	Scope string // project HRN of a project-scoped token
+}
+
+func principal(r *http.Request) Principal {
+	p, _ := r.Context().Value(ctxPrincipal).(Principal)
+	return p
+}
+
+// authed wraps a handler that needs a caller: a bearer token (or, where
+// apiKeyOK, an API key). Authentication comes before anything else.
+func (s *Server) authed(apiKeyOK bool, h func(http.ResponseWriter, *http.Request) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, err := s.authenticate(r, apiKeyOK)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		r = r.WithContext(context.WithValue(r.Context(), ctxPrincipal, p))
+		if err := h(w, r); err != nil {
+			s.writeError(w, r, err)
+		}
+	})
+}
+
+func (s *Server) authenticate(r *http.Request, apiKeyOK bool) (Principal, error) {
+	if apiKeyOK {
+		key := r.Header.Get("X-API-Key")
+		if key == "" {
+			key = r.URL.Query().Get("apiKey")
+		}
+		if key != "" {
+			return s.authenticateAPIKey(key)
+		}
+	}
+	h := r.Header.Get("Authorization")
+	scheme, token, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+		return Principal{}, iam.Errorf(iam.EUnauthenticated, "a bearer access token is required (Authorization: Bearer <token>)")
+	}
+	c, err := s.keys.Verify(strings.TrimSpace(token), s.issuer(r), s.cfg.Audience, s.cfg.Now())
+	if err != nil {
+		return Principal{}, iam.Errorf(iam.EUnauthenticated, "the access token is not valid: %v", err)
+	}
+	p := Principal{Realm: c.Realm, ID: c.Subject, Kind: c.Kind, Scope: c.Scope}
+	// A token outlives nothing: an identity deactivated or deleted since the
+	// token was issued is refused at once (the writer's state is the latest).
+	err = s.writer.View(func(st *iam.State) error {
+		id := st.Identity(p.Realm, p.ID)
+		if id == nil || id.Status != iam.StatusActive {
+			return iam.Errorf(iam.EUnauthenticated, "the token's identity is not active")
+		}
+		return nil
+	})
+	return p, err
+}
+
+func (s *Server) authenticateAPIKey(key string) (Principal, error) {
+	keyID, _, ok := strings.Cut(key, ".")
+	bad := iam.Errorf(iam.EUnauthenticated, "the API key is not valid")
+	if !ok || iam.ValidID("apiKey", keyID) != nil {
+		return Principal{}, bad
+	}
+	var p Principal
+	var hash string
+	_ = s.writer.View(func(st *iam.State) error {
+		realm, app, h, found := st.APIKey(keyID)
+		if found && app.Status == iam.StatusActive {
+			p, hash = Principal{Realm: realm, ID: app.ID, Kind: string(iam.KindApp)}, h
+		}
+		return nil
+	})
+	if hash == "" {
+		return Principal{}, bad
+	}
+	if okHash, err := s.verify.Verify(key, hash); err != nil || !okHash {
+		return Principal{}, bad
+	}
+	return p, nil
+}
+
+// issuer is the configured issuer, or the base URL of the request.
+func (s *Server) issuer(r *http.Request) string {
+	if s.cfg.Issuer != "" {
+		return s.cfg.Issuer
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
+// region picks the replica that answers: Iam-Region or ?region=, else the default.
+func (s *Server) region(r *http.Request) (*replica.Replica, error) {
+	name := r.Header.Get("Iam-Region")
+	if name == "" {
+		name = r.URL.Query().Get("region")
+	}
+	if name == "" {
+		name = s.cfg.DefaultRegion
+	}
+	rep := s.replicas[name]
+	if rep == nil {
+		return nil, iam.FieldErrorf("region", "%q is not a region served here (%s)", name, strings.Join(s.regions, ", "))
+	}
+	return rep, nil
+}
+
+// Consistency tokens are opaque to clients; inside they are log sequences.
+const tokenPrefix = "ct1."
+
+// FormatToken makes the opaque consistency token of a log sequence.
+func FormatToken(seq uint64) string { return tokenPrefix + strconv.FormatUint(seq, 36) }
+
+// ParseToken reads a consistency token; errors name field.
+func ParseToken(field, t string) (uint64, error) {
+	rest, ok := strings.CutPrefix(t, tokenPrefix)
+	if ok && len(rest) <= 13 {
+		if seq, err := strconv.ParseUint(rest, 36, 64); err == nil {
+			return seq, nil
+		}
+	}
+	return 0, iam.FieldErrorf(field, "%q is not a consistency token", t)
+}
+
+// readConsistency is what management reads wait for: the Consistency-Token
+// header if sent, and at least every write this server has acknowledged.
+func (s *Server) readConsistency(r *http.Request) (replica.Consistency, error) {
+	seq := s.writer.Position()
+	if t := r.Header.Get("Consistency-Token"); t != "" {
+		hs, err := ParseToken("Consistency-Token", t)
+		if err != nil {
+			return replica.Consistency{}, err
+		}
+		seq = max(seq, hs)
+	}
+	return replica.Consistency{Mode: replica.AtLeastAsFresh, Token: seq}, nil
+}
+
+// requestHash identifies a write request for idempotency: method, path, body.
+func requestHash(r *http.Request, body []byte) string {
+	h := sha256.New()
+	h.Write([]byte(r.Method + " " + r.URL.Path + "\n"))
+	h.Write(body)
+	return hex.EncodeToString(h.Sum(nil))
+}

@@ -1,0 +1,257 @@
+package iam
+
+import (
+	"sort"
+	"strconv"
+)
+
+// CheckRequest asks whether Subject may perform Action on Resource. Scope is
+// a project id ("" for an unscoped check).
+type CheckRequest struct {
+	Realm    string
+	Subject  string
+	Action   string
+	Resource string
+	Scope    string
+}
+
+// Decision is a check's answer; Reason names the deciding statement, or what
+// is missing.
+type Decision struct {
+	Allowed bool   `json:"allowed"`
+	Reason  string `json:"reason"`
+}
+
+// Grant source kinds, for reasons and effective permissions.
+const (
+	SourcePolicy = "policy"
+	SourceRole   = "role"
+)
+
+// Source says where a statement reaches a subject from.
+type Source struct {
+	Kind    string `json:"kind"`              // policy or role
+	ID      string `json:"id"`                // policy id or role name
+	Via     string `json:"via,omitempty"`     // group id, when inherited through a group
+	Project string `json:"project,omitempty"` // project id, for project memberships
+}
+
+func (src Source) describe(stmt int) string {
+	s := src.Kind + " " + src.ID + " statement " + strconv.Itoa(stmt)
+	if src.Via != "" {
+		s += " via group " + src.Via
+	}
+	if src.Project != "" {
+		s += " in project " + src.Project
+	}
+	return s
+}
+
+// evaluation collects the first deny and the first allow that match.
+type evaluation struct {
+	action, resource string
+	denied, allowed  bool
+	denyReason       string
+	allowReason      string
+}
+
+func (e *evaluation) statements(stmts []Statement, src Source) {
+	for i := range stmts {
+		st := &stmts[i]
+		if e.denied || (st.Effect == Allow && e.allowed) || !st.matches(e.action, e.resource) {
+			continue
+		}
+		if st.Effect == Deny {
+			e.denied, e.denyReason = true, "denied by "+src.describe(i)
+		} else {
+			e.allowed, e.allowReason = true, "allowed by "+src.describe(i)
+		}
+	}
+}
+
+func (st *Statement) matches(action, resource string) bool {
+	actionOK := false
+	for _, a := range st.Actions {
+		if MatchAction(a, action) {
+			actionOK = true
+			break
+		}
+	}
+	if !actionOK {
+		return false
+	}
+	for _, r := range st.Resources {
+		if MatchResource(r, resource) {
+			return true
+		}
+	}
+	return false
+}
+
+func (e *evaluation) policies(r *Realm, ids []string, src Source) {
+	for _, id := range ids {
+		if p := r.Policies[id]; p != nil {
+			src.ID = id
+			e.statements(p.Statements, src)
+		}
+	}
+}
+
+func (e *evaluation) policySet(r *Realm, ids set, src Source) {
+	for id := range ids {
+		if p := r.Policies[id]; p != nil {
+			src.ID = id
+			e.statements(p.Statements, src)
+		}
+		if e.denied {
+			return
+		}
+	}
+}
+
+func (e *evaluation) decision() Decision {
+	switch {
+	case e.denied:
+		return Decision{Allowed: false, Reason: e.denyReason}
+	case e.allowed:
+		return Decision{Allowed: true, Reason: e.allowReason}
+	}
+	return Decision{Reason: "no statement allows " + e.action + " on " + e.resource}
+}
+
+// Check evaluates a request: default deny, an explicit deny beats any allow.
+// Unscoped, it reaches only resources outside projects, through realm-wide
+// policies and roles (direct or through groups). Scoped to a project, it
+// reaches only that project's resources (home or linked), through the
+// policies given to the subject's membership of that project, directly or
+// through a group that is a member.
+func (s *State) Check(q CheckRequest) Decision {
+	r := s.realms[q.Realm]
+	if r == nil {
+		return Decision{Reason: "realm " + q.Realm + " is unknown"}
+	}
+	id := r.Identities[q.Subject]
+	switch {
+	case id == nil:
+		return Decision{Reason: "subject " + q.Subject + " is unknown"}
+	case id.Status == StatusDeleted:
+		return Decision{Reason: "subject " + q.Subject + " is deleted"}
+	case id.Status != StatusActive:
+		return Decision{Reason: "subject " + q.Subject + " is " + string(id.Status)}
+	}
+	ev := evaluation{action: q.Action, resource: q.Resource}
+	placement := r.Resources[q.Resource]
+	if q.Scope == "" {
+		if placement != nil {
+			home := placement.Home
+			if home == "" {
+				home = placement.Links.sorted()[0]
+			}
+			return Decision{Reason: q.Resource + " is in project " + home + ": only a check scoped to a project holding it can reach it"}
+		}
+		ev.policySet(r, id.Policies, Source{Kind: SourcePolicy})
+		for g := range id.Groups {
+			if grp := r.Groups[g]; grp != nil && !ev.denied {
+				ev.policySet(r, grp.Policies, Source{Kind: SourcePolicy, Via: g})
+			}
+		}
+		for role := range id.Roles {
+			if !ev.denied {
+				ev.statements(r.roleCache[role], Source{Kind: SourceRole, ID: role})
+			}
+		}
+		return ev.decision()
+	}
+	p := r.Projects[q.Scope]
+	if p == nil {
+		return Decision{Reason: "project " + q.Scope + " is unknown"}
+	}
+	if placement == nil || (placement.Home != q.Scope && !placement.Links.has(q.Scope)) {
+		return Decision{Reason: q.Resource + " is not in project " + q.Scope}
+	}
+	if pols, ok := p.Members[q.Subject]; ok {
+		ev.policies(r, pols, Source{Kind: SourcePolicy, Project: q.Scope})
+	}
+	for g := range id.Groups {
+		if pols, ok := p.Members[g]; ok && !ev.denied {
+			ev.policies(r, pols, Source{Kind: SourcePolicy, Via: g, Project: q.Scope})
+		}
+	}
+	if !ev.allowed && !ev.denied {
+		if _, direct := p.Members[q.Subject]; !direct {
+			return Decision{Reason: "subject " + q.Subject + " is not a member of project " + q.Scope + " (directly or through a group)"}
+		}
+	}
+	return ev.decision()
+}
+
+// Permission is one effective permission of an identity and where it comes from.
+type Permission struct {
+	Effect   Effect `json:"effect"`
+	Action   string `json:"action"`
+	Resource string `json:"resource"`
+	Source   Source `json:"source"`
+}
+
+// Permissions lists an identity's effective permissions with their
+// provenance: realm-wide policies and roles, direct or through groups, and
+// project memberships. It returns not_found for an unknown identity.
+func (s *State) Permissions(realm, identity string) ([]Permission, error) {
+	r := s.realms[realm]
+	if r == nil || r.Identities[identity] == nil || r.Identities[identity].Status == StatusDeleted {
+		return nil, Errorf(ENotFound, "identity %s not found", identity)
+	}
+	id := r.Identities[identity]
+	var out []Permission
+	add := func(stmts []Statement, src Source) {
+		for _, st := range stmts {
+			for _, a := range st.Actions {
+				for _, res := range st.Resources {
+					out = append(out, Permission{Effect: st.Effect, Action: a, Resource: res, Source: src})
+				}
+			}
+		}
+	}
+	addPolicies := func(ids []string, src Source) {
+		for _, pid := range ids {
+			if p := r.Policies[pid]; p != nil {
+				src.ID = pid
+				add(p.Statements, src)
+			}
+		}
+	}
+	addPolicies(id.Policies.sorted(), Source{Kind: SourcePolicy})
+	for _, role := range id.Roles.sorted() {
+		add(r.roleCache[role], Source{Kind: SourceRole, ID: role})
+	}
+	groups := id.Groups.sorted()
+	for _, g := range groups {
+		if grp := r.Groups[g]; grp != nil {
+			addPolicies(grp.Policies.sorted(), Source{Kind: SourcePolicy, Via: g})
+		}
+	}
+	projects := set{}
+	for p := range id.Projects {
+		projects.add(p)
+	}
+	for _, g := range groups {
+		if grp := r.Groups[g]; grp != nil {
+			for p := range grp.Projects {
+				projects.add(p)
+			}
+		}
+	}
+	for _, pid := range projects.sorted() {
+		p := r.Projects[pid]
+		if pols, ok := p.Members[identity]; ok {
+			addPolicies(pols, Source{Kind: SourcePolicy, Project: pid})
+		}
+		for _, g := range groups {
+			if pols, ok := p.Members[g]; ok {
+				addPolicies(pols, Source{Kind: SourcePolicy, Project: pid, Via: g})
+			}
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Effect == Deny && out[j].Effect != Deny })
+	return out, nil
+}

@@ -1,0 +1,401 @@
+package eventlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+
+	"github.com/iam-project/iam"
+)
+
+// Subjects of the stream. Every event message goes to
+// iam.evt.<realm>.<aggregate>; heartbeats to HeartbeatSubject.
+const (
+	SubjectPrefix    = "iam.evt"
+	StreamSubjects   = SubjectPrefix + ".>"
+	SysRealm         = "_sys"
+	HeartbeatSubject = SubjectPrefix + "." + SysRealm + ".heartbeat"
+)
+
+// Message headers of the envelope.
+const (
+	// EnvelopeHeader carries the envelope version; a reader refuses any
+	// version other than EnvelopeVersion rather than guess.
+	EnvelopeHeader  = "Iam-Envelope"
+	EnvelopeVersion = "1"
+)
+
+// Defaults of Config.
+const (
+	DefaultStream         = "IAM"
+	DefaultDuplicates     = 2 * time.Minute
+	DefaultPublishTimeout = 2 * time.Second
+	DefaultMaxRetries     = 5
+)
+
+// Config configures a Log. The zero value is usable.
+type Config struct {
+	// Stream name. Defaults to "IAM".
+	Stream string
+	// Replicas of the stream. Defaults to 1.
+	Replicas int
+	// Domain is the JetStream domain to talk to, empty for the local one.
+	Domain string
+	// Duplicates is the de-duplication window for message ids. Defaults to
+	// 2m: a MsgID repeated later than this is stored again.
+	Duplicates time.Duration
+	// PublishTimeout bounds one publish attempt. Defaults to 2s.
+	PublishTimeout time.Duration
+	// MaxRetries bounds the re-publishes of an append whose outcome is
+	// unknown (timeout, no response). Defaults to 5; -1 disables retries.
+	MaxRetries int
+	// Backoff returns the schedule between those re-publishes. Defaults to
+	// exponential from 20ms to 500ms. The Log adds WithContext and
+	// WithMaxRetries.
+	Backoff func() backoff.BackOff
+	// OnRetry, if set, is called before each re-publish with a short cause
+	// ("timeout", "no_responders", ...). It must be safe for concurrent use.
+	OnRetry func(cause string)
+}
+
+// Log is the event log: one JetStream stream. It is safe for concurrent use.
+type Log struct {
+	cfg    Config
+	js     jetstream.JetStream
+	stream jetstream.Stream
+}
+
+// Open creates the stream, or updates its configuration, and returns a Log
+// over it. The stream holds subjects iam.evt.>, on file, with limits
+// retention and no age limit: the log is the source of truth.
+func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Log, error) {
+	if cfg.Stream == "" {
+		cfg.Stream = DefaultStream
+	}
+	if cfg.Replicas <= 0 {
+		cfg.Replicas = 1
+	}
+	if cfg.Duplicates <= 0 {
+		cfg.Duplicates = DefaultDuplicates
+	}
+	if cfg.PublishTimeout <= 0 {
+		cfg.PublishTimeout = DefaultPublishTimeout
+	}
+	if cfg.MaxRetries == 0 {
+		cfg.MaxRetries = DefaultMaxRetries
+	} else if cfg.MaxRetries < 0 {
+		cfg.MaxRetries = 0
+	}
+	if cfg.Backoff == nil {
+		cfg.Backoff = func() backoff.BackOff {
+			b := backoff.NewExponentialBackOff()
+			b.InitialInterval = 20 * time.Millisecond
+			b.MaxInterval = 500 * time.Millisecond
+			b.MaxElapsedTime = 0
+			return b
+		}
+	}
+	var js jetstream.JetStream
+	var err error
+	if cfg.Domain != "" {
+		js, err = jetstream.NewWithDomain(nc, cfg.Domain)
+	} else {
+		js, err = jetstream.New(nc)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open log: %w", err)
+	}
+	stream, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        cfg.Stream,
+		Description: "iam event log (source of truth)",
+		Subjects:    []string{StreamSubjects},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      0,
+		MaxMsgs:     -1,
+		MaxBytes:    -1,
+		Duplicates:  cfg.Duplicates,
+		AllowDirect: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open log: stream %s: %w", cfg.Stream, err)
+	}
+	return &Log{cfg: cfg, js: js, stream: stream}, nil
+}
+
+// JetStream returns the JetStream context the Log uses (for tools and tests).
+func (l *Log) JetStream() jetstream.JetStream { return l.js }
+
+// StreamName returns the name of the stream.
+func (l *Log) StreamName() string { return l.cfg.Stream }
+
+// Subject returns the subject of one aggregate of a realm,
+// iam.evt.<realm>.<aggregate>. Tokens must be non-empty and hold no '.', '*',
+// '>' or white space; otherwise the error is invalid_argument.
+func Subject(realm, aggregate string) (string, error) {
+	if err := validToken("realm", realm); err != nil {
+		return "", err
+	}
+	if err := validToken("aggregate", aggregate); err != nil {
+		return "", err
+	}
+	return SubjectPrefix + "." + realm + "." + aggregate, nil
+}
+
+// RealmSubjects returns the wildcard subject of all aggregates of a realm,
+// iam.evt.<realm>.>. The realm is not validated (see Subject).
+func RealmSubjects(realm string) string {
+	return SubjectPrefix + "." + realm + ".>"
+}
+
+func validToken(field, tok string) error {
+	if tok == "" {
+		return iam.FieldErrorf(field, "must not be empty")
+	}
+	for _, r := range tok {
+		if r == '.' || r == '*' || r == '>' || unicode.IsSpace(r) || unicode.IsControl(r) {
+			return iam.FieldErrorf(field, "%q must not contain '.', '*', '>' or white space", tok)
+		}
+	}
+	return nil
+}
+
+// validSubject accepts exactly iam.evt.<realm>.<aggregate>.
+func validSubject(subject string) error {
+	rest, ok := strings.CutPrefix(subject, SubjectPrefix+".")
+	if !ok {
+		return iam.FieldErrorf("subject", "%q is not under %s", subject, StreamSubjects)
+	}
+	realm, agg, ok := strings.Cut(rest, ".")
+	if !ok {
+		return iam.FieldErrorf("subject", "%q lacks an aggregate", subject)
+	}
+	if err := validToken("realm", realm); err != nil {
+		return err
+	}
+	return validToken("aggregate", agg)
+}
+
+// AppendRequest is one message to append.
+type AppendRequest struct {
+	// Subject of the aggregate (see Subject). Required.
+	Subject string
+	// Commits form the message body. At least one.
+	Commits []iam.Commit
+	// MsgID de-duplicates the append within the Duplicates window. When
+	// empty a unique id is generated, so that re-publishing after an
+	// ambiguous failure cannot store the message twice.
+	MsgID string
+	// ExpectRealm, when set, makes the append conditional: it is stored only
+	// if the last message on any subject of that realm has sequence
+	// ExpectSeq (0: the realm has no message yet).
+	ExpectRealm string
+	ExpectSeq   uint64
+}
+
+// Append stores one message and returns its stream sequence, the consistency
+// token. If the message's MsgID was already stored within the window, it
+// returns the original sequence and stores nothing.
+//
+// Errors: invalid_argument for a bad subject or an empty request; conflict
+// when the realm expectation is stale; unavailable when the outcome is still
+// unknown after the bounded re-publishes (the caller may retry with the same
+// MsgID); other errors are internal.
+func (l *Log) Append(ctx context.Context, req AppendRequest) (uint64, error) {
+	if err := validSubject(req.Subject); err != nil {
+		return 0, fmt.Errorf("append %s: %w", req.Subject, err)
+	}
+	if req.ExpectRealm != "" {
+		if err := validToken("realm", req.ExpectRealm); err != nil {
+			return 0, fmt.Errorf("append %s: %w", req.Subject, err)
+		}
+	}
+	if len(req.Commits) == 0 {
+		return 0, fmt.Errorf("append %s: %w", req.Subject, iam.FieldErrorf("commits", "at least one commit is required"))
+	}
+	data, err := iam.MarshalCommits(req.Commits)
+	if err != nil {
+		return 0, fmt.Errorf("append %s: %w", req.Subject, err)
+	}
+	msgID := req.MsgID
+	if msgID == "" {
+		msgID = nuid.Next()
+	}
+	opts := []jetstream.PublishOpt{jetstream.WithMsgID(msgID), jetstream.WithExpectStream(l.cfg.Stream)}
+	if req.ExpectRealm != "" {
+		opts = append(opts, jetstream.WithExpectLastSequenceForSubject(req.ExpectSeq, RealmSubjects(req.ExpectRealm)))
+	}
+
+	var seq uint64
+	attempt := 0
+	op := func() error {
+		attempt++
+		// The headers are rebuilt on every attempt: PublishMsg fills them in.
+		m := nats.NewMsg(req.Subject)
+		m.Data = data
+		m.Header.Set(EnvelopeHeader, EnvelopeVersion)
+		pctx, cancel := context.WithTimeout(ctx, l.cfg.PublishTimeout)
+		ack, err := l.js.PublishMsg(pctx, m, opts...)
+		cancel()
+		if err == nil {
+			seq = ack.Sequence
+			return nil
+		}
+		if isWrongLastSequence(err) {
+			// On R1 the server checks the expectation before
+			// de-duplication: a re-publish of a message stored by an
+			// earlier attempt (ours, or an earlier call with the same
+			// MsgID) is refused as a conflict. If the realm's last
+			// message carries our MsgID, answer as for a duplicate.
+			if s, ok := l.ownLastWrite(ctx, req.ExpectRealm, msgID); ok {
+				seq = s
+				return nil
+			}
+			return backoff.Permanent(fmt.Errorf("%w: %w",
+				iam.Errorf(iam.EConflict, "realm %s changed since sequence %d", req.ExpectRealm, req.ExpectSeq), err))
+		}
+		if ctx.Err() != nil {
+			return backoff.Permanent(err)
+		}
+		if cause, ok := ambiguous(err); ok {
+			return &retryable{cause: cause, err: err}
+		}
+		return backoff.Permanent(err)
+	}
+	notify := func(err error, _ time.Duration) {
+		var r *retryable
+		if l.cfg.OnRetry != nil && errors.As(err, &r) {
+			l.cfg.OnRetry(r.cause)
+		}
+	}
+	b := backoff.WithContext(backoff.WithMaxRetries(l.cfg.Backoff(), uint64(l.cfg.MaxRetries)), ctx)
+	if err := backoff.RetryNotify(op, b, notify); err != nil {
+		var r *retryable
+		if errors.As(err, &r) {
+			err = fmt.Errorf("%w: %w", iam.Errorf(iam.EUnavailable, "event log did not answer after %d attempts", attempt), r.err)
+		}
+		return 0, fmt.Errorf("append %s: %w", req.Subject, err)
+	}
+	return seq, nil
+}
+
+// ownLastWrite reports whether the last message of realm carries msgID, and
+// its sequence.
+func (l *Log) ownLastWrite(ctx context.Context, realm, msgID string) (uint64, bool) {
+	gctx, cancel := context.WithTimeout(ctx, l.cfg.PublishTimeout)
+	defer cancel()
+	m, err := l.stream.GetLastMsgForSubject(gctx, RealmSubjects(realm))
+	if err != nil || m.Header.Get(jetstream.MsgIDHeader) != msgID {
+		return 0, false
+	}
+	return m.Sequence, true
+}
+
+// retryable marks a publish whose outcome is unknown.
+type retryable struct {
+	cause string
+	err   error
+}
+
+func (r *retryable) Error() string { return r.cause + ": " + r.err.Error() }
+func (r *retryable) Unwrap() error { return r.err }
+
+// ambiguous reports whether a publish error leaves its outcome unknown, so
+// that it must be re-published with the same MsgID, and names the cause.
+func ambiguous(err error) (string, bool) {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+		return "timeout", true
+	case errors.Is(err, jetstream.ErrNoStreamResponse), errors.Is(err, nats.ErrNoResponders):
+		return "no_responders", true
+	case errors.Is(err, nats.ErrConnectionReconnecting), errors.Is(err, nats.ErrDisconnected):
+		return "disconnected", true
+	}
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.Code == 503 {
+		return "unavailable", true
+	}
+	return "", false
+}
+
+// isWrongLastSequence reports a stale expectation: 10071 on R1 streams,
+// 10164 on replicated ones.
+func isWrongLastSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) &&
+		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
+// Head returns the stream's last sequence (0 when empty).
+func (l *Log) Head(ctx context.Context) (uint64, error) {
+	info, err := l.stream.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("head %s: %w", l.cfg.Stream, err)
+	}
+	return info.State.LastSeq, nil
+}
+
+// LastForRealm returns the sequence of the last message on any subject of
+// realm, 0 when it has none: the value to pass as ExpectSeq.
+func (l *Log) LastForRealm(ctx context.Context, realm string) (uint64, error) {
+	if err := validToken("realm", realm); err != nil {
+		return 0, fmt.Errorf("last for realm: %w", err)
+	}
+	m, err := l.stream.GetLastMsgForSubject(ctx, RealmSubjects(realm))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
+	} else if err != nil {
+		return 0, fmt.Errorf("last for realm %s: %w", realm, err)
+	}
+	return m.Sequence, nil
+}
+
+// Get returns the entry stored at seq. Errors: not_found when there is no
+// message at seq; internal when it cannot be decoded (see ErrEnvelope).
+func (l *Log) Get(ctx context.Context, seq uint64) (iam.LogEntry, error) {
+	m, err := l.stream.GetMsg(ctx, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return iam.LogEntry{}, fmt.Errorf("get %d: %w", seq, iam.Errorf(iam.ENotFound, "no log entry at sequence %d", seq))
+	} else if err != nil {
+		return iam.LogEntry{}, fmt.Errorf("get %d: %w", seq, err)
+	}
+	e, err := decode(m.Sequence, m.Subject, m.Time, m.Header, m.Data)
+	if err != nil {
+		return iam.LogEntry{}, fmt.Errorf("get %d: %w", seq, err)
+	}
+	return e, nil
+}
+
+// ErrEnvelope is wrapped by every error decoding a stored message: an
+// unknown envelope version or an undecodable body. Retrying cannot help.
+var ErrEnvelope = errors.New("bad log envelope")
+
+func decode(seq uint64, subject string, t time.Time, h nats.Header, data []byte) (iam.LogEntry, error) {
+	if v := h.Get(EnvelopeHeader); v != EnvelopeVersion {
+		return iam.LogEntry{}, fmt.Errorf("%w: sequence %d: envelope version %q not supported", ErrEnvelope, seq, v)
+	}
+	commits, err := iam.UnmarshalCommits(data)
+	if err != nil {
+		return iam.LogEntry{}, fmt.Errorf("%w: sequence %d: %w", ErrEnvelope, seq, err)
+	}
+	return iam.LogEntry{
+		Seq:     seq,
+		Subject: subject,
+		MsgID:   h.Get(jetstream.MsgIDHeader),
+		Time:    t,
+		Commits: commits,
+	}, nil
+}
+
+var _ error = (*retryable)(nil)

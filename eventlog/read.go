@@ -1,0 +1,228 @@
+package eventlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/iam-project/iam"
+)
+
+// followBuffer is how many decoded entries a Follower holds for its reader.
+const followBuffer = 4096
+
+// ErrSequenceGap is wrapped by Follower.Next when the consumer skipped
+// sequences. The caller decides whether the missing entries exist (retry
+// from where it was) or were deleted (the log is damaged).
+var ErrSequenceGap = errors.New("sequence gap")
+
+// ErrFollowerStopped is returned by Next after Stop or after the consumer
+// ended for good (connection closed).
+var ErrFollowerStopped = errors.New("follower stopped")
+
+// Follower delivers the log's entries in sequence order, from a starting
+// sequence on, including entries appended later. It is backed by an ordered
+// consumer, which recreates itself after missed heartbeats, a deleted
+// consumer or a reconnect, resuming after the last entry it delivered.
+//
+// Next is for one goroutine; Head, Err and Stop are safe for concurrent use.
+type Follower struct {
+	cc   jetstream.ConsumeContext
+	ch   chan followItem
+	done chan struct{}
+	stop sync.Once
+
+	next    uint64 // sequence Next expects; owned by Next's caller
+	failed  error  // sticky failure; owned by Next's caller
+	head    atomic.Uint64
+	lastErr atomic.Pointer[error]
+	active  atomic.Int64 // unix nanos of the last message or consumer event
+}
+
+type followItem struct {
+	entry iam.LogEntry
+	err   error
+}
+
+// Follow starts following the log from sequence from (1 when 0). ctx bounds
+// only the creation of the consumer; the Follower lives until Stop.
+func (l *Log) Follow(ctx context.Context, from uint64) (*Follower, error) {
+	if from == 0 {
+		from = 1
+	}
+	cons, err := l.js.OrderedConsumer(ctx, l.cfg.Stream, jetstream.OrderedConsumerConfig{
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:       from,
+		InactiveThreshold: time.Minute,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("follow %s from %d: %w", l.cfg.Stream, from, err)
+	}
+	f := &Follower{
+		ch:   make(chan followItem, followBuffer),
+		done: make(chan struct{}),
+		next: from,
+	}
+	f.touch()
+	cc, err := cons.Consume(f.handle,
+		jetstream.PullExpiry(10*time.Second),
+		jetstream.PullHeartbeat(2*time.Second),
+		jetstream.ConsumeErrHandler(f.consumeErr))
+	if err != nil {
+		return nil, fmt.Errorf("follow %s from %d: %w", l.cfg.Stream, from, err)
+	}
+	f.cc = cc
+	return f, nil
+}
+
+func (f *Follower) touch() { f.active.Store(time.Now().UnixNano()) }
+
+func (f *Follower) handle(m jetstream.Msg) {
+	f.touch()
+	var it followItem
+	md, err := m.Metadata()
+	if err != nil {
+		it.err = fmt.Errorf("follow: metadata: %w", err)
+	} else {
+		if h := md.Sequence.Stream + md.NumPending; h > f.head.Load() {
+			f.head.Store(h) // only this goroutine stores
+		}
+		it.entry, it.err = decode(md.Sequence.Stream, m.Subject(), md.Timestamp, m.Headers(), m.Data())
+	}
+	select {
+	case f.ch <- it:
+	case <-f.done:
+	}
+}
+
+func (f *Follower) consumeErr(_ jetstream.ConsumeContext, err error) {
+	f.lastErr.Store(&err)
+	if errors.Is(err, jetstream.ErrConnectionClosed) {
+		select {
+		case f.ch <- followItem{err: fmt.Errorf("follow: %w: %w", ErrFollowerStopped, err)}:
+		case <-f.done:
+		}
+	}
+}
+
+// Next waits for at least one entry, then returns it together with every
+// entry already waiting, up to max (all of them when max <= 0), without
+// waiting to fill the batch. Entries are contiguous: the first is the one
+// after the last entry returned before. Repeats are dropped; a gap fails
+// with an error wrapping ErrSequenceGap; an undecodable message with one
+// wrapping ErrEnvelope. Entries before a failure are returned first; after a
+// failure every call returns it. It returns ctx's error when ctx ends first.
+func (f *Follower) Next(ctx context.Context, max int) ([]iam.LogEntry, error) {
+	if f.failed != nil {
+		return nil, f.failed
+	}
+	var batch []iam.LogEntry
+	for {
+		var it followItem
+		if len(batch) == 0 {
+			select {
+			case it = <-f.ch:
+			case <-f.done:
+				return nil, ErrFollowerStopped
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		} else {
+			select {
+			case it = <-f.ch:
+			default:
+				return batch, nil
+			}
+		}
+		if it.err == nil {
+			switch s := it.entry.Seq; {
+			case s < f.next:
+				continue // a repeat after a consumer reset: already delivered
+			case s > f.next:
+				it.err = fmt.Errorf("follow: %w: got sequence %d, want %d", ErrSequenceGap, s, f.next)
+			}
+		}
+		if it.err != nil {
+			f.failed = it.err
+			if len(batch) > 0 {
+				return batch, nil
+			}
+			return nil, it.err
+		}
+		f.next++
+		batch = append(batch, it.entry)
+		if max > 0 && len(batch) >= max {
+			return batch, nil
+		}
+	}
+}
+
+// Head returns the stream's last sequence as last seen by the consumer
+// (delivered sequence plus pending), 0 before the first message.
+func (f *Follower) Head() uint64 { return f.head.Load() }
+
+// LastActive returns when the consumer last delivered a message or reported
+// an event; a stall detector compares it with the stream head.
+func (f *Follower) LastActive() time.Time { return time.Unix(0, f.active.Load()) }
+
+// Err returns the last error the consumer reported (missed heartbeats,
+// reconnects, ...), which it tries to recover from by itself; nil if none.
+func (f *Follower) Err() error {
+	if p := f.lastErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Stop stops the consumer. Next then returns ErrFollowerStopped.
+func (f *Follower) Stop() {
+	f.stop.Do(func() {
+		close(f.done)
+		if f.cc != nil {
+			f.cc.Stop()
+		}
+	})
+}
+
+// Read calls fn for every entry from sequence from up to the stream's head
+// as of the call, in order, and returns fn's first error. It is how a writer
+// catches up before deciding.
+func (l *Log) Read(ctx context.Context, from uint64, fn func(iam.LogEntry) error) error {
+	if from == 0 {
+		from = 1
+	}
+	head, err := l.Head(ctx)
+	if err != nil {
+		return fmt.Errorf("read from %d: %w", from, err)
+	}
+	if head < from {
+		return nil
+	}
+	f, err := l.Follow(ctx, from)
+	if err != nil {
+		return fmt.Errorf("read from %d: %w", from, err)
+	}
+	defer f.Stop()
+	for {
+		batch, err := f.Next(ctx, 0)
+		if err != nil {
+			return fmt.Errorf("read from %d: %w", from, err)
+		}
+		for _, e := range batch {
+			if e.Seq > head {
+				return nil
+			}
+			if err := fn(e); err != nil {
+				return err
+			}
+			if e.Seq == head {
+				return nil
+			}
+		}
+	}
+}

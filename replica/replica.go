@@ -1,0 +1,240 @@
+package replica
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	iam "github.com/iam-project/iam"
+)
+
+// Consistency modes of a read, as in API.md.
+const (
+	MinimizeLatency = "minimize_latency"
+	AtLeastAsFresh  = "at_least_as_fresh"
+	FullyConsistent = "fully_consistent"
+)
+
+// Consistency says how fresh a read must be. Token is a log sequence (for
+// at_least_as_fresh); Wait bounds how long the read may wait for the replica.
+type Consistency struct {
+	Mode  string
+	Token uint64
+	Wait  time.Duration
+}
+
+// Config configures a replica.
+type Config struct {
+	Region string
+	// Dir holds the Pebble read model.
+	Dir string
+	// FS is the filesystem (nil: the OS).
+	FS        vfs.FS
+	CacheSize int64
+	// Head returns the log's head sequence, for fully_consistent reads.
+	Head func(ctx context.Context) (uint64, error)
+	// DefaultWait is how long a read waits for the replica when the request
+	// names no wait; MaxWait caps any wait. Defaults 2s and 30s.
+	DefaultWait time.Duration
+	MaxWait     time.Duration
+	Limits      *iam.Limits
+}
+
+// Replica is one region's read model. All methods are safe for concurrent
+// use; ApplyEntries must be called by one goroutine (the projector).
+type Replica struct {
+	cfg   Config
+	store *Store
+
+	mu        sync.RWMutex
+	state     *iam.State
+	pos       Position
+	lastTime  time.Time     // log time of the last applied entry
+	advanced  chan struct{} // closed and replaced whenever pos advances
+	applyErr  error
+	appliedAt time.Time
+}
+
+// Open opens the read model in cfg.Dir and loads its index.
+func Open(cfg Config) (*Replica, error) {
+	if cfg.DefaultWait == 0 {
+		cfg.DefaultWait = 2 * time.Second
+	}
+	if cfg.MaxWait == 0 {
+		cfg.MaxWait = 30 * time.Second
+	}
+	store, err := OpenStore(cfg.Dir, StoreOptions{FS: cfg.FS, CacheSize: cfg.CacheSize})
+	if err != nil {
+		return nil, err
+	}
+	state := iam.NewState()
+	if cfg.Limits != nil {
+		state.Limits = *cfg.Limits
+	}
+	if err := store.Scan(state.LoadRow); err != nil {
+		store.Close()
+		return nil, fmt.Errorf("load read model of %s: %w", cfg.Region, err)
+	}
+	pos, err := store.Position()
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	state.SetSeq(pos.Seq)
+	return &Replica{cfg: cfg, store: store, state: state, pos: pos, advanced: make(chan struct{})}, nil
+}
+
+// Close closes the read model.
+func (r *Replica) Close() error { return r.store.Close() }
+
+// Region names the region this replica serves.
+func (r *Replica) Region() string { return r.cfg.Region }
+
+// Store gives access to the durable read model (digests, tests).
+func (r *Replica) Store() *Store { return r.store }
+
+// Applied is the sequence of the last applied log entry.
+func (r *Replica) Applied() uint64 {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.pos.Seq
+}
+
+// AppliedMsgID is the message id of the last applied entry.
+func (r *Replica) AppliedMsgID() string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.pos.MsgID
+}
+
+// LastApplied returns the last applied position, the log time of that
+// entry and when it was applied here.
+func (r *Replica) LastApplied() (Position, time.Time, time.Time) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.pos, r.lastTime, r.appliedAt
+}
+
+// ApplyEntries applies entries (which must continue the applied sequence
+// exactly) to the index and commits their rows and the new position to
+// Pebble in one batch.
+func (r *Replica) ApplyEntries(entries []iam.LogEntry) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.applyErr != nil {
+		return r.applyErr
+	}
+	touched := make(map[string]struct{}, 2*len(entries))
+	touch := func(k string) { touched[k] = struct{}{} }
+	next := r.pos.Seq
+	for _, e := range entries {
+		if e.Seq != next+1 {
+			return fmt.Errorf("replica %s: entry %d does not follow applied %d", r.cfg.Region, e.Seq, next)
+		}
+		r.state.ApplyEntry(e, touch)
+		next = e.Seq
+	}
+	changes := make([]RowChange, 0, len(touched))
+	for k := range touched {
+		if v, ok := r.state.Row(k); ok {
+			changes = append(changes, RowChange{Key: k, Value: v})
+		} else {
+			changes = append(changes, RowChange{Key: k, Delete: true})
+		}
+	}
+	last := entries[len(entries)-1]
+	pos := Position{Seq: last.Seq, MsgID: last.MsgID}
+	if err := r.store.Commit(changes, pos); err != nil {
+		// The index is now ahead of Pebble: refuse further work rather than
+		// answer from a state the durable form does not have.
+		r.applyErr = fmt.Errorf("replica %s: %w", r.cfg.Region, err)
+		return r.applyErr
+	}
+	r.pos, r.lastTime, r.appliedAt = pos, last.Time, time.Now()
+	close(r.advanced)
+	r.advanced = make(chan struct{})
+	return nil
+}
+
+// WaitFor blocks until the replica has applied seq, ctx ends, or wait
+// passes; then it returns a replica_behind error.
+func (r *Replica) WaitFor(ctx context.Context, seq uint64, wait time.Duration) error {
+	var timer <-chan time.Time
+	for {
+		r.mu.RLock()
+		applied, advanced := r.pos.Seq, r.advanced
+		r.mu.RUnlock()
+		if applied >= seq {
+			return nil
+		}
+		if timer == nil {
+			t := time.NewTimer(wait)
+			defer t.Stop()
+			timer = t.C
+		}
+		select {
+		case <-advanced:
+		case <-timer:
+			return iam.Errorf(iam.EReplicaBehind, "region %s has applied up to %d, behind the requested %d after waiting %s", r.cfg.Region, applied, seq, wait)
+		case <-ctx.Done():
+			return iam.Errorf(iam.EReplicaBehind, "region %s has applied up to %d, behind the requested %d: %v", r.cfg.Region, applied, seq, ctx.Err())
+		}
+	}
+}
+
+// Ensure waits until the replica satisfies c. It returns replica_behind when
+// the wait ends first, and invalid_argument for an unknown mode.
+func (r *Replica) Ensure(ctx context.Context, c Consistency) error {
+	wait := c.Wait
+	if wait <= 0 {
+		wait = r.cfg.DefaultWait
+	}
+	wait = min(wait, r.cfg.MaxWait)
+	switch c.Mode {
+	case "", MinimizeLatency:
+		return nil
+	case AtLeastAsFresh:
+		return r.WaitFor(ctx, c.Token, wait)
+	case FullyConsistent:
+		if r.cfg.Head == nil {
+			return iam.Errorf(iam.EUnavailable, "region %s cannot learn the log's head", r.cfg.Region)
+		}
+		hctx, cancel := context.WithTimeout(ctx, wait)
+		head, err := r.cfg.Head(hctx)
+		cancel()
+		if err != nil {
+			return iam.Errorf(iam.EReplicaBehind, "region %s cannot reach the log for its head: %v", r.cfg.Region, err)
+		}
+		return r.WaitFor(ctx, max(head, c.Token), wait)
+	}
+	return iam.FieldErrorf("consistency.mode", "%q is not one of %s, %s, %s", c.Mode, MinimizeLatency, AtLeastAsFresh, FullyConsistent)
+}
+
+// Check answers q at consistency c. It returns the decision and the log
+// position it was evaluated at.
+func (r *Replica) Check(ctx context.Context, q iam.CheckRequest, c Consistency) (iam.Decision, uint64, error) {
+	if err := r.Ensure(ctx, c); err != nil {
+		return iam.Decision{}, 0, err
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.state.Check(q), r.pos.Seq, nil
+}
+
+// Read calls fn with the state once the replica satisfies c, under a read
+// lock: fn must not keep references into the state. It returns the position
+// read at.
+func (r *Replica) Read(ctx context.Context, c Consistency, fn func(*iam.State) error) (uint64, error) {
+	if err := r.Ensure(ctx, c); err != nil {
+		return 0, err
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.pos.Seq, fn(r.state)
+}
