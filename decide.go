@@ -219,8 +219,8 @@ func (c CreateUser) validate() error {
 	return ValidID("id", c.ID)
 }
 func (c CreateUser) decide(s *State, r *Realm) ([]Event, error) {
-	if r.Identities[c.ID] != nil {
-		return nil, Errorf(EConflict, "identity %s already exists", c.ID)
+	if r.Identities[c.ID] != nil || r.Groups[c.ID] != nil {
+		return nil, Errorf(EConflict, "an identity or group %s already exists", c.ID)
 	}
 	if other := r.emails[strings.ToLower(c.Email)]; other != "" {
 		return nil, &Error{Code: EConflict, Field: "email", Message: "a user with this email already exists"}
@@ -253,8 +253,8 @@ func (c CreateApp) validate() error {
 	return ValidID("id", c.ID)
 }
 func (c CreateApp) decide(s *State, r *Realm) ([]Event, error) {
-	if r.Identities[c.ID] != nil {
-		return nil, Errorf(EConflict, "identity %s already exists", c.ID)
+	if r.Identities[c.ID] != nil || r.Groups[c.ID] != nil {
+		return nil, Errorf(EConflict, "an identity or group %s already exists", c.ID)
 	}
 	return []Event{IdentityCreated{InRealm: InRealm{r.ID}, ID: c.ID, Kind: KindApp, Name: c.Name, RedirectURIs: c.RedirectURIs, Owner: c.Owner}}, nil
 }
@@ -356,12 +356,18 @@ func (c AddCredential) validate() error {
 	if c.SecretHash == "" || !strings.HasPrefix(c.SecretHash, "$argon2id$") {
 		return Errorf(EInternal, "credential secret must be hashed with argon2id")
 	}
+	if err := ValidID("credentialId", c.CredentialID); err != nil {
+		return err
+	}
 	return ValidID("clientId", c.ClientID)
 }
 func (c AddCredential) decide(s *State, r *Realm) ([]Event, error) {
 	app, err := r.app("app", c.App)
 	if err != nil {
 		return nil, err
+	}
+	if _, dup := app.Credentials[c.CredentialID]; dup {
+		return nil, &Error{Code: EConflict, Field: "credentialId", Message: "credential " + c.CredentialID + " already exists"}
 	}
 	if len(app.Credentials) >= s.Limits.CredentialsPerApp {
 		return nil, limitErr("an app has at most %d active credentials", s.Limits.CredentialsPerApp)
@@ -407,6 +413,9 @@ func (c AddAPIKey) decide(s *State, r *Realm) ([]Event, error) {
 	if err != nil {
 		return nil, err
 	}
+	if _, dup := app.APIKeys[c.KeyID]; dup {
+		return nil, &Error{Code: EConflict, Field: "keyId", Message: "API key " + c.KeyID + " already exists"}
+	}
 	if len(app.APIKeys) >= s.Limits.APIKeysPerApp {
 		return nil, limitErr("an app has at most %d API keys", s.Limits.APIKeysPerApp)
 	}
@@ -446,8 +455,8 @@ func (c CreateGroup) validate() error {
 	return ValidID("id", c.ID)
 }
 func (c CreateGroup) decide(s *State, r *Realm) ([]Event, error) {
-	if r.Groups[c.ID] != nil {
-		return nil, Errorf(EConflict, "group %s already exists", c.ID)
+	if r.Groups[c.ID] != nil || r.Identities[c.ID] != nil {
+		return nil, Errorf(EConflict, "an identity or group %s already exists", c.ID)
 	}
 	return []Event{GroupCreated{InRealm{r.ID}, c.ID, c.Name}}, nil
 }
@@ -499,7 +508,7 @@ func (c RemoveMember) decide(s *State, r *Realm) ([]Event, error) {
 type GrantRole struct{ Identity, Role string }
 
 func (c GrantRole) permission(r *Realm) (string, string) {
-	return ActionManageRoles, r.identityHRN(c.Identity)
+	return ActionManageRoles, RealmHRN(r.ID)
 }
 func (c GrantRole) validate() error {
 	if !IsRole(c.Role) {
@@ -522,7 +531,7 @@ func (c GrantRole) decide(s *State, r *Realm) ([]Event, error) {
 type RevokeRole struct{ Identity, Role string }
 
 func (c RevokeRole) permission(r *Realm) (string, string) {
-	return ActionManageRoles, r.identityHRN(c.Identity)
+	return ActionManageRoles, RealmHRN(r.ID)
 }
 func (c RevokeRole) validate() error { return nil }
 func (c RevokeRole) decide(s *State, r *Realm) ([]Event, error) {
@@ -582,6 +591,9 @@ func (c CreatePolicy) validate() error {
 }
 
 func (c CreatePolicy) decide(s *State, r *Realm) ([]Event, error) {
+	if len(c.Statements) > s.Limits.StatementsPerPolicy {
+		return nil, limitErr("a policy holds at most %d statements, this one %d", s.Limits.StatementsPerPolicy, len(c.Statements))
+	}
 	perms := 0
 	for _, st := range c.Statements {
 		perms += len(st.Actions) * len(st.Resources)
@@ -784,8 +796,14 @@ func (c AddProjectResource) validate() error {
 	if c.Relation != RelationHome && c.Relation != RelationLink {
 		return FieldErrorf("relation", "must be %q or %q", RelationHome, RelationLink)
 	}
-	_, err := ParseHRN("hrn", c.HRN)
-	return err
+	h, err := ParseHRN("hrn", c.HRN)
+	if err != nil {
+		return err
+	}
+	if h.Service == "account" || h.Service == "authorization" {
+		return FieldErrorf("hrn", "%q is an IAM entity: projects hold service resources only", c.HRN)
+	}
+	return nil
 }
 func (c AddProjectResource) decide(s *State, r *Realm) ([]Event, error) {
 	p, err := r.project("project", c.Project)

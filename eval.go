@@ -169,18 +169,20 @@ func (s *State) Check(q CheckRequest) Decision {
 	if placement == nil || (placement.Home != q.Scope && !placement.Links.has(q.Scope)) {
 		return Decision{Reason: q.Resource + " is not in project " + q.Scope}
 	}
-	if pols, ok := p.Members[q.Subject]; ok {
+	pols, member := p.Members[q.Subject]
+	if member {
 		ev.policies(r, pols, Source{Kind: SourcePolicy, Project: q.Scope})
 	}
 	for g := range id.Groups {
-		if pols, ok := p.Members[g]; ok && !ev.denied {
-			ev.policies(r, pols, Source{Kind: SourcePolicy, Via: g, Project: q.Scope})
+		if pols, ok := p.Members[g]; ok {
+			member = true
+			if !ev.denied {
+				ev.policies(r, pols, Source{Kind: SourcePolicy, Via: g, Project: q.Scope})
+			}
 		}
 	}
-	if !ev.allowed && !ev.denied {
-		if _, direct := p.Members[q.Subject]; !direct {
-			return Decision{Reason: "subject " + q.Subject + " is not a member of project " + q.Scope + " (directly or through a group)"}
-		}
+	if !member {
+		return Decision{Reason: "subject " + q.Subject + " is not a member of project " + q.Scope + " (directly or through a group)"}
 	}
 	return ev.decision()
 }

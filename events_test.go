@@ -197,3 +197,35 @@ func TestState_Idempotency(t *testing.T) {
 		t.Fatalf("Idempotency in unknown realm: got a record, want none")
 	}
 }
+
+// TestRedact: the change feed's events carry no hashes and no personal data,
+// and every other field is kept.
+func TestRedact(t *testing.T) {
+	for _, e := range sampleEvents() {
+		got := iam.Redact(e)
+		want := e
+		switch e := e.(type) {
+		case iam.IdentityCreated:
+			e.Email, e.Name, e.PasswordHash = "", "", ""
+			want = e
+		case iam.CredentialAdded:
+			e.SecretHash = ""
+			want = e
+		case iam.APIKeyAdded:
+			e.KeyHash = ""
+			want = e
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("Redact(%s): got %#v, want %#v", e.EventType(), got, want)
+		}
+		b, err := iam.MarshalCommits([]iam.Commit{{Events: []iam.Event{got}}})
+		if err != nil {
+			t.Fatalf("MarshalCommits: %v", err)
+		}
+		for _, secret := range []string{argon, "u@example.com", "Ü"} {
+			if strings.Contains(string(b), secret) {
+				t.Errorf("Redact(%s): got %s, want no %q", e.EventType(), b, secret)
+			}
+		}
+	}
+}

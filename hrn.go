@@ -119,7 +119,7 @@ func ProjectIDFromHRN(field, realm, s string) (string, error) {
 		return "", err
 	}
 	id, ok := strings.CutPrefix(h.Resource, "project/")
-	if h.Service != "authorization" || h.Account != realm || !ok || id == "" || strings.Contains(id, ":") {
+	if !ok || ValidID(field, id) != nil || s != ProjectHRN(realm, id) {
 		return "", FieldErrorf(field, "%q is not a project HRN of realm %s (want %s)", s, realm, ProjectHRN(realm, "<id>"))
 	}
 	return id, nil

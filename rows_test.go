@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"strconv"
 	"testing"
 	"time"
@@ -243,6 +244,7 @@ func TestState_RowsRoundTrip(t *testing.T) {
 				t.Fatalf("rows after LoadRow: %s", d)
 			}
 			sameChecks(t, loaded, s)
+			sameRealms(t, loaded, s)
 
 			// A replica restored from a snapshot resumes the log where the
 			// snapshot was taken and ends where the writer ends.
@@ -259,6 +261,7 @@ func TestState_RowsRoundTrip(t *testing.T) {
 			if d := diffRows(dumpRows(t, resumed), want); d != "" {
 				t.Fatalf("rows after resuming from a snapshot: %s", d)
 			}
+			sameRealms(t, resumed, s)
 			if got, want := resumed.Seq(), s.Seq(); got != want {
 				t.Fatalf("seq: got %d, want %d", got, want)
 			}
@@ -382,4 +385,43 @@ func TestState_DetachFromUserSharingAGroupID(t *testing.T) {
 	w.do("", iam.DetachPolicy{Policy: "p", Target: "x"})
 	wantAllowed(t, w.check("x", "read", data("a"), ""), false)
 	dumpRows(t, w.s) // and Rows must still list each row once
+}
+
+// sameRealms compares the realms of two states, derived indexes included
+// (policies' projects, projects' group counts, resource placements, emails),
+// but not their last sequences, which rows do not carry.
+func sameRealms(t *testing.T, got, want *iam.State) {
+	t.Helper()
+	if g, w := got.RealmIDs(), want.RealmIDs(); !reflect.DeepEqual(g, w) {
+		t.Fatalf("realms: got %v, want %v", g, w)
+	}
+	for _, client := range ids("client", 40) {
+		gr, ga, gc, gok := got.ClientCredential(client)
+		wr, wa, wc, wok := want.ClientCredential(client)
+		if gr != wr || gc != wc || gok != wok || (ga == nil) != (wa == nil) || ga != nil && ga.ID != wa.ID {
+			t.Fatalf("ClientCredential(%s): got %q %v %+v %v, want %q %v %+v %v", client, gr, ga, gc, gok, wr, wa, wc, wok)
+		}
+	}
+	for _, id := range want.RealmIDs() {
+		g, w := *got.Realm(id), *want.Realm(id)
+		g.LastSeq, w.LastSeq = 0, 0
+		for pid, p := range w.Policies {
+			if !reflect.DeepEqual(g.Policies[pid], p) {
+				t.Fatalf("realm %s policy %s: got %+v, want %+v", id, pid, g.Policies[pid], p)
+			}
+		}
+		for pid, p := range w.Projects {
+			if !reflect.DeepEqual(g.Projects[pid], p) {
+				t.Fatalf("realm %s project %s: got %+v, want %+v", id, pid, g.Projects[pid], p)
+			}
+		}
+		for hrn, pl := range w.Resources {
+			if !reflect.DeepEqual(g.Resources[hrn], pl) {
+				t.Fatalf("realm %s resource %s: got %+v, want %+v", id, hrn, g.Resources[hrn], pl)
+			}
+		}
+		if !reflect.DeepEqual(g, w) {
+			t.Fatalf("realm %s: got %+v, want %+v", id, g, w)
+		}
+	}
 }

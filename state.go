@@ -196,7 +196,7 @@ func (s *State) ClientCredential(clientID string) (realm string, app *Identity, 
 		return "", nil, Credential{}, false
 	}
 	cred, ok = app.Credentials[ref.credential]
-	return ref.realm, app, cred, ok
+	return ref.realm, app, cred, ok && cred.ClientID == clientID
 }
 
 // APIKey finds an app's API key by key id, returning its argon2id hash.

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -49,7 +50,7 @@ func OpenStore(dir string, o StoreOptions) (*Store, error) {
 	}
 	cache := pebble.NewCache(o.CacheSize)
 	defer cache.Unref()
-	opts := &pebble.Options{Cache: cache, FS: o.FS}
+	opts := &pebble.Options{Cache: cache, FS: o.FS, Logger: quietLogger{}}
 	db, err := pebble.Open(dir, opts)
 	if err != nil {
 		return nil, fmt.Errorf("open read model %s: %w", dir, err)
@@ -189,4 +190,17 @@ func (s *Store) Equal(o *Store) (bool, string, error) {
 		}
 	}
 	return true, "", nil
+}
+
+// quietLogger drops Pebble's informational lines (they would interleave with
+// iamd's structured log) and keeps its errors.
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...any) {}
+func (quietLogger) Errorf(format string, args ...any) {
+	slog.Error("pebble: " + fmt.Sprintf(format, args...))
+}
+func (quietLogger) Fatalf(format string, args ...any) {
+	slog.Error("pebble fatal: " + fmt.Sprintf(format, args...))
+	panic(fmt.Sprintf(format, args...))
 }
