@@ -1,8 +1,10 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"strconv"
 
@@ -95,14 +97,30 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // decodeJSON reads a JSON body strictly: bounded size, no unknown fields, no
 // trailing data; errors are invalid_argument naming the field.
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
-	body := http.MaxBytesReader(w, r.Body, maxBodyBytes)
-	dec := json.NewDecoder(body)
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	if err != nil {
+		return jsonError(err)
+	}
+	return decodeStrict(body, v)
+}
+
+// decodeStrict decodes exactly one JSON value into v, refusing unknown
+// fields, a null or non-object top level, and anything after the value.
+func decodeStrict(body []byte, v any) error {
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) == 0 {
+		return iam.FieldErrorf("body", "a JSON body is required")
+	}
+	if trimmed[0] != '{' {
+		return iam.FieldErrorf("body", "must be a JSON object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(trimmed))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return jsonError(err)
 	}
-	if dec.More() {
-		return iam.FieldErrorf("body", "unexpected data after the JSON value")
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return iam.FieldErrorf("body", "unexpected data after the JSON object")
 	}
 	return nil
 }

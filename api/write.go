@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/base32"
 	"encoding/hex"
-	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
@@ -52,15 +51,7 @@ func (c *writeCall) decode(v any, optional bool) error {
 	if optional && len(bytes.TrimSpace(c.body)) == 0 {
 		return nil
 	}
-	dec := json.NewDecoder(bytes.NewReader(c.body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return jsonError(err)
-	}
-	if dec.More() {
-		return iam.FieldErrorf("body", "unexpected data after the JSON value")
-	}
-	return nil
+	return decodeStrict(c.body, v)
 }
 
 // newID makes an entity id. With an Idempotency-Key it is derived from the

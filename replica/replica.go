@@ -121,24 +121,33 @@ func (r *Replica) LastApplied() (Position, time.Time, time.Time) {
 // ApplyEntries applies entries (which must continue the applied sequence
 // exactly) to the index and commits their rows and the new position to
 // Pebble in one batch.
+//
+// The index changes before Pebble commits, and the position only after: a
+// check during the commit may see the new state but is answered with the old
+// (lower) token, which is never too fresh a claim. Checks do not wait for
+// Pebble's commit (whose tail reaches tens of milliseconds on a memtable
+// flush).
 func (r *Replica) ApplyEntries(entries []iam.LogEntry) error {
 	if len(entries) == 0 {
 		return nil
 	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if r.applyErr != nil {
+		r.mu.Unlock()
 		return r.applyErr
 	}
-	touched := make(map[string]struct{}, 2*len(entries))
-	touch := func(k string) { touched[k] = struct{}{} }
 	next := r.pos.Seq
 	for _, e := range entries {
 		if e.Seq != next+1 {
+			r.mu.Unlock()
 			return fmt.Errorf("replica %s: entry %d does not follow applied %d", r.cfg.Region, e.Seq, next)
 		}
-		r.state.ApplyEntry(e, touch)
 		next = e.Seq
+	}
+	touched := make(map[string]struct{}, 2*len(entries))
+	touch := func(k string) { touched[k] = struct{}{} }
+	for _, e := range entries {
+		r.state.ApplyEntry(e, touch)
 	}
 	changes := make([]RowChange, 0, len(touched))
 	for k := range touched {
@@ -148,11 +157,17 @@ func (r *Replica) ApplyEntries(entries []iam.LogEntry) error {
 			changes = append(changes, RowChange{Key: k, Delete: true})
 		}
 	}
+	r.mu.Unlock()
+
 	last := entries[len(entries)-1]
 	pos := Position{Seq: last.Seq, MsgID: last.MsgID}
-	if err := r.store.Commit(changes, pos); err != nil {
+	err := r.store.Commit(changes, pos)
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err != nil {
 		// The index is now ahead of Pebble: refuse further work rather than
-		// answer from a state the durable form does not have.
+		// go on from a state the durable form does not have.
 		r.applyErr = fmt.Errorf("replica %s: %w", r.cfg.Region, err)
 		return r.applyErr
 	}

@@ -28,6 +28,7 @@ func startIamd(tb testing.TB, dir string) *Main {
 	m.Config.SyncAlways = false
 	m.Config.HashParams = auth.LowCostHashParams()
 	m.Config.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	m.Config.Stderr = io.Discard
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := m.Run(ctx); err != nil {

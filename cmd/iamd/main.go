@@ -10,6 +10,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -65,6 +66,8 @@ type Config struct {
 	// HashParams for new secrets; tests use cheap ones.
 	HashParams auth.HashParams
 	Logger     *slog.Logger
+	// Stderr receives the one-time bootstrap message. Default os.Stderr.
+	Stderr io.Writer
 }
 
 // DefaultConfig is the all-in-one on embedded defaults.
@@ -262,7 +265,11 @@ func (m *Main) bootstrap(ctx context.Context, logger *slog.Logger) (*api.Bootstr
 		return nil, err
 	}
 	// Printed once, for the person starting it; never logged.
-	fmt.Fprintf(os.Stderr, "\nBootstrap admin for realm %s (also in %s):\n  client id:     %s\n  client secret: %s\n\n",
+	out := m.Config.Stderr
+	if out == nil {
+		out = os.Stderr
+	}
+	fmt.Fprintf(out, "\nBootstrap admin for realm %s (also in %s):\n  client id:     %s\n  client secret: %s\n\n",
 		admin.Realm, path, admin.ClientID, admin.ClientSecret)
 	return admin, nil
 }
