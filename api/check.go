@@ -120,7 +120,7 @@ func allowedLabel(b bool) string {
 
 func (s *Server) identityHRN(realm, id string) string {
 	hrn := iam.UserHRN(realm, id)
-	_ = s.writer.View(func(st *iam.State) error {
+	_ = s.latest(func(st *iam.State) error {
 		if i := st.Identity(realm, id); i != nil && i.Kind == iam.KindApp {
 			hrn = iam.AppHRN(realm, id)
 		}

@@ -91,7 +91,8 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	now := s.cfg.Now()
-	tok, serr := s.keys.Sign(auth.Claims{
+	pos := s.acknowledged()
+	tok, serr := s.keys.Sign(auth.Claims{Position: pos,
 		Issuer: s.issuer(r), Subject: p.ID, Audience: s.cfg.Audience, Realm: p.Realm, Scope: scope,
 		ID: auth.NewID("t", 16), IssuedAt: now, ExpiresAt: now.Add(lifetime), Kind: p.Kind,
 	})
@@ -115,7 +116,7 @@ func (s *Server) authenticateClient(clientID, secret string) (Principal, *oauthE
 	bad := &oauthError{http.StatusUnauthorized, "invalid_client", "unknown client or wrong secret"}
 	var p Principal
 	var hash string
-	_ = s.writer.View(func(st *iam.State) error {
+	_ = s.latest(func(st *iam.State) error {
 		realm, app, cred, ok := st.ClientCredential(clientID)
 		if ok && app.Status == iam.StatusActive {
 			p, hash = Principal{Realm: realm, ID: app.ID, Kind: auth.KindApp}, cred.SecretHash
@@ -142,7 +143,7 @@ func (s *Server) checkScope(p Principal, scope string) *oauthError {
 		return &oauthError{http.StatusBadRequest, "invalid_scope", iam.ErrorMessage(err)}
 	}
 	var member bool
-	_ = s.writer.View(func(st *iam.State) error {
+	_ = s.latest(func(st *iam.State) error {
 		realm := st.Realm(p.Realm)
 		proj := realm.Projects[project]
 		id := realm.Identities[p.ID]

@@ -10,6 +10,10 @@ func contextWithTimeout(ctx context.Context, d time.Duration) (context.Context, 
 	return context.WithTimeout(ctx, d)
 }
 
+// handle registers a handler that needs an authenticated caller (apiKeyOK:
+// an API key is accepted too).
+type handle func(pattern string, apiKeyOK bool, fn func(http.ResponseWriter, *http.Request) error)
+
 func (s *Server) routes() {
 	m := http.NewServeMux()
 	s.mux = m
@@ -57,6 +61,9 @@ func (s *Server) routes() {
 		h("GET /v1/"+name+"/{id}", true, s.getEntity(k))
 		h("GET /v1/"+name, true, s.listEntities(k))
 	}
+	// Each feature area registers its own routes in its own file.
+	s.identityRoutes(m, h)
+	s.uiRoutes(m, h)
 	// Anything else is a problem-details 404, and a wrong method a 405.
 	m.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, notFoundPath(r.URL.Path))

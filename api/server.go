@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
@@ -179,7 +178,7 @@ func (s *Server) authenticate(r *http.Request, apiKeyOK bool) (Principal, error)
 			key = r.URL.Query().Get("apiKey")
 		}
 		if key != "" {
-			return s.authenticateAPIKey(key)
+			return s.authenticateAPIKey(r, key)
 		}
 	}
 	h := r.Header.Get("Authorization")
@@ -193,10 +192,15 @@ func (s *Server) authenticate(r *http.Request, apiKeyOK bool) (Principal, error)
 	}
 	p := Principal{Realm: c.Realm, ID: c.Subject, Kind: c.Kind, Scope: c.Scope}
 	// A token outlives nothing: an identity deactivated or deleted since the
-	// token was issued is refused at once (the writer's state is the latest).
-	err = s.writer.View(func(st *iam.State) error {
-		id := st.Identity(p.Realm, p.ID)
-		if id == nil || id.Status != iam.StatusActive {
+	// token was issued is refused by the region's replica once the change
+	// has reached it. The replica is first brought to the token's own
+	// position, so a token is never judged on a state older than itself.
+	rep, err := s.region(r)
+	if err != nil {
+		return Principal{}, err
+	}
+	_, err = rep.Read(r.Context(), replica.Consistency{Mode: replica.AtLeastAsFresh, Token: c.Position}, func(st *iam.State) error {
+		if id := st.Identity(p.Realm, p.ID); id == nil || id.Status != iam.StatusActive {
 			return iam.Errorf(iam.EUnauthenticated, "the token's identity is not active")
 		}
 		return nil
@@ -204,21 +208,33 @@ func (s *Server) authenticate(r *http.Request, apiKeyOK bool) (Principal, error)
 	return p, err
 }
 
-func (s *Server) authenticateAPIKey(key string) (Principal, error) {
+// authenticateAPIKey finds the key on the region's replica (at least as
+// fresh as a Consistency-Token header, if sent) and verifies it.
+func (s *Server) authenticateAPIKey(r *http.Request, key string) (Principal, error) {
 	keyID, _, ok := strings.Cut(key, ".")
 	bad := iam.Errorf(iam.EUnauthenticated, "the API key is not valid")
 	if !ok || iam.ValidID("apiKey", keyID) != nil {
 		return Principal{}, bad
 	}
+	rep, err := s.region(r)
+	if err != nil {
+		return Principal{}, err
+	}
+	c, err := s.headerConsistency(r, 0)
+	if err != nil {
+		return Principal{}, err
+	}
 	var p Principal
 	var hash string
-	_ = s.writer.View(func(st *iam.State) error {
+	if _, err := rep.Read(r.Context(), c, func(st *iam.State) error {
 		realm, app, h, found := st.APIKey(keyID)
 		if found && app.Status == iam.StatusActive {
 			p, hash = Principal{Realm: realm, ID: app.ID, Kind: string(iam.KindApp)}, h
 		}
 		return nil
-	})
+	}); err != nil {
+		return Principal{}, err
+	}
 	if hash == "" {
 		return Principal{}, bad
 	}
@@ -226,6 +242,18 @@ func (s *Server) authenticateAPIKey(key string) (Principal, error) {
 		return Principal{}, bad
 	}
 	return p, nil
+}
+
+// latest runs fn on the latest state, the writer's: management
+// authorization and the token endpoint judge there, so a role just revoked
+// stops working at once.
+func (s *Server) latest(fn func(*iam.State) error) error {
+	return s.writer.View(fn)
+}
+
+// acknowledged is the position of every write this server has acknowledged.
+func (s *Server) acknowledged() uint64 {
+	return s.writer.Position()
 }
 
 // issuer is the configured issuer, or the base URL of the request.
@@ -276,7 +304,13 @@ func ParseToken(field, t string) (uint64, error) {
 // readConsistency is what management reads wait for: the Consistency-Token
 // header if sent, and at least every write this server has acknowledged.
 func (s *Server) readConsistency(r *http.Request) (replica.Consistency, error) {
-	seq := s.writer.Position()
+	return s.headerConsistency(r, s.acknowledged())
+}
+
+// headerConsistency is at_least_as_fresh the later of floor and the
+// request's Consistency-Token header.
+func (s *Server) headerConsistency(r *http.Request, floor uint64) (replica.Consistency, error) {
+	seq := floor
 	if t := r.Header.Get("Consistency-Token"); t != "" {
 		hs, err := ParseToken("Consistency-Token", t)
 		if err != nil {
@@ -285,12 +319,4 @@ func (s *Server) readConsistency(r *http.Request) (replica.Consistency, error) {
 		seq = max(seq, hs)
 	}
 	return replica.Consistency{Mode: replica.AtLeastAsFresh, Token: seq}, nil
-}
-
-// requestHash identifies a write request for idempotency: method, path, body.
-func requestHash(r *http.Request, body []byte) string {
-	h := sha256.New()
-	h.Write([]byte(r.Method + " " + r.URL.Path + "\n"))
-	h.Write(body)
-	return hex.EncodeToString(h.Sum(nil))
 }

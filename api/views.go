@@ -14,7 +14,7 @@ func (s *Server) authorizeRead(p Principal, action, hrn, self string) error {
 	if self != "" && self == p.ID {
 		return nil
 	}
-	return s.writer.View(func(st *iam.State) error { return iam.AuthorizeAction(st, p.Realm, p.ID, action, hrn) })
+	return s.latest(func(st *iam.State) error { return iam.AuthorizeAction(st, p.Realm, p.ID, action, hrn) })
 }
 
 // read runs fn on the caller's region's replica at least as fresh as the

@@ -53,6 +53,10 @@ type Claims struct {
 	IssuedAt  time.Time // iat, and nbf
 	ExpiresAt time.Time // exp
 	Kind      string    // kind: KindUser or KindApp
+	// Position is the log position the token was issued at (claim iam_pos):
+	// a replica checking the token waits until it has applied at least
+	// this much, so a token is never judged on a state older than itself.
+	Position uint64
 }
 
 // tokenClaims is the JWT payload. aud is written as a single string (as most
@@ -68,6 +72,7 @@ type tokenClaims struct {
 	Realm     string           `json:"realm,omitempty"`
 	Scope     string           `json:"scope,omitempty"`
 	Kind      string           `json:"kind"`
+	Position  uint64           `json:"iam_pos,omitempty"`
 }
 
 func (c *tokenClaims) GetExpirationTime() (*jwt.NumericDate, error) { return c.ExpiresAt, nil }
@@ -124,6 +129,7 @@ func (ks *KeySet) Sign(c Claims) (string, error) {
 			Realm:     c.Realm,
 			Scope:     c.Scope,
 			Kind:      c.Kind,
+			Position:  c.Position,
 		},
 		Audience: c.Audience,
 	}
@@ -181,6 +187,7 @@ func (ks *KeySet) Verify(token, issuer, audience string, now time.Time) (Claims,
 		IssuedAt:  tc.IssuedAt.Time.UTC(),
 		ExpiresAt: tc.ExpiresAt.Time.UTC(),
 		Kind:      tc.Kind,
+		Position:  tc.Position,
 	}, nil
 }
 
