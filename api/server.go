@@ -55,6 +55,7 @@ type Server struct {
 	mux      *http.ServeMux
 
 	idemSecret []byte
+	tokens     *tokenCache
 }
 
 // New returns a server. regions lists the replicas in preference order.
@@ -83,6 +84,7 @@ func New(cfg Config, writer *eventlog.Writer, evlog *eventlog.Log, replicas []*r
 	if s.cfg.DefaultRegion == "" && len(s.regions) > 0 {
 		s.cfg.DefaultRegion = s.regions[0]
 	}
+	s.tokens = newTokenCache(100_000)
 	s.idemSecret = cfg.IdempotencySecret
 	if len(s.idemSecret) == 0 {
 		s.idemSecret = make([]byte, 32)
@@ -186,7 +188,7 @@ func (s *Server) authenticate(r *http.Request, apiKeyOK bool) (Principal, error)
 	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
 		return Principal{}, iam.Errorf(iam.EUnauthenticated, "a bearer access token is required (Authorization: Bearer <token>)")
 	}
-	c, err := s.keys.Verify(strings.TrimSpace(token), s.issuer(r), s.cfg.Audience, s.cfg.Now())
+	c, err := s.verifyToken(strings.TrimSpace(token), s.issuer(r))
 	if err != nil {
 		return Principal{}, iam.Errorf(iam.EUnauthenticated, "the access token is not valid: %v", err)
 	}
