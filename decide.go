@@ -46,6 +46,9 @@ func Decide(s *State, req Request) ([]Event, error) {
 		if err := c.validate(); err != nil {
 			return nil, err
 		}
+		if c.ID != req.Realm {
+			return nil, FieldErrorf("realm", "a realm is created by a request for that realm")
+		}
 		if s.realms[c.ID] != nil {
 			return nil, Errorf(EConflict, "realm %s already exists", c.ID)
 		}

@@ -66,8 +66,10 @@ type Writer struct {
 	state *iam.State
 	dirty bool // state holds events that may not be in the log
 
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	stopped chan struct{} // closed by Stop
+	stop    sync.Once
 }
 
 // NewWriter returns a writer over log; Start it before use.
@@ -85,7 +87,7 @@ func NewWriter(log *Log, cfg WriterConfig) *Writer {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Writer{log: log, cfg: cfg, queue: make(chan *pending, 4*cfg.MaxGroup)}
+	return &Writer{log: log, cfg: cfg, queue: make(chan *pending, 4*cfg.MaxGroup), stopped: make(chan struct{})}
 }
 
 // Start loads the state from the log and starts the writing goroutine.
@@ -104,10 +106,14 @@ func (w *Writer) Start(ctx context.Context) error {
 
 // Stop ends the writing goroutine; queued commands fail with unavailable.
 func (w *Writer) Stop() {
-	if w.cancel != nil {
-		w.cancel()
-		w.wg.Wait()
-	}
+	w.stop.Do(func() {
+		if w.cancel != nil {
+			w.cancel()
+			w.wg.Wait()
+		}
+		close(w.stopped)
+		w.drain()
+	})
 }
 
 func (w *Writer) newState() *iam.State {
@@ -160,12 +166,16 @@ func (w *Writer) Execute(ctx context.Context, req iam.Request) (Result, error) {
 	p := &pending{req: req, done: make(chan struct{})}
 	select {
 	case w.queue <- p:
+	case <-w.stopped:
+		return Result{}, iam.Errorf(iam.EUnavailable, "writer stopped")
 	case <-ctx.Done():
 		return Result{}, iam.Errorf(iam.EUnavailable, "write not queued: %v", ctx.Err())
 	}
 	select {
 	case <-p.done:
 		return p.res, p.err
+	case <-w.stopped:
+		return Result{}, iam.Errorf(iam.EUnavailable, "writer stopped; the outcome of this write is unknown")
 	case <-ctx.Done():
 		// The command may still be appended; the client learns the outcome
 		// by retrying with its idempotency key.
@@ -233,11 +243,10 @@ func (w *Writer) commitRealm(ctx context.Context, realm string, ps []*pending) {
 		return nil
 	}
 	notify := func(err error, d time.Duration) {
+		// The state is dirty: the next attempt rebuilds it after the
+		// backoff sleep, so it decides on what the other writer did meanwhile.
 		if w.cfg.OnRetry != nil {
 			w.cfg.OnRetry("conflict")
-		}
-		if rerr := w.rebuild(ctx); rerr != nil {
-			w.cfg.Logger.Warn("writer rebuild failed", "err", rerr)
 		}
 	}
 	err := backoff.RetryNotify(op, backoff.WithContext(w.cfg.Backoff(), ctx), notify)
@@ -286,6 +295,7 @@ func (w *Writer) tryCommit(ctx context.Context, realm string, ps []*pending) err
 				} else if first.err != nil {
 					p.err = first.err
 				} else {
+					p.res.Seq = base // the group's entry, if any, below
 					included = append(included, p)
 				}
 				continue
@@ -299,7 +309,12 @@ func (w *Writer) tryCommit(ctx context.Context, realm string, ps []*pending) err
 		}
 		p.res.Events = evs
 		if len(evs) == 0 {
+			// Already in place, maybe by an earlier command of this group:
+			// answer with the group's entry if there is one, which holds it.
 			p.res.Seq = base
+			if len(commits) > 0 {
+				included = append(included, p)
+			}
 			continue
 		}
 		c := iam.Commit{Actor: p.req.Actor, IdempotencyKey: p.req.IdempotencyKey, RequestHash: p.req.RequestHash, At: p.req.At, Events: evs}
