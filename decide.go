@@ -46,7 +46,7 @@ func Decide(s *State, req Request) ([]Event, error) {
 		if err := c.validate(); err != nil {
 			return nil, err
 		}
-		if c.ID != req.Realm {
+		if req.Realm != "" && c.ID != req.Realm {
 			return nil, FieldErrorf("realm", "a realm is created by a request for that realm")
 		}
 		if s.realms[c.ID] != nil {
