@@ -47,24 +47,51 @@ func (src Source) describe(stmt int) string {
 	return s
 }
 
-// evaluation collects the first deny and the first allow that match.
+// evaluation collects the matching deny and allow statements. When several
+// match, the one named in the reason is the least by (source, statement), so
+// every replica gives the same reason for the same state, whatever the order
+// in which it walks its maps.
 type evaluation struct {
 	action, resource string
-	denied, allowed  bool
-	denyReason       string
-	allowReason      string
+	deny, allow      match
+}
+
+type match struct {
+	ok   bool
+	src  Source
+	stmt int
+}
+
+func (m *match) offer(src Source, stmt int) {
+	if !m.ok || src.less(stmt, m.src, m.stmt) {
+		*m = match{true, src, stmt}
+	}
+}
+
+func (a Source) less(aStmt int, b Source, bStmt int) bool {
+	switch {
+	case a.Kind != b.Kind:
+		return a.Kind < b.Kind
+	case a.ID != b.ID:
+		return a.ID < b.ID
+	case a.Via != b.Via:
+		return a.Via < b.Via
+	case a.Project != b.Project:
+		return a.Project < b.Project
+	}
+	return aStmt < bStmt
 }
 
 func (e *evaluation) statements(stmts []Statement, src Source) {
 	for i := range stmts {
 		st := &stmts[i]
-		if e.denied || (st.Effect == Allow && e.allowed) || !st.matches(e.action, e.resource) {
+		if !st.matches(e.action, e.resource) {
 			continue
 		}
 		if st.Effect == Deny {
-			e.denied, e.denyReason = true, "denied by "+src.describe(i)
+			e.deny.offer(src, i)
 		} else {
-			e.allowed, e.allowReason = true, "allowed by "+src.describe(i)
+			e.allow.offer(src, i)
 		}
 	}
 }
@@ -103,18 +130,15 @@ func (e *evaluation) policySet(r *Realm, ids set, src Source) {
 			src.ID = id
 			e.statements(p.Statements, src)
 		}
-		if e.denied {
-			return
-		}
 	}
 }
 
 func (e *evaluation) decision() Decision {
 	switch {
-	case e.denied:
-		return Decision{Allowed: false, Reason: e.denyReason}
-	case e.allowed:
-		return Decision{Allowed: true, Reason: e.allowReason}
+	case e.deny.ok:
+		return Decision{Allowed: false, Reason: "denied by " + e.deny.src.describe(e.deny.stmt)}
+	case e.allow.ok:
+		return Decision{Allowed: true, Reason: "allowed by " + e.allow.src.describe(e.allow.stmt)}
 	}
 	return Decision{Reason: "no statement allows " + e.action + " on " + e.resource}
 }
@@ -151,14 +175,12 @@ func (s *State) Check(q CheckRequest) Decision {
 		}
 		ev.policySet(r, id.Policies, Source{Kind: SourcePolicy})
 		for g := range id.Groups {
-			if grp := r.Groups[g]; grp != nil && !ev.denied {
+			if grp := r.Groups[g]; grp != nil {
 				ev.policySet(r, grp.Policies, Source{Kind: SourcePolicy, Via: g})
 			}
 		}
 		for role := range id.Roles {
-			if !ev.denied {
-				ev.statements(r.roleCache[role], Source{Kind: SourceRole, ID: role})
-			}
+			ev.statements(r.roleCache[role], Source{Kind: SourceRole, ID: role})
 		}
 		return ev.decision()
 	}
@@ -176,9 +198,7 @@ func (s *State) Check(q CheckRequest) Decision {
 	for g := range id.Groups {
 		if pols, ok := p.Members[g]; ok {
 			member = true
-			if !ev.denied {
-				ev.policies(r, pols, Source{Kind: SourcePolicy, Via: g, Project: q.Scope})
-			}
+			ev.policies(r, pols, Source{Kind: SourcePolicy, Via: g, Project: q.Scope})
 		}
 	}
 	if !member {

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -184,14 +186,9 @@ func newWorkload(tb testing.TB, seed uint64, events int) *workload {
 			n := rng.IntN(1 << 30)
 			commit(r, iam.AddAPIKey{App: pick(u.apps), KeyID: fmt.Sprintf("k%d", n), KeyHash: "$argon2id$v=19$m=65536,t=1,p=4$c2FsdA$aGFzaA"})
 		default:
-			// Realm-wide heartbeat-like no-ops are not commands; pick a
-			// removal of a credential of some app instead.
-			app := st.Identity(r, pick(u.apps))
-			if app != nil {
-				for cred := range app.Credentials {
-					commit(r, iam.RemoveCredential{App: app.ID, CredentialID: cred})
-					break
-				}
+			if app := st.Identity(r, pick(u.apps)); app != nil && len(app.Credentials) > 0 {
+				creds := slices.Sorted(maps.Keys(app.Credentials)) // not map order: the workload must be reproducible
+				commit(r, iam.RemoveCredential{App: app.ID, CredentialID: creds[rng.IntN(len(creds))]})
 			}
 		}
 	}

@@ -1,0 +1,421 @@
+package replica_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	iam "github.com/iam-project/iam"
+	"github.com/iam-project/iam/replica"
+)
+
+// benchDirs are removed when the test binary ends (BenchmarkCheck keeps
+// its replica open across the benchmark's runs).
+var (
+	benchDirsMu sync.Mutex
+	benchDirs   []string
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	benchDirsMu.Lock()
+	for _, d := range benchDirs {
+		os.RemoveAll(d)
+	}
+	benchDirsMu.Unlock()
+	os.Exit(code)
+}
+
+func benchDir(tb testing.TB) string {
+	d, err := os.MkdirTemp("", "iam-replica-bench-")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	benchDirsMu.Lock()
+	benchDirs = append(benchDirs, d)
+	benchDirsMu.Unlock()
+	return d
+}
+
+// Shape of the benchmark realm: every user is in 2 groups (400 groups of
+// exactly 500, the limit) and has 8 policies attached directly; every group
+// has 2 policies: 10 or more policies (30+ statements) reach each user, and
+// 1M+ attachment and membership edges are stored.
+const (
+	benchRealm          = "bench"
+	benchPolicies       = 1000
+	benchGroups         = 400
+	benchGroupsPerUser  = 2
+	benchPoliciesPerUse = 8
+	benchGroupPolicies  = 2
+)
+
+func benchCat(p int) string { return "hrn:here:data::" + benchRealm + ":cat-" + strconv.Itoa(p) }
+
+// benchData is the benchmark log: one event per entry, as a writer that does
+// not group commits would append it.
+type benchData struct {
+	entries []iam.LogEntry
+	users   int
+}
+
+func newBenchData(users int) *benchData {
+	in := iam.InRealm{Realm: benchRealm}
+	d := &benchData{users: users, entries: make([]iam.LogEntry, 0, 1+benchPolicies+benchGroups*(1+benchGroupPolicies)+users*(1+benchGroupsPerUser+benchPoliciesPerUse))}
+	add := func(ev iam.Event) {
+		seq := uint64(len(d.entries) + 1)
+		at := baseTime.Add(time.Duration(seq) * time.Microsecond)
+		d.entries = append(d.entries, iam.LogEntry{Seq: seq, Subject: "iam.evt.bench.commit", MsgID: "b" + strconv.FormatUint(seq, 10), Time: at,
+			Commits: []iam.Commit{{Events: []iam.Event{ev}, At: at}}})
+	}
+	add(iam.RealmCreated{InRealm: in, Name: "Bench"})
+	for p := range benchPolicies {
+		add(iam.PolicyCreated{InRealm: in, ID: "p" + strconv.Itoa(p), Name: "Policy " + strconv.Itoa(p), Statements: []iam.Statement{
+			{Effect: iam.Allow, Actions: []string{"read", "list"}, Resources: []string{benchCat(p), benchCat(p) + "/*"}},
+			{Effect: iam.Allow, Actions: []string{"write"}, Resources: []string{benchCat(p) + "/shared/*"}},
+			{Effect: iam.Deny, Actions: []string{"*"}, Resources: []string{benchCat(p) + "/locked"}},
+		}})
+	}
+	for g := range benchGroups {
+		add(iam.GroupCreated{InRealm: in, ID: "g" + strconv.Itoa(g), Name: "Group " + strconv.Itoa(g)})
+		for k := range benchGroupPolicies {
+			add(iam.PolicyAttached{InRealm: in, Policy: "p" + strconv.Itoa((g*37+k*501)%benchPolicies), Target: "g" + strconv.Itoa(g)})
+		}
+	}
+	for u := range users {
+		id := "u" + strconv.Itoa(u)
+		add(iam.IdentityCreated{InRealm: in, ID: id, Kind: iam.KindUser, Email: id + "@example.com", Name: "User " + id})
+		for k := range benchGroupsPerUser {
+			add(iam.MemberAdded{InRealm: in, Group: "g" + strconv.Itoa((u*benchGroupsPerUser+k)%benchGroups), Identity: id})
+		}
+		for _, p := range benchUserPolicies(u) {
+			add(iam.PolicyAttached{InRealm: in, Policy: "p" + strconv.Itoa(p), Target: id})
+		}
+	}
+	return d
+}
+
+// benchUserPolicies are the policies attached directly to user u.
+func benchUserPolicies(u int) []int {
+	out := make([]int, benchPoliciesPerUse)
+	for k := range out {
+		out[k] = (u*7 + k*131) % benchPolicies
+	}
+	return out
+}
+
+func (d *benchData) events() int {
+	n := 0
+	for _, e := range d.entries {
+		for _, c := range e.Commits {
+			n += len(c.Events)
+		}
+	}
+	return n
+}
+
+const replayBatch = 512
+
+// BenchmarkReplay replays ~1.1M events (100k users, their 200k group
+// memberships and 800k policy attachments) into an empty replica through
+// ApplyEntries in batches of 512. Run with -benchtime=1x.
+func BenchmarkReplay(b *testing.B) {
+	d := newBenchData(100_000)
+	events := d.events()
+	var total time.Duration
+	for b.Loop() {
+		b.StopTimer()
+		dir := benchDir(b)
+		rep, err := replica.Open(replica.Config{Region: "bench", Dir: filepath.Join(dir, "r")})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		start := time.Now()
+		for from := 0; from < len(d.entries); from += replayBatch {
+			if err := rep.ApplyEntries(d.entries[from:min(from+replayBatch, len(d.entries))]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		total += time.Since(start)
+		b.StopTimer()
+		rep.Close()
+		os.RemoveAll(dir)
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(events)*float64(b.N)/total.Seconds(), "events/s")
+	b.ReportMetric(float64(events), "events")
+}
+
+// BenchmarkRawPebble writes the very rows the replay writes — the same keys
+// and values in the same batches (one per 512 entries, plus the position),
+// NoSync — straight to Pebble with the Store's options: the ceiling for
+// BenchmarkReplay. Rows are computed up front, outside the timer.
+func BenchmarkRawPebble(b *testing.B) {
+	d := newBenchData(100_000)
+	events := d.events()
+	type kv struct {
+		k, v []byte
+		del  bool
+	}
+	var batches [][]kv
+	keys := 0
+	st := iam.NewState()
+	for from := 0; from < len(d.entries); from += replayBatch {
+		var order []string
+		seen := map[string]bool{}
+		for _, e := range d.entries[from:min(from+replayBatch, len(d.entries))] {
+			st.ApplyEntry(e, func(k string) {
+				if !seen[k] {
+					seen[k] = true
+					order = append(order, k)
+				}
+			})
+		}
+		batch := make([]kv, 0, len(order))
+		for _, k := range order {
+			v, ok := st.Row(k)
+			batch = append(batch, kv{k: []byte(k), v: v, del: !ok})
+		}
+		keys += len(batch)
+		batches = append(batches, batch)
+	}
+	d = nil
+	runtime.GC()
+	var total time.Duration
+	for b.Loop() {
+		b.StopTimer()
+		dir := benchDir(b)
+		cache := pebble.NewCache(64 << 20)
+		db, err := pebble.Open(filepath.Join(dir, "raw"), &pebble.Options{Cache: cache, Logger: quietPebble{}})
+		cache.Unref()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		start := time.Now()
+		var pos [8]byte
+		for i, batch := range batches {
+			wb := db.NewBatch()
+			for _, c := range batch {
+				if c.del {
+					err = wb.Delete(c.k, nil)
+				} else {
+					err = wb.Set(c.k, c.v, nil)
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			pos[7] = byte(i)
+			if err := wb.Set([]byte("\xffapplied"), pos[:], nil); err != nil {
+				b.Fatal(err)
+			}
+			if err := wb.Commit(pebble.NoSync); err != nil {
+				b.Fatal(err)
+			}
+			wb.Close()
+		}
+		total += time.Since(start)
+		b.StopTimer()
+		db.Close()
+		os.RemoveAll(dir)
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(keys)*float64(b.N)/total.Seconds(), "keys/s")
+	b.ReportMetric(float64(events)*float64(b.N)/total.Seconds(), "events/s")
+	b.ReportMetric(float64(keys), "keys")
+}
+
+type quietPebble struct{}
+
+func (quietPebble) Infof(string, ...any)  {}
+func (quietPebble) Errorf(string, ...any) {}
+func (quietPebble) Fatalf(format string, args ...any) {
+	panic(fmt.Sprintf(format, args...))
+}
+
+// checkBench is the replica BenchmarkCheck asks, built once per process:
+// replayed from the benchmark log, closed, and reopened, so that its index
+// is loaded from Pebble as at a restart.
+var checkBench struct {
+	once    sync.Once
+	rep     *replica.Replica
+	users   int
+	edges   int
+	build   time.Duration
+	load    time.Duration
+	rssMiB  float64
+	heapMiB float64
+	err     error
+}
+
+func vmRSSMiB() float64 {
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+			return kb / 1024
+		}
+	}
+	return -1
+}
+
+func checkReplica(b *testing.B) *replica.Replica {
+	checkBench.once.Do(func() {
+		const users = 100_000
+		dir := filepath.Join(benchDir(b), "r")
+		start := time.Now()
+		d := newBenchData(users)
+		rep, err := replica.Open(replica.Config{Region: "bench", Dir: dir})
+		if err != nil {
+			checkBench.err = err
+			return
+		}
+		for from := 0; from < len(d.entries); from += replayBatch {
+			if err := rep.ApplyEntries(d.entries[from:min(from+replayBatch, len(d.entries))]); err != nil {
+				checkBench.err = err
+				return
+			}
+		}
+		if err := rep.Close(); err != nil {
+			checkBench.err = err
+			return
+		}
+		checkBench.build = time.Since(start)
+		d = nil
+		runtime.GC()
+		debug.FreeOSMemory()
+		start = time.Now()
+		if checkBench.rep, err = replica.Open(replica.Config{Region: "bench", Dir: dir}); err != nil {
+			checkBench.err = err
+			return
+		}
+		checkBench.load = time.Since(start)
+		runtime.GC()
+		debug.FreeOSMemory()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		checkBench.rssMiB, checkBench.heapMiB = vmRSSMiB(), float64(ms.HeapInuse)/(1<<20)
+		checkBench.users = users
+		checkBench.edges = users*(benchGroupsPerUser+benchPoliciesPerUse) + benchGroups*benchGroupPolicies
+	})
+	if checkBench.err != nil {
+		b.Fatal(checkBench.err)
+	}
+	return checkBench.rep
+}
+
+// benchQueries are unscoped checks of random users: a third on a resource
+// one of their policies allows exactly, a third under an allowed prefix
+// (some of them explicitly denied), a third on a resource nothing allows —
+// the worst case, which evaluates every statement that reaches the user.
+func benchQueries(users, n int) []iam.CheckRequest {
+	rng := rand.New(rand.NewPCG(1, 1))
+	actions := []string{"read", "list", "write", "delete"}
+	out := make([]iam.CheckRequest, n)
+	for i := range out {
+		u := rng.IntN(users)
+		p := benchUserPolicies(u)[rng.IntN(benchPoliciesPerUse)]
+		q := iam.CheckRequest{Realm: benchRealm, Subject: "u" + strconv.Itoa(u), Action: actions[rng.IntN(len(actions))]}
+		switch rng.IntN(6) {
+		case 0, 1:
+			q.Resource = benchCat(p)
+		case 2:
+			q.Resource = benchCat(p) + "/shared/doc-" + strconv.Itoa(rng.IntN(100))
+		case 3:
+			q.Resource = benchCat(p) + "/locked"
+		default:
+			q.Resource = benchCat(benchPolicies + rng.IntN(1000))
+		}
+		out[i] = q
+	}
+	return out
+}
+
+// BenchmarkCheck measures in-process Replica.Check (minimize_latency) from
+// parallel goroutines on 100k users reached by 1M+ grants. Run with
+// -benchtime 2s (and -cpu 2 for the two-core figure).
+func BenchmarkCheck(b *testing.B) {
+	rep := checkReplica(b)
+	qs := benchQueries(checkBench.users, 1<<16)
+	c := replica.Consistency{Mode: replica.MinimizeLatency}
+	ctx := context.Background()
+	var (
+		mu      sync.Mutex
+		samples []time.Duration
+		allowed int
+		seed    uint64
+	)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		mu.Lock()
+		seed++
+		i := int(seed * 7919)
+		mu.Unlock()
+		var mine []time.Duration
+		ok, n := 0, 0
+		for pb.Next() {
+			q := qs[i%len(qs)]
+			i++
+			n++
+			if n%8 == 0 {
+				t0 := time.Now()
+				d, _, err := rep.Check(ctx, q, c)
+				mine = append(mine, time.Since(t0))
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				if d.Allowed {
+					ok++
+				}
+				continue
+			}
+			if _, _, err := rep.Check(ctx, q, c); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+		mu.Lock()
+		samples = append(samples, mine...)
+		allowed += ok
+		mu.Unlock()
+	})
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "checks/s")
+	if len(samples) > 0 {
+		slices.Sort(samples)
+		pct := func(p float64) float64 {
+			return float64(samples[min(len(samples)-1, int(p*float64(len(samples))))].Nanoseconds()) / 1e3
+		}
+		b.ReportMetric(pct(0.50), "p50-µs")
+		b.ReportMetric(pct(0.99), "p99-µs")
+		b.ReportMetric(pct(0.999), "p99.9-µs")
+		b.ReportMetric(float64(allowed)/float64(len(samples)), "allowed-ratio")
+	}
+	b.ReportMetric(checkBench.rssMiB, "RSS-MiB")
+	b.ReportMetric(checkBench.heapMiB, "heap-MiB")
+	b.ReportMetric(float64(checkBench.edges), "grant-edges")
+	b.ReportMetric(checkBench.load.Seconds(), "open-s")
+	if b.N > 1 {
+		b.Logf("state: %d users, %d grant edges; built in %s, reopened (index loaded) in %s; RSS %.0f MiB (heap in use %.0f MiB); GOMAXPROCS %d",
+			checkBench.users, checkBench.edges, checkBench.build.Round(time.Millisecond), checkBench.load.Round(time.Millisecond),
+			checkBench.rssMiB, checkBench.heapMiB, runtime.GOMAXPROCS(0))
+	}
+}
