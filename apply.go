@@ -12,7 +12,8 @@ func (s *State) apply(ev Event, touch Touch) {
 			ID: e.Realm, Name: e.Name,
 			Identities: map[string]*Identity{}, Groups: map[string]*Group{}, Policies: map[string]*Policy{},
 			Projects: map[string]*Project{}, Resources: map[string]*ResourcePlacement{}, emails: map[string]string{},
-			roleCache: roleStatementsFor(e.Realm),
+			roleCache:   roleStatementsFor(e.Realm),
+			Invitations: map[string]*Invitation{}, authCodes: map[string]string{}, resetTokens: map[string]string{}, invitationTokens: map[string]string{},
 		}
 		touch(realmKey(e.Realm))
 	case IdentityCreated:
@@ -22,9 +23,13 @@ func (s *State) apply(ev Event, touch Touch) {
 			PasswordHash: e.PasswordHash, RedirectURIs: e.RedirectURIs, Owner: e.Owner,
 			Groups: set{}, Roles: set{}, Policies: set{}, Projects: set{},
 			Credentials: map[string]Credential{}, APIKeys: map[string]string{},
+			EmailIndex: e.EmailIndex, Sealed: e.Sealed, AuthCodes: map[string]AuthCode{}, DisabledAPIKeys: set{},
 		}
 		if e.Email != "" {
 			r.emails[strings.ToLower(e.Email)] = e.ID
+		}
+		if e.EmailIndex != "" {
+			r.emails[e.EmailIndex] = e.ID
 		}
 		touch(identityKey(e.Realm, e.ID))
 	case IdentityStatusChanged:
@@ -36,10 +41,12 @@ func (s *State) apply(ev Event, touch Touch) {
 		if r.emails[strings.ToLower(id.Email)] == e.ID {
 			delete(r.emails, strings.ToLower(id.Email))
 		}
+		r.forgetAuth(id, touch)
 		// Keep a tombstone without personal data, so the id is never reused.
 		r.Identities[e.ID] = &Identity{ID: e.ID, Kind: id.Kind, Status: StatusDeleted,
 			Groups: set{}, Roles: set{}, Policies: set{}, Projects: set{},
-			Credentials: map[string]Credential{}, APIKeys: map[string]string{}}
+			Credentials: map[string]Credential{}, APIKeys: map[string]string{},
+			AuthCodes: map[string]AuthCode{}, DisabledAPIKeys: set{}}
 		touch(identityKey(e.Realm, e.ID))
 	case CredentialAdded:
 		s.realms[e.Realm].Identities[e.App].Credentials[e.CredentialID] = Credential{ClientID: e.ClientID, SecretHash: e.SecretHash}
@@ -56,6 +63,10 @@ func (s *State) apply(ev Event, touch Touch) {
 		touch(edgeKey(e.Realm, edgeAPIKey, e.App, e.KeyID))
 	case APIKeyRemoved:
 		delete(s.realms[e.Realm].Identities[e.App].APIKeys, e.KeyID)
+		if app := s.realms[e.Realm].Identities[e.App]; app.DisabledAPIKeys.has(e.KeyID) {
+			delete(app.DisabledAPIKeys, e.KeyID)
+			touch(edgeKey(e.Realm, edgeAPIKeyDisabled, e.App, e.KeyID))
+		}
 		delete(s.apiKeys, e.KeyID)
 		touch(edgeKey(e.Realm, edgeAPIKey, e.App, e.KeyID))
 	case GroupCreated:
@@ -158,6 +169,8 @@ func (s *State) apply(ev Event, touch Touch) {
 			}
 		}
 		touch(edgeKey(e.Realm, edgeProjectResource, e.Project, e.HRN))
+	default:
+		s.applyAuth(ev, touch)
 	}
 }
 

@@ -69,6 +69,11 @@ type IdentityCreated struct {
 	PasswordHash string       `json:"passwordHash,omitempty"`
 	RedirectURIs []string     `json:"redirectUris,omitempty"`
 	Owner        string       `json:"owner,omitempty"`
+	// EmailIndex and Sealed replace Email and Name for users whose personal
+	// data is encrypted under a per-user key kept outside the log
+	// (crypto-shredding; see auth_events.go and docs/authentication.md).
+	EmailIndex string `json:"emailIndex,omitempty"`
+	Sealed     []byte `json:"sealed,omitempty"`
 }
 
 type IdentityStatusChanged struct {

@@ -50,6 +50,7 @@ type identityRow struct {
 	PasswordHash string         `json:"passwordHash,omitempty"`
 	RedirectURIs []string       `json:"redirectUris,omitempty"`
 	Owner        string         `json:"owner,omitempty"`
+	identityAuthRow
 }
 
 type nameRow struct {
@@ -83,7 +84,7 @@ func (s *State) Row(key string) ([]byte, bool) {
 	switch kind {
 	case rowIdentity:
 		if id := r.Identities[parts[1]]; id != nil {
-			return mustJSON(identityRow{id.Kind, id.Status, id.Email, id.Name, id.PasswordHash, id.RedirectURIs, id.Owner}), true
+			return mustJSON(identityRow{id.Kind, id.Status, id.Email, id.Name, id.PasswordHash, id.RedirectURIs, id.Owner, authRowOf(id)}), true
 		}
 	case rowGroup:
 		if g := r.Groups[parts[1]]; g != nil {
@@ -102,6 +103,8 @@ func (s *State) Row(key string) ([]byte, bool) {
 			return nil, false
 		}
 		return r.edgeRow(parts[1], parts[2], parts[3])
+	case rowInvitation:
+		return r.invitationRow(parts[1])
 	}
 	return nil, false
 }
@@ -144,6 +147,8 @@ func (r *Realm) edgeRow(kind, from, to string) ([]byte, bool) {
 				return []byte(h), true
 			}
 		}
+	default:
+		return r.authEdgeRow(kind, from, to)
 	}
 	return nil, false
 }
@@ -190,6 +195,7 @@ func (s *State) Rows(fn func(key string, value []byte) error) error {
 				keys = append(keys, edgeKey(rid, edgeProjectResource, id, h))
 			}
 		}
+		keys = r.authRowKeys(keys)
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
@@ -231,8 +237,10 @@ func (s *State) LoadRow(key string, value []byte) error {
 		var row identityRow
 		if err = json.Unmarshal(value, &row); err == nil {
 			s.apply(IdentityCreated{InRealm: in, ID: parts[1], Kind: row.Kind, Email: row.Email, Name: row.Name,
-				PasswordHash: row.PasswordHash, RedirectURIs: row.RedirectURIs, Owner: row.Owner}, nop)
+				PasswordHash: row.PasswordHash, RedirectURIs: row.RedirectURIs, Owner: row.Owner,
+				EmailIndex: row.EmailIndex, Sealed: row.Sealed}, nop)
 			s.realms[realm].Identities[parts[1]].Status = row.Status
+			s.realms[realm].loadAuthRow(s.realms[realm].Identities[parts[1]], row.identityAuthRow)
 		}
 	case rowGroup:
 		var row nameRow
@@ -254,6 +262,8 @@ func (s *State) LoadRow(key string, value []byte) error {
 			return fmt.Errorf("load row %q: malformed edge key", key)
 		}
 		err = s.loadEdge(in, parts[1], parts[2], parts[3], value)
+	case rowInvitation:
+		err = s.loadInvitation(in, parts[1], value)
 	default:
 		return fmt.Errorf("load row %q: unknown row kind", key)
 	}
@@ -310,13 +320,14 @@ func (s *State) loadEdge(in InRealm, kind, from, to string, value []byte) error 
 			return fmt.Errorf("credential of a missing app")
 		}
 		s.apply(CredentialAdded{InRealm: in, App: from, CredentialID: to, ClientID: c.ClientID, SecretHash: c.SecretHash}, nop)
+		r.Identities[from].Credentials[to] = c // with its status
 	case edgeAPIKey:
 		if r.Identities[from] == nil {
 			return fmt.Errorf("API key of a missing app")
 		}
 		s.apply(APIKeyAdded{InRealm: in, App: from, KeyID: to, KeyHash: string(value)}, nop)
 	default:
-		return fmt.Errorf("unknown edge kind %q", kind)
+		return s.loadAuthEdge(in, kind, from, to, value)
 	}
 	return nil
 }

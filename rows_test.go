@@ -70,6 +70,9 @@ func (g randomCommands) statements() []iam.Statement {
 // edges and removals later.
 func (g randomCommands) next(i, n int) iam.Command {
 	roles := []string{iam.RoleOrgAdmin, iam.RoleOrgInviter, iam.RoleProjectAdmin, iam.RoleResourceManager}
+	if g.rng.IntN(5) == 0 {
+		return g.authCommand() // sign-in, codes, passwords, invitations: auth_test.go
+	}
 	op := g.rng.IntN(24)
 	if g.rng.IntN(n) >= 4*i {
 		op = g.rng.IntN(6)

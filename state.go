@@ -91,6 +91,12 @@ type Realm struct {
 	idem       map[string]IdempotencyRecord
 	idemOrder  []string
 	roleCache  map[string][]Statement
+
+	// Identity provider (auth_events.go).
+	Invitations      map[string]*Invitation
+	authCodes        map[string]string // code hash → user
+	resetTokens      map[string]string // reset token hash → user
+	invitationTokens map[string]string // invitation token hash → invitation
 }
 
 type Identity struct {
@@ -108,6 +114,17 @@ type Identity struct {
 	Projects     set // direct project memberships
 	Credentials  map[string]Credential
 	APIKeys      map[string]string // key id → argon2id hash
+	// Identity provider (auth_events.go): sealed personal data, sign-in
+	// failures and lock, token revocation, codes, reset token, key status.
+	EmailIndex      string
+	Sealed          []byte
+	FailedSignIns   int
+	LockedUntil     time.Time
+	TokensNotBefore time.Time
+	ResetTokenHash  string
+	ResetExpiresAt  time.Time
+	AuthCodes       map[string]AuthCode // code hash → code
+	DisabledAPIKeys set
 }
 
 // StatusDeleted marks a permanently deleted identity; its id is never reused.
@@ -116,6 +133,7 @@ const StatusDeleted IdentityStatus = "deleted"
 type Credential struct {
 	ClientID   string `json:"clientId"`
 	SecretHash string `json:"secretHash"`
+	Disabled   bool   `json:"disabled,omitempty"`
 }
 
 type Group struct {
@@ -210,7 +228,7 @@ func (s *State) APIKey(keyID string) (realm string, app *Identity, hash string, 
 		return "", nil, "", false
 	}
 	hash, ok = app.APIKeys[keyID]
-	return ref.realm, app, hash, ok
+	return ref.realm, app, hash, ok && !app.DisabledAPIKeys.has(keyID)
 }
 
 // UserByEmail finds a user of realm by email, case-insensitively.

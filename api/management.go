@@ -2,7 +2,6 @@ package api
 
 import (
 	"net/http"
-	"unicode/utf8"
 
 	iam "github.com/iam-project/iam"
 	"github.com/iam-project/iam/api/auth"
@@ -27,15 +26,29 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request) error {
 	if err := c.decode(&in, false); err != nil {
 		return err
 	}
-	cmd := iam.CreateUser{ID: c.newID("u", 16, "user"), Email: in.Email, Name: in.Name}
+	if err := validPersonal(in.Email, in.Name); err != nil {
+		return err
+	}
+	// Email and name are sealed under the user's own key (personal.go).
+	cmd := iam.CreateSealedUser{ID: c.newID("u", 16, "user")}
 	if in.Password != nil {
 		pw := *in.Password
-		if utf8.RuneCountInString(pw) < minPasswordLength || len(pw) > maxPasswordBytes {
-			return iam.FieldErrorf("password", "must have at least %d characters and at most %d bytes", minPasswordLength, maxPasswordBytes)
+		if err := validPassword("password", pw); err != nil {
+			return err
 		}
 		if cmd.PasswordHash, err = auth.Hash(pw, s.cfg.HashParams); err != nil {
 			return err
 		}
+	}
+	if cmd.EmailIndex, err = s.emailIndex(r.Context(), c.p.Realm, in.Email); err != nil {
+		return err
+	}
+	key, err := s.dataKey(r.Context(), c.p.Realm, cmd.ID, true)
+	if err != nil {
+		return err
+	}
+	if cmd.Sealed, err = sealPersonal(key, c.p.Realm, cmd.ID, personal{Email: in.Email, Name: in.Name}); err != nil {
+		return err
 	}
 	res, err := c.execute(cmd)
 	if err != nil {
@@ -82,6 +95,11 @@ func (s *Server) deleteIdentity(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
 	c, err := s.beginWrite(w, r, iam.DeleteIdentity{ID: id})
 	if err != nil {
+		return err
+	}
+	// Shred first: if the event then fails, a retry completes the deletion,
+	// and no moment exists where the log says deleted but the key lives.
+	if err := s.shredBeforeDelete(r.Context(), c.p.Realm, id); err != nil {
 		return err
 	}
 	return c.run(iam.DeleteIdentity{ID: id}, http.StatusOK, map[string]any{"id": id, "deleted": true})

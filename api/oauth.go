@@ -56,8 +56,9 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	} else {
 		clientID, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
 	}
-	switch gt := r.PostForm.Get("grant_type"); gt {
-	case "client_credentials":
+	gt := r.PostForm.Get("grant_type")
+	switch gt {
+	case "client_credentials", "authorization_code":
 	case "":
 		writeOAuthError(w, &oauthError{http.StatusBadRequest, "invalid_request", "grant_type is required"}, basic)
 		return
@@ -78,9 +79,19 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, &oauthError{http.StatusUnauthorized, "invalid_client", "client authentication is required"}, basic)
 		return
 	}
+	// Rate limited per client id, before the (costly) secret check.
+	if ok, wait := s.idp.tokenLimits.allow("client/"+clientID, s.cfg.Now()); !ok {
+		retryAfter(w, wait)
+		writeOAuthError(w, &oauthError{http.StatusTooManyRequests, "temporarily_unavailable", "too many token requests for this client; retry later"}, basic)
+		return
+	}
 	p, err := s.authenticateClient(clientID, secret)
 	if err != nil {
 		writeOAuthError(w, err, basic)
+		return
+	}
+	if gt == "authorization_code" {
+		s.tokenFromCode(w, r, p, basic)
 		return
 	}
 	scope := r.PostForm.Get("scope")
@@ -92,6 +103,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.cfg.Now()
 	pos := s.acknowledged()
+	s.maybeRotate(now)
 	tok, serr := s.keys.Sign(auth.Claims{Position: pos,
 		Issuer: s.issuer(r), Subject: p.ID, Audience: s.cfg.Audience, Realm: p.Realm, Scope: scope,
 		ID: auth.NewID("t", 16), IssuedAt: now, ExpiresAt: now.Add(lifetime), Kind: p.Kind,
@@ -118,7 +130,7 @@ func (s *Server) authenticateClient(clientID, secret string) (Principal, *oauthE
 	var hash string
 	_ = s.latest(func(st *iam.State) error {
 		realm, app, cred, ok := st.ClientCredential(clientID)
-		if ok && app.Status == iam.StatusActive {
+		if ok && !cred.Disabled && app.Status == iam.StatusActive {
 			p, hash = Principal{Realm: realm, ID: app.ID, Kind: auth.KindApp}, cred.SecretHash
 		}
 		return nil
@@ -167,11 +179,13 @@ func (s *Server) discovery(w http.ResponseWriter, r *http.Request) {
 	iss := s.issuer(r)
 	writeJSON(w, http.StatusOK, map[string]any{
 		"issuer":                                iss,
+		"authorization_endpoint":                iss + "/oauth2/authorize",
 		"token_endpoint":                        iss + "/oauth2/token",
 		"jwks_uri":                              iss + "/.well-known/jwks.json",
-		"grant_types_supported":                 []string{"client_credentials"},
+		"grant_types_supported":                 []string{"client_credentials", "authorization_code"},
 		"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
-		"response_types_supported":              []string{"token"},
+		"response_types_supported":              []string{"code"},
+		"code_challenge_methods_supported":      []string{"S256"},
 		"subject_types_supported":               []string{"public"},
 		"id_token_signing_alg_values_supported": []string{"ES256"},
 		"scopes_supported":                      []string{"openid"},
@@ -183,4 +197,57 @@ func (s *Server) jwks(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "public, max-age=300")
 	_, _ = w.Write(s.keys.JWKS())
+}
+
+// userTokenLifetime is the life of a token issued to a user by the
+// authorization-code flow (at most MaxTokenLifetime).
+const userTokenLifetime = time.Hour
+
+// tokenFromCode serves grant_type=authorization_code (RFC 6749 §4.1.3 with
+// RFC 7636): the code is single-use and bound to the authenticated client,
+// the redirect URI and the PKCE verifier, all judged by the writer. A code
+// presented again revokes the tokens of its user (§4.1.2) and is refused.
+func (s *Server) tokenFromCode(w http.ResponseWriter, r *http.Request, p Principal, basic bool) {
+	code := r.PostForm.Get("code")
+	if code == "" || len(code) > 256 {
+		writeOAuthError(w, &oauthError{http.StatusBadRequest, "invalid_request", "code is required"}, basic)
+		return
+	}
+	now := s.now()
+	res, err := s.system(r.Context(), p.Realm, now, iam.RedeemAuthCode{CodeHash: iam.HashSecret(code), Client: p.ID,
+		RedirectURI: r.PostForm.Get("redirect_uri"), Verifier: r.PostForm.Get("code_verifier"), At: now})
+	if err != nil {
+		if iam.ErrorField(err) == iam.FieldAuthorizationCodeErr {
+			writeOAuthError(w, &oauthError{http.StatusBadRequest, "invalid_grant", iam.ErrorMessage(err)}, basic)
+			return
+		}
+		writeOAuthError(w, &oauthError{http.StatusServiceUnavailable, "temporarily_unavailable", "the code could not be redeemed; retry"}, basic)
+		return
+	}
+	var user string
+	for _, ev := range res.Events {
+		switch e := ev.(type) {
+		case iam.TokensRevoked:
+			writeOAuthError(w, &oauthError{http.StatusBadRequest, "invalid_grant", "the authorization code was used already; the tokens issued for it are revoked"}, basic)
+			return
+		case iam.AuthCodeRedeemed:
+			user = e.User
+		}
+	}
+	if user == "" {
+		writeOAuthError(w, &oauthError{http.StatusBadRequest, "invalid_grant", "the authorization code is unknown or expired"}, basic)
+		return
+	}
+	lifetime := min(userTokenLifetime, s.cfg.MaxTokenLifetime)
+	tok, err := s.signUserToken(r, p.Realm, user, res.Seq, lifetime)
+	if err != nil {
+		s.log.Error("sign token", "err", err)
+		writeOAuthError(w, &oauthError{http.StatusInternalServerError, "server_error", "the token could not be signed"}, basic)
+		return
+	}
+	if s.metrics != nil {
+		s.metrics.tokens.Inc()
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, map[string]any{"access_token": tok, "token_type": "bearer", "expires_in": int(lifetime / time.Second), "scope": ""})
 }

@@ -31,10 +31,13 @@ type lagMonitor struct {
 	s      *Server
 	health HealthFunc
 
-	mu     sync.Mutex
-	last   []ReplicaStatus
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	mu   sync.Mutex
+	last []ReplicaStatus
+	// history holds the last minutes of every region's status, one sample
+	// a second, for the lag page (ui.go).
+	history lagHistory
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
 }
 
 func newLagMonitor(s *Server) *lagMonitor { return &lagMonitor{s: s} }
@@ -50,7 +53,9 @@ func (l *lagMonitor) start(ctx context.Context) {
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
 		for {
-			l.measure(ctx)
+			sts := l.measure(ctx)
+			now := l.s.cfg.Now()
+			l.history.add(now, append(sts, l.s.peerStatuses(ctx, now)...))
 			select {
 			case <-ctx.Done():
 				return
@@ -92,6 +97,7 @@ func (l *lagMonitor) measure(ctx context.Context) []ReplicaStatus {
 		} else {
 			st.Healthy, st.Error = false, "log unreachable: "+headErr.Error()
 		}
+		s.judgeLag(&st, rep, now, headErr) // forward.go: lag while cut off, threshold
 		if l.health != nil {
 			if err := l.health(region); err != nil {
 				st.Healthy, st.Error = false, err.Error()
@@ -113,11 +119,14 @@ func (l *lagMonitor) measure(ctx context.Context) []ReplicaStatus {
 	l.mu.Lock()
 	l.last = out
 	l.mu.Unlock()
+	s.publishStatus(out) // forward.go: tell the other regions
 	return out
 }
 
 func (s *Server) listReplicas(w http.ResponseWriter, r *http.Request) error {
-	writeJSON(w, http.StatusOK, map[string]any{"replicas": s.lag.measure(r.Context())})
+	sts := s.lag.measure(r.Context())
+	sts = append(sts, s.peerStatuses(r.Context(), s.cfg.Now())...) // forward.go: the other regions
+	writeJSON(w, http.StatusOK, map[string]any{"replicas": sts})
 	return nil
 }
 

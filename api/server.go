@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -36,8 +37,47 @@ type Config struct {
 	// derived from Idempotency-Keys; it must survive restarts. Default: a
 	// random key (idempotency then holds only within this process's life).
 	IdempotencySecret []byte
-	Logger            *slog.Logger
-	Now               func() time.Time
+	// DataDir, if set, holds the sealed signing keys (and their KEK) and the
+	// default mail outbox (identity.go).
+	DataDir string
+	// Identity holds the identity provider's rules (identity.go).
+	Identity IdentityConfig
+	Logger   *slog.Logger
+	Now      func() time.Time
+
+	// Forward, when set, makes this a regional server: it has no writer
+	// and no signing keys (New takes nil for both); it relays writes and
+	// token requests to the hub through Forward, verifies tokens with the
+	// hub's JWKS fetched the same way, judges management reads on its
+	// replica at the hub's head (fully_consistent), and answers reads from
+	// its replica even when the hub is unreachable. See forward.go.
+	Forward Forwarder
+	// ForwardTimeout bounds one relayed request. Default 10s.
+	ForwardTimeout time.Duration
+	// HeartbeatInterval is the hub's heartbeat period (see
+	// eventlog.Heartbeater), which bounds the lag a region reports while it
+	// cannot reach the log. Default 1s.
+	HeartbeatInterval time.Duration
+	// MaxLag, when positive, marks a region whose lag in seconds exceeds
+	// it unhealthy, and /readyz not ready.
+	MaxLag time.Duration
+	// PublishStatus, when set, is given every local region's status (JSON)
+	// once a second, for the other processes (eventlog.Bus.Publish on
+	// eventlog.StatusSubjectPrefix + "." + region); they hand it to
+	// ReceiveStatus, and GET /v1/replicas then shows every region.
+	PublishStatus func(region string, data []byte)
+	// LatestFromReplica makes latest() read the default region's replica
+	// at the log's head (fully_consistent) even with a writer: a hub of
+	// several processes has several writers, each of which learns the
+	// others' entries only on a conflict, so none of their states is the
+	// latest.
+	LatestFromReplica bool
+}
+
+// tokenVerifier verifies access tokens: the KeySet that signs them, or in
+// a region the hub's keys (auth.RemoteKeySet).
+type tokenVerifier interface {
+	Verify(token, issuer, audience string, now time.Time) (auth.Claims, error)
 }
 
 // Server serves the HTTP API over one writer and one replica per region.
@@ -49,16 +89,21 @@ type Server struct {
 	replicas map[string]*replica.Replica
 	regions  []string
 	keys     *auth.KeySet
+	verifier tokenVerifier
+	hub      *regionLink // nil unless Config.Forward is set
+	peers    peerBoard
 	verify   *auth.VerifyCache
 	metrics  *Metrics
 	lag      *lagMonitor
 	mux      *http.ServeMux
+	idp      *identityProvider // identity.go
 
 	idemSecret []byte
 	tokens     *tokenCache
 }
 
 // New returns a server. regions lists the replicas in preference order.
+// writer and keys are nil for a regional server (Config.Forward set).
 func New(cfg Config, writer *eventlog.Writer, evlog *eventlog.Log, replicas []*replica.Replica, keys *auth.KeySet, metrics *Metrics) *Server {
 	if cfg.Audience == "" {
 		cfg.Audience = "iam"
@@ -75,6 +120,12 @@ func New(cfg Config, writer *eventlog.Writer, evlog *eventlog.Log, replicas []*r
 	if cfg.HashParams == (auth.HashParams{}) {
 		cfg.HashParams = auth.DefaultHashParams()
 	}
+	if cfg.ForwardTimeout <= 0 {
+		cfg.ForwardTimeout = DefaultForwardTimeout
+	}
+	if cfg.HeartbeatInterval <= 0 {
+		cfg.HeartbeatInterval = DefaultHeartbeatInterval
+	}
 	s := &Server{cfg: cfg, log: cfg.Logger, writer: writer, evlog: evlog, keys: keys,
 		replicas: map[string]*replica.Replica{}, verify: auth.NewVerifyCache(auth.DefaultVerifyCacheSize), metrics: metrics}
 	for _, r := range replicas {
@@ -85,6 +136,15 @@ func New(cfg Config, writer *eventlog.Writer, evlog *eventlog.Log, replicas []*r
 		s.cfg.DefaultRegion = s.regions[0]
 	}
 	s.tokens = newTokenCache(100_000)
+	if keys != nil {
+		s.verifier = keys
+	}
+	if cfg.Forward != nil {
+		s.hub = newRegionLink(cfg.Forward, metrics)
+		if keys == nil {
+			s.verifier = &auth.RemoteKeySet{Fetch: s.fetchJWKS}
+		}
+	}
 	s.idemSecret = cfg.IdempotencySecret
 	if len(s.idemSecret) == 0 {
 		s.idemSecret = make([]byte, 32)
@@ -97,11 +157,19 @@ func New(cfg Config, writer *eventlog.Writer, evlog *eventlog.Log, replicas []*r
 
 // Handler returns the HTTP handler.
 func (s *Server) Handler() http.Handler {
-	return s.recoverer(s.mux)
+	return s.recoverer(s.forwarding(s.mux))
 }
 
 // Start starts the server's background work (the lag monitor); Stop ends it.
-func (s *Server) Start(ctx context.Context) { s.lag.start(ctx) }
+// A regional server also fetches the hub's keys, if it can.
+func (s *Server) Start(ctx context.Context) {
+	if rk, ok := s.verifier.(*auth.RemoteKeySet); ok {
+		if err := rk.Refresh(ctx); err != nil {
+			s.log.Warn("hub keys not fetched yet", "err", err)
+		}
+	}
+	s.lag.start(ctx)
+}
 
 // Stop stops the background work.
 func (s *Server) Stop() { s.lag.stop() }
@@ -189,7 +257,9 @@ func (s *Server) authenticate(r *http.Request, apiKeyOK bool) (Principal, error)
 		return Principal{}, iam.Errorf(iam.EUnauthenticated, "a bearer access token is required (Authorization: Bearer <token>)")
 	}
 	c, err := s.verifyToken(strings.TrimSpace(token), s.issuer(r))
-	if err != nil {
+	if errors.Is(err, auth.ErrKeysUnavailable) {
+		return Principal{}, iam.Errorf(iam.EUnavailable, "the token cannot be checked now: the hub's keys are unavailable")
+	} else if err != nil {
 		return Principal{}, iam.Errorf(iam.EUnauthenticated, "the access token is not valid: %v", err)
 	}
 	p := Principal{Realm: c.Realm, ID: c.Subject, Kind: c.Kind, Scope: c.Scope}
@@ -204,6 +274,8 @@ func (s *Server) authenticate(r *http.Request, apiKeyOK bool) (Principal, error)
 	_, err = rep.Read(r.Context(), replica.Consistency{Mode: replica.AtLeastAsFresh, Token: c.Position}, func(st *iam.State) error {
 		if id := st.Identity(p.Realm, p.ID); id == nil || id.Status != iam.StatusActive {
 			return iam.Errorf(iam.EUnauthenticated, "the token's identity is not active")
+		} else if revokedToken(c.IssuedAt, id.TokensNotBefore) {
+			return iam.Errorf(iam.EUnauthenticated, "the token was revoked")
 		}
 		return nil
 	})
@@ -248,13 +320,32 @@ func (s *Server) authenticateAPIKey(r *http.Request, key string) (Principal, err
 
 // latest runs fn on the latest state, the writer's: management
 // authorization and the token endpoint judge there, so a role just revoked
-// stops working at once.
+// stops working at once. A region has no writer (and a hub of several
+// processes has several, see Config.LatestFromReplica): it reads its
+// replica once that has applied the log's head as of now
+// (fully_consistent), and answers replica_behind when it cannot learn the
+// head (a region cut off from the hub).
 func (s *Server) latest(fn func(*iam.State) error) error {
-	return s.writer.View(fn)
+	if s.writer != nil && !s.cfg.LatestFromReplica {
+		return s.writer.View(fn)
+	}
+	rep := s.replicas[s.cfg.DefaultRegion]
+	if rep == nil {
+		return iam.Errorf(iam.EUnavailable, "no replica serves this region")
+	}
+	_, err := rep.Read(context.Background(), replica.Consistency{Mode: replica.FullyConsistent}, fn)
+	return err
 }
 
-// acknowledged is the position of every write this server has acknowledged.
+// acknowledged is the position of every write this server has acknowledged
+// (in a region: relayed from the hub).
 func (s *Server) acknowledged() uint64 {
+	if s.writer == nil {
+		if s.hub != nil {
+			return s.hub.acked.Load()
+		}
+		return 0
+	}
 	return s.writer.Position()
 }
 

@@ -220,7 +220,7 @@ func (s *Server) getEntity(k kind) func(http.ResponseWriter, *http.Request) erro
 		}
 		return s.read(w, r, func(_ *iam.State, realm *iam.Realm) (any, error) {
 			if v := k.get(realm, id); v != nil {
-				return v, nil
+				return s.reveal(r.Context(), realm, v), nil // sealed personal data: personal.go
 			}
 			return nil, &iam.Error{Code: iam.ENotFound, Field: "id", Message: k.name + " " + id + " not found"}
 		})
@@ -263,7 +263,7 @@ func (s *Server) listEntities(k kind) func(http.ResponseWriter, *http.Request) e
 			end := min(start+limit, len(ids))
 			items := make([]any, 0, end-start)
 			for _, id := range ids[start:end] {
-				items = append(items, k.get(realm, id))
+				items = append(items, s.reveal(r.Context(), realm, k.get(realm, id)))
 			}
 			out := map[string]any{"items": items}
 			if end < len(ids) {

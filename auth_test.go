@@ -1,0 +1,209 @@
+package iam_test
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/iam-project/iam"
+)
+
+const verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
+
+func challenge(v string) string {
+	sum := sha256.Sum256([]byte(v))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// authCommand makes a random identity-provider command over the same small
+// pools as next, so that rows_test's property tests cover its state.
+func (g randomCommands) authCommand() iam.Command {
+	at := time.Unix(1_700_000_000+int64(g.rng.IntN(600)), 0).UTC()
+	switch g.rng.IntN(13) {
+	case 0, 1, 2:
+		c := iam.RecordSignIn{User: g.pick("u", 12), PasswordHash: argon, Success: g.rng.IntN(2) == 0, At: at, MaxFailures: 3, LockoutPeriod: 100 * time.Second}
+		if c.Success && g.rng.IntN(2) == 0 {
+			c.Code = &iam.CodeGrant{CodeHash: g.pick("code", 20), Max: 3,
+				Code: iam.AuthCode{Client: g.pick("a", 6), RedirectURI: "https://example.com/cb", Challenge: challenge(verifier), ExpiresAt: at.Add(60 * time.Second)}}
+		}
+		return c
+	case 3:
+		return iam.RedeemAuthCode{CodeHash: g.pick("code", 20), Client: g.pick("a", 6), RedirectURI: "https://example.com/cb", Verifier: verifier, At: at}
+	case 4:
+		return iam.RevokeTokens{Identity: g.identity(), At: at}
+	case 5:
+		return iam.ChangePassword{User: g.pick("u", 12), OldHash: argon, NewHash: argon, At: at}
+	case 6:
+		return iam.RequestPasswordReset{User: g.pick("u", 12), TokenHash: g.pick("rt", 5), ExpiresAt: at.Add(time.Minute)}
+	case 7:
+		return iam.ResetPassword{TokenHash: g.pick("rt", 5), NewHash: argon, At: at}
+	case 8:
+		if g.rng.IntN(2) == 0 {
+			return iam.SetCredentialStatus{App: g.pick("a", 6), CredentialID: g.pick("c", 3), Disabled: g.rng.IntN(2) == 0}
+		}
+		return iam.SetAPIKeyStatus{App: g.pick("a", 6), KeyID: g.pick("k", 3), Disabled: g.rng.IntN(2) == 0}
+	case 9:
+		return iam.CreateSealedUser{ID: g.pick("u", 12), EmailIndex: g.pick("bi", 14), Sealed: []byte("sealed"), PasswordHash: argon}
+	case 10:
+		return iam.CreateInvitation{ID: g.pick("inv", 4), Invitation: iam.Invitation{UserID: g.pick("u", 12), EmailIndex: g.pick("bi", 14),
+			Sealed: []byte("sealed"), Roles: []string{iam.RoleOrgInviter}, Groups: []string{g.pick("g", 6)}, TokenHash: g.pick("it", 6), ExpiresAt: at.Add(time.Minute)}}
+	case 11:
+		return iam.RenewInvitation{ID: g.pick("inv", 4), TokenHash: g.pick("it", 6), ExpiresAt: at.Add(time.Minute)}
+	default:
+		return iam.AcceptInvitation{TokenHash: g.pick("it", 6), Sealed: []byte("sealed2"), PasswordHash: argon, At: at}
+	}
+}
+
+func signIn(w *world, user string, ok bool, at time.Time) ([]iam.Event, error) {
+	return w.try("", iam.RecordSignIn{User: user, PasswordHash: argon, Success: ok, At: at, MaxFailures: 5, LockoutPeriod: time.Minute})
+}
+
+func TestRecordSignIn_Lockout(t *testing.T) {
+	w := newWorld(t)
+	w.do("", iam.CreateUser{ID: "u", Email: "u@example.com", Name: "U", PasswordHash: argon})
+	t0 := time.Unix(1_700_000_000, 0).UTC()
+	for i := range 5 {
+		if _, err := signIn(w, "u", false, t0.Add(time.Duration(i)*time.Second)); err != nil {
+			t.Fatalf("failure %d: got %v, want it recorded", i+1, err)
+		}
+	}
+	_, err := signIn(w, "u", true, t0.Add(10*time.Second))
+	if iam.ErrorField(err) != iam.FieldAccountLocked || !strings.Contains(iam.ErrorMessage(err), "locked") {
+		t.Fatalf("6th sign-in with the right password: got %v, want the account locked", err)
+	}
+	if _, err := signIn(w, "u", true, t0.Add(5*time.Second+time.Minute)); err != nil {
+		t.Fatalf("sign-in after the period: got %v, want success", err)
+	}
+	if u := w.s.Identity(realm, "u"); u.FailedSignIns != 0 || !u.LockedUntil.IsZero() {
+		t.Fatalf("after success: got %d failures, lock %v, want none", u.FailedSignIns, u.LockedUntil)
+	}
+	// A success in between resets the count: 4 + success + 4 is no lock.
+	for round := range 2 {
+		for i := range 4 {
+			signIn(w, "u", false, t0.Add(time.Hour+time.Duration(round*10+i)*time.Second))
+		}
+		if _, err := signIn(w, "u", true, t0.Add(time.Hour+time.Duration(round*10+5)*time.Second)); err != nil {
+			t.Fatalf("round %d: got %v, want success", round, err)
+		}
+	}
+}
+
+func TestRecordSignIn_ReactivatesDeactivatedUser(t *testing.T) {
+	w := newWorld(t)
+	w.do("", iam.CreateUser{ID: "u", Email: "u@example.com", Name: "U", PasswordHash: argon})
+	w.do("", iam.SetIdentityStatus{ID: "u", Status: iam.StatusDeactivated})
+	if _, err := signIn(w, "u", true, time.Unix(1_700_000_000, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.s.Identity(realm, "u").Status; got != iam.StatusActive {
+		t.Fatalf("status: got %s, want active", got)
+	}
+}
+
+func TestAuthCodes(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0).UTC()
+	setup := func(t *testing.T) *world {
+		w := newWorld(t)
+		w.do("", iam.CreateUser{ID: "u", Email: "u@example.com", Name: "U", PasswordHash: argon})
+		w.do("", iam.CreateApp{ID: "a", Name: "A", RedirectURIs: []string{"https://a.example/cb"}})
+		return w
+	}
+	issue := func(w *world, code string, at time.Time) error {
+		_, err := w.try("", iam.RecordSignIn{User: "u", PasswordHash: argon, Success: true, At: at, MaxFailures: 5, LockoutPeriod: time.Minute,
+			Code: &iam.CodeGrant{CodeHash: iam.HashSecret(code), Max: 3, Code: iam.AuthCode{Client: "a", RedirectURI: "https://a.example/cb", Challenge: challenge(verifier), ExpiresAt: at.Add(time.Minute)}}})
+		return err
+	}
+	redeem := func(w *world, code, client, redirect, v string, at time.Time) ([]iam.Event, error) {
+		return w.try("", iam.RedeemAuthCode{CodeHash: iam.HashSecret(code), Client: client, RedirectURI: redirect, Verifier: v, At: at})
+	}
+	t.Run("limit and expiry", func(t *testing.T) {
+		w := setup(t)
+		for i := range 3 {
+			if err := issue(w, "c"+string(rune('0'+i)), t0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		err := issue(w, "c3", t0.Add(time.Second))
+		if iam.ErrorCode(err) != iam.ELimitExceeded || !strings.Contains(iam.ErrorMessage(err), "Exceeded the maximum number of authorization codes") {
+			t.Fatalf("4th code: got %v, want the outstanding-code limit", err)
+		}
+		if err := issue(w, "c4", t0.Add(time.Minute)); err != nil {
+			t.Fatalf("after the codes expired: got %v, want a code", err)
+		}
+		if got := len(w.s.Identity(realm, "u").AuthCodes); got != 1 {
+			t.Fatalf("codes held: got %d, want the expired ones forgotten", got)
+		}
+	})
+	t.Run("bindings", func(t *testing.T) {
+		w := setup(t)
+		issue(w, "c", t0)
+		for _, tc := range []struct{ name, client, redirect, verifier string }{
+			{"other client", "b", "https://a.example/cb", verifier},
+			{"other redirect", "a", "https://a.example/other", verifier},
+			{"wrong verifier", "a", "https://a.example/cb", strings.Repeat("x", 43)},
+			{"no verifier", "a", "https://a.example/cb", ""},
+		} {
+			if _, err := redeem(w, "c", tc.client, tc.redirect, tc.verifier, t0.Add(time.Second)); iam.ErrorField(err) != iam.FieldAuthorizationCodeErr {
+				t.Errorf("%s: got %v, want a code error", tc.name, err)
+			}
+		}
+		if _, err := redeem(w, "c", "a", "https://a.example/cb", verifier, t0.Add(time.Minute)); err == nil {
+			t.Errorf("expired: got success, want an error")
+		}
+		evs, err := redeem(w, "c", "a", "https://a.example/cb", verifier, t0.Add(time.Second))
+		if err != nil || len(evs) != 1 || evs[0].EventType() != "AuthCodeRedeemed" {
+			t.Fatalf("redeem: got %v %v, want AuthCodeRedeemed", evs, err)
+		}
+		evs, err = redeem(w, "c", "a", "https://a.example/cb", verifier, t0.Add(2*time.Second))
+		if err != nil || len(evs) != 1 || evs[0].EventType() != "TokensRevoked" {
+			t.Fatalf("reuse: got %v %v, want TokensRevoked", evs, err)
+		}
+		if got := w.s.Identity(realm, "u").TokensNotBefore; !got.Equal(t0.Add(2 * time.Second)) {
+			t.Fatalf("tokens not before: got %v", got)
+		}
+	})
+}
+
+func TestResetPassword_SingleUse(t *testing.T) {
+	w := newWorld(t)
+	t0 := time.Unix(1_700_000_000, 0).UTC()
+	w.do("", iam.CreateUser{ID: "u", Email: "u@example.com", Name: "U", PasswordHash: argon})
+	w.do("", iam.RequestPasswordReset{User: "u", TokenHash: "h1", ExpiresAt: t0.Add(time.Minute)})
+	const other = "$argon2id$v=19$m=65536,t=1,p=4$c2FsdA$b3RoZXI"
+	if _, err := w.try("", iam.ResetPassword{TokenHash: "h1", NewHash: other, At: t0.Add(2 * time.Minute)}); err == nil {
+		t.Fatal("expired token: got success")
+	}
+	w.do("", iam.ResetPassword{TokenHash: "h1", NewHash: other, At: t0})
+	if w.s.Identity(realm, "u").PasswordHash != other {
+		t.Fatal("password not changed")
+	}
+	if _, err := w.try("", iam.ResetPassword{TokenHash: "h1", NewHash: argon, At: t0}); err == nil {
+		t.Fatal("second use: got success")
+	}
+}
+
+func TestInvitation_Accept(t *testing.T) {
+	w := newWorld(t)
+	t0 := time.Unix(1_700_000_000, 0).UTC()
+	w.group("g")
+	inv := iam.Invitation{UserID: "u-new", EmailIndex: "bi1", Sealed: []byte("s"), Roles: []string{iam.RoleOrgInviter}, Groups: []string{"g"}, TokenHash: "t1", ExpiresAt: t0.Add(time.Minute)}
+	six := append([]string(nil), "g", "g", "g", "g", "g", "g")
+	if _, err := w.try("", iam.CreateInvitation{ID: "i1", Invitation: iam.Invitation{UserID: "x", EmailIndex: "b", TokenHash: "t", ExpiresAt: t0, Groups: six}}); iam.ErrorCode(err) != iam.ELimitExceeded {
+		t.Fatalf("6 groups: got %v, want limit_exceeded", err)
+	}
+	w.do("", iam.CreateInvitation{ID: "i1", Invitation: inv})
+	w.do("", iam.RenewInvitation{ID: "i1", TokenHash: "t2", ExpiresAt: t0.Add(time.Hour)})
+	if _, err := w.try("", iam.AcceptInvitation{TokenHash: "t1", Sealed: []byte("s2"), PasswordHash: argon, At: t0}); err == nil {
+		t.Fatal("old token after renewal: got success")
+	}
+	w.do("", iam.AcceptInvitation{TokenHash: "t2", Sealed: []byte("s2"), PasswordHash: argon, At: t0})
+	u := w.s.Identity(realm, "u-new")
+	if _, ok := u.Roles[iam.RoleOrgInviter]; !ok || w.s.UserByEmailIndex(realm, "bi1") != u {
+		t.Fatalf("accepted user: got %+v", u)
+	}
+	if _, ok := u.Groups["g"]; !ok {
+		t.Fatalf("groups: got %v, want g", u.Groups)
+	}
+}

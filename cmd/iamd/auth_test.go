@@ -1,0 +1,696 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/iam-project/iam/api"
+	"github.com/iam-project/iam/api/auth"
+	"github.com/iam-project/iam/eventlog"
+)
+
+// eventually polls cond until it holds or 10 s pass.
+func eventually(tb testing.TB, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("%s: did not happen within 10s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// idpFixture is a realm with a user who has a password and an app with
+// redirect URIs and client credentials.
+type idpFixture struct {
+	m                  *Main
+	admin              *client
+	user, email, name  string
+	password           string
+	app                string
+	clientID, secret   string
+	redirect           string
+	secrets, passwords []string // every secret seen, for the raw scans
+}
+
+func newIDPFixture(t *testing.T) *idpFixture {
+	t.Helper()
+	m := startIamd(t, "")
+	f := &idpFixture{m: m, admin: adminClient(t, m), email: "ada@example.com", name: "Ada Lovelace", password: "correct horse battery", redirect: "http://127.0.0.1/callback"}
+	f.passwords = append(f.passwords, f.password)
+	f.secrets = append(f.secrets, m.Bootstrap.ClientSecret)
+	f.user = f.admin.must(201, "POST", "/v1/users", map[string]any{"email": f.email, "name": f.name, "password": f.password}).str("id")
+	f.app = f.admin.must(201, "POST", "/v1/apps", map[string]any{"name": "Portal", "redirectUris": []string{f.redirect}}).str("id")
+	cred := f.admin.must(201, "POST", "/v1/apps/"+f.app+"/credentials", nil)
+	f.clientID, f.secret = cred.str("clientId"), cred.str("clientSecret")
+	f.secrets = append(f.secrets, f.secret)
+	return f
+}
+
+func (f *idpFixture) oauthConfig(clientID, secret string) *oauth2.Config {
+	return &oauth2.Config{ClientID: clientID, ClientSecret: secret, RedirectURL: f.redirect,
+		Endpoint: oauth2.Endpoint{AuthURL: f.m.url() + "/oauth2/authorize", TokenURL: f.m.url() + "/oauth2/token", AuthStyle: oauth2.AuthStyleInHeader}}
+}
+
+var hiddenInput = regexp.MustCompile(`<input type="hidden" name="([^"]+)" value="([^"]*)">`)
+
+// browser is the test "being the browser": it GETs the authorize URL, reads
+// the form, posts email and password, and returns the final answer without
+// following the redirect.
+func browser(t *testing.T, authURL, email, password string) *http.Response {
+	t.Helper()
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noFollow.Get(authURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return &http.Response{StatusCode: resp.StatusCode, Header: resp.Header, Body: io.NopCloser(bytes.NewReader(page))}
+	}
+	form := url.Values{"email": {email}, "password": {password}}
+	for _, m := range hiddenInput.FindAllStringSubmatch(string(page), -1) {
+		form.Set(m[1], htmlUnescape(m[2]))
+	}
+	u, _ := url.Parse(authURL)
+	resp, err = noFollow.PostForm(u.Scheme+"://"+u.Host+"/oauth2/authorize", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	return resp
+}
+
+func htmlUnescape(s string) string {
+	return strings.NewReplacer("&amp;", "&", "&#43;", "+", "&#34;", `"`, "&#39;", "'", "&lt;", "<", "&gt;", ">").Replace(s)
+}
+
+func bodyOf(resp *http.Response) string {
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body = io.NopCloser(bytes.NewReader(b))
+	return string(b)
+}
+
+// signIn runs the browser part and returns the redirect's query.
+func signIn(t *testing.T, conf *oauth2.Config, email, password, verifier string) (url.Values, *http.Response) {
+	t.Helper()
+	resp := browser(t, conf.AuthCodeURL("st-123", oauth2.S256ChallengeOption(verifier)), email, password)
+	if resp.StatusCode != http.StatusFound {
+		return nil, resp
+	}
+	loc, err := url.Parse(resp.Header.Get("Location"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return loc.Query(), resp
+}
+
+func mustCode(t *testing.T, conf *oauth2.Config, email, password, verifier string) string {
+	t.Helper()
+	q, resp := signIn(t, conf, email, password, verifier)
+	if q == nil || q.Get("code") == "" || q.Get("state") != "st-123" {
+		t.Fatalf("sign-in: got %d %v %s, want a redirect with code and state", resp.StatusCode, q, bodyOf(resp))
+	}
+	return q.Get("code")
+}
+
+func oauthErrorCode(err error) string {
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) {
+		return re.ErrorCode
+	}
+	return ""
+}
+
+func status(c *client, path string) int { return c.do("GET", path, nil).status }
+
+// TestOAuth_RealClients: clientcredentials gets tokens, the code flow with
+// PKCE completes through the sign-in page, and go-oidc verifies tokens from
+// discovery and JWKS before and after a signing-key rotation.
+func TestOAuth_RealClients(t *testing.T) {
+	f := newIDPFixture(t)
+	ctx := context.Background()
+	cc := clientcredentials.Config{ClientID: f.clientID, ClientSecret: f.secret, TokenURL: f.m.url() + "/oauth2/token"}
+	appTok, err := cc.Token(ctx)
+	if err != nil || appTok.AccessToken == "" {
+		t.Fatalf("client credentials: got %v, want a token", err)
+	}
+	provider, err := oidc.NewProvider(ctx, f.m.url())
+	if err != nil {
+		t.Fatalf("discovery: %v", err)
+	}
+	verifier := provider.Verifier(&oidc.Config{ClientID: "iam", SupportedSigningAlgs: []string{"ES256"}})
+	if _, err := verifier.Verify(ctx, appTok.AccessToken); err != nil {
+		t.Fatalf("go-oidc verify app token: %v", err)
+	}
+
+	conf := f.oauthConfig(f.clientID, f.secret)
+	pkce := oauth2.GenerateVerifier()
+	code := mustCode(t, conf, f.email, f.password, pkce)
+	userTok, err := conf.Exchange(ctx, code, oauth2.VerifierOption(pkce))
+	if err != nil {
+		t.Fatalf("exchange: %v", err)
+	}
+	idt, err := verifier.Verify(ctx, userTok.AccessToken)
+	if err != nil || idt.Subject != f.user {
+		t.Fatalf("go-oidc verify user token: got %v %v, want subject %s", idt, err, f.user)
+	}
+	me := &client{tb: t, base: f.m.url(), token: userTok.AccessToken}
+	got := me.must(200, "GET", "/v1/users/"+f.user, nil)
+	if got.str("email") != f.email || got.str("name") != f.name {
+		t.Fatalf("user reads itself: got %s, want the decrypted email and name", got.raw)
+	}
+
+	// Rotation: the new key signs, the old one still verifies.
+	before := f.admin.must(200, "GET", "/v1/signingKeys", nil)
+	f.admin.must(200, "POST", "/v1/signingKeys/rotate", nil)
+	after := f.admin.must(200, "GET", "/v1/signingKeys", nil)
+	if n := len(after.body["keys"].([]any)); n != len(before.body["keys"].([]any))+1 {
+		t.Fatalf("keys after rotation: got %d", n)
+	}
+	newTok, err := cc.Token(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kidOf(t, newTok.AccessToken) == kidOf(t, appTok.AccessToken) {
+		t.Fatal("after rotation: the new token has the old kid")
+	}
+	for name, tok := range map[string]string{"old": appTok.AccessToken, "new": newTok.AccessToken, "user": userTok.AccessToken} {
+		if _, err := verifier.Verify(ctx, tok); err != nil {
+			t.Errorf("go-oidc after rotation, %s token: %v", name, err)
+		}
+		if st := (&client{tb: t, base: f.m.url(), token: tok}).do("GET", "/v1/roles", nil).status; st != 200 {
+			t.Errorf("iam after rotation, %s token: got %d", name, st)
+		}
+	}
+	// The keys are sealed on disk; no plaintext key file remains.
+	if _, err := os.Stat(filepath.Join(f.m.Config.DataDir, "signing-keys.json")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("plaintext signing-keys.json: got %v, want none", err)
+	}
+	sealed, _ := os.ReadFile(filepath.Join(f.m.Config.DataDir, "signing-keys.sealed"))
+	if bytes.Contains(sealed, []byte("pkcs8")) || len(sealed) == 0 {
+		t.Errorf("signing-keys.sealed: want sealed bytes")
+	}
+}
+
+func kidOf(t *testing.T, tok string) string {
+	h, _ := segmentsOf(t, tok)
+	kid, _ := h["kid"].(string)
+	return kid
+}
+
+func segmentsOf(t *testing.T, tok string) (h, p map[string]any) {
+	t.Helper()
+	parts := strings.Split(tok, ".")
+	for i, dst := range []*map[string]any{&h, &p} {
+		b, err := base64.RawURLEncoding.DecodeString(parts[i])
+		if err != nil || json.Unmarshal(b, dst) != nil {
+			t.Fatalf("token segment %d: %v", i, err)
+		}
+	}
+	return h, p
+}
+
+func b64(v any) string {
+	b, _ := json.Marshal(v)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// TestOAuth_Rejections: each bad token or grant gets its RFC 6749/6750 error.
+func TestOAuth_Rejections(t *testing.T) {
+	f := newIDPFixture(t)
+	ctx := context.Background()
+	base := f.m.url()
+
+	t.Run("wrong secret", func(t *testing.T) {
+		_, err := (&clientcredentials.Config{ClientID: f.clientID, ClientSecret: "wrong", TokenURL: base + "/oauth2/token"}).Token(ctx)
+		if got := oauthErrorCode(err); got != "invalid_client" {
+			t.Fatalf("got %q (%v), want invalid_client", got, err)
+		}
+	})
+
+	good := clientToken(t, base, f.clientID, f.secret, "")
+	h, p := segmentsOf(t, good)
+	parts := strings.Split(good, ".")
+	ks, err := api.LoadSigningKeys(f.m.Config.DataDir, time.Now(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sign := func(mod func(*auth.Claims)) string {
+		now := time.Now()
+		c := auth.Claims{Issuer: base, Subject: f.app, Audience: "iam", Realm: f.m.Bootstrap.Realm, ID: "t-x", IssuedAt: now, ExpiresAt: now.Add(time.Hour), Kind: auth.KindApp}
+		mod(&c)
+		tok, err := ks.Sign(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	jwks := struct {
+		Keys []map[string]string `json:"keys"`
+	}{}
+	resp, _ := http.Get(base + "/.well-known/jwks.json")
+	_ = json.NewDecoder(resp.Body).Decode(&jwks)
+	resp.Body.Close()
+	pub, _ := json.Marshal(jwks.Keys[0])
+	hsHeader := b64(map[string]any{"alg": "HS256", "typ": "JWT", "kid": h["kid"]})
+	mac := hmac.New(sha256.New, pub)
+	mac.Write([]byte(hsHeader + "." + parts[1]))
+	other := startIamd(t, "")
+	otherTok := clientToken(t, other.url(), other.Bootstrap.ClientID, other.Bootstrap.ClientSecret, "")
+	sig := []byte(parts[2])
+	sig[10] ^= 1
+	if sig[10] == '.' {
+		sig[10] = 'A'
+	}
+
+	for name, tok := range map[string]string{
+		"expired": sign(func(c *auth.Claims) {
+			c.IssuedAt, c.ExpiresAt = time.Now().Add(-2*time.Hour), time.Now().Add(-time.Hour)
+		}),
+		"another realm":      sign(func(c *auth.Claims) { c.Realm = "other-realm" }),
+		"another server":     otherTok,
+		"alg none":           b64(map[string]any{"alg": "none", "typ": "JWT"}) + "." + parts[1] + ".",
+		"HS256 with the key": hsHeader + "." + parts[1] + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil)),
+		"tampered signature": parts[0] + "." + parts[1] + "." + string(sig),
+		"tampered payload":   parts[0] + "." + b64(map[string]any{"sub": p["sub"], "realm": "x", "iss": p["iss"], "aud": p["aud"], "exp": p["exp"], "iat": p["iat"], "jti": "j", "kind": "app"}) + "." + parts[2],
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := (&client{tb: t, base: base, token: tok}).do("GET", "/v1/roles", nil)
+			if r.status != 401 || !strings.Contains(r.header.Get("WWW-Authenticate"), `error="invalid_token"`) {
+				t.Fatalf("got %d %q, want 401 with error=invalid_token", r.status, r.header.Get("WWW-Authenticate"))
+			}
+		})
+	}
+
+	conf := f.oauthConfig(f.clientID, f.secret)
+	t.Run("reused code revokes its tokens", func(t *testing.T) {
+		pkce := oauth2.GenerateVerifier()
+		code := mustCode(t, conf, f.email, f.password, pkce)
+		tok, err := conf.Exchange(ctx, code, oauth2.VerifierOption(pkce))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = conf.Exchange(ctx, code, oauth2.VerifierOption(pkce))
+		if got := oauthErrorCode(err); got != "invalid_grant" {
+			t.Fatalf("reuse: got %q (%v), want invalid_grant", got, err)
+		}
+		user := &client{tb: t, base: base, token: tok.AccessToken}
+		eventually(t, "the token issued from the reused code is refused", func() bool { return status(user, "/v1/roles") == 401 })
+	})
+	t.Run("wrong verifier", func(t *testing.T) {
+		code := mustCode(t, conf, f.email, f.password, oauth2.GenerateVerifier())
+		_, err := conf.Exchange(ctx, code, oauth2.VerifierOption(oauth2.GenerateVerifier()))
+		if got := oauthErrorCode(err); got != "invalid_grant" {
+			t.Fatalf("got %q (%v), want invalid_grant", got, err)
+		}
+	})
+	t.Run("code for another client", func(t *testing.T) {
+		other := f.admin.must(201, "POST", "/v1/apps", map[string]any{"name": "Other", "redirectUris": []string{f.redirect}}).str("id")
+		cred := f.admin.must(201, "POST", "/v1/apps/"+other+"/credentials", nil)
+		f.secrets = append(f.secrets, cred.str("clientSecret"))
+		pkce := oauth2.GenerateVerifier()
+		code := mustCode(t, conf, f.email, f.password, pkce)
+		_, err := f.oauthConfig(cred.str("clientId"), cred.str("clientSecret")).Exchange(ctx, code, oauth2.VerifierOption(pkce))
+		if got := oauthErrorCode(err); got != "invalid_grant" {
+			t.Fatalf("got %q (%v), want invalid_grant", got, err)
+		}
+	})
+	t.Run("code for another redirect URI", func(t *testing.T) {
+		pkce := oauth2.GenerateVerifier()
+		code := mustCode(t, conf, f.email, f.password, pkce)
+		c2 := *conf
+		c2.RedirectURL = "http://127.0.0.1/elsewhere"
+		_, err := c2.Exchange(ctx, code, oauth2.VerifierOption(pkce))
+		if got := oauthErrorCode(err); got != "invalid_grant" {
+			t.Fatalf("got %q (%v), want invalid_grant", got, err)
+		}
+	})
+	t.Run("unregistered redirect URI is not redirected to", func(t *testing.T) {
+		c2 := *conf
+		c2.RedirectURL = "https://evil.example/cb"
+		_, resp := signIn(t, &c2, f.email, f.password, oauth2.GenerateVerifier())
+		if resp.StatusCode != 400 || resp.Header.Get("Location") != "" {
+			t.Fatalf("got %d %q, want 400 and no redirect", resp.StatusCode, resp.Header.Get("Location"))
+		}
+	})
+	t.Run("no PKCE", func(t *testing.T) {
+		resp := browser(t, conf.AuthCodeURL("s"), f.email, f.password)
+		loc, _ := url.Parse(resp.Header.Get("Location"))
+		if resp.StatusCode != 302 || loc.Query().Get("error") != "invalid_request" {
+			t.Fatalf("got %d %v, want a redirect with invalid_request", resp.StatusCode, loc)
+		}
+	})
+}
+
+// TestSignIn_Lockout: the 6th sign-in after 5 failures is refused even with
+// the right password, saying the account is locked; after the period it
+// works. Also the outstanding-code limit, and reactivation by sign-in.
+func TestSignIn_Lockout(t *testing.T) {
+	f := newIDPFixture(t)
+	f.m.api.ConfigureIdentity(func(c *api.IdentityConfig) {
+		c.LockoutPeriod = 2 * time.Second
+		c.SignInRate, c.SignInBurst = 1000, 1000
+		c.MaxAuthCodes = 3
+	})
+	conf := f.oauthConfig(f.clientID, f.secret)
+	for i := range 5 {
+		_, resp := signIn(t, conf, f.email, "wrong password "+string(rune('a'+i)), oauth2.GenerateVerifier())
+		if resp.StatusCode != 401 || !strings.Contains(bodyOf(resp), "Wrong email or password") {
+			t.Fatalf("failure %d: got %d, want 401 wrong password", i+1, resp.StatusCode)
+		}
+	}
+	_, resp := signIn(t, conf, f.email, f.password, oauth2.GenerateVerifier())
+	if body := bodyOf(resp); resp.StatusCode != 403 || !strings.Contains(body, "locked") || strings.Contains(body, "Wrong email or password") {
+		t.Fatalf("6th sign-in with the right password: got %d %s, want 403 saying the account is locked", resp.StatusCode, body)
+	}
+	eventually(t, "sign-in after the lockout period", func() bool {
+		q, _ := signIn(t, conf, f.email, f.password, oauth2.GenerateVerifier())
+		return q != nil && q.Get("code") != ""
+	})
+
+	t.Run("outstanding codes", func(t *testing.T) {
+		// The eventually above issued one code; two more reach the limit of 3.
+		mustCode(t, conf, f.email, f.password, oauth2.GenerateVerifier())
+		mustCode(t, conf, f.email, f.password, oauth2.GenerateVerifier())
+		q, resp := signIn(t, conf, f.email, f.password, oauth2.GenerateVerifier())
+		if q == nil || q.Get("error") != "invalid_request" || !strings.Contains(q.Get("error_description"), "Exceeded the maximum number of authorization codes") {
+			t.Fatalf("4th code: got %d %v, want invalid_request", resp.StatusCode, q)
+		}
+		f.m.api.ConfigureIdentity(func(c *api.IdentityConfig) { c.MaxAuthCodes = 100 })
+	})
+
+	t.Run("deactivated user reactivates by signing in", func(t *testing.T) {
+		pkce := oauth2.GenerateVerifier()
+		tok, err := conf.Exchange(context.Background(), mustCode(t, conf, f.email, f.password, pkce), oauth2.VerifierOption(pkce))
+		if err != nil {
+			t.Fatal(err)
+		}
+		user := &client{tb: t, base: f.m.url(), token: tok.AccessToken}
+		user.must(200, "GET", "/v1/roles", nil)
+		f.admin.must(200, "PATCH", "/v1/users/"+f.user, map[string]any{"status": "deactivated"})
+		for _, region := range f.m.Config.Regions {
+			r := &client{tb: t, base: f.m.url(), token: tok.AccessToken, region: region}
+			eventually(t, "token refused in "+region, func() bool { return status(r, "/v1/roles") == 401 })
+		}
+		mustCode(t, conf, f.email, f.password, oauth2.GenerateVerifier())
+		if got := f.admin.must(200, "GET", "/v1/users/"+f.user, nil).str("status"); got != "active" {
+			t.Fatalf("status after sign-in: got %s, want active", got)
+		}
+	})
+}
+
+// TestRateLimits: the token endpoint answers 429 with Retry-After and an
+// OAuth error past its rate per client; the sign-in page per account.
+func TestRateLimits(t *testing.T) {
+	f := newIDPFixture(t)
+	f.m.api.ConfigureIdentity(func(c *api.IdentityConfig) { c.TokenRate, c.TokenBurst, c.SignInRate, c.SignInBurst = 0.01, 2, 0.01, 2 })
+	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {f.clientID}, "client_secret": {f.secret}}
+	var last *http.Response
+	for range 3 {
+		resp, err := http.PostForm(f.m.url()+"/oauth2/token", form)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = resp
+		resp.Body.Close()
+	}
+	if last.StatusCode != 429 || last.Header.Get("Retry-After") == "" {
+		t.Fatalf("3rd token request: got %d Retry-After %q, want 429 with Retry-After", last.StatusCode, last.Header.Get("Retry-After"))
+	}
+	conf := f.oauthConfig(f.clientID, f.secret)
+	var resp *http.Response
+	for range 3 {
+		_, resp = signIn(t, conf, f.email, "wrong-password", oauth2.GenerateVerifier())
+	}
+	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("3rd sign-in: got %d, want 429 with Retry-After", resp.StatusCode)
+	}
+}
+
+// TestCredentials_Lifecycle: several credentials at once; disable, enable,
+// delete; API keys likewise, accepted on reads.
+func TestCredentials_Lifecycle(t *testing.T) {
+	f := newIDPFixture(t)
+	base := f.m.url()
+	second := f.admin.must(201, "POST", "/v1/apps/"+f.app+"/credentials", nil)
+	tokenStatus := func(id, secret string) int {
+		resp, err := http.PostForm(base+"/oauth2/token", url.Values{"grant_type": {"client_credentials"}, "client_id": {id}, "client_secret": {secret}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if a, b := tokenStatus(f.clientID, f.secret), tokenStatus(second.str("clientId"), second.str("clientSecret")); a != 200 || b != 200 {
+		t.Fatalf("two active credentials: got %d %d", a, b)
+	}
+	credPath := "/v1/apps/" + f.app + "/credentials/" + second.str("credentialId")
+	f.admin.must(200, "PATCH", credPath, map[string]any{"status": "disabled"})
+	if got := tokenStatus(second.str("clientId"), second.str("clientSecret")); got != 401 {
+		t.Fatalf("disabled credential: got %d, want 401", got)
+	}
+	f.admin.must(200, "PATCH", credPath, map[string]any{"status": "enabled"})
+	if got := tokenStatus(second.str("clientId"), second.str("clientSecret")); got != 200 {
+		t.Fatalf("re-enabled credential: got %d, want 200", got)
+	}
+	f.admin.must(200, "PATCH", credPath, map[string]any{"status": "disabled"})
+	f.admin.must(200, "DELETE", credPath, nil)
+	if got := tokenStatus(second.str("clientId"), second.str("clientSecret")); got != 401 {
+		t.Fatalf("deleted credential: got %d, want 401", got)
+	}
+
+	key := f.admin.must(201, "POST", "/v1/apps/"+f.app+"/apiKeys", nil)
+	f.secrets = append(f.secrets, key.str("apiKey"))
+	keyPath := "/v1/apps/" + f.app + "/apiKeys/" + key.str("keyId")
+	withKey := func(tok string) int {
+		return (&client{tb: t, base: base}).do("GET", "/v1/roles", nil, "X-API-Key", key.str("apiKey"), "Consistency-Token", tok).status
+	}
+	if got := withKey(key.str("consistencyToken")); got != 200 {
+		t.Fatalf("API key: got %d, want 200", got)
+	}
+	ct := f.admin.must(200, "PATCH", keyPath, map[string]any{"status": "disabled"}).str("consistencyToken")
+	if got := withKey(ct); got != 401 {
+		t.Fatalf("disabled API key: got %d, want 401", got)
+	}
+	ct = f.admin.must(200, "PATCH", keyPath, map[string]any{"status": "enabled"}).str("consistencyToken")
+	if got := withKey(ct); got != 200 {
+		t.Fatalf("enabled API key: got %d, want 200", got)
+	}
+	ct = f.admin.must(200, "DELETE", keyPath, nil).str("consistencyToken")
+	if got := withKey(ct); got != 401 {
+		t.Fatalf("deleted API key: got %d, want 401", got)
+	}
+}
+
+// readMail waits for the newest outbox mail of kind and returns its token.
+func readMail(t *testing.T, m *Main, kind string, after int) (string, int) {
+	t.Helper()
+	dir := filepath.Join(m.Config.DataDir, "outbox")
+	var files []string
+	eventually(t, kind+" mail", func() bool {
+		files, _ = filepath.Glob(filepath.Join(dir, "*-"+kind+"-*.json"))
+		return len(files) > after
+	})
+	slices.Sort(files)
+	fi, err := os.Stat(files[len(files)-1])
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("outbox file mode: got %v %v, want 0600", fi.Mode(), err)
+	}
+	data, _ := os.ReadFile(files[len(files)-1])
+	var mail api.Mail
+	if err := json.Unmarshal(data, &mail); err != nil || mail.Token == "" {
+		t.Fatalf("mail: %s", data)
+	}
+	return mail.Token, len(files)
+}
+
+// TestPasswords_ChangeAndReset: a change needs the current password; a reset
+// token from the mail sender works once.
+func TestPasswords_ChangeAndReset(t *testing.T) {
+	f := newIDPFixture(t)
+	ctx := context.Background()
+	conf := f.oauthConfig(f.clientID, f.secret)
+	pkce := oauth2.GenerateVerifier()
+	tok, err := conf.Exchange(ctx, mustCode(t, conf, f.email, f.password, pkce), oauth2.VerifierOption(pkce))
+	if err != nil {
+		t.Fatal(err)
+	}
+	me := &client{tb: t, base: f.m.url(), token: tok.AccessToken}
+	me.must(403, "PUT", "/v1/users/"+f.user+"/password", map[string]any{"currentPassword": "nope nope", "newPassword": "second password"})
+	me.must(200, "PUT", "/v1/users/"+f.user+"/password", map[string]any{"currentPassword": f.password, "newPassword": "second password"})
+	f.passwords = append(f.passwords, "second password")
+	mustCode(t, conf, f.email, "second password", oauth2.GenerateVerifier())
+	if q, _ := signIn(t, conf, f.email, f.password, oauth2.GenerateVerifier()); q != nil {
+		t.Fatal("old password still signs in")
+	}
+
+	anon := &client{tb: t, base: f.m.url()}
+	anon.must(202, "POST", "/v1/passwordResets", map[string]any{"realm": f.m.Bootstrap.Realm, "email": "nobody@example.com"})
+	anon.must(202, "POST", "/v1/passwordResets", map[string]any{"realm": f.m.Bootstrap.Realm, "email": f.email})
+	token, _ := readMail(t, f.m, "passwordReset", 0)
+	anon.must(200, "POST", "/v1/passwordResets/confirm", map[string]any{"token": token, "newPassword": "third password"})
+	f.passwords = append(f.passwords, "third password")
+	anon.must(400, "POST", "/v1/passwordResets/confirm", map[string]any{"token": token, "newPassword": "fourth password"})
+	mustCode(t, conf, f.email, "third password", oauth2.GenerateVerifier())
+	for _, raw := range rawMessages(t, f.m) {
+		if bytes.Contains(raw, []byte(token)) || bytes.Contains(raw, []byte(strings.SplitN(token, ".", 2)[1])) {
+			t.Fatal("the reset token is in the log")
+		}
+	}
+}
+
+// TestInvitations: invite with roles and groups (at most 5 each), request
+// again, accept.
+func TestInvitations(t *testing.T) {
+	f := newIDPFixture(t)
+	group := f.admin.must(201, "POST", "/v1/groups", map[string]any{"name": "Team"}).str("id")
+	six := []string{group, group, group, group, group, group}
+	f.admin.must(409, "POST", "/v1/invitations", map[string]any{"email": "x@example.com", "groups": six})
+	inv := f.admin.must(201, "POST", "/v1/invitations", map[string]any{"email": "grace@example.com", "roles": []string{"OrgInviter"}, "groups": []string{group}})
+	first, n := readMail(t, f.m, "invitation", 0)
+	f.admin.must(200, "POST", "/v1/invitations/"+inv.str("id")+"/resend", nil)
+	second, _ := readMail(t, f.m, "invitation", n)
+	anon := &client{tb: t, base: f.m.url()}
+	anon.must(400, "POST", "/v1/invitations/accept", map[string]any{"token": first, "name": "Grace", "password": "grace password"})
+	u := anon.must(200, "POST", "/v1/invitations/accept", map[string]any{"token": second, "name": "Grace Hopper", "password": "grace password"})
+	f.passwords = append(f.passwords, "grace password")
+	got := f.admin.must(200, "GET", "/v1/users/"+u.str("id"), nil, "Consistency-Token", u.str("consistencyToken"))
+	if got.str("email") != "grace@example.com" || got.str("name") != "Grace Hopper" {
+		t.Fatalf("invited user: got %s", got.raw)
+	}
+	if roles := got.body["roles"].([]any); len(roles) != 1 || roles[0] != "OrgInviter" {
+		t.Fatalf("roles: got %v", roles)
+	}
+	mustCode(t, f.oauthConfig(f.clientID, f.secret), "grace@example.com", "grace password", oauth2.GenerateVerifier())
+}
+
+// rawMessages reads every message of the event stream and of the key vault.
+func rawMessages(t *testing.T, m *Main) [][]byte {
+	t.Helper()
+	ctx := context.Background()
+	js := m.log.JetStream()
+	var out [][]byte
+	for _, name := range []string{m.log.StreamName(), "KV_" + eventlog.DefaultKeyBucket} {
+		st, err := js.Stream(ctx, name)
+		if err != nil {
+			t.Fatalf("stream %s: %v", name, err)
+		}
+		info, _ := st.Info(ctx)
+		for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+			msg, err := st.GetMsg(ctx, seq)
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				continue
+			} else if err != nil {
+				t.Fatalf("%s seq %d: %v", name, seq, err)
+			}
+			raw := append([]byte(msg.Subject+"\n"), msg.Data...)
+			for k, vs := range msg.Header {
+				raw = append(raw, []byte("\n"+k+": "+strings.Join(vs, ","))...)
+			}
+			out = append(out, raw)
+		}
+	}
+	return out
+}
+
+// TestCryptoShredding: after a full scenario, no raw message of the stream or
+// the key vault holds a password, client secret or API key; after DELETE,
+// neither any replica, nor the change feed, nor the stream, nor the vault
+// reveals the deleted user's email or name.
+func TestCryptoShredding(t *testing.T) {
+	f := newIDPFixture(t)
+	ctx := context.Background()
+	key := f.admin.must(201, "POST", "/v1/apps/"+f.app+"/apiKeys", nil)
+	f.secrets = append(f.secrets, key.str("apiKey"))
+	conf := f.oauthConfig(f.clientID, f.secret)
+	pkce := oauth2.GenerateVerifier()
+	if _, err := conf.Exchange(ctx, mustCode(t, conf, f.email, f.password, pkce), oauth2.VerifierOption(pkce)); err != nil {
+		t.Fatal(err)
+	}
+	signIn(t, conf, f.email, "a wrong password", oauth2.GenerateVerifier())
+	f.passwords = append(f.passwords, "a wrong password")
+	// Readable while the user exists, everywhere.
+	for _, region := range f.m.Config.Regions {
+		c := &client{tb: t, base: f.m.url(), token: f.admin.token, region: region}
+		if got := c.must(200, "GET", "/v1/users/"+f.user, nil).str("email"); got != f.email {
+			t.Fatalf("%s before deletion: got email %q", region, got)
+		}
+	}
+	scan := func(stage string, forbidden []string) {
+		t.Helper()
+		raws := rawMessages(t, f.m)
+		if len(raws) < 10 {
+			t.Fatalf("%s: read %d raw messages, want the whole scenario", stage, len(raws))
+		}
+		for _, raw := range raws {
+			for _, s := range forbidden {
+				if bytes.Contains(bytes.ToLower(raw), bytes.ToLower([]byte(s))) {
+					t.Errorf("%s: a raw message holds %q: %.200s", stage, s, raw)
+				}
+			}
+		}
+	}
+	personalData := []string{f.email, f.name, "Lovelace"}
+	scan("before deletion", append(append(append([]string(nil), f.passwords...), f.secrets...), personalData...))
+
+	del := f.admin.must(200, "DELETE", "/v1/users/"+f.user, nil)
+	for _, region := range f.m.Config.Regions {
+		c := &client{tb: t, base: f.m.url(), token: f.admin.token, region: region}
+		c.must(404, "GET", "/v1/users/"+f.user, nil, "Consistency-Token", del.str("consistencyToken"))
+		list := c.must(200, "GET", "/v1/users", nil, "Consistency-Token", del.str("consistencyToken"))
+		if strings.Contains(string(list.raw), f.email) || strings.Contains(string(list.raw), f.name) {
+			t.Errorf("%s list after deletion: %s", region, list.raw)
+		}
+	}
+	// The change feed, from the first event.
+	cctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(cctx, "GET", f.m.url()+"/v1/changes", nil)
+	req.Header.Set("Authorization", "Bearer "+f.admin.token)
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		feed, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, s := range append(append(personalData, f.secrets...), f.passwords...) {
+			if strings.Contains(strings.ToLower(string(feed)), strings.ToLower(s)) {
+				t.Errorf("change feed holds %q", s)
+			}
+		}
+		if !strings.Contains(string(feed), "IdentityDeleted") {
+			t.Errorf("change feed: %d bytes without the deletion", len(feed))
+		}
+	}
+	scan("after deletion", append(append(append([]string(nil), f.passwords...), f.secrets...), personalData...))
+	// And the sealed data in the log can no longer be opened: the key is gone.
+	v, err := eventlog.OpenKeyVault(ctx, f.m.log, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.DataKey(ctx, f.m.Bootstrap.Realm, f.user, false); !errors.Is(err, eventlog.ErrKeyDestroyed) {
+		t.Fatalf("data key after deletion: got %v, want destroyed", err)
+	}
+}

@@ -1,0 +1,410 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/iam-project/iam/api/auth"
+	"github.com/iam-project/iam/eventlog"
+	"github.com/iam-project/iam/sim/faultproxy"
+)
+
+// multiIssuer is the one issuer every process of a test topology signs
+// and verifies tokens with.
+const multiIssuer = "http://iam.test"
+
+// topology is a hub of iamd hub processes (one NATS cluster node each) and
+// iamd region processes whose leaf links pass through fault proxies.
+type topology struct {
+	tb      testing.TB
+	hubs    []*Main
+	regions map[string]*Main
+	links   map[string]faultproxy.Link
+}
+
+// topologyOptions tune startTopology.
+type topologyOptions struct {
+	hubNodes  int
+	regions   []string
+	fsync     bool
+	heartbeat time.Duration
+	maxLag    time.Duration
+	logger    *slog.Logger
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func reservePort(tb testing.TB) int {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startTopology starts o.hubNodes hub processes (together: a JetStream
+// cluster needs a quorum to create the stream), the first of them
+// bootstrapping the admin, then one region process per o.regions, each
+// dialling every hub node through its own fault proxy.
+func startTopology(tb testing.TB, o topologyOptions) *topology {
+	tb.Helper()
+	if o.logger == nil {
+		o.logger = quietLogger()
+	}
+	if o.heartbeat == 0 {
+		o.heartbeat = time.Second
+	}
+	t := &topology{tb: tb, regions: map[string]*Main{}, links: map[string]faultproxy.Link{}}
+	secrets := tb.TempDir()
+	if _, _, err := loadSecrets(secrets); err != nil { // shared by every hub node
+		tb.Fatal(err)
+	}
+	var routes []string
+	if o.hubNodes > 1 {
+		for range o.hubNodes {
+			routes = append(routes, "nats-route://127.0.0.1:"+strconv.Itoa(reservePort(tb)))
+		}
+	}
+	t.hubs = make([]*Main, o.hubNodes)
+	for i := range o.hubNodes {
+		m := NewMain()
+		c := &m.Config
+		c.Mode, c.HTTPAddr, c.DataDir, c.SecretsDir = ModeHub, "127.0.0.1:0", tb.TempDir(), secrets
+		c.Regions = []string{fmt.Sprintf("hub-%d", i)}
+		c.Issuer, c.SyncAlways, c.HashParams = multiIssuer, o.fsync, auth.LowCostHashParams()
+		c.Logger, c.Stderr = o.logger.With("proc", fmt.Sprintf("hub-%d", i)), io.Discard
+		c.NATSName, c.LeafListen, c.Bootstrap = fmt.Sprintf("hub-%d", i), "127.0.0.1:-1", i == 0
+		c.HeartbeatInterval, c.MaxLag = o.heartbeat, o.maxLag
+		if len(routes) > 0 {
+			c.ClusterListen, c.Routes = strings.TrimPrefix(routes[i], "nats-route://"), routes
+		}
+		t.hubs[i] = m
+	}
+	errs := make(chan error, o.hubNodes)
+	for _, m := range t.hubs {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			errs <- m.Run(ctx)
+		}()
+	}
+	for _, m := range t.hubs {
+		tb.Cleanup(func() { m.Close() })
+	}
+	for range o.hubNodes {
+		if err := <-errs; err != nil {
+			tb.Fatalf("start hub: %v", err)
+		}
+	}
+	var leafURLs []string
+	for _, h := range t.hubs {
+		leafURLs = append(leafURLs, eventlog.LeafURL(h.ns))
+	}
+	for _, name := range o.regions {
+		link, err := faultproxy.NewLink(name, leafURLs)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(link.Close)
+		t.links[name] = link
+		m := NewMain()
+		c := &m.Config
+		c.Mode, c.Region, c.HubLeaf = ModeRegion, name, link.URLs("nats-leaf")
+		c.HTTPAddr, c.DataDir, c.Issuer = "127.0.0.1:0", tb.TempDir(), multiIssuer
+		c.Logger, c.Stderr, c.MaxLag, c.HeartbeatInterval = o.logger.With("proc", name), io.Discard, o.maxLag, o.heartbeat
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err = m.Run(ctx)
+		cancel()
+		tb.Cleanup(func() { m.Close() })
+		if err != nil {
+			tb.Fatalf("start region %s: %v", name, err)
+		}
+		t.regions[name] = m
+	}
+	return t
+}
+
+// admin returns a client of the bootstrap admin talking to region.
+func (t *topology) admin(region string) *client {
+	t.tb.Helper()
+	b := t.hubs[0].Bootstrap
+	if b == nil {
+		t.tb.Fatal("no bootstrap admin")
+	}
+	base := t.regions[region].url()
+	return &client{tb: t.tb, base: base, token: clientToken(t.tb, base, b.ClientID, b.ClientSecret, "")}
+}
+
+// waitFor polls cond every 10ms until it holds or d passes.
+func waitFor(tb testing.TB, d time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func tokenSeq(tb testing.TB, tok string) uint64 {
+	tb.Helper()
+	rest, ok := strings.CutPrefix(tok, "ct1.")
+	seq, err := strconv.ParseUint(rest, 36, 64)
+	if !ok || err != nil {
+		tb.Fatalf("bad consistency token %q", tok)
+	}
+	return seq
+}
+
+// digestAt waits until every region has applied the same position (the
+// hub's heartbeats keep moving it) and returns their read-model digests.
+func (t *topology) digests(min uint64) map[string]string {
+	t.tb.Helper()
+	var out map[string]string
+	waitFor(t.tb, 10*time.Second, "regions at one position", func() bool {
+		out = map[string]string{}
+		var seq uint64
+		for name, m := range t.regions {
+			d, s, err := m.replicas[0].Store().Digest()
+			if err != nil {
+				t.tb.Fatal(err)
+			}
+			if s < min || (seq != 0 && s != seq) {
+				return false
+			}
+			seq, out[name] = s, fmt.Sprintf("%s@%d", d, s)
+		}
+		return true
+	})
+	return out
+}
+
+func sameDigests(tb testing.TB, ds map[string]string) {
+	tb.Helper()
+	var first string
+	for name, d := range ds {
+		if first == "" {
+			first = d
+		} else if d != first {
+			tb.Errorf("region digests differ: %v", ds)
+			return
+		}
+		tb.Logf("%s digest %s", name, d)
+	}
+}
+
+// setupSubject creates an app allowed to read one resource, through
+// region, and returns its id, its credentials and the resource.
+func setupSubject(tb testing.TB, c *client, realm string) (appID, clientID, secret, resource, tok string) {
+	tb.Helper()
+	app := c.must(http.StatusCreated, "POST", "/v1/apps", map[string]any{"name": "checker"})
+	appID = app.str("id")
+	cred := c.must(http.StatusCreated, "POST", "/v1/apps/"+appID+"/credentials", nil)
+	resource = "hrn:here:data::" + realm + ":catalog-1"
+	pol := c.must(http.StatusCreated, "POST", "/v1/policies", map[string]any{"name": "read-catalog",
+		"statements": []map[string]any{{"effect": "allow", "actions": []string{"read"}, "resources": []string{resource}}}})
+	att := c.must(http.StatusOK, "PUT", "/v1/policies/"+pol.str("id")+"/attachments/"+appID, nil)
+	return appID, cred.str("clientId"), cred.str("clientSecret"), resource, att.str("consistencyToken")
+}
+
+func checkBody(subject, resource, mode, tok string, waitMs int) map[string]any {
+	c := map[string]any{"mode": mode}
+	if tok != "" {
+		c["token"] = tok
+	}
+	if waitMs >= 0 {
+		c["waitMs"] = waitMs
+	}
+	return map[string]any{"subject": subject, "action": "read", "resource": resource, "consistency": c}
+}
+
+// TestMultiRegion_ForwardedWrite is the first slice: one hub node, one
+// region; a write through the region is forwarded and answered with a
+// token, and a check in the region with that token sees it.
+func TestMultiRegion_ForwardedWrite(t *testing.T) {
+	top := startTopology(t, topologyOptions{hubNodes: 1, regions: []string{"eu-west"}})
+	admin := top.admin("eu-west")
+	realm := top.hubs[0].Bootstrap.Realm
+	appID, _, _, resource, tok := setupSubject(t, admin, realm)
+	r := admin.must(http.StatusOK, "POST", "/v1/check", checkBody(appID, resource, "at_least_as_fresh", tok, 2000))
+	if r.body["allowed"] != true || r.str("region") != "eu-west" || tokenSeq(t, r.str("consistencyToken")) < tokenSeq(t, tok) {
+		t.Fatalf("check: got %s, want allowed in eu-west at %s or later", r.raw, tok)
+	}
+	// A management read in the region sees the region's own acknowledged write.
+	admin.must(http.StatusOK, "GET", "/v1/apps/"+appID, nil)
+}
+
+// TestMultiRegion_CutAndHubLoss runs a 3-node hub and two regions whose
+// leaf links pass through fault proxies: writes through either region are
+// forwarded and answered with a token that checks in both regions honour;
+// one region's link is cut for 15s while writes go on through the other;
+// then one hub node is shut down during writes.
+func TestMultiRegion_CutAndHubLoss(t *testing.T) {
+	if testing.Short() {
+		t.Skip("15 s partition")
+	}
+	const maxLag = 5 * time.Second
+	top := startTopology(t, topologyOptions{hubNodes: 3, regions: []string{"eu-west", "us-east"}, fsync: true, maxLag: maxLag})
+	realm := top.hubs[0].Bootstrap.Realm
+	eu, us := top.admin("eu-west"), top.admin("us-east")
+
+	// (a) A write through a region is forwarded; both regions honour its token.
+	appID, clientID, secret, resource, tok := setupSubject(t, eu, realm)
+	for _, c := range []*client{eu, us} {
+		r := c.must(http.StatusOK, "POST", "/v1/check", checkBody(appID, resource, "at_least_as_fresh", tok, 5000))
+		if r.body["allowed"] != true {
+			t.Fatalf("check at %s: got %s, want allowed", tok, r.raw)
+		}
+	}
+	g := us.must(http.StatusCreated, "POST", "/v1/groups", map[string]any{"name": "via-us"})
+	eu.must(http.StatusOK, "GET", "/v1/groups/"+g.str("id"), nil, "Consistency-Token", g.str("consistencyToken"))
+
+	// The app checks its own access in us-east during the cut: its token
+	// is taken now, and us-east has applied its position before the cut.
+	self := &client{tb: t, base: top.regions["us-east"].url(), token: clientToken(t, top.regions["us-east"].url(), clientID, secret, "")}
+	self.must(http.StatusOK, "POST", "/v1/check", checkBody(appID, resource, "fully_consistent", "", 5000))
+
+	// (b) Cut us-east off for 15 s while writing through eu-west.
+	usRep := top.regions["us-east"].replicas[0]
+	const cut = 15 * time.Second
+	top.links["us-east"].Cut()
+	cutAt := time.Now()
+	var lastTok string
+	var writes int
+	for time.Since(cutAt) < cut {
+		r := eu.must(http.StatusCreated, "POST", "/v1/groups", map[string]any{"name": fmt.Sprintf("g-%d", writes)})
+		lastTok = r.str("consistencyToken")
+		writes++
+		since := time.Since(cutAt)
+		if writes%10 == 0 {
+			// Reads still answered in the cut region, never stale for a newer token.
+			ml := self.must(http.StatusOK, "POST", "/v1/check", checkBody(appID, resource, "minimize_latency", "", -1))
+			if ml.body["allowed"] != true || ml.str("region") != "us-east" {
+				t.Errorf("minimize_latency check in the cut region: got %s", ml.raw)
+			}
+			fresh := self.do("POST", "/v1/check", checkBody(appID, resource, "at_least_as_fresh", lastTok, 100))
+			if fresh.status != http.StatusServiceUnavailable || fresh.str("code") != "replica_behind" || fresh.header.Get("Retry-After") == "" {
+				t.Errorf("at_least_as_fresh %s in the cut region: got %d %s (Retry-After %q), want 503 replica_behind with Retry-After",
+					lastTok, fresh.status, fresh.raw, fresh.header.Get("Retry-After"))
+			}
+			// Writes through the cut region: 503 unavailable with Retry-After.
+			if since > 2*time.Second && writes%50 == 0 {
+				w := us.do("POST", "/v1/groups", map[string]any{"name": "while-cut"})
+				if w.status != http.StatusServiceUnavailable || w.str("code") != "unavailable" || w.header.Get("Retry-After") == "" {
+					t.Errorf("write through the cut region: got %d %s, want 503 unavailable with Retry-After", w.status, w.raw)
+				}
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Its lag is reported, from both regions, and it is not ready past the threshold.
+	lagOf := func(c *client, region string) (float64, bool) {
+		r := c.must(http.StatusOK, "GET", "/v1/replicas", nil)
+		rows, _ := r.body["replicas"].([]any)
+		for _, row := range rows {
+			m, _ := row.(map[string]any)
+			if m["region"] == region {
+				lag, _ := m["lagSeconds"].(float64)
+				healthy, _ := m["healthy"].(bool)
+				return lag, healthy
+			}
+		}
+		t.Fatalf("GET /v1/replicas at %s: no row for %s in %s", c.base, region, r.raw)
+		return 0, false
+	}
+	selfLag, selfHealthy := lagOf(self, "us-east")
+	euLag, euHealthy := lagOf(eu, "us-east")
+	t.Logf("after a %s cut with %d writes: us-east lag %.1fs as seen by itself (healthy %t), %.1fs by eu-west (healthy %t)",
+		cut, writes, selfLag, selfHealthy, euLag, euHealthy)
+	if want := (cut - 2*time.Second).Seconds(); selfLag < want || euLag < want {
+		t.Errorf("us-east lag: got %.1fs (itself) and %.1fs (eu-west), want at least %.0fs", selfLag, euLag, want)
+	}
+	if selfHealthy || euHealthy {
+		t.Errorf("us-east healthy during a cut longer than the %s threshold, want unhealthy", maxLag)
+	}
+	rz := self.do("GET", "/readyz", nil)
+	if rz.status != http.StatusServiceUnavailable {
+		t.Errorf("us-east /readyz during the cut: got %d, want 503", rz.status)
+	}
+	if euSelf, ok := lagOf(eu, "eu-west"); euSelf > 2 || !ok {
+		t.Errorf("eu-west's own lag during the cut: got %.1fs (healthy %t), want current", euSelf, ok)
+	}
+
+	// Heal: us-east is current within 2 s.
+	want := tokenSeq(t, lastTok)
+	if err := top.links["us-east"].Heal(); err != nil {
+		t.Fatal(err)
+	}
+	healAt := time.Now()
+	waitFor(t, 10*time.Second, "us-east to catch up", func() bool { return usRep.Applied() >= want })
+	catchUp := time.Since(healAt)
+	t.Logf("us-east current %s after the link healed (applied %d, wanted %d, %d writes during the cut)", catchUp, usRep.Applied(), want, writes)
+	if catchUp > 2*time.Second {
+		t.Errorf("us-east caught up %s after the heal, want within 2s", catchUp)
+	}
+	self.must(http.StatusOK, "POST", "/v1/check", checkBody(appID, resource, "at_least_as_fresh", lastTok, 100))
+	waitFor(t, 5*time.Second, "us-east ready again", func() bool { return self.do("GET", "/readyz", nil).status == http.StatusOK })
+	sameDigests(t, top.digests(want))
+
+	// Shut one hub node down while writing through both regions.
+	type acked struct{ id, tok string }
+	var mu sync.Mutex
+	var acks []acked
+	var failed int
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for _, c := range []*client{eu, us} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				r := c.do("POST", "/v1/groups", map[string]any{"name": fmt.Sprintf("k-%d", i)})
+				mu.Lock()
+				if r.status == http.StatusCreated {
+					acks = append(acks, acked{r.str("id"), r.str("consistencyToken")})
+				} else {
+					failed++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	time.Sleep(time.Second)
+	victim := top.hubs[2]
+	t.Logf("shutting down hub node %s", victim.Config.NATSName)
+	victim.Close()
+	time.Sleep(3 * time.Second)
+	close(stop)
+	wg.Wait()
+	t.Logf("%d writes acknowledged around the hub node loss, %d refused", len(acks), failed)
+	if len(acks) == 0 {
+		t.Fatal("no write acknowledged")
+	}
+	var maxSeq uint64
+	for _, a := range acks {
+		maxSeq = max(maxSeq, tokenSeq(t, a.tok))
+	}
+	for _, c := range []*client{eu, us} {
+		for _, a := range acks {
+			c.must(http.StatusOK, "GET", "/v1/groups/"+a.id, nil, "Consistency-Token", a.tok)
+		}
+	}
+	sameDigests(t, top.digests(maxSeq))
+}

@@ -1,0 +1,103 @@
+package eventlog
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// DefaultKeyBucket is the JetStream KV bucket holding per-user data keys and
+// per-realm peppers.
+const DefaultKeyBucket = "IAM_KEYS"
+
+// KeyVault keeps the keys that protect personal data, outside the event log:
+// one random 256-bit data key per user (destroyed when the user is deleted:
+// crypto-shredding) and one pepper per realm (keying the blind index of
+// emails). The bucket keeps one revision per key, so a purge leaves no older
+// value behind. It is safe for concurrent use.
+type KeyVault struct {
+	kv jetstream.KeyValue
+}
+
+// OpenKeyVault creates or opens the bucket (file storage, history 1) on the
+// Log's JetStream.
+func OpenKeyVault(ctx context.Context, l *Log, bucket string) (*KeyVault, error) {
+	if bucket == "" {
+		bucket = DefaultKeyBucket
+	}
+	kv, err := l.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      bucket,
+		Description: "iam data keys and peppers (never in the event log)",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    l.cfg.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open key vault %s: %w", bucket, err)
+	}
+	return &KeyVault{kv: kv}, nil
+}
+
+// ErrKeyDestroyed is returned by DataKey when the user's key does not exist
+// (never made, or destroyed by Destroy).
+var ErrKeyDestroyed = errors.New("eventlog: data key destroyed or never made")
+
+func dataKeyName(realm, user string) string { return "dk." + realm + "." + user }
+func pepperName(realm string) string        { return "pepper." + realm }
+
+// DataKey returns the data key of user in realm; with create, it makes one
+// if there is none (two concurrent creators end with the same key).
+func (v *KeyVault) DataKey(ctx context.Context, realm, user string, create bool) ([]byte, error) {
+	return v.get(ctx, dataKeyName(realm, user), create)
+}
+
+// Pepper returns the realm's blind-index pepper, making it on first use.
+func (v *KeyVault) Pepper(ctx context.Context, realm string) ([]byte, error) {
+	return v.get(ctx, pepperName(realm), true)
+}
+
+// Destroy purges the user's data key: every copy of the user's sealed data
+// becomes unreadable. Destroying a missing key is not an error.
+func (v *KeyVault) Destroy(ctx context.Context, realm, user string) error {
+	if err := v.kv.Purge(ctx, dataKeyName(realm, user)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("destroy data key: %w", err)
+	}
+	return nil
+}
+
+func (v *KeyVault) get(ctx context.Context, name string, create bool) ([]byte, error) {
+	for range 3 {
+		e, err := v.kv.Get(ctx, name)
+		if err == nil && len(e.Value()) == 32 {
+			return e.Value(), nil
+		}
+		if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return nil, fmt.Errorf("key vault get: %w", err)
+		}
+		if !create {
+			return nil, ErrKeyDestroyed
+		}
+		key := make([]byte, 32)
+		_, _ = rand.Read(key)
+		var updErr error
+		if err == nil { // a purged key (deleted marker): a new one replaces it
+			_, updErr = v.kv.Update(ctx, name, key, e.Revision())
+		} else {
+			_, updErr = v.kv.Create(ctx, name, key)
+		}
+		if updErr == nil {
+			return key, nil
+		}
+		if !errors.Is(updErr, jetstream.ErrKeyExists) {
+			var apiErr *jetstream.APIError
+			if !errors.As(updErr, &apiErr) {
+				return nil, fmt.Errorf("key vault create: %w", updErr)
+			}
+		}
+		// Someone else made it first: read theirs.
+	}
+	return nil, fmt.Errorf("key vault: %s keeps changing", name)
+}
