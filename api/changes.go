@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -55,7 +56,9 @@ func (s *Server) changes(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		return iam.Errorf(iam.EInternal, "streaming unsupported")
 	}
-	ctx := r.Context()
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	defer context.AfterFunc(s.streams, cancel)()
 	f, err := s.evlog.Follow(ctx, after+1)
 	if err != nil {
 		return iam.Errorf(iam.EUnavailable, "the log cannot be followed: %v", err)

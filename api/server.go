@@ -100,6 +100,9 @@ type Server struct {
 
 	idemSecret []byte
 	tokens     *tokenCache
+
+	streams      context.Context // cancelled when the server stops
+	closeStreams context.CancelFunc
 }
 
 // New returns a server. regions lists the replicas in preference order.
@@ -136,6 +139,7 @@ func New(cfg Config, writer *eventlog.Writer, evlog *eventlog.Log, replicas []*r
 		s.cfg.DefaultRegion = s.regions[0]
 	}
 	s.tokens = newTokenCache(100_000)
+	s.streams, s.closeStreams = context.WithCancel(context.Background())
 	if keys != nil {
 		s.verifier = keys
 	}
@@ -172,7 +176,14 @@ func (s *Server) Start(ctx context.Context) {
 }
 
 // Stop stops the background work.
-func (s *Server) Stop() { s.lag.stop() }
+func (s *Server) Stop() {
+	s.closeStreams()
+	s.lag.stop()
+}
+
+// CloseStreams ends every open change feed: http.Server.Shutdown waits for
+// running requests but never cancels them.
+func (s *Server) CloseStreams() { s.closeStreams() }
 
 type ctxKey int
 
@@ -271,7 +282,7 @@ func (s *Server) authenticate(r *http.Request, apiKeyOK bool) (Principal, error)
 	if err != nil {
 		return Principal{}, err
 	}
-	_, err = rep.Read(r.Context(), replica.Consistency{Mode: replica.AtLeastAsFresh, Token: c.Position}, func(st *iam.State) error {
+	_, err = rep.Read(r.Context(), replica.Consistency{Mode: replica.AtLeastAsFresh, Token: max(c.Position, s.acknowledged())}, func(st *iam.State) error {
 		if id := st.Identity(p.Realm, p.ID); id == nil || id.Status != iam.StatusActive {
 			return iam.Errorf(iam.EUnauthenticated, "the token's identity is not active")
 		} else if revokedToken(c.IssuedAt, id.TokensNotBefore) {
@@ -294,7 +305,7 @@ func (s *Server) authenticateAPIKey(r *http.Request, key string) (Principal, err
 	if err != nil {
 		return Principal{}, err
 	}
-	c, err := s.headerConsistency(r, 0)
+	c, err := s.headerConsistency(r, s.acknowledged())
 	if err != nil {
 		return Principal{}, err
 	}

@@ -504,13 +504,15 @@ func TestClient_NotRetried(t *testing.T) {
 }
 
 func TestClient_AttemptTimeout(t *testing.T) {
+	release := make(chan struct{})
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-r.Context().Done():
-		case <-time.After(5 * time.Second):
+		case <-release:
 		}
 	}))
 	t.Cleanup(slow.Close)
+	t.Cleanup(func() { close(release) }) // runs first: lets the handler end so Close returns
 	fresh := newScripted(t, ok(allowed))
 	c, _ := client.New([]string{slow.URL, fresh.URL}, client.WithAttemptTimeout(100*time.Millisecond), client.WithAttemptsPerEndpoint(1))
 	got, err := c.Check(context.Background(), checkReq())

@@ -453,6 +453,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	m.Addr = ln.Addr().String()
 	m.http = &http.Server{Handler: m.api.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	m.http.RegisterOnShutdown(m.api.CloseStreams)
 	go func() {
 		if err := m.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			logger.Error("http serve", "err", err)
