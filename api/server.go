@@ -282,7 +282,7 @@ func (s *Server) authenticate(r *http.Request, apiKeyOK bool) (Principal, error)
 	if err != nil {
 		return Principal{}, err
 	}
-	_, err = rep.Read(r.Context(), replica.Consistency{Mode: replica.AtLeastAsFresh, Token: max(c.Position, s.acknowledged())}, func(st *iam.State) error {
+	_, err = rep.Read(r.Context(), replica.Consistency{Mode: replica.AtLeastAsFresh, Token: c.Position}, func(st *iam.State) error {
 		if id := st.Identity(p.Realm, p.ID); id == nil || id.Status != iam.StatusActive {
 			return iam.Errorf(iam.EUnauthenticated, "the token's identity is not active")
 		} else if revokedToken(c.IssuedAt, id.TokensNotBefore) {
@@ -305,20 +305,32 @@ func (s *Server) authenticateAPIKey(r *http.Request, key string) (Principal, err
 	if err != nil {
 		return Principal{}, err
 	}
-	c, err := s.headerConsistency(r, s.acknowledged())
-	if err != nil {
-		return Principal{}, err
-	}
 	var p Principal
 	var hash string
-	if _, err := rep.Read(r.Context(), c, func(st *iam.State) error {
-		realm, app, h, found := st.APIKey(keyID)
-		if found && app.Status == iam.StatusActive {
-			p, hash = Principal{Realm: realm, ID: app.ID, Kind: string(iam.KindApp)}, h
+	lookup := func(floor uint64) error {
+		c, err := s.headerConsistency(r, floor)
+		if err != nil {
+			return err
 		}
-		return nil
-	}); err != nil {
+		_, err = rep.Read(r.Context(), c, func(st *iam.State) error {
+			realm, app, h, found := st.APIKey(keyID)
+			if found && app.Status == iam.StatusActive {
+				p, hash = Principal{Realm: realm, ID: app.ID, Kind: string(iam.KindApp)}, h
+			}
+			return nil
+		})
+		return err
+	}
+	// A key unknown to the replica may be younger than what it has applied:
+	// look again once it has every write this server acknowledged, rather
+	// than refuse a key the client was just given.
+	if err := lookup(0); err != nil {
 		return Principal{}, err
+	}
+	if hash == "" {
+		if err := lookup(s.acknowledged()); err != nil {
+			return Principal{}, err
+		}
 	}
 	if hash == "" {
 		return Principal{}, bad

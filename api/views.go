@@ -31,6 +31,11 @@ func (s *Server) read(w http.ResponseWriter, r *http.Request, fn func(st *iam.St
 	p := principal(r)
 	var out any
 	seq, err := rep.Read(r.Context(), c, func(st *iam.State) error {
+		// The caller was authenticated on a state possibly older than this
+		// one: an identity deactivated in between reads nothing.
+		if id := st.Identity(p.Realm, p.ID); id == nil || id.Status != iam.StatusActive {
+			return iam.Errorf(iam.EUnauthenticated, "the caller's identity is not active")
+		}
 		realm := st.Realm(p.Realm)
 		if realm == nil {
 			return iam.Errorf(iam.ENotFound, "realm %s not found", p.Realm)

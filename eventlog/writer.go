@@ -140,6 +140,15 @@ func (w *Writer) rebuild(ctx context.Context) error {
 	return nil
 }
 
+// Resync makes the writer rebuild its state from the log before it decides
+// again: for a writer that becomes active after another process wrote (the
+// stream's leader moved to this process).
+func (w *Writer) Resync() {
+	w.mu.Lock()
+	w.dirty = true
+	w.mu.Unlock()
+}
+
 // View calls fn with the latest state under a read lock; fn must not keep
 // references into it. Management authorization and the token endpoint read
 // here, so a role just revoked stops working at once.
@@ -280,6 +289,7 @@ func (w *Writer) tryCommit(ctx context.Context, realm string, ps []*pending) err
 	}
 	var commits []iam.Commit
 	var included []*pending
+	unchecked := false // some command was refused or changed nothing
 	seen := map[string]*pending{}
 	for _, p := range ps {
 		p.res, p.err = Result{}, nil
@@ -305,10 +315,12 @@ func (w *Writer) tryCommit(ctx context.Context, realm string, ps []*pending) err
 		evs, err := iam.Decide(s, p.req)
 		if err != nil {
 			p.err = err
+			unchecked = true
 			continue
 		}
 		p.res.Events = evs
 		if len(evs) == 0 {
+			unchecked = true
 			// Already in place, maybe by an earlier command of this group:
 			// answer with the group's entry if there is one, which holds it.
 			p.res.Seq = base
@@ -324,6 +336,20 @@ func (w *Writer) tryCommit(ctx context.Context, realm string, ps []*pending) err
 		// decided on this one's effect; the sequence is fixed after append.
 		w.dirty = true
 		s.ApplyEvents(evs, nil)
+	}
+	// An append is judged by its expectation, but a refusal or a no-op is
+	// not appended at all: before answering one, make sure no other writer
+	// process changed the realm behind this one's back (e.g. after the
+	// stream's leader moved), or the answer could come from a stale state.
+	if unchecked {
+		last, err := w.log.LastForRealm(ctx, realm)
+		if err != nil {
+			return err
+		}
+		if last != expect {
+			w.dirty = true
+			return iam.Errorf(iam.EConflict, "realm %s moved on to %d in another writer (this one had %d)", realm, last, expect)
+		}
 	}
 	if len(commits) == 0 {
 		return nil

@@ -436,6 +436,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 					}
 					return
 				}
+				m.writer.Resync() // others may have written while this process followed
 				var err error
 				if stop, err = m.bus.Serve(eventlog.RPCSubject, eventlog.RPCQueue, m.api.ServeForwarded); err != nil {
 					logger.Error("serve forwarded requests", "err", err)
