@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"encoding/json"
@@ -47,7 +47,7 @@ type step struct {
 }
 
 func scenarioFiles(t *testing.T) []string {
-	dirs := []string{"../../testdata/scenarios", "../../../shared/scenarios"}
+	dirs := []string{"../../../testdata/scenarios", "../../../../shared/scenarios"}
 	var files []string
 	for _, d := range dirs {
 		m, _ := filepath.Glob(filepath.Join(d, "*.json"))

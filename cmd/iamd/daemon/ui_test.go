@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"bytes"
@@ -271,7 +271,7 @@ func TestIamctlLag(t *testing.T) {
 	}
 	m := startIamd(t, "")
 	bin := filepath.Join(t.TempDir(), "iamctl")
-	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", bin, "../iamctl")
+	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", bin, "../../iamctl")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build iamctl: %v\n%s", err, out)
 	}
