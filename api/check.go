@@ -42,11 +42,27 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) error {
 	if err := iam.ValidID("subject", in.Subject); err != nil {
 		return err
 	}
-	if in.Subject != p.ID {
-		// Checking another identity's access is itself a permission.
-		if err := s.authorizeRead(p, iam.ActionCheckAccess, s.identityHRN(p.Realm, in.Subject), ""); err != nil {
-			return err
+	rep, err := s.region(r)
+	if err != nil {
+		return err
+	}
+	// Checking another identity's access is itself a permission, judged on
+	// this region's replica (so a region cut off from the hub still answers),
+	// first as it is — a caller without the right is refused before its
+	// input is judged — and again below, on the state the answer comes from.
+	other := in.Subject != p.ID
+	authorize := func(st *iam.State) error {
+		if !other {
+			return nil
 		}
+		hrn := iam.UserHRN(p.Realm, in.Subject)
+		if id := st.Identity(p.Realm, in.Subject); id != nil && id.Kind == iam.KindApp {
+			hrn = iam.AppHRN(p.Realm, in.Subject)
+		}
+		return iam.AuthorizeAction(st, p.Realm, p.ID, iam.ActionCheckAccess, hrn)
+	}
+	if _, err := rep.Read(r.Context(), replica.Consistency{Mode: replica.MinimizeLatency}, authorize); err != nil {
+		return err
 	}
 	if in.Action == "" || len(in.Action) > iam.MaxActionLength {
 		return iam.FieldErrorf("action", "must be an action name of 1 to %d characters", iam.MaxActionLength)
@@ -91,11 +107,14 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) error {
 			}
 		}
 	}
-	rep, err := s.region(r)
-	if err != nil {
-		return err
-	}
-	d, seq, err := rep.Check(r.Context(), q, c)
+	var d iam.Decision
+	seq, err := rep.Read(r.Context(), c, func(st *iam.State) error {
+		if err := authorize(st); err != nil {
+			return err
+		}
+		d = st.Check(q)
+		return nil
+	})
 	if err != nil {
 		if s.metrics != nil && iam.ErrorCode(err) == iam.EReplicaBehind {
 			s.metrics.replicaBehind.WithLabelValues(rep.Region()).Inc()
