@@ -11,6 +11,9 @@ import (
 	iam "github.com/iam-project/iam"
 )
 
+// headLookupTimeout bounds one lookup of the log's head.
+const headLookupTimeout = 5 * time.Second
+
 // Consistency modes of a read, as in API.md.
 const (
 	MinimizeLatency = "minimize_latency"
@@ -56,6 +59,7 @@ type Replica struct {
 	advanced  chan struct{} // closed and replaced whenever pos advances
 	applyErr  error
 	appliedAt time.Time
+	heads     headCoalescer
 }
 
 // Open opens the read model in cfg.Dir and loads its index.
@@ -84,7 +88,8 @@ func Open(cfg Config) (*Replica, error) {
 		return nil, err
 	}
 	state.SetSeq(pos.Seq)
-	return &Replica{cfg: cfg, store: store, state: state, pos: pos, advanced: make(chan struct{})}, nil
+	return &Replica{cfg: cfg, store: store, state: state, pos: pos, advanced: make(chan struct{}),
+		heads: headCoalescer{head: cfg.Head}}, nil
 }
 
 // Close closes the read model.
@@ -221,7 +226,7 @@ func (r *Replica) Ensure(ctx context.Context, c Consistency) error {
 			return iam.Errorf(iam.EUnavailable, "region %s cannot learn the log's head", r.cfg.Region)
 		}
 		hctx, cancel := context.WithTimeout(ctx, wait)
-		head, err := r.cfg.Head(hctx)
+		head, err := r.heads.get(hctx)
 		cancel()
 		if err != nil {
 			return iam.Errorf(iam.EReplicaBehind, "region %s cannot reach the log for its head: %v", r.cfg.Region, err)
