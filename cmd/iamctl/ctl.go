@@ -62,7 +62,12 @@ type conn struct {
 
 type urlList struct{ c *conn }
 
-func (u urlList) String() string { return strings.Join(u.c.urls, ",") }
+func (u urlList) String() string {
+	if u.c == nil {
+		return "" // flag.PrintDefaults calls it on a zero value
+	}
+	return strings.Join(u.c.urls, ",")
+}
 func (u urlList) Set(v string) error {
 	for _, s := range strings.Split(v, ",") {
 		if s = strings.TrimSpace(s); s != "" {
