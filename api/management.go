@@ -129,15 +129,6 @@ func (s *Server) addCredential(w http.ResponseWriter, r *http.Request) error {
 	return c.answer(http.StatusCreated, res, body)
 }
 
-func (s *Server) removeCredential(w http.ResponseWriter, r *http.Request) error {
-	cmd := iam.RemoveCredential{App: r.PathValue("id"), CredentialID: r.PathValue("credentialId")}
-	c, err := s.beginWrite(w, r, cmd)
-	if err != nil {
-		return err
-	}
-	return c.run(cmd, http.StatusOK, nil)
-}
-
 func (s *Server) addAPIKey(w http.ResponseWriter, r *http.Request) error {
 	app := r.PathValue("id")
 	c, err := s.beginWrite(w, r, iam.AddAPIKey{App: app})
@@ -161,15 +152,6 @@ func (s *Server) addAPIKey(w http.ResponseWriter, r *http.Request) error {
 	return c.answer(http.StatusCreated, res, body)
 }
 
-func (s *Server) removeAPIKey(w http.ResponseWriter, r *http.Request) error {
-	cmd := iam.RemoveAPIKey{App: r.PathValue("id"), KeyID: r.PathValue("keyId")}
-	c, err := s.beginWrite(w, r, cmd)
-	if err != nil {
-		return err
-	}
-	return c.run(cmd, http.StatusOK, nil)
-}
-
 func (s *Server) createGroup(w http.ResponseWriter, r *http.Request) error {
 	c, err := s.beginWrite(w, r, iam.CreateGroup{})
 	if err != nil {
@@ -183,42 +165,6 @@ func (s *Server) createGroup(w http.ResponseWriter, r *http.Request) error {
 	}
 	cmd := iam.CreateGroup{ID: c.newID("g", 16, "group"), Name: in.Name}
 	return c.run(cmd, http.StatusCreated, map[string]any{"id": cmd.ID, "hrn": iam.GroupHRN(c.p.Realm, cmd.ID), "name": in.Name})
-}
-
-func (s *Server) addMember(w http.ResponseWriter, r *http.Request) error {
-	cmd := iam.AddMember{Group: r.PathValue("id"), Identity: r.PathValue("identityId")}
-	c, err := s.beginWrite(w, r, cmd)
-	if err != nil {
-		return err
-	}
-	return c.run(cmd, http.StatusOK, nil)
-}
-
-func (s *Server) removeMember(w http.ResponseWriter, r *http.Request) error {
-	cmd := iam.RemoveMember{Group: r.PathValue("id"), Identity: r.PathValue("identityId")}
-	c, err := s.beginWrite(w, r, cmd)
-	if err != nil {
-		return err
-	}
-	return c.run(cmd, http.StatusOK, nil)
-}
-
-func (s *Server) grantRole(w http.ResponseWriter, r *http.Request) error {
-	cmd := iam.GrantRole{Identity: r.PathValue("identityId"), Role: r.PathValue("role")}
-	c, err := s.beginWrite(w, r, cmd)
-	if err != nil {
-		return err
-	}
-	return c.run(cmd, http.StatusOK, nil)
-}
-
-func (s *Server) revokeRole(w http.ResponseWriter, r *http.Request) error {
-	cmd := iam.RevokeRole{Identity: r.PathValue("identityId"), Role: r.PathValue("role")}
-	c, err := s.beginWrite(w, r, cmd)
-	if err != nil {
-		return err
-	}
-	return c.run(cmd, http.StatusOK, nil)
 }
 
 func (s *Server) createPolicy(w http.ResponseWriter, r *http.Request) error {
@@ -235,24 +181,6 @@ func (s *Server) createPolicy(w http.ResponseWriter, r *http.Request) error {
 	}
 	cmd := iam.CreatePolicy{ID: c.newID("pol", 16, "policy"), Name: in.Name, Statements: in.Statements}
 	return c.run(cmd, http.StatusCreated, map[string]any{"id": cmd.ID, "hrn": iam.PolicyHRN(c.p.Realm, cmd.ID), "name": in.Name, "statements": in.Statements})
-}
-
-func (s *Server) attachPolicy(w http.ResponseWriter, r *http.Request) error {
-	cmd := iam.AttachPolicy{Policy: r.PathValue("id"), Target: r.PathValue("targetId")}
-	c, err := s.beginWrite(w, r, cmd)
-	if err != nil {
-		return err
-	}
-	return c.run(cmd, http.StatusOK, nil)
-}
-
-func (s *Server) detachPolicy(w http.ResponseWriter, r *http.Request) error {
-	cmd := iam.DetachPolicy{Policy: r.PathValue("id"), Target: r.PathValue("targetId")}
-	c, err := s.beginWrite(w, r, cmd)
-	if err != nil {
-		return err
-	}
-	return c.run(cmd, http.StatusOK, nil)
 }
 
 func (s *Server) createProject(w http.ResponseWriter, r *http.Request) error {
@@ -286,15 +214,6 @@ func (s *Server) setProjectMember(w http.ResponseWriter, r *http.Request) error 
 	return c.run(cmd, http.StatusOK, nil)
 }
 
-func (s *Server) removeProjectMember(w http.ResponseWriter, r *http.Request) error {
-	cmd := iam.RemoveProjectMember{Project: r.PathValue("id"), Member: r.PathValue("memberId")}
-	c, err := s.beginWrite(w, r, cmd)
-	if err != nil {
-		return err
-	}
-	return c.run(cmd, http.StatusOK, nil)
-}
-
 func (s *Server) addProjectResource(w http.ResponseWriter, r *http.Request) error {
 	cmd := iam.AddProjectResource{Project: r.PathValue("id"), HRN: r.PathValue("hrn")}
 	c, err := s.beginWrite(w, r, cmd)
@@ -311,11 +230,15 @@ func (s *Server) addProjectResource(w http.ResponseWriter, r *http.Request) erro
 	return c.run(cmd, http.StatusOK, map[string]any{"hrn": cmd.HRN, "relation": cmd.Relation})
 }
 
-func (s *Server) removeProjectResource(w http.ResponseWriter, r *http.Request) error {
-	cmd := iam.RemoveProjectResource{Project: r.PathValue("id"), HRN: r.PathValue("hrn")}
-	c, err := s.beginWrite(w, r, cmd)
-	if err != nil {
-		return err
+// pathWrite serves a write whose command is named by its path alone (an
+// edge added or removed): no body, answered with its consistency token.
+func (s *Server) pathWrite(build func(r *http.Request) iam.Command) func(http.ResponseWriter, *http.Request) error {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		cmd := build(r)
+		c, err := s.beginWrite(w, r, cmd)
+		if err != nil {
+			return err
+		}
+		return c.run(cmd, http.StatusOK, nil)
 	}
-	return c.run(cmd, http.StatusOK, nil)
 }

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	iam "github.com/iam-project/iam"
 	"net/http"
 	"time"
 )
@@ -39,24 +40,44 @@ func (s *Server) routes() {
 	h("PATCH /v1/apps/{id}", false, s.setStatus)
 	h("DELETE /v1/apps/{id}", false, s.deleteIdentity)
 	h("POST /v1/apps/{id}/credentials", false, s.addCredential)
-	h("DELETE /v1/apps/{id}/credentials/{credentialId}", false, s.removeCredential)
+	h("DELETE /v1/apps/{id}/credentials/{credentialId}", false, s.pathWrite(func(r *http.Request) iam.Command {
+		return iam.RemoveCredential{App: r.PathValue("id"), CredentialID: r.PathValue("credentialId")}
+	}))
 	h("POST /v1/apps/{id}/apiKeys", false, s.addAPIKey)
-	h("DELETE /v1/apps/{id}/apiKeys/{keyId}", false, s.removeAPIKey)
+	h("DELETE /v1/apps/{id}/apiKeys/{keyId}", false, s.pathWrite(func(r *http.Request) iam.Command {
+		return iam.RemoveAPIKey{App: r.PathValue("id"), KeyID: r.PathValue("keyId")}
+	}))
 	h("POST /v1/groups", false, s.createGroup)
-	h("PUT /v1/groups/{id}/members/{identityId}", false, s.addMember)
-	h("DELETE /v1/groups/{id}/members/{identityId}", false, s.removeMember)
+	h("PUT /v1/groups/{id}/members/{identityId}", false, s.pathWrite(func(r *http.Request) iam.Command {
+		return iam.AddMember{Group: r.PathValue("id"), Identity: r.PathValue("identityId")}
+	}))
+	h("DELETE /v1/groups/{id}/members/{identityId}", false, s.pathWrite(func(r *http.Request) iam.Command {
+		return iam.RemoveMember{Group: r.PathValue("id"), Identity: r.PathValue("identityId")}
+	}))
 	h("GET /v1/roles", true, s.listRoles)
-	h("PUT /v1/identities/{identityId}/roles/{role}", false, s.grantRole)
-	h("DELETE /v1/identities/{identityId}/roles/{role}", false, s.revokeRole)
+	h("PUT /v1/identities/{identityId}/roles/{role}", false, s.pathWrite(func(r *http.Request) iam.Command {
+		return iam.GrantRole{Identity: r.PathValue("identityId"), Role: r.PathValue("role")}
+	}))
+	h("DELETE /v1/identities/{identityId}/roles/{role}", false, s.pathWrite(func(r *http.Request) iam.Command {
+		return iam.RevokeRole{Identity: r.PathValue("identityId"), Role: r.PathValue("role")}
+	}))
 	h("GET /v1/identities/{identityId}/permissions", true, s.permissions)
 	h("POST /v1/policies", false, s.createPolicy)
-	h("PUT /v1/policies/{id}/attachments/{targetId}", false, s.attachPolicy)
-	h("DELETE /v1/policies/{id}/attachments/{targetId}", false, s.detachPolicy)
+	h("PUT /v1/policies/{id}/attachments/{targetId}", false, s.pathWrite(func(r *http.Request) iam.Command {
+		return iam.AttachPolicy{Policy: r.PathValue("id"), Target: r.PathValue("targetId")}
+	}))
+	h("DELETE /v1/policies/{id}/attachments/{targetId}", false, s.pathWrite(func(r *http.Request) iam.Command {
+		return iam.DetachPolicy{Policy: r.PathValue("id"), Target: r.PathValue("targetId")}
+	}))
 	h("POST /v1/projects", false, s.createProject)
 	h("PUT /v1/projects/{id}/members/{memberId}", false, s.setProjectMember)
-	h("DELETE /v1/projects/{id}/members/{memberId}", false, s.removeProjectMember)
+	h("DELETE /v1/projects/{id}/members/{memberId}", false, s.pathWrite(func(r *http.Request) iam.Command {
+		return iam.RemoveProjectMember{Project: r.PathValue("id"), Member: r.PathValue("memberId")}
+	}))
 	h("PUT /v1/projects/{id}/resources/{hrn...}", false, s.addProjectResource)
-	h("DELETE /v1/projects/{id}/resources/{hrn...}", false, s.removeProjectResource)
+	h("DELETE /v1/projects/{id}/resources/{hrn...}", false, s.pathWrite(func(r *http.Request) iam.Command {
+		return iam.RemoveProjectResource{Project: r.PathValue("id"), HRN: r.PathValue("hrn")}
+	}))
 	for name, k := range kinds {
 		h("GET /v1/"+name+"/{id}", true, s.getEntity(k))
 		h("GET /v1/"+name, true, s.listEntities(k))
@@ -64,6 +85,7 @@ func (s *Server) routes() {
 	// Each feature area registers its own routes in its own file.
 	s.identityRoutes(m, h)
 	s.uiRoutes(m, h)
+	s.joinRoutes(m, h) // digest.go
 	// Anything else is a problem-details 404, and a wrong method a 405.
 	m.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, notFoundPath(r.URL.Path))

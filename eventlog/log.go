@@ -77,32 +77,7 @@ type Log struct {
 // over it. The stream holds subjects iam.evt.>, on file, with limits
 // retention and no age limit: the log is the source of truth.
 func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Log, error) {
-	if cfg.Stream == "" {
-		cfg.Stream = DefaultStream
-	}
-	if cfg.Replicas <= 0 {
-		cfg.Replicas = 1
-	}
-	if cfg.Duplicates <= 0 {
-		cfg.Duplicates = DefaultDuplicates
-	}
-	if cfg.PublishTimeout <= 0 {
-		cfg.PublishTimeout = DefaultPublishTimeout
-	}
-	if cfg.MaxRetries == 0 {
-		cfg.MaxRetries = DefaultMaxRetries
-	} else if cfg.MaxRetries < 0 {
-		cfg.MaxRetries = 0
-	}
-	if cfg.Backoff == nil {
-		cfg.Backoff = func() backoff.BackOff {
-			b := backoff.NewExponentialBackOff()
-			b.InitialInterval = 20 * time.Millisecond
-			b.MaxInterval = 500 * time.Millisecond
-			b.MaxElapsedTime = 0
-			return b
-		}
-	}
+	cfg = withDefaults(cfg)
 	var js jetstream.JetStream
 	var err error
 	if cfg.Domain != "" {
