@@ -149,13 +149,21 @@ func (r *Replica) ApplyEntries(entries []iam.LogEntry) error {
 		}
 		next = e.Seq
 	}
-	touched := make(map[string]struct{}, 2*len(entries))
-	touch := func(k string) { touched[k] = struct{}{} }
+	// Rows are read after the whole batch is applied, so a key touched
+	// twice gets its final value both times (Commit lets the last win);
+	// repeats next to each other are skipped. A slice, not a set: building
+	// a map of the keys cost a replay more than the repeats do.
+	touched := make([]string, 0, 2*len(entries))
+	touch := func(k string) {
+		if n := len(touched); n == 0 || touched[n-1] != k {
+			touched = append(touched, k)
+		}
+	}
 	for _, e := range entries {
 		r.state.ApplyEntry(e, touch)
 	}
 	changes := make([]RowChange, 0, len(touched))
-	for k := range touched {
+	for _, k := range touched {
 		if v, ok := r.state.Row(k); ok {
 			changes = append(changes, RowChange{Key: k, Value: v})
 		} else {

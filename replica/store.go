@@ -92,18 +92,28 @@ type RowChange struct {
 	Delete bool
 }
 
-// Commit writes changes and the new position in one atomic batch.
+// Commit writes changes and the new position in one atomic batch. A key
+// may appear more than once; the last change of it wins.
 func (s *Store) Commit(changes []RowChange, pos Position) error {
-	b := s.db.NewBatch()
+	// Size the batch up front and copy keys straight into it: a replay
+	// writes a million rows, and growing the batch and converting each key
+	// to a []byte first showed in its profile.
+	size := 64
+	for _, c := range changes {
+		size += len(c.Key) + len(c.Value) + 16
+	}
+	b := s.db.NewBatchWithSize(size)
 	defer b.Close()
 	for _, c := range changes {
-		var err error
+		var op *pebble.DeferredBatchOp
 		if c.Delete {
-			err = b.Delete([]byte(c.Key), nil)
+			op = b.DeleteDeferred(len(c.Key))
 		} else {
-			err = b.Set([]byte(c.Key), c.Value, nil)
+			op = b.SetDeferred(len(c.Key), len(c.Value))
+			copy(op.Value, c.Value)
 		}
-		if err != nil {
+		copy(op.Key, c.Key)
+		if err := op.Finish(); err != nil {
 			return fmt.Errorf("batch row: %w", err)
 		}
 	}

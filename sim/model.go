@@ -61,8 +61,11 @@ type model struct {
 	// points[pair] are the positions where the pair's answer changes, in
 	// order, starting from false at 0.
 	points map[pairKey][]point
-	seqs   []uint64    // every entry's sequence, in order
-	times  []time.Time // and its append time (kept non-decreasing)
+	// activity[user] are the positions where the user's being active
+	// changes, starting from inactive (not yet created) at 0.
+	activity map[string][]point
+	seqs     []uint64    // every entry's sequence, in order
+	times    []time.Time // and its append time (kept non-decreasing)
 }
 
 type pairKey struct {
@@ -80,7 +83,7 @@ type point struct {
 func buildModel(entries []logEntry, users []string, resources []string) *model {
 	entries = slices.Clone(entries)
 	sort.Slice(entries, func(i, j int) bool { return entries[i].Seq < entries[j].Seq })
-	m := &model{resources: resources, points: map[pairKey][]point{}}
+	m := &model{resources: resources, points: map[pairKey][]point{}, activity: map[string][]point{}}
 	resIndex := map[string]int{}
 	for i, r := range resources {
 		resIndex[r] = i
@@ -175,6 +178,9 @@ func buildModel(entries []logEntry, users []string, resources []string) *model {
 			if !wanted[u] {
 				continue
 			}
+			if pts := m.activity[u]; (len(pts) > 0 && pts[len(pts)-1].allowed) != active[u] {
+				m.activity[u] = append(pts, point{e.Seq, active[u]})
+			}
 			for r := range resources {
 				k := pairKey{u, r}
 				if v := eval(u, r); v != current[k] {
@@ -228,4 +234,20 @@ func (m *model) headAt(t time.Time) uint64 {
 		return 0
 	}
 	return m.seqs[i-1]
+}
+
+// inactiveWithin reports whether user is not active at some position in
+// [lo, hi].
+func (m *model) inactiveWithin(user string, lo, hi uint64) bool {
+	pts := m.activity[user]
+	i := sort.Search(len(pts), func(i int) bool { return pts[i].seq > lo })
+	if i == 0 || !pts[i-1].allowed {
+		return true
+	}
+	for _, p := range pts[i:] {
+		if p.seq <= hi && !p.allowed {
+			return true
+		}
+	}
+	return false
 }

@@ -89,7 +89,11 @@ type FaultWindow struct {
 	Node    string   `json:"node,omitempty"`
 	Start   Duration `json:"start"`
 	End     Duration `json:"end"`
-	Note    string   `json:"note,omitempty"`
+	// Recovered (disruptive faults, in the report) is when every region
+	// it hit had applied every write acknowledged up to a second after
+	// its end.
+	Recovered Duration `json:"recovered,omitempty"`
+	Note      string   `json:"note,omitempty"`
 }
 
 // lagSample is one region's own row of GET /v1/replicas.

@@ -207,9 +207,16 @@ type SLO struct {
 	PropagationP99         Duration `json:"propagationP99,omitempty"`
 	PropagationP99OverLink Duration `json:"propagationP99OverLink,omitempty"`
 	// CurrentAfterHeal bounds the time from a link's healing (end of a
-	// partition or of each flap's cut, a hub node's loss) until its region
-	// has applied every write acknowledged before it.
+	// partition, of each flap's cut, or the end of the run) until its
+	// region has applied every write acknowledged before it and up to a
+	// second after it.
 	CurrentAfterHeal Duration `json:"currentAfterHeal,omitempty"`
+	// WritesResumeAfterHubLoss bounds the time from losing a hub node
+	// until a write sent after it is acknowledged; CurrentAfterHubLoss the
+	// time until every region has applied every write acknowledged up to
+	// a second after it.
+	WritesResumeAfterHubLoss Duration `json:"writesResumeAfterHubLoss,omitempty"`
+	CurrentAfterHubLoss      Duration `json:"currentAfterHubLoss,omitempty"`
 	// MaxStaleMinimizeLatency bounds the share (0..1) of the workload's
 	// minimize_latency answers that disagree with the latest write
 	// acknowledged before the check was sent. Nil: no bound.
@@ -450,4 +457,21 @@ func (s Scenario) faultRegions(f Fault) []string {
 		return s.Regions
 	}
 	return f.Regions
+}
+
+// Scaled returns the SLO with its latency targets (time-to-revoke and
+// propagation, absolute or over the link) multiplied by latency and its
+// recovery targets (after a heal, after a hub node's loss) by recovery.
+// A factor of 0 drops those targets. Tests use it where the machine, not
+// the design, sets the figures (the race detector slows this code 10–15×).
+func (o SLO) Scaled(latency, recovery float64) SLO {
+	scale := func(d *Duration, f float64) { *d = Duration(float64(*d) * f) }
+	scale(&o.TimeToRevokeP99, latency)
+	scale(&o.TimeToRevokeP99OverLink, latency)
+	scale(&o.PropagationP99, latency)
+	scale(&o.PropagationP99OverLink, latency)
+	scale(&o.CurrentAfterHeal, recovery)
+	scale(&o.WritesResumeAfterHubLoss, recovery)
+	scale(&o.CurrentAfterHubLoss, recovery)
+	return o
 }

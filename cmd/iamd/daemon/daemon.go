@@ -95,6 +95,16 @@ type Config struct {
 	ProjectorMaxBackoff time.Duration
 	// HubWait bounds how long a region waits at start for the hub's stream.
 	HubWait time.Duration
+	// JoinFromSnapshot: a region whose read model is empty loads the
+	// hub's newest snapshot and follows the log from there (join.go).
+	// Default true.
+	JoinFromSnapshot bool
+	// SnapshotEvery and SnapshotInterval: the hub publishes a snapshot
+	// once this many entries were applied since the last, or this long
+	// after it. Both 0: never (POST /v1/replicas/snapshot still does).
+	// Defaults 100000 and 1h.
+	SnapshotEvery    uint64
+	SnapshotInterval time.Duration
 
 	// HashParams for new secrets; tests use cheap ones.
 	HashParams auth.HashParams
@@ -119,6 +129,9 @@ func DefaultConfig() Config {
 		ClusterName:       "iam-hub",
 		LeafReconnect:     eventlog.DefaultLeafReconnect,
 		HubWait:           time.Minute,
+		JoinFromSnapshot:  true,
+		SnapshotEvery:     api.DefaultSnapshotEvery,
+		SnapshotInterval:  api.DefaultSnapshotInterval,
 	}
 }
 
@@ -196,6 +209,7 @@ type Main struct {
 	wg         sync.WaitGroup // background goroutines of Main itself
 	closeOnce  sync.Once
 	closeErr   error
+	join       joinState // join.go
 }
 
 // NewMain returns a Main with the default config.
@@ -241,11 +255,14 @@ func (m *Main) ParseFlags(args []string) error {
 		fs.StringVar(&routes, "routes", "", "comma-separated nats-route://host:port of every hub node")
 		fs.StringVar(&c.LeafListen, "leaf-listen", c.LeafListen, "leaf-node listener host:port for the regions")
 		fs.IntVar(&c.StreamReplicas, "replicas", c.StreamReplicas, "stream replicas (default: 3 when clustered, else 1)")
+		fs.Uint64Var(&c.SnapshotEvery, "snapshot-every", c.SnapshotEvery, "publish a read-model snapshot after this many entries (0 and --snapshot-interval 0: never)")
+		fs.DurationVar(&c.SnapshotInterval, "snapshot-interval", c.SnapshotInterval, "publish a read-model snapshot at least this often while the log moves")
 	}
 	if c.Mode == ModeRegion {
 		fs.StringVar(&c.Region, "region", c.Region, "the region this process serves")
 		fs.StringVar(&hubLeaf, "hub-leaf", "", "comma-separated leaf URLs of the hub nodes, nats-leaf://host:port")
 		fs.DurationVar(&c.HubWait, "hub-wait", c.HubWait, "how long to wait at start for the hub's stream")
+		fs.BoolVar(&c.JoinFromSnapshot, "join-snapshot", c.JoinFromSnapshot, "start an empty read model from the hub's newest snapshot instead of replaying the log")
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -356,7 +373,12 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			return err
 		}
 		m.replicas = append(m.replicas, rep)
-		p := projector.New(m.log, rep, region)
+		if c.Mode == ModeRegion && c.JoinFromSnapshot {
+			if err := m.join.fromSnapshot(ctx, m.log, rep, logger); err != nil {
+				return err
+			}
+		}
+		p := projector.New(m.log, m.join.gate(rep), region)
 		p.Logger = logger
 		p.OnRetry = func(cause string) { metrics.Retry("projector", cause) }
 		p.OnApplied = func(entries []iam.LogEntry, at time.Time) {
@@ -425,6 +447,11 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		}()
 	}
 	m.api.Start(runCtx)
+	if c.Mode == ModeHub {
+		if err := m.join.startSnapshots(runCtx, m, m.replicas[0], logger); err != nil {
+			return err
+		}
+	}
 
 	ln, err := net.Listen("tcp", c.HTTPAddr)
 	if err != nil {
@@ -544,6 +571,7 @@ func (m *Main) close() error {
 	if m.heartbeat != nil {
 		m.heartbeat.Stop()
 	}
+	m.join.stop()
 	for _, p := range m.projectors {
 		p.Stop()
 	}

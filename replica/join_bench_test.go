@@ -1,0 +1,366 @@
+package replica_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	iam "github.com/iam-project/iam"
+	"github.com/iam-project/iam/eventlog"
+	"github.com/iam-project/iam/projector"
+	"github.com/iam-project/iam/replica"
+)
+
+// BenchmarkJoin measures how long a new region takes to be current (its
+// replica at the log's head) with about a million events in the log, two
+// ways in the same run: a full replay (a projector from sequence 1) and a
+// join from a snapshot (download the newest across the leaf link, verify,
+// ingest, open the replica, which loads its index, then a projector from
+// the snapshot's position for the tail). A hub JetStream node (fsync off)
+// and a regional leaf node run in-process, as in iamd's topology: both
+// ways read through the region's leaf connection with the hub's domain.
+//
+// Shapes of the log (sub-benchmarks):
+//   - grow: one row per event (users, their memberships and attachments,
+//     the BenchmarkReplay log): the read model is as large as it gets for
+//     the log, the worst case for a snapshot.
+//   - workload: the replica tests' seeded random mix of creations, grants,
+//     revokes, removals and status changes, one commit per entry.
+//   - steady: the grow log of 10,000 users (112k rows), then changes that
+//     keep the read model that size (status, membership and attachment
+//     toggles, the hub's heartbeats): a log that has run for a while.
+//
+// IAM_JOIN_EVENTS sets the events (default 1,000,000), IAM_JOIN_TAIL the
+// entries after the snapshot (default 10,000). Run with -benchtime=1x:
+//
+//	go test ./replica/ -run '^$' -bench BenchmarkJoin -benchtime=1x -benchmem -timeout 30m
+func BenchmarkJoin(b *testing.B) {
+	events := envInt(b, "IAM_JOIN_EVENTS", 1_000_000)
+	tail := envInt(b, "IAM_JOIN_TAIL", 10_000)
+	shapes := []struct {
+		name    string
+		entries func() []iam.LogEntry
+	}{
+		{"grow", func() []iam.LogEntry {
+			users := max(1, (events-1-benchPolicies-benchGroups*(1+benchGroupPolicies))/(1+benchGroupsPerUser+benchPoliciesPerUse))
+			return newBenchData(users).entries
+		}},
+		{"workload", func() []iam.LogEntry { return newWorkload(b, 11, events).entries }},
+		{"steady", func() []iam.LogEntry { return steadyEntries(events, 10_000) }},
+	}
+	for _, shape := range shapes {
+		b.Run(shape.name, func(b *testing.B) {
+			// The entries are handed over, not kept here: a region's heap
+			// holds no log, and a large live heap slows every GC.
+			benchJoin(b, shape.entries(), tail)
+		})
+	}
+}
+
+// steadyEntries is the grow log of users users, then, up to events
+// entries of one event each, changes undone by the next: a user
+// deactivated and reactivated, a membership removed and added back, a
+// policy detached and attached again, and a heartbeat.
+func steadyEntries(events, users int) []iam.LogEntry {
+	d := newBenchData(users)
+	in := iam.InRealm{Realm: benchRealm}
+	add := func(subject string, ev iam.Event) {
+		seq := uint64(len(d.entries) + 1)
+		at := baseTime.Add(time.Duration(seq) * time.Microsecond)
+		d.entries = append(d.entries, iam.LogEntry{Seq: seq, Subject: subject, MsgID: "s" + strconv.FormatUint(seq, 10), Time: at,
+			Commits: []iam.Commit{{Events: []iam.Event{ev}, At: at}}})
+	}
+	const subject = "iam.evt." + benchRealm + ".commit"
+	for i := 0; len(d.entries) < events; i++ {
+		u := i % users
+		id := "u" + strconv.Itoa(u)
+		switch i % 4 {
+		case 0:
+			add(subject, iam.IdentityStatusChanged{InRealm: in, ID: id, Status: iam.StatusDeactivated})
+			add(subject, iam.IdentityStatusChanged{InRealm: in, ID: id, Status: iam.StatusActive})
+		case 1:
+			g := "g" + strconv.Itoa((u*benchGroupsPerUser)%benchGroups)
+			add(subject, iam.MemberRemoved{InRealm: in, Group: g, Identity: id})
+			add(subject, iam.MemberAdded{InRealm: in, Group: g, Identity: id})
+		case 2:
+			p := "p" + strconv.Itoa(benchUserPolicies(u)[0])
+			add(subject, iam.PolicyDetached{InRealm: in, Policy: p, Target: id})
+			add(subject, iam.PolicyAttached{InRealm: in, Policy: p, Target: id})
+		case 3:
+			add(eventlog.HeartbeatSubject, iam.Heartbeat{At: baseTime.Add(time.Duration(len(d.entries)) * time.Microsecond)})
+		}
+	}
+	return d.entries[:events]
+}
+
+func envInt(tb testing.TB, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		tb.Fatalf("%s=%q: want a positive number", name, v)
+	}
+	return n
+}
+
+// joinTopology is a hub node holding the log and the snapshot bucket, and
+// a region's leaf node.
+type joinTopology struct {
+	hubLog    *eventlog.Log
+	hubNC     *nats.Conn
+	regionLog *eventlog.Log
+}
+
+func startJoinTopology(tb testing.TB) *joinTopology {
+	tb.Helper()
+	run := func(cfg eventlog.NodeConfig) *server.Server {
+		s, err := eventlog.RunNode(cfg)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+		return s
+	}
+	hub := run(eventlog.NodeConfig{ServerConfig: eventlog.ServerConfig{StoreDir: benchDir(tb), Port: -1,
+		JetStreamDomain: eventlog.HubDomain, ServerName: "hub"}, LeafListen: "127.0.0.1:-1"})
+	region := run(eventlog.NodeConfig{ServerConfig: eventlog.ServerConfig{StoreDir: benchDir(tb), Port: -1,
+		JetStreamDomain: "eu-west", ServerName: "eu-west"}, LeafRemotes: []string{eventlog.LeafURL(hub)}})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := eventlog.WaitLeaf(ctx, region, 1); err != nil {
+		tb.Fatal(err)
+	}
+	connect := func(s *server.Server) *nats.Conn {
+		nc, err := eventlog.Connect(s)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(nc.Close)
+		return nc
+	}
+	t := &joinTopology{hubNC: connect(hub)}
+	var err error
+	if t.hubLog, err = eventlog.Open(ctx, t.hubNC, eventlog.Config{}); err != nil {
+		tb.Fatal(err)
+	}
+	if t.regionLog, err = eventlog.Attach(ctx, connect(region), eventlog.Config{Domain: eventlog.HubDomain}); err != nil {
+		tb.Fatal(err)
+	}
+	return t
+}
+
+// appendEntries publishes entries as log messages with their MsgIDs,
+// pipelined (async publishes keep their order on one connection), and
+// checks every sequence.
+func appendEntries(tb testing.TB, nc *nats.Conn, entries []iam.LogEntry) {
+	tb.Helper()
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for rest := entries; len(rest) > 0; {
+		chunk := rest[:min(4096, len(rest))]
+		rest = rest[len(chunk):]
+		futures := make([]jetstream.PubAckFuture, len(chunk))
+		for i, e := range chunk {
+			data, err := iam.MarshalCommits(e.Commits)
+			if err != nil {
+				tb.Fatal(err)
+			}
+			m := nats.NewMsg(e.Subject)
+			m.Data = data
+			m.Header.Set(eventlog.EnvelopeHeader, eventlog.EnvelopeVersion)
+			if futures[i], err = js.PublishMsgAsync(m, jetstream.WithMsgID(e.MsgID)); err != nil {
+				tb.Fatal(err)
+			}
+		}
+		select {
+		case <-js.PublishAsyncComplete():
+		case <-time.After(time.Minute):
+			tb.Fatal("async publishes not acknowledged in a minute")
+		}
+		for i, f := range futures {
+			select {
+			case ack := <-f.Ok():
+				if ack.Sequence != chunk[i].Seq {
+					tb.Fatalf("appended at %d, want %d", ack.Sequence, chunk[i].Seq)
+				}
+			case err := <-f.Err():
+				tb.Fatal(err)
+			}
+		}
+	}
+}
+
+// follow starts a projector feeding rep from l and waits until rep has
+// applied head. It returns the entries the projector applied.
+func follow(tb testing.TB, l *eventlog.Log, rep *replica.Replica, head uint64) uint64 {
+	tb.Helper()
+	g := replica.NewGate(rep)
+	defer g.Close()
+	p := projector.New(l, g, "eu-west")
+	p.Logger = quietLogger()
+	p.MaxBatch = replayBatch
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	if err := p.Start(ctx); err != nil {
+		tb.Fatal(err)
+	}
+	defer p.Stop()
+	if err := rep.WaitFor(ctx, head, 10*time.Minute); err != nil {
+		tb.Fatal(err)
+	}
+	if ok, err := p.Healthy(); !ok {
+		tb.Fatal(err)
+	}
+	return g.Entries()
+}
+
+func benchJoin(b *testing.B, entries []iam.LogEntry, tail int) {
+	events := 0
+	for _, e := range entries {
+		for _, c := range e.Commits {
+			events += len(c.Events)
+		}
+	}
+	if tail >= len(entries) {
+		b.Fatalf("IAM_JOIN_TAIL %d is not below the %d entries", tail, len(entries))
+	}
+	head := uint64(len(entries))
+	snapAt := head - uint64(tail)
+	top := startJoinTopology(b)
+	start := time.Now()
+	appendEntries(b, top.hubNC, entries)
+	b.Logf("log: %d events in %d entries, appended in %s", events, head, time.Since(start).Round(time.Millisecond))
+
+	// The hub's replica, fed the log up to the snapshot's position, then
+	// snapshotted into the bucket (measured, but not part of a join: the
+	// hub does it ahead of time).
+	hubRep, err := replica.Open(replica.Config{Region: "hub", Dir: filepath.Join(benchDir(b), "hub")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer hubRep.Close()
+	for from := 0; from < int(snapAt); from += replayBatch {
+		if err := hubRep.ApplyEntries(entries[from:min(from+replayBatch, int(snapAt))]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	entries = nil
+	runtime.GC()
+	ctx := context.Background()
+	store, err := top.hubLog.Snapshots(ctx, true)
+	if err != nil {
+		b.Fatal(err)
+	}
+	start = time.Now()
+	snap, err := hubRep.Store().Snapshot()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var buf bytes.Buffer
+	h, size, err := snap.Write(&buf, replica.SnapshotOptions{})
+	snap.Close()
+	if err != nil {
+		b.Fatal(err)
+	}
+	written := time.Since(start)
+	start = time.Now()
+	if _, err := store.Put(ctx, eventlog.SnapshotInfo{Seq: h.Seq, MsgID: h.MsgID, Rows: h.Rows, Digest: h.SHA256}, &buf); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("snapshot at %d: %d rows, %.1f MiB (zstd), written in %s, stored in %s", h.Seq, h.Rows, float64(size)/(1<<20),
+		written.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+
+	var replayT, joinT, loadT, tailT time.Duration
+	for b.Loop() {
+		// Full replay.
+		b.StopTimer()
+		runtime.GC()
+		b.StartTimer()
+		start := time.Now()
+		dir := filepath.Join(benchDir(b), "replay")
+		rep, err := replica.Open(replica.Config{Region: "eu-west", Dir: dir})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if n := follow(b, top.regionLog, rep, head); n != head {
+			b.Fatalf("replay applied %d entries, want %d", n, head)
+		}
+		replayT += time.Since(start)
+		b.StopTimer()
+		replayed := rep
+		runtime.GC()
+		b.StartTimer()
+
+		// Join from the snapshot.
+		start = time.Now()
+		rep, err = replica.Open(replica.Config{Region: "eu-west", Dir: filepath.Join(benchDir(b), "join")})
+		if err != nil {
+			b.Fatal(err)
+		}
+		snaps, err := top.regionLog.Snapshots(ctx, false)
+		if err != nil {
+			b.Fatal(err)
+		}
+		latest, err := snaps.Latest(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		r, err := snaps.Open(ctx, latest.Name)
+		if err != nil {
+			b.Fatal(err)
+		}
+		lh, err := rep.LoadSnapshot(ctx, r, replica.LoadOptions{Method: loadMethod(b)})
+		r.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
+		loaded := time.Now()
+		if n := follow(b, top.regionLog, rep, head); n != head-lh.Seq {
+			b.Fatalf("join applied %d entries after the snapshot, want %d", n, head-lh.Seq)
+		}
+		end := time.Now()
+		joinT += end.Sub(start)
+		loadT += loaded.Sub(start)
+		tailT += end.Sub(loaded)
+		b.StopTimer()
+		requireSameStores(b, rep, replayed, "joined and replayed")
+		rep.Close()
+		replayed.Close()
+		b.StartTimer()
+	}
+	n := float64(b.N)
+	b.ReportMetric(replayT.Seconds()/n, "replay-s")
+	b.ReportMetric(joinT.Seconds()/n, "join-s")
+	b.ReportMetric(replayT.Seconds()/joinT.Seconds(), "speedup")
+	b.ReportMetric(loadT.Seconds()/n, "snapshot-load-s")
+	b.ReportMetric(tailT.Seconds()/n, "tail-s")
+	b.ReportMetric(float64(events), "events")
+	b.ReportMetric(float64(h.Rows), "rows")
+	b.ReportMetric(float64(size)/(1<<20), "snapshot-MiB")
+}
+
+// loadMethod is IAM_JOIN_LOAD (ingest or batch), default ingest.
+func loadMethod(tb testing.TB) string {
+	switch m := os.Getenv("IAM_JOIN_LOAD"); m {
+	case "", replica.LoadIngest:
+		return replica.LoadIngest
+	case replica.LoadBatch:
+		return m
+	default:
+		tb.Fatalf("IAM_JOIN_LOAD=%q: want %s or %s", m, replica.LoadIngest, replica.LoadBatch)
+		return ""
+	}
+}

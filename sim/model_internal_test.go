@@ -1,0 +1,162 @@
+package sim
+
+// Internal tests: the model and the judge work on unexported records.
+
+import (
+	"testing"
+	"time"
+
+	"github.com/iam-project/iam/api/client"
+)
+
+func ev(typ string, d eventData) logEvent { return logEvent{Type: typ, eventData: d} }
+
+// testLog: app a is created (1), policy p allows read on r0 (2), group g
+// holds p (3); a is attached p directly (4), detached (5), joins g (6),
+// is deactivated (7), reactivated (8), leaves g (9).
+func testLog(t0 time.Time) []logEntry {
+	pol := eventData{ID: "p"}
+	pol.Statements = append(pol.Statements, struct {
+		Effect    string   `json:"effect"`
+		Actions   []string `json:"actions"`
+		Resources []string `json:"resources"`
+	}{"allow", []string{"read"}, []string{"r0"}})
+	es := []logEntry{
+		{Seq: 1, Events: []logEvent{ev("IdentityCreated", eventData{ID: "a"})}},
+		{Seq: 2, Events: []logEvent{ev("PolicyCreated", pol)}},
+		{Seq: 3, Events: []logEvent{ev("GroupCreated", eventData{ID: "g"}), ev("PolicyAttached", eventData{Policy: "p", Target: "g"})}},
+		{Seq: 4, Events: []logEvent{ev("PolicyAttached", eventData{Policy: "p", Target: "a"})}},
+		{Seq: 5, Events: []logEvent{ev("PolicyDetached", eventData{Policy: "p", Target: "a"})}},
+		{Seq: 6, Events: []logEvent{ev("MemberAdded", eventData{Group: "g", Identity: "a"})}},
+		{Seq: 7, Events: []logEvent{ev("IdentityStatusChanged", eventData{ID: "a", Status: "deactivated"})}},
+		{Seq: 8, Events: []logEvent{ev("IdentityStatusChanged", eventData{ID: "a", Status: "active"})}},
+		{Seq: 9, Events: []logEvent{ev("MemberRemoved", eventData{Group: "g", Identity: "a"})}},
+	}
+	for i := range es {
+		es[i].Time = t0.Add(time.Duration(es[i].Seq) * time.Second)
+	}
+	return es
+}
+
+func TestModel_At(t *testing.T) {
+	t0 := time.Now()
+	m := buildModel(testLog(t0), []string{"a"}, []string{"r0", "r1"})
+	want := []bool{false, false, false, false, true, false, true, false, true, false}
+	for seq, w := range want {
+		if got := m.at("a", 0, uint64(seq)); got != w {
+			t.Errorf("at(%d): got %t, want %t", seq, got, w)
+		}
+		if m.at("a", 1, uint64(seq)) {
+			t.Errorf("at(%d) on r1: got allowed, want denied (no policy)", seq)
+		}
+	}
+	if !m.within("a", 0, 4, 6, false) || m.within("a", 0, 6, 6, false) || !m.within("a", 0, 5, 9, true) {
+		t.Error("within: wrong over ranges")
+	}
+	if got := m.headAt(t0.Add(6500 * time.Millisecond)); got != 6 {
+		t.Errorf("headAt: got %d, want 6", got)
+	}
+	if !m.inactiveWithin("a", 6, 7) || m.inactiveWithin("a", 8, 9) || !m.inactiveWithin("a", 0, 0) {
+		t.Error("inactiveWithin: wrong over ranges")
+	}
+}
+
+func TestModel_Judge(t *testing.T) {
+	t0 := time.Now()
+	m := buildModel(testLog(t0), []string{"a"}, []string{"r0"})
+	at := func(seq int) time.Time { return t0.Add(time.Duration(seq)*time.Second + 500*time.Millisecond) }
+	tests := []struct {
+		name string
+		a    answerRec
+		want verdict
+	}{
+		{"fresh allow", answerRec{Mode: AtLeastAsFresh, App: "a", ReqSeq: 4, Seq: 4, Allowed: true, Status: 200, Recv: at(4)}, verdict{}},
+		{"allow claimed at 4 but revoked at 5, asked for 5", answerRec{Mode: AtLeastAsFresh, App: "a", ReqSeq: 5, Seq: 4, Allowed: true, Status: 200, Recv: at(5)}, verdict{Stale: true}},
+		{"deny at a token before the state it saw", answerRec{Mode: AtLeastAsFresh, App: "a", ReqSeq: 4, Seq: 4, Allowed: false, Status: 200, Recv: at(5)}, verdict{}},
+		{"allow that never was", answerRec{Mode: MinimizeLatency, App: "a", Seq: 2, Allowed: true, Status: 200, Recv: at(3), AckedAtSend: 3}, verdict{Wrong: true, Behind: true}},
+		{"old but consistent", answerRec{Mode: MinimizeLatency, App: "a", Seq: 4, Allowed: true, Status: 200, Recv: at(5), AckedAtSend: 5}, verdict{Behind: true}},
+		{"fully consistent behind an ack", answerRec{Mode: FullyConsistent, App: "a", Seq: 6, Allowed: true, Status: 200, Recv: at(7), AckedAtSend: 7}, verdict{Stale: true}},
+		{"refused while deactivated", answerRec{Mode: AtLeastAsFresh, App: "a", ReqSeq: 7, Status: 401, Recv: at(7)}, verdict{}},
+		{"refused after reactivation", answerRec{Mode: AtLeastAsFresh, App: "a", ReqSeq: 8, Status: 401, Recv: at(8)}, verdict{StaleRefusal: true}},
+		{"refused, never deactivated", answerRec{Mode: MinimizeLatency, App: "a", Status: 401, Recv: at(5), AckedAtSend: 5}, verdict{Wrong: true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := m.judge(tt.a, 1); got != tt.want {
+				t.Errorf("got %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestCheckEvents(t *testing.T) {
+	t0 := time.Now()
+	log := testLog(t0)
+	w := func(key string, seq uint64, acked bool) *writeRec {
+		r := &writeRec{Key: key, Seq: seq, Sent: t0}
+		if acked {
+			r.Acked = t0.Add(time.Second)
+		}
+		return r
+	}
+	apps := map[string]bool{"a": true}
+	all := []*writeRec{
+		w("PolicyAttached|p|a", 4, true), w("PolicyDetached|p|a", 5, true), w("MemberAdded|g|a", 6, true),
+		w("IdentityStatusChanged|deactivated|a", 7, true), w("IdentityStatusChanged|active|a", 8, true), w("MemberRemoved|g|a", 9, true),
+	}
+	if ec := checkEvents(log, all, apps, 3); ec.Lost != 0 || ec.Duplicated != 0 {
+		t.Fatalf("all acknowledged: got %+v, want nothing lost or duplicated", ec)
+	}
+	// The write at 9 failed on the client but landed; the one at 6 is
+	// acknowledged at the wrong place; the log has no write for 5.
+	some := []*writeRec{all[0], w("MemberAdded|g|a", 7, true), all[3], all[4], w("MemberRemoved|g|a", 0, false)}
+	ec := checkEvents(log, some, apps, 3)
+	if ec.Lost != 1 || ec.LandedUnacked != 1 || ec.Duplicated != 2 || ec.Failed != 1 {
+		t.Errorf("got %+v, want 1 lost, 1 landed unacknowledged, 2 belonging to no write (5 and 6)", ec)
+	}
+}
+
+func TestRecorder_RetryIsCountedAndKept(t *testing.T) {
+	m := NewMetrics([]string{"eu-west"})
+	rec := newRecorder(m)
+	rec.start = time.Now()
+	for i := range 3 {
+		rec.retry("eu-west", "check", client.RetryEvent{Cause: client.CauseReplicaBehind, Delay: time.Duration(i+1) * time.Millisecond, Failover: i == 2})
+	}
+	mfs, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var retries, failovers float64
+	for _, mf := range mfs {
+		if mf.GetName() != "iamsim_client_retries_total" {
+			continue
+		}
+		for _, s := range mf.GetMetric() {
+			for _, l := range s.GetLabel() {
+				if l.GetName() == "kind" && l.GetValue() == "retry" {
+					retries += s.GetCounter().GetValue()
+				} else if l.GetName() == "kind" && l.GetValue() == "failover" {
+					failovers += s.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	if retries != 2 || failovers != 1 || len(rec.retries) != 3 {
+		t.Errorf("got %v retries, %v failovers counted and %d kept, want 2, 1 and 3", retries, failovers, len(rec.retries))
+	}
+}
+
+func TestNewDist(t *testing.T) {
+	var ds []time.Duration
+	for i := 1; i <= 100; i++ {
+		ds = append(ds, time.Duration(i)*time.Millisecond)
+	}
+	d := newDist(ds)
+	if d.N != 100 || d.P50.D() != 50*time.Millisecond || d.P99.D() != 99*time.Millisecond || d.Max.D() != 100*time.Millisecond {
+		t.Errorf("got %+v, want p50 50ms, p99 99ms, max 100ms", d)
+	}
+	if last := d.CDF[len(d.CDF)-1]; last.Fraction != 1 {
+		t.Errorf("CDF ends at %v, want 1", last.Fraction)
+	}
+}

@@ -1,0 +1,89 @@
+package sim_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/iam-project/iam/sim"
+)
+
+// scenarioFiles are the scenarios in the repository, in the order CI runs
+// their short versions.
+var scenarioFiles = []string{"steady", "slow-region", "partition-and-heal", "flapping-link", "hub-node-failover", "write-burst"}
+
+// Without the race detector the short runs assert latency targets
+// (time-to-revoke, propagation) × latencyTolerance: their p99 rests on
+// ~100–500 samples, so it lands on the hub→region path's own p99.9 tail
+// (5–15 ms here, all regions at once; ../shared/reference/JETSTREAM-NOTES.md
+// measured 7.9 ms), which varies run to run on this 2-core machine. Under
+// the race detector latency is not asserted and recovery targets are
+// scaled by raceRecovery. iamsim run FILE reports against the exact
+// targets.
+const (
+	latencyTolerance = 4.0
+	raceRecovery     = 2.0
+)
+
+func scenarioPath(name string) string { return filepath.Join("..", "testdata", "sim", name+".json") }
+
+// TestScenarios_Short runs the short version of every scenario file, one
+// after the other, and asserts its SLOs: zero stale answers under
+// at_least_as_fresh and fully_consistent, zero lost or duplicated events,
+// convergence, and the scenario's own targets.
+func TestScenarios_Short(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the simulated topology")
+	}
+	for _, name := range scenarioFiles {
+		t.Run(name, func(t *testing.T) {
+			s, err := sim.LoadScenario(scenarioPath(name), true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			exact := s.SLO
+			if raceOn {
+				// Latency is not asserted: the race detector slows this
+				// code 10–15×, and go test runs other packages beside it.
+				// Recovery targets are scaled, the minimum amounts of work
+				// halved. Verdicts at the exact targets are logged.
+				s.SLO = s.SLO.Scaled(0, raceRecovery)
+				s.SLO.MinWrites, s.SLO.MinRevokes, s.SLO.MinChecks = s.SLO.MinWrites/2, s.SLO.MinRevokes/2, s.SLO.MinChecks/2
+				t.Logf("race detector on: latency targets not asserted, recovery targets ×%g, minimums halved", raceRecovery)
+			} else {
+				s.SLO = s.SLO.Scaled(latencyTolerance, 1)
+				t.Logf("latency targets ×%g; verdicts at the exact targets are logged", latencyTolerance)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			r, err := sim.Run(ctx, sim.Config{Scenario: s, Dir: t.TempDir()})
+			if err != nil {
+				t.Fatalf("run %s: %v", name, err)
+			}
+			var sum strings.Builder
+			r.WriteSummary(&sum)
+			t.Log(sum.String())
+			if dir := os.Getenv("IAMSIM_REPORTS"); dir != "" {
+				if err := sim.WriteReport(filepath.Join(dir, name), r); err != nil {
+					t.Error(err)
+				}
+			}
+			for _, o := range r.SLOs {
+				if !o.OK {
+					t.Errorf("SLO %s: got %s, want %s", o.Name, o.Got, o.Target)
+				}
+			}
+			for _, o := range r.Evaluate(exact) {
+				if !o.OK {
+					t.Logf("exact target missed (tolerated above): %s: got %s, want %s", o.Name, o.Got, o.Target)
+				}
+			}
+			for _, v := range r.Violations {
+				t.Log(v)
+			}
+		})
+	}
+}
