@@ -33,7 +33,8 @@ func (s *State) apply(ev Event, touch Touch) {
 		}
 		touch(identityKey(e.Realm, e.ID))
 	case IdentityStatusChanged:
-		s.realms[e.Realm].Identities[e.ID].Status = e.Status
+		id := s.realms[e.Realm].Identities[e.ID]
+		id.Status, id.SelfDeactivated = e.Status, e.Status == StatusDeactivated && e.BySelf
 		touch(identityKey(e.Realm, e.ID))
 	case IdentityDeleted:
 		r := s.realms[e.Realm]

@@ -326,7 +326,13 @@ func (c RecordSignIn) decide(s *State, r *Realm) ([]Event, error) {
 		}
 	}
 	if u.Status == StatusDeactivated {
-		evs = append(evs, IdentityStatusChanged{in, c.User, StatusActive})
+		// Signing in again undoes only a user's own deactivation: one by
+		// an administrator (a compromised account, say) must not be lifted
+		// by whoever holds the password.
+		if !u.SelfDeactivated {
+			return nil, &Error{Code: EUnauthenticated, Field: "account", Message: "the account was deactivated by an administrator"}
+		}
+		evs = append(evs, IdentityStatusChanged{InRealm: in, ID: c.User, Status: StatusActive})
 	}
 	if u.FailedSignIns > 0 || !u.LockedUntil.IsZero() {
 		evs = append(evs, SignInSucceeded{InRealm: in, User: c.User, At: c.At})

@@ -27,10 +27,11 @@ type identityAuthRow struct {
 	TokensNotBefore time.Time `json:"tokensNotBefore,omitzero"`
 	ResetTokenHash  string    `json:"resetTokenHash,omitempty"`
 	ResetExpiresAt  time.Time `json:"resetExpiresAt,omitzero"`
+	SelfDeactivated bool      `json:"selfDeactivated,omitempty"`
 }
 
 func authRowOf(id *Identity) identityAuthRow {
-	return identityAuthRow{id.EmailIndex, id.Sealed, id.FailedSignIns, id.LockedUntil, id.TokensNotBefore, id.ResetTokenHash, id.ResetExpiresAt}
+	return identityAuthRow{id.EmailIndex, id.Sealed, id.FailedSignIns, id.LockedUntil, id.TokensNotBefore, id.ResetTokenHash, id.ResetExpiresAt, id.SelfDeactivated}
 }
 
 // loadAuthRow restores what authRowOf saved (the email index and sealed data
@@ -38,6 +39,7 @@ func authRowOf(id *Identity) identityAuthRow {
 func (r *Realm) loadAuthRow(id *Identity, row identityAuthRow) {
 	id.FailedSignIns, id.LockedUntil, id.TokensNotBefore = row.FailedSignIns, row.LockedUntil, row.TokensNotBefore
 	id.ResetTokenHash, id.ResetExpiresAt = row.ResetTokenHash, row.ResetExpiresAt
+	id.SelfDeactivated = row.SelfDeactivated
 	if row.ResetTokenHash != "" {
 		r.resetTokens[row.ResetTokenHash] = id.ID
 	}

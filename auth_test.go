@@ -90,15 +90,29 @@ func TestRecordSignIn_Lockout(t *testing.T) {
 	}
 }
 
-func TestRecordSignIn_ReactivatesDeactivatedUser(t *testing.T) {
+// TestRecordSignIn_ReactivatesSelfDeactivatedUser: a user who deactivated
+// itself reactivates by signing in; one deactivated by an administrator
+// does not, whoever holds the password.
+func TestRecordSignIn_ReactivatesSelfDeactivatedUser(t *testing.T) {
 	w := newWorld(t)
 	w.do("", iam.CreateUser{ID: "u", Email: "u@example.com", Name: "U", PasswordHash: argon})
-	w.do("", iam.SetIdentityStatus{ID: "u", Status: iam.StatusDeactivated})
+	w.do("u", iam.SetIdentityStatus{ID: "u", Status: iam.StatusDeactivated})
+	if !w.s.Identity(realm, "u").SelfDeactivated {
+		t.Fatal("self-deactivation: got SelfDeactivated false, want true")
+	}
 	if _, err := signIn(w, "u", true, time.Unix(1_700_000_000, 0)); err != nil {
 		t.Fatal(err)
 	}
 	if got := w.s.Identity(realm, "u").Status; got != iam.StatusActive {
 		t.Fatalf("status: got %s, want active", got)
+	}
+
+	w.do("", iam.SetIdentityStatus{ID: "u", Status: iam.StatusDeactivated})
+	if _, err := signIn(w, "u", true, time.Unix(1_700_000_100, 0)); iam.ErrorCode(err) != iam.EUnauthenticated {
+		t.Fatalf("sign-in after an administrator's deactivation: got %v, want unauthenticated", err)
+	}
+	if got := w.s.Identity(realm, "u").Status; got != iam.StatusDeactivated {
+		t.Fatalf("status: got %s, want deactivated", got)
 	}
 }
 

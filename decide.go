@@ -58,7 +58,11 @@ func Decide(s *State, req Request) ([]Event, error) {
 	if r == nil {
 		return nil, Errorf(ENotFound, "realm %s not found", req.Realm)
 	}
-	if req.Actor != "" {
+	if c, ok := req.Command.(SetIdentityStatus); ok {
+		c.bySelf = req.Actor != "" && req.Actor == c.ID
+		req.Command = c
+	}
+	if req.Actor != "" && !selfService(req.Actor, req.Command) {
 		if err := Authorize(s, req.Realm, req.Actor, req.Command); err != nil {
 			return nil, err
 		}
@@ -79,6 +83,21 @@ func Authorize(s *State, realm, actor string, cmd Command) error {
 	}
 	action, hrn := cmd.permission(r)
 	return AuthorizeAction(s, realm, actor, action, hrn)
+}
+
+// AuthorizeRequest is Authorize for a whole request: it also lets a user
+// deactivate itself, which needs no permission (HERE IAM's self-service).
+func AuthorizeRequest(s *State, realm, actor string, cmd Command) error {
+	if selfService(actor, cmd) {
+		return nil
+	}
+	return Authorize(s, realm, actor, cmd)
+}
+
+// selfService reports whether cmd is one an identity may do to itself.
+func selfService(actor string, cmd Command) bool {
+	c, ok := cmd.(SetIdentityStatus)
+	return ok && actor != "" && c.ID == actor && c.Status == StatusDeactivated
 }
 
 // AuthorizeAction is Authorize for an action named directly (reads, checks
@@ -280,6 +299,7 @@ func validRedirectURI(u string) error {
 type SetIdentityStatus struct {
 	ID     string
 	Status IdentityStatus
+	bySelf bool // set by Decide: the identity acts on itself
 }
 
 func (c SetIdentityStatus) permission(r *Realm) (string, string) {
@@ -296,7 +316,7 @@ func (c SetIdentityStatus) decide(s *State, r *Realm) ([]Event, error) {
 	if err != nil || id.Status == c.Status {
 		return nil, err
 	}
-	return []Event{IdentityStatusChanged{InRealm{r.ID}, c.ID, c.Status}}, nil
+	return []Event{IdentityStatusChanged{InRealm{r.ID}, c.ID, c.Status, c.bySelf && c.Status == StatusDeactivated}}, nil
 }
 
 // DeleteIdentity deletes a user or an app for good, removing every edge of

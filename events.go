@@ -80,6 +80,10 @@ type IdentityStatusChanged struct {
 	InRealm
 	ID     string         `json:"id"`
 	Status IdentityStatus `json:"status"`
+	// BySelf: the identity deactivated itself, and may reactivate by
+	// signing in again; an administrator's deactivation stands until an
+	// administrator lifts it.
+	BySelf bool `json:"bySelf,omitempty"`
 }
 
 // IdentityDeleted is permanent. Decide emits the removal of every edge of the

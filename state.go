@@ -106,14 +106,16 @@ type Identity struct {
 	Email        string
 	Name         string
 	PasswordHash string
-	RedirectURIs []string
-	Owner        string
-	Groups       set
-	Roles        set
-	Policies     set // attached realm-wide
-	Projects     set // direct project memberships
-	Credentials  map[string]Credential
-	APIKeys      map[string]string // key id → argon2id hash
+	// SelfDeactivated: the user deactivated itself (signing in reactivates).
+	SelfDeactivated bool
+	RedirectURIs    []string
+	Owner           string
+	Groups          set
+	Roles           set
+	Policies        set // attached realm-wide
+	Projects        set // direct project memberships
+	Credentials     map[string]Credential
+	APIKeys         map[string]string // key id → argon2id hash
 	// Identity provider (auth_events.go): sealed personal data, sign-in
 	// failures and lock, token revocation, codes, reset token, key status.
 	EmailIndex      string

@@ -78,7 +78,11 @@ func (s *Server) createApp(w http.ResponseWriter, r *http.Request) error {
 // setStatus serves PATCH /v1/users/{id} and /v1/apps/{id}.
 func (s *Server) setStatus(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
-	c, err := s.beginWrite(w, r, iam.SetIdentityStatus{ID: id})
+	var skeleton iam.Command = iam.SetIdentityStatus{ID: id}
+	if principal(r).ID == id {
+		skeleton = nil // a user may deactivate itself; Decide judges the rest
+	}
+	c, err := s.beginWrite(w, r, skeleton)
 	if err != nil {
 		return err
 	}

@@ -31,8 +31,12 @@ const maxIdempotencyKey = 255
 // (built from the path alone) before the body is judged, then reads the body.
 func (s *Server) beginWrite(w http.ResponseWriter, r *http.Request, skeleton iam.Command) (*writeCall, error) {
 	p := principal(r)
-	if err := s.latest(func(st *iam.State) error { return iam.Authorize(st, p.Realm, p.ID, skeleton) }); err != nil {
-		return nil, err
+	// A nil skeleton: the permission depends on the body (self-service),
+	// and Decide judges it.
+	if skeleton != nil {
+		if err := s.latest(func(st *iam.State) error { return iam.Authorize(st, p.Realm, p.ID, skeleton) }); err != nil {
+			return nil, err
+		}
 	}
 	key := r.Header.Get("Idempotency-Key")
 	if len(key) > maxIdempotencyKey {

@@ -404,7 +404,7 @@ func TestSignIn_Lockout(t *testing.T) {
 		f.m.api.ConfigureIdentity(func(c *api.IdentityConfig) { c.MaxAuthCodes = 100 })
 	})
 
-	t.Run("deactivated user reactivates by signing in", func(t *testing.T) {
+	t.Run("a user who deactivated itself reactivates by signing in", func(t *testing.T) {
 		pkce := oauth2.GenerateVerifier()
 		tok, err := conf.Exchange(context.Background(), mustCode(t, conf, f.email, f.password, pkce), oauth2.VerifierOption(pkce))
 		if err != nil {
@@ -412,7 +412,7 @@ func TestSignIn_Lockout(t *testing.T) {
 		}
 		user := &client{tb: t, base: f.m.url(), token: tok.AccessToken}
 		user.must(200, "GET", "/v1/roles", nil)
-		f.admin.must(200, "PATCH", "/v1/users/"+f.user, map[string]any{"status": "deactivated"})
+		user.must(200, "PATCH", "/v1/users/"+f.user, map[string]any{"status": "deactivated"})
 		for _, region := range f.m.Config.Regions {
 			r := &client{tb: t, base: f.m.url(), token: tok.AccessToken, region: region}
 			eventually(t, "token refused in "+region, func() bool { return status(r, "/v1/roles") == 401 })
@@ -421,6 +421,16 @@ func TestSignIn_Lockout(t *testing.T) {
 		if got := f.admin.must(200, "GET", "/v1/users/"+f.user, nil).str("status"); got != "active" {
 			t.Fatalf("status after sign-in: got %s, want active", got)
 		}
+
+		// An administrator's deactivation is not lifted by signing in.
+		f.admin.must(200, "PATCH", "/v1/users/"+f.user, map[string]any{"status": "deactivated"})
+		if q, resp := signIn(t, conf, f.email, f.password, oauth2.GenerateVerifier()); q != nil && q.Get("code") != "" {
+			t.Fatalf("sign-in after an administrator's deactivation: got a code (%d), want a refusal", resp.StatusCode)
+		}
+		if got := f.admin.must(200, "GET", "/v1/users/"+f.user, nil).str("status"); got != "deactivated" {
+			t.Fatalf("status after a refused sign-in: got %s, want deactivated", got)
+		}
+		f.admin.must(200, "PATCH", "/v1/users/"+f.user, map[string]any{"status": "active"})
 	})
 }
 
