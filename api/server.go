@@ -282,7 +282,15 @@ func (s *Server) authenticate(r *http.Request, apiKeyOK bool) (Principal, error)
 	if err != nil {
 		return Principal{}, err
 	}
-	_, err = rep.Read(r.Context(), replica.Consistency{Mode: replica.AtLeastAsFresh, Token: c.Position}, func(st *iam.State) error {
+	// A Consistency-Token header (a check's token, say) raises the floor: an
+	// identity reactivated by that write is not refused by a replica that
+	// has not applied it yet — the replica waits instead, or says it is
+	// behind.
+	cons, err := s.headerConsistency(r, c.Position)
+	if err != nil {
+		return Principal{}, err
+	}
+	_, err = rep.Read(r.Context(), cons, func(st *iam.State) error {
 		if id := st.Identity(p.Realm, p.ID); id == nil || id.Status != iam.StatusActive {
 			return iam.Errorf(iam.EUnauthenticated, "the token's identity is not active")
 		} else if revokedToken(c.IssuedAt, id.TokensNotBefore) {

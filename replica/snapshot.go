@@ -553,6 +553,8 @@ type rowReader struct {
 	hash  *rowHasher
 	index *indexLoader // if set, rows are loaded into an index too
 	key   []byte       // the last key, to check the order
+	keys  [2][]byte    // buffers of key and the one before
+	flip  bool
 	val   []byte
 	done  bool
 }
@@ -574,8 +576,18 @@ func (rr *rowReader) next() (k, v []byte, ok bool, err error) {
 	if kl > 1<<20 {
 		return nil, nil, false, fmt.Errorf("%w: row %d: key of %d bytes", ErrSnapshotCorrupt, rr.hash.rows+1, kl)
 	}
+	// Two key buffers in turn: the previous key stays valid for the order
+	// check (the sstable writer and the batch copy what they keep).
 	prev := rr.key
-	k = make([]byte, kl) // the sstable writer and batch keep no reference, but the order check does
+	rr.flip = !rr.flip
+	buf := &rr.keys[0]
+	if rr.flip {
+		buf = &rr.keys[1]
+	}
+	if uint64(cap(*buf)) < kl {
+		*buf = make([]byte, kl, max(kl, 256))
+	}
+	k = (*buf)[:kl]
 	if _, err := io.ReadFull(rr.r, k); err != nil {
 		return nil, nil, false, fmt.Errorf("%w: row %d: %w", ErrSnapshotCorrupt, rr.hash.rows+1, unexpectedEOF(err))
 	}

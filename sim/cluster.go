@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -37,6 +38,7 @@ type cluster struct {
 	hubs         []*hubNode
 	regions      []*regionNode
 	log          *slog.Logger
+	notes        []string // what went wrong on the way up, for the report
 
 	mu sync.Mutex // guards hubs[i].dead
 }
@@ -68,11 +70,11 @@ func freePort() (int, error) {
 
 // startCluster starts s.Hub.Nodes hub processes under dir (the first
 // bootstrapping the admin), then one region process per s.Regions.
-func startCluster(ctx context.Context, s Scenario, dir string, logger *slog.Logger) (c *cluster, err error) {
+func startCluster(ctx context.Context, s Scenario, dir string, logger *slog.Logger) (_ *cluster, err error) {
 	if logger == nil {
 		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	c = &cluster{log: logger}
+	c := &cluster{log: logger}
 	defer func() {
 		if err != nil {
 			c.close()
@@ -179,20 +181,38 @@ func startCluster(ctx context.Context, s Scenario, dir string, logger *slog.Logg
 		}
 		rn := &regionNode{Name: name, Link: link}
 		c.regions = append(c.regions, rn)
-		m := daemon.NewMain()
-		cf := &m.Config
-		cf.Mode, cf.Region, cf.HubLeaf = daemon.ModeRegion, name, link.URLs("nats-leaf")
-		cf.HTTPAddr, cf.DataDir, cf.Issuer = "127.0.0.1:0", filepath.Join(dir, name), simIssuer
-		cf.Logger, cf.Stderr, cf.MaxLag = logger.With("proc", name), io.Discard, 0
-		cf.HeartbeatInterval, cf.HashParams = s.Hub.Heartbeat.D(), auth.LowCostHashParams()
-		rctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-		err = m.Run(rctx)
-		cancel()
-		rn.main = m
+		// A region attaches to the hub's stream across its link; right
+		// after a leader change the hub may not answer yet: start again,
+		// on a fresh data directory, with backoff.
+		attempt := 0
+		b := backoff.NewExponentialBackOff(backoff.WithInitialInterval(200*time.Millisecond),
+			backoff.WithMaxInterval(2*time.Second), backoff.WithMaxElapsedTime(time.Minute))
+		err = backoff.RetryNotify(func() error {
+			attempt++
+			m := daemon.NewMain()
+			cf := &m.Config
+			cf.Mode, cf.Region, cf.HubLeaf = daemon.ModeRegion, name, link.URLs("nats-leaf")
+			cf.HTTPAddr, cf.DataDir, cf.Issuer = "127.0.0.1:0", filepath.Join(dir, name, strconv.Itoa(attempt)), simIssuer
+			cf.Logger, cf.Stderr, cf.MaxLag = logger.With("proc", name), io.Discard, 0
+			cf.HeartbeatInterval, cf.HashParams = s.Hub.Heartbeat.D(), auth.LowCostHashParams()
+			rctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+			defer cancel()
+			if err := m.Run(rctx); err != nil {
+				_ = m.Close()
+				if ctx.Err() != nil {
+					return backoff.Permanent(err)
+				}
+				return err
+			}
+			rn.main = m
+			rn.URL = "http://" + m.Addr
+			return nil
+		}, backoff.WithContext(b, ctx), func(err error, d time.Duration) {
+			c.notes = append(c.notes, fmt.Sprintf("start region %s, attempt %d: %v (again in %s)", name, attempt, err, d.Round(time.Millisecond)))
+		})
 		if err != nil {
 			return nil, fmt.Errorf("start region %s: %w", name, err)
 		}
-		rn.URL = "http://" + m.Addr
 	}
 	return c, nil
 }
@@ -311,23 +331,6 @@ func (c *cluster) killHub(node string) (string, error) {
 	return victim.Name, nil
 }
 
-// digester is what a daemon offers when it can say its read model's
-// digest (cmd/iamd/daemon does not yet: see docs/simulation.md).
-type digester interface {
-	Digest() (digest string, seq uint64, err error)
-}
-
-// digest returns a region's read-model digest and position, if its
-// process can say.
-func (rn *regionNode) digest() (string, uint64, bool, error) {
-	d, ok := any(rn.main).(digester)
-	if !ok {
-		return "", 0, false, nil
-	}
-	s, seq, err := d.Digest()
-	return s, seq, true, err
-}
-
 // close stops the regions, then the hub nodes, then the proxies.
 func (c *cluster) close() {
 	var wg sync.WaitGroup
@@ -342,6 +345,9 @@ func (c *cluster) close() {
 	}
 	wg.Wait()
 	for _, h := range c.hubs {
+		if h.main == nil {
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -350,6 +356,8 @@ func (c *cluster) close() {
 	}
 	wg.Wait()
 	for _, rn := range c.regions {
-		rn.Link.Close()
+		if rn.Link != nil {
+			rn.Link.Close()
+		}
 	}
 }

@@ -56,6 +56,11 @@ func (p *prober) check(ctx context.Context, base, bearer, resource, mode string,
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+bearer)
+	if token > 0 {
+		// Also as a header, which reads (and API-key authentication)
+		// honour: authentication could then wait for it too.
+		req.Header.Set("Consistency-Token", formatToken(token))
+	}
 	resp, err := p.hc.Do(req)
 	if err != nil {
 		return checkAnswer{}, err
@@ -135,4 +140,36 @@ func parseToken(t string) (uint64, bool) {
 	}
 	n, err := strconv.ParseUint(rest, 36, 64)
 	return n, err == nil
+}
+
+// digest reads GET /v1/replicas/{region}/digest?at=TOKEN at base: the
+// region's read-model digest at exactly that position. status is the
+// HTTP status (404: the endpoint or region is unknown; 409: the region
+// had moved past at).
+func (p *prober) digest(ctx context.Context, base, bearer, region string, at uint64, wait time.Duration) (string, int, error) {
+	u := fmt.Sprintf("%s/v1/replicas/%s/digest?at=%s&waitMs=%d", base, region, formatToken(at), wait.Milliseconds())
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return "", 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+bearer)
+	resp, err := p.hc.Do(req)
+	if err != nil {
+		return "", 0, err
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Sequence uint64 `json:"sequence"`
+		Digest   string `json:"digest"`
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", resp.StatusCode, nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return "", resp.StatusCode, err
+	}
+	if out.Sequence != at {
+		return "", http.StatusConflict, nil
+	}
+	return out.Digest, resp.StatusCode, nil
 }

@@ -170,9 +170,11 @@ type Convergence struct {
 	// Decisions: each region's answers to every (app, resource) question
 	// at least as fresh as Position, hashed; they must be equal and match
 	// the log.
-	Decisions     map[string]string `json:"decisions"`
-	DecisionsOK   bool              `json:"decisionsMatchLog"`
+	Decisions   map[string]string `json:"decisions"`
+	DecisionsOK bool              `json:"decisionsMatchLog"`
+	// ReadModel are the regions' read-model digests at ReadModelAt.
 	ReadModel     map[string]string `json:"readModelDigests,omitempty"`
+	ReadModelAt   uint64            `json:"readModelAt,omitempty"`
 	ReadModelNote string            `json:"readModelNote,omitempty"`
 	Err           string            `json:"error,omitempty"`
 }
@@ -641,7 +643,7 @@ func convergenceText(c Convergence) string {
 	}
 	out := fmt.Sprintf("decisions %s… at %d", short(d), c.Position)
 	for _, v := range c.ReadModel {
-		out += fmt.Sprintf(", read models %s…", short(v))
+		out += fmt.Sprintf(", read models %s… at %d", short(v), c.ReadModelAt)
 		break
 	}
 	return out

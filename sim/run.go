@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -214,7 +215,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	for _, e := range entries {
 		last = max(last, e.Seq)
 	}
-	conv := converge(ctx, c, u, p, m, max(final, last))
+	conv := converge(ctx, c, u, p, m, max(final, last), adminToken)
+	notes = append(notes, c.notes...)
 	notes = append(notes, fr.notes...)
 	r := analyze(analysis{s: s, rec: rec, model: m, events: ec, conv: conv, end: end, setup: setupTook,
 		setupSeq: u.setupSeq, skipped: wl.skipped.Load(), notes: notes})
@@ -268,7 +270,7 @@ func showProgress(ctx context.Context, w io.Writer, s Scenario, rec *recorder, w
 // converge asks every region every (app, resource) question at least as
 // fresh as pos and compares the answers, across regions and with the log;
 // where the daemon can say its read model's digest, it compares those too.
-func converge(ctx context.Context, c *cluster, u *universe, p *prober, m *model, pos uint64) Convergence {
+func converge(ctx context.Context, c *cluster, u *universe, p *prober, m *model, pos uint64, adminToken string) Convergence {
 	conv := Convergence{Position: pos, Decisions: map[string]string{}, DecisionsOK: true}
 	type q struct {
 		a *app
@@ -338,38 +340,70 @@ func converge(ctx context.Context, c *cluster, u *universe, p *prober, m *model,
 		return true
 	}
 	conv.Converged = conv.Err == "" && conv.DecisionsOK && same(conv.Decisions)
-	// Read-model digests, at one position: the hub's heartbeats keep
-	// moving it, so poll until every region reports the same one.
-	dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	_, err := poll(dctx, 50*time.Millisecond, nil, func() error {
+	// Read-model digests at one position (GET /v1/replicas/{region}/digest
+	// ?at=): the hub's heartbeats keep every region moving, so ask for a
+	// position a little ahead of the furthest region, and further ahead
+	// when a region has already passed it.
+	var at uint64
+	for _, rn := range c.regions {
+		for _, a := range u.apps {
+			ans, err := p.check(ctx, rn.URL, a.token, u.resources[0], MinimizeLatency, 0, 0)
+			if err == nil && ans.Status == 200 {
+				at = max(at, ans.Seq)
+				break
+			}
+		}
+	}
+	at = max(at, pos)
+	var last error
+	notServed := false
+	// Up to 5 positions, each 2 further on (backoff/v4: no wait between
+	// tries, the server waits for the position itself).
+	_ = backoff.Retry(func() error {
+		at += 2
 		ds := map[string]string{}
-		var seq uint64
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var status []int
 		for _, rn := range c.regions {
-			d, s, ok, err := rn.digest()
-			if !ok {
-				return backoff.Permanent(errNoDigest)
-			}
-			if err != nil {
-				return err
-			}
-			if s < pos || (seq != 0 && s != seq) {
-				return errNotYet
-			}
-			seq, ds[rn.Name] = s, d
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				d, st, err := p.digest(ctx, rn.URL, adminToken, rn.Name, at, 10*time.Second)
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					last = err
+				}
+				status = append(status, st)
+				if st == 200 {
+					ds[rn.Name] = d
+				}
+			}()
 		}
-		conv.ReadModel = ds
-		if !same(ds) {
-			return errNotYet // maybe torn by a heartbeat: look again
+		wg.Wait()
+		if slices.Contains(status, 404) {
+			notServed = true
+			return backoff.Permanent(errNotYet)
 		}
+		if len(ds) < len(c.regions) {
+			if last == nil {
+				last = fmt.Errorf("digest at %d: statuses %v", at, status)
+			}
+			return errNotYet
+		}
+		conv.ReadModel, conv.ReadModelAt = ds, at
 		return nil
-	})
-	switch {
-	case errors.Is(err, errNoDigest):
-		conv.ReadModelNote = "read-model digests not compared: the daemon does not expose them (decisions compared instead)"
-	case err != nil:
+	}, backoff.WithContext(backoff.WithMaxRetries(&backoff.ZeroBackOff{}, 4), ctx))
+	if notServed {
+		conv.ReadModelNote = "read-model digests not compared: GET /v1/replicas/{region}/digest is not served (decisions compared instead)"
+		return conv
+	}
+	if conv.ReadModel == nil {
 		conv.Converged = false
-		conv.ReadModelNote = fmt.Sprintf("read-model digests did not agree: %v", err)
+		conv.ReadModelNote = fmt.Sprintf("no read-model digests at one position: %v", last)
+	} else if !same(conv.ReadModel) {
+		conv.Converged = false
 	}
 	return conv
 }

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"sort"
@@ -262,5 +261,3 @@ func (m *model) judge(a answerRec, setupSeq uint64) verdict {
 	}
 	return v
 }
-
-var errNoDigest = errors.New("the daemon offers no read-model digest")

@@ -88,7 +88,13 @@ func (c *Client) Check(ctx context.Context, q CheckRequest) (CheckResponse, erro
 		}
 	}
 	var out CheckResponse
-	m, err := c.do(ctx, &request{method: http.MethodPost, path: "/v1/check", body: b, read: true, extra: cons.Wait}, &out)
+	req := &request{method: http.MethodPost, path: "/v1/check", body: b, read: true, extra: cons.Wait}
+	if cons.Mode == AtLeastAsFresh {
+		// The caller's own token is judged at least as fresh as the check
+		// (an app reactivated by the write the token names is not refused).
+		req.freshAs = cons.Token
+	}
+	m, err := c.do(ctx, req, &out)
 	if err != nil {
 		return CheckResponse{}, err
 	}

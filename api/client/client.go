@@ -71,6 +71,9 @@ type request struct {
 	body   any
 	// read: answered by a replica, so a Session sends its token.
 	read bool
+	// freshAs, if set, is sent as the Consistency-Token header: the state
+	// the caller's own credentials are judged on (a check's token).
+	freshAs string
 	// write: changes state; gets an Idempotency-Key.
 	write   bool
 	idemKey string
@@ -212,7 +215,9 @@ func (c *Client) attempt(ctx context.Context, ep *url.URL, req *request, body []
 	if req.idemKey != "" {
 		hr.Header.Set("Idempotency-Key", req.idemKey)
 	}
-	if req.read {
+	if req.freshAs != "" {
+		hr.Header.Set("Consistency-Token", req.freshAs)
+	} else if req.read {
 		if t := c.SessionToken(); t != "" && req.method == http.MethodGet {
 			hr.Header.Set("Consistency-Token", t)
 		}

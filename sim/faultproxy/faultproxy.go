@@ -117,6 +117,35 @@ func (p *Proxy) SetLatency(latency, jitter time.Duration, directions ...string) 
 	return nil
 }
 
+// SetBandwidth limits the link to kbps kilobytes per second in the given
+// directions (both when none are named); 0 removes the limit.
+func (p *Proxy) SetBandwidth(kbps int64, directions ...string) error {
+	if len(directions) == 0 {
+		directions = []string{Downstream, Upstream}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, dir := range directions {
+		name := "bandwidth_" + dir
+		if p.p.Toxics.GetToxic(name) != nil {
+			if err := p.p.Toxics.RemoveToxic(context.Background(), name); err != nil {
+				return fmt.Errorf("faultproxy %s: %w", p.p.Name, err)
+			}
+		}
+		if kbps == 0 {
+			continue
+		}
+		spec, _ := json.Marshal(map[string]any{
+			"name": name, "type": "bandwidth", "stream": dir, "toxicity": 1.0,
+			"attributes": map[string]int64{"rate": kbps},
+		})
+		if _, err := p.p.Toxics.AddToxicJson(strings.NewReader(string(spec))); err != nil {
+			return fmt.Errorf("faultproxy %s: add bandwidth: %w", p.p.Name, err)
+		}
+	}
+	return nil
+}
+
 // Close stops the proxy for good.
 func (p *Proxy) Close() {
 	p.mu.Lock()
@@ -173,6 +202,16 @@ func (l Link) Heal() error {
 func (l Link) SetLatency(latency, jitter time.Duration, directions ...string) error {
 	for _, p := range l {
 		if err := p.SetLatency(latency, jitter, directions...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// SetBandwidth limits every proxy of the link.
+func (l Link) SetBandwidth(kbps int64, directions ...string) error {
+	for _, p := range l {
+		if err := p.SetBandwidth(kbps, directions...); err != nil {
 			return err
 		}
 	}
