@@ -116,9 +116,6 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	})
 	if err != nil {
-		if s.metrics != nil && iam.ErrorCode(err) == iam.EReplicaBehind {
-			s.metrics.replicaBehind.WithLabelValues(rep.Region()).Inc()
-		}
 		return err
 	}
 	if s.metrics != nil {

@@ -72,6 +72,13 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if p.Field != "" {
 		p.Detail = p.Field + ": " + p.Detail
 	}
+	if code == iam.EReplicaBehind && s.metrics != nil {
+		// Counted here, whichever step found the replica behind (the
+		// caller's token, or the read itself).
+		if rep, err := s.region(r); err == nil {
+			s.metrics.replicaBehind.WithLabelValues(rep.Region()).Inc()
+		}
+	}
 	if code == iam.EInternal {
 		s.log.Error("internal error", "correlationId", p.CorrelationID, "method", r.Method, "path", r.URL.Path, "err", err)
 		p.Detail = "internal error; quote the correlation id when reporting it"

@@ -2,9 +2,7 @@ package replica
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -148,27 +146,15 @@ func (s *Store) Scan(fn func(key string, value []byte) error) error {
 // Digest is a SHA-256 over every row and the applied sequence: two read
 // models with equal digests hold the same state at the same position.
 func (s *Store) Digest() (string, uint64, error) {
-	pos, err := s.Position()
+	// Position and rows from one Pebble snapshot: commits going on meanwhile
+	// cannot pair the rows of one position with another.
+	snap := s.db.NewSnapshot()
+	defer snap.Close()
+	d, err := digestOf(snap)
 	if err != nil {
 		return "", 0, err
 	}
-	h := sha256.New()
-	var n [8]byte
-	err = s.Scan(func(k string, v []byte) error {
-		binary.BigEndian.PutUint64(n[:], uint64(len(k)))
-		h.Write(n[:])
-		h.Write([]byte(k))
-		binary.BigEndian.PutUint64(n[:], uint64(len(v)))
-		h.Write(n[:])
-		h.Write(v)
-		return nil
-	})
-	if err != nil {
-		return "", 0, err
-	}
-	binary.BigEndian.PutUint64(n[:], pos.Seq)
-	h.Write(n[:])
-	return hex.EncodeToString(h.Sum(nil)), pos.Seq, nil
+	return d.SHA256, d.Seq, nil
 }
 
 // Equal reports whether two stores hold the same rows (positions aside),

@@ -10,11 +10,14 @@ import (
 	iam "github.com/iam-project/iam"
 	"github.com/iam-project/iam/api"
 	"github.com/iam-project/iam/eventlog"
+	"github.com/iam-project/iam/projector"
 	"github.com/iam-project/iam/replica"
 )
 
 // Joining a region from a snapshot, digests and periodic snapshots: the
 // wiring of docs/joining.md, kept apart from daemon.go.
+
+var _ projector.Sink = (*replica.Gate)(nil)
 
 // joinState is Main's part of it.
 type joinState struct {
