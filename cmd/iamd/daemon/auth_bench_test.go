@@ -1,9 +1,7 @@
 package daemon
 
 import (
-	"context"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -15,26 +13,6 @@ import (
 	"github.com/iam-project/iam/api"
 	"github.com/iam-project/iam/api/auth"
 )
-
-// startIamdCost is startIamd with the given argon2id cost.
-func startIamdCost(tb testing.TB, p auth.HashParams) *Main {
-	tb.Helper()
-	m := NewMain()
-	m.Config.HTTPAddr = "127.0.0.1:0"
-	m.Config.DataDir = tb.TempDir()
-	m.Config.SyncAlways = false
-	m.Config.HashParams = p
-	m.Config.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	m.Config.Stderr = io.Discard
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := m.Run(ctx); err != nil {
-		m.Close()
-		tb.Fatalf("start iamd: %v", err)
-	}
-	tb.Cleanup(func() { m.Close() })
-	return m
-}
 
 // BenchmarkToken_Issue: client_credentials tokens issued per second over
 // HTTP (the secret check hits the verify cache after the first request).

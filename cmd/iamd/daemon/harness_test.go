@@ -19,16 +19,30 @@ import (
 // to restart on kept data), with cheap password hashing and no fsync.
 func startIamd(tb testing.TB, dir string) *Main {
 	tb.Helper()
-	if dir == "" {
-		dir = tb.TempDir()
-	}
+	return startIamdWith(tb, func(c *Config) {
+		if dir != "" {
+			c.DataDir = dir
+		}
+	})
+}
+
+// startIamdCost is startIamd with the given argon2id cost.
+func startIamdCost(tb testing.TB, p auth.HashParams) *Main {
+	tb.Helper()
+	return startIamdWith(tb, func(c *Config) { c.HashParams = p })
+}
+
+// startIamdWith is startIamd with the config adjusted by fn before Run.
+func startIamdWith(tb testing.TB, fn func(*Config)) *Main {
+	tb.Helper()
 	m := NewMain()
 	m.Config.HTTPAddr = "127.0.0.1:0"
-	m.Config.DataDir = dir
+	m.Config.DataDir = tb.TempDir()
 	m.Config.SyncAlways = false
 	m.Config.HashParams = auth.LowCostHashParams()
 	m.Config.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	m.Config.Stderr = io.Discard
+	fn(&m.Config)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := m.Run(ctx); err != nil {

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,30 +14,7 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/iam-project/iam/api/auth"
 )
-
-// startIamdWith is startIamd with the config adjusted by fn before Run.
-func startIamdWith(tb testing.TB, fn func(*Config)) *Main {
-	tb.Helper()
-	m := NewMain()
-	m.Config.HTTPAddr = "127.0.0.1:0"
-	m.Config.DataDir = tb.TempDir()
-	m.Config.SyncAlways = false
-	m.Config.HashParams = auth.LowCostHashParams()
-	m.Config.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	m.Config.Stderr = io.Discard
-	fn(&m.Config)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := m.Run(ctx); err != nil {
-		m.Close()
-		tb.Fatalf("start iamd: %v", err)
-	}
-	tb.Cleanup(func() { m.Close() })
-	return m
-}
 
 // pollUntil polls cond until it holds or timeout passes.
 func pollUntil(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
