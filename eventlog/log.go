@@ -78,13 +78,7 @@ type Log struct {
 // retention and no age limit: the log is the source of truth.
 func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Log, error) {
 	cfg = withDefaults(cfg)
-	var js jetstream.JetStream
-	var err error
-	if cfg.Domain != "" {
-		js, err = jetstream.NewWithDomain(nc, cfg.Domain)
-	} else {
-		js, err = jetstream.New(nc)
-	}
+	js, err := newJetStream(nc, cfg.Domain)
 	if err != nil {
 		return nil, fmt.Errorf("open log: %w", err)
 	}

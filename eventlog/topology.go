@@ -208,13 +208,7 @@ func WaitLeaf(ctx context.Context, s *server.Server, n int) error {
 // up).
 func Attach(ctx context.Context, nc *nats.Conn, cfg Config) (*Log, error) {
 	cfg = withDefaults(cfg)
-	var js jetstream.JetStream
-	var err error
-	if cfg.Domain != "" {
-		js, err = jetstream.NewWithDomain(nc, cfg.Domain)
-	} else {
-		js, err = jetstream.New(nc)
-	}
+	js, err := newJetStream(nc, cfg.Domain)
 	if err != nil {
 		return nil, fmt.Errorf("attach log: %w", err)
 	}
@@ -231,6 +225,15 @@ func Attach(ctx context.Context, nc *nats.Conn, cfg Config) (*Log, error) {
 		return nil, fmt.Errorf("attach log: stream %s in domain %q: %w", cfg.Stream, cfg.Domain, err)
 	}
 	return &Log{cfg: cfg, js: js, stream: stream}, nil
+}
+
+// newJetStream is the JetStream API of the local domain, or of domain (the
+// hub's, reached across a leaf connection).
+func newJetStream(nc *nats.Conn, domain string) (jetstream.JetStream, error) {
+	if domain != "" {
+		return jetstream.NewWithDomain(nc, domain)
+	}
+	return jetstream.New(nc)
 }
 
 // withDefaults fills the zero fields of cfg as Open does.
