@@ -19,7 +19,6 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	iam "github.com/iam-project/iam"
 	"github.com/iam-project/iam/eventlog"
@@ -62,43 +61,7 @@ func appendWorkload(tb testing.TB, ctx context.Context, nc *nats.Conn, l *eventl
 			tb.Fatalf("appended at %d, want %d", seq, e.Seq)
 		}
 	}
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(1024))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	rest := w.entries[viaAppend:]
-	for len(rest) > 0 {
-		chunk := rest[:min(512, len(rest))]
-		rest = rest[len(chunk):]
-		futures := make([]jetstream.PubAckFuture, len(chunk))
-		for i, e := range chunk {
-			data, err := iam.MarshalCommits(e.Commits)
-			if err != nil {
-				tb.Fatal(err)
-			}
-			m := nats.NewMsg(e.Subject)
-			m.Data = data
-			m.Header.Set(eventlog.EnvelopeHeader, eventlog.EnvelopeVersion)
-			if futures[i], err = js.PublishMsgAsync(m, jetstream.WithMsgID(e.MsgID)); err != nil {
-				tb.Fatal(err)
-			}
-		}
-		select {
-		case <-js.PublishAsyncComplete():
-		case <-time.After(30 * time.Second):
-			tb.Fatal("async publishes not acknowledged in 30s")
-		}
-		for i, f := range futures {
-			select {
-			case ack := <-f.Ok():
-				if ack.Sequence != chunk[i].Seq {
-					tb.Fatalf("appended at %d, want %d", ack.Sequence, chunk[i].Seq)
-				}
-			case err := <-f.Err():
-				tb.Fatal(err)
-			}
-		}
-	}
+	appendEntries(tb, nc, w.entries[viaAppend:])
 	head, err := l.Head(ctx)
 	if err != nil || head != uint64(len(w.entries)) {
 		tb.Fatalf("log head %d (%v), want %d", head, err, len(w.entries))
