@@ -191,6 +191,14 @@ func (r *Realm) project(field, id string) (*Project, error) {
 	return nil, &Error{Code: ENotFound, Field: field, Message: "project " + id + " not found"}
 }
 
+// IdentityHRN is the HRN of identity id of realm: an app's or a user's.
+func (s *State) IdentityHRN(realm, id string) string {
+	if r := s.realms[realm]; r != nil {
+		return r.identityHRN(id)
+	}
+	return UserHRN(realm, id)
+}
+
 func (r *Realm) identityHRN(id string) string {
 	if i := r.Identities[id]; i != nil && i.Kind == KindApp {
 		return AppHRN(r.ID, id)

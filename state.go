@@ -314,6 +314,9 @@ func (r *Realm) rememberIdempotency(c Commit, seq uint64, l Limits) {
 	}
 }
 
+// RealmOf returns the realm an event changes ("" for heartbeats).
+func RealmOf(e Event) string { return eventRealm(e) }
+
 func eventRealm(e Event) string {
 	if r, ok := e.(interface{ RealmID() string }); ok {
 		return r.RealmID()

@@ -90,7 +90,7 @@ func (s *Server) changes(w http.ResponseWriter, r *http.Request) error {
 			last = e.Seq
 			c := change{Token: FormatToken(e.Seq), Time: e.Time}
 			for _, cm := range e.Commits {
-				if len(cm.Events) == 0 || eventRealm(cm.Events[0]) != p.Realm {
+				if len(cm.Events) == 0 || iam.RealmOf(cm.Events[0]) != p.Realm {
 					continue
 				}
 				cc := changeCommit{Actor: cm.Actor, At: cm.At}
@@ -123,11 +123,4 @@ func (s *Server) changes(w http.ResponseWriter, r *http.Request) error {
 			flusher.Flush()
 		}
 	}
-}
-
-func eventRealm(e iam.Event) string {
-	if r, ok := e.(interface{ RealmID() string }); ok {
-		return r.RealmID()
-	}
-	return ""
 }

@@ -55,14 +55,12 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) error {
 		if !other {
 			return nil
 		}
-		hrn := iam.UserHRN(p.Realm, in.Subject)
-		if id := st.Identity(p.Realm, in.Subject); id != nil && id.Kind == iam.KindApp {
-			hrn = iam.AppHRN(p.Realm, in.Subject)
-		}
-		return iam.AuthorizeAction(st, p.Realm, p.ID, iam.ActionCheckAccess, hrn)
+		return iam.AuthorizeAction(st, p.Realm, p.ID, iam.ActionCheckAccess, st.IdentityHRN(p.Realm, in.Subject))
 	}
-	if _, err := rep.Read(r.Context(), replica.Consistency{Mode: replica.MinimizeLatency}, authorize); err != nil {
-		return err
+	if other {
+		if _, err := rep.Read(r.Context(), replica.Consistency{Mode: replica.MinimizeLatency}, authorize); err != nil {
+			return err
+		}
 	}
 	if in.Action == "" || len(in.Action) > iam.MaxActionLength {
 		return iam.FieldErrorf("action", "must be an action name of 1 to %d characters", iam.MaxActionLength)
@@ -132,15 +130,4 @@ func allowedLabel(b bool) string {
 		return "true"
 	}
 	return "false"
-}
-
-func (s *Server) identityHRN(realm, id string) string {
-	hrn := iam.UserHRN(realm, id)
-	_ = s.latest(func(st *iam.State) error {
-		if i := st.Identity(realm, id); i != nil && i.Kind == iam.KindApp {
-			hrn = iam.AppHRN(realm, id)
-		}
-		return nil
-	})
-	return hrn
 }

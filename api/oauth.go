@@ -108,18 +108,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		Issuer: s.issuer(r), Subject: p.ID, Audience: s.cfg.Audience, Realm: p.Realm, Scope: scope,
 		ID: auth.NewID("t", 16), IssuedAt: now, ExpiresAt: now.Add(lifetime), Kind: p.Kind,
 	})
-	if serr != nil {
-		s.log.Error("sign token", "err", serr)
-		writeOAuthError(w, &oauthError{http.StatusInternalServerError, "server_error", "the token could not be signed"}, basic)
-		return
-	}
-	if s.metrics != nil {
-		s.metrics.tokens.Inc()
-	}
-	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusOK, map[string]any{
-		"access_token": tok, "token_type": "bearer", "expires_in": int(lifetime / time.Second), "scope": scope,
-	})
+	s.answerToken(w, tok, serr, lifetime, scope, basic)
 }
 
 // authenticateClient finds the credential by client id on the latest state
@@ -240,8 +229,14 @@ func (s *Server) tokenFromCode(w http.ResponseWriter, r *http.Request, p Princip
 	}
 	lifetime := min(userTokenLifetime, s.cfg.MaxTokenLifetime)
 	tok, err := s.signUserToken(r, p.Realm, user, res.Seq, lifetime)
-	if err != nil {
-		s.log.Error("sign token", "err", err)
+	s.answerToken(w, tok, err, lifetime, "", basic)
+}
+
+// answerToken answers a token request with the token signed (or the error
+// signing it), per RFC 6749 §5.1: never cached.
+func (s *Server) answerToken(w http.ResponseWriter, tok string, signErr error, lifetime time.Duration, scope string, basic bool) {
+	if signErr != nil {
+		s.log.Error("sign token", "err", signErr)
 		writeOAuthError(w, &oauthError{http.StatusInternalServerError, "server_error", "the token could not be signed"}, basic)
 		return
 	}
@@ -249,5 +244,7 @@ func (s *Server) tokenFromCode(w http.ResponseWriter, r *http.Request, p Princip
 		s.metrics.tokens.Inc()
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusOK, map[string]any{"access_token": tok, "token_type": "bearer", "expires_in": int(lifetime / time.Second), "scope": ""})
+	writeJSON(w, http.StatusOK, map[string]any{
+		"access_token": tok, "token_type": "bearer", "expires_in": int(lifetime / time.Second), "scope": scope,
+	})
 }

@@ -286,7 +286,8 @@ func (s *Server) listRoles(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) permissions(w http.ResponseWriter, r *http.Request) error {
 	p, id := principal(r), r.PathValue("identityId")
-	hrn := s.identityHRN(p.Realm, id)
+	var hrn string
+	_ = s.latest(func(st *iam.State) error { hrn = st.IdentityHRN(p.Realm, id); return nil })
 	if err := s.authorizeRead(p, iam.ActionRead, hrn, id); err != nil {
 		return err
 	}

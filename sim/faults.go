@@ -10,27 +10,6 @@ import (
 	"github.com/iam-project/iam/sim/faultproxy"
 )
 
-// bandwidthSetter is the bandwidth toxic of a fault proxy, when the
-// proxy offers one (sim/faultproxy does not yet: see docs/simulation.md).
-type bandwidthSetter interface {
-	SetBandwidth(kbps int64, directions ...string) error
-}
-
-func setBandwidth(l faultproxy.Link, kbps int64) error {
-	for _, p := range l {
-		b, ok := any(p).(bandwidthSetter)
-		if !ok {
-			return errNoBandwidth
-		}
-		if err := b.SetBandwidth(kbps); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-var errNoBandwidth = fmt.Errorf("faultproxy has no bandwidth toxic (SetBandwidth)")
-
 // faultRunner applies a scenario's link conditions and fault schedule.
 type faultRunner struct {
 	s      Scenario
@@ -74,10 +53,8 @@ func (f *faultRunner) restore(region string) error {
 	if err := f.links[region].SetLatency(l.Latency.D(), l.Jitter.D()); err != nil {
 		return err
 	}
-	if err := setBandwidth(f.links[region], l.BandwidthKBps); err != nil {
-		if l.BandwidthKBps > 0 {
-			f.note("bandwidth of %s's link not limited: %v", region, err)
-		}
+	if err := f.links[region].SetBandwidth(l.BandwidthKBps); err != nil {
+		return err
 	}
 	return nil
 }
@@ -161,7 +138,7 @@ func (f *faultRunner) plan() []action {
 			}
 			add(ft.At.D(), func(context.Context) {
 				for _, r := range regions {
-					if err := setBandwidth(f.links[r], ft.BandwidthKBps); err != nil {
+					if err := f.links[r].SetBandwidth(ft.BandwidthKBps); err != nil {
 						win.Note = "not applied: " + err.Error()
 						f.note("bandwidth fault on %s not applied: %v", r, err)
 					}

@@ -323,15 +323,7 @@ func analyze(a analysis) *Report {
 			// stale one counts under its mode, but not in the rates.
 			f := r.Checks[an.Mode]
 			f.Probed++
-			if v.Wrong {
-				f.Wrong++
-			}
-			if v.Stale {
-				f.Stale++
-			}
-			if v.StaleRefusal {
-				f.StaleRefused++
-			}
+			f.count(v)
 			continue
 		}
 		region := an.Region
@@ -345,15 +337,7 @@ func analyze(a analysis) *Report {
 			} else if !an.Allowed {
 				f.Denied++
 			}
-			if v.Wrong {
-				f.Wrong++
-			}
-			if v.Stale {
-				f.Stale++
-			}
-			if v.StaleRefusal {
-				f.StaleRefused++
-			}
+			f.count(v)
 			if v.Behind {
 				f.Behind++
 			}
@@ -737,4 +721,17 @@ func (r *Report) WriteSummary(w io.Writer) {
 		verdict = "FAIL"
 	}
 	fmt.Fprintf(w, "%s: %s\n", s.Name, verdict)
+}
+
+// count adds an answer's verdict to the figures.
+func (f *CheckFigures) count(v verdict) {
+	if v.Wrong {
+		f.Wrong++
+	}
+	if v.Stale {
+		f.Stale++
+	}
+	if v.StaleRefusal {
+		f.StaleRefused++
+	}
 }
