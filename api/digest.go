@@ -14,6 +14,7 @@ import (
 
 	iam "github.com/iam-project/iam"
 	"github.com/iam-project/iam/eventlog"
+	"github.com/iam-project/iam/eventlog/snapshots"
 	"github.com/iam-project/iam/replica"
 )
 
@@ -122,7 +123,7 @@ type snapshotView struct {
 	Created  time.Time `json:"created"`
 }
 
-func viewSnapshot(i eventlog.SnapshotInfo) snapshotView {
+func viewSnapshot(i snapshots.Info) snapshotView {
 	return snapshotView{Name: i.Name, Token: FormatToken(i.Seq), Sequence: i.Seq, Digest: i.Digest, Rows: i.Rows, Bytes: i.Size, Created: i.Created}
 }
 
@@ -156,7 +157,7 @@ func (s *Server) listSnapshots(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	out := []snapshotView{}
-	store, err := s.evlog.Snapshots(r.Context(), false)
+	store, err := snapshots.Open(r.Context(), s.evlog, false)
 	if iam.ErrorCode(err) == iam.ENotFound {
 		writeJSON(w, http.StatusOK, map[string]any{"snapshots": out})
 		return nil
@@ -185,22 +186,22 @@ var publishMu sync.Mutex
 // the snapshot reads a pinned Pebble state.
 //
 // Errors: conflict when rep has applied nothing; others from the bucket.
-func PublishSnapshot(ctx context.Context, log *eventlog.Log, rep *replica.Replica, keep int) (eventlog.SnapshotInfo, error) {
+func PublishSnapshot(ctx context.Context, log *eventlog.Log, rep *replica.Replica, keep int) (snapshots.Info, error) {
 	publishMu.Lock()
 	defer publishMu.Unlock()
-	store, err := log.Snapshots(ctx, true)
+	store, err := snapshots.Open(ctx, log, true)
 	if err != nil {
-		return eventlog.SnapshotInfo{}, err
+		return snapshots.Info{}, err
 	}
 	store.Keep = keep
 	snap, err := rep.Store().Snapshot()
 	if err != nil {
-		return eventlog.SnapshotInfo{}, err
+		return snapshots.Info{}, err
 	}
 	defer snap.Close()
 	d := snap.Digest()
 	if d.Seq == 0 {
-		return eventlog.SnapshotInfo{}, iam.Errorf(iam.EConflict, "region %s has applied nothing to snapshot", rep.Region())
+		return snapshots.Info{}, iam.Errorf(iam.EConflict, "region %s has applied nothing to snapshot", rep.Region())
 	}
 	if latest, err := store.Latest(ctx); err == nil && latest.Seq >= d.Seq {
 		return latest, nil
@@ -213,13 +214,13 @@ func PublishSnapshot(ctx context.Context, log *eventlog.Log, rep *replica.Replic
 		pw.CloseWithError(err)
 		written <- err
 	}()
-	info, err := store.Put(ctx, eventlog.SnapshotInfo{Seq: d.Seq, MsgID: d.MsgID, Rows: d.Rows, Digest: d.SHA256, Created: now}, pr)
+	info, err := store.Put(ctx, snapshots.Info{Seq: d.Seq, MsgID: d.MsgID, Rows: d.Rows, Digest: d.SHA256, Created: now}, pr)
 	pr.CloseWithError(errors.New("snapshot upload ended")) // unblocks the writer if Put gave up
 	if werr := <-written; err == nil && werr != nil {
 		err = werr
 	}
 	if err != nil {
-		return eventlog.SnapshotInfo{}, fmt.Errorf("publish snapshot of %s at %d: %w", rep.Region(), d.Seq, err)
+		return snapshots.Info{}, fmt.Errorf("publish snapshot of %s at %d: %w", rep.Region(), d.Seq, err)
 	}
 	return info, nil
 }
@@ -248,7 +249,7 @@ type Snapshotter struct {
 	// Interval, if shorter).
 	Check time.Duration
 	// Keep is how many snapshots the bucket keeps. Default
-	// eventlog.DefaultSnapshotKeep.
+	// snapshots.DefaultKeep.
 	Keep int
 	// Leader reports whether this process should publish. nil: always.
 	Leader func() bool
@@ -312,7 +313,7 @@ func (sn *Snapshotter) run(ctx context.Context) {
 		if lastAt.IsZero() {
 			// Learn where the bucket stands (another process may have led).
 			lastAt = sn.Now()
-			if store, err := sn.Log.Snapshots(ctx, false); err == nil {
+			if store, err := snapshots.Open(ctx, sn.Log, false); err == nil {
 				if latest, err := store.Latest(ctx); err == nil {
 					lastSeq, lastAt = latest.Seq, latest.Created
 				}

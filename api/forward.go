@@ -21,7 +21,7 @@ import (
 )
 
 // Forwarder carries one encoded request to the hub and returns the hub's
-// encoded answer (eventlog.Bus.Request on eventlog.RPCSubject). It returns
+// encoded answer (eventlog.Bus.Request on bus.RPCSubject). It returns
 // an unavailable error when the hub cannot be reached or did not answer in
 // time.
 type Forwarder func(ctx context.Context, data []byte) ([]byte, error)
@@ -217,7 +217,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request) error {
 // ServeForwarded answers one request relayed by a region (the hub side of
 // Forwarder): it runs the request through this server's handler exactly as
 // if it had arrived over HTTP and returns the encoded answer. Serve it with
-// eventlog.Bus.Serve on eventlog.RPCSubject. It is safe for concurrent use.
+// eventlog.Bus.Serve on bus.RPCSubject. It is safe for concurrent use.
 func (s *Server) ServeForwarded(ctx context.Context, data []byte) []byte {
 	rec := httptest.NewRecorder()
 	var in forwardedRequest
@@ -336,7 +336,7 @@ func (s *Server) publishStatus(sts []ReplicaStatus) {
 }
 
 // ReceiveStatus takes a status published by another process (wire it to
-// eventlog.Bus.Subscribe on eventlog.StatusSubjectPrefix + ".*"). Statuses
+// eventlog.Bus.Subscribe on bus.StatusSubjectPrefix + ".*"). Statuses
 // of regions this process serves itself are ignored.
 func (s *Server) ReceiveStatus(data []byte) {
 	var st peerStatus

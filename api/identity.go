@@ -8,7 +8,8 @@ import (
 
 	"github.com/iam-project/iam"
 	"github.com/iam-project/iam/api/auth"
-	"github.com/iam-project/iam/eventlog"
+	"github.com/iam-project/iam/eventlog/keyvault"
+	"github.com/iam-project/iam/eventlog/writer"
 )
 
 // IdentityConfig holds the identity provider's rules. Zero fields take the
@@ -71,7 +72,7 @@ type identityProvider struct {
 	path string // sealed signing-key file
 
 	vaultMu sync.Mutex
-	vault   *eventlog.KeyVault
+	vault   *keyvault.Vault
 	keys    *keyCache
 
 	tokenLimits  *limiter
@@ -132,7 +133,7 @@ func (s *Server) initIdentity() {
 }
 
 // vault opens the key vault on first use.
-func (s *Server) vault(ctx context.Context) (*eventlog.KeyVault, error) {
+func (s *Server) vault(ctx context.Context) (*keyvault.Vault, error) {
 	s.idp.vaultMu.Lock()
 	defer s.idp.vaultMu.Unlock()
 	if s.idp.vault != nil {
@@ -141,7 +142,7 @@ func (s *Server) vault(ctx context.Context) (*eventlog.KeyVault, error) {
 	if s.evlog == nil {
 		return nil, iam.Errorf(iam.EUnavailable, "no key vault: the server has no log")
 	}
-	v, err := eventlog.OpenKeyVault(ctx, s.evlog, "")
+	v, err := keyvault.Open(ctx, s.evlog, "")
 	if err != nil {
 		return nil, iam.Errorf(iam.EUnavailable, "key vault: %v", err)
 	}
@@ -155,7 +156,7 @@ func (s *Server) now() time.Time { return s.cfg.Now().UTC() }
 // system executes a command as the system (Actor ""): the identity
 // provider's self-service commands, whose caller proved who it is otherwise
 // (a password, a code, a token from a mail).
-func (s *Server) system(ctx context.Context, realm string, at time.Time, cmd iam.Command) (eventlog.Result, error) {
+func (s *Server) system(ctx context.Context, realm string, at time.Time, cmd iam.Command) (writer.Result, error) {
 	res, err := s.writer.Execute(ctx, iam.Request{Realm: realm, At: at, Command: cmd})
 	if err == nil && s.metrics != nil {
 		s.metrics.writes.Inc()

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/iam-project/iam"
-	"github.com/iam-project/iam/eventlog"
+	"github.com/iam-project/iam/eventlog/keyvault"
 )
 
 // Personal data (a user's email and name) is sealed with AES-256-GCM under
@@ -180,7 +180,7 @@ func (s *Server) reveal(ctx context.Context, realm *iam.Realm, v any) any {
 	}
 	key, err := s.dataKey(ctx, realm.ID, id.ID, false)
 	if err != nil {
-		if !errors.Is(err, eventlog.ErrKeyDestroyed) {
+		if !errors.Is(err, keyvault.ErrKeyDestroyed) {
 			s.log.Warn("personal data unavailable", "realm", realm.ID, "user", id.ID, "err", err)
 		}
 		return v

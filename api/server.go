@@ -16,6 +16,7 @@ import (
 	iam "github.com/iam-project/iam"
 	"github.com/iam-project/iam/api/auth"
 	"github.com/iam-project/iam/eventlog"
+	"github.com/iam-project/iam/eventlog/writer"
 	"github.com/iam-project/iam/replica"
 )
 
@@ -63,7 +64,7 @@ type Config struct {
 	MaxLag time.Duration
 	// PublishStatus, when set, is given every local region's status (JSON)
 	// once a second, for the other processes (eventlog.Bus.Publish on
-	// eventlog.StatusSubjectPrefix + "." + region); they hand it to
+	// bus.StatusSubjectPrefix + "." + region); they hand it to
 	// ReceiveStatus, and GET /v1/replicas then shows every region.
 	PublishStatus func(region string, data []byte)
 	// LatestFromReplica makes latest() read the default region's replica
@@ -84,7 +85,7 @@ type tokenVerifier interface {
 type Server struct {
 	cfg      Config
 	log      *slog.Logger
-	writer   *eventlog.Writer
+	writer   *writer.Writer
 	evlog    *eventlog.Log
 	replicas map[string]*replica.Replica
 	regions  []string
@@ -107,7 +108,7 @@ type Server struct {
 
 // New returns a server. regions lists the replicas in preference order.
 // writer and keys are nil for a regional server (Config.Forward set).
-func New(cfg Config, writer *eventlog.Writer, evlog *eventlog.Log, replicas []*replica.Replica, keys *auth.KeySet, metrics *Metrics) *Server {
+func New(cfg Config, writer *writer.Writer, evlog *eventlog.Log, replicas []*replica.Replica, keys *auth.KeySet, metrics *Metrics) *Server {
 	if cfg.Audience == "" {
 		cfg.Audience = "iam"
 	}

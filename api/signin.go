@@ -11,7 +11,7 @@ import (
 
 	"github.com/iam-project/iam"
 	"github.com/iam-project/iam/api/auth"
-	"github.com/iam-project/iam/eventlog"
+	"github.com/iam-project/iam/eventlog/writer"
 )
 
 // The sign-in page of the authorization-code flow (RFC 6749 §4.1, PKCE
@@ -221,7 +221,7 @@ func (s *Server) authorizeSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func lockedBy(res eventlog.Result) time.Time {
+func lockedBy(res writer.Result) time.Time {
 	for _, ev := range res.Events {
 		if f, ok := ev.(iam.SignInFailed); ok {
 			return f.LockedUntil

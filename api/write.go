@@ -12,7 +12,7 @@ import (
 
 	iam "github.com/iam-project/iam"
 	"github.com/iam-project/iam/api/auth"
-	"github.com/iam-project/iam/eventlog"
+	"github.com/iam-project/iam/eventlog/writer"
 )
 
 // writeCall is one management write in progress.
@@ -74,7 +74,7 @@ func (c *writeCall) newID(prefix string, n int, salt string) string {
 }
 
 // execute runs cmd through the writer.
-func (c *writeCall) execute(cmd iam.Command) (eventlog.Result, error) {
+func (c *writeCall) execute(cmd iam.Command) (writer.Result, error) {
 	req := iam.Request{Realm: c.p.Realm, Actor: c.p.ID, IdempotencyKey: c.idemKey, At: c.s.cfg.Now().UTC(), Command: cmd}
 	if c.idemKey != "" {
 		// Keyed so that the log holds no plain digest of a body that may
@@ -92,7 +92,7 @@ func (c *writeCall) execute(cmd iam.Command) (eventlog.Result, error) {
 }
 
 // answer writes a successful write's body with its consistency token.
-func (c *writeCall) answer(status int, res eventlog.Result, body map[string]any) error {
+func (c *writeCall) answer(status int, res writer.Result, body map[string]any) error {
 	if body == nil {
 		body = map[string]any{}
 	}

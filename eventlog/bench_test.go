@@ -18,20 +18,6 @@ import (
 // benchWriters is the number of concurrent writers of the parallel cases.
 const benchWriters = 32
 
-// forEachSync runs fn against a fresh server with SyncAlways off, then on.
-func forEachSync(b *testing.B, fn func(b *testing.B, l *eventlog.Log)) {
-	for _, sync := range []bool{false, true} {
-		b.Run(fmt.Sprintf("sync=%t", sync), func(b *testing.B) {
-			s := eventlogtest.MustRunServer(b, eventlog.ServerConfig{StoreDir: b.TempDir(), Port: -1, SyncAlways: sync})
-			l, err := eventlog.Open(context.Background(), eventlogtest.MustConnect(b, s), eventlog.Config{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			fn(b, l)
-		})
-	}
-}
-
 func reportRate(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 }
@@ -44,7 +30,7 @@ func parallel32(b *testing.B) {
 // chained from each append's sequence (a single writer per realm), and with
 // 32 concurrent writers on distinct realms (MsgID, no expectation).
 func BenchmarkAppend(b *testing.B) {
-	forEachSync(b, func(b *testing.B, l *eventlog.Log) {
+	eventlogtest.ForEachSync(b, func(b *testing.B, l *eventlog.Log) {
 		ctx := context.Background()
 		b.Run("seq", func(b *testing.B) {
 			realm := fmt.Sprintf("seq%d", b.N)
@@ -90,7 +76,7 @@ func BenchmarkAppend(b *testing.B) {
 // BenchmarkRawPublish is BenchmarkAppend's baseline: a bare js.Publish of
 // the same body, no headers, no expectation.
 func BenchmarkRawPublish(b *testing.B) {
-	forEachSync(b, func(b *testing.B, l *eventlog.Log) {
+	eventlogtest.ForEachSync(b, func(b *testing.B, l *eventlog.Log) {
 		ctx := context.Background()
 		js := l.JetStream()
 		data, err := iam.MarshalCommits(commit("raw", "g"))
@@ -127,7 +113,7 @@ func BenchmarkRawPublish(b *testing.B) {
 // BenchmarkRead measures Read (ordered consumer) over a stored log.
 func BenchmarkRead(b *testing.B) {
 	const n = 20000
-	l := openLog(b, eventlog.Config{})
+	l := eventlogtest.MustOpenLog(b, eventlog.Config{})
 	ctx := context.Background()
 	js := l.JetStream()
 	data, _ := iam.MarshalCommits(commit("r", "g"))
@@ -159,7 +145,7 @@ func BenchmarkRead(b *testing.B) {
 // batches on an ephemeral pull consumer.
 func BenchmarkReadTransport(b *testing.B) {
 	const n = 20000
-	l := openLog(b, eventlog.Config{})
+	l := eventlogtest.MustOpenLog(b, eventlog.Config{})
 	ctx := context.Background()
 	js := l.JetStream()
 	data, _ := iam.MarshalCommits(commit("r", "g"))

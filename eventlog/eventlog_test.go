@@ -15,18 +15,8 @@ import (
 	"github.com/iam-project/iam"
 	"github.com/iam-project/iam/eventlog"
 	"github.com/iam-project/iam/eventlog/eventlogtest"
+	"github.com/iam-project/iam/eventlog/natsnode"
 )
-
-func openLog(tb testing.TB, cfg eventlog.Config) *eventlog.Log {
-	tb.Helper()
-	s := eventlogtest.MustRunJetStream(tb)
-	nc := eventlogtest.MustConnect(tb, s)
-	l, err := eventlog.Open(context.Background(), nc, cfg)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return l
-}
 
 // commit returns one commit whose actor is name. It carries a heartbeat
 // event, the event type least likely to change shape.
@@ -95,7 +85,7 @@ func TestSubject(t *testing.T) {
 }
 
 func TestLog_AppendInvalid(t *testing.T) {
-	l := openLog(t, eventlog.Config{})
+	l := eventlogtest.MustOpenLog(t, eventlog.Config{})
 	ctx := context.Background()
 	for _, req := range []eventlog.AppendRequest{
 		{Subject: "other.subject", Commits: commit("r", "g")},
@@ -113,7 +103,7 @@ func TestLog_AppendInvalid(t *testing.T) {
 }
 
 func TestLog_AppendRead(t *testing.T) {
-	l := openLog(t, eventlog.Config{})
+	l := eventlogtest.MustOpenLog(t, eventlog.Config{})
 	ctx := context.Background()
 
 	head, err := l.Head(ctx)
@@ -207,7 +197,7 @@ func TestLog_AppendRead(t *testing.T) {
 }
 
 func TestLog_AppendExpectRealm(t *testing.T) {
-	l := openLog(t, eventlog.Config{})
+	l := eventlogtest.MustOpenLog(t, eventlog.Config{})
 	ctx := context.Background()
 
 	// ExpectSeq 0 on a realm with no message: accepted.
@@ -280,7 +270,7 @@ func TestLog_AppendExpectRealm(t *testing.T) {
 }
 
 func TestLog_AppendDuplicate(t *testing.T) {
-	l := openLog(t, eventlog.Config{})
+	l := eventlogtest.MustOpenLog(t, eventlog.Config{})
 	ctx := context.Background()
 	subj := mustSubject(t, "r", "g")
 	s1 := mustAppend(t, l, eventlog.AppendRequest{Subject: subj, Commits: commit("r", "a"), MsgID: "idem-1"})
@@ -301,7 +291,7 @@ func TestLog_AppendDuplicate(t *testing.T) {
 }
 
 func TestLog_Follow(t *testing.T) {
-	l := openLog(t, eventlog.Config{})
+	l := eventlogtest.MustOpenLog(t, eventlog.Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	subj := mustSubject(t, "r", "g")
@@ -349,7 +339,7 @@ func TestLog_Follow(t *testing.T) {
 }
 
 func TestLog_UnknownEnvelope(t *testing.T) {
-	l := openLog(t, eventlog.Config{})
+	l := eventlogtest.MustOpenLog(t, eventlog.Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	mustAppend(t, l, eventlog.AppendRequest{Subject: mustSubject(t, "r", "g"), Commits: commit("r", "g")})
@@ -387,7 +377,7 @@ func TestLog_AppendOwnWriteAfterConflict(t *testing.T) {
 	// with the same MsgID and the now stale expectation: on R1 the server
 	// checks the expectation before de-duplication, so the re-publish is a
 	// conflict. Append must recognise its own write.
-	l := openLog(t, eventlog.Config{})
+	l := eventlogtest.MustOpenLog(t, eventlog.Config{})
 	ctx := context.Background()
 	mustAppend(t, l, eventlog.AppendRequest{Subject: mustSubject(t, "r", "a"), Commits: commit("r", "a")})
 
@@ -431,7 +421,7 @@ func TestLog_AppendOwnWriteAfterConflict(t *testing.T) {
 
 func TestLog_AppendUnavailable(t *testing.T) {
 	dir := t.TempDir()
-	s1 := eventlogtest.MustRunServer(t, eventlog.ServerConfig{StoreDir: dir, Port: -1})
+	s1 := eventlogtest.MustRunServer(t, natsnode.ServerConfig{StoreDir: dir, Port: -1})
 	port := s1.Addr().(*net.TCPAddr).Port
 	nc := eventlogtest.MustConnect(t, s1)
 	var mu sync.Mutex
@@ -463,7 +453,7 @@ func TestLog_AppendUnavailable(t *testing.T) {
 	}
 	mu.Unlock()
 
-	eventlogtest.MustRunServer(t, eventlog.ServerConfig{StoreDir: dir, Port: port})
+	eventlogtest.MustRunServer(t, natsnode.ServerConfig{StoreDir: dir, Port: port})
 	for !nc.IsConnected() {
 		time.Sleep(5 * time.Millisecond)
 	}

@@ -7,10 +7,11 @@ import (
 
 	"github.com/iam-project/iam"
 	"github.com/iam-project/iam/eventlog"
+	"github.com/iam-project/iam/eventlog/eventlogtest"
 )
 
 func TestHeartbeater_Beat(t *testing.T) {
-	l := openLog(t, eventlog.Config{})
+	l := eventlogtest.MustOpenLog(t, eventlog.Config{})
 	ctx := context.Background()
 	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
 	h := &eventlog.Heartbeater{Log: l, Interval: time.Second, Now: func() time.Time { return now }}

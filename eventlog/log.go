@@ -102,8 +102,12 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Log, error) {
 	return &Log{cfg: cfg, js: js, stream: stream}, nil
 }
 
-// JetStream returns the JetStream context the Log uses (for tools and tests).
+// JetStream returns the JetStream context the Log uses: the key vault and
+// the snapshot bucket live in the same domain as the stream.
 func (l *Log) JetStream() jetstream.JetStream { return l.js }
+
+// Replicas returns the stream's replica count, for buckets kept beside it.
+func (l *Log) Replicas() int { return l.cfg.Replicas }
 
 // StreamName returns the name of the stream.
 func (l *Log) StreamName() string { return l.cfg.Stream }
@@ -306,10 +310,17 @@ func isWrongLastSequence(err error) bool {
 			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
-// Head returns the stream's last sequence (0 when empty).
+// ErrStreamGone is wrapped by Head when the stream no longer exists: a
+// reader that had applied entries from it must not go on.
+var ErrStreamGone = errors.New("event log stream is gone")
+
+// Head returns the stream's last sequence (0 when empty). Errors: one
+// wrapping ErrStreamGone when the stream does not exist.
 func (l *Log) Head(ctx context.Context) (uint64, error) {
 	info, err := l.stream.Info(ctx)
-	if err != nil {
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return 0, fmt.Errorf("head %s: %w: %w", l.cfg.Stream, ErrStreamGone, err)
+	} else if err != nil {
 		return 0, fmt.Errorf("head %s: %w", l.cfg.Stream, err)
 	}
 	return info.State.LastSeq, nil
@@ -368,3 +379,90 @@ func decode(seq uint64, subject string, t time.Time, h nats.Header, data []byte)
 }
 
 var _ error = (*retryable)(nil)
+
+// Attach returns a Log over an existing stream without creating or
+// changing it: a region reads (and, for forwarded tools, appends to) the
+// hub's stream across its leaf connection with Config{Domain: natsnode.HubDomain},
+// and must never touch the hub's stream configuration. It retries until
+// the stream answers or ctx ends (a region may start before its hub link is
+// up).
+func Attach(ctx context.Context, nc *nats.Conn, cfg Config) (*Log, error) {
+	cfg = withDefaults(cfg)
+	js, err := newJetStream(nc, cfg.Domain)
+	if err != nil {
+		return nil, fmt.Errorf("attach log: %w", err)
+	}
+	var stream jetstream.Stream
+	op := func() error {
+		sctx, cancel := context.WithTimeout(ctx, cfg.PublishTimeout)
+		defer cancel()
+		stream, err = js.Stream(sctx, cfg.Stream)
+		return err
+	}
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval, b.MaxInterval, b.MaxElapsedTime = 50*time.Millisecond, time.Second, 0
+	if err := backoff.Retry(op, backoff.WithContext(b, ctx)); err != nil {
+		return nil, fmt.Errorf("attach log: stream %s in domain %q: %w", cfg.Stream, cfg.Domain, err)
+	}
+	return &Log{cfg: cfg, js: js, stream: stream}, nil
+}
+
+// newJetStream is the JetStream API of the local domain, or of domain (the
+// hub's, reached across a leaf connection).
+func newJetStream(nc *nats.Conn, domain string) (jetstream.JetStream, error) {
+	if domain != "" {
+		return jetstream.NewWithDomain(nc, domain)
+	}
+	return jetstream.New(nc)
+}
+
+// withDefaults fills the zero fields of cfg as Open does.
+func withDefaults(cfg Config) Config {
+	if cfg.Stream == "" {
+		cfg.Stream = DefaultStream
+	}
+	if cfg.Replicas <= 0 {
+		cfg.Replicas = 1
+	}
+	if cfg.Duplicates <= 0 {
+		cfg.Duplicates = DefaultDuplicates
+	}
+	if cfg.PublishTimeout <= 0 {
+		cfg.PublishTimeout = DefaultPublishTimeout
+	}
+	if cfg.MaxRetries == 0 {
+		cfg.MaxRetries = DefaultMaxRetries
+	} else if cfg.MaxRetries < 0 {
+		cfg.MaxRetries = 0
+	}
+	if cfg.Backoff == nil {
+		cfg.Backoff = func() backoff.BackOff {
+			b := backoff.NewExponentialBackOff()
+			b.InitialInterval = 20 * time.Millisecond
+			b.MaxInterval = 500 * time.Millisecond
+			b.MaxElapsedTime = 0
+			return b
+		}
+	}
+	return cfg
+}
+
+// OpenRetry is Open retried with backoff until it succeeds or ctx ends: a
+// node of a clustered hub can create the stream only once its cluster has a
+// JetStream meta leader, which takes a quorum of nodes.
+func OpenRetry(ctx context.Context, nc *nats.Conn, cfg Config) (*Log, error) {
+	var l *Log
+	op := func() error {
+		octx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		var err error
+		l, err = Open(octx, nc, cfg)
+		return err
+	}
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval, b.MaxInterval, b.MaxElapsedTime = 100*time.Millisecond, time.Second, 0
+	if err := backoff.Retry(op, backoff.WithContext(b, ctx)); err != nil {
+		return nil, err
+	}
+	return l, nil
+}

@@ -3,131 +3,17 @@ package eventlog_test
 import (
 	"context"
 	"fmt"
-	"net"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 
 	"github.com/iam-project/iam"
 	"github.com/iam-project/iam/eventlog"
+	"github.com/iam-project/iam/eventlog/eventlogtest"
+	"github.com/iam-project/iam/eventlog/natsnode"
 )
-
-// hub is an in-process hub cluster on loopback.
-type hub struct {
-	nodes []*server.Server
-}
-
-// startHub starts an n-node JetStream cluster in domain "hub" with a leaf
-// listener on every node. The nodes start together: JetStream elects its
-// meta leader once a quorum is up.
-func startHub(tb testing.TB, n int, sync bool) *hub {
-	tb.Helper()
-	h := &hub{nodes: make([]*server.Server, n)}
-	// A JetStream cluster needs its routes configured up front: reserve
-	// the route ports first.
-	var routes []string
-	for range n {
-		routes = append(routes, "nats-route://127.0.0.1:"+strconv.Itoa(freePort(tb)))
-	}
-	errs := make(chan error, n)
-	for i := range n {
-		cfg := eventlog.NodeConfig{
-			ServerConfig: eventlog.ServerConfig{
-				StoreDir: tb.TempDir(), Port: -1, SyncAlways: sync,
-				JetStreamDomain: eventlog.HubDomain, ServerName: fmt.Sprintf("hub-%d", i),
-			},
-			LeafListen: "127.0.0.1:-1",
-		}
-		if n > 1 { // one node is a plain server
-			cfg.ClusterName, cfg.ClusterListen, cfg.Routes = "iam-hub", strings.TrimPrefix(routes[i], "nats-route://"), routes
-		}
-		go func() {
-			var err error
-			h.nodes[i], err = eventlog.RunNode(cfg)
-			errs <- err
-		}()
-	}
-	for range n {
-		if err := <-errs; err != nil {
-			tb.Fatal(err)
-		}
-	}
-	tb.Cleanup(func() {
-		for _, s := range h.nodes {
-			if s == nil {
-				continue
-			}
-			s.Shutdown()
-			s.WaitForShutdown()
-		}
-	})
-	return h
-}
-
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort(tb testing.TB) int {
-	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-func (h *hub) clientURLs() string {
-	var urls []string
-	for _, s := range h.nodes {
-		urls = append(urls, s.ClientURL())
-	}
-	return strings.Join(urls, ",")
-}
-
-func (h *hub) leafURLs() []string {
-	var urls []string
-	for _, s := range h.nodes {
-		urls = append(urls, eventlog.LeafURL(s))
-	}
-	return urls
-}
-
-// startRegion starts a region's leaf node, in its own domain, dialling the
-// hub's leaf URLs.
-func startRegion(tb testing.TB, name string, leafURLs []string) *server.Server {
-	tb.Helper()
-	s, err := eventlog.RunNode(eventlog.NodeConfig{
-		ServerConfig: eventlog.ServerConfig{StoreDir: tb.TempDir(), Port: -1, JetStreamDomain: name, ServerName: "region-" + name},
-		LeafRemotes:  leafURLs,
-	})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() {
-		s.Shutdown()
-		s.WaitForShutdown()
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := eventlog.WaitLeaf(ctx, s, 1); err != nil {
-		tb.Fatal(err)
-	}
-	return s
-}
-
-func connectURL(tb testing.TB, url string) *nats.Conn {
-	tb.Helper()
-	nc, err := eventlog.ConnectURL(url)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(nc.Close)
-	return nc
-}
 
 // TestTopology_HubNodeLoss runs a 3-node hub (stream R3, fsync on every
 // write) and two regional leaf nodes, appends from several writers while
@@ -138,19 +24,19 @@ func TestTopology_HubNodeLoss(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster test")
 	}
-	h := startHub(t, 3, true)
+	h := eventlogtest.StartHub(t, 3, true)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 
-	hubNC := connectURL(t, h.clientURLs())
+	hubNC := eventlogtest.MustConnectURL(t, h.ClientURLs())
 	log, err := eventlog.OpenRetry(ctx, hubNC, eventlog.Config{Replicas: 3, PublishTimeout: 2 * time.Second, MaxRetries: 20})
 	if err != nil {
 		t.Fatal(err)
 	}
 	regions := map[string]*eventlog.Log{}
 	for _, name := range []string{"eu-west", "us-east"} {
-		rs := startRegion(t, name, h.leafURLs())
-		l, err := eventlog.Attach(ctx, connectURL(t, rs.ClientURL()), eventlog.Config{Domain: eventlog.HubDomain})
+		rs := eventlogtest.StartRegion(t, name, h.LeafURLs())
+		l, err := eventlog.Attach(ctx, eventlogtest.MustConnectURL(t, rs.ClientURL()), eventlog.Config{Domain: natsnode.HubDomain})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -191,13 +77,13 @@ func TestTopology_HubNodeLoss(t *testing.T) {
 	<-killAt
 	// Kill the stream's leader if we can tell which it is: the hardest case.
 	victim := 0
-	for i, s := range h.nodes {
+	for i, s := range h.Nodes {
 		if s.JetStreamIsStreamLeader(server.DEFAULT_GLOBAL_ACCOUNT, eventlog.DefaultStream) {
 			victim = i
 		}
 	}
-	t.Logf("shutting down hub node %s", h.nodes[victim].Name())
-	h.nodes[victim].Shutdown()
+	t.Logf("shutting down hub node %s", h.Nodes[victim].Name())
+	h.Nodes[victim].Shutdown()
 	wg.Wait()
 	t.Logf("%d appends acknowledged, %d not", len(acks), failures)
 	if len(acks) < writers*perWriter*9/10 {
@@ -248,15 +134,15 @@ func TestTopology_HubNodeLoss(t *testing.T) {
 // a Log attached in the hub's domain over a leaf connection follows the
 // hub's stream, and an append made at the hub arrives.
 func TestTopology_RegionReadsHubDirectly(t *testing.T) {
-	h := startHub(t, 1, false)
+	h := eventlogtest.StartHub(t, 1, false)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	hubLog, err := eventlog.OpenRetry(ctx, connectURL(t, h.clientURLs()), eventlog.Config{})
+	hubLog, err := eventlog.OpenRetry(ctx, eventlogtest.MustConnectURL(t, h.ClientURLs()), eventlog.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs := startRegion(t, "eu-west", h.leafURLs())
-	l, err := eventlog.Attach(ctx, connectURL(t, rs.ClientURL()), eventlog.Config{Domain: eventlog.HubDomain})
+	rs := eventlogtest.StartRegion(t, "eu-west", h.LeafURLs())
+	l, err := eventlog.Attach(ctx, eventlogtest.MustConnectURL(t, rs.ClientURL()), eventlog.Config{Domain: natsnode.HubDomain})
 	if err != nil {
 		t.Fatal(err)
 	}

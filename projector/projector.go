@@ -10,11 +10,26 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/iam-project/iam"
 	"github.com/iam-project/iam/eventlog"
 )
+
+// Log is what a Projector reads: the event log (eventlog.Log), in the
+// local JetStream domain or the hub's.
+type Log interface {
+	// Head returns the log's last sequence; an error wrapping
+	// eventlog.ErrStreamGone when the log no longer exists.
+	Head(ctx context.Context) (uint64, error)
+	// Get returns the entry at seq: not_found when there is none.
+	Get(ctx context.Context, seq uint64) (iam.LogEntry, error)
+	// Follow delivers entries from sequence from on, in order.
+	Follow(ctx context.Context, from uint64) (*eventlog.Follower, error)
+	// StreamName names the log in errors.
+	StreamName() string
+}
+
+var _ Log = (*eventlog.Log)(nil)
 
 // Sink is the read side being fed (a replica). Applied and AppliedMsgID may
 // be called from any goroutine; ApplyEntries from one at a time.
@@ -52,7 +67,7 @@ var (
 // before Start; New sets the defaults. Start, Stop, Healthy, Head and
 // Applied are safe for concurrent use.
 type Projector struct {
-	Log  *eventlog.Log
+	Log  Log
 	Sink Sink
 	// Region names the read side in logs.
 	Region string
@@ -89,7 +104,7 @@ type Projector struct {
 }
 
 // New returns a Projector feeding sink from log, with defaults set.
-func New(log *eventlog.Log, sink Sink, region string) *Projector {
+func New(log Log, sink Sink, region string) *Projector {
 	p := &Projector{Log: log, Sink: sink, Region: region}
 	p.setDefaults()
 	return p
@@ -308,7 +323,7 @@ func (p *Projector) follow(ctx context.Context, log *slog.Logger, b backoff.Back
 // position is not the one the sink applied.
 func (p *Projector) verify(ctx context.Context, applied uint64) error {
 	head, err := p.Log.Head(ctx)
-	if errors.Is(err, jetstream.ErrStreamNotFound) && applied > 0 {
+	if errors.Is(err, eventlog.ErrStreamGone) && applied > 0 {
 		return backoff.Permanent(fmt.Errorf("%w: stream %s is gone, sink applied %d", ErrRewound, p.Log.StreamName(), applied))
 	} else if err != nil {
 		return retry("head", err)

@@ -18,6 +18,7 @@ import (
 	"github.com/iam-project/iam"
 	"github.com/iam-project/iam/eventlog"
 	"github.com/iam-project/iam/eventlog/eventlogtest"
+	"github.com/iam-project/iam/eventlog/natsnode"
 	"github.com/iam-project/iam/projector"
 )
 
@@ -272,7 +273,7 @@ func TestProjector_Follow(t *testing.T) {
 
 func TestProjector_ServerRestart(t *testing.T) {
 	dir := t.TempDir()
-	s1 := eventlogtest.MustRunServer(t, eventlog.ServerConfig{StoreDir: dir, Port: -1})
+	s1 := eventlogtest.MustRunServer(t, natsnode.ServerConfig{StoreDir: dir, Port: -1})
 	port := s1.Addr().(*net.TCPAddr).Port
 	nc := eventlogtest.MustConnect(t, s1)
 	l, err := eventlog.Open(context.Background(), nc, eventlog.Config{})
@@ -295,7 +296,7 @@ func TestProjector_ServerRestart(t *testing.T) {
 	}
 	s1.Shutdown()
 	s1.WaitForShutdown()
-	eventlogtest.MustRunServer(t, eventlog.ServerConfig{StoreDir: dir, Port: port})
+	eventlogtest.MustRunServer(t, natsnode.ServerConfig{StoreDir: dir, Port: port})
 	close(sink.gate)
 	waitFor(t, "reconnect", nc.IsConnected)
 	appendN(t, l, 100)
@@ -311,7 +312,7 @@ func TestProjector_ServerDownWhileIdle(t *testing.T) {
 	// The server goes away while the projector waits for new entries, stays
 	// down longer than StallTimeout, and comes back.
 	dir := t.TempDir()
-	s1 := eventlogtest.MustRunServer(t, eventlog.ServerConfig{StoreDir: dir, Port: -1})
+	s1 := eventlogtest.MustRunServer(t, natsnode.ServerConfig{StoreDir: dir, Port: -1})
 	port := s1.Addr().(*net.TCPAddr).Port
 	nc := eventlogtest.MustConnect(t, s1)
 	l, err := eventlog.Open(context.Background(), nc, eventlog.Config{})
@@ -329,7 +330,7 @@ func TestProjector_ServerDownWhileIdle(t *testing.T) {
 	s1.WaitForShutdown()
 	// Wait until the projector noticed (a failed head check is retried).
 	waitFor(t, "a retry while the server is down", func() bool { return retries.String() != "map[]" })
-	eventlogtest.MustRunServer(t, eventlog.ServerConfig{StoreDir: dir, Port: port})
+	eventlogtest.MustRunServer(t, natsnode.ServerConfig{StoreDir: dir, Port: port})
 	waitFor(t, "reconnect", nc.IsConnected)
 	appendN(t, l, 10)
 	waitFor(t, "20 applied", func() bool { return sink.Applied() == 20 })
@@ -393,7 +394,7 @@ func TestProjector_Verify(t *testing.T) {
 func TestProjector_RewoundWhileRunning(t *testing.T) {
 	// The server comes back with an empty store: the log the sink followed
 	// is gone, and the projector must say so rather than wait or follow.
-	s1 := eventlogtest.MustRunServer(t, eventlog.ServerConfig{StoreDir: t.TempDir(), Port: -1})
+	s1 := eventlogtest.MustRunServer(t, natsnode.ServerConfig{StoreDir: t.TempDir(), Port: -1})
 	port := s1.Addr().(*net.TCPAddr).Port
 	nc := eventlogtest.MustConnect(t, s1)
 	l, err := eventlog.Open(context.Background(), nc, eventlog.Config{})
@@ -409,7 +410,7 @@ func TestProjector_RewoundWhileRunning(t *testing.T) {
 	waitFor(t, "10 applied", func() bool { return sink.Applied() == 10 })
 	s1.Shutdown()
 	s1.WaitForShutdown()
-	eventlogtest.MustRunServer(t, eventlog.ServerConfig{StoreDir: t.TempDir(), Port: port})
+	eventlogtest.MustRunServer(t, natsnode.ServerConfig{StoreDir: t.TempDir(), Port: port})
 	waitFor(t, "unhealthy", func() bool { ok, _ := p.Healthy(); return !ok })
 	if _, err := p.Healthy(); !errors.Is(err, projector.ErrRewound) {
 		t.Fatalf("got %v, want %v", err, projector.ErrRewound)

@@ -23,6 +23,7 @@ import (
 	iam "github.com/iam-project/iam"
 	"github.com/iam-project/iam/eventlog"
 	"github.com/iam-project/iam/eventlog/eventlogtest"
+	"github.com/iam-project/iam/eventlog/natsnode"
 	"github.com/iam-project/iam/projector"
 	"github.com/iam-project/iam/replica"
 )
@@ -368,7 +369,7 @@ func TestHelperProcess(t *testing.T) {
 	}
 	ctx := context.Background()
 	maxBatch, _ := strconv.Atoi(os.Getenv("IAM_HELPER_BATCH"))
-	nc, err := eventlog.ConnectURL(os.Getenv("IAM_HELPER_NATS"))
+	nc, err := natsnode.ConnectURL(os.Getenv("IAM_HELPER_NATS"))
 	if err != nil {
 		fail(err)
 	}

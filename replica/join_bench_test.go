@@ -16,6 +16,8 @@ import (
 
 	iam "github.com/iam-project/iam"
 	"github.com/iam-project/iam/eventlog"
+	"github.com/iam-project/iam/eventlog/natsnode"
+	"github.com/iam-project/iam/eventlog/snapshots"
 	"github.com/iam-project/iam/projector"
 	"github.com/iam-project/iam/replica"
 )
@@ -124,25 +126,25 @@ type joinTopology struct {
 
 func startJoinTopology(tb testing.TB) *joinTopology {
 	tb.Helper()
-	run := func(cfg eventlog.NodeConfig) *server.Server {
-		s, err := eventlog.RunNode(cfg)
+	run := func(cfg natsnode.NodeConfig) *server.Server {
+		s, err := natsnode.RunNode(cfg)
 		if err != nil {
 			tb.Fatal(err)
 		}
 		tb.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
 		return s
 	}
-	hub := run(eventlog.NodeConfig{ServerConfig: eventlog.ServerConfig{StoreDir: benchDir(tb), Port: -1,
-		JetStreamDomain: eventlog.HubDomain, ServerName: "hub"}, LeafListen: "127.0.0.1:-1"})
-	region := run(eventlog.NodeConfig{ServerConfig: eventlog.ServerConfig{StoreDir: benchDir(tb), Port: -1,
-		JetStreamDomain: "eu-west", ServerName: "eu-west"}, LeafRemotes: []string{eventlog.LeafURL(hub)}})
+	hub := run(natsnode.NodeConfig{ServerConfig: natsnode.ServerConfig{StoreDir: benchDir(tb), Port: -1,
+		JetStreamDomain: natsnode.HubDomain, ServerName: "hub"}, LeafListen: "127.0.0.1:-1"})
+	region := run(natsnode.NodeConfig{ServerConfig: natsnode.ServerConfig{StoreDir: benchDir(tb), Port: -1,
+		JetStreamDomain: "eu-west", ServerName: "eu-west"}, LeafRemotes: []string{natsnode.LeafURL(hub)}})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := eventlog.WaitLeaf(ctx, region, 1); err != nil {
+	if err := natsnode.WaitLeaf(ctx, region, 1); err != nil {
 		tb.Fatal(err)
 	}
 	connect := func(s *server.Server) *nats.Conn {
-		nc, err := eventlog.Connect(s)
+		nc, err := natsnode.Connect(s)
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -154,7 +156,7 @@ func startJoinTopology(tb testing.TB) *joinTopology {
 	if t.hubLog, err = eventlog.Open(ctx, t.hubNC, eventlog.Config{}); err != nil {
 		tb.Fatal(err)
 	}
-	if t.regionLog, err = eventlog.Attach(ctx, connect(region), eventlog.Config{Domain: eventlog.HubDomain}); err != nil {
+	if t.regionLog, err = eventlog.Attach(ctx, connect(region), eventlog.Config{Domain: natsnode.HubDomain}); err != nil {
 		tb.Fatal(err)
 	}
 	return t
@@ -259,7 +261,7 @@ func benchJoin(b *testing.B, entries []iam.LogEntry, tail int) {
 	entries = nil
 	runtime.GC()
 	ctx := context.Background()
-	store, err := top.hubLog.Snapshots(ctx, true)
+	store, err := snapshots.Open(ctx, top.hubLog, true)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -276,7 +278,7 @@ func benchJoin(b *testing.B, entries []iam.LogEntry, tail int) {
 	}
 	written := time.Since(start)
 	start = time.Now()
-	if _, err := store.Put(ctx, eventlog.SnapshotInfo{Seq: h.Seq, MsgID: h.MsgID, Rows: h.Rows, Digest: h.SHA256}, &buf); err != nil {
+	if _, err := store.Put(ctx, snapshots.Info{Seq: h.Seq, MsgID: h.MsgID, Rows: h.Rows, Digest: h.SHA256}, &buf); err != nil {
 		b.Fatal(err)
 	}
 	b.Logf("snapshot at %d: %d rows, %.1f MiB (zstd), written in %s, stored in %s", h.Seq, h.Rows, float64(size)/(1<<20),
@@ -319,7 +321,7 @@ func benchJoin(b *testing.B, entries []iam.LogEntry, tail int) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		snaps, err := top.regionLog.Snapshots(ctx, false)
+		snaps, err := snapshots.Open(ctx, top.regionLog, false)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -26,7 +26,7 @@ import (
 
 	"github.com/iam-project/iam/api"
 	"github.com/iam-project/iam/api/auth"
-	"github.com/iam-project/iam/eventlog"
+	"github.com/iam-project/iam/eventlog/keyvault"
 )
 
 // eventually polls cond until it holds or 10 s pass.
@@ -605,7 +605,7 @@ func rawMessages(t *testing.T, m *Main) [][]byte {
 	ctx := context.Background()
 	js := m.log.JetStream()
 	var out [][]byte
-	for _, name := range []string{m.log.StreamName(), "KV_" + eventlog.DefaultKeyBucket} {
+	for _, name := range []string{m.log.StreamName(), "KV_" + keyvault.DefaultBucket} {
 		st, err := js.Stream(ctx, name)
 		if err != nil {
 			t.Fatalf("stream %s: %v", name, err)
@@ -696,11 +696,11 @@ func TestCryptoShredding(t *testing.T) {
 	}
 	scan("after deletion", append(append(append([]string(nil), f.passwords...), f.secrets...), personalData...))
 	// And the sealed data in the log can no longer be opened: the key is gone.
-	v, err := eventlog.OpenKeyVault(ctx, f.m.log, "")
+	v, err := keyvault.Open(ctx, f.m.log, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := v.DataKey(ctx, f.m.Bootstrap.Realm, f.user, false); !errors.Is(err, eventlog.ErrKeyDestroyed) {
+	if _, err := v.DataKey(ctx, f.m.Bootstrap.Realm, f.user, false); !errors.Is(err, keyvault.ErrKeyDestroyed) {
 		t.Fatalf("data key after deletion: got %v, want destroyed", err)
 	}
 }

@@ -41,6 +41,9 @@ import (
 	"github.com/iam-project/iam/api"
 	"github.com/iam-project/iam/api/auth"
 	"github.com/iam-project/iam/eventlog"
+	"github.com/iam-project/iam/eventlog/bus"
+	"github.com/iam-project/iam/eventlog/natsnode"
+	"github.com/iam-project/iam/eventlog/writer"
 	"github.com/iam-project/iam/projector"
 	"github.com/iam-project/iam/replica"
 )
@@ -127,7 +130,7 @@ func DefaultConfig() Config {
 		MaxLag:            30 * time.Second,
 		NATSListen:        "127.0.0.1:-1",
 		ClusterName:       "iam-hub",
-		LeafReconnect:     eventlog.DefaultLeafReconnect,
+		LeafReconnect:     natsnode.DefaultLeafReconnect,
 		HubWait:           time.Minute,
 		JoinFromSnapshot:  true,
 		SnapshotEvery:     api.DefaultSnapshotEvery,
@@ -197,9 +200,9 @@ type Main struct {
 
 	ns         *server.Server
 	nc         *nats.Conn
-	bus        *eventlog.Bus
+	bus        *bus.Bus
 	log        *eventlog.Log
-	writer     *eventlog.Writer
+	writer     *writer.Writer
 	heartbeat  *eventlog.Heartbeater
 	replicas   []*replica.Replica
 	projectors []*projector.Projector
@@ -312,30 +315,30 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if m.ns, err = m.runNATS(c); err != nil {
 		return err
 	}
-	if m.nc, err = eventlog.Connect(m.ns); err != nil {
+	if m.nc, err = natsnode.Connect(m.ns); err != nil {
 		return err
 	}
-	m.bus = eventlog.NewBus(m.nc)
+	m.bus = bus.New(m.nc)
 	logCfg := eventlog.Config{OnRetry: func(cause string) { metrics.Retry("eventlog", cause) }}
 
 	apiCfg := api.Config{Issuer: c.Issuer, HashParams: c.HashParams, Logger: logger,
 		HeartbeatInterval: c.HeartbeatInterval, MaxLag: c.MaxLag,
 		LatestFromReplica: c.Mode == ModeHub && c.ClusterListen != "",
 		PublishStatus: func(region string, data []byte) {
-			_ = m.bus.Publish(eventlog.StatusSubjectPrefix+"."+region, data)
+			_ = m.bus.Publish(bus.StatusSubjectPrefix+"."+region, data)
 		}}
 	var keys *auth.KeySet
 	if c.Mode == ModeRegion {
 		// A region follows the hub's stream directly across its leaf link.
 		hctx, cancel := context.WithTimeout(ctx, c.HubWait)
-		logCfg.Domain = eventlog.HubDomain
+		logCfg.Domain = natsnode.HubDomain
 		m.log, err = eventlog.Attach(hctx, m.nc, logCfg)
 		cancel()
 		if err != nil {
 			return err
 		}
 		apiCfg.Forward = func(ctx context.Context, data []byte) ([]byte, error) {
-			return m.bus.Request(ctx, eventlog.RPCSubject, data)
+			return m.bus.Request(ctx, bus.RPCSubject, data)
 		}
 		if apiCfg.HeartbeatInterval <= 0 {
 			apiCfg.HeartbeatInterval = eventlog.DefaultHeartbeatInterval
@@ -351,7 +354,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		if m.log, err = eventlog.OpenRetry(ctx, m.nc, logCfg); err != nil {
 			return err
 		}
-		m.writer = eventlog.NewWriter(m.log, eventlog.WriterConfig{Logger: logger, OnRetry: func(cause string) { metrics.Retry("writer", cause) }})
+		m.writer = writer.New(m.log, writer.Config{Logger: logger, OnRetry: func(cause string) { metrics.Retry("writer", cause) }})
 		if err := m.writer.Start(ctx); err != nil {
 			return err
 		}
@@ -418,7 +421,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		}
 		return nil
 	})
-	if err := m.bus.Subscribe(eventlog.StatusSubjectPrefix+".*", func(_ string, data []byte) { m.api.ReceiveStatus(data) }); err != nil {
+	if err := m.bus.Subscribe(bus.StatusSubjectPrefix+".*", func(_ string, data []byte) { m.api.ReceiveStatus(data) }); err != nil {
 		return err
 	}
 	if m.writer != nil {
@@ -428,7 +431,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		go func() {
 			defer m.wg.Done()
 			var stop func()
-			eventlog.WatchStreamLeader(runCtx, m.ns, m.log.StreamName(), 100*time.Millisecond, func(lead bool) {
+			natsnode.WatchStreamLeader(runCtx, m.ns, m.log.StreamName(), 100*time.Millisecond, func(lead bool) {
 				if !lead {
 					if stop != nil {
 						stop()
@@ -438,7 +441,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 				}
 				m.writer.Resync() // others may have written while this process followed
 				var err error
-				if stop, err = m.bus.Serve(eventlog.RPCSubject, eventlog.RPCQueue, m.api.ServeForwarded); err != nil {
+				if stop, err = m.bus.Serve(bus.RPCSubject, bus.RPCQueue, m.api.ServeForwarded); err != nil {
 					logger.Error("serve forwarded requests", "err", err)
 				} else {
 					logger.Info("serving forwarded requests", "stream", m.log.StreamName())
@@ -491,20 +494,20 @@ func (m *Main) runNATS(c Config) (*server.Server, error) {
 		}
 		host, port = h, pn
 	}
-	sc := eventlog.ServerConfig{StoreDir: filepath.Join(c.DataDir, "nats"), Host: host, Port: port, SyncAlways: c.SyncAlways, ServerName: "iamd"}
+	sc := natsnode.ServerConfig{StoreDir: filepath.Join(c.DataDir, "nats"), Host: host, Port: port, SyncAlways: c.SyncAlways, ServerName: "iamd"}
 	switch c.Mode {
 	case ModeAll:
-		return eventlog.RunServer(sc)
+		return natsnode.RunServer(sc)
 	case ModeHub:
-		sc.JetStreamDomain, sc.ServerName = eventlog.HubDomain, cmp.Or(c.NATSName, "iamd-hub")
-		nc := eventlog.NodeConfig{ServerConfig: sc, LeafListen: c.LeafListen}
+		sc.JetStreamDomain, sc.ServerName = natsnode.HubDomain, cmp.Or(c.NATSName, "iamd-hub")
+		nc := natsnode.NodeConfig{ServerConfig: sc, LeafListen: c.LeafListen}
 		if c.ClusterListen != "" {
 			nc.ClusterName, nc.ClusterListen, nc.Routes = c.ClusterName, c.ClusterListen, c.Routes
 		}
-		return eventlog.RunNode(nc)
+		return natsnode.RunNode(nc)
 	default:
 		sc.JetStreamDomain, sc.ServerName, sc.SyncAlways = c.Region, cmp.Or(c.NATSName, "iamd-"+c.Region), false
-		return eventlog.RunNode(eventlog.NodeConfig{ServerConfig: sc, LeafRemotes: c.HubLeaf, LeafReconnect: c.LeafReconnect})
+		return natsnode.RunNode(natsnode.NodeConfig{ServerConfig: sc, LeafRemotes: c.HubLeaf, LeafReconnect: c.LeafReconnect})
 	}
 }
 

@@ -10,6 +10,8 @@ import (
 	iam "github.com/iam-project/iam"
 	"github.com/iam-project/iam/api"
 	"github.com/iam-project/iam/eventlog"
+	"github.com/iam-project/iam/eventlog/natsnode"
+	"github.com/iam-project/iam/eventlog/snapshots"
 	"github.com/iam-project/iam/projector"
 	"github.com/iam-project/iam/replica"
 )
@@ -59,7 +61,7 @@ func (j *joinState) fromSnapshot(ctx context.Context, log *eventlog.Log, rep *re
 	}
 	region := rep.Region()
 	logger = logger.With("region", region)
-	store, err := log.Snapshots(ctx, false)
+	store, err := snapshots.Open(ctx, log, false)
 	if iam.ErrorCode(err) == iam.ENotFound {
 		logger.Info("no snapshot to join from; replaying the log")
 		return nil
@@ -96,7 +98,7 @@ func (j *joinState) fromSnapshot(ctx context.Context, log *eventlog.Log, rep *re
 	return nil
 }
 
-func loadSnapshot(ctx context.Context, store *eventlog.SnapshotStore, info eventlog.SnapshotInfo, rep *replica.Replica) (replica.SnapshotHeader, error) {
+func loadSnapshot(ctx context.Context, store *snapshots.Store, info snapshots.Info, rep *replica.Replica) (replica.SnapshotHeader, error) {
 	r, err := store.Open(ctx, info.Name)
 	if err != nil {
 		return replica.SnapshotHeader{}, err
@@ -112,6 +114,6 @@ func (j *joinState) startSnapshots(ctx context.Context, m *Main, rep *replica.Re
 		return nil
 	}
 	j.snapshotter = &api.Snapshotter{Log: m.log, Replica: rep, Every: c.SnapshotEvery, Interval: c.SnapshotInterval, Logger: logger,
-		Leader: func() bool { return eventlog.StreamLeader(m.ns, m.log.StreamName()) }}
+		Leader: func() bool { return natsnode.StreamLeader(m.ns, m.log.StreamName()) }}
 	return j.snapshotter.Start(ctx)
 }

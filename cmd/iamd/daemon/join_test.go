@@ -11,7 +11,8 @@ import (
 	"time"
 
 	"github.com/iam-project/iam/api"
-	"github.com/iam-project/iam/eventlog"
+	"github.com/iam-project/iam/eventlog/natsnode"
+	"github.com/iam-project/iam/eventlog/snapshots"
 )
 
 // startJoiningRegion starts one more region process on an empty data dir,
@@ -20,7 +21,7 @@ func (t *topology) startJoiningRegion(name string) *Main {
 	t.tb.Helper()
 	var leafURLs []string
 	for _, h := range t.hubs {
-		leafURLs = append(leafURLs, eventlog.LeafURL(h.ns))
+		leafURLs = append(leafURLs, natsnode.LeafURL(h.ns))
 	}
 	m := NewMain()
 	c := &m.Config
@@ -118,11 +119,11 @@ func TestJoin_FromSnapshot(t *testing.T) {
 
 	// The newest snapshot is corrupt: a joining region skips it for the
 	// one before.
-	store, err := top.hubs[0].log.Snapshots(context.Background(), false)
+	store, err := snapshots.Open(context.Background(), top.hubs[0].log, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := store.Put(context.Background(), eventlog.SnapshotInfo{Seq: tail, MsgID: "x", Rows: 1, Digest: "bad"},
+	if _, err := store.Put(context.Background(), snapshots.Info{Seq: tail, MsgID: "x", Rows: 1, Digest: "bad"},
 		bytes.NewReader([]byte("IAMSNAP\nnot a snapshot"))); err != nil {
 		t.Fatal(err)
 	}
@@ -174,14 +175,14 @@ func TestJoin_PeriodicSnapshots(t *testing.T) {
 	hub := top.hubs[0]
 	const every = 50
 	sn := &api.Snapshotter{Log: hub.log, Replica: hub.replicas[0], Every: every, Check: 20 * time.Millisecond, Logger: quietLogger(),
-		Leader: func() bool { return eventlog.StreamLeader(hub.ns, hub.log.StreamName()) }}
+		Leader: func() bool { return natsnode.StreamLeader(hub.ns, hub.log.StreamName()) }}
 	if err := sn.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	defer sn.Stop()
 	eu := top.admin("eu-west")
 	ctx := context.Background()
-	var store *eventlog.SnapshotStore
+	var store *snapshots.Store
 	for round := 1; round <= 3; round++ {
 		last := writeGroups(t, eu, fmt.Sprintf("round-%d", round), 300)
 		if last < uint64(round)*every {
@@ -189,7 +190,7 @@ func TestJoin_PeriodicSnapshots(t *testing.T) {
 		}
 		waitFor(t, 10*time.Second, fmt.Sprintf("a snapshot at %d or later", last-every), func() bool {
 			if store == nil {
-				store, _ = hub.log.Snapshots(ctx, false)
+				store, _ = snapshots.Open(ctx, hub.log, false)
 			}
 			if store == nil {
 				return false
@@ -199,7 +200,7 @@ func TestJoin_PeriodicSnapshots(t *testing.T) {
 		})
 	}
 	all, err := store.List(ctx)
-	if err != nil || len(all) != eventlog.DefaultSnapshotKeep {
-		t.Fatalf("snapshots kept: got %+v (%v), want the newest %d", all, err, eventlog.DefaultSnapshotKeep)
+	if err != nil || len(all) != snapshots.DefaultKeep {
+		t.Fatalf("snapshots kept: got %+v (%v), want the newest %d", all, err, snapshots.DefaultKeep)
 	}
 }

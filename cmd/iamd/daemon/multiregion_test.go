@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/iam-project/iam/api/auth"
-	"github.com/iam-project/iam/eventlog"
+	"github.com/iam-project/iam/eventlog/natsnode"
 	"github.com/iam-project/iam/sim/faultproxy"
 )
 
@@ -131,7 +131,7 @@ func startTopology(tb testing.TB, o topologyOptions) *topology {
 	t.hubs[0].Bootstrap = b
 	var leafURLs []string
 	for _, h := range t.hubs {
-		leafURLs = append(leafURLs, eventlog.LeafURL(h.ns))
+		leafURLs = append(leafURLs, natsnode.LeafURL(h.ns))
 	}
 	for _, name := range o.regions {
 		link, err := faultproxy.NewLink(name, leafURLs)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/iam-project/iam"
 	"github.com/iam-project/iam/eventlog"
+	"github.com/iam-project/iam/eventlog/natsnode"
 	"github.com/iam-project/iam/projector"
 	"github.com/iam-project/iam/replica"
 	"github.com/iam-project/iam/sim/faultproxy"
@@ -93,21 +94,21 @@ type propagationRig struct {
 
 func newPropagationRig(t *testing.T, fsync bool) *propagationRig {
 	t.Helper()
-	hub, err := eventlog.RunNode(eventlog.NodeConfig{
-		ServerConfig: eventlog.ServerConfig{StoreDir: t.TempDir(), Port: -1, SyncAlways: fsync, JetStreamDomain: eventlog.HubDomain, ServerName: "hub"},
+	hub, err := natsnode.RunNode(natsnode.NodeConfig{
+		ServerConfig: natsnode.ServerConfig{StoreDir: t.TempDir(), Port: -1, SyncAlways: fsync, JetStreamDomain: natsnode.HubDomain, ServerName: "hub"},
 		LeafListen:   "127.0.0.1:-1",
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { hub.Shutdown(); hub.WaitForShutdown() })
-	link, err := faultproxy.NewLink("bench", []string{eventlog.LeafURL(hub)})
+	link, err := faultproxy.NewLink("bench", []string{natsnode.LeafURL(hub)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(link.Close)
-	region, err := eventlog.RunNode(eventlog.NodeConfig{
-		ServerConfig: eventlog.ServerConfig{StoreDir: t.TempDir(), Port: -1, JetStreamDomain: "eu-west", ServerName: "eu-west"},
+	region, err := natsnode.RunNode(natsnode.NodeConfig{
+		ServerConfig: natsnode.ServerConfig{StoreDir: t.TempDir(), Port: -1, JetStreamDomain: "eu-west", ServerName: "eu-west"},
 		LeafRemotes:  link.URLs("nats-leaf"),
 	})
 	if err != nil {
@@ -116,15 +117,15 @@ func newPropagationRig(t *testing.T, fsync bool) *propagationRig {
 	t.Cleanup(func() { region.Shutdown(); region.WaitForShutdown() })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := eventlog.WaitLeaf(ctx, region, 1); err != nil {
+	if err := natsnode.WaitLeaf(ctx, region, 1); err != nil {
 		t.Fatal(err)
 	}
 	p := &propagationRig{hub: hub, region: region, link: link}
-	if p.hubNC, err = eventlog.Connect(hub); err != nil {
+	if p.hubNC, err = natsnode.Connect(hub); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(p.hubNC.Close)
-	if p.regionNC, err = eventlog.Connect(region); err != nil {
+	if p.regionNC, err = natsnode.Connect(region); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(p.regionNC.Close)
@@ -153,7 +154,7 @@ func (p *propagationRig) measureRaw(t *testing.T, rate int, d time.Duration) []t
 	if _, err := hjs.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "RAW", Subjects: []string{"raw.>"}, Storage: jetstream.FileStorage}); err != nil {
 		t.Fatal(err)
 	}
-	rjs, _ := jetstream.NewWithDomain(p.regionNC, eventlog.HubDomain)
+	rjs, _ := jetstream.NewWithDomain(p.regionNC, natsnode.HubDomain)
 	cons, err := rjs.OrderedConsumer(ctx, "RAW", jetstream.OrderedConsumerConfig{})
 	if err != nil {
 		t.Fatal(err)
@@ -216,7 +217,7 @@ func (p *propagationRig) measureIAM(t *testing.T, rate int, d time.Duration) []t
 	if err != nil {
 		t.Fatal(err)
 	}
-	regionLog, err := eventlog.Attach(ctx, p.regionNC, eventlog.Config{Domain: eventlog.HubDomain})
+	regionLog, err := eventlog.Attach(ctx, p.regionNC, eventlog.Config{Domain: natsnode.HubDomain})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,10 @@
-package eventlog
+// Package snapshots stores read-model snapshots beside the log, in a
+// JetStream Object Store bucket of the hub. The hub (or any replica that is
+// up to date) writes one now and then; a new region downloads the newest
+// across its leaf connection (its log is attached with the hub's domain)
+// instead of replaying the log from sequence 1. The bytes are opaque here:
+// package replica writes and reads them.
+package snapshots
 
 import (
 	"context"
@@ -9,24 +15,18 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/iam-project/iam"
+	"github.com/iam-project/iam/eventlog"
 )
 
-// Snapshots of the read model live beside the log, in a JetStream Object
-// Store bucket of the hub. The hub (or any replica that is up to date)
-// writes one now and then; a new region downloads the newest across its
-// leaf connection (its Log is attached with the hub's domain) instead of
-// replaying the log from sequence 1. The bytes are opaque here: package
-// replica writes and reads them.
 const (
-	// SnapshotBucket is the Object Store bucket holding snapshots.
-	SnapshotBucket = "IAM_SNAPSHOTS"
-	// DefaultSnapshotKeep is how many snapshots Put keeps: the newest and
+	// Bucket is the Object Store bucket holding snapshots.
+	Bucket = "IAM_SNAPSHOTS"
+	// DefaultKeep is how many snapshots Put keeps: the newest and
 	// the one before it, which a region may still be downloading.
-	DefaultSnapshotKeep = 2
+	DefaultKeep = 2
 	// snapshotChunk is the size of one chunk message: well under a leaf
 	// link's 1 MiB max payload.
 	snapshotChunk = 256 << 10
@@ -41,10 +41,10 @@ const (
 	metaCreated = "iam-created"
 )
 
-// SnapshotInfo describes a stored snapshot: the log position it holds the
+// Info describes a stored snapshot: the log position it holds the
 // read model at, its row count and read-model digest (as the snapshot's own
 // header says), and its size in bytes.
-type SnapshotInfo struct {
+type Info struct {
 	Name    string    `json:"name"`
 	Seq     uint64    `json:"seq"`
 	MsgID   string    `json:"msgId"`
@@ -54,53 +54,53 @@ type SnapshotInfo struct {
 	Created time.Time `json:"created"`
 }
 
-// SnapshotName is the object name of the snapshot at seq; names sort in
+// Name is the object name of the snapshot at seq; names sort in
 // sequence order.
-func SnapshotName(seq uint64) string { return fmt.Sprintf("snapshot-%020d", seq) }
+func Name(seq uint64) string { return fmt.Sprintf("snapshot-%020d", seq) }
 
-// SnapshotStore is the bucket of snapshots. It is safe for concurrent use.
-type SnapshotStore struct {
+// Store is the bucket of snapshots. It is safe for concurrent use.
+type Store struct {
 	obs jetstream.ObjectStore
 	// Keep is how many snapshots Put leaves (newest first); others are
-	// deleted. Default DefaultSnapshotKeep.
+	// deleted. Default DefaultKeep.
 	Keep int
 }
 
-// Snapshots opens the snapshot bucket in the Log's domain. With create it
+// Open opens the snapshot bucket in the log's domain. With create it
 // makes the bucket when missing (on the hub: file storage, as many replicas
 // as the stream); without, a missing bucket is not_found (a region never
 // creates anything in the hub's domain).
-func (l *Log) Snapshots(ctx context.Context, create bool) (*SnapshotStore, error) {
-	obs, err := l.js.ObjectStore(ctx, SnapshotBucket)
+func Open(ctx context.Context, l *eventlog.Log, create bool) (*Store, error) {
+	obs, err := l.JetStream().ObjectStore(ctx, Bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
 		if !create {
-			return nil, fmt.Errorf("snapshots: %w", iam.Errorf(iam.ENotFound, "no snapshot bucket %s", SnapshotBucket))
+			return nil, fmt.Errorf("snapshots: %w", iam.Errorf(iam.ENotFound, "no snapshot bucket %s", Bucket))
 		}
-		obs, err = l.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
-			Bucket:      SnapshotBucket,
+		obs, err = l.JetStream().CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+			Bucket:      Bucket,
 			Description: "iam read-model snapshots (see docs/joining.md)",
 			Storage:     jetstream.FileStorage,
-			Replicas:    l.cfg.Replicas,
+			Replicas:    l.Replicas(),
 		})
 	}
 	if err != nil {
-		return nil, fmt.Errorf("snapshots: bucket %s: %w", SnapshotBucket, err)
+		return nil, fmt.Errorf("snapshots: bucket %s: %w", Bucket, err)
 	}
-	return &SnapshotStore{obs: obs, Keep: DefaultSnapshotKeep}, nil
+	return &Store{obs: obs, Keep: DefaultKeep}, nil
 }
 
-// Put stores the snapshot read from r under SnapshotName(info.Seq), with
+// Put stores the snapshot read from r under Name(info.Seq), with
 // info's position, rows and digest as metadata, then deletes all but the
 // newest Keep snapshots. It returns the stored info (with Size). A failed
 // Put leaves no partial object.
-func (s *SnapshotStore) Put(ctx context.Context, info SnapshotInfo, r io.Reader) (SnapshotInfo, error) {
+func (s *Store) Put(ctx context.Context, info Info, r io.Reader) (Info, error) {
 	if info.Seq == 0 {
 		return info, fmt.Errorf("put snapshot: %w", iam.FieldErrorf("seq", "a snapshot at position 0 holds nothing"))
 	}
 	if info.Created.IsZero() {
 		info.Created = time.Now()
 	}
-	info.Name = SnapshotName(info.Seq)
+	info.Name = Name(info.Seq)
 	meta := jetstream.ObjectMeta{
 		Name:        info.Name,
 		Description: "read model at sequence " + strconv.FormatUint(info.Seq, 10),
@@ -125,10 +125,10 @@ func (s *SnapshotStore) Put(ctx context.Context, info SnapshotInfo, r io.Reader)
 }
 
 // prune deletes all but the newest Keep snapshots.
-func (s *SnapshotStore) prune(ctx context.Context) error {
+func (s *Store) prune(ctx context.Context) error {
 	keep := s.Keep
 	if keep <= 0 {
-		keep = DefaultSnapshotKeep
+		keep = DefaultKeep
 	}
 	all, err := s.List(ctx)
 	if err != nil {
@@ -144,20 +144,20 @@ func (s *SnapshotStore) prune(ctx context.Context) error {
 
 // List returns the stored snapshots, newest (highest sequence) first.
 // Objects that are not snapshots are skipped.
-func (s *SnapshotStore) List(ctx context.Context) ([]SnapshotInfo, error) {
+func (s *Store) List(ctx context.Context) ([]Info, error) {
 	objs, err := s.obs.List(ctx)
 	if errors.Is(err, jetstream.ErrNoObjectsFound) {
 		return nil, nil
 	} else if err != nil {
 		return nil, fmt.Errorf("list snapshots: %w", err)
 	}
-	out := make([]SnapshotInfo, 0, len(objs))
+	out := make([]Info, 0, len(objs))
 	for _, o := range objs {
 		if info, ok := snapshotInfo(o); ok {
 			out = append(out, info)
 		}
 	}
-	slices.SortFunc(out, func(a, b SnapshotInfo) int {
+	slices.SortFunc(out, func(a, b Info) int {
 		switch {
 		case a.Seq > b.Seq:
 			return -1
@@ -169,26 +169,26 @@ func (s *SnapshotStore) List(ctx context.Context) ([]SnapshotInfo, error) {
 	return out, nil
 }
 
-func snapshotInfo(o *jetstream.ObjectInfo) (SnapshotInfo, bool) {
+func snapshotInfo(o *jetstream.ObjectInfo) (Info, bool) {
 	md := o.Metadata
 	seq, err := strconv.ParseUint(md[metaSeq], 10, 64)
 	if err != nil || seq == 0 || o.Deleted {
-		return SnapshotInfo{}, false
+		return Info{}, false
 	}
 	rows, _ := strconv.ParseUint(md[metaRows], 10, 64)
 	created, _ := time.Parse(time.RFC3339Nano, md[metaCreated])
-	return SnapshotInfo{Name: o.Name, Seq: seq, MsgID: md[metaMsgID], Rows: rows, Digest: md[metaDigest],
+	return Info{Name: o.Name, Seq: seq, MsgID: md[metaMsgID], Rows: rows, Digest: md[metaDigest],
 		Size: o.Size, Created: created}, true
 }
 
 // Latest returns the newest snapshot. Errors: not_found when there is none.
-func (s *SnapshotStore) Latest(ctx context.Context) (SnapshotInfo, error) {
+func (s *Store) Latest(ctx context.Context) (Info, error) {
 	all, err := s.List(ctx)
 	if err != nil {
-		return SnapshotInfo{}, err
+		return Info{}, err
 	}
 	if len(all) == 0 {
-		return SnapshotInfo{}, fmt.Errorf("latest snapshot: %w", iam.Errorf(iam.ENotFound, "no snapshot in %s", SnapshotBucket))
+		return Info{}, fmt.Errorf("latest snapshot: %w", iam.Errorf(iam.ENotFound, "no snapshot in %s", Bucket))
 	}
 	return all[0], nil
 }
@@ -196,7 +196,7 @@ func (s *SnapshotStore) Latest(ctx context.Context) (SnapshotInfo, error) {
 // Open streams the snapshot called name. Reading it to the end verifies
 // the object's SHA-256 (a mismatch is an error at EOF). Close it. Errors:
 // not_found when there is no such snapshot.
-func (s *SnapshotStore) Open(ctx context.Context, name string) (io.ReadCloser, error) {
+func (s *Store) Open(ctx context.Context, name string) (io.ReadCloser, error) {
 	r, err := s.obs.Get(ctx, name)
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
 		return nil, fmt.Errorf("open snapshot %s: %w", name, iam.Errorf(iam.ENotFound, "no snapshot %s", name))
@@ -217,11 +217,4 @@ func (f fullReader) Read(p []byte) (int, error) {
 		err = io.EOF
 	}
 	return n, err
-}
-
-// StreamLeader reports whether the embedded server s leads stream (in the
-// global account), or is not clustered: the one process of a hub that
-// writes periodic snapshots.
-func StreamLeader(s *server.Server, stream string) bool {
-	return !s.JetStreamIsClustered() || s.JetStreamIsStreamLeader(server.DEFAULT_GLOBAL_ACCOUNT, stream)
 }

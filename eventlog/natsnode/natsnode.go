@@ -1,4 +1,10 @@
-package eventlog
+// Package natsnode runs the embedded NATS servers of iam's topologies and
+// connects to them: the all-in-one's stand-alone JetStream server, the hub's
+// cluster nodes (JetStream domain "hub", route and leaf-node listeners), a
+// region's leaf node in its own domain, and the stream-leadership watch that
+// tells a hub process whether it leads the log. The event log itself is
+// package eventlog; this package only starts and joins servers.
+package natsnode
 
 import (
 	"context"
@@ -9,11 +15,61 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
+
+// ServerConfig configures an embedded nats-server with JetStream.
+type ServerConfig struct {
+	// StoreDir is where JetStream keeps its data. Required.
+	StoreDir string
+	// Host to listen on for clients. Defaults to 127.0.0.1.
+	Host string
+	// Port to listen on for clients: -1 picks a random free port, 0 means
+	// the NATS default (4222).
+	Port int
+	// SyncAlways makes the server fsync every write before acknowledging
+	// it. RunServer fails if the server did not honour it.
+	SyncAlways bool
+	// JetStreamDomain is the server's JetStream domain, if any.
+	JetStreamDomain string
+	// ServerName names the server (defaults to a generated id).
+	ServerName string
+	// Logger, when set, receives the server's notices, warnings and errors.
+	// The server is silent by default.
+	Logger server.Logger
+	// ReadyTimeout bounds the wait for the server to accept connections.
+	// Defaults to 10s.
+	ReadyTimeout time.Duration
+}
+
+// RunServer starts a stand-alone embedded nats-server with JetStream (see
+// RunNode): the all-in-one's server and the tests'.
+func RunServer(cfg ServerConfig) (*server.Server, error) {
+	return RunNode(NodeConfig{ServerConfig: cfg})
+}
+
+// Connect connects to an embedded server (see ConnectURL).
+func Connect(s *server.Server, opts ...nats.Option) (*nats.Conn, error) {
+	return ConnectURL(s.ClientURL(), opts...)
+}
+
+// ConnectURL connects to url with options suited to a long-running service:
+// reconnect forever, 250ms between attempts (plus jitter), and retry the
+// first connect too. Extra options are applied after these defaults.
+func ConnectURL(url string, opts ...nats.Option) (*nats.Conn, error) {
+	o := []nats.Option{
+		nats.Name("iam"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.ReconnectJitter(100*time.Millisecond, time.Second),
+	}
+	nc, err := nats.Connect(url, append(o, opts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("connect %s: %w", url, err)
+	}
+	return nc, nil
+}
 
 // HubDomain is the JetStream domain of the hub that holds the stream in a
 // multi-region topology. Regions name it to read and append across their
@@ -200,93 +256,6 @@ func WaitLeaf(ctx context.Context, s *server.Server, n int) error {
 	return nil
 }
 
-// Attach returns a Log over an existing stream without creating or
-// changing it: a region reads (and, for forwarded tools, appends to) the
-// hub's stream across its leaf connection with Config{Domain: HubDomain},
-// and must never touch the hub's stream configuration. It retries until
-// the stream answers or ctx ends (a region may start before its hub link is
-// up).
-func Attach(ctx context.Context, nc *nats.Conn, cfg Config) (*Log, error) {
-	cfg = withDefaults(cfg)
-	js, err := newJetStream(nc, cfg.Domain)
-	if err != nil {
-		return nil, fmt.Errorf("attach log: %w", err)
-	}
-	var stream jetstream.Stream
-	op := func() error {
-		sctx, cancel := context.WithTimeout(ctx, cfg.PublishTimeout)
-		defer cancel()
-		stream, err = js.Stream(sctx, cfg.Stream)
-		return err
-	}
-	b := backoff.NewExponentialBackOff()
-	b.InitialInterval, b.MaxInterval, b.MaxElapsedTime = 50*time.Millisecond, time.Second, 0
-	if err := backoff.Retry(op, backoff.WithContext(b, ctx)); err != nil {
-		return nil, fmt.Errorf("attach log: stream %s in domain %q: %w", cfg.Stream, cfg.Domain, err)
-	}
-	return &Log{cfg: cfg, js: js, stream: stream}, nil
-}
-
-// newJetStream is the JetStream API of the local domain, or of domain (the
-// hub's, reached across a leaf connection).
-func newJetStream(nc *nats.Conn, domain string) (jetstream.JetStream, error) {
-	if domain != "" {
-		return jetstream.NewWithDomain(nc, domain)
-	}
-	return jetstream.New(nc)
-}
-
-// withDefaults fills the zero fields of cfg as Open does.
-func withDefaults(cfg Config) Config {
-	if cfg.Stream == "" {
-		cfg.Stream = DefaultStream
-	}
-	if cfg.Replicas <= 0 {
-		cfg.Replicas = 1
-	}
-	if cfg.Duplicates <= 0 {
-		cfg.Duplicates = DefaultDuplicates
-	}
-	if cfg.PublishTimeout <= 0 {
-		cfg.PublishTimeout = DefaultPublishTimeout
-	}
-	if cfg.MaxRetries == 0 {
-		cfg.MaxRetries = DefaultMaxRetries
-	} else if cfg.MaxRetries < 0 {
-		cfg.MaxRetries = 0
-	}
-	if cfg.Backoff == nil {
-		cfg.Backoff = func() backoff.BackOff {
-			b := backoff.NewExponentialBackOff()
-			b.InitialInterval = 20 * time.Millisecond
-			b.MaxInterval = 500 * time.Millisecond
-			b.MaxElapsedTime = 0
-			return b
-		}
-	}
-	return cfg
-}
-
-// OpenRetry is Open retried with backoff until it succeeds or ctx ends: a
-// node of a clustered hub can create the stream only once its cluster has a
-// JetStream meta leader, which takes a quorum of nodes.
-func OpenRetry(ctx context.Context, nc *nats.Conn, cfg Config) (*Log, error) {
-	var l *Log
-	op := func() error {
-		octx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		var err error
-		l, err = Open(octx, nc, cfg)
-		return err
-	}
-	b := backoff.NewExponentialBackOff()
-	b.InitialInterval, b.MaxInterval, b.MaxElapsedTime = 100*time.Millisecond, time.Second, 0
-	if err := backoff.Retry(op, backoff.WithContext(b, ctx)); err != nil {
-		return nil, err
-	}
-	return l, nil
-}
-
 // WatchStreamLeader calls lead(true) when the embedded server s becomes
 // the leader of stream (in the global account), and lead(false) when it
 // stops being it, checking every interval until ctx ends (then lead(false)
@@ -302,7 +271,7 @@ func WatchStreamLeader(ctx context.Context, s *server.Server, stream string, int
 	defer t.Stop()
 	leading := false
 	for {
-		now := !s.JetStreamIsClustered() || s.JetStreamIsStreamLeader(server.DEFAULT_GLOBAL_ACCOUNT, stream)
+		now := StreamLeader(s, stream)
 		if now != leading {
 			leading = now
 			lead(now)
@@ -316,4 +285,11 @@ func WatchStreamLeader(ctx context.Context, s *server.Server, stream string, int
 		case <-t.C:
 		}
 	}
+}
+
+// StreamLeader reports whether the embedded server s leads stream (in the
+// global account), or is not clustered: the one process of a hub that
+// serves relayed writes and writes periodic snapshots.
+func StreamLeader(s *server.Server, stream string) bool {
+	return !s.JetStreamIsClustered() || s.JetStreamIsStreamLeader(server.DEFAULT_GLOBAL_ACCOUNT, stream)
 }

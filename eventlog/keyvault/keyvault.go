@@ -1,4 +1,7 @@
-package eventlog
+// Package keyvault keeps the keys that protect personal data outside the
+// event log, in a JetStream KV bucket: per-user data keys (destroyed on
+// deletion: crypto-shredding) and per-realm blind-index peppers.
+package keyvault
 
 import (
 	"context"
@@ -6,69 +9,70 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/iam-project/iam/eventlog"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// DefaultKeyBucket is the JetStream KV bucket holding per-user data keys and
+// DefaultBucket is the JetStream KV bucket holding per-user data keys and
 // per-realm peppers.
-const DefaultKeyBucket = "IAM_KEYS"
+const DefaultBucket = "IAM_KEYS"
 
-// KeyVault keeps the keys that protect personal data, outside the event log:
+// Vault keeps the keys that protect personal data, outside the event log:
 // one random 256-bit data key per user (destroyed when the user is deleted:
 // crypto-shredding) and one pepper per realm (keying the blind index of
 // emails). The bucket keeps one revision per key, so a purge leaves no older
 // value behind. It is safe for concurrent use.
-type KeyVault struct {
+type Vault struct {
 	kv jetstream.KeyValue
 }
 
-// OpenKeyVault creates or opens the bucket (file storage, history 1) on the
-// Log's JetStream.
-func OpenKeyVault(ctx context.Context, l *Log, bucket string) (*KeyVault, error) {
+// Open creates or opens the bucket (file storage, history 1, as many
+// replicas as the log) on the log's JetStream.
+func Open(ctx context.Context, l *eventlog.Log, bucket string) (*Vault, error) {
 	if bucket == "" {
-		bucket = DefaultKeyBucket
+		bucket = DefaultBucket
 	}
-	kv, err := l.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := l.JetStream().CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      bucket,
 		Description: "iam data keys and peppers (never in the event log)",
 		History:     1,
 		Storage:     jetstream.FileStorage,
-		Replicas:    l.cfg.Replicas,
+		Replicas:    l.Replicas(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open key vault %s: %w", bucket, err)
 	}
-	return &KeyVault{kv: kv}, nil
+	return &Vault{kv: kv}, nil
 }
 
 // ErrKeyDestroyed is returned by DataKey when the user's key does not exist
 // (never made, or destroyed by Destroy).
-var ErrKeyDestroyed = errors.New("eventlog: data key destroyed or never made")
+var ErrKeyDestroyed = errors.New("keyvault: data key destroyed or never made")
 
 func dataKeyName(realm, user string) string { return "dk." + realm + "." + user }
 func pepperName(realm string) string        { return "pepper." + realm }
 
 // DataKey returns the data key of user in realm; with create, it makes one
 // if there is none (two concurrent creators end with the same key).
-func (v *KeyVault) DataKey(ctx context.Context, realm, user string, create bool) ([]byte, error) {
+func (v *Vault) DataKey(ctx context.Context, realm, user string, create bool) ([]byte, error) {
 	return v.get(ctx, dataKeyName(realm, user), create)
 }
 
 // Pepper returns the realm's blind-index pepper, making it on first use.
-func (v *KeyVault) Pepper(ctx context.Context, realm string) ([]byte, error) {
+func (v *Vault) Pepper(ctx context.Context, realm string) ([]byte, error) {
 	return v.get(ctx, pepperName(realm), true)
 }
 
 // Destroy purges the user's data key: every copy of the user's sealed data
 // becomes unreadable. Destroying a missing key is not an error.
-func (v *KeyVault) Destroy(ctx context.Context, realm, user string) error {
+func (v *Vault) Destroy(ctx context.Context, realm, user string) error {
 	if err := v.kv.Purge(ctx, dataKeyName(realm, user)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return fmt.Errorf("destroy data key: %w", err)
 	}
 	return nil
 }
 
-func (v *KeyVault) get(ctx context.Context, name string, create bool) ([]byte, error) {
+func (v *Vault) get(ctx context.Context, name string, create bool) ([]byte, error) {
 	for range 3 {
 		e, err := v.kv.Get(ctx, name)
 		if err == nil && len(e.Value()) == 32 {

@@ -1,4 +1,7 @@
-package eventlog
+// Package bus is request/reply and publish/subscribe between iamd
+// processes over the NATS connection each already has: how regions relay
+// writes to the hub and tell each other their lag.
+package bus
 
 import (
 	"context"
@@ -27,9 +30,8 @@ const (
 // DefaultMaxInFlight bounds the requests a Bus serves at once.
 const DefaultMaxInFlight = 256
 
-// Bus is request/reply and publish/subscribe over the NATS connection a
-// process already has: how regions forward writes to the hub and tell each
-// other their lag. Messages are opaque bytes to it. It is safe for
+// Bus is request/reply and publish/subscribe over one NATS connection.
+// Messages are opaque bytes to it. It is safe for
 // concurrent use.
 type Bus struct {
 	nc *nats.Conn
@@ -42,8 +44,8 @@ type Bus struct {
 	stops []func()
 }
 
-// NewBus returns a Bus over nc. Close it to drop its subscriptions.
-func NewBus(nc *nats.Conn) *Bus { return &Bus{nc: nc, MaxInFlight: DefaultMaxInFlight} }
+// New returns a Bus over nc. Close it to drop its subscriptions.
+func New(nc *nats.Conn) *Bus { return &Bus{nc: nc, MaxInFlight: DefaultMaxInFlight} }
 
 // Request sends data on subject and waits for one reply, until ctx ends.
 //

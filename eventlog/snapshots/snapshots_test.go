@@ -1,4 +1,4 @@
-package eventlog_test
+package snapshots_test
 
 import (
 	"bytes"
@@ -10,30 +10,33 @@ import (
 
 	"github.com/iam-project/iam"
 	"github.com/iam-project/iam/eventlog"
+	"github.com/iam-project/iam/eventlog/eventlogtest"
+	"github.com/iam-project/iam/eventlog/natsnode"
+	"github.com/iam-project/iam/eventlog/snapshots"
 )
 
 // TestSnapshots_PutLatestOpen stores snapshots on a hub, keeps the newest
 // two, and reads the newest from a region across its leaf link (the hub's
 // domain), as a joining region does.
 func TestSnapshots_PutLatestOpen(t *testing.T) {
-	h := startHub(t, 1, false)
+	h := eventlogtest.StartHub(t, 1, false)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	hubLog, err := eventlog.Open(ctx, connectURL(t, h.clientURLs()), eventlog.Config{})
+	hubLog, err := eventlog.Open(ctx, eventlogtest.MustConnectURL(t, h.ClientURLs()), eventlog.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs := startRegion(t, "eu-west", h.leafURLs())
-	regionLog, err := eventlog.Attach(ctx, connectURL(t, rs.ClientURL()), eventlog.Config{Domain: eventlog.HubDomain})
+	rs := eventlogtest.StartRegion(t, "eu-west", h.LeafURLs())
+	regionLog, err := eventlog.Attach(ctx, eventlogtest.MustConnectURL(t, rs.ClientURL()), eventlog.Config{Domain: natsnode.HubDomain})
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	// Before the hub makes the bucket, a region finds none and makes none.
-	if _, err := regionLog.Snapshots(ctx, false); iam.ErrorCode(err) != iam.ENotFound {
+	if _, err := snapshots.Open(ctx, regionLog, false); iam.ErrorCode(err) != iam.ENotFound {
 		t.Fatalf("region opening a missing bucket: got %v, want not_found", err)
 	}
-	store, err := hubLog.Snapshots(ctx, true)
+	store, err := snapshots.Open(ctx, hubLog, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,19 +51,19 @@ func TestSnapshots_PutLatestOpen(t *testing.T) {
 		blobs[seq] = blob
 		// A reader that returns little at a time, like the pipe from a
 		// snapshot writer.
-		info, err := store.Put(ctx, eventlog.SnapshotInfo{Seq: seq, MsgID: "m", Rows: seq * 2, Digest: "d"}, io.LimitReader(bytes.NewReader(blob), int64(len(blob))))
+		info, err := store.Put(ctx, snapshots.Info{Seq: seq, MsgID: "m", Rows: seq * 2, Digest: "d"}, io.LimitReader(bytes.NewReader(blob), int64(len(blob))))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if info.Size != uint64(len(blob)) || info.Name != eventlog.SnapshotName(seq) {
+		if info.Size != uint64(len(blob)) || info.Name != snapshots.Name(seq) {
 			t.Fatalf("put %d: got %+v, want size %d", seq, info, len(blob))
 		}
 	}
-	if _, err := store.Put(ctx, eventlog.SnapshotInfo{}, bytes.NewReader(nil)); iam.ErrorCode(err) != iam.EInvalid {
+	if _, err := store.Put(ctx, snapshots.Info{}, bytes.NewReader(nil)); iam.ErrorCode(err) != iam.EInvalid {
 		t.Fatalf("put at position 0: got %v, want invalid_argument", err)
 	}
 
-	remote, err := regionLog.Snapshots(ctx, false)
+	remote, err := snapshots.Open(ctx, regionLog, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +92,7 @@ func TestSnapshots_PutLatestOpen(t *testing.T) {
 	if err != nil || !bytes.Equal(got, blobs[300]) {
 		t.Fatalf("download across the leaf: %d bytes (%v), want the %d stored", len(got), err, len(blobs[300]))
 	}
-	if _, err := remote.Open(ctx, eventlog.SnapshotName(100)); iam.ErrorCode(err) != iam.ENotFound {
+	if _, err := remote.Open(ctx, snapshots.Name(100)); iam.ErrorCode(err) != iam.ENotFound {
 		t.Fatalf("open a pruned snapshot: got %v, want not_found", err)
 	}
 }

@@ -1,4 +1,8 @@
-package eventlog
+// Package writer is iam's command side: it decides commands against the
+// latest state (iam.Decide) and appends their events to the log, grouping
+// the commands of one realm that wait together into one conditional append
+// (group commit) and re-deciding after a conflict with another writer.
+package writer
 
 import (
 	"context"
@@ -11,10 +15,11 @@ import (
 	"github.com/nats-io/nuid"
 
 	"github.com/iam-project/iam"
+	"github.com/iam-project/iam/eventlog"
 )
 
-// WriterConfig configures a Writer.
-type WriterConfig struct {
+// Config configures a Writer.
+type Config struct {
 	// MaxGroup bounds how many queued commands of one realm are appended as
 	// one message (group commit). Default 256.
 	MaxGroup int
@@ -26,6 +31,19 @@ type WriterConfig struct {
 	Limits  *iam.Limits
 	Logger  *slog.Logger
 }
+
+// Log is what the writer needs of the event log (eventlog.Log).
+type Log interface {
+	// Append stores one conditional, idempotent message (see
+	// eventlog.Log.Append); conflict when the realm expectation is stale.
+	Append(ctx context.Context, req eventlog.AppendRequest) (uint64, error)
+	// LastForRealm returns the sequence of the realm's last message.
+	LastForRealm(ctx context.Context, realm string) (uint64, error)
+	// Read calls fn for every entry from sequence from up to the head.
+	Read(ctx context.Context, from uint64, fn func(iam.LogEntry) error) error
+}
+
+var _ Log = (*eventlog.Log)(nil)
 
 // Result is the outcome of one command.
 type Result struct {
@@ -58,8 +76,8 @@ type pending struct {
 // conflict (another writer process got there first) rebuilds the state from
 // the log and decides again, with backoff.
 type Writer struct {
-	log   *Log
-	cfg   WriterConfig
+	log   Log
+	cfg   Config
 	queue chan *pending
 
 	mu    sync.RWMutex
@@ -72,8 +90,8 @@ type Writer struct {
 	stop    sync.Once
 }
 
-// NewWriter returns a writer over log; Start it before use.
-func NewWriter(log *Log, cfg WriterConfig) *Writer {
+// New returns a writer over log; Start it before use.
+func New(log Log, cfg Config) *Writer {
 	if cfg.MaxGroup <= 0 {
 		cfg.MaxGroup = 256
 	}
@@ -354,12 +372,12 @@ func (w *Writer) tryCommit(ctx context.Context, realm string, ps []*pending) err
 	if len(commits) == 0 {
 		return nil
 	}
-	subject, err := Subject(realm, "commit")
+	subject, err := eventlog.Subject(realm, "commit")
 	if err != nil {
 		return err
 	}
 	msgID := nuid.Next()
-	seq, err := w.log.Append(ctx, AppendRequest{Subject: subject, Commits: commits, MsgID: msgID, ExpectRealm: realm, ExpectSeq: expect})
+	seq, err := w.log.Append(ctx, eventlog.AppendRequest{Subject: subject, Commits: commits, MsgID: msgID, ExpectRealm: realm, ExpectSeq: expect})
 	if err != nil {
 		if iam.ErrorCode(err) != iam.EConflict {
 			for _, p := range included {

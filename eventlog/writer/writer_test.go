@@ -1,10 +1,11 @@
-package eventlog_test
+package writer_test
 
 import (
 	"context"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,17 +14,19 @@ import (
 	"github.com/iam-project/iam"
 	"github.com/iam-project/iam/eventlog"
 	"github.com/iam-project/iam/eventlog/eventlogtest"
+	"github.com/iam-project/iam/eventlog/natsnode"
+	"github.com/iam-project/iam/eventlog/writer"
 )
 
 // quietWriterConfig is a writer configuration that logs nothing.
-func quietWriterConfig() eventlog.WriterConfig {
-	return eventlog.WriterConfig{Logger: slog.New(slog.DiscardHandler)}
+func quietWriterConfig() writer.Config {
+	return writer.Config{Logger: slog.New(slog.DiscardHandler)}
 }
 
 // runWriter starts a writer over l and stops it when the test ends.
-func runWriter(tb testing.TB, l *eventlog.Log, cfg eventlog.WriterConfig) *eventlog.Writer {
+func runWriter(tb testing.TB, l *eventlog.Log, cfg writer.Config) *writer.Writer {
 	tb.Helper()
-	w := eventlog.NewWriter(l, cfg)
+	w := writer.New(l, cfg)
 	if err := w.Start(context.Background()); err != nil {
 		tb.Fatalf("start writer: %v", err)
 	}
@@ -35,7 +38,7 @@ func runWriter(tb testing.TB, l *eventlog.Log, cfg eventlog.WriterConfig) *event
 // another writer process sees.
 func openLogOn(tb testing.TB, s interface{ ClientURL() string }) *eventlog.Log {
 	tb.Helper()
-	nc, err := eventlog.ConnectURL(s.ClientURL())
+	nc, err := natsnode.ConnectURL(s.ClientURL())
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -47,7 +50,7 @@ func openLogOn(tb testing.TB, s interface{ ClientURL() string }) *eventlog.Log {
 	return l
 }
 
-func mustExec(tb testing.TB, w *eventlog.Writer, req iam.Request) eventlog.Result {
+func mustExec(tb testing.TB, w *writer.Writer, req iam.Request) writer.Result {
 	tb.Helper()
 	res, err := w.Execute(context.Background(), req)
 	if err != nil {
@@ -56,7 +59,7 @@ func mustExec(tb testing.TB, w *eventlog.Writer, req iam.Request) eventlog.Resul
 	return res
 }
 
-func mustCreateRealm(tb testing.TB, w *eventlog.Writer, realm string) {
+func mustCreateRealm(tb testing.TB, w *writer.Writer, realm string) {
 	tb.Helper()
 	mustExec(tb, w, iam.Request{Realm: realm, Command: iam.CreateRealm{ID: realm, Name: "R " + realm}})
 }
@@ -85,8 +88,8 @@ func logEntries(tb testing.TB, l *eventlog.Log) []iam.LogEntry {
 
 // execAll runs reqs concurrently, at most par at a time, and returns their
 // results and errors by index.
-func execAll(w *eventlog.Writer, reqs []iam.Request, par int) ([]eventlog.Result, []error) {
-	res := make([]eventlog.Result, len(reqs))
+func execAll(w *writer.Writer, reqs []iam.Request, par int) ([]writer.Result, []error) {
+	res := make([]writer.Result, len(reqs))
 	errs := make([]error, len(reqs))
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -146,7 +149,7 @@ func TestWriter_LimitsUnderConcurrency(t *testing.T) {
 	}
 	// B loads the state A wrote, as a second process would at start.
 	wB := runWriter(t, logB, cfg)
-	writers := []*eventlog.Writer{wA, wB}
+	writers := []*writer.Writer{wA, wB}
 	setupHead := mustHead(t, logA)
 
 	type added struct {
@@ -432,7 +435,7 @@ func TestWriter_Idempotency(t *testing.T) {
 // command's Seq is the entry holding its events.
 func TestWriter_GroupCommit(t *testing.T) {
 	const realm, n = "gc", 64
-	l := openLog(t, eventlog.Config{})
+	l := eventlogtest.MustOpenLog(t, eventlog.Config{})
 	w := runWriter(t, l, quietWriterConfig())
 	mustCreateRealm(t, w, realm)
 	before := mustHead(t, l)
@@ -479,7 +482,7 @@ func TestWriter_GroupCommit(t *testing.T) {
 // attached a policy and then checks at its token may see it unattached.
 func TestWriter_NoopSeqCoversGroup(t *testing.T) {
 	const realm, targets, perTarget = "noop", 4, 8
-	l := openLog(t, eventlog.Config{})
+	l := eventlogtest.MustOpenLog(t, eventlog.Config{})
 	w := runWriter(t, l, quietWriterConfig())
 	mustCreateRealm(t, w, realm)
 	mustExec(t, w, iam.Request{Realm: realm, Command: iam.CreatePolicy{ID: "p", Name: "P",
@@ -542,7 +545,7 @@ func TestWriter_NoopSeqCoversGroup(t *testing.T) {
 // the commands queued with them are appended.
 func TestWriter_DecideErrorIsolated(t *testing.T) {
 	const realm = "iso"
-	l := openLog(t, eventlog.Config{})
+	l := eventlogtest.MustOpenLog(t, eventlog.Config{})
 	w := runWriter(t, l, quietWriterConfig())
 	mustCreateRealm(t, w, realm)
 	mustExec(t, w, userReq(realm, "taken"))
@@ -601,7 +604,7 @@ func TestWriter_DecideErrorIsolated(t *testing.T) {
 // 32 concurrent callers (group commit), with the server's SyncAlways off and
 // on. Compare cmds/s with BenchmarkRawPublishParallel's msgs/s.
 func BenchmarkWriterAppend(b *testing.B) {
-	forEachSync(b, func(b *testing.B, l *eventlog.Log) {
+	eventlogtest.ForEachSync(b, func(b *testing.B, l *eventlog.Log) {
 		w := runWriter(b, l, quietWriterConfig())
 		realm := fmt.Sprintf("bench%d", b.N)
 		mustCreateRealm(b, w, realm)
@@ -630,7 +633,7 @@ func BenchmarkWriterAppend(b *testing.B) {
 // concurrent bare js.Publish calls of one CreateUser commit's body, no
 // headers, no expectation, on the same kind of server.
 func BenchmarkRawPublishParallel(b *testing.B) {
-	forEachSync(b, func(b *testing.B, l *eventlog.Log) {
+	eventlogtest.ForEachSync(b, func(b *testing.B, l *eventlog.Log) {
 		ctx := context.Background()
 		js := l.JetStream()
 		data, err := iam.MarshalCommits([]iam.Commit{{At: time.Now().UTC(), Events: []iam.Event{
@@ -653,4 +656,13 @@ func BenchmarkRawPublishParallel(b *testing.B) {
 		b.StopTimer()
 		reportRate(b)
 	})
+}
+
+func reportRate(b *testing.B) {
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+// parallel32 runs 32 goroutines in all, as BenchmarkAppend's parallel case.
+func parallel32(b *testing.B) {
+	b.SetParallelism(max(1, 32/runtime.GOMAXPROCS(0)))
 }
