@@ -1,7 +1,8 @@
-// Package eventlogtest runs real, embedded JetStream servers for tests: a
-// stand-alone server, a hub cluster with leaf listeners, and regional leaf
-// nodes, all on loopback with ports picked by the system and stores in
-// the test's temp dirs.
+// Package eventlogtest holds what tests on the real parts share: embedded
+// JetStream servers (a
+// stand-alone server, a hub cluster with leaf listeners, regional leaf
+// nodes, on loopback with ports picked by the system and stores in the
+// test's temp dirs) and the one polling helper, Eventually.
 package eventlogtest
 
 import (
@@ -187,5 +188,20 @@ func ForEachSync(b *testing.B, fn func(b *testing.B, l *eventlog.Log)) {
 			}
 			fn(b, l)
 		})
+	}
+}
+
+// Eventually polls cond, a little more slowly each time (1 ms up to 50 ms
+// apart), until it holds, failing the test with what after timeout. It is
+// the one polling helper of the tests: never sleep before an assertion,
+// wait for the condition instead.
+func Eventually(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for pause := time.Millisecond; !cond(); pause = min(2*pause, 50*time.Millisecond) {
+		if time.Now().After(deadline) {
+			tb.Fatalf("waited %s for %s", timeout, what)
+		}
+		time.Sleep(pause)
 	}
 }
