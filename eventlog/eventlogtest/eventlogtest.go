@@ -1,8 +1,8 @@
 // Package eventlogtest holds what tests on the real parts share: embedded
-// JetStream servers (a
-// stand-alone server, a hub cluster with leaf listeners, regional leaf
-// nodes, on loopback with ports picked by the system and stores in the
-// test's temp dirs) and the one polling helper, Eventually.
+// JetStream servers (a stand-alone server, a hub cluster with leaf
+// listeners, regional leaf nodes, on loopback with ports picked by the
+// system and stores in the test's temp dirs) and the one polling helper,
+// Eventually.
 package eventlogtest
 
 import (
