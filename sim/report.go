@@ -199,7 +199,6 @@ type analysis struct {
 	setupSeq uint64
 	skipped  int64
 	notes    []string
-	kills    []string
 }
 
 func analyze(a analysis) *Report {
