@@ -71,7 +71,6 @@ type Follower struct {
 	failed  error  // sticky failure; owned by Next's caller
 	head    atomic.Uint64
 	lastErr atomic.Pointer[error]
-	active  atomic.Int64 // unix nanos of the last message or consumer event
 }
 
 type followItem struct {
@@ -98,7 +97,6 @@ func (l *Log) Follow(ctx context.Context, from uint64) (*Follower, error) {
 		done: make(chan struct{}),
 		next: from,
 	}
-	f.touch()
 	cc, err := cons.Consume(f.handle,
 		jetstream.PullMaxBytes(followMaxBytes),
 		jetstream.PullExpiry(followExpiry),
@@ -111,10 +109,7 @@ func (l *Log) Follow(ctx context.Context, from uint64) (*Follower, error) {
 	return f, nil
 }
 
-func (f *Follower) touch() { f.active.Store(time.Now().UnixNano()) }
-
 func (f *Follower) handle(m jetstream.Msg) {
-	f.touch()
 	var it followItem
 	md, err := m.Metadata()
 	if err != nil {
@@ -196,10 +191,6 @@ func (f *Follower) Next(ctx context.Context, max int) ([]iam.LogEntry, error) {
 // Head returns the stream's last sequence as last seen by the consumer
 // (delivered sequence plus pending), 0 before the first message.
 func (f *Follower) Head() uint64 { return f.head.Load() }
-
-// LastActive returns when the consumer last delivered a message or reported
-// an event; a stall detector compares it with the stream head.
-func (f *Follower) LastActive() time.Time { return time.Unix(0, f.active.Load()) }
 
 // Err returns the last error the consumer reported (missed heartbeats,
 // reconnects, ...), which it tries to recover from by itself; nil if none.

@@ -64,6 +64,8 @@ type Store struct {
 	// Keep is how many snapshots Put leaves (newest first); others are
 	// deleted. Default DefaultKeep.
 	Keep int
+	// Now stamps a snapshot put without a creation time. Default time.Now.
+	Now func() time.Time
 }
 
 // Open opens the snapshot bucket in the log's domain. With create it
@@ -86,7 +88,7 @@ func Open(ctx context.Context, l *eventlog.Log, create bool) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("snapshots: bucket %s: %w", Bucket, err)
 	}
-	return &Store{obs: obs, Keep: DefaultKeep}, nil
+	return &Store{obs: obs, Keep: DefaultKeep, Now: time.Now}, nil
 }
 
 // Put stores the snapshot read from r under Name(info.Seq), with
@@ -98,7 +100,7 @@ func (s *Store) Put(ctx context.Context, info Info, r io.Reader) (Info, error) {
 		return info, fmt.Errorf("put snapshot: %w", iam.FieldErrorf("seq", "a snapshot at position 0 holds nothing"))
 	}
 	if info.Created.IsZero() {
-		info.Created = time.Now()
+		info.Created = s.Now()
 	}
 	info.Name = Name(info.Seq)
 	meta := jetstream.ObjectMeta{

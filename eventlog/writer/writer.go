@@ -30,6 +30,8 @@ type Config struct {
 	OnRetry func(cause string)
 	Limits  *iam.Limits
 	Logger  *slog.Logger
+	// Now stamps commands that carry no time. Default time.Now.
+	Now func() time.Time
 }
 
 // Log is what the writer needs of the event log (eventlog.Log).
@@ -104,6 +106,9 @@ func New(log Log, cfg Config) *Writer {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	return &Writer{log: log, cfg: cfg, queue: make(chan *pending, 4*cfg.MaxGroup), stopped: make(chan struct{})}
 }
@@ -188,7 +193,7 @@ func (w *Writer) Position() uint64 {
 // request, and unavailable when the log cannot be reached.
 func (w *Writer) Execute(ctx context.Context, req iam.Request) (Result, error) {
 	if req.At.IsZero() {
-		req.At = time.Now().UTC()
+		req.At = w.cfg.Now().UTC()
 	}
 	p := &pending{req: req, done: make(chan struct{})}
 	select {
