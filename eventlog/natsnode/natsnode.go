@@ -221,15 +221,6 @@ func splitHostPort(hp string) (string, int, error) {
 	return host, port, nil
 }
 
-// ClusterURL returns the route URL of a clustered node, for the Routes of
-// the others (nats-route://host:port).
-func ClusterURL(s *server.Server) string {
-	if a := s.ClusterAddr(); a != nil {
-		return "nats-route://" + a.String()
-	}
-	return ""
-}
-
 // LeafURL returns the leaf-node URL of a hub node, for a region's
 // LeafRemotes (nats-leaf://host:port), or "" if it has no leaf listener.
 func LeafURL(s *server.Server) string {
