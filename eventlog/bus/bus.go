@@ -145,6 +145,11 @@ func (b *Bus) Subscribe(subject string, fn func(subject string, data []byte)) er
 	if err != nil {
 		return fmt.Errorf("subscribe %s: %w", subject, err)
 	}
+	// Messages published after Subscribe returns must find the interest.
+	if err := b.nc.Flush(); err != nil {
+		_ = sub.Unsubscribe()
+		return fmt.Errorf("subscribe %s: %w", subject, err)
+	}
 	b.mu.Lock()
 	b.subs = append(b.subs, sub)
 	b.mu.Unlock()

@@ -1,0 +1,93 @@
+package bus_test
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/iam-project/iam"
+	"github.com/iam-project/iam/eventlog/bus"
+	"github.com/iam-project/iam/eventlog/eventlogtest"
+)
+
+func echo(_ context.Context, data []byte) []byte { return append([]byte("re:"), data...) }
+
+func TestBus_RequestServe(t *testing.T) {
+	s := eventlogtest.MustRunJetStream(t)
+	server, client := bus.New(eventlogtest.MustConnect(t, s)), bus.New(eventlogtest.MustConnect(t, s))
+	t.Cleanup(server.Close)
+	t.Cleanup(client.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+
+	if _, err := client.Request(ctx, "test.rpc", []byte("x")); iam.ErrorCode(err) != iam.EUnavailable {
+		t.Fatalf("request with nobody serving: got %v, want unavailable", err)
+	}
+	stop, err := server.Serve("test.rpc", "q", echo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := client.Request(ctx, "test.rpc", []byte("x"))
+	if err != nil || !bytes.Equal(got, []byte("re:x")) {
+		t.Fatalf("request: got %q, %v; want %q", got, err, "re:x")
+	}
+	stop()
+	if _, err := client.Request(ctx, "test.rpc", []byte("x")); iam.ErrorCode(err) != iam.EUnavailable {
+		t.Fatalf("request after stop: got %v, want unavailable", err)
+	}
+}
+
+func TestBus_PublishSubscribe(t *testing.T) {
+	s := eventlogtest.MustRunJetStream(t)
+	a, b := bus.New(eventlogtest.MustConnect(t, s)), bus.New(eventlogtest.MustConnect(t, s))
+	t.Cleanup(a.Close)
+	t.Cleanup(b.Close)
+	got := make(chan string, 1)
+	if err := b.Subscribe("test.status.*", func(subject string, data []byte) { got <- subject + "=" + string(data) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Publish("test.status.eu", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-got:
+		if m != "test.status.eu=1" {
+			t.Fatalf("got %q, want %q", m, "test.status.eu=1")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no message within 5s")
+	}
+}
+
+func TestWhileLeading_Lead(t *testing.T) {
+	s := eventlogtest.MustRunJetStream(t)
+	server, client := bus.New(eventlogtest.MustConnect(t, s)), bus.New(eventlogtest.MustConnect(t, s))
+	t.Cleanup(server.Close)
+	t.Cleanup(client.Close)
+	leads := 0
+	w := &bus.WhileLeading{Bus: server, Subject: "test.rpc", Queue: "q", Handler: echo,
+		OnLead: func() { leads++ }, Logger: slog.New(slog.DiscardHandler)}
+	served := func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_, err := client.Request(ctx, "test.rpc", []byte("x"))
+		return err == nil
+	}
+
+	w.Lead(true)
+	w.Lead(true) // still leading: serves once, resyncs once
+	if !served() || leads != 1 {
+		t.Fatalf("leading: served %t, OnLead ran %d times; want true, 1", served(), leads)
+	}
+	w.Lead(false)
+	if served() {
+		t.Fatal("no longer leading, yet a request was served")
+	}
+	w.Lead(true)
+	if !served() || leads != 2 {
+		t.Fatalf("leading again: served %t, OnLead ran %d times; want true, 2", served(), leads)
+	}
+	w.Lead(false)
+}
