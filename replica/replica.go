@@ -60,6 +60,7 @@ type Replica struct {
 	applyErr  error
 	appliedAt time.Time
 	heads     headCoalescer
+	touched   []iam.Change // ApplyEntries' buffer, reused (under mu) to spare a replay its allocations
 }
 
 // Open opens the read model in cfg.Dir and loads its index.
@@ -155,7 +156,7 @@ func (r *Replica) ApplyEntries(entries []iam.LogEntry) error {
 	// twice gets its final value both times (Commit lets the last win);
 	// repeats next to each other are skipped. A slice, not a set: building
 	// a map of the changes cost a replay more than the repeats do.
-	touched := make([]iam.Change, 0, 2*len(entries))
+	touched := r.touched[:0]
 	touch := func(c iam.Change) {
 		if n := len(touched); n == 0 || touched[n-1] != c {
 			touched = append(touched, c)
@@ -180,6 +181,8 @@ func (r *Replica) ApplyEntries(entries []iam.LogEntry) error {
 			changes = append(changes, RowChange{Key: k, Delete: true})
 		}
 	}
+	clear(touched) // keep the capacity, not the ids
+	r.touched = touched
 	r.mu.Unlock()
 
 	last := entries[len(entries)-1]
