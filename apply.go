@@ -1,195 +1,125 @@
 package iam
 
-import "strings"
+// ChangeKind names what an applied event changed: an entity or an edge
+// between two entities.
+type ChangeKind uint8
 
-// apply changes the state by one event. Events are facts: apply never fails
-// and never judges; Decide has already checked everything.
-func (s *State) apply(ev Event, touch Touch) {
-	switch e := ev.(type) {
-	case Heartbeat:
-	case RealmCreated:
-		s.realms[e.Realm] = &Realm{
-			ID: e.Realm, Name: e.Name,
-			Identities: map[string]*Identity{}, Groups: map[string]*Group{}, Policies: map[string]*Policy{},
-			Projects: map[string]*Project{}, Resources: map[string]*ResourcePlacement{}, emails: map[string]string{},
-			roleCache:   roleStatementsFor(e.Realm),
-			Invitations: map[string]*Invitation{}, authCodes: map[string]string{}, resetTokens: map[string]string{}, invitationTokens: map[string]string{},
-		}
-		touch(realmKey(e.Realm))
-	case IdentityCreated:
-		r := s.realms[e.Realm]
-		r.Identities[e.ID] = &Identity{
-			ID: e.ID, Kind: e.Kind, Status: StatusActive, Email: e.Email, Name: e.Name,
-			PasswordHash: e.PasswordHash, RedirectURIs: e.RedirectURIs, Owner: e.Owner,
-			Groups: set{}, Roles: set{}, Policies: set{}, Projects: set{},
-			Credentials: map[string]Credential{}, APIKeys: map[string]string{},
-			EmailIndex: e.EmailIndex, Sealed: e.Sealed, AuthCodes: map[string]AuthCode{}, DisabledAPIKeys: set{},
-		}
-		if e.Email != "" {
-			r.emails[strings.ToLower(e.Email)] = e.ID
-		}
-		if e.EmailIndex != "" {
-			r.emails[e.EmailIndex] = e.ID
-		}
-		touch(identityKey(e.Realm, e.ID))
-	case IdentityStatusChanged:
-		id := s.realms[e.Realm].Identities[e.ID]
-		id.Status, id.SelfDeactivated = e.Status, e.Status == StatusDeactivated && e.BySelf
-		touch(identityKey(e.Realm, e.ID))
-	case IdentityDeleted:
-		r := s.realms[e.Realm]
-		id := r.Identities[e.ID]
-		if r.emails[strings.ToLower(id.Email)] == e.ID {
-			delete(r.emails, strings.ToLower(id.Email))
-		}
-		r.forgetAuth(id, touch)
-		// Keep a tombstone without personal data, so the id is never reused.
-		r.Identities[e.ID] = &Identity{ID: e.ID, Kind: id.Kind, Status: StatusDeleted,
-			Groups: set{}, Roles: set{}, Policies: set{}, Projects: set{},
-			Credentials: map[string]Credential{}, APIKeys: map[string]string{},
-			AuthCodes: map[string]AuthCode{}, DisabledAPIKeys: set{}}
-		touch(identityKey(e.Realm, e.ID))
-	case CredentialAdded:
-		s.realms[e.Realm].Identities[e.App].Credentials[e.CredentialID] = Credential{ClientID: e.ClientID, SecretHash: e.SecretHash}
-		s.clients[e.ClientID] = credentialRef{e.Realm, e.App, e.CredentialID}
-		touch(edgeKey(e.Realm, edgeCredential, e.App, e.CredentialID))
-	case CredentialRemoved:
-		app := s.realms[e.Realm].Identities[e.App]
-		delete(s.clients, app.Credentials[e.CredentialID].ClientID)
-		delete(app.Credentials, e.CredentialID)
-		touch(edgeKey(e.Realm, edgeCredential, e.App, e.CredentialID))
-	case APIKeyAdded:
-		s.realms[e.Realm].Identities[e.App].APIKeys[e.KeyID] = e.KeyHash
-		s.apiKeys[e.KeyID] = credentialRef{e.Realm, e.App, e.KeyID}
-		touch(edgeKey(e.Realm, edgeAPIKey, e.App, e.KeyID))
-	case APIKeyRemoved:
-		delete(s.realms[e.Realm].Identities[e.App].APIKeys, e.KeyID)
-		if app := s.realms[e.Realm].Identities[e.App]; app.DisabledAPIKeys.has(e.KeyID) {
-			delete(app.DisabledAPIKeys, e.KeyID)
-			touch(edgeKey(e.Realm, edgeAPIKeyDisabled, e.App, e.KeyID))
-		}
-		delete(s.apiKeys, e.KeyID)
-		touch(edgeKey(e.Realm, edgeAPIKey, e.App, e.KeyID))
-	case GroupCreated:
-		s.realms[e.Realm].Groups[e.ID] = &Group{ID: e.ID, Name: e.Name, Members: set{}, Policies: set{}, Projects: set{}}
-		touch(groupKey(e.Realm, e.ID))
-	case MemberAdded:
-		r := s.realms[e.Realm]
-		r.Groups[e.Group].Members.add(e.Identity)
-		r.Identities[e.Identity].Groups.add(e.Group)
-		touch(edgeKey(e.Realm, edgeMember, e.Group, e.Identity))
-	case MemberRemoved:
-		r := s.realms[e.Realm]
-		delete(r.Groups[e.Group].Members, e.Identity)
-		delete(r.Identities[e.Identity].Groups, e.Group)
-		touch(edgeKey(e.Realm, edgeMember, e.Group, e.Identity))
-	case RoleGranted:
-		s.realms[e.Realm].Identities[e.Identity].Roles.add(e.Role)
-		touch(edgeKey(e.Realm, edgeRole, e.Identity, e.Role))
-	case RoleRevoked:
-		delete(s.realms[e.Realm].Identities[e.Identity].Roles, e.Role)
-		touch(edgeKey(e.Realm, edgeRole, e.Identity, e.Role))
-	case PolicyCreated:
-		s.realms[e.Realm].Policies[e.ID] = &Policy{ID: e.ID, Name: e.Name, Statements: e.Statements, AttachedTo: set{}, InProjects: set{}}
-		touch(policyKey(e.Realm, e.ID))
-	case PolicyAttached:
-		r := s.realms[e.Realm]
-		r.Policies[e.Policy].AttachedTo.add(e.Target)
-		if g := r.Groups[e.Target]; g != nil {
-			g.Policies.add(e.Policy)
-		} else {
-			r.Identities[e.Target].Policies.add(e.Policy)
-		}
-		touch(edgeKey(e.Realm, edgeAttachment, e.Target, e.Policy))
-	case PolicyDetached:
-		r := s.realms[e.Realm]
-		delete(r.Policies[e.Policy].AttachedTo, e.Target)
-		if g := r.Groups[e.Target]; g != nil {
-			delete(g.Policies, e.Policy)
-		} else if id := r.Identities[e.Target]; id != nil {
-			delete(id.Policies, e.Policy)
-		}
-		touch(edgeKey(e.Realm, edgeAttachment, e.Target, e.Policy))
-	case ProjectCreated:
-		s.realms[e.Realm].Projects[e.ID] = &Project{ID: e.ID, Name: e.Name, Members: map[string][]string{}, Resources: map[string]Relation{}}
-		touch(projectKey(e.Realm, e.ID))
-	case ProjectMemberSet:
-		r := s.realms[e.Realm]
-		p := r.Projects[e.Project]
-		old, had := p.Members[e.Member]
-		p.Members[e.Member] = append([]string(nil), e.Policies...)
-		if had {
-			r.unusePolicies(p.ID, old)
-		} else if g := r.Groups[e.Member]; g != nil {
-			g.Projects.add(p.ID)
-			p.groups++
-		} else {
-			r.Identities[e.Member].Projects.add(p.ID)
-		}
-		for _, pol := range e.Policies {
-			r.Policies[pol].InProjects.add(p.ID)
-		}
-		touch(edgeKey(e.Realm, edgeProjectMember, e.Project, e.Member))
-	case ProjectMemberRemoved:
-		r := s.realms[e.Realm]
-		p := r.Projects[e.Project]
-		old := p.Members[e.Member]
-		delete(p.Members, e.Member)
-		r.unusePolicies(p.ID, old)
-		if g := r.Groups[e.Member]; g != nil {
-			delete(g.Projects, p.ID)
-			p.groups--
-		} else if id := r.Identities[e.Member]; id != nil {
-			delete(id.Projects, p.ID)
-		}
-		touch(edgeKey(e.Realm, edgeProjectMember, e.Project, e.Member))
-	case ProjectResourceAdded:
-		r := s.realms[e.Realm]
-		r.Projects[e.Project].Resources[e.HRN] = e.Relation
-		pl := r.Resources[e.HRN]
-		if pl == nil {
-			pl = &ResourcePlacement{Links: set{}}
-			r.Resources[e.HRN] = pl
-		}
-		if e.Relation == RelationHome {
-			pl.Home = e.Project
-		} else {
-			pl.Links.add(e.Project)
-		}
-		touch(edgeKey(e.Realm, edgeProjectResource, e.Project, e.HRN))
-	case ProjectResourceRemoved:
-		r := s.realms[e.Realm]
-		delete(r.Projects[e.Project].Resources, e.HRN)
-		if pl := r.Resources[e.HRN]; pl != nil {
-			if pl.Home == e.Project {
-				pl.Home = ""
-			}
-			delete(pl.Links, e.Project)
-			if pl.Home == "" && len(pl.Links) == 0 {
-				delete(r.Resources, e.HRN)
-			}
-		}
-		touch(edgeKey(e.Realm, edgeProjectResource, e.Project, e.HRN))
-	default:
-		s.applyAuth(ev, touch)
-	}
+// Kinds of change. For an entity, From is its id and To is empty; for an
+// edge, From and To are its ends, as noted.
+const (
+	ChangeRealm           ChangeKind = iota + 1 // the realm itself (From empty)
+	ChangeIdentity                              // a user or an app
+	ChangeGroup                                 // a group
+	ChangePolicy                                // a policy
+	ChangeProject                               // a project
+	ChangeInvitation                            // an invitation
+	ChangeMember                                // group From has identity To as member
+	ChangeRole                                  // identity From holds role To
+	ChangeAttachment                            // policy To is attached to identity or group From
+	ChangeProjectMember                         // project From has member To, with policies
+	ChangeProjectResource                       // project From holds resource HRN To
+	ChangeCredential                            // app From has client credential To
+	ChangeAPIKey                                // app From has API key To
+	ChangeAPIKeyStatus                          // API key To of app From is disabled
+	ChangeAuthCode                              // user From holds the code with hash To
+)
+
+// Change names one entity or edge of a realm whose value may have changed
+// (been created, updated or removed). Its current value is read from the
+// State; the replica maps each change to the row that stores it.
+type Change struct {
+	Kind     ChangeKind
+	Realm    string
+	From, To string
 }
 
-// unusePolicies forgets that project uses policies, unless a member of the
-// project (as it is now) still uses them.
-func (r *Realm) unusePolicies(project string, policies []string) {
-	p := r.Projects[project]
-	for _, pol := range policies {
-		still := false
-		for _, other := range p.Members {
-			for _, o := range other {
-				still = still || o == pol
-			}
-		}
-		if !still {
-			if rp := r.Policies[pol]; rp != nil {
-				delete(rp.InProjects, project)
+// Touch receives the changes an applied event made.
+type Touch func(Change)
+
+// ApplyEntry applies one log entry. Entries must come in sequence order;
+// touch (may be nil) is told every entity and edge that may have changed.
+// An event of a type the domain does not know is an error, and then nothing
+// of the entry is applied: a state must never skip a fact.
+func (s *State) ApplyEntry(e LogEntry, touch Touch) error {
+	// Check the whole entry first so that a refusal leaves the state as it was.
+	for _, c := range e.Commits {
+		for _, ev := range c.Events {
+			if err := checkKnown(ev); err != nil {
+				return err
 			}
 		}
 	}
+	if touch == nil {
+		touch = func(Change) {}
+	}
+	for _, c := range e.Commits {
+		for _, ev := range c.Events {
+			ev.apply(s, touch)
+		}
+	}
+	s.Settle(e)
+	return nil
 }
+
+// ApplyEvents applies events without moving the position: the writer uses
+// it to decide a group of commands before their entry has a sequence, and
+// then calls Settle. Like ApplyEntry it refuses, applying none of them,
+// events of which one is of a type the domain does not know.
+func (s *State) ApplyEvents(evs []Event, touch Touch) error {
+	for _, ev := range evs {
+		if err := checkKnown(ev); err != nil {
+			return err
+		}
+	}
+	if touch == nil {
+		touch = func(Change) {}
+	}
+	for _, ev := range evs {
+		ev.apply(s, touch)
+	}
+	return nil
+}
+
+// Settle records that entry e (whose events are applied) is at e.Seq: the
+// realm's last sequence, the idempotency keys of its commits, the position.
+func (s *State) Settle(e LogEntry) {
+	for _, c := range e.Commits {
+		if len(c.Events) == 0 {
+			continue
+		}
+		realm := s.realms[eventRealm(c.Events[0])]
+		if realm == nil {
+			continue
+		}
+		realm.LastSeq = e.Seq
+		if s.TrackIdempotency && c.IdempotencyKey != "" {
+			realm.rememberIdempotency(c, e.Seq, s.Limits)
+		}
+	}
+	s.seq = e.Seq
+}
+
+func (r *Realm) rememberIdempotency(c Commit, seq uint64, l Limits) {
+	if r.idem == nil {
+		r.idem = map[string]IdempotencyRecord{}
+	}
+	if _, dup := r.idem[c.IdempotencyKey]; dup {
+		return
+	}
+	r.idem[c.IdempotencyKey] = IdempotencyRecord{RequestHash: c.RequestHash, Seq: seq, At: c.At}
+	r.idemOrder = append(r.idemOrder, c.IdempotencyKey)
+	// Forget keys past their retention, oldest first, using log time so every
+	// copy of the state forgets the same keys.
+	for len(r.idemOrder) > 0 {
+		old := r.idem[r.idemOrder[0]]
+		if len(r.idemOrder) <= l.MaxIdempotencyKeysPerRealm && c.At.Sub(old.At) < l.IdempotencyRetention {
+			break
+		}
+		delete(r.idem, r.idemOrder[0])
+		r.idemOrder = r.idemOrder[1:]
+	}
+}
+
+// SetSeq records the sequence a state loaded from elsewhere (a read model, a
+// snapshot) corresponds to.
+func (s *State) SetSeq(seq uint64) { s.seq = seq }

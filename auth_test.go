@@ -17,45 +17,6 @@ func challenge(v string) string {
 	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
-// authCommand makes a random identity-provider command over the same small
-// pools as next, so that rows_test's property tests cover its state.
-func (g randomCommands) authCommand() iam.Command {
-	at := time.Unix(1_700_000_000+int64(g.rng.IntN(600)), 0).UTC()
-	switch g.rng.IntN(13) {
-	case 0, 1, 2:
-		c := iam.RecordSignIn{User: g.pick("u", 12), PasswordHash: argon, Success: g.rng.IntN(2) == 0, At: at, MaxFailures: 3, LockoutPeriod: 100 * time.Second}
-		if c.Success && g.rng.IntN(2) == 0 {
-			c.Code = &iam.CodeGrant{CodeHash: g.pick("code", 20), Max: 3,
-				Code: iam.AuthCode{Client: g.pick("a", 6), RedirectURI: "https://example.com/cb", Challenge: challenge(verifier), ExpiresAt: at.Add(60 * time.Second)}}
-		}
-		return c
-	case 3:
-		return iam.RedeemAuthCode{CodeHash: g.pick("code", 20), Client: g.pick("a", 6), RedirectURI: "https://example.com/cb", Verifier: verifier, At: at}
-	case 4:
-		return iam.RevokeTokens{Identity: g.identity(), At: at}
-	case 5:
-		return iam.ChangePassword{User: g.pick("u", 12), OldHash: argon, NewHash: argon, At: at}
-	case 6:
-		return iam.RequestPasswordReset{User: g.pick("u", 12), TokenHash: g.pick("rt", 5), ExpiresAt: at.Add(time.Minute)}
-	case 7:
-		return iam.ResetPassword{TokenHash: g.pick("rt", 5), NewHash: argon, At: at}
-	case 8:
-		if g.rng.IntN(2) == 0 {
-			return iam.SetCredentialStatus{App: g.pick("a", 6), CredentialID: g.pick("c", 3), Disabled: g.rng.IntN(2) == 0}
-		}
-		return iam.SetAPIKeyStatus{App: g.pick("a", 6), KeyID: g.pick("k", 3), Disabled: g.rng.IntN(2) == 0}
-	case 9:
-		return iam.CreateSealedUser{ID: g.pick("u", 12), EmailIndex: g.pick("bi", 14), Sealed: []byte("sealed"), PasswordHash: argon}
-	case 10:
-		return iam.CreateInvitation{ID: g.pick("inv", 4), Invitation: iam.Invitation{UserID: g.pick("u", 12), EmailIndex: g.pick("bi", 14),
-			Sealed: []byte("sealed"), Roles: []string{iam.RoleOrgInviter}, Groups: []string{g.pick("g", 6)}, TokenHash: g.pick("it", 6), ExpiresAt: at.Add(time.Minute)}}
-	case 11:
-		return iam.RenewInvitation{ID: g.pick("inv", 4), TokenHash: g.pick("it", 6), ExpiresAt: at.Add(time.Minute)}
-	default:
-		return iam.AcceptInvitation{TokenHash: g.pick("it", 6), Sealed: []byte("sealed2"), PasswordHash: argon, At: at}
-	}
-}
-
 func signIn(w *world, user string, ok bool, at time.Time) ([]iam.Event, error) {
 	return w.try("", iam.RecordSignIn{User: user, PasswordHash: argon, Success: ok, At: at, MaxFailures: 5, LockoutPeriod: time.Minute})
 }

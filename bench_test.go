@@ -65,7 +65,9 @@ func buildBench(tb testing.TB) *benchWorld {
 		flush := func() {
 			if len(batch) > 0 {
 				seq++
-				bw.s.ApplyEntry(iam.LogEntry{Seq: seq, Commits: []iam.Commit{{Events: batch}}}, nil)
+				if err := bw.s.ApplyEntry(iam.LogEntry{Seq: seq, Commits: []iam.Commit{{Events: batch}}}, nil); err != nil {
+					tb.Fatal(err)
+				}
 				batch = nil
 			}
 		}

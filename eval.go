@@ -169,7 +169,7 @@ func (s *State) Check(q CheckRequest) Decision {
 		if placement != nil {
 			home := placement.Home
 			if home == "" {
-				home = placement.Links.sorted()[0]
+				home = sortedKeys(placement.Links)[0]
 			}
 			return Decision{Reason: q.Resource + " is in project " + home + ": only a check scoped to a project holding it can reach it"}
 		}
@@ -242,14 +242,14 @@ func (s *State) Permissions(realm, identity string) ([]Permission, error) {
 			}
 		}
 	}
-	addPolicies(id.Policies.sorted(), Source{Kind: SourcePolicy})
-	for _, role := range id.Roles.sorted() {
+	addPolicies(sortedKeys(id.Policies), Source{Kind: SourcePolicy})
+	for _, role := range sortedKeys(id.Roles) {
 		add(r.roleCache[role], Source{Kind: SourceRole, ID: role})
 	}
-	groups := id.Groups.sorted()
+	groups := sortedKeys(id.Groups)
 	for _, g := range groups {
 		if grp := r.Groups[g]; grp != nil {
-			addPolicies(grp.Policies.sorted(), Source{Kind: SourcePolicy, Via: g})
+			addPolicies(sortedKeys(grp.Policies), Source{Kind: SourcePolicy, Via: g})
 		}
 	}
 	projects := set{}
@@ -263,7 +263,7 @@ func (s *State) Permissions(realm, identity string) ([]Permission, error) {
 			}
 		}
 	}
-	for _, pid := range projects.sorted() {
+	for _, pid := range sortedKeys(projects) {
 		p := r.Projects[pid]
 		if pols, ok := p.Members[identity]; ok {
 			addPolicies(pols, Source{Kind: SourcePolicy, Project: pid})

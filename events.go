@@ -10,8 +10,87 @@ import (
 // Event is one fact in the log. Events are versioned by their type name and
 // EventVersion; a decoder that meets an unknown type or a newer version
 // refuses it rather than guess.
+//
+// The interface is sealed: only the types of this package implement it, each
+// next to the commands that emit it, and each applies itself to a State.
+// Every type is listed once, in eventTypes.
 type Event interface {
 	EventType() string
+	// apply changes the state by the event. Events are facts: apply never
+	// judges, Decide has already checked everything.
+	apply(s *State, touch Touch)
+}
+
+// eventTypes is the one registry of event types: what the codec decodes and
+// what ApplyEvents accepts. A type missing here is refused by both.
+var eventTypes = []Event{
+	Heartbeat{},
+	// realm.go
+	RealmCreated{},
+	// identity.go
+	IdentityCreated{},
+	IdentityStatusChanged{},
+	IdentityDeleted{},
+	TokensRevoked{},
+	// app.go
+	CredentialAdded{},
+	CredentialRemoved{},
+	CredentialStatusChanged{},
+	APIKeyAdded{},
+	APIKeyRemoved{},
+	APIKeyStatusChanged{},
+	// group.go
+	GroupCreated{},
+	MemberAdded{},
+	MemberRemoved{},
+	// role.go
+	RoleGranted{},
+	RoleRevoked{},
+	// policy.go
+	PolicyCreated{},
+	PolicyAttached{},
+	PolicyDetached{},
+	// project.go
+	ProjectCreated{},
+	ProjectMemberSet{},
+	ProjectMemberRemoved{},
+	ProjectResourceAdded{},
+	ProjectResourceRemoved{},
+	// signin.go
+	SignInFailed{},
+	SignInSucceeded{},
+	AuthCodeIssued{},
+	AuthCodeRedeemed{},
+	PasswordChanged{},
+	PasswordResetRequested{},
+	// invitation.go
+	InvitationCreated{},
+	InvitationRenewed{},
+	InvitationAccepted{},
+}
+
+// Derived from eventTypes: the decoder's types by name, and the set of
+// dynamic types ApplyEvents accepts (so that a struct embedding an event, a
+// pointer to one or nil is refused rather than applied as something else).
+var eventsByName, knownEvents = func() (map[string]reflect.Type, map[reflect.Type]struct{}) {
+	byName := make(map[string]reflect.Type, len(eventTypes))
+	known := make(map[reflect.Type]struct{}, len(eventTypes))
+	for _, e := range eventTypes {
+		t := reflect.TypeOf(e)
+		if _, dup := byName[e.EventType()]; dup {
+			panic("iam: event type " + e.EventType() + " registered twice")
+		}
+		byName[e.EventType()], known[t] = t, struct{}{}
+	}
+	return byName, known
+}()
+
+// checkKnown returns an error unless e is of a registered event type.
+func checkKnown(e Event) error {
+	if _, ok := knownEvents[reflect.TypeOf(e)]; !ok {
+		return fmt.Errorf("apply: unknown event %T", e)
+	}
+	return nil
 }
 
 // EventVersion is the schema version written for every event type today.
@@ -47,219 +126,26 @@ type InRealm struct {
 // RealmID returns the realm the event changes.
 func (r InRealm) RealmID() string { return r.Realm }
 
+// RealmOf returns the realm an event changes ("" for heartbeats).
+func RealmOf(e Event) string { return eventRealm(e) }
+
+func eventRealm(e Event) string {
+	if r, ok := e.(interface{ RealmID() string }); ok {
+		return r.RealmID()
+	}
+	return ""
+}
+
 // Heartbeat events carry no state change; the hub appends them so that every
 // region can measure lag in seconds even when the log is idle.
 type Heartbeat struct {
 	At time.Time `json:"at"`
 }
 
-type RealmCreated struct {
-	InRealm
-	Name string `json:"name"`
-}
+// EventType implements Event.
+func (Heartbeat) EventType() string { return "Heartbeat" }
 
-// IdentityCreated creates a user or an app. PasswordHash is an argon2id PHC
-// string, never a password.
-type IdentityCreated struct {
-	InRealm
-	ID           string       `json:"id"`
-	Kind         IdentityKind `json:"kind"`
-	Email        string       `json:"email,omitempty"`
-	Name         string       `json:"name,omitempty"`
-	PasswordHash string       `json:"passwordHash,omitempty"`
-	RedirectURIs []string     `json:"redirectUris,omitempty"`
-	Owner        string       `json:"owner,omitempty"`
-	// EmailIndex and Sealed replace Email and Name for users whose personal
-	// data is encrypted under a per-user key kept outside the log
-	// (crypto-shredding; see auth_events.go and docs/authentication.md).
-	EmailIndex string `json:"emailIndex,omitempty"`
-	Sealed     []byte `json:"sealed,omitempty"`
-}
-
-type IdentityStatusChanged struct {
-	InRealm
-	ID     string         `json:"id"`
-	Status IdentityStatus `json:"status"`
-	// BySelf: the identity deactivated itself, and may reactivate by
-	// signing in again; an administrator's deactivation stands until an
-	// administrator lifts it.
-	BySelf bool `json:"bySelf,omitempty"`
-}
-
-// IdentityDeleted is permanent. Decide emits the removal of every edge of the
-// identity before it, so the event needs no state to be applied.
-type IdentityDeleted struct {
-	InRealm
-	ID string `json:"id"`
-}
-
-// CredentialAdded adds OAuth 2.0 client credentials to an app. SecretHash is
-// argon2id; the secret itself is shown to the caller once and never stored.
-type CredentialAdded struct {
-	InRealm
-	App          string `json:"app"`
-	CredentialID string `json:"credentialId"`
-	ClientID     string `json:"clientId"`
-	SecretHash   string `json:"secretHash"`
-}
-
-type CredentialRemoved struct {
-	InRealm
-	App          string `json:"app"`
-	CredentialID string `json:"credentialId"`
-}
-
-// APIKeyAdded adds an API key to an app; KeyHash is argon2id of the key.
-type APIKeyAdded struct {
-	InRealm
-	App     string `json:"app"`
-	KeyID   string `json:"keyId"`
-	KeyHash string `json:"keyHash"`
-}
-
-type APIKeyRemoved struct {
-	InRealm
-	App   string `json:"app"`
-	KeyID string `json:"keyId"`
-}
-
-type GroupCreated struct {
-	InRealm
-	ID   string `json:"id"`
-	Name string `json:"name"`
-}
-
-type MemberAdded struct {
-	InRealm
-	Group    string `json:"group"`
-	Identity string `json:"identity"`
-}
-
-type MemberRemoved struct {
-	InRealm
-	Group    string `json:"group"`
-	Identity string `json:"identity"`
-}
-
-type RoleGranted struct {
-	InRealm
-	Identity string `json:"identity"`
-	Role     string `json:"role"`
-}
-
-type RoleRevoked struct {
-	InRealm
-	Identity string `json:"identity"`
-	Role     string `json:"role"`
-}
-
-type PolicyCreated struct {
-	InRealm
-	ID         string      `json:"id"`
-	Name       string      `json:"name"`
-	Statements []Statement `json:"statements"`
-}
-
-// PolicyAttached attaches a policy realm-wide to an identity or a group.
-type PolicyAttached struct {
-	InRealm
-	Policy string `json:"policy"`
-	Target string `json:"target"`
-}
-
-type PolicyDetached struct {
-	InRealm
-	Policy string `json:"policy"`
-	Target string `json:"target"`
-}
-
-type ProjectCreated struct {
-	InRealm
-	ID   string `json:"id"`
-	Name string `json:"name"`
-}
-
-// ProjectMemberSet makes an identity or a group a member of a project with
-// exactly the given policies (replacing any it had).
-type ProjectMemberSet struct {
-	InRealm
-	Project  string   `json:"project"`
-	Member   string   `json:"member"`
-	Policies []string `json:"policies"`
-}
-
-type ProjectMemberRemoved struct {
-	InRealm
-	Project string `json:"project"`
-	Member  string `json:"member"`
-}
-
-type ProjectResourceAdded struct {
-	InRealm
-	Project  string   `json:"project"`
-	HRN      string   `json:"hrn"`
-	Relation Relation `json:"relation"`
-}
-
-type ProjectResourceRemoved struct {
-	InRealm
-	Project string `json:"project"`
-	HRN     string `json:"hrn"`
-}
-
-func (Heartbeat) EventType() string              { return "Heartbeat" }
-func (RealmCreated) EventType() string           { return "RealmCreated" }
-func (IdentityCreated) EventType() string        { return "IdentityCreated" }
-func (IdentityStatusChanged) EventType() string  { return "IdentityStatusChanged" }
-func (IdentityDeleted) EventType() string        { return "IdentityDeleted" }
-func (CredentialAdded) EventType() string        { return "CredentialAdded" }
-func (CredentialRemoved) EventType() string      { return "CredentialRemoved" }
-func (APIKeyAdded) EventType() string            { return "APIKeyAdded" }
-func (APIKeyRemoved) EventType() string          { return "APIKeyRemoved" }
-func (GroupCreated) EventType() string           { return "GroupCreated" }
-func (MemberAdded) EventType() string            { return "MemberAdded" }
-func (MemberRemoved) EventType() string          { return "MemberRemoved" }
-func (RoleGranted) EventType() string            { return "RoleGranted" }
-func (RoleRevoked) EventType() string            { return "RoleRevoked" }
-func (PolicyCreated) EventType() string          { return "PolicyCreated" }
-func (PolicyAttached) EventType() string         { return "PolicyAttached" }
-func (PolicyDetached) EventType() string         { return "PolicyDetached" }
-func (ProjectCreated) EventType() string         { return "ProjectCreated" }
-func (ProjectMemberSet) EventType() string       { return "ProjectMemberSet" }
-func (ProjectMemberRemoved) EventType() string   { return "ProjectMemberRemoved" }
-func (ProjectResourceAdded) EventType() string   { return "ProjectResourceAdded" }
-func (ProjectResourceRemoved) EventType() string { return "ProjectResourceRemoved" }
-
-var eventFactories = map[string]func() Event{}
-
-func init() {
-	for _, f := range []func() Event{
-		func() Event { return &Heartbeat{} },
-		func() Event { return &RealmCreated{} },
-		func() Event { return &IdentityCreated{} },
-		func() Event { return &IdentityStatusChanged{} },
-		func() Event { return &IdentityDeleted{} },
-		func() Event { return &CredentialAdded{} },
-		func() Event { return &CredentialRemoved{} },
-		func() Event { return &APIKeyAdded{} },
-		func() Event { return &APIKeyRemoved{} },
-		func() Event { return &GroupCreated{} },
-		func() Event { return &MemberAdded{} },
-		func() Event { return &MemberRemoved{} },
-		func() Event { return &RoleGranted{} },
-		func() Event { return &RoleRevoked{} },
-		func() Event { return &PolicyCreated{} },
-		func() Event { return &PolicyAttached{} },
-		func() Event { return &PolicyDetached{} },
-		func() Event { return &ProjectCreated{} },
-		func() Event { return &ProjectMemberSet{} },
-		func() Event { return &ProjectMemberRemoved{} },
-		func() Event { return &ProjectResourceAdded{} },
-		func() Event { return &ProjectResourceRemoved{} },
-	} {
-		eventFactories[f().EventType()] = f
-	}
-}
+func (Heartbeat) apply(*State, Touch) {}
 
 // wireEvent is an event's versioned envelope inside a commit.
 type wireEvent struct {
@@ -303,24 +189,21 @@ func UnmarshalCommits(data []byte) ([]Commit, error) {
 		commits[i] = w.Commit
 		commits[i].Events = make([]Event, len(w.Events))
 		for j, we := range w.Events {
-			f, ok := eventFactories[we.Type]
+			t, ok := eventsByName[we.Type]
 			if !ok {
 				return nil, fmt.Errorf("decode commits: unknown event type %q", we.Type)
 			}
 			if we.V < 1 || we.V > EventVersion {
 				return nil, fmt.Errorf("decode commits: %s version %d not supported", we.Type, we.V)
 			}
-			e := f()
-			if err := json.Unmarshal(we.Data, e); err != nil {
+			p := reflect.New(t)
+			if err := json.Unmarshal(we.Data, p.Interface()); err != nil {
 				return nil, fmt.Errorf("decode %s: %w", we.Type, err)
 			}
-			commits[i].Events[j] = derefEvent(e)
+			// The value, not the pointer: events are applied and compared
+			// as values.
+			commits[i].Events[j] = p.Elem().Interface().(Event)
 		}
 	}
 	return commits, nil
-}
-
-// derefEvent turns the *T the factories make into the T that Apply switches on.
-func derefEvent(e Event) Event {
-	return reflect.ValueOf(e).Elem().Interface().(Event)
 }

@@ -50,7 +50,9 @@ func FuzzValidatePattern(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	policyState.ApplyEntry(iam.LogEntry{Seq: 1, Commits: []iam.Commit{{Events: evs}}}, nil)
+	if err := policyState.ApplyEntry(iam.LogEntry{Seq: 1, Commits: []iam.Commit{{Events: evs}}}, nil); err != nil {
+		f.Fatal(err)
+	}
 	for _, s := range []string{
 		"hrn:here:data::r1:cat-*", "hrn:here:*", "hrn:*", "hrn::*", "*", "hrn:here:data::r1:**", "hrn:here:data::r1:*x",
 		"hrn:here:data::r1:x", "hrn:here:d ata::r1:*", "hrn:here:\x00:*", "hrn:here:data::r1:" + strings.Repeat("x", 1010) + "*",

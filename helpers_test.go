@@ -52,7 +52,9 @@ func (w *world) do(actor string, cmd iam.Command) []iam.Event {
 // apply appends evs as one log entry with one commit.
 func (w *world) apply(evs ...iam.Event) {
 	w.seq++
-	w.s.ApplyEntry(iam.LogEntry{Seq: w.seq, Commits: []iam.Commit{{Events: evs}}}, w.touch)
+	if err := w.s.ApplyEntry(iam.LogEntry{Seq: w.seq, Commits: []iam.Commit{{Events: evs}}}, w.touch); err != nil {
+		w.tb.Fatalf("apply: %v", err)
+	}
 }
 
 // check asks whether subject may do action on resource (scope: project id).

@@ -6,54 +6,17 @@ import (
 	"time"
 )
 
-// Limits are HERE IAM's published limits. Decide enforces them; each
-// violation is a limit_exceeded error naming the limit.
-type Limits struct {
-	RolesPerIdentity           int
-	MembersPerGroup            int
-	GroupsPerIdentity          int
-	ProjectsPerIdentity        int // direct project memberships of a user, app or group
-	IdentitiesPerProject       int // users and apps
-	GroupsPerProject           int
-	ResourcesPerProject        int
-	LinksPerResource           int
-	PoliciesPerProjectMember   int
-	PermissionsPerPolicy       int
-	CredentialsPerApp          int
-	APIKeysPerApp              int
-	StatementsPerPolicy        int
-	IdempotencyRetention       time.Duration
-	MaxIdempotencyKeysPerRealm int
-}
-
-// DefaultLimits returns HERE IAM's limits.
-func DefaultLimits() Limits {
-	return Limits{
-		RolesPerIdentity:           100,
-		MembersPerGroup:            500,
-		GroupsPerIdentity:          50,
-		ProjectsPerIdentity:        50,
-		IdentitiesPerProject:       500,
-		GroupsPerProject:           5,
-		ResourcesPerProject:        100,
-		LinksPerResource:           5,
-		PoliciesPerProjectMember:   5,
-		PermissionsPerPolicy:       100,
-		CredentialsPerApp:          10,
-		APIKeysPerApp:              10,
-		StatementsPerPolicy:        100,
-		IdempotencyRetention:       24 * time.Hour,
-		MaxIdempotencyKeysPerRealm: 100_000,
-	}
-}
-
+// set is a set of ids.
 type set map[string]struct{}
 
 func (s set) add(k string)      { s[k] = struct{}{} }
 func (s set) has(k string) bool { _, ok := s[k]; return ok }
-func (s set) sorted() []string {
-	out := make([]string, 0, len(s))
-	for k := range s {
+
+// sortedKeys returns the keys of m in order: decisions and evaluation walk
+// maps in a fixed order so that every copy of the state answers alike.
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
 		out = append(out, k)
 	}
 	sort.Strings(out)
@@ -92,13 +55,14 @@ type Realm struct {
 	idemOrder  []string
 	roleCache  map[string][]Statement
 
-	// Identity provider (auth_events.go).
+	// Identity provider (signin.go, invitation.go).
 	Invitations      map[string]*Invitation
 	authCodes        map[string]string // code hash → user
 	resetTokens      map[string]string // reset token hash → user
 	invitationTokens map[string]string // invitation token hash → invitation
 }
 
+// Identity is a user or an app of a realm.
 type Identity struct {
 	ID           string
 	Kind         IdentityKind
@@ -116,7 +80,7 @@ type Identity struct {
 	Projects        set // direct project memberships
 	Credentials     map[string]Credential
 	APIKeys         map[string]string // key id → argon2id hash
-	// Identity provider (auth_events.go): sealed personal data, sign-in
+	// Identity provider (identity.go, signin.go): sealed personal data, sign-in
 	// failures and lock, token revocation, codes, reset token, key status.
 	EmailIndex      string
 	Sealed          []byte
@@ -129,15 +93,15 @@ type Identity struct {
 	DisabledAPIKeys set
 }
 
-// StatusDeleted marks a permanently deleted identity; its id is never reused.
-const StatusDeleted IdentityStatus = "deleted"
-
+// Credential is a client credential of an app (OAuth 2.0 client
+// credentials grant); SecretHash is argon2id.
 type Credential struct {
-	ClientID   string `json:"clientId"`
-	SecretHash string `json:"secretHash"`
-	Disabled   bool   `json:"disabled,omitempty"`
+	ClientID   string
+	SecretHash string
+	Disabled   bool
 }
 
+// Group is a set of identities that policies can be attached to.
 type Group struct {
 	ID       string
 	Name     string
@@ -146,6 +110,8 @@ type Group struct {
 	Projects set
 }
 
+// Policy is a named list of statements, attached realm-wide or used by
+// project memberships.
 type Policy struct {
 	ID         string
 	Name       string
@@ -154,6 +120,7 @@ type Policy struct {
 	InProjects set // project ids whose memberships use it
 }
 
+// Project holds resources and grants its members policies on them.
 type Project struct {
 	ID        string
 	Name      string
@@ -250,76 +217,11 @@ func (s *State) Idempotency(realm, key string) (IdempotencyRecord, bool) {
 	return IdempotencyRecord{}, false
 }
 
-// Touch receives the read-model row keys an applied event changed.
-type Touch func(key string)
-
-// ApplyEntry applies one log entry. Entries must come in sequence order;
-// touch (may be nil) is told every row key whose value may have changed.
-func (s *State) ApplyEntry(e LogEntry, touch Touch) {
-	for _, c := range e.Commits {
-		s.ApplyEvents(c.Events, touch)
+// UserByEmailIndex finds a user of realm by the keyed blind index of its
+// email.
+func (s *State) UserByEmailIndex(realm, index string) *Identity {
+	if r := s.realms[realm]; r != nil && index != "" {
+		return r.Identities[r.emails[index]]
 	}
-	s.Settle(e)
-}
-
-// ApplyEvents applies events without moving the position: the writer uses
-// it to decide a group of commands before their entry has a sequence, and
-// then calls Settle.
-func (s *State) ApplyEvents(evs []Event, touch Touch) {
-	if touch == nil {
-		touch = func(string) {}
-	}
-	for _, ev := range evs {
-		s.apply(ev, touch)
-	}
-}
-
-// Settle records that entry e (whose events are applied) is at e.Seq: the
-// realm's last sequence, the idempotency keys of its commits, the position.
-func (s *State) Settle(e LogEntry) {
-	for _, c := range e.Commits {
-		if len(c.Events) == 0 {
-			continue
-		}
-		realm := s.realms[eventRealm(c.Events[0])]
-		if realm == nil {
-			continue
-		}
-		realm.LastSeq = e.Seq
-		if s.TrackIdempotency && c.IdempotencyKey != "" {
-			realm.rememberIdempotency(c, e.Seq, s.Limits)
-		}
-	}
-	s.seq = e.Seq
-}
-
-func (r *Realm) rememberIdempotency(c Commit, seq uint64, l Limits) {
-	if r.idem == nil {
-		r.idem = map[string]IdempotencyRecord{}
-	}
-	if _, dup := r.idem[c.IdempotencyKey]; dup {
-		return
-	}
-	r.idem[c.IdempotencyKey] = IdempotencyRecord{RequestHash: c.RequestHash, Seq: seq, At: c.At}
-	r.idemOrder = append(r.idemOrder, c.IdempotencyKey)
-	// Forget keys past their retention, oldest first, using log time so every
-	// copy of the state forgets the same keys.
-	for len(r.idemOrder) > 0 {
-		old := r.idem[r.idemOrder[0]]
-		if len(r.idemOrder) <= l.MaxIdempotencyKeysPerRealm && c.At.Sub(old.At) < l.IdempotencyRetention {
-			break
-		}
-		delete(r.idem, r.idemOrder[0])
-		r.idemOrder = r.idemOrder[1:]
-	}
-}
-
-// RealmOf returns the realm an event changes ("" for heartbeats).
-func RealmOf(e Event) string { return eventRealm(e) }
-
-func eventRealm(e Event) string {
-	if r, ok := e.(interface{ RealmID() string }); ok {
-		return r.RealmID()
-	}
-	return ""
+	return nil
 }

@@ -177,8 +177,8 @@ func BenchmarkRawPebble(b *testing.B) {
 		var order []string
 		seen := map[string]bool{}
 		for _, e := range d.entries[from:min(from+replayBatch, len(d.entries))] {
-			st.ApplyEntry(e, func(k string) {
-				if !seen[k] {
+			mustApplyEntry(st, e, func(c iam.Change) {
+				if k := replica.RowKey(c); !seen[k] {
 					seen[k] = true
 					order = append(order, k)
 				}
@@ -186,7 +186,7 @@ func BenchmarkRawPebble(b *testing.B) {
 		}
 		batch := make([]kv, 0, len(order))
 		for _, k := range order {
-			v, ok := st.Row(k)
+			v, ok := replica.Row(st, k)
 			batch = append(batch, kv{k: []byte(k), v: v, del: !ok})
 		}
 		keys += len(batch)

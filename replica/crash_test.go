@@ -104,7 +104,7 @@ func (p *prefixChecker) stateAt(seq uint64) *iam.State {
 		p.st, p.at = iam.NewState(), 0
 	}
 	for ; p.at < seq; p.at++ {
-		p.st.ApplyEntry(p.w.entries[p.at], nil)
+		mustApplyEntry(p.st, p.w.entries[p.at], nil)
 	}
 	return p.st
 }

@@ -60,6 +60,7 @@ type Replica struct {
 	applyErr  error
 	appliedAt time.Time
 	heads     headCoalescer
+	touched   []iam.Change // ApplyEntries' buffer, reused (under mu) to spare a replay its allocations
 }
 
 // Open opens the read model in cfg.Dir and loads its index.
@@ -78,7 +79,7 @@ func Open(cfg Config) (*Replica, error) {
 	if cfg.Limits != nil {
 		state.Limits = *cfg.Limits
 	}
-	if err := store.Scan(state.LoadRow); err != nil {
+	if err := store.Scan(func(k string, v []byte) error { return LoadRow(state, k, v) }); err != nil {
 		store.Close()
 		return nil, fmt.Errorf("load read model of %s: %w", cfg.Region, err)
 	}
@@ -125,7 +126,9 @@ func (r *Replica) LastApplied() (Position, time.Time, time.Time) {
 
 // ApplyEntries applies entries (which must continue the applied sequence
 // exactly) to the index and commits their rows and the new position to
-// Pebble in one batch.
+// Pebble in one batch. An entry with an event of a type the domain does not
+// know (iam.State.ApplyEntry) is an error, and so is every later call, as
+// after a failed commit: the index may then be ahead of Pebble.
 //
 // The index changes before Pebble commits, and the position only after: a
 // check during the commit may see the new state but is answered with the old
@@ -149,27 +152,37 @@ func (r *Replica) ApplyEntries(entries []iam.LogEntry) error {
 		}
 		next = e.Seq
 	}
-	// Rows are read after the whole batch is applied, so a key touched
+	// Rows are read after the whole batch is applied, so a row touched
 	// twice gets its final value both times (Commit lets the last win);
 	// repeats next to each other are skipped. A slice, not a set: building
-	// a map of the keys cost a replay more than the repeats do.
-	touched := make([]string, 0, 2*len(entries))
-	touch := func(k string) {
-		if n := len(touched); n == 0 || touched[n-1] != k {
-			touched = append(touched, k)
+	// a map of the changes cost a replay more than the repeats do.
+	touched := r.touched[:0]
+	touch := func(c iam.Change) {
+		if n := len(touched); n == 0 || touched[n-1] != c {
+			touched = append(touched, c)
 		}
 	}
 	for _, e := range entries {
-		r.state.ApplyEntry(e, touch)
+		if err := r.state.ApplyEntry(e, touch); err != nil {
+			// Entries before e are applied but not committed: the index is
+			// ahead of Pebble, so refuse further work (the projector then
+			// stops this replica as unhealthy).
+			r.applyErr = fmt.Errorf("replica %s: entry %d: %w", r.cfg.Region, e.Seq, err)
+			r.mu.Unlock()
+			return r.applyErr
+		}
 	}
 	changes := make([]RowChange, 0, len(touched))
-	for _, k := range touched {
-		if v, ok := r.state.Row(k); ok {
+	for _, c := range touched {
+		k := RowKey(c)
+		if v, ok := rowValue(r.state, c); ok {
 			changes = append(changes, RowChange{Key: k, Value: v})
 		} else {
 			changes = append(changes, RowChange{Key: k, Delete: true})
 		}
 	}
+	clear(touched) // keep the capacity, not the ids
+	r.touched = touched
 	r.mu.Unlock()
 
 	last := entries[len(entries)-1]

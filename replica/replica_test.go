@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -144,6 +145,26 @@ func TestReplica_ApplyEntries(t *testing.T) {
 			}
 		})
 	}
+	// An event the domain does not know stops the replica: the entries
+	// before it may be in the index but not in Pebble, so every later batch
+	// is refused too, and the projector reports the replica unhealthy.
+	t.Run("rejects an unknown event, then everything", func(t *testing.T) {
+		r := openReplica(t, replica.Config{})
+		if err := r.ApplyEntries(log[:2]); err != nil {
+			t.Fatal(err)
+		}
+		unknown := entry(4, &iam.PolicyAttached{InRealm: iam.InRealm{Realm: "r1"}, Policy: "p1", Target: "alice"})
+		err := r.ApplyEntries([]iam.LogEntry{log[2], unknown})
+		if err == nil || !strings.Contains(err.Error(), "unknown event *iam.PolicyAttached") {
+			t.Fatalf("got %v, want an error naming the unknown event", err)
+		}
+		if got := r.Applied(); got != 2 {
+			t.Fatalf("got applied %d, want 2", got)
+		}
+		if err := r.ApplyEntries(log[2:6]); err == nil {
+			t.Fatalf("continuation after an unknown event: got nil error, want the replica stopped")
+		}
+	})
 }
 
 func seqs(es []iam.LogEntry) []uint64 {

@@ -476,7 +476,7 @@ func (l *indexLoader) run() {
 		if l.err == nil {
 			start := 0
 			for i, k := range b.keys {
-				if err := l.st.LoadRow(k, b.arena[start:b.ends[i]]); err != nil {
+				if err := LoadRow(l.st, k, b.arena[start:b.ends[i]]); err != nil {
 					l.err = fmt.Errorf("%w: row %q does not load: %w", ErrSnapshotCorrupt, k, err)
 					break
 				}

@@ -63,7 +63,7 @@ func newWorkload(tb testing.TB, seed uint64, events int) *workload {
 			Time:    at,
 			Commits: []iam.Commit{{Events: evs, At: at}},
 		}
-		st.ApplyEntry(e, nil)
+		mustApplyEntry(st, e, nil)
 		w.entries = append(w.entries, e)
 		w.events += len(evs)
 		for _, ev := range evs {
@@ -272,9 +272,17 @@ func (w *workload) checkSample(seed uint64, n int) []iam.CheckRequest {
 func (w *workload) stateAt(n uint64) *iam.State {
 	st := iam.NewState()
 	for _, e := range w.entries[:n] {
-		st.ApplyEntry(e, nil)
+		mustApplyEntry(st, e, nil)
 	}
 	return st
+}
+
+// mustApplyEntry applies e to st; test workloads hold only known events, so
+// an error is a bug in the test.
+func mustApplyEntry(st *iam.State, e iam.LogEntry, touch iam.Touch) {
+	if err := st.ApplyEntry(e, touch); err != nil {
+		panic(err)
+	}
 }
 
 // applyAll feeds entries to rep in batches of batch, from rep.Applied()+1.
@@ -297,7 +305,7 @@ func requireRowsEqualState(tb testing.TB, store *replica.Store, st *iam.State, w
 		v []byte
 	}
 	var want, got []row
-	if err := st.Rows(func(k string, v []byte) error { want = append(want, row{k, bytes.Clone(v)}); return nil }); err != nil {
+	if err := replica.Rows(st, func(k string, v []byte) error { want = append(want, row{k, bytes.Clone(v)}); return nil }); err != nil {
 		tb.Fatal(err)
 	}
 	if err := store.Scan(func(k string, v []byte) error { got = append(got, row{k, bytes.Clone(v)}); return nil }); err != nil {

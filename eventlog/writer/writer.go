@@ -152,7 +152,11 @@ func (w *Writer) newState() *iam.State {
 func (w *Writer) rebuild(ctx context.Context) error {
 	s := w.newState()
 	if err := w.log.Read(ctx, 1, func(e iam.LogEntry) error {
-		s.ApplyEntry(e, nil)
+		if err := s.ApplyEntry(e, nil); err != nil {
+			// The log holds a fact this code cannot apply: no state can be
+			// decided against, so every write fails as internal.
+			return iam.Errorf(iam.EInternal, "entry %d: %v", e.Seq, err)
+		}
 		return nil
 	}); err != nil {
 		return fmt.Errorf("writer: load state: %w", err)
@@ -352,13 +356,20 @@ func (w *Writer) tryCommit(ctx context.Context, realm string, ps []*pending) err
 			}
 			continue
 		}
+		// Apply speculatively so that the next command of the group is
+		// decided on this one's effect; the sequence is fixed after append.
+		// ApplyEvents refuses (changing nothing) only an event type the
+		// domain does not know: a bug in Decide, so internal.
+		if err := s.ApplyEvents(evs, nil); err != nil {
+			p.err = iam.Errorf(iam.EInternal, "apply decided events: %v", err)
+			p.res = Result{}
+			unchecked = true
+			continue
+		}
+		w.dirty = true
 		c := iam.Commit{Actor: p.req.Actor, IdempotencyKey: p.req.IdempotencyKey, RequestHash: p.req.RequestHash, At: p.req.At, Events: evs}
 		commits = append(commits, c)
 		included = append(included, p)
-		// Apply speculatively so that the next command of the group is
-		// decided on this one's effect; the sequence is fixed after append.
-		w.dirty = true
-		s.ApplyEvents(evs, nil)
 	}
 	// An append is judged by its expectation, but a refusal or a no-op is
 	// not appended at all: before answering one, make sure no other writer

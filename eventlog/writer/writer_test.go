@@ -235,7 +235,9 @@ func TestWriter_LimitsUnderConcurrency(t *testing.T) {
 	memberEvents, handoffs, maxMembers, maxGroups := 0, 0, 0, 0
 	lastWriter := byte(0)
 	for _, e := range entries {
-		st.ApplyEntry(e, nil)
+		if err := st.ApplyEntry(e, nil); err != nil {
+			t.Fatalf("apply entry %d: %v", e.Seq, err)
+		}
 		bySeq[e.Seq] = e
 		r := st.Realm(realm)
 		if r == nil {

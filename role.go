@@ -89,3 +89,77 @@ func roleStatementsFor(realm string) map[string][]Statement {
 	}
 	return m
 }
+
+// --- commands ------------------------------------------------------------------
+
+// GrantRole gives an identity a built-in role.
+type GrantRole struct{ Identity, Role string }
+
+func (c GrantRole) permission(r *Realm) (string, string) {
+	return ActionManageRoles, RealmHRN(r.ID)
+}
+func (c GrantRole) validate() error {
+	if !IsRole(c.Role) {
+		return FieldErrorf("role", "%q is not a role (see GET /v1/roles)", c.Role)
+	}
+	return nil
+}
+func (c GrantRole) decide(s *State, r *Realm) ([]Event, error) {
+	id, err := r.identity("identityId", c.Identity)
+	if err != nil || id.Roles.has(c.Role) {
+		return nil, err
+	}
+	if len(id.Roles) >= s.Limits.RolesPerIdentity {
+		return nil, limitErr("an identity has at most %d roles", s.Limits.RolesPerIdentity)
+	}
+	return []Event{RoleGranted{InRealm{r.ID}, c.Identity, c.Role}}, nil
+}
+
+// RevokeRole takes a role from an identity.
+type RevokeRole struct{ Identity, Role string }
+
+func (c RevokeRole) permission(r *Realm) (string, string) {
+	return ActionManageRoles, RealmHRN(r.ID)
+}
+func (c RevokeRole) validate() error { return nil }
+func (c RevokeRole) decide(s *State, r *Realm) ([]Event, error) {
+	id, err := r.identity("identityId", c.Identity)
+	if err != nil || !id.Roles.has(c.Role) {
+		return nil, err
+	}
+	return []Event{RoleRevoked{InRealm{r.ID}, c.Identity, c.Role}}, nil
+}
+
+// --- events --------------------------------------------------------------------
+
+// RoleGranted gives an identity a built-in role.
+type RoleGranted struct {
+	InRealm
+	Identity string `json:"identity"`
+	Role     string `json:"role"`
+}
+
+// RoleRevoked takes a role from an identity.
+type RoleRevoked struct {
+	InRealm
+	Identity string `json:"identity"`
+	Role     string `json:"role"`
+}
+
+// EventType implements Event.
+func (RoleGranted) EventType() string { return "RoleGranted" }
+
+// EventType implements Event.
+func (RoleRevoked) EventType() string { return "RoleRevoked" }
+
+// --- apply ---------------------------------------------------------------------
+
+func (e RoleGranted) apply(s *State, touch Touch) {
+	s.realms[e.Realm].Identities[e.Identity].Roles.add(e.Role)
+	touch(Change{Kind: ChangeRole, Realm: e.Realm, From: e.Identity, To: e.Role})
+}
+
+func (e RoleRevoked) apply(s *State, touch Touch) {
+	delete(s.realms[e.Realm].Identities[e.Identity].Roles, e.Role)
+	touch(Change{Kind: ChangeRole, Realm: e.Realm, From: e.Identity, To: e.Role})
+}

@@ -1,0 +1,274 @@
+package iam
+
+import "strings"
+
+// An app's secrets: OAuth 2.0 client credentials and API keys, and whether
+// each is disabled. Only argon2id hashes of the secrets are ever stored.
+
+// --- commands ------------------------------------------------------------------
+
+// AddCredential adds OAuth client credentials to an app.
+type AddCredential struct {
+	App          string
+	CredentialID string
+	ClientID     string
+	SecretHash   string
+}
+
+func (c AddCredential) permission(r *Realm) (string, string) {
+	return ActionManageApp, AppHRN(r.ID, c.App)
+}
+func (c AddCredential) validate() error {
+	if c.SecretHash == "" || !strings.HasPrefix(c.SecretHash, "$argon2id$") {
+		return Errorf(EInternal, "credential secret must be hashed with argon2id")
+	}
+	if err := ValidID("credentialId", c.CredentialID); err != nil {
+		return err
+	}
+	return ValidID("clientId", c.ClientID)
+}
+func (c AddCredential) decide(s *State, r *Realm) ([]Event, error) {
+	app, err := r.app("app", c.App)
+	if err != nil {
+		return nil, err
+	}
+	if _, dup := app.Credentials[c.CredentialID]; dup {
+		return nil, &Error{Code: EConflict, Field: "credentialId", Message: "credential " + c.CredentialID + " already exists"}
+	}
+	if len(app.Credentials) >= s.Limits.CredentialsPerApp {
+		return nil, limitErr("an app has at most %d active credentials", s.Limits.CredentialsPerApp)
+	}
+	if _, taken := s.clients[c.ClientID]; taken {
+		return nil, Errorf(EConflict, "client id taken")
+	}
+	return []Event{CredentialAdded{InRealm{r.ID}, c.App, c.CredentialID, c.ClientID, c.SecretHash}}, nil
+}
+
+// RemoveCredential deletes client credentials of an app.
+type RemoveCredential struct{ App, CredentialID string }
+
+func (c RemoveCredential) permission(r *Realm) (string, string) {
+	return ActionManageApp, AppHRN(r.ID, c.App)
+}
+func (c RemoveCredential) validate() error { return nil }
+func (c RemoveCredential) decide(s *State, r *Realm) ([]Event, error) {
+	app, err := r.app("app", c.App)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := app.Credentials[c.CredentialID]; !ok {
+		return nil, &Error{Code: ENotFound, Field: "credentialId", Message: "credential " + c.CredentialID + " not found"}
+	}
+	return []Event{CredentialRemoved{InRealm{r.ID}, c.App, c.CredentialID}}, nil
+}
+
+// SetCredentialStatus disables or enables client credentials of an app.
+type SetCredentialStatus struct {
+	App, CredentialID string
+	Disabled          bool
+}
+
+func (c SetCredentialStatus) permission(r *Realm) (string, string) {
+	return ActionManageApp, AppHRN(r.ID, c.App)
+}
+func (c SetCredentialStatus) validate() error { return nil }
+func (c SetCredentialStatus) decide(s *State, r *Realm) ([]Event, error) {
+	app, err := r.app("app", c.App)
+	if err != nil {
+		return nil, err
+	}
+	cred, ok := app.Credentials[c.CredentialID]
+	if !ok {
+		return nil, &Error{Code: ENotFound, Field: "credentialId", Message: "credential " + c.CredentialID + " not found"}
+	}
+	if cred.Disabled == c.Disabled {
+		return nil, nil
+	}
+	return []Event{CredentialStatusChanged{InRealm{r.ID}, c.App, c.CredentialID, c.Disabled}}, nil
+}
+
+// AddAPIKey adds an API key (already hashed) to an app.
+type AddAPIKey struct{ App, KeyID, KeyHash string }
+
+func (c AddAPIKey) permission(r *Realm) (string, string) {
+	return ActionManageApp, AppHRN(r.ID, c.App)
+}
+func (c AddAPIKey) validate() error {
+	if !strings.HasPrefix(c.KeyHash, "$argon2id$") {
+		return Errorf(EInternal, "API key must be hashed with argon2id")
+	}
+	return ValidID("keyId", c.KeyID)
+}
+func (c AddAPIKey) decide(s *State, r *Realm) ([]Event, error) {
+	app, err := r.app("app", c.App)
+	if err != nil {
+		return nil, err
+	}
+	if _, dup := app.APIKeys[c.KeyID]; dup {
+		return nil, &Error{Code: EConflict, Field: "keyId", Message: "API key " + c.KeyID + " already exists"}
+	}
+	if len(app.APIKeys) >= s.Limits.APIKeysPerApp {
+		return nil, limitErr("an app has at most %d API keys", s.Limits.APIKeysPerApp)
+	}
+	return []Event{APIKeyAdded{InRealm{r.ID}, c.App, c.KeyID, c.KeyHash}}, nil
+}
+
+// RemoveAPIKey deletes an API key of an app.
+type RemoveAPIKey struct{ App, KeyID string }
+
+func (c RemoveAPIKey) permission(r *Realm) (string, string) {
+	return ActionManageApp, AppHRN(r.ID, c.App)
+}
+func (c RemoveAPIKey) validate() error { return nil }
+func (c RemoveAPIKey) decide(s *State, r *Realm) ([]Event, error) {
+	app, err := r.app("app", c.App)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := app.APIKeys[c.KeyID]; !ok {
+		return nil, &Error{Code: ENotFound, Field: "keyId", Message: "API key " + c.KeyID + " not found"}
+	}
+	return []Event{APIKeyRemoved{InRealm{r.ID}, c.App, c.KeyID}}, nil
+}
+
+// SetAPIKeyStatus disables or enables an API key of an app.
+type SetAPIKeyStatus struct {
+	App, KeyID string
+	Disabled   bool
+}
+
+func (c SetAPIKeyStatus) permission(r *Realm) (string, string) {
+	return ActionManageApp, AppHRN(r.ID, c.App)
+}
+func (c SetAPIKeyStatus) validate() error { return nil }
+func (c SetAPIKeyStatus) decide(s *State, r *Realm) ([]Event, error) {
+	app, err := r.app("app", c.App)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := app.APIKeys[c.KeyID]; !ok {
+		return nil, &Error{Code: ENotFound, Field: "keyId", Message: "API key " + c.KeyID + " not found"}
+	}
+	if app.DisabledAPIKeys.has(c.KeyID) == c.Disabled {
+		return nil, nil
+	}
+	return []Event{APIKeyStatusChanged{InRealm{r.ID}, c.App, c.KeyID, c.Disabled}}, nil
+}
+
+// --- events --------------------------------------------------------------------
+
+// CredentialAdded adds OAuth 2.0 client credentials to an app. SecretHash is
+// argon2id; the secret itself is shown to the caller once and never stored.
+type CredentialAdded struct {
+	InRealm
+	App          string `json:"app"`
+	CredentialID string `json:"credentialId"`
+	ClientID     string `json:"clientId"`
+	SecretHash   string `json:"secretHash"`
+}
+
+// CredentialRemoved deletes client credentials of an app.
+type CredentialRemoved struct {
+	InRealm
+	App          string `json:"app"`
+	CredentialID string `json:"credentialId"`
+}
+
+// CredentialStatusChanged disables or enables client credentials.
+type CredentialStatusChanged struct {
+	InRealm
+	App          string `json:"app"`
+	CredentialID string `json:"credentialId"`
+	Disabled     bool   `json:"disabled"`
+}
+
+// APIKeyAdded adds an API key to an app; KeyHash is argon2id of the key.
+type APIKeyAdded struct {
+	InRealm
+	App     string `json:"app"`
+	KeyID   string `json:"keyId"`
+	KeyHash string `json:"keyHash"`
+}
+
+// APIKeyRemoved deletes an API key of an app.
+type APIKeyRemoved struct {
+	InRealm
+	App   string `json:"app"`
+	KeyID string `json:"keyId"`
+}
+
+// APIKeyStatusChanged disables or enables an API key.
+type APIKeyStatusChanged struct {
+	InRealm
+	App      string `json:"app"`
+	KeyID    string `json:"keyId"`
+	Disabled bool   `json:"disabled"`
+}
+
+// EventType implements Event.
+func (CredentialAdded) EventType() string { return "CredentialAdded" }
+
+// EventType implements Event.
+func (CredentialRemoved) EventType() string { return "CredentialRemoved" }
+
+// EventType implements Event.
+func (CredentialStatusChanged) EventType() string { return "CredentialStatusChanged" }
+
+// EventType implements Event.
+func (APIKeyAdded) EventType() string { return "APIKeyAdded" }
+
+// EventType implements Event.
+func (APIKeyRemoved) EventType() string { return "APIKeyRemoved" }
+
+// EventType implements Event.
+func (APIKeyStatusChanged) EventType() string { return "APIKeyStatusChanged" }
+
+// --- apply ---------------------------------------------------------------------
+
+func (e CredentialAdded) apply(s *State, touch Touch) {
+	s.realms[e.Realm].Identities[e.App].Credentials[e.CredentialID] = Credential{ClientID: e.ClientID, SecretHash: e.SecretHash}
+	s.clients[e.ClientID] = credentialRef{e.Realm, e.App, e.CredentialID}
+	touch(Change{Kind: ChangeCredential, Realm: e.Realm, From: e.App, To: e.CredentialID})
+}
+
+func (e CredentialRemoved) apply(s *State, touch Touch) {
+	app := s.realms[e.Realm].Identities[e.App]
+	delete(s.clients, app.Credentials[e.CredentialID].ClientID)
+	delete(app.Credentials, e.CredentialID)
+	touch(Change{Kind: ChangeCredential, Realm: e.Realm, From: e.App, To: e.CredentialID})
+}
+
+func (e CredentialStatusChanged) apply(s *State, touch Touch) {
+	app := s.realms[e.Realm].Identities[e.App]
+	c := app.Credentials[e.CredentialID]
+	c.Disabled = e.Disabled
+	app.Credentials[e.CredentialID] = c
+	touch(Change{Kind: ChangeCredential, Realm: e.Realm, From: e.App, To: e.CredentialID})
+}
+
+func (e APIKeyAdded) apply(s *State, touch Touch) {
+	s.realms[e.Realm].Identities[e.App].APIKeys[e.KeyID] = e.KeyHash
+	s.apiKeys[e.KeyID] = credentialRef{e.Realm, e.App, e.KeyID}
+	touch(Change{Kind: ChangeAPIKey, Realm: e.Realm, From: e.App, To: e.KeyID})
+}
+
+func (e APIKeyRemoved) apply(s *State, touch Touch) {
+	app := s.realms[e.Realm].Identities[e.App]
+	delete(app.APIKeys, e.KeyID)
+	if app.DisabledAPIKeys.has(e.KeyID) {
+		delete(app.DisabledAPIKeys, e.KeyID)
+		touch(Change{Kind: ChangeAPIKeyStatus, Realm: e.Realm, From: e.App, To: e.KeyID})
+	}
+	delete(s.apiKeys, e.KeyID)
+	touch(Change{Kind: ChangeAPIKey, Realm: e.Realm, From: e.App, To: e.KeyID})
+}
+
+func (e APIKeyStatusChanged) apply(s *State, touch Touch) {
+	app := s.realms[e.Realm].Identities[e.App]
+	if e.Disabled {
+		app.DisabledAPIKeys.add(e.KeyID)
+	} else {
+		delete(app.DisabledAPIKeys, e.KeyID)
+	}
+	touch(Change{Kind: ChangeAPIKeyStatus, Realm: e.Realm, From: e.App, To: e.KeyID})
+}

@@ -1,0 +1,351 @@
+package iam
+
+import (
+	"net/mail"
+	"strings"
+	"time"
+)
+
+// Identities are users and apps: their creation (plain or with sealed
+// personal data), status, deletion and token revocation. An app's
+// credentials and API keys are in app.go; sign-in and passwords in signin.go.
+
+// IdentityKind tells users from apps.
+type IdentityKind string
+
+// Kinds of identity.
+const (
+	KindUser IdentityKind = "user"
+	KindApp  IdentityKind = "app"
+)
+
+// IdentityStatus is the lifecycle state of an identity.
+type IdentityStatus string
+
+// Statuses of an identity. StatusDeleted marks a permanently deleted
+// identity, kept as a tombstone so that its id is never reused.
+const (
+	StatusActive      IdentityStatus = "active"
+	StatusDeactivated IdentityStatus = "deactivated"
+	StatusDeleted     IdentityStatus = "deleted"
+)
+
+// --- commands ------------------------------------------------------------------
+
+// CreateUser adds a user. PasswordHash, if any, is argon2id already.
+type CreateUser struct {
+	ID           string
+	Email        string
+	Name         string
+	PasswordHash string
+}
+
+func (c CreateUser) permission(r *Realm) (string, string) {
+	return ActionCreateUser, RealmHRN(r.ID)
+}
+func (c CreateUser) validate() error {
+	if err := validName("name", c.Name); err != nil {
+		return err
+	}
+	if len(c.Email) > 254 {
+		return FieldErrorf("email", "must be at most 254 characters")
+	}
+	if a, err := mail.ParseAddress(c.Email); err != nil || a.Address != c.Email {
+		return FieldErrorf("email", "%q is not an email address", c.Email)
+	}
+	return ValidID("id", c.ID)
+}
+func (c CreateUser) decide(s *State, r *Realm) ([]Event, error) {
+	if r.Identities[c.ID] != nil || r.Groups[c.ID] != nil {
+		return nil, Errorf(EConflict, "an identity or group %s already exists", c.ID)
+	}
+	if other := r.emails[strings.ToLower(c.Email)]; other != "" {
+		return nil, &Error{Code: EConflict, Field: "email", Message: "a user with this email already exists"}
+	}
+	return []Event{IdentityCreated{InRealm: InRealm{r.ID}, ID: c.ID, Kind: KindUser, Email: c.Email, Name: c.Name, PasswordHash: c.PasswordHash}}, nil
+}
+
+// CreateSealedUser adds a user whose email and name are sealed (encrypted
+// under the user's own data key, kept outside the log) and found by a keyed
+// blind index of the email.
+type CreateSealedUser struct {
+	ID           string
+	EmailIndex   string
+	Sealed       []byte
+	PasswordHash string
+}
+
+func (c CreateSealedUser) permission(r *Realm) (string, string) {
+	return ActionCreateUser, RealmHRN(r.ID)
+}
+func (c CreateSealedUser) validate() error {
+	if c.EmailIndex == "" || len(c.Sealed) == 0 {
+		return Errorf(EInternal, "a sealed user needs an email index and sealed data")
+	}
+	if c.PasswordHash != "" {
+		if err := validPasswordHash(c.PasswordHash); err != nil {
+			return err
+		}
+	}
+	return ValidID("id", c.ID)
+}
+func (c CreateSealedUser) decide(s *State, r *Realm) ([]Event, error) {
+	if r.Identities[c.ID] != nil || r.Groups[c.ID] != nil {
+		return nil, Errorf(EConflict, "an identity or group %s already exists", c.ID)
+	}
+	if r.emails[c.EmailIndex] != "" {
+		return nil, &Error{Code: EConflict, Field: "email", Message: "a user with this email already exists"}
+	}
+	return []Event{IdentityCreated{InRealm: InRealm{r.ID}, ID: c.ID, Kind: KindUser, EmailIndex: c.EmailIndex, Sealed: c.Sealed, PasswordHash: c.PasswordHash}}, nil
+}
+
+// CreateApp adds an app. RedirectURIs are matched exactly in the
+// authorization-code flow.
+type CreateApp struct {
+	ID           string
+	Name         string
+	RedirectURIs []string
+	Owner        string
+}
+
+func (c CreateApp) permission(r *Realm) (string, string) { return ActionCreateApp, RealmHRN(r.ID) }
+func (c CreateApp) validate() error {
+	if err := validName("name", c.Name); err != nil {
+		return err
+	}
+	if len(c.RedirectURIs) > 10 {
+		return FieldErrorf("redirectUris", "at most 10 redirect URIs")
+	}
+	for _, u := range c.RedirectURIs {
+		if err := validRedirectURI(u); err != nil {
+			return err
+		}
+	}
+	return ValidID("id", c.ID)
+}
+func (c CreateApp) decide(s *State, r *Realm) ([]Event, error) {
+	if r.Identities[c.ID] != nil || r.Groups[c.ID] != nil {
+		return nil, Errorf(EConflict, "an identity or group %s already exists", c.ID)
+	}
+	return []Event{IdentityCreated{InRealm: InRealm{r.ID}, ID: c.ID, Kind: KindApp, Name: c.Name, RedirectURIs: c.RedirectURIs, Owner: c.Owner}}, nil
+}
+
+func validRedirectURI(u string) error {
+	switch {
+	case len(u) > 2048:
+		return FieldErrorf("redirectUris", "a redirect URI is longer than 2048 bytes")
+	case strings.ContainsAny(u, "#\x00 \t\r\n"):
+		return FieldErrorf("redirectUris", "%q must not contain a fragment or white space", u)
+	case strings.HasPrefix(u, "https://") && len(u) > len("https://"):
+		return nil
+	case strings.HasPrefix(u, "http://127.0.0.1"), strings.HasPrefix(u, "http://[::1]"), strings.HasPrefix(u, "http://localhost"):
+		return nil // loopback redirects, as RFC 8252 §7.3 allows for native apps
+	}
+	return FieldErrorf("redirectUris", "%q must be an https URI or a loopback http URI", u)
+}
+
+// SetIdentityStatus deactivates or reactivates a user or an app.
+type SetIdentityStatus struct {
+	ID     string
+	Status IdentityStatus
+	bySelf bool // set by Decide: the identity acts on itself
+}
+
+func (c SetIdentityStatus) permission(r *Realm) (string, string) {
+	return ActionManageUser, r.identityHRN(c.ID)
+}
+func (c SetIdentityStatus) validate() error {
+	if c.Status != StatusActive && c.Status != StatusDeactivated {
+		return FieldErrorf("status", "must be %q or %q", StatusActive, StatusDeactivated)
+	}
+	return nil
+}
+func (c SetIdentityStatus) decide(s *State, r *Realm) ([]Event, error) {
+	id, err := r.identity("id", c.ID)
+	if err != nil || id.Status == c.Status {
+		return nil, err
+	}
+	return []Event{IdentityStatusChanged{InRealm{r.ID}, c.ID, c.Status, c.bySelf && c.Status == StatusDeactivated}}, nil
+}
+
+// DeleteIdentity deletes a user or an app for good, removing every edge of
+// it first, so that each event applies without looking at state.
+type DeleteIdentity struct{ ID string }
+
+func (c DeleteIdentity) permission(r *Realm) (string, string) {
+	return ActionManageUser, r.identityHRN(c.ID)
+}
+func (c DeleteIdentity) validate() error { return nil }
+func (c DeleteIdentity) decide(s *State, r *Realm) ([]Event, error) {
+	id, err := r.identity("id", c.ID)
+	if err != nil {
+		return nil, err
+	}
+	in := InRealm{r.ID}
+	var evs []Event
+	for _, g := range sortedKeys(id.Groups) {
+		evs = append(evs, MemberRemoved{in, g, c.ID})
+	}
+	for _, role := range sortedKeys(id.Roles) {
+		evs = append(evs, RoleRevoked{in, c.ID, role})
+	}
+	for _, p := range sortedKeys(id.Policies) {
+		evs = append(evs, PolicyDetached{in, p, c.ID})
+	}
+	for _, p := range sortedKeys(id.Projects) {
+		evs = append(evs, ProjectMemberRemoved{in, p, c.ID})
+	}
+	for _, cred := range sortedKeys(id.Credentials) {
+		evs = append(evs, CredentialRemoved{in, c.ID, cred})
+	}
+	for _, k := range sortedKeys(id.APIKeys) {
+		evs = append(evs, APIKeyRemoved{in, c.ID, k})
+	}
+	return append(evs, IdentityDeleted{in, c.ID}), nil
+}
+
+// RevokeTokens refuses the identity's tokens issued before At (an admin's
+// "sign out everywhere").
+type RevokeTokens struct {
+	Identity string
+	At       time.Time
+	Reason   string
+}
+
+func (c RevokeTokens) permission(r *Realm) (string, string) {
+	return ActionManageUser, r.identityHRN(c.Identity)
+}
+func (c RevokeTokens) validate() error {
+	if c.At.IsZero() {
+		return Errorf(EInternal, "revoke needs a time")
+	}
+	return nil
+}
+func (c RevokeTokens) decide(s *State, r *Realm) ([]Event, error) {
+	if _, err := r.identity("identityId", c.Identity); err != nil {
+		return nil, err
+	}
+	return []Event{TokensRevoked{InRealm{r.ID}, c.Identity, c.At, c.Reason}}, nil
+}
+
+// --- events --------------------------------------------------------------------
+
+// IdentityCreated creates a user or an app. PasswordHash is an argon2id PHC
+// string, never a password.
+type IdentityCreated struct {
+	InRealm
+	ID           string       `json:"id"`
+	Kind         IdentityKind `json:"kind"`
+	Email        string       `json:"email,omitempty"`
+	Name         string       `json:"name,omitempty"`
+	PasswordHash string       `json:"passwordHash,omitempty"`
+	RedirectURIs []string     `json:"redirectUris,omitempty"`
+	Owner        string       `json:"owner,omitempty"`
+	// EmailIndex and Sealed replace Email and Name for users whose personal
+	// data is encrypted under a per-user key kept outside the log
+	// (crypto-shredding; see CreateSealedUser and docs/authentication.md).
+	EmailIndex string `json:"emailIndex,omitempty"`
+	Sealed     []byte `json:"sealed,omitempty"`
+}
+
+// IdentityStatusChanged deactivates or reactivates an identity.
+type IdentityStatusChanged struct {
+	InRealm
+	ID     string         `json:"id"`
+	Status IdentityStatus `json:"status"`
+	// BySelf: the identity deactivated itself, and may reactivate by
+	// signing in again; an administrator's deactivation stands until an
+	// administrator lifts it.
+	BySelf bool `json:"bySelf,omitempty"`
+}
+
+// IdentityDeleted is permanent. Decide emits the removal of every edge of the
+// identity before it, so the event needs no state to be applied.
+type IdentityDeleted struct {
+	InRealm
+	ID string `json:"id"`
+}
+
+// TokensRevoked refuses every token of the identity issued before Before.
+type TokensRevoked struct {
+	InRealm
+	Identity string    `json:"identity"`
+	Before   time.Time `json:"before"`
+	Reason   string    `json:"reason"`
+}
+
+// EventType implements Event.
+func (IdentityCreated) EventType() string { return "IdentityCreated" }
+
+// EventType implements Event.
+func (IdentityStatusChanged) EventType() string { return "IdentityStatusChanged" }
+
+// EventType implements Event.
+func (IdentityDeleted) EventType() string { return "IdentityDeleted" }
+
+// EventType implements Event.
+func (TokensRevoked) EventType() string { return "TokensRevoked" }
+
+// --- apply ---------------------------------------------------------------------
+
+func (e IdentityCreated) apply(s *State, touch Touch) {
+	r := s.realms[e.Realm]
+	r.Identities[e.ID] = &Identity{
+		ID: e.ID, Kind: e.Kind, Status: StatusActive, Email: e.Email, Name: e.Name,
+		PasswordHash: e.PasswordHash, RedirectURIs: e.RedirectURIs, Owner: e.Owner,
+		Groups: set{}, Roles: set{}, Policies: set{}, Projects: set{},
+		Credentials: map[string]Credential{}, APIKeys: map[string]string{},
+		EmailIndex: e.EmailIndex, Sealed: e.Sealed, AuthCodes: map[string]AuthCode{}, DisabledAPIKeys: set{},
+	}
+	if e.Email != "" {
+		r.emails[strings.ToLower(e.Email)] = e.ID
+	}
+	if e.EmailIndex != "" {
+		r.emails[e.EmailIndex] = e.ID
+	}
+	touch(Change{Kind: ChangeIdentity, Realm: e.Realm, From: e.ID})
+}
+
+func (e IdentityStatusChanged) apply(s *State, touch Touch) {
+	id := s.realms[e.Realm].Identities[e.ID]
+	id.Status, id.SelfDeactivated = e.Status, e.Status == StatusDeactivated && e.BySelf
+	touch(Change{Kind: ChangeIdentity, Realm: e.Realm, From: e.ID})
+}
+
+func (e IdentityDeleted) apply(s *State, touch Touch) {
+	r := s.realms[e.Realm]
+	id := r.Identities[e.ID]
+	if r.emails[strings.ToLower(id.Email)] == e.ID {
+		delete(r.emails, strings.ToLower(id.Email))
+	}
+	r.forgetAuth(id, touch)
+	// Keep a tombstone without personal data, so the id is never reused.
+	r.Identities[e.ID] = &Identity{ID: e.ID, Kind: id.Kind, Status: StatusDeleted,
+		Groups: set{}, Roles: set{}, Policies: set{}, Projects: set{},
+		Credentials: map[string]Credential{}, APIKeys: map[string]string{},
+		AuthCodes: map[string]AuthCode{}, DisabledAPIKeys: set{}}
+	touch(Change{Kind: ChangeIdentity, Realm: e.Realm, From: e.ID})
+}
+
+// forgetAuth drops an identity's identity-provider state before it is
+// deleted, touching the edges that go with it.
+func (r *Realm) forgetAuth(u *Identity, touch Touch) {
+	for h := range u.AuthCodes {
+		delete(r.authCodes, h)
+		touch(Change{Kind: ChangeAuthCode, Realm: r.ID, From: u.ID, To: h})
+	}
+	for k := range u.DisabledAPIKeys {
+		touch(Change{Kind: ChangeAPIKeyStatus, Realm: r.ID, From: u.ID, To: k})
+	}
+	r.clearReset(u)
+	if u.EmailIndex != "" && r.emails[u.EmailIndex] == u.ID {
+		delete(r.emails, u.EmailIndex)
+	}
+}
+
+func (e TokensRevoked) apply(s *State, touch Touch) {
+	if u := s.realms[e.Realm].Identities[e.Identity]; u != nil && e.Before.After(u.TokensNotBefore) {
+		u.TokensNotBefore = e.Before
+		touch(Change{Kind: ChangeIdentity, Realm: e.Realm, From: e.Identity})
+	}
+}

@@ -1,0 +1,204 @@
+package iam
+
+import "strconv"
+
+// Policies: statements that allow or deny actions on resources, attached
+// realm-wide to identities and groups. Their use in projects is in
+// project.go; their evaluation in eval.go.
+
+// Effect of a policy statement.
+type Effect string
+
+// Effects of a statement; a deny wins over any allow.
+const (
+	Allow Effect = "allow"
+	Deny  Effect = "deny"
+)
+
+// Statement allows or denies actions on resources. An action is a name or
+// "*"; a resource is an exact HRN or an HRN prefix ending in "*".
+type Statement struct {
+	Effect    Effect   `json:"effect"`
+	Actions   []string `json:"actions"`
+	Resources []string `json:"resources"`
+}
+
+// MaxActionLength bounds action names.
+const MaxActionLength = 128
+
+// --- commands ------------------------------------------------------------------
+
+// CreatePolicy adds a policy of statements.
+type CreatePolicy struct {
+	ID         string
+	Name       string
+	Statements []Statement
+}
+
+func (c CreatePolicy) permission(r *Realm) (string, string) {
+	return ActionCreatePolicy, RealmHRN(r.ID)
+}
+
+func (c CreatePolicy) validate() error {
+	if err := validName("name", c.Name); err != nil {
+		return err
+	}
+	if len(c.Statements) == 0 {
+		return FieldErrorf("statements", "at least one statement is needed")
+	}
+	for i, st := range c.Statements {
+		f := "statements[" + strconv.Itoa(i) + "]"
+		if st.Effect != Allow && st.Effect != Deny {
+			return FieldErrorf(f+".effect", "must be \"allow\" or \"deny\"")
+		}
+		if len(st.Actions) == 0 {
+			return FieldErrorf(f+".actions", "at least one action is needed")
+		}
+		if len(st.Resources) == 0 {
+			return FieldErrorf(f+".resources", "at least one resource is needed")
+		}
+		for j, a := range st.Actions {
+			if err := validAction(f+".actions["+strconv.Itoa(j)+"]", a); err != nil {
+				return err
+			}
+		}
+		for j, res := range st.Resources {
+			if err := ValidatePattern(f+".resources["+strconv.Itoa(j)+"]", res); err != nil {
+				return err
+			}
+		}
+	}
+	return ValidID("id", c.ID)
+}
+
+func (c CreatePolicy) decide(s *State, r *Realm) ([]Event, error) {
+	if len(c.Statements) > s.Limits.StatementsPerPolicy {
+		return nil, limitErr("a policy holds at most %d statements, this one %d", s.Limits.StatementsPerPolicy, len(c.Statements))
+	}
+	perms := 0
+	for _, st := range c.Statements {
+		perms += len(st.Actions) * len(st.Resources)
+	}
+	if perms > s.Limits.PermissionsPerPolicy {
+		return nil, limitErr("a policy holds at most %d permissions (actions × resources), this one %d", s.Limits.PermissionsPerPolicy, perms)
+	}
+	if r.Policies[c.ID] != nil {
+		return nil, Errorf(EConflict, "policy %s already exists", c.ID)
+	}
+	return []Event{PolicyCreated{InRealm{r.ID}, c.ID, c.Name, c.Statements}}, nil
+}
+
+func validAction(field, a string) error {
+	if a == "*" {
+		return nil
+	}
+	if a == "" || len(a) > MaxActionLength {
+		return FieldErrorf(field, "an action is a name of 1 to %d characters, or *", MaxActionLength)
+	}
+	for i, c := range a {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || i > 0 && (c >= '0' && c <= '9' || c == '-' || c == '_' || c == ':' || c == '.')) {
+			return FieldErrorf(field, "%q is not an action name (letters, then letters, digits, - _ : .)", a)
+		}
+	}
+	return nil
+}
+
+// AttachPolicy attaches a policy realm-wide to an identity or a group.
+type AttachPolicy struct{ Policy, Target string }
+
+func (c AttachPolicy) permission(r *Realm) (string, string) {
+	return ActionManagePolicy, PolicyHRN(r.ID, c.Policy)
+}
+func (c AttachPolicy) validate() error { return nil }
+func (c AttachPolicy) decide(s *State, r *Realm) ([]Event, error) {
+	p, err := r.policy("policy", c.Policy)
+	if err != nil {
+		return nil, err
+	}
+	if r.Groups[c.Target] == nil {
+		if _, err := r.identity("target", c.Target); err != nil {
+			return nil, &Error{Code: ENotFound, Field: "target", Message: "no identity or group " + c.Target}
+		}
+	}
+	if p.AttachedTo.has(c.Target) {
+		return nil, nil
+	}
+	return []Event{PolicyAttached{InRealm{r.ID}, c.Policy, c.Target}}, nil
+}
+
+// DetachPolicy detaches a policy from an identity or a group.
+type DetachPolicy struct{ Policy, Target string }
+
+func (c DetachPolicy) permission(r *Realm) (string, string) {
+	return ActionManagePolicy, PolicyHRN(r.ID, c.Policy)
+}
+func (c DetachPolicy) validate() error { return nil }
+func (c DetachPolicy) decide(s *State, r *Realm) ([]Event, error) {
+	p, err := r.policy("policy", c.Policy)
+	if err != nil || !p.AttachedTo.has(c.Target) {
+		return nil, err
+	}
+	return []Event{PolicyDetached{InRealm{r.ID}, c.Policy, c.Target}}, nil
+}
+
+// --- events --------------------------------------------------------------------
+
+// PolicyCreated creates a policy.
+type PolicyCreated struct {
+	InRealm
+	ID         string      `json:"id"`
+	Name       string      `json:"name"`
+	Statements []Statement `json:"statements"`
+}
+
+// PolicyAttached attaches a policy realm-wide to an identity or a group.
+type PolicyAttached struct {
+	InRealm
+	Policy string `json:"policy"`
+	Target string `json:"target"`
+}
+
+// PolicyDetached detaches a policy from an identity or a group.
+type PolicyDetached struct {
+	InRealm
+	Policy string `json:"policy"`
+	Target string `json:"target"`
+}
+
+// EventType implements Event.
+func (PolicyCreated) EventType() string { return "PolicyCreated" }
+
+// EventType implements Event.
+func (PolicyAttached) EventType() string { return "PolicyAttached" }
+
+// EventType implements Event.
+func (PolicyDetached) EventType() string { return "PolicyDetached" }
+
+// --- apply ---------------------------------------------------------------------
+
+func (e PolicyCreated) apply(s *State, touch Touch) {
+	s.realms[e.Realm].Policies[e.ID] = &Policy{ID: e.ID, Name: e.Name, Statements: e.Statements, AttachedTo: set{}, InProjects: set{}}
+	touch(Change{Kind: ChangePolicy, Realm: e.Realm, From: e.ID})
+}
+
+func (e PolicyAttached) apply(s *State, touch Touch) {
+	r := s.realms[e.Realm]
+	r.Policies[e.Policy].AttachedTo.add(e.Target)
+	if g := r.Groups[e.Target]; g != nil {
+		g.Policies.add(e.Policy)
+	} else {
+		r.Identities[e.Target].Policies.add(e.Policy)
+	}
+	touch(Change{Kind: ChangeAttachment, Realm: e.Realm, From: e.Target, To: e.Policy})
+}
+
+func (e PolicyDetached) apply(s *State, touch Touch) {
+	r := s.realms[e.Realm]
+	delete(r.Policies[e.Policy].AttachedTo, e.Target)
+	if g := r.Groups[e.Target]; g != nil {
+		delete(g.Policies, e.Policy)
+	} else if id := r.Identities[e.Target]; id != nil {
+		delete(id.Policies, e.Policy)
+	}
+	touch(Change{Kind: ChangeAttachment, Realm: e.Realm, From: e.Target, To: e.Policy})
+}

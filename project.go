@@ -1,0 +1,364 @@
+package iam
+
+import "strconv"
+
+// Projects: their members (identities and groups, each with project
+// policies) and the resources they hold, at home or linked from elsewhere.
+
+// Relation is how a resource belongs to a project: created in it (home, one
+// per resource) or linked into it from its home.
+type Relation string
+
+// Relations of a resource to a project.
+const (
+	RelationHome Relation = "home"
+	RelationLink Relation = "link"
+)
+
+// --- commands ------------------------------------------------------------------
+
+// CreateProject adds a project.
+type CreateProject struct{ ID, Name string }
+
+func (c CreateProject) permission(r *Realm) (string, string) {
+	return ActionCreateProject, RealmHRN(r.ID)
+}
+func (c CreateProject) validate() error {
+	if err := validName("name", c.Name); err != nil {
+		return err
+	}
+	if len(c.ID) < 4 || len(c.ID) > 16 {
+		return FieldErrorf("id", "a project id has 4 to 16 characters")
+	}
+	return ValidID("id", c.ID)
+}
+func (c CreateProject) decide(s *State, r *Realm) ([]Event, error) {
+	if r.Projects[c.ID] != nil {
+		return nil, Errorf(EConflict, "project %s already exists", c.ID)
+	}
+	return []Event{ProjectCreated{InRealm{r.ID}, c.ID, c.Name}}, nil
+}
+
+// SetProjectMember makes an identity or a group a member of a project with
+// exactly the given policies.
+type SetProjectMember struct {
+	Project  string
+	Member   string
+	Policies []string
+}
+
+func (c SetProjectMember) permission(r *Realm) (string, string) {
+	return ActionManageProject, ProjectHRN(r.ID, c.Project)
+}
+func (c SetProjectMember) validate() error {
+	seen := set{}
+	for i, p := range c.Policies {
+		if err := ValidID("policies["+strconv.Itoa(i)+"]", p); err != nil {
+			return err
+		}
+		if seen.has(p) {
+			return FieldErrorf("policies["+strconv.Itoa(i)+"]", "policy %s is listed twice", p)
+		}
+		seen.add(p)
+	}
+	return nil
+}
+func (c SetProjectMember) decide(s *State, r *Realm) ([]Event, error) {
+	p, err := r.project("project", c.Project)
+	if err != nil {
+		return nil, err
+	}
+	for i, pol := range c.Policies {
+		if _, err := r.policy("policies["+strconv.Itoa(i)+"]", pol); err != nil {
+			return nil, err
+		}
+	}
+	if len(c.Policies) > s.Limits.PoliciesPerProjectMember {
+		return nil, limitErr("a project member has at most %d project policies", s.Limits.PoliciesPerProjectMember)
+	}
+	old, isMember := p.Members[c.Member]
+	if g := r.Groups[c.Member]; g != nil {
+		if !isMember && p.groups >= s.Limits.GroupsPerProject {
+			return nil, limitErr("a project has at most %d groups as members", s.Limits.GroupsPerProject)
+		}
+		if !isMember && len(g.Projects) >= s.Limits.ProjectsPerIdentity {
+			return nil, limitErr("a group is a direct member of at most %d projects", s.Limits.ProjectsPerIdentity)
+		}
+	} else {
+		id, err := r.identity("identityOrGroupId", c.Member)
+		if err != nil {
+			return nil, &Error{Code: ENotFound, Field: "identityOrGroupId", Message: "no identity or group " + c.Member}
+		}
+		if !isMember && len(p.Members)-p.groups >= s.Limits.IdentitiesPerProject {
+			return nil, limitErr("a project has at most %d users and apps as members", s.Limits.IdentitiesPerProject)
+		}
+		if !isMember && len(id.Projects) >= s.Limits.ProjectsPerIdentity {
+			return nil, limitErr("an identity is a direct member of at most %d projects", s.Limits.ProjectsPerIdentity)
+		}
+	}
+	if isMember && equalStrings(old, c.Policies) {
+		return nil, nil
+	}
+	pols := c.Policies
+	if pols == nil {
+		pols = []string{}
+	}
+	return []Event{ProjectMemberSet{InRealm{r.ID}, c.Project, c.Member, pols}}, nil
+}
+
+func equalStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// RemoveProjectMember takes an identity or a group out of a project.
+type RemoveProjectMember struct{ Project, Member string }
+
+func (c RemoveProjectMember) permission(r *Realm) (string, string) {
+	return ActionManageProject, ProjectHRN(r.ID, c.Project)
+}
+func (c RemoveProjectMember) validate() error { return nil }
+func (c RemoveProjectMember) decide(s *State, r *Realm) ([]Event, error) {
+	p, err := r.project("project", c.Project)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := p.Members[c.Member]; !ok {
+		return nil, nil
+	}
+	return []Event{ProjectMemberRemoved{InRealm{r.ID}, c.Project, c.Member}}, nil
+}
+
+// AddProjectResource puts a resource into a project: as its one home, or as
+// a link from its home into another project.
+type AddProjectResource struct {
+	Project  string
+	HRN      string
+	Relation Relation
+}
+
+func (c AddProjectResource) permission(r *Realm) (string, string) {
+	return ActionManageProject, ProjectHRN(r.ID, c.Project)
+}
+func (c AddProjectResource) validate() error {
+	if c.Relation != RelationHome && c.Relation != RelationLink {
+		return FieldErrorf("relation", "must be %q or %q", RelationHome, RelationLink)
+	}
+	h, err := ParseHRN("hrn", c.HRN)
+	if err != nil {
+		return err
+	}
+	if h.Service == "account" || h.Service == "authorization" {
+		return FieldErrorf("hrn", "%q is an IAM entity: projects hold service resources only", c.HRN)
+	}
+	return nil
+}
+func (c AddProjectResource) decide(s *State, r *Realm) ([]Event, error) {
+	p, err := r.project("project", c.Project)
+	if err != nil {
+		return nil, err
+	}
+	if rel, ok := p.Resources[c.HRN]; ok {
+		if rel == c.Relation {
+			return nil, nil
+		}
+		return nil, Errorf(EConflict, "%s is already in project %s as %s", c.HRN, c.Project, rel)
+	}
+	if len(p.Resources) >= s.Limits.ResourcesPerProject {
+		return nil, limitErr("a project holds at most %d resources", s.Limits.ResourcesPerProject)
+	}
+	pl := r.Resources[c.HRN]
+	switch c.Relation {
+	case RelationHome:
+		if pl != nil && pl.Home != "" {
+			return nil, Errorf(EConflict, "%s already has its home in project %s", c.HRN, pl.Home)
+		}
+	case RelationLink:
+		if pl == nil || pl.Home == "" {
+			return nil, &Error{Code: EInvalid, Field: "relation", Message: c.HRN + " has no home project to be linked from"}
+		}
+		if len(pl.Links) >= s.Limits.LinksPerResource {
+			return nil, limitErr("a resource is linked into at most %d projects", s.Limits.LinksPerResource)
+		}
+	}
+	return []Event{ProjectResourceAdded{InRealm{r.ID}, c.Project, c.HRN, c.Relation}}, nil
+}
+
+// RemoveProjectResource takes a resource out of a project; a home with links
+// left must be unlinked first.
+type RemoveProjectResource struct{ Project, HRN string }
+
+func (c RemoveProjectResource) permission(r *Realm) (string, string) {
+	return ActionManageProject, ProjectHRN(r.ID, c.Project)
+}
+func (c RemoveProjectResource) validate() error {
+	_, err := ParseHRN("hrn", c.HRN)
+	return err
+}
+func (c RemoveProjectResource) decide(s *State, r *Realm) ([]Event, error) {
+	p, err := r.project("project", c.Project)
+	if err != nil {
+		return nil, err
+	}
+	rel, ok := p.Resources[c.HRN]
+	if !ok {
+		return nil, nil
+	}
+	if pl := r.Resources[c.HRN]; rel == RelationHome && pl != nil && len(pl.Links) > 0 {
+		return nil, Errorf(EConflict, "%s is still linked into %d projects: unlink it first", c.HRN, len(pl.Links))
+	}
+	return []Event{ProjectResourceRemoved{InRealm{r.ID}, c.Project, c.HRN}}, nil
+}
+
+// --- events --------------------------------------------------------------------
+
+// ProjectCreated creates a project.
+type ProjectCreated struct {
+	InRealm
+	ID   string `json:"id"`
+	Name string `json:"name"`
+}
+
+// ProjectMemberSet makes an identity or a group a member of a project with
+// exactly the given policies (replacing any it had).
+type ProjectMemberSet struct {
+	InRealm
+	Project  string   `json:"project"`
+	Member   string   `json:"member"`
+	Policies []string `json:"policies"`
+}
+
+// ProjectMemberRemoved takes an identity or a group out of a project.
+type ProjectMemberRemoved struct {
+	InRealm
+	Project string `json:"project"`
+	Member  string `json:"member"`
+}
+
+// ProjectResourceAdded puts a resource into a project.
+type ProjectResourceAdded struct {
+	InRealm
+	Project  string   `json:"project"`
+	HRN      string   `json:"hrn"`
+	Relation Relation `json:"relation"`
+}
+
+// ProjectResourceRemoved takes a resource out of a project.
+type ProjectResourceRemoved struct {
+	InRealm
+	Project string `json:"project"`
+	HRN     string `json:"hrn"`
+}
+
+// EventType implements Event.
+func (ProjectCreated) EventType() string { return "ProjectCreated" }
+
+// EventType implements Event.
+func (ProjectMemberSet) EventType() string { return "ProjectMemberSet" }
+
+// EventType implements Event.
+func (ProjectMemberRemoved) EventType() string { return "ProjectMemberRemoved" }
+
+// EventType implements Event.
+func (ProjectResourceAdded) EventType() string { return "ProjectResourceAdded" }
+
+// EventType implements Event.
+func (ProjectResourceRemoved) EventType() string { return "ProjectResourceRemoved" }
+
+// --- apply ---------------------------------------------------------------------
+
+func (e ProjectCreated) apply(s *State, touch Touch) {
+	s.realms[e.Realm].Projects[e.ID] = &Project{ID: e.ID, Name: e.Name, Members: map[string][]string{}, Resources: map[string]Relation{}}
+	touch(Change{Kind: ChangeProject, Realm: e.Realm, From: e.ID})
+}
+
+func (e ProjectMemberSet) apply(s *State, touch Touch) {
+	r := s.realms[e.Realm]
+	p := r.Projects[e.Project]
+	old, had := p.Members[e.Member]
+	p.Members[e.Member] = append([]string(nil), e.Policies...)
+	if had {
+		r.unusePolicies(p.ID, old)
+	} else if g := r.Groups[e.Member]; g != nil {
+		g.Projects.add(p.ID)
+		p.groups++
+	} else {
+		r.Identities[e.Member].Projects.add(p.ID)
+	}
+	for _, pol := range e.Policies {
+		r.Policies[pol].InProjects.add(p.ID)
+	}
+	touch(Change{Kind: ChangeProjectMember, Realm: e.Realm, From: e.Project, To: e.Member})
+}
+
+func (e ProjectMemberRemoved) apply(s *State, touch Touch) {
+	r := s.realms[e.Realm]
+	p := r.Projects[e.Project]
+	old := p.Members[e.Member]
+	delete(p.Members, e.Member)
+	r.unusePolicies(p.ID, old)
+	if g := r.Groups[e.Member]; g != nil {
+		delete(g.Projects, p.ID)
+		p.groups--
+	} else if id := r.Identities[e.Member]; id != nil {
+		delete(id.Projects, p.ID)
+	}
+	touch(Change{Kind: ChangeProjectMember, Realm: e.Realm, From: e.Project, To: e.Member})
+}
+
+// unusePolicies forgets that project uses policies, unless a member of the
+// project (as it is now) still uses them.
+func (r *Realm) unusePolicies(project string, policies []string) {
+	p := r.Projects[project]
+	for _, pol := range policies {
+		still := false
+		for _, other := range p.Members {
+			for _, o := range other {
+				still = still || o == pol
+			}
+		}
+		if !still {
+			if rp := r.Policies[pol]; rp != nil {
+				delete(rp.InProjects, project)
+			}
+		}
+	}
+}
+
+func (e ProjectResourceAdded) apply(s *State, touch Touch) {
+	r := s.realms[e.Realm]
+	r.Projects[e.Project].Resources[e.HRN] = e.Relation
+	pl := r.Resources[e.HRN]
+	if pl == nil {
+		pl = &ResourcePlacement{Links: set{}}
+		r.Resources[e.HRN] = pl
+	}
+	if e.Relation == RelationHome {
+		pl.Home = e.Project
+	} else {
+		pl.Links.add(e.Project)
+	}
+	touch(Change{Kind: ChangeProjectResource, Realm: e.Realm, From: e.Project, To: e.HRN})
+}
+
+func (e ProjectResourceRemoved) apply(s *State, touch Touch) {
+	r := s.realms[e.Realm]
+	delete(r.Projects[e.Project].Resources, e.HRN)
+	if pl := r.Resources[e.HRN]; pl != nil {
+		if pl.Home == e.Project {
+			pl.Home = ""
+		}
+		delete(pl.Links, e.Project)
+		if pl.Home == "" && len(pl.Links) == 0 {
+			delete(r.Resources, e.HRN)
+		}
+	}
+	touch(Change{Kind: ChangeProjectResource, Realm: e.Realm, From: e.Project, To: e.HRN})
+}

@@ -1,0 +1,523 @@
+package replica
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/iam-project/iam"
+)
+
+// The read model's durable form is a set of rows (key → value) derived from
+// the state: one row per entity and one per edge, so that an event touches
+// only small rows. Keys sort realms first, then entities, then edges, so a
+// state can be loaded back in key order. This layout is on disk in every
+// read model and snapshot: change it only with a migration.
+const (
+	rowRealm      = "1"
+	rowIdentity   = "2"
+	rowGroup      = "3"
+	rowPolicy     = "4"
+	rowProject    = "5"
+	rowEdge       = "6"
+	rowInvitation = "7"
+	sep           = "\x00"
+
+	edgeMember          = "m"
+	edgeRole            = "r"
+	edgeAttachment      = "a"
+	edgeProjectMember   = "pm"
+	edgeProjectResource = "pr"
+	edgeCredential      = "c"
+	edgeAPIKey          = "k"
+	edgeAPIKeyDisabled  = "kd"
+	edgeAuthCode        = "ac"
+)
+
+// entityRows and edgeRows name the row of each kind of iam.Change.
+var (
+	entityRows = [...]string{
+		iam.ChangeIdentity:   rowIdentity,
+		iam.ChangeGroup:      rowGroup,
+		iam.ChangePolicy:     rowPolicy,
+		iam.ChangeProject:    rowProject,
+		iam.ChangeInvitation: rowInvitation,
+	}
+	edgeRows = [...]string{
+		iam.ChangeMember:          edgeMember,
+		iam.ChangeRole:            edgeRole,
+		iam.ChangeAttachment:      edgeAttachment,
+		iam.ChangeProjectMember:   edgeProjectMember,
+		iam.ChangeProjectResource: edgeProjectResource,
+		iam.ChangeCredential:      edgeCredential,
+		iam.ChangeAPIKey:          edgeAPIKey,
+		iam.ChangeAPIKeyStatus:    edgeAPIKeyDisabled,
+		iam.ChangeAuthCode:        edgeAuthCode,
+	}
+)
+
+// RowKey returns the key of the row that stores what c names.
+func RowKey(c iam.Change) string {
+	if c.Kind == iam.ChangeRealm {
+		return rowRealm + c.Realm
+	}
+	if int(c.Kind) < len(entityRows) && entityRows[c.Kind] != "" {
+		return entityRows[c.Kind] + c.Realm + sep + c.From
+	}
+	if int(c.Kind) < len(edgeRows) && edgeRows[c.Kind] != "" {
+		return rowEdge + c.Realm + sep + edgeRows[c.Kind] + sep + c.From + sep + c.To
+	}
+	panic(fmt.Sprintf("replica: no row for change kind %d", c.Kind)) // a kind added to iam but not here
+}
+
+// parseKey is the inverse of RowKey; ok is false for a key RowKey never makes.
+func parseKey(key string) (c iam.Change, ok bool) {
+	if key == "" {
+		return c, false
+	}
+	kind, rest := key[:1], key[1:]
+	if kind == rowRealm {
+		return iam.Change{Kind: iam.ChangeRealm, Realm: rest}, true
+	}
+	var parts [4]string
+	n := keyFields(rest, &parts)
+	if kind == rowEdge {
+		if n != 4 {
+			return c, false
+		}
+		for k, name := range edgeRows {
+			if name != "" && name == parts[1] {
+				return iam.Change{Kind: iam.ChangeKind(k), Realm: parts[0], From: parts[2], To: parts[3]}, true
+			}
+		}
+		return c, false
+	}
+	if n != 2 {
+		return c, false
+	}
+	for k, name := range entityRows {
+		if name != "" && name == kind {
+			return iam.Change{Kind: iam.ChangeKind(k), Realm: parts[0], From: parts[1]}, true
+		}
+	}
+	return c, false
+}
+
+// keyFields splits the rest of a row key (after its kind) at sep as
+// strings.Split would, without allocating: it stores the first len(f)
+// fields in f and returns how many there are. Loading a read model parses
+// a key per row, and the split's allocations showed in its profile.
+func keyFields(rest string, f *[4]string) int {
+	for n := 0; ; n++ {
+		i := strings.Index(rest, sep)
+		if i < 0 {
+			if n < len(f) {
+				f[n] = rest
+			}
+			return n + 1
+		}
+		if n < len(f) {
+			f[n] = rest[:i]
+		}
+		rest = rest[i+len(sep):]
+	}
+}
+
+// Row values. Their JSON is the on-disk format: fields keep their names and
+// their order.
+type (
+	realmRow struct {
+		Name string `json:"name"`
+	}
+	identityRow struct {
+		Kind         iam.IdentityKind   `json:"kind"`
+		Status       iam.IdentityStatus `json:"status"`
+		Email        string             `json:"email,omitempty"`
+		Name         string             `json:"name,omitempty"`
+		PasswordHash string             `json:"passwordHash,omitempty"`
+		RedirectURIs []string           `json:"redirectUris,omitempty"`
+		Owner        string             `json:"owner,omitempty"`
+		// The identity provider's part: sealed personal data, sign-in
+		// failures and lock, token revocation, the reset token's hash.
+		EmailIndex      string    `json:"emailIndex,omitempty"`
+		Sealed          []byte    `json:"sealed,omitempty"`
+		FailedSignIns   int       `json:"failedSignIns,omitempty"`
+		LockedUntil     time.Time `json:"lockedUntil,omitzero"`
+		TokensNotBefore time.Time `json:"tokensNotBefore,omitzero"`
+		ResetTokenHash  string    `json:"resetTokenHash,omitempty"`
+		ResetExpiresAt  time.Time `json:"resetExpiresAt,omitzero"`
+		SelfDeactivated bool      `json:"selfDeactivated,omitempty"`
+	}
+	nameRow struct {
+		Name string `json:"name"`
+	}
+	policyRow struct {
+		Name       string          `json:"name"`
+		Statements []iam.Statement `json:"statements"`
+	}
+	credentialRow struct {
+		ClientID   string `json:"clientId"`
+		SecretHash string `json:"secretHash"`
+		Disabled   bool   `json:"disabled,omitempty"`
+	}
+	authCodeRow struct {
+		Client      string    `json:"client"`
+		RedirectURI string    `json:"redirectUri"`
+		Challenge   string    `json:"challenge"`
+		ExpiresAt   time.Time `json:"expiresAt"`
+		Redeemed    bool      `json:"redeemed,omitempty"`
+	}
+	invitationRow struct {
+		UserID     string    `json:"userId"`
+		EmailIndex string    `json:"emailIndex"`
+		Sealed     []byte    `json:"sealed,omitempty"`
+		Roles      []string  `json:"roles,omitempty"`
+		Groups     []string  `json:"groups,omitempty"`
+		TokenHash  string    `json:"tokenHash"`
+		ExpiresAt  time.Time `json:"expiresAt"`
+		InvitedBy  string    `json:"invitedBy,omitempty"`
+		Accepted   bool      `json:"accepted,omitempty"`
+	}
+)
+
+// present is the value of an edge row that carries nothing but its key.
+var present = []byte{}
+
+// Row returns the current value of a row key in st, and false when the row
+// does not exist (it must then be deleted from the durable form).
+func Row(st *iam.State, key string) ([]byte, bool) {
+	c, ok := parseKey(key)
+	if !ok {
+		return nil, false
+	}
+	return rowValue(st, c)
+}
+
+// rowValue returns the value of the row of c, as Row does.
+func rowValue(st *iam.State, c iam.Change) ([]byte, bool) {
+	r := st.Realm(c.Realm)
+	if r == nil {
+		return nil, false
+	}
+	switch c.Kind {
+	case iam.ChangeRealm:
+		return mustJSON(realmRow{Name: r.Name}), true
+	case iam.ChangeIdentity:
+		if id := r.Identities[c.From]; id != nil {
+			return mustJSON(identityRow{id.Kind, id.Status, id.Email, id.Name, id.PasswordHash, id.RedirectURIs, id.Owner,
+				id.EmailIndex, id.Sealed, id.FailedSignIns, id.LockedUntil, id.TokensNotBefore, id.ResetTokenHash, id.ResetExpiresAt, id.SelfDeactivated}), true
+		}
+	case iam.ChangeGroup:
+		if g := r.Groups[c.From]; g != nil {
+			return mustJSON(nameRow{g.Name}), true
+		}
+	case iam.ChangePolicy:
+		if p := r.Policies[c.From]; p != nil {
+			return mustJSON(policyRow{p.Name, p.Statements}), true
+		}
+	case iam.ChangeProject:
+		if p := r.Projects[c.From]; p != nil {
+			return mustJSON(nameRow{p.Name}), true
+		}
+	case iam.ChangeInvitation:
+		if inv := r.Invitations[c.From]; inv != nil {
+			return mustJSON(invitationRow{inv.UserID, inv.EmailIndex, inv.Sealed, inv.Roles, inv.Groups, inv.TokenHash, inv.ExpiresAt, inv.InvitedBy, inv.Accepted}), true
+		}
+	case iam.ChangeMember:
+		if g := r.Groups[c.From]; g != nil && has(g.Members, c.To) {
+			return present, true
+		}
+	case iam.ChangeRole:
+		if id := r.Identities[c.From]; id != nil && has(id.Roles, c.To) {
+			return present, true
+		}
+	case iam.ChangeAttachment:
+		if p := r.Policies[c.To]; p != nil && has(p.AttachedTo, c.From) {
+			return present, true
+		}
+	case iam.ChangeProjectMember:
+		if p := r.Projects[c.From]; p != nil {
+			if pols, ok := p.Members[c.To]; ok {
+				return mustJSON(pols), true
+			}
+		}
+	case iam.ChangeProjectResource:
+		if p := r.Projects[c.From]; p != nil {
+			if rel, ok := p.Resources[c.To]; ok {
+				return []byte(rel), true
+			}
+		}
+	case iam.ChangeCredential:
+		if id := r.Identities[c.From]; id != nil {
+			if cr, ok := id.Credentials[c.To]; ok {
+				return mustJSON(credentialRow{cr.ClientID, cr.SecretHash, cr.Disabled}), true
+			}
+		}
+	case iam.ChangeAPIKey:
+		if id := r.Identities[c.From]; id != nil {
+			if h, ok := id.APIKeys[c.To]; ok {
+				return []byte(h), true
+			}
+		}
+	case iam.ChangeAPIKeyStatus:
+		if id := r.Identities[c.From]; id != nil && has(id.DisabledAPIKeys, c.To) {
+			return present, true
+		}
+	case iam.ChangeAuthCode:
+		if id := r.Identities[c.From]; id != nil {
+			if ac, ok := id.AuthCodes[c.To]; ok {
+				return mustJSON(authCodeRow{ac.Client, ac.RedirectURI, ac.Challenge, ac.ExpiresAt, ac.Redeemed}), true
+			}
+		}
+	}
+	return nil, false
+}
+
+func has[V any](m map[string]V, k string) bool { _, ok := m[k]; return ok }
+
+// Rows calls fn for every row of st in key order. It is how a read model is
+// written from scratch and how tests compare a state with a stored one.
+func Rows(st *iam.State, fn func(key string, value []byte) error) error {
+	var keys []string
+	add := func(kind iam.ChangeKind, realm, from, to string) {
+		keys = append(keys, RowKey(iam.Change{Kind: kind, Realm: realm, From: from, To: to}))
+	}
+	for _, rid := range st.RealmIDs() {
+		r := st.Realm(rid)
+		add(iam.ChangeRealm, rid, "", "")
+		for id, ident := range r.Identities {
+			add(iam.ChangeIdentity, rid, id, "")
+			for role := range ident.Roles {
+				add(iam.ChangeRole, rid, id, role)
+			}
+			for pol := range ident.Policies {
+				add(iam.ChangeAttachment, rid, id, pol)
+			}
+			for c := range ident.Credentials {
+				add(iam.ChangeCredential, rid, id, c)
+			}
+			for k := range ident.APIKeys {
+				add(iam.ChangeAPIKey, rid, id, k)
+			}
+			for k := range ident.DisabledAPIKeys {
+				add(iam.ChangeAPIKeyStatus, rid, id, k)
+			}
+			for h := range ident.AuthCodes {
+				add(iam.ChangeAuthCode, rid, id, h)
+			}
+		}
+		for id, g := range r.Groups {
+			add(iam.ChangeGroup, rid, id, "")
+			for m := range g.Members {
+				add(iam.ChangeMember, rid, id, m)
+			}
+			for pol := range g.Policies {
+				add(iam.ChangeAttachment, rid, id, pol)
+			}
+		}
+		for id := range r.Policies {
+			add(iam.ChangePolicy, rid, id, "")
+		}
+		for id, p := range r.Projects {
+			add(iam.ChangeProject, rid, id, "")
+			for m := range p.Members {
+				add(iam.ChangeProjectMember, rid, id, m)
+			}
+			for h := range p.Resources {
+				add(iam.ChangeProjectResource, rid, id, h)
+			}
+		}
+		for id := range r.Invitations {
+			add(iam.ChangeInvitation, rid, id, "")
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v, ok := Row(st, k)
+		if !ok {
+			return fmt.Errorf("rows: %q listed but absent", k)
+		}
+		if err := fn(k, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// LoadRow rebuilds st from one stored row by applying the events that
+// create what the row holds. Rows must come in key order (as Rows and a
+// sorted store give them), so entities precede their edges. A row that does
+// not fit the state loaded so far is an error, not a panic: it means a
+// corrupt read model or snapshot.
+func LoadRow(st *iam.State, key string, value []byte) error {
+	c, ok := parseKey(key)
+	if !ok {
+		return fmt.Errorf("load row %q: malformed key or unknown row kind", key)
+	}
+	if c.Kind != iam.ChangeRealm && st.Realm(c.Realm) == nil {
+		return fmt.Errorf("load row %q: unknown realm", key)
+	}
+	if err := loadRow(st, c, value); err != nil {
+		return fmt.Errorf("load row %q: %w", key, err)
+	}
+	return nil
+}
+
+func loadRow(st *iam.State, c iam.Change, value []byte) error {
+	apply := func(evs ...iam.Event) error { return st.ApplyEvents(evs, nil) }
+	in := iam.InRealm{Realm: c.Realm}
+	r := st.Realm(c.Realm)
+	from, to := c.From, c.To
+	switch c.Kind {
+	case iam.ChangeRealm:
+		var row realmRow
+		if err := json.Unmarshal(value, &row); err != nil {
+			return err
+		}
+		return apply(iam.RealmCreated{InRealm: in, Name: row.Name})
+	case iam.ChangeIdentity:
+		var row identityRow
+		if err := json.Unmarshal(value, &row); err != nil {
+			return err
+		}
+		return loadIdentity(st, in, from, row)
+	case iam.ChangeGroup:
+		var row nameRow
+		if err := json.Unmarshal(value, &row); err != nil {
+			return err
+		}
+		return apply(iam.GroupCreated{InRealm: in, ID: from, Name: row.Name})
+	case iam.ChangePolicy:
+		var row policyRow
+		if err := json.Unmarshal(value, &row); err != nil {
+			return err
+		}
+		return apply(iam.PolicyCreated{InRealm: in, ID: from, Name: row.Name, Statements: row.Statements})
+	case iam.ChangeProject:
+		var row nameRow
+		if err := json.Unmarshal(value, &row); err != nil {
+			return err
+		}
+		return apply(iam.ProjectCreated{InRealm: in, ID: from, Name: row.Name})
+	case iam.ChangeInvitation:
+		var row invitationRow
+		if err := json.Unmarshal(value, &row); err != nil {
+			return err
+		}
+		inv := iam.Invitation{UserID: row.UserID, EmailIndex: row.EmailIndex, Sealed: row.Sealed, Roles: row.Roles, Groups: row.Groups,
+			TokenHash: row.TokenHash, ExpiresAt: row.ExpiresAt, InvitedBy: row.InvitedBy}
+		if err := apply(iam.InvitationCreated{InRealm: in, ID: from, Invitation: inv}); err != nil || !row.Accepted {
+			return err
+		}
+		return apply(iam.InvitationAccepted{InRealm: in, ID: from, User: row.UserID})
+	case iam.ChangeMember:
+		if r.Groups[from] == nil || r.Identities[to] == nil {
+			return fmt.Errorf("membership of missing entities")
+		}
+		return apply(iam.MemberAdded{InRealm: in, Group: from, Identity: to})
+	case iam.ChangeAttachment:
+		if r.Policies[to] == nil || (r.Groups[from] == nil && r.Identities[from] == nil) {
+			return fmt.Errorf("attachment of missing entities")
+		}
+		return apply(iam.PolicyAttached{InRealm: in, Target: from, Policy: to})
+	case iam.ChangeProjectMember:
+		var pols []string
+		if err := json.Unmarshal(value, &pols); err != nil {
+			return err
+		}
+		if r.Projects[from] == nil || (r.Groups[to] == nil && r.Identities[to] == nil) {
+			return fmt.Errorf("project membership of missing entities")
+		}
+		for _, p := range pols {
+			if r.Policies[p] == nil {
+				return fmt.Errorf("project membership uses missing policy %q", p)
+			}
+		}
+		return apply(iam.ProjectMemberSet{InRealm: in, Project: from, Member: to, Policies: pols})
+	case iam.ChangeProjectResource:
+		if r.Projects[from] == nil {
+			return fmt.Errorf("resource of a missing project")
+		}
+		return apply(iam.ProjectResourceAdded{InRealm: in, Project: from, HRN: to, Relation: iam.Relation(value)})
+	}
+	// The remaining edges belong to an identity.
+	if r.Identities[from] == nil {
+		return fmt.Errorf("%s edge of a missing identity", edgeRows[c.Kind])
+	}
+	switch c.Kind {
+	case iam.ChangeRole:
+		return apply(iam.RoleGranted{InRealm: in, Identity: from, Role: to})
+	case iam.ChangeCredential:
+		var row credentialRow
+		if err := json.Unmarshal(value, &row); err != nil {
+			return err
+		}
+		if err := apply(iam.CredentialAdded{InRealm: in, App: from, CredentialID: to, ClientID: row.ClientID, SecretHash: row.SecretHash}); err != nil || !row.Disabled {
+			return err
+		}
+		return apply(iam.CredentialStatusChanged{InRealm: in, App: from, CredentialID: to, Disabled: true})
+	case iam.ChangeAPIKey:
+		return apply(iam.APIKeyAdded{InRealm: in, App: from, KeyID: to, KeyHash: string(value)})
+	case iam.ChangeAPIKeyStatus:
+		return apply(iam.APIKeyStatusChanged{InRealm: in, App: from, KeyID: to, Disabled: true})
+	case iam.ChangeAuthCode:
+		var row authCodeRow
+		if err := json.Unmarshal(value, &row); err != nil {
+			return err
+		}
+		// At is left zero: issuing prunes the codes expired at At, and
+		// none of the loaded ones is.
+		return apply(iam.AuthCodeIssued{InRealm: in, User: from, CodeHash: to,
+			Code: iam.AuthCode{Client: row.Client, RedirectURI: row.RedirectURI, Challenge: row.Challenge, ExpiresAt: row.ExpiresAt, Redeemed: row.Redeemed}})
+	}
+	return fmt.Errorf("unknown row kind")
+}
+
+// maxLoadedFailures bounds the failed sign-ins a row may claim: they are
+// replayed one event each, and a corrupt count must not stall a load.
+const maxLoadedFailures = 1 << 16
+
+// loadIdentity recreates an identity from its row: created as it was, then
+// brought to its status, sign-in failures and lock, token revocation and
+// reset token by the events that make them.
+func loadIdentity(st *iam.State, in iam.InRealm, id string, row identityRow) error {
+	if row.FailedSignIns < 0 || row.FailedSignIns > maxLoadedFailures {
+		return fmt.Errorf("failed sign-ins %d out of range", row.FailedSignIns)
+	}
+	evs := make([]iam.Event, 0, 4)
+	evs = append(evs, iam.IdentityCreated{InRealm: in, ID: id, Kind: row.Kind, Email: row.Email, Name: row.Name,
+		PasswordHash: row.PasswordHash, RedirectURIs: row.RedirectURIs, Owner: row.Owner,
+		EmailIndex: row.EmailIndex, Sealed: row.Sealed})
+	switch row.Status {
+	case iam.StatusActive:
+	case iam.StatusDeactivated:
+		evs = append(evs, iam.IdentityStatusChanged{InRealm: in, ID: id, Status: row.Status, BySelf: row.SelfDeactivated})
+	case iam.StatusDeleted:
+		evs = append(evs, iam.IdentityDeleted{InRealm: in, ID: id})
+	default:
+		return fmt.Errorf("unknown identity status %q", row.Status)
+	}
+	if !row.LockedUntil.IsZero() {
+		evs = append(evs, iam.SignInFailed{InRealm: in, User: id, LockedUntil: row.LockedUntil})
+	}
+	for range row.FailedSignIns {
+		evs = append(evs, iam.SignInFailed{InRealm: in, User: id})
+	}
+	if !row.TokensNotBefore.IsZero() {
+		evs = append(evs, iam.TokensRevoked{InRealm: in, Identity: id, Before: row.TokensNotBefore})
+	}
+	if row.ResetTokenHash != "" {
+		evs = append(evs, iam.PasswordResetRequested{InRealm: in, User: id, TokenHash: row.ResetTokenHash, ExpiresAt: row.ResetExpiresAt})
+	}
+	return st.ApplyEvents(evs, nil)
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("replica: marshal row: %v", err)) // only plain data types are marshalled
+	}
+	return b
+}

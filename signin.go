@@ -1,0 +1,426 @@
+package iam
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"strings"
+	"time"
+)
+
+// Sign-in with lockout, authorization codes (with PKCE), passwords and their
+// resets. Every one of them is an event decided by the one writer under the
+// realm's lock, so that, e.g., "5 failed sign-ins in a row lock the account"
+// holds whichever region the attempts came through. Secrets never reach the
+// log: codes and reset tokens appear only as SHA-256 hashes (they are 256-bit
+// random, so a fast hash is enough); passwords only as argon2id.
+
+// Defaults for the sign-in rules; commands carry the values in force so that
+// the decision (and its event) is self-contained.
+const (
+	DefaultMaxFailedSignIns   = 5
+	DefaultLockoutPeriod      = 15 * time.Minute
+	DefaultMaxAuthCodes       = 10
+	ErrMaxAuthCodesExceeded   = "Exceeded the maximum number of authorization codes that can be created at any given point"
+	FieldAccountLocked        = "account"
+	FieldAuthorizationCodeErr = "code"
+)
+
+// AuthCode is an outstanding or redeemed authorization code of a user,
+// stored by the hash of the code.
+type AuthCode struct {
+	Client      string    `json:"client"` // app id
+	RedirectURI string    `json:"redirectUri"`
+	Challenge   string    `json:"challenge"` // PKCE S256 challenge
+	ExpiresAt   time.Time `json:"expiresAt"`
+	Redeemed    bool      `json:"redeemed,omitempty"`
+}
+
+// HashSecret is the SHA-256 (base64url) under which codes and tokens are
+// stored. They are 256-bit random, so a slow hash would add nothing.
+func HashSecret(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// Locked reports whether the identity is locked out at t.
+func (id *Identity) Locked(t time.Time) bool { return id.LockedUntil.After(t) }
+
+// OutstandingCodes counts the unredeemed codes not expired at t.
+func (id *Identity) OutstandingCodes(t time.Time) int {
+	n := 0
+	for _, c := range id.AuthCodes {
+		if !c.Redeemed && c.ExpiresAt.After(t) {
+			n++
+		}
+	}
+	return n
+}
+
+// --- commands ------------------------------------------------------------------
+
+// CodeGrant asks RecordSignIn to issue an authorization code.
+type CodeGrant struct {
+	CodeHash string
+	Code     AuthCode
+	Max      int // outstanding codes a user may hold
+}
+
+// RecordSignIn records the outcome of a password check the API made against
+// PasswordHash (the hash it verified). A locked account is refused even with
+// the right password; failures count towards the lock; a success clears the
+// count, reactivates a deactivated user (as HERE's FAQ says) and may issue
+// an authorization code.
+type RecordSignIn struct {
+	systemOnly
+	User          string
+	PasswordHash  string
+	Success       bool
+	At            time.Time
+	MaxFailures   int
+	LockoutPeriod time.Duration
+	Code          *CodeGrant
+}
+
+func (c RecordSignIn) validate() error {
+	if c.At.IsZero() || c.MaxFailures < 1 || c.LockoutPeriod <= 0 {
+		return Errorf(EInternal, "sign-in needs a time and lockout rules")
+	}
+	return nil
+}
+
+// LockedError is the refusal of a locked account.
+func LockedError(until time.Time) error {
+	return &Error{Code: EUnauthenticated, Field: FieldAccountLocked,
+		Message: "the account is locked after too many failed sign-ins; try again after " + until.UTC().Format(time.RFC3339)}
+}
+
+func (c RecordSignIn) decide(s *State, r *Realm) ([]Event, error) {
+	u, err := r.user("user", c.User)
+	if err != nil {
+		return nil, err
+	}
+	if u.Locked(c.At) {
+		return nil, LockedError(u.LockedUntil)
+	}
+	if u.PasswordHash == "" || u.PasswordHash != c.PasswordHash {
+		return nil, Errorf(EConflict, "the password changed during sign-in; try again")
+	}
+	in := InRealm{r.ID}
+	if !c.Success {
+		ev := SignInFailed{InRealm: in, User: c.User, At: c.At}
+		if u.FailedSignIns+1 >= c.MaxFailures {
+			ev.LockedUntil = c.At.Add(c.LockoutPeriod)
+		}
+		return []Event{ev}, nil
+	}
+	var evs []Event
+	if c.Code != nil {
+		if u.OutstandingCodes(c.At) >= c.Code.Max {
+			return nil, &Error{Code: ELimitExceeded, Field: FieldAuthorizationCodeErr, Message: ErrMaxAuthCodesExceeded}
+		}
+		if c.Code.CodeHash == "" || !c.Code.Code.ExpiresAt.After(c.At) {
+			return nil, Errorf(EInternal, "an authorization code needs a hash and a future expiry")
+		}
+		if r.authCodes[c.Code.CodeHash] != "" {
+			return nil, Errorf(EConflict, "authorization code collision; try again")
+		}
+	}
+	if u.Status == StatusDeactivated {
+		// Signing in again undoes only a user's own deactivation: one by
+		// an administrator (a compromised account, say) must not be lifted
+		// by whoever holds the password.
+		if !u.SelfDeactivated {
+			return nil, &Error{Code: EUnauthenticated, Field: "account", Message: "the account was deactivated by an administrator"}
+		}
+		evs = append(evs, IdentityStatusChanged{InRealm: in, ID: c.User, Status: StatusActive})
+	}
+	if u.FailedSignIns > 0 || !u.LockedUntil.IsZero() {
+		evs = append(evs, SignInSucceeded{InRealm: in, User: c.User, At: c.At})
+	}
+	if c.Code != nil {
+		evs = append(evs, AuthCodeIssued{InRealm: in, User: c.User, CodeHash: c.Code.CodeHash, Code: c.Code.Code, At: c.At})
+	}
+	return evs, nil
+}
+
+// RedeemAuthCode exchanges a code at the token endpoint: single-use, bound to
+// the client, the redirect URI and the PKCE verifier. A code presented again
+// after its redemption revokes the tokens of its user (RFC 6749 §4.1.2): the
+// decision then returns TokensRevoked and the API refuses the request.
+type RedeemAuthCode struct {
+	systemOnly
+	CodeHash    string
+	Client      string
+	RedirectURI string
+	Verifier    string
+	At          time.Time
+}
+
+func (c RedeemAuthCode) validate() error {
+	if c.At.IsZero() || c.CodeHash == "" {
+		return Errorf(EInternal, "redeem needs a time and a code")
+	}
+	return nil
+}
+
+func codeErr(msg string) error {
+	return &Error{Code: EInvalid, Field: FieldAuthorizationCodeErr, Message: msg}
+}
+
+func (c RedeemAuthCode) decide(s *State, r *Realm) ([]Event, error) {
+	u := r.Identities[r.authCodes[c.CodeHash]]
+	code, ok := AuthCode{}, false
+	if u != nil {
+		code, ok = u.AuthCodes[c.CodeHash]
+	}
+	if !ok || !code.ExpiresAt.After(c.At) {
+		return nil, codeErr("the authorization code is unknown or expired")
+	}
+	if code.Client != c.Client {
+		return nil, codeErr("the authorization code was issued to another client")
+	}
+	if code.Redeemed {
+		return []Event{TokensRevoked{InRealm: InRealm{r.ID}, Identity: u.ID, Before: c.At, Reason: "authorization code reused"}}, nil
+	}
+	if code.RedirectURI != c.RedirectURI {
+		return nil, codeErr("redirect_uri does not match the authorization request")
+	}
+	if !pkceS256(c.Verifier, code.Challenge) {
+		return nil, codeErr("code_verifier does not match the code challenge")
+	}
+	if u.Status != StatusActive {
+		return nil, codeErr("the user is not active")
+	}
+	return []Event{AuthCodeRedeemed{InRealm: InRealm{r.ID}, User: u.ID, CodeHash: c.CodeHash, At: c.At}}, nil
+}
+
+// pkceS256 is RFC 7636 §4.6 for S256, the only method accepted.
+func pkceS256(verifier, challenge string) bool {
+	if len(verifier) < 43 || len(verifier) > 128 {
+		return false
+	}
+	for i := 0; i < len(verifier); i++ {
+		ch := verifier[i]
+		if !(ch >= 'A' && ch <= 'Z' || ch >= 'a' && ch <= 'z' || ch >= '0' && ch <= '9' || strings.IndexByte("-._~", ch) >= 0) {
+			return false
+		}
+	}
+	sum := sha256.Sum256([]byte(verifier))
+	return subtle.ConstantTimeCompare([]byte(base64.RawURLEncoding.EncodeToString(sum[:])), []byte(challenge)) == 1
+}
+
+// ChangePassword sets a user's password after the API verified the current
+// one against OldHash (which must still be the current hash).
+type ChangePassword struct {
+	systemOnly
+	User    string
+	OldHash string
+	NewHash string
+	At      time.Time
+}
+
+func (c ChangePassword) validate() error { return validPasswordHash(c.NewHash) }
+func (c ChangePassword) decide(s *State, r *Realm) ([]Event, error) {
+	u, err := r.user("user", c.User)
+	if err != nil {
+		return nil, err
+	}
+	if u.PasswordHash != c.OldHash {
+		return nil, Errorf(EConflict, "the password changed meanwhile; try again")
+	}
+	return []Event{PasswordChanged{InRealm: InRealm{r.ID}, User: c.User, PasswordHash: c.NewHash, At: c.At}}, nil
+}
+
+func validPasswordHash(h string) error {
+	if !strings.HasPrefix(h, "$argon2id$") {
+		return Errorf(EInternal, "password must be hashed with argon2id")
+	}
+	return nil
+}
+
+// RequestPasswordReset stores the hash of a reset token for a user; the
+// token itself goes to the user by mail, never to the log.
+type RequestPasswordReset struct {
+	systemOnly
+	User      string
+	TokenHash string
+	ExpiresAt time.Time
+}
+
+func (c RequestPasswordReset) validate() error {
+	if c.TokenHash == "" || c.ExpiresAt.IsZero() {
+		return Errorf(EInternal, "a reset needs a token hash and an expiry")
+	}
+	return nil
+}
+func (c RequestPasswordReset) decide(s *State, r *Realm) ([]Event, error) {
+	if _, err := r.user("user", c.User); err != nil {
+		return nil, err
+	}
+	if r.resetTokens[c.TokenHash] != "" {
+		return nil, Errorf(EConflict, "reset token collision; try again")
+	}
+	return []Event{PasswordResetRequested{InRealm{r.ID}, c.User, c.TokenHash, c.ExpiresAt}}, nil
+}
+
+// ResetPassword consumes a reset token (single use, before its expiry).
+type ResetPassword struct {
+	systemOnly
+	TokenHash string
+	NewHash   string
+	At        time.Time
+}
+
+func (c ResetPassword) validate() error { return validPasswordHash(c.NewHash) }
+func (c ResetPassword) decide(s *State, r *Realm) ([]Event, error) {
+	u := r.Identities[r.resetTokens[c.TokenHash]]
+	if u == nil || u.Status == StatusDeleted || u.ResetTokenHash != c.TokenHash || !u.ResetExpiresAt.After(c.At) {
+		return nil, &Error{Code: EInvalid, Field: "token", Message: "the reset token is unknown, used or expired"}
+	}
+	return []Event{PasswordChanged{InRealm: InRealm{r.ID}, User: u.ID, PasswordHash: c.NewHash, At: c.At, ByReset: true}}, nil
+}
+
+// --- events --------------------------------------------------------------------
+
+// SignInFailed records a wrong password. LockedUntil is set when this failure
+// locks the account.
+type SignInFailed struct {
+	InRealm
+	User        string    `json:"user"`
+	At          time.Time `json:"at"`
+	LockedUntil time.Time `json:"lockedUntil,omitzero"`
+}
+
+// SignInSucceeded clears the failure count and any lock.
+type SignInSucceeded struct {
+	InRealm
+	User string    `json:"user"`
+	At   time.Time `json:"at"`
+}
+
+// AuthCodeIssued records a code by its hash; at applies, the user's codes
+// expired by At are forgotten.
+type AuthCodeIssued struct {
+	InRealm
+	User     string    `json:"user"`
+	CodeHash string    `json:"codeHash"`
+	Code     AuthCode  `json:"code"`
+	At       time.Time `json:"at"`
+}
+
+// AuthCodeRedeemed marks a code used (kept until it expires, to spot reuse).
+type AuthCodeRedeemed struct {
+	InRealm
+	User     string    `json:"user"`
+	CodeHash string    `json:"codeHash"`
+	At       time.Time `json:"at"`
+}
+
+// PasswordChanged sets a new argon2id hash; it consumes any reset token and
+// clears failures and lock.
+type PasswordChanged struct {
+	InRealm
+	User         string    `json:"user"`
+	PasswordHash string    `json:"passwordHash"`
+	At           time.Time `json:"at"`
+	ByReset      bool      `json:"byReset,omitempty"`
+}
+
+// PasswordResetRequested stores the hash of a single-use reset token.
+type PasswordResetRequested struct {
+	InRealm
+	User      string    `json:"user"`
+	TokenHash string    `json:"tokenHash"`
+	ExpiresAt time.Time `json:"expiresAt"`
+}
+
+// EventType implements Event.
+func (SignInFailed) EventType() string { return "SignInFailed" }
+
+// EventType implements Event.
+func (SignInSucceeded) EventType() string { return "SignInSucceeded" }
+
+// EventType implements Event.
+func (AuthCodeIssued) EventType() string { return "AuthCodeIssued" }
+
+// EventType implements Event.
+func (AuthCodeRedeemed) EventType() string { return "AuthCodeRedeemed" }
+
+// EventType implements Event.
+func (PasswordChanged) EventType() string { return "PasswordChanged" }
+
+// EventType implements Event.
+func (PasswordResetRequested) EventType() string { return "PasswordResetRequested" }
+
+// --- apply ---------------------------------------------------------------------
+
+func (e SignInFailed) apply(s *State, touch Touch) {
+	u := s.realms[e.Realm].Identities[e.User]
+	u.FailedSignIns++
+	if !e.LockedUntil.IsZero() {
+		u.LockedUntil, u.FailedSignIns = e.LockedUntil, 0
+	}
+	touch(Change{Kind: ChangeIdentity, Realm: e.Realm, From: e.User})
+}
+
+func (e SignInSucceeded) apply(s *State, touch Touch) {
+	u := s.realms[e.Realm].Identities[e.User]
+	u.FailedSignIns, u.LockedUntil = 0, time.Time{}
+	touch(Change{Kind: ChangeIdentity, Realm: e.Realm, From: e.User})
+}
+
+func (e AuthCodeIssued) apply(s *State, touch Touch) {
+	r := s.realms[e.Realm]
+	u := r.Identities[e.User]
+	r.pruneCodes(u, e.At, touch)
+	u.AuthCodes[e.CodeHash] = e.Code
+	r.authCodes[e.CodeHash] = e.User
+	touch(Change{Kind: ChangeAuthCode, Realm: e.Realm, From: e.User, To: e.CodeHash})
+}
+
+func (e AuthCodeRedeemed) apply(s *State, touch Touch) {
+	r := s.realms[e.Realm]
+	u := r.Identities[e.User]
+	c := u.AuthCodes[e.CodeHash]
+	c.Redeemed = true
+	u.AuthCodes[e.CodeHash] = c
+	touch(Change{Kind: ChangeAuthCode, Realm: e.Realm, From: e.User, To: e.CodeHash})
+	r.pruneCodes(u, e.At, touch)
+}
+
+func (e PasswordChanged) apply(s *State, touch Touch) {
+	r := s.realms[e.Realm]
+	u := r.Identities[e.User]
+	u.PasswordHash = e.PasswordHash
+	u.FailedSignIns, u.LockedUntil = 0, time.Time{}
+	r.clearReset(u)
+	touch(Change{Kind: ChangeIdentity, Realm: e.Realm, From: e.User})
+}
+
+func (e PasswordResetRequested) apply(s *State, touch Touch) {
+	r := s.realms[e.Realm]
+	u := r.Identities[e.User]
+	r.clearReset(u)
+	u.ResetTokenHash, u.ResetExpiresAt = e.TokenHash, e.ExpiresAt
+	r.resetTokens[e.TokenHash] = e.User
+	touch(Change{Kind: ChangeIdentity, Realm: e.Realm, From: e.User})
+}
+
+// pruneCodes forgets the codes of u expired at t: they expire on their own.
+func (r *Realm) pruneCodes(u *Identity, t time.Time, touch Touch) {
+	for h, c := range u.AuthCodes {
+		if !c.ExpiresAt.After(t) {
+			delete(u.AuthCodes, h)
+			delete(r.authCodes, h)
+			touch(Change{Kind: ChangeAuthCode, Realm: r.ID, From: u.ID, To: h})
+		}
+	}
+}
+
+func (r *Realm) clearReset(u *Identity) {
+	if u.ResetTokenHash != "" {
+		delete(r.resetTokens, u.ResetTokenHash)
+	}
+	u.ResetTokenHash, u.ResetExpiresAt = "", time.Time{}
+}
