@@ -104,7 +104,7 @@ func (s *Server) digest(w http.ResponseWriter, r *http.Request) error {
 		}
 		wait = time.Duration(ms) * time.Millisecond
 	}
-	d, err := replica.DigestAt(r.Context(), rep, at, wait)
+	d, err := rep.DigestAt(r.Context(), at, wait)
 	if err != nil {
 		return err
 	}

@@ -381,7 +381,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 				return err
 			}
 		}
-		p := projector.New(m.log, m.join.gate(rep), region)
+		p := projector.New(m.log, rep, region)
 		p.Logger = logger
 		p.OnRetry = func(cause string) { metrics.Retry("projector", cause) }
 		p.OnApplied = func(entries []iam.LogEntry, at time.Time) {

@@ -19,33 +19,20 @@ import (
 // Joining a region from a snapshot, digests and periodic snapshots: the
 // wiring of docs/joining.md, kept apart from daemon.go.
 
-var _ projector.Sink = (*replica.Gate)(nil)
+var _ projector.Sink = (*replica.Replica)(nil)
 
 // joinState is Main's part of it.
 type joinState struct {
-	// gates feed the replicas (the projectors' sinks), for digests at a
-	// token; one per replica, in m.replicas order.
-	gates []*replica.Gate
 	// joined is the snapshot each region loaded at start (absent: none).
 	joined map[string]replica.SnapshotHeader
 	// snapshotter publishes the hub's snapshots.
 	snapshotter *api.Snapshotter
 }
 
-// gate wraps rep as its projector's sink.
-func (j *joinState) gate(rep *replica.Replica) *replica.Gate {
-	g := replica.NewGate(rep)
-	j.gates = append(j.gates, g)
-	return g
-}
-
-// stop ends the snapshotter and unregisters the gates.
+// stop ends the snapshotter.
 func (j *joinState) stop() {
 	if j.snapshotter != nil {
 		j.snapshotter.Stop()
-	}
-	for _, g := range j.gates {
-		g.Close()
 	}
 }
 

@@ -106,7 +106,7 @@ func TestJoin_FromSnapshot(t *testing.T) {
 	waitFor(t, 10*time.Second, "us-east to apply the tail", func() bool { return usRep.Applied() >= tail })
 	// What went through us-east's projector is the log after the snapshot,
 	// all of it: it did not replay from 1. eu-west replayed everything.
-	applied, through := usRep.Applied(), us.join.gates[0].Entries()
+	applied, through := usRep.Applied(), usRep.AppliedEntries()
 	if through != applied-snapSeq {
 		t.Errorf("us-east applied %d entries through its projector to reach %d, want %d (only the tail after %d)", through, applied, applied-snapSeq, snapSeq)
 	}
@@ -115,7 +115,7 @@ func TestJoin_FromSnapshot(t *testing.T) {
 		t.Errorf("eu-west started on an empty log, yet joined from a snapshot")
 	}
 	t.Logf("us-east: loaded the snapshot at %d, then applied %d entries to reach %d; eu-west applied %d entries from 1",
-		snapSeq, through, applied, euMain.join.gates[0].Entries())
+		snapSeq, through, applied, euMain.replicas[0].AppliedEntries())
 
 	// The newest snapshot is corrupt: a joining region skips it for the
 	// one before.
