@@ -73,6 +73,10 @@ type Config struct {
 	// others' entries only on a conflict, so none of their states is the
 	// latest.
 	LatestFromReplica bool
+	// Snapshots publishes the snapshots of the default region's replica
+	// that POST /v1/replicas/snapshot asks for (digest.go); nil: that
+	// endpoint answers unavailable.
+	Snapshots *replica.Publisher
 }
 
 // tokenVerifier verifies access tokens: the KeySet that signs them, or in

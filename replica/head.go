@@ -19,17 +19,22 @@ type headCoalescer struct {
 }
 
 type headCall struct {
-	done chan struct{}
-	seq  uint64
-	err  error
+	done    chan struct{}
+	seq     uint64
+	err     error
+	waiters int // reads that joined it; guarded by headCoalescer.mu
+	// ctx is the context of the read that created the call; the lookup
+	// runs under it without its cancellation.
+	ctx context.Context
 }
 
 func (h *headCoalescer) get(ctx context.Context) (uint64, error) {
 	h.mu.Lock()
 	if h.next == nil {
-		h.next = &headCall{done: make(chan struct{})}
+		h.next = &headCall{done: make(chan struct{}), ctx: ctx}
 	}
 	c := h.next
+	c.waiters++
 	if !h.running {
 		h.start()
 	}
@@ -47,9 +52,9 @@ func (h *headCoalescer) start() {
 	c := h.next
 	h.next, h.running = nil, true
 	go func() {
-		// Not the caller's context: others share this lookup; it is bounded
-		// by the head function's own timeout.
-		ctx, cancel := context.WithTimeout(context.Background(), headLookupTimeout)
+		// Not cancelled with the read that created it: others share this
+		// lookup; it is bounded by headLookupTimeout instead.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), headLookupTimeout)
 		c.seq, c.err = h.head(ctx)
 		cancel()
 		close(c.done)

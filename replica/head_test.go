@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/iam-project/iam/eventlog/eventlogtest"
 )
 
 // TestHeadCoalescer: concurrent reads share lookups, and no read uses a
@@ -23,9 +25,7 @@ func TestHeadCoalescer(t *testing.T) {
 	head.Store(10)
 	first := make(chan uint64)
 	go func() { s, _ := h.get(context.Background()); first <- s }()
-	for calls.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	eventlogtest.Eventually(t, 10*time.Second, "the first lookup to start", func() bool { return calls.Load() != 0 })
 	// The log grows while the first lookup runs; later readers must not get
 	// the first lookup's (older) answer.
 	head.Store(20)
@@ -35,7 +35,11 @@ func TestHeadCoalescer(t *testing.T) {
 		wg.Add(1)
 		go func() { defer wg.Done(); got[i], _ = h.get(context.Background()) }()
 	}
-	time.Sleep(20 * time.Millisecond) // let them queue behind the running lookup
+	eventlogtest.Eventually(t, 10*time.Second, "every reader to queue behind the running lookup", func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return h.next != nil && h.next.waiters == len(got)
+	})
 	close(release)
 	if s := <-first; s != 10 {
 		t.Fatalf("first reader: got head %d, want 10", s)

@@ -209,9 +209,8 @@ func appendEntries(tb testing.TB, nc *nats.Conn, entries []iam.LogEntry) {
 // applied head. It returns the entries the projector applied.
 func follow(tb testing.TB, l *eventlog.Log, rep *replica.Replica, head uint64) uint64 {
 	tb.Helper()
-	g := replica.NewGate(rep)
-	defer g.Close()
-	p := projector.New(l, g, "eu-west")
+	before := rep.AppliedEntries()
+	p := projector.New(l, rep, "eu-west")
 	p.Logger = quietLogger()
 	p.MaxBatch = replayBatch
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -226,7 +225,7 @@ func follow(tb testing.TB, l *eventlog.Log, rep *replica.Replica, head uint64) u
 	if ok, err := p.Healthy(); !ok {
 		tb.Fatal(err)
 	}
-	return g.Entries()
+	return rep.AppliedEntries() - before
 }
 
 func benchJoin(b *testing.B, entries []iam.LogEntry, tail int) {

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	iam "github.com/iam-project/iam"
@@ -44,6 +46,9 @@ type Config struct {
 	DefaultWait time.Duration
 	MaxWait     time.Duration
 	Limits      *iam.Limits
+	// Now stamps when each batch was applied (LastApplied). Default
+	// time.Now.
+	Now func() time.Time
 }
 
 // Replica is one region's read model. All methods are safe for concurrent
@@ -61,6 +66,14 @@ type Replica struct {
 	appliedAt time.Time
 	heads     headCoalescer
 	touched   []iam.Change // ApplyEntries' buffer, reused (under mu) to spare a replay its allocations
+
+	// applyMu is held by ApplyEntries while it applies one segment of a
+	// batch, so that DigestAt can pin a Pebble snapshot exactly at a
+	// position (digest.go); it guards stops and recent.
+	applyMu sync.Mutex
+	stops   map[uint64][]chan *pebble.Snapshot // positions DigestAt waits at
+	recent  []Digest                           // last digests taken, newest last
+	entries atomic.Uint64                      // entries applied since Open
 }
 
 // Open opens the read model in cfg.Dir and loads its index.
@@ -70,6 +83,9 @@ func Open(cfg Config) (*Replica, error) {
 	}
 	if cfg.MaxWait == 0 {
 		cfg.MaxWait = 30 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	store, err := OpenStore(cfg.Dir, StoreOptions{FS: cfg.FS, CacheSize: cfg.CacheSize})
 	if err != nil {
@@ -124,18 +140,52 @@ func (r *Replica) LastApplied() (Position, time.Time, time.Time) {
 	return r.pos, r.lastTime, r.appliedAt
 }
 
+// AppliedEntries returns how many log entries ApplyEntries applied since
+// Open: a replica that joined from a snapshot applied only the tail after
+// it.
+func (r *Replica) AppliedEntries() uint64 { return r.entries.Load() }
+
 // ApplyEntries applies entries (which must continue the applied sequence
 // exactly) to the index and commits their rows and the new position to
-// Pebble in one batch. An entry with an event of a type the domain does not
-// know (iam.State.ApplyEntry) is an error, and so is every later call, as
-// after a failed commit: the index may then be ahead of Pebble.
+// Pebble in one batch. It is the projector's Sink method, for one
+// goroutine. An entry with an event of a type the domain does not know
+// (iam.State.ApplyEntry) is an error, and so is every later call, as after
+// a failed commit: the index may then be ahead of Pebble.
+//
+// A batch that runs past a position a DigestAt waits for is applied in two
+// segments, with a Pebble snapshot pinned between them for that DigestAt.
+func (r *Replica) ApplyEntries(entries []iam.LogEntry) error {
+	for len(entries) > 0 {
+		r.applyMu.Lock()
+		n := len(entries)
+		first := entries[0].Seq
+		for s := range r.stops {
+			if s >= first && s-first+1 < uint64(n) {
+				n = int(s - first + 1)
+			}
+		}
+		err := r.apply(entries[:n])
+		if err == nil {
+			r.entries.Add(uint64(n))
+			r.releaseLocked(entries[n-1].Seq)
+		}
+		r.applyMu.Unlock()
+		if err != nil {
+			return err
+		}
+		entries = entries[n:]
+	}
+	return nil
+}
+
+// apply applies one segment of a batch.
 //
 // The index changes before Pebble commits, and the position only after: a
 // check during the commit may see the new state but is answered with the old
 // (lower) token, which is never too fresh a claim. Checks do not wait for
 // Pebble's commit (whose tail reaches tens of milliseconds on a memtable
 // flush).
-func (r *Replica) ApplyEntries(entries []iam.LogEntry) error {
+func (r *Replica) apply(entries []iam.LogEntry) error {
 	if len(entries) == 0 {
 		return nil
 	}
@@ -197,7 +247,7 @@ func (r *Replica) ApplyEntries(entries []iam.LogEntry) error {
 		r.applyErr = fmt.Errorf("replica %s: %w", r.cfg.Region, err)
 		return r.applyErr
 	}
-	r.pos, r.lastTime, r.appliedAt = pos, last.Time, time.Now()
+	r.pos, r.lastTime, r.appliedAt = pos, last.Time, r.cfg.Now()
 	close(r.advanced)
 	r.advanced = make(chan struct{})
 	return nil

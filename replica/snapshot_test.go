@@ -9,6 +9,7 @@ import (
 	"time"
 
 	iam "github.com/iam-project/iam"
+	"github.com/iam-project/iam/eventlog/eventlogtest"
 	"github.com/iam-project/iam/replica"
 )
 
@@ -193,9 +194,9 @@ func TestSnapshot_LoadRefuses(t *testing.T) {
 	}
 }
 
-// DigestAt through a Gate answers at exactly the token asked for, even when
-// the projector's batch runs past it.
-func TestDigestAt(t *testing.T) {
+// Replica.DigestAt answers at exactly the token asked for, even when the
+// projector's batch runs past it.
+func TestReplica_DigestAt(t *testing.T) {
 	log := smallLog(300)
 	// The digest of each prefix, from replicas fed exactly that far.
 	digestAfter := func(n int) string {
@@ -209,14 +210,12 @@ func TestDigestAt(t *testing.T) {
 	}
 	ctx := context.Background()
 
-	t.Run("gated", func(t *testing.T) {
+	t.Run("split batch", func(t *testing.T) {
 		rep := openReplica(t, replica.Config{})
-		g := replica.NewGate(rep)
-		defer g.Close()
-		if err := g.ApplyEntries(log[:10]); err != nil {
+		if err := rep.ApplyEntries(log[:10]); err != nil {
 			t.Fatal(err)
 		}
-		now, err := replica.DigestAt(ctx, rep, 0, 0)
+		now, err := rep.DigestAt(ctx, 0, 0)
 		if err != nil || now.Seq != 10 || now.SHA256 != digestAfter(10) {
 			t.Fatalf("digest now: got %+v (%v), want at 10 = %s", now, err, digestAfter(10))
 		}
@@ -228,12 +227,12 @@ func TestDigestAt(t *testing.T) {
 		res := map[uint64]chan result{150: make(chan result, 1), 151: make(chan result, 1)}
 		for seq, ch := range res {
 			go func() {
-				d, err := replica.DigestAt(ctx, rep, seq, 10*time.Second)
+				d, err := rep.DigestAt(ctx, seq, 10*time.Second)
 				ch <- result{d, err}
 			}()
 		}
-		waitUntil(t, func() bool { return gateWaiting(rep) }, "digest requests registered")
-		if err := g.ApplyEntries(log[10:]); err != nil {
+		eventlogtest.Eventually(t, 10*time.Second, "both digest requests to wait", func() bool { return replica.DigestsWaiting(rep) == 2 })
+		if err := rep.ApplyEntries(log[10:]); err != nil {
 			t.Fatal(err)
 		}
 		for seq, ch := range res {
@@ -242,45 +241,31 @@ func TestDigestAt(t *testing.T) {
 				t.Fatalf("digest at %d: got %+v (%v), want %s", seq, r.d, r.err, digestAfter(int(seq)))
 			}
 		}
-		if rep.Applied() != 300 || g.Entries() != 300 {
-			t.Fatalf("after the split batch: applied %d, %d entries through the gate, want 300 and 300", rep.Applied(), g.Entries())
+		if rep.Applied() != 300 || rep.AppliedEntries() != 300 {
+			t.Fatalf("after the split batch: applied %d, %d entries applied, want 300 and 300", rep.Applied(), rep.AppliedEntries())
 		}
 		// Passed, but remembered; passed and never taken: conflict.
-		if d, err := replica.DigestAt(ctx, rep, 150, 0); err != nil || d.SHA256 != digestAfter(150) {
+		if d, err := rep.DigestAt(ctx, 150, 0); err != nil || d.SHA256 != digestAfter(150) {
 			t.Fatalf("digest at 150 again: got %+v (%v)", d, err)
 		}
-		if _, err := replica.DigestAt(ctx, rep, 100, 0); iam.ErrorCode(err) != iam.EConflict {
+		if _, err := rep.DigestAt(ctx, 100, 0); iam.ErrorCode(err) != iam.EConflict {
 			t.Fatalf("digest at a passed token: got %v, want conflict", err)
 		}
 		// Never reached in time: replica_behind.
-		if _, err := replica.DigestAt(ctx, rep, 301, 50*time.Millisecond); iam.ErrorCode(err) != iam.EReplicaBehind {
+		if _, err := rep.DigestAt(ctx, 301, 50*time.Millisecond); iam.ErrorCode(err) != iam.EReplicaBehind {
 			t.Fatalf("digest at a token not reached: got %v, want replica_behind", err)
 		}
 	})
 
-	t.Run("ungated", func(t *testing.T) {
+	t.Run("at the applied position", func(t *testing.T) {
 		rep := openReplica(t, replica.Config{})
 		applyAll(t, rep, log[:20], 20)
-		d, err := replica.DigestAt(ctx, rep, 20, time.Second)
+		d, err := rep.DigestAt(ctx, 20, time.Second)
 		if err != nil || d.SHA256 != digestAfter(20) {
 			t.Fatalf("digest at 20: got %+v (%v), want %s", d, err, digestAfter(20))
 		}
-		if _, err := replica.DigestAt(ctx, rep, 10, time.Second); iam.ErrorCode(err) != iam.EConflict {
+		if _, err := rep.DigestAt(ctx, 10, time.Second); iam.ErrorCode(err) != iam.EConflict {
 			t.Fatalf("digest at a passed token: got %v, want conflict", err)
 		}
 	})
-}
-
-// gateWaiting reports whether both DigestAt calls of TestDigestAt wait.
-func gateWaiting(rep *replica.Replica) bool { return replica.GateWaiting(rep) == 2 }
-
-func waitUntil(tb testing.TB, cond func() bool, what string) {
-	tb.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }

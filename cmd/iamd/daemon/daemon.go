@@ -133,8 +133,8 @@ func DefaultConfig() Config {
 		LeafReconnect:     natsnode.DefaultLeafReconnect,
 		HubWait:           time.Minute,
 		JoinFromSnapshot:  true,
-		SnapshotEvery:     api.DefaultSnapshotEvery,
-		SnapshotInterval:  api.DefaultSnapshotInterval,
+		SnapshotEvery:     replica.DefaultSnapshotEvery,
+		SnapshotInterval:  replica.DefaultSnapshotInterval,
 	}
 }
 
@@ -381,7 +381,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 				return err
 			}
 		}
-		p := projector.New(m.log, m.join.gate(rep), region)
+		p := projector.New(m.log, rep, region)
 		p.Logger = logger
 		p.OnRetry = func(cause string) { metrics.Retry("projector", cause) }
 		p.OnApplied = func(entries []iam.LogEntry, at time.Time) {
@@ -410,6 +410,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		}
 		m.projectors = append(m.projectors, p)
 	}
+	apiCfg.Snapshots = m.join.newPublisher(m, m.replicas[0], logger)
 	m.api = api.New(apiCfg, m.writer, m.log, m.replicas, keys, metrics)
 	m.api.SetHealth(func(region string) error {
 		for i, p := range m.projectors {
@@ -451,7 +452,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	m.api.Start(runCtx)
 	if c.Mode == ModeHub {
-		if err := m.join.startSnapshots(runCtx, m, m.replicas[0], logger); err != nil {
+		if err := m.join.startSnapshots(runCtx, m); err != nil {
 			return err
 		}
 	}

@@ -2,13 +2,9 @@ package daemon
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
-	"time"
 
 	iam "github.com/iam-project/iam"
-	"github.com/iam-project/iam/api"
 	"github.com/iam-project/iam/eventlog"
 	"github.com/iam-project/iam/eventlog/natsnode"
 	"github.com/iam-project/iam/eventlog/snapshots"
@@ -16,104 +12,80 @@ import (
 	"github.com/iam-project/iam/replica"
 )
 
-// Joining a region from a snapshot, digests and periodic snapshots: the
-// wiring of docs/joining.md, kept apart from daemon.go.
+// Joining a region from a snapshot and the hub's snapshots: the wiring of
+// docs/joining.md (the behaviour is replica.Join and replica.Publisher).
 
-var _ projector.Sink = (*replica.Gate)(nil)
+var (
+	_ projector.Sink         = (*replica.Replica)(nil)
+	_ replica.SnapshotBucket = (*snapshots.Store)(nil)
+)
 
 // joinState is Main's part of it.
 type joinState struct {
-	// gates feed the replicas (the projectors' sinks), for digests at a
-	// token; one per replica, in m.replicas order.
-	gates []*replica.Gate
 	// joined is the snapshot each region loaded at start (absent: none).
 	joined map[string]replica.SnapshotHeader
-	// snapshotter publishes the hub's snapshots.
-	snapshotter *api.Snapshotter
+	// publisher publishes the default region's snapshots: on request
+	// (api), and periodically on the hub.
+	publisher *replica.Publisher
 }
 
-// gate wraps rep as its projector's sink.
-func (j *joinState) gate(rep *replica.Replica) *replica.Gate {
-	g := replica.NewGate(rep)
-	j.gates = append(j.gates, g)
-	return g
+// snapshotBucket opens log's snapshot bucket, for replica.Publisher.
+func snapshotBucket(log *eventlog.Log) func(ctx context.Context, create bool) (replica.SnapshotBucket, error) {
+	return func(ctx context.Context, create bool) (replica.SnapshotBucket, error) {
+		b, err := snapshots.Open(ctx, log, create)
+		if err != nil {
+			return nil, err
+		}
+		return b, nil
+	}
 }
 
-// stop ends the snapshotter and unregisters the gates.
+// stop ends the periodic snapshots.
 func (j *joinState) stop() {
-	if j.snapshotter != nil {
-		j.snapshotter.Stop()
-	}
-	for _, g := range j.gates {
-		g.Close()
+	if j.publisher != nil {
+		j.publisher.Stop()
 	}
 }
 
-// fromSnapshot loads the newest snapshot of the hub's bucket into rep when
-// it is empty, so that its projector goes on from the snapshot's position
-// instead of sequence 1; the index is built as the rows stream in. When
-// the bucket has none, or none of those in it loads (each is verified
-// against its digest before anything is committed), rep stays empty and
-// replays the log as before. Only a cancelled start is an error.
+// fromSnapshot loads the hub's newest snapshot into rep when it is empty
+// (replica.Join). Without a snapshot bucket rep stays empty and replays
+// the log. Only a cancelled start is an error.
 func (j *joinState) fromSnapshot(ctx context.Context, log *eventlog.Log, rep *replica.Replica, logger *slog.Logger) error {
 	if rep.Applied() != 0 {
 		return nil
 	}
-	region := rep.Region()
-	logger = logger.With("region", region)
-	store, err := snapshots.Open(ctx, log, false)
+	bucket, err := snapshots.Open(ctx, log, false)
 	if iam.ErrorCode(err) == iam.ENotFound {
-		logger.Info("no snapshot to join from; replaying the log")
+		logger.Info("no snapshot to join from; replaying the log", "region", rep.Region())
 		return nil
 	} else if err != nil {
-		logger.Warn("snapshots unavailable; replaying the log", "err", err)
+		logger.Warn("snapshots unavailable; replaying the log", "region", rep.Region(), "err", err)
 		return nil
 	}
-	all, err := store.List(ctx)
-	if err != nil || len(all) == 0 {
-		logger.Info("no snapshot to join from; replaying the log", "err", err)
-		return nil
+	h, ok, err := replica.Join(ctx, bucket, rep, logger)
+	if err != nil || !ok {
+		return err
 	}
-	for _, info := range all {
-		start := time.Now()
-		h, err := loadSnapshot(ctx, store, info, rep)
-		if errors.Is(err, replica.ErrNotEmpty) {
-			return nil // rows without a position: leave them to the projector
-		} else if err != nil {
-			if ctx.Err() != nil {
-				return fmt.Errorf("join %s: %w", region, err)
-			}
-			logger.Warn("snapshot not loaded", "snapshot", info.Name, "err", err)
-			continue
-		}
-		if j.joined == nil {
-			j.joined = map[string]replica.SnapshotHeader{}
-		}
-		j.joined[region] = h
-		logger.Info("joined from snapshot", "snapshot", info.Name, "seq", h.Seq, "rows", h.Rows, "bytes", info.Size,
-			"took", time.Since(start).Round(time.Millisecond))
-		return nil
+	if j.joined == nil {
+		j.joined = map[string]replica.SnapshotHeader{}
 	}
-	logger.Warn("no snapshot could be loaded; replaying the log")
+	j.joined[rep.Region()] = h
 	return nil
 }
 
-func loadSnapshot(ctx context.Context, store *snapshots.Store, info snapshots.Info, rep *replica.Replica) (replica.SnapshotHeader, error) {
-	r, err := store.Open(ctx, info.Name)
-	if err != nil {
-		return replica.SnapshotHeader{}, err
-	}
-	defer r.Close()
-	return rep.LoadSnapshot(ctx, r, replica.LoadOptions{})
+// newPublisher makes the publisher of rep's snapshots.
+func (j *joinState) newPublisher(m *Main, rep *replica.Replica, logger *slog.Logger) *replica.Publisher {
+	c := m.Config
+	j.publisher = &replica.Publisher{Replica: rep, Bucket: snapshotBucket(m.log), Every: c.SnapshotEvery, Interval: c.SnapshotInterval,
+		Logger: logger, Leader: func() bool { return natsnode.StreamLeader(m.ns, m.log.StreamName()) }}
+	return j.publisher
 }
 
-// startSnapshots starts the hub's periodic snapshots of rep.
-func (j *joinState) startSnapshots(ctx context.Context, m *Main, rep *replica.Replica, logger *slog.Logger) error {
+// startSnapshots starts the hub's periodic snapshots, if configured.
+func (j *joinState) startSnapshots(ctx context.Context, m *Main) error {
 	c := m.Config
-	if c.SnapshotEvery == 0 && c.SnapshotInterval <= 0 {
+	if j.publisher == nil || (c.SnapshotEvery == 0 && c.SnapshotInterval <= 0) {
 		return nil
 	}
-	j.snapshotter = &api.Snapshotter{Log: m.log, Replica: rep, Every: c.SnapshotEvery, Interval: c.SnapshotInterval, Logger: logger,
-		Leader: func() bool { return natsnode.StreamLeader(m.ns, m.log.StreamName()) }}
-	return j.snapshotter.Start(ctx)
+	return j.publisher.Start(ctx)
 }

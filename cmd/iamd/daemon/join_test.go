@@ -13,6 +13,7 @@ import (
 	"github.com/iam-project/iam/api"
 	"github.com/iam-project/iam/eventlog/natsnode"
 	"github.com/iam-project/iam/eventlog/snapshots"
+	"github.com/iam-project/iam/replica"
 )
 
 // startJoiningRegion starts one more region process on an empty data dir,
@@ -106,7 +107,7 @@ func TestJoin_FromSnapshot(t *testing.T) {
 	waitFor(t, 10*time.Second, "us-east to apply the tail", func() bool { return usRep.Applied() >= tail })
 	// What went through us-east's projector is the log after the snapshot,
 	// all of it: it did not replay from 1. eu-west replayed everything.
-	applied, through := usRep.Applied(), us.join.gates[0].Entries()
+	applied, through := usRep.Applied(), usRep.AppliedEntries()
 	if through != applied-snapSeq {
 		t.Errorf("us-east applied %d entries through its projector to reach %d, want %d (only the tail after %d)", through, applied, applied-snapSeq, snapSeq)
 	}
@@ -115,7 +116,7 @@ func TestJoin_FromSnapshot(t *testing.T) {
 		t.Errorf("eu-west started on an empty log, yet joined from a snapshot")
 	}
 	t.Logf("us-east: loaded the snapshot at %d, then applied %d entries to reach %d; eu-west applied %d entries from 1",
-		snapSeq, through, applied, euMain.join.gates[0].Entries())
+		snapSeq, through, applied, euMain.replicas[0].AppliedEntries())
 
 	// The newest snapshot is corrupt: a joining region skips it for the
 	// one before.
@@ -168,13 +169,13 @@ func TestJoin_FromSnapshot(t *testing.T) {
 	eu.must(http.StatusConflict, "GET", "/v1/replicas/eu-west/digest?at=ct1.1", nil)
 }
 
-// TestJoin_PeriodicSnapshots runs the hub's Snapshotter with a small
+// TestJoin_PeriodicSnapshots runs a snapshot Publisher on the hub with a small
 // Every: snapshots follow the writes, and the bucket keeps the newest two.
 func TestJoin_PeriodicSnapshots(t *testing.T) {
 	top := startTopology(t, topologyOptions{hubNodes: 1, regions: []string{"eu-west"}})
 	hub := top.hubs[0]
 	const every = 50
-	sn := &api.Snapshotter{Log: hub.log, Replica: hub.replicas[0], Every: every, Check: 20 * time.Millisecond, Logger: quietLogger(),
+	sn := &replica.Publisher{Replica: hub.replicas[0], Bucket: snapshotBucket(hub.log), Every: every, Check: 20 * time.Millisecond, Logger: quietLogger(),
 		Leader: func() bool { return natsnode.StreamLeader(hub.ns, hub.log.StreamName()) }}
 	if err := sn.Start(context.Background()); err != nil {
 		t.Fatal(err)

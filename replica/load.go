@@ -1,0 +1,483 @@
+package replica
+
+// Loading a snapshot into an empty read model.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"runtime"
+	"strconv"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/objstorage/objstorageprovider"
+	"github.com/cockroachdb/pebble/v2/sstable"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/klauspost/compress/zstd"
+
+	iam "github.com/iam-project/iam"
+)
+
+// Ways of loading a snapshot into Pebble (LoadOptions.Method).
+const (
+	// LoadIngest writes the rows and the position into sstables beside
+	// the read model and ingests them in one atomic step: a crash leaves
+	// the read model empty or loaded, never half.
+	LoadIngest = "ingest"
+	// loadBatch commits the rows in large batches, then the position. A
+	// crash part way leaves rows without a position, which Open would take
+	// for an empty replica's: for comparison in tests and benchmarks only
+	// (export_test.go names it LoadBatch for them).
+	loadBatch = "batch"
+)
+
+// LoadOptions configure LoadSnapshot.
+type LoadOptions struct {
+	// Store opens the read model (filesystem, cache).
+	Store StoreOptions
+	// Method is LoadIngest, the default and the only one outside tests.
+	Method string
+	// TableSize is the size at which an ingested sstable is cut. Default
+	// 128 MiB.
+	TableSize uint64
+}
+
+// LoadSnapshot loads the snapshot read from r into the read model in dir,
+// which must be empty (it is created when missing), and leaves it at the
+// snapshot's position: Open then loads the index, and a projector goes on
+// from the entry after it. Nothing is committed unless the stream's rows,
+// row count and digest match its header. Replica.LoadSnapshot does the
+// same for an open replica and builds its index on the way.
+//
+// Errors: ErrNotEmpty when dir holds a read model with rows or a position;
+// errors wrapping ErrSnapshotCorrupt for a bad stream; others from Pebble
+// or r.
+func LoadSnapshot(ctx context.Context, dir string, r io.Reader, o LoadOptions) (SnapshotHeader, error) {
+	s, err := OpenStore(dir, o.Store)
+	if err != nil {
+		return SnapshotHeader{}, err
+	}
+	defer s.Close()
+	h, err := s.load(ctx, dir, r, o, nil)
+	if err != nil {
+		return h, err
+	}
+	return h, s.db.Flush()
+}
+
+// LoadSnapshot loads the snapshot read from rd into r, which must be empty
+// and not yet fed (start its projector after this returns), building the
+// index from the rows as they stream in, beside writing them to Pebble: a
+// joining region is then ready without the scan Open does. On success r
+// stands at the snapshot's position. Errors as the LoadSnapshot function;
+// after an error r is still empty.
+func (r *Replica) LoadSnapshot(ctx context.Context, rd io.Reader, o LoadOptions) (SnapshotHeader, error) {
+	if r.Applied() != 0 {
+		return SnapshotHeader{}, fmt.Errorf("load snapshot into %s: %w: at position %d", r.cfg.Region, ErrNotEmpty, r.Applied())
+	}
+	st := iam.NewState()
+	if r.cfg.Limits != nil {
+		st.Limits = *r.cfg.Limits
+	}
+	o.Store.FS = r.cfg.FS
+	h, err := r.store.load(ctx, r.cfg.Dir, rd, o, st)
+	if err != nil {
+		return h, fmt.Errorf("load snapshot into %s: %w", r.cfg.Region, err)
+	}
+	pos := Position{Seq: h.Seq, MsgID: h.MsgID}
+	st.SetSeq(pos.Seq)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.state, r.pos = st, pos
+	close(r.advanced)
+	r.advanced = make(chan struct{})
+	return h, nil
+}
+
+// load reads a snapshot into the empty store s (in dir), loading its rows
+// into st as well when st is not nil.
+func (s *Store) load(ctx context.Context, dir string, r io.Reader, o LoadOptions, st *iam.State) (SnapshotHeader, error) {
+	if o.Method == "" {
+		o.Method = LoadIngest
+	}
+	if o.TableSize == 0 {
+		o.TableSize = 128 << 20
+	}
+	h, br, err := ReadSnapshotHeader(r)
+	if err != nil {
+		return h, err
+	}
+	body := br
+	switch h.Compression {
+	case CompressionNone:
+	case CompressionZstd:
+		dec, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithDecoderLowmem(false))
+		if err != nil {
+			return h, fmt.Errorf("%w: %w", ErrSnapshotCorrupt, err)
+		}
+		defer dec.Close()
+		body = bufio.NewReaderSize(dec, 256<<10)
+	default:
+		return h, fmt.Errorf("%w: compression %q", ErrSnapshotCorrupt, h.Compression)
+	}
+	if err := s.requireEmpty(); err != nil {
+		return h, err
+	}
+	rows := &rowReader{r: body, hash: newRowHasher()}
+	var index *indexLoader
+	if st != nil {
+		index = newIndexLoader(st)
+		rows.index = index
+		defer index.stop()
+	}
+	pos := Position{Seq: h.Seq, MsgID: h.MsgID}
+	switch o.Method {
+	case LoadIngest:
+		err = s.ingest(ctx, dir, o, rows, h, pos)
+	case loadBatch:
+		err = s.loadBatches(ctx, rows, h, pos)
+	default:
+		err = fmt.Errorf("method %q is not one of %s, %s", o.Method, LoadIngest, loadBatch)
+	}
+	if err != nil {
+		return h, fmt.Errorf("load snapshot at %d: %w", h.Seq, err)
+	}
+	return h, nil
+}
+
+// indexLoader loads rows into a State on its own goroutine, so that the
+// index is built while the stream is decoded and written to Pebble.
+type indexLoader struct {
+	st    *iam.State
+	cur   *rowBatch
+	todo  chan *rowBatch
+	free  chan *rowBatch
+	done  chan struct{}
+	err   error // set by the loader goroutine before done closes
+	ended bool
+}
+
+// rowBatch holds rows for the loader: keys, and values in one arena.
+type rowBatch struct {
+	keys  []string
+	ends  []int // end of each value in arena
+	arena []byte
+}
+
+const indexBatchRows = 4096
+
+func newIndexLoader(st *iam.State) *indexLoader {
+	l := &indexLoader{st: st, todo: make(chan *rowBatch, 4), free: make(chan *rowBatch, 6), done: make(chan struct{})}
+	for range cap(l.free) {
+		l.free <- &rowBatch{keys: make([]string, 0, indexBatchRows), ends: make([]int, 0, indexBatchRows)}
+	}
+	go l.run()
+	return l
+}
+
+func (l *indexLoader) run() {
+	defer close(l.done)
+	for b := range l.todo {
+		if l.err == nil {
+			start := 0
+			for i, k := range b.keys {
+				if err := LoadRow(l.st, k, b.arena[start:b.ends[i]]); err != nil {
+					l.err = fmt.Errorf("%w: row %q does not load: %w", ErrSnapshotCorrupt, k, err)
+					break
+				}
+				start = b.ends[i]
+			}
+		}
+		b.keys, b.ends, b.arena = b.keys[:0], b.ends[:0], b.arena[:0]
+		l.free <- b
+	}
+}
+
+// add queues a row (v is copied).
+func (l *indexLoader) add(k []byte, v []byte) {
+	if l.cur == nil {
+		l.cur = <-l.free
+	}
+	b := l.cur
+	b.keys = append(b.keys, string(k))
+	b.arena = append(b.arena, v...)
+	b.ends = append(b.ends, len(b.arena))
+	if len(b.keys) == indexBatchRows {
+		l.todo <- b
+		l.cur = nil
+	}
+}
+
+// finish waits until every queued row is loaded and returns the first
+// error.
+func (l *indexLoader) finish() error {
+	if l.cur != nil && len(l.cur.keys) > 0 {
+		l.todo <- l.cur
+		l.cur = nil
+	}
+	l.stop()
+	return l.err
+}
+
+// stop ends the loader goroutine and waits for it.
+func (l *indexLoader) stop() {
+	if !l.ended {
+		l.ended = true
+		close(l.todo)
+	}
+	<-l.done
+}
+
+// requireEmpty fails with ErrNotEmpty unless the store has no position and
+// no row.
+func (s *Store) requireEmpty() error {
+	pos, err := s.Position()
+	if err != nil {
+		return err
+	}
+	if pos.Seq != 0 {
+		return fmt.Errorf("%w: at position %d", ErrNotEmpty, pos.Seq)
+	}
+	it, err := s.db.NewIter(nil)
+	if err != nil {
+		return err
+	}
+	found := it.First()
+	if err := it.Close(); err != nil {
+		return err
+	}
+	if found {
+		return fmt.Errorf("%w: it holds rows", ErrNotEmpty)
+	}
+	return nil
+}
+
+// rowReader decodes the body's rows, checking their order and hashing them.
+type rowReader struct {
+	r     *bufio.Reader
+	hash  *rowHasher
+	index *indexLoader // if set, rows are loaded into an index too
+	key   []byte       // the last key, to check the order
+	keys  [2][]byte    // buffers of key and the one before
+	flip  bool
+	val   []byte
+	done  bool
+}
+
+// next returns the next row (valid until the following call), or ok false
+// at the end marker.
+func (rr *rowReader) next() (k, v []byte, ok bool, err error) {
+	if rr.done {
+		return nil, nil, false, nil
+	}
+	kl, err := binary.ReadUvarint(rr.r)
+	if err != nil {
+		return nil, nil, false, fmt.Errorf("%w: row %d: %w", ErrSnapshotCorrupt, rr.hash.rows+1, unexpectedEOF(err))
+	}
+	if kl == 0 {
+		rr.done = true
+		return nil, nil, false, nil
+	}
+	if kl > 1<<20 {
+		return nil, nil, false, fmt.Errorf("%w: row %d: key of %d bytes", ErrSnapshotCorrupt, rr.hash.rows+1, kl)
+	}
+	// Two key buffers in turn: the previous key stays valid for the order
+	// check (the sstable writer and the batch copy what they keep).
+	prev := rr.key
+	rr.flip = !rr.flip
+	buf := &rr.keys[0]
+	if rr.flip {
+		buf = &rr.keys[1]
+	}
+	if uint64(cap(*buf)) < kl {
+		*buf = make([]byte, kl, max(kl, 256))
+	}
+	k = (*buf)[:kl]
+	if _, err := io.ReadFull(rr.r, k); err != nil {
+		return nil, nil, false, fmt.Errorf("%w: row %d: %w", ErrSnapshotCorrupt, rr.hash.rows+1, unexpectedEOF(err))
+	}
+	if k[0] == metaPrefix[0] || (prev != nil && bytes.Compare(prev, k) >= 0) {
+		return nil, nil, false, fmt.Errorf("%w: row %d: key %q out of order or reserved", ErrSnapshotCorrupt, rr.hash.rows+1, k)
+	}
+	vl, err := binary.ReadUvarint(rr.r)
+	if err != nil || vl > 64<<20 {
+		return nil, nil, false, fmt.Errorf("%w: row %d: value length %d: %v", ErrSnapshotCorrupt, rr.hash.rows+1, vl, unexpectedEOF(err))
+	}
+	if uint64(cap(rr.val)) < vl {
+		rr.val = make([]byte, vl)
+	}
+	v = rr.val[:vl]
+	if _, err := io.ReadFull(rr.r, v); err != nil {
+		return nil, nil, false, fmt.Errorf("%w: row %d: %w", ErrSnapshotCorrupt, rr.hash.rows+1, unexpectedEOF(err))
+	}
+	rr.key = k
+	rr.hash.add(k, v)
+	if rr.index != nil {
+		rr.index.add(k, v)
+	}
+	return k, v, true, nil
+}
+
+// verify checks, after the end marker, that the rows are the header's.
+func (rr *rowReader) verify(h SnapshotHeader, pos Position) error {
+	if !rr.done {
+		return fmt.Errorf("%w: no end marker", ErrSnapshotCorrupt)
+	}
+	d := rr.hash.digest(pos)
+	if d.Rows != h.Rows {
+		return fmt.Errorf("%w: %d rows, header says %d", ErrSnapshotCorrupt, d.Rows, h.Rows)
+	}
+	if d.SHA256 != h.SHA256 {
+		return fmt.Errorf("%w: digest %s, header says %s", ErrSnapshotCorrupt, d.SHA256, h.SHA256)
+	}
+	if rr.index != nil {
+		return rr.index.finish()
+	}
+	return nil
+}
+
+func unexpectedEOF(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// ingest writes the rows into sstables of at most o.TableSize, the
+// position into the last, and ingests them together.
+func (s *Store) ingest(ctx context.Context, dir string, o LoadOptions, rows *rowReader, h SnapshotHeader, pos Position) error {
+	fs := o.Store.FS
+	if fs == nil {
+		fs = vfs.Default
+	}
+	tmp := filepath.Clean(dir) + ".loading"
+	if err := fs.RemoveAll(tmp); err != nil {
+		return err
+	}
+	if err := fs.MkdirAll(tmp, 0o755); err != nil {
+		return err
+	}
+	defer fs.RemoveAll(tmp)
+	opts := &pebble.Options{}
+	opts.EnsureDefaults()
+	wopts := opts.MakeWriterOptions(6, s.db.TableFormat())
+	var paths []string
+	var w *sstable.Writer
+	open := func() error {
+		path := filepath.Join(tmp, strconv.Itoa(len(paths))+".sst")
+		f, err := fs.Create(path, vfs.WriteCategoryUnspecified)
+		if err != nil {
+			return err
+		}
+		paths = append(paths, path)
+		w = sstable.NewWriter(objstorageprovider.NewFileWritable(f), wopts)
+		return nil
+	}
+	closeTable := func() error {
+		if w == nil {
+			return nil
+		}
+		err := w.Close()
+		w = nil
+		return err
+	}
+	defer closeTable()
+	if err := open(); err != nil {
+		return err
+	}
+	for i := 0; ; i++ {
+		if i%4096 == 0 && ctx.Err() != nil {
+			return ctx.Err()
+		}
+		k, v, ok, err := rows.next()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			break
+		}
+		if w.Raw().EstimatedSize() >= o.TableSize {
+			if err := closeTable(); err != nil {
+				return err
+			}
+			if err := open(); err != nil {
+				return err
+			}
+		}
+		if err := w.Set(k, v); err != nil {
+			return err
+		}
+	}
+	if err := rows.verify(h, pos); err != nil {
+		return err
+	}
+	if err := w.Set(keyApplied, encodePosition(pos)); err != nil {
+		return err
+	}
+	if err := closeTable(); err != nil {
+		return err
+	}
+	return s.db.Ingest(ctx, paths)
+}
+
+// loadBatches commits the rows in batches of about 32 MiB, then the
+// position. A bad stream deletes what was committed.
+func (s *Store) loadBatches(ctx context.Context, rows *rowReader, h SnapshotHeader, pos Position) (err error) {
+	defer func() {
+		if err != nil {
+			_ = s.db.DeleteRange([]byte{0}, metaPrefix, pebble.NoSync)
+		}
+	}()
+	b := s.db.NewBatch()
+	defer func() { b.Close() }()
+	for {
+		k, v, ok, err := rows.next()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			break
+		}
+		if err := b.Set(k, v, nil); err != nil {
+			return err
+		}
+		if b.Len() >= 32<<20 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := b.Commit(pebble.NoSync); err != nil {
+				return err
+			}
+			b.Close()
+			b = s.db.NewBatch()
+		}
+	}
+	if err := rows.verify(h, pos); err != nil {
+		return err
+	}
+	if err := b.Set(keyApplied, encodePosition(pos), nil); err != nil {
+		return err
+	}
+	return b.Commit(pebble.NoSync)
+}
+
+// Empty reports whether the read model in dir has neither rows nor a
+// position (a directory that does not exist is empty). It opens and closes
+// the store: call it before Open, not while a Replica has dir open.
+func Empty(dir string, o StoreOptions) (bool, error) {
+	s, err := OpenStore(dir, o)
+	if err != nil {
+		return false, err
+	}
+	defer s.Close()
+	err = s.requireEmpty()
+	if errors.Is(err, ErrNotEmpty) {
+		return false, nil
+	}
+	return err == nil, err
+}
