@@ -75,7 +75,7 @@ func (s *Server) authorizeReplicas(r *http.Request, rep *replica.Replica) error 
 	if rep == nil {
 		return s.latest(check)
 	}
-	_, err := rep.Read(r.Context(), replica.Consistency{Mode: replica.MinimizeLatency}, check)
+	_, err := rep.Read(r.Context(), replica.Consistency{Mode: iam.MinimizeLatency}, check)
 	return err
 }
 
@@ -138,7 +138,7 @@ func (s *Server) takeSnapshot(w http.ResponseWriter, r *http.Request) error {
 	if rep == nil || s.evlog == nil {
 		return iam.Errorf(iam.EUnavailable, "no replica to snapshot here")
 	}
-	if err := rep.Ensure(r.Context(), replica.Consistency{Mode: replica.FullyConsistent, Wait: snapshotCurrentWait}); err != nil {
+	if err := rep.Ensure(r.Context(), replica.Consistency{Mode: iam.FullyConsistent, Wait: snapshotCurrentWait}); err != nil {
 		return err
 	}
 	info, err := PublishSnapshot(r.Context(), s.evlog, rep, 0)

@@ -365,7 +365,7 @@ func (s *Server) latest(fn func(*iam.State) error) error {
 	if rep == nil {
 		return iam.Errorf(iam.EUnavailable, "no replica serves this region")
 	}
-	_, err := rep.Read(context.Background(), replica.Consistency{Mode: replica.FullyConsistent}, fn)
+	_, err := rep.Read(context.Background(), replica.Consistency{Mode: iam.FullyConsistent}, fn)
 	return err
 }
 
@@ -443,5 +443,5 @@ func (s *Server) headerConsistency(r *http.Request, floor uint64) (replica.Consi
 		}
 		seq = max(seq, hs)
 	}
-	return replica.Consistency{Mode: replica.AtLeastAsFresh, Token: seq}, nil
+	return replica.Consistency{Mode: iam.AtLeastAsFresh, Token: seq}, nil
 }
