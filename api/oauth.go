@@ -19,7 +19,6 @@ type oauthError struct {
 	description string
 }
 
-
 func writeOAuthError(w http.ResponseWriter, e *oauthError, basic bool) {
 	if e.status == http.StatusUnauthorized {
 		scheme := "Bearer"
