@@ -44,7 +44,7 @@ func validPassword(field, pw string) error {
 // written (apps hold no personal data).
 func (s *Server) shredBeforeDelete(ctx context.Context, realm, id string) error {
 	var sealed bool
-	_ = s.latest(func(st *iam.State) error {
+	_ = s.latest(ctx, func(st *iam.State) error {
 		if u := st.Identity(realm, id); u != nil && u.Kind == iam.KindUser && u.Status != iam.StatusDeleted {
 			sealed = len(u.Sealed) > 0
 		}
@@ -87,7 +87,7 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request) error {
 		return iam.Errorf(iam.ERateLimited, "too many attempts for this account")
 	}
 	var old string
-	_ = s.latest(func(st *iam.State) error {
+	_ = s.latest(r.Context(), func(st *iam.State) error {
 		if u := st.Identity(p.Realm, id); u != nil {
 			old = u.PasswordHash
 		}
@@ -263,7 +263,7 @@ func (s *Server) confirmPasswordReset(w http.ResponseWriter, r *http.Request) {
 func (s *Server) findUser(ctx context.Context, realm, email string) (user, hash string, err error) {
 	// The realm must exist before a pepper is made for it: no caller can
 	// fill the vault with peppers of made-up realms.
-	if err := s.latest(func(st *iam.State) error {
+	if err := s.latest(ctx, func(st *iam.State) error {
 		if st.Realm(realm) == nil {
 			return iam.Errorf(iam.ENotFound, "realm %s not found", realm)
 		}
@@ -275,7 +275,7 @@ func (s *Server) findUser(ctx context.Context, realm, email string) (user, hash 
 	if err != nil {
 		return "", "", err
 	}
-	err = s.latest(func(st *iam.State) error {
+	err = s.latest(ctx, func(st *iam.State) error {
 		if st.Realm(realm) == nil {
 			return iam.Errorf(iam.ENotFound, "realm %s not found", realm)
 		}

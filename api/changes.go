@@ -35,7 +35,7 @@ type change struct {
 // changes after a token (or from the first), resumable with Last-Event-ID.
 func (s *Server) changes(w http.ResponseWriter, r *http.Request) error {
 	p := principal(r)
-	if err := s.authorizeRead(p, iam.ActionList, iam.RealmHRN(p.Realm), ""); err != nil {
+	if err := s.authorizeRead(r.Context(), p, iam.ActionList, iam.RealmHRN(p.Realm), ""); err != nil {
 		return err
 	}
 	var after uint64
@@ -72,9 +72,9 @@ func (s *Server) changes(w http.ResponseWriter, r *http.Request) error {
 	flusher.Flush()
 
 	last := after
-	lastCheckpoint := time.Now()
+	lastCheckpoint := s.cfg.Now()
 	for {
-		wait, cancel := contextWithTimeout(ctx, checkpointEvery)
+		wait, cancel := context.WithTimeout(ctx, checkpointEvery)
 		entries, err := f.Next(wait, 256)
 		cancel()
 		if ctx.Err() != nil {
@@ -113,8 +113,8 @@ func (s *Server) changes(w http.ResponseWriter, r *http.Request) error {
 		if len(entries) > 0 {
 			flusher.Flush()
 		}
-		if time.Since(lastCheckpoint) >= checkpointEvery {
-			lastCheckpoint = time.Now()
+		if s.cfg.Now().Sub(lastCheckpoint) >= checkpointEvery {
+			lastCheckpoint = s.cfg.Now()
 			head := max(f.Head(), last)
 			if _, err := fmt.Fprintf(w, "id: %s\nevent: checkpoint\ndata: {\"headToken\":%q,\"token\":%q}\n\n",
 				FormatToken(last), FormatToken(head), FormatToken(last)); err != nil {

@@ -58,7 +58,7 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) error {
 		return iam.AuthorizeAction(st, p.Realm, p.ID, iam.ActionCheckAccess, st.IdentityHRN(p.Realm, in.Subject))
 	}
 	if other {
-		if _, err := rep.Read(r.Context(), replica.Consistency{Mode: replica.MinimizeLatency}, authorize); err != nil {
+		if _, err := rep.Read(r.Context(), replica.Consistency{Mode: iam.MinimizeLatency}, authorize); err != nil {
 			return err
 		}
 	}
@@ -76,12 +76,12 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) error {
 		}
 		q.Scope = id
 	}
-	c := replica.Consistency{Mode: replica.MinimizeLatency}
+	c := replica.Consistency{Mode: iam.MinimizeLatency}
 	if in.Consistency != nil {
 		c.Mode = in.Consistency.Mode
 		switch c.Mode {
-		case replica.MinimizeLatency, replica.FullyConsistent:
-		case replica.AtLeastAsFresh:
+		case iam.MinimizeLatency, iam.FullyConsistent:
+		case iam.AtLeastAsFresh:
 			if in.Consistency.Token == "" {
 				return iam.FieldErrorf("consistency.token", "is required for at_least_as_fresh")
 			}

@@ -60,15 +60,15 @@ type digestView struct {
 
 // authorizeReplicas checks ActionManageReplicas on rep, as it stands: a
 // region cut off from the hub still answers for itself.
-func (s *Server) authorizeReplicas(r *http.Request, rep *replica.Replica) error {
+func (s *Server) authorizeReplicas(r *http.Request, rep Replica) error {
 	p := principal(r)
 	check := func(st *iam.State) error {
 		return iam.AuthorizeAction(st, p.Realm, p.ID, ActionManageReplicas, iam.RealmHRN(p.Realm))
 	}
 	if rep == nil {
-		return s.latest(check)
+		return s.latest(r.Context(), check)
 	}
-	_, err := rep.Read(r.Context(), replica.Consistency{Mode: replica.MinimizeLatency}, check)
+	_, err := rep.Read(r.Context(), replica.Consistency{Mode: iam.MinimizeLatency}, check)
 	return err
 }
 
@@ -129,18 +129,14 @@ func (s *Server) takeSnapshot(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	pub := s.cfg.Snapshots
-	if pub == nil || pub.Replica == nil {
+	if pub == nil {
 		return iam.Errorf(iam.EUnavailable, "no replica to snapshot here")
 	}
-	rep := pub.Replica
-	if err := rep.Ensure(r.Context(), replica.Consistency{Mode: replica.FullyConsistent, Wait: snapshotCurrentWait}); err != nil {
-		return err
-	}
-	info, err := pub.Publish(r.Context())
+	info, err := pub.PublishCurrent(r.Context(), snapshotCurrentWait)
 	if err != nil {
 		return err
 	}
-	s.log.Info("snapshot taken on request", "region", rep.Region(), "seq", info.Seq, "rows", info.Rows, "bytes", info.Size,
+	s.log.Info("snapshot taken on request", "region", pub.Region(), "seq", info.Seq, "rows", info.Rows, "bytes", info.Size,
 		"correlation", correlationID(r))
 	writeJSON(w, http.StatusCreated, viewSnapshot(info))
 	return nil
@@ -151,18 +147,14 @@ func (s *Server) listSnapshots(w http.ResponseWriter, r *http.Request) error {
 	if err := s.authorizeReplicas(r, s.replicas[s.cfg.DefaultRegion]); err != nil {
 		return err
 	}
-	out := []snapshotView{}
-	store, err := snapshots.Open(r.Context(), s.evlog, false)
-	if iam.ErrorCode(err) == iam.ENotFound {
-		writeJSON(w, http.StatusOK, map[string]any{"snapshots": out})
-		return nil
-	} else if err != nil {
-		return err
+	if s.cfg.Snapshots == nil {
+		return iam.Errorf(iam.EUnavailable, "no snapshot bucket to list here")
 	}
-	all, err := store.List(r.Context())
+	all, err := s.cfg.Snapshots.List(r.Context())
 	if err != nil {
 		return err
 	}
+	out := []snapshotView{}
 	for _, i := range all {
 		out = append(out, viewSnapshot(i))
 	}

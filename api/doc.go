@@ -1,5 +1,13 @@
-// Package api is iam's HTTP face: OAuth 2.0 tokens and discovery, the
-// management API, checks, the change feed, replica lag, metrics and health,
-// all as ../shared/API.md describes. It maps domain errors to RFC 9457
-// problem details; the code → status table lives here and nowhere else.
+// Package api is iam's HTTP face and only that: OAuth 2.0 tokens and
+// discovery, the identity provider's pages and endpoints, the management
+// API, checks, the change feed, replica lag as JSON and a page, metrics and
+// health, all as the contract, ../shared/API.md, describes. It maps domain errors to RFC 9457 problem
+// details; the code → status table lives here and nowhere else.
+//
+// A Server consumes small interfaces defined here (Writer, Replica, Log,
+// Vault) and runs in one of two modes, given as Config.Mode: a *Hub writes
+// through its Writer and signs tokens; a *Region relays writes and token
+// requests to the hub (package api/relay) and verifies tokens with the
+// hub's keys. Lag is judged by package replica/lag, signing keys are kept
+// by package api/auth, and the first realm is made by writer.Bootstrap.
 package api

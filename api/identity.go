@@ -8,7 +8,6 @@ import (
 
 	"github.com/iam-project/iam"
 	"github.com/iam-project/iam/api/auth"
-	"github.com/iam-project/iam/eventlog/keyvault"
 	"github.com/iam-project/iam/eventlog/writer"
 )
 
@@ -64,16 +63,11 @@ func setDefault[T comparable](p *T, v T) {
 }
 
 // identityProvider is the Server's identity-provider part: its rules, the
-// sealed signing-key file, the vault of personal-data keys, mail and limits.
+// cache of personal-data keys, mail and limits.
 type identityProvider struct {
 	mu   sync.RWMutex
 	cfg  IdentityConfig
-	kek  []byte // seals the signing keys on disk; nil without a data dir
-	path string // sealed signing-key file
-
-	vaultMu sync.Mutex
-	vault   *keyvault.Vault
-	keys    *keyCache
+	keys *keyCache
 
 	tokenLimits  *limiter
 	signInLimits *limiter
@@ -99,7 +93,6 @@ func (s *Server) identityConfig() IdentityConfig {
 // identityRoutes registers the identity-provider endpoints: sign-in, the
 // authorization-code flow, passwords, invitations (issue "Authentication").
 func (s *Server) identityRoutes(m *http.ServeMux, h handle) {
-	s.initIdentity()
 	m.HandleFunc("GET /oauth2/authorize", s.authorizePage)
 	m.HandleFunc("POST /oauth2/authorize", s.authorizeSubmit)
 	m.HandleFunc("POST /v1/passwordResets", s.requestPasswordReset)
@@ -117,38 +110,25 @@ func (s *Server) identityRoutes(m *http.ServeMux, h handle) {
 	h("POST /v1/signingKeys/rotate", false, s.rotateSigningKeys)
 }
 
-func (s *Server) initIdentity() {
-	cfg := s.cfg.Identity
+func newIdentityProvider(c Config) *identityProvider {
+	cfg := c.Identity
 	cfg.defaults()
-	s.idp = &identityProvider{cfg: cfg, keys: newKeyCache(),
+	idp := &identityProvider{cfg: cfg, keys: newKeyCache(),
 		tokenLimits: newLimiter(cfg.TokenRate, cfg.TokenBurst), signInLimits: newLimiter(cfg.SignInRate, cfg.SignInBurst)}
-	if s.idp.cfg.Mail == nil && s.cfg.DataDir != "" {
-		s.idp.cfg.Mail = &FileMailSender{Dir: s.cfg.DataDir + "/outbox"}
+	if idp.cfg.Mail == nil && c.DataDir != "" {
+		idp.cfg.Mail = &FileMailSender{Dir: c.DataDir + "/outbox"}
 	}
-	if s.cfg.DataDir != "" && s.keys != nil {
-		if err := s.adoptSealedKeys(); err != nil {
-			s.log.Error("signing keys: cannot seal or load; keeping the keys given", "err", err)
-		}
-	}
+	return idp
 }
 
-// vault opens the key vault on first use.
-func (s *Server) vault(ctx context.Context) (*keyvault.Vault, error) {
-	s.idp.vaultMu.Lock()
-	defer s.idp.vaultMu.Unlock()
-	if s.idp.vault != nil {
-		return s.idp.vault, nil
-	}
-	if s.evlog == nil {
-		return nil, iam.Errorf(iam.EUnavailable, "no key vault: the server has no log")
-	}
-	v, err := keyvault.Open(ctx, s.evlog, "")
-	if err != nil {
-		return nil, iam.Errorf(iam.EUnavailable, "key vault: %v", err)
-	}
-	s.idp.vault = v
-	return v, nil
-}
+// noVault is the Vault of a server configured without one.
+type noVault struct{}
+
+func (noVault) DataKey(context.Context, string, string, bool) ([]byte, error) { return nil, errNoVault }
+func (noVault) Pepper(context.Context, string) ([]byte, error)                { return nil, errNoVault }
+func (noVault) Destroy(context.Context, string, string) error                 { return errNoVault }
+
+var errNoVault = iam.Errorf(iam.EUnavailable, "no key vault: the server has no log")
 
 // now is the server's clock in UTC, as commands carry it.
 func (s *Server) now() time.Time { return s.cfg.Now().UTC() }
@@ -157,7 +137,7 @@ func (s *Server) now() time.Time { return s.cfg.Now().UTC() }
 // provider's self-service commands, whose caller proved who it is otherwise
 // (a password, a code, a token from a mail).
 func (s *Server) system(ctx context.Context, realm string, at time.Time, cmd iam.Command) (writer.Result, error) {
-	res, err := s.writer.Execute(ctx, iam.Request{Realm: realm, At: at, Command: cmd})
+	res, err := s.mode.execute(ctx, iam.Request{Realm: realm, At: at, Command: cmd})
 	if err == nil && s.metrics != nil {
 		s.metrics.writes.Inc()
 	}
@@ -166,9 +146,13 @@ func (s *Server) system(ctx context.Context, realm string, at time.Time, cmd iam
 
 // signUserToken issues an access token for a user at log position pos.
 func (s *Server) signUserToken(r *http.Request, realm, user string, pos uint64, lifetime time.Duration) (string, error) {
+	keys, err := s.mode.signer()
+	if err != nil {
+		return "", err
+	}
 	now := s.cfg.Now()
-	s.maybeRotate(now)
-	return s.keys.Sign(auth.Claims{Position: pos, Issuer: s.issuer(r), Subject: user, Audience: s.cfg.Audience, Realm: realm,
+	s.maybeRotate(keys, now)
+	return keys.Sign(auth.Claims{Position: pos, Issuer: s.issuer(r), Subject: user, Audience: s.cfg.Audience, Realm: realm,
 		ID: auth.NewID("t", 16), IssuedAt: now, ExpiresAt: now.Add(lifetime), Kind: auth.KindUser})
 }
 

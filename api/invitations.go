@@ -32,7 +32,7 @@ func (s *Server) createInvitation(w http.ResponseWriter, r *http.Request) error 
 		return err
 	}
 	// The inviter may hand out only what it could grant itself.
-	if err := s.latest(func(st *iam.State) error {
+	if err := s.latest(r.Context(), func(st *iam.State) error {
 		for _, role := range in.Roles {
 			if err := iam.Authorize(st, c.p.Realm, c.p.ID, iam.GrantRole{Role: role}); err != nil {
 				return err
@@ -92,7 +92,7 @@ func (s *Server) resendInvitation(w http.ResponseWriter, r *http.Request) error 
 	}
 	var to string
 	var inv iam.Invitation
-	_ = s.latest(func(st *iam.State) error {
+	_ = s.latest(r.Context(), func(st *iam.State) error {
 		if p := st.Invitation(c.p.Realm, id); p != nil {
 			inv = *p
 		}
@@ -121,7 +121,7 @@ func (s *Server) resendInvitation(w http.ResponseWriter, r *http.Request) error 
 // getInvitation serves GET /v1/invitations/{id} (no token, no email).
 func (s *Server) getInvitation(w http.ResponseWriter, r *http.Request) error {
 	p, id := principal(r), r.PathValue("id")
-	if err := s.authorizeRead(p, iam.ActionList, iam.RealmHRN(p.Realm), ""); err != nil {
+	if err := s.authorizeRead(r.Context(), p, iam.ActionList, iam.RealmHRN(p.Realm), ""); err != nil {
 		return err
 	}
 	return s.read(w, r, func(st *iam.State, realm *iam.Realm) (any, error) {
@@ -157,7 +157,7 @@ func (s *Server) acceptInvitation(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.now()
 	var inv iam.Invitation
-	_ = s.latest(func(st *iam.State) error {
+	_ = s.latest(r.Context(), func(st *iam.State) error {
 		if p := st.InvitationByToken(realm, iam.HashSecret(in.Token)); p != nil {
 			inv = *p
 		}

@@ -48,3 +48,13 @@ func (f *FileMailSender) Send(_ context.Context, m Mail) error {
 	}
 	return writeFileAtomic(filepath.Join(f.Dir, name), data)
 }
+
+// writeFileAtomic writes a 0600 file by rename, so a crash leaves the old or
+// the new content, never half.
+func writeFileAtomic(path string, data []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}

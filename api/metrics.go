@@ -1,6 +1,7 @@
 package api
 
 import (
+	"github.com/iam-project/iam/replica/lag"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -76,4 +77,20 @@ func (m *Metrics) Retry(component, cause string) {
 // ObservePropagation records one entry's append → applied delay in region.
 func (m *Metrics) ObservePropagation(region string, seconds float64) {
 	m.propagation.WithLabelValues(region).Observe(seconds)
+}
+
+// measured keeps a region's lag gauges current (lag.Config.Measured).
+func (m *Metrics) measured(st lag.Status) {
+	if m == nil {
+		return
+	}
+	m.appliedSeq.WithLabelValues(st.Region).Set(float64(st.AppliedSeq))
+	m.headSeq.WithLabelValues(st.Region).Set(float64(st.HeadSeq))
+	m.lagEvents.WithLabelValues(st.Region).Set(float64(st.LagEvents))
+	m.lagSeconds.WithLabelValues(st.Region).Set(st.LagSeconds)
+	h := 0.0
+	if st.Healthy {
+		h = 1
+	}
+	m.healthy.WithLabelValues(st.Region).Set(h)
 }

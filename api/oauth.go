@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -17,8 +18,6 @@ type oauthError struct {
 	code        string
 	description string
 }
-
-func (e *oauthError) Error() string { return e.code + ": " + e.description }
 
 func writeOAuthError(w http.ResponseWriter, e *oauthError, basic bool) {
 	if e.status == http.StatusUnauthorized {
@@ -85,7 +84,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, &oauthError{http.StatusTooManyRequests, "temporarily_unavailable", "too many token requests for this client; retry later"}, basic)
 		return
 	}
-	p, err := s.authenticateClient(clientID, secret)
+	p, err := s.authenticateClient(r.Context(), clientID, secret)
 	if err != nil {
 		writeOAuthError(w, err, basic)
 		return
@@ -96,28 +95,32 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	}
 	scope := r.PostForm.Get("scope")
 	if scope != "" {
-		if err := s.checkScope(p, scope); err != nil {
+		if err := s.checkScope(r.Context(), p, scope); err != nil {
 			writeOAuthError(w, err, basic)
 			return
 		}
 	}
 	now := s.cfg.Now()
 	pos := s.acknowledged()
-	s.maybeRotate(now)
-	tok, serr := s.keys.Sign(auth.Claims{Position: pos,
-		Issuer: s.issuer(r), Subject: p.ID, Audience: s.cfg.Audience, Realm: p.Realm, Scope: scope,
-		ID: auth.NewID("t", 16), IssuedAt: now, ExpiresAt: now.Add(lifetime), Kind: p.Kind,
-	})
+	var tok string
+	keys, serr := s.mode.signer()
+	if serr == nil {
+		s.maybeRotate(keys, now)
+		tok, serr = keys.Sign(auth.Claims{Position: pos,
+			Issuer: s.issuer(r), Subject: p.ID, Audience: s.cfg.Audience, Realm: p.Realm, Scope: scope,
+			ID: auth.NewID("t", 16), IssuedAt: now, ExpiresAt: now.Add(lifetime), Kind: p.Kind,
+		})
+	}
 	s.answerToken(w, tok, serr, lifetime, scope, basic)
 }
 
 // authenticateClient finds the credential by client id on the latest state
 // and verifies the secret against its argon2id hash.
-func (s *Server) authenticateClient(clientID, secret string) (Principal, *oauthError) {
+func (s *Server) authenticateClient(ctx context.Context, clientID, secret string) (Principal, *oauthError) {
 	bad := &oauthError{http.StatusUnauthorized, "invalid_client", "unknown client or wrong secret"}
 	var p Principal
 	var hash string
-	_ = s.latest(func(st *iam.State) error {
+	_ = s.latest(ctx, func(st *iam.State) error {
 		realm, app, cred, ok := st.ClientCredential(clientID)
 		if ok && !cred.Disabled && app.Status == iam.StatusActive {
 			p, hash = Principal{Realm: realm, ID: app.ID, Kind: auth.KindApp}, cred.SecretHash
@@ -135,7 +138,7 @@ func (s *Server) authenticateClient(clientID, secret string) (Principal, *oauthE
 
 // checkScope allows a project-scoped token only to a member of the project,
 // directly or through a group.
-func (s *Server) checkScope(p Principal, scope string) *oauthError {
+func (s *Server) checkScope(ctx context.Context, p Principal, scope string) *oauthError {
 	if strings.ContainsAny(scope, " \t") {
 		return &oauthError{http.StatusBadRequest, "invalid_scope", "Only one project scope allowed in token"}
 	}
@@ -144,7 +147,7 @@ func (s *Server) checkScope(p Principal, scope string) *oauthError {
 		return &oauthError{http.StatusBadRequest, "invalid_scope", iam.ErrorMessage(err)}
 	}
 	var member bool
-	_ = s.latest(func(st *iam.State) error {
+	_ = s.latest(ctx, func(st *iam.State) error {
 		realm := st.Realm(p.Realm)
 		proj := realm.Projects[project]
 		id := realm.Identities[p.ID]
@@ -183,9 +186,14 @@ func (s *Server) discovery(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) jwks(w http.ResponseWriter, r *http.Request) {
+	keys, err := s.mode.signer()
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "public, max-age=300")
-	_, _ = w.Write(s.keys.JWKS())
+	_, _ = w.Write(keys.JWKS())
 }
 
 // userTokenLifetime is the life of a token issued to a user by the

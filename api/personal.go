@@ -123,15 +123,11 @@ func (c *keyCache) drop(name string) {
 
 func (s *Server) dataKey(ctx context.Context, realm, user string, create bool) ([]byte, error) {
 	name := "dk/" + realm + "/" + user
-	now := time.Now()
+	now := s.cfg.Now()
 	if k := s.idp.keys.get(name, now); k != nil {
 		return k, nil
 	}
-	v, err := s.vault(ctx)
-	if err != nil {
-		return nil, err
-	}
-	k, err := v.DataKey(ctx, realm, user, create)
+	k, err := s.vault.DataKey(ctx, realm, user, create)
 	if err != nil {
 		return nil, err
 	}
@@ -141,15 +137,15 @@ func (s *Server) dataKey(ctx context.Context, realm, user string, create bool) (
 
 func (s *Server) emailIndex(ctx context.Context, realm, email string) (string, error) {
 	name := "pepper/" + realm
-	now := time.Now()
+	now := s.cfg.Now()
 	pepper := s.idp.keys.get(name, now)
 	if pepper == nil {
-		v, err := s.vault(ctx)
-		if err != nil {
+		var err error
+		if pepper, err = s.vault.Pepper(ctx, realm); err != nil {
+			if iam.ErrorCode(err) == "" {
+				err = iam.Errorf(iam.EUnavailable, "key vault: %v", err)
+			}
 			return "", err
-		}
-		if pepper, err = v.Pepper(ctx, realm); err != nil {
-			return "", iam.Errorf(iam.EUnavailable, "key vault: %v", err)
 		}
 		s.idp.keys.put(name, pepper, now.Add(time.Hour)) // peppers are never destroyed
 	}
@@ -159,11 +155,7 @@ func (s *Server) emailIndex(ctx context.Context, realm, email string) (string, e
 // destroyPersonal purges the user's data key (crypto-shredding).
 func (s *Server) destroyPersonal(ctx context.Context, realm, user string) error {
 	s.idp.keys.drop("dk/" + realm + "/" + user)
-	v, err := s.vault(ctx)
-	if err != nil {
-		return err
-	}
-	return v.Destroy(ctx, realm, user)
+	return s.vault.Destroy(ctx, realm, user)
 }
 
 // reveal decrypts the personal data of an identity view, if sealed. Data
@@ -189,18 +181,4 @@ func (s *Server) reveal(ctx context.Context, realm *iam.Realm, v any) any {
 		iv.Email, iv.Name = p.Email, p.Name
 	}
 	return iv
-}
-
-// personalOf decrypts a user's email and name for the server's own use
-// (mail). ok is false when there is none.
-func (s *Server) personalOf(ctx context.Context, realm string, id *iam.Identity) (personal, bool) {
-	if len(id.Sealed) == 0 {
-		return personal{Email: id.Email, Name: id.Name}, id.Email != ""
-	}
-	key, err := s.dataKey(ctx, realm, id.ID, false)
-	if err != nil {
-		return personal{}, false
-	}
-	p, err := openPersonal(key, id.Sealed, realm, id.ID)
-	return p, err == nil
 }

@@ -1,15 +1,10 @@
 package api
 
 import (
-	"context"
-	iam "github.com/iam-project/iam"
 	"net/http"
-	"time"
-)
 
-func contextWithTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, d)
-}
+	iam "github.com/iam-project/iam"
+)
 
 // handle registers a handler that needs an authenticated caller (apiKeyOK:
 // an API key is accepted too).

@@ -15,13 +15,25 @@ import (
 
 	iam "github.com/iam-project/iam"
 	"github.com/iam-project/iam/api/auth"
-	"github.com/iam-project/iam/eventlog"
-	"github.com/iam-project/iam/eventlog/writer"
 	"github.com/iam-project/iam/replica"
+	"github.com/iam-project/iam/replica/lag"
 )
 
 // Config configures a Server.
 type Config struct {
+	// Mode is how the server runs: &Hub{...} beside the writer, or
+	// &Region{...} relaying to the hub. Required.
+	Mode Mode
+	// Replicas answer reads, one per region, in preference order.
+	Replicas []Replica
+	// Log is the log the change feed follows and lag is measured against.
+	Log Log
+	// Vault keeps the keys of personal data (keyvault.Vault, or
+	// keyvault.Lazy to open it on first use).
+	Vault Vault
+	// Metrics, if set, is kept current and served on GET /metrics.
+	Metrics *Metrics
+
 	// Issuer is the token issuer and the base URL in discovery; empty means
 	// the URL the request came in on.
 	Issuer string
@@ -38,23 +50,14 @@ type Config struct {
 	// derived from Idempotency-Keys; it must survive restarts. Default: a
 	// random key (idempotency then holds only within this process's life).
 	IdempotencySecret []byte
-	// DataDir, if set, holds the sealed signing keys (and their KEK) and the
-	// default mail outbox (identity.go).
+	// DataDir, if set, holds the default mail outbox (identity.go).
 	DataDir string
 	// Identity holds the identity provider's rules (identity.go).
 	Identity IdentityConfig
 	Logger   *slog.Logger
-	Now      func() time.Time
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
 
-	// Forward, when set, makes this a regional server: it has no writer
-	// and no signing keys (New takes nil for both); it relays writes and
-	// token requests to the hub through Forward, verifies tokens with the
-	// hub's JWKS fetched the same way, judges management reads on its
-	// replica at the hub's head (fully_consistent), and answers reads from
-	// its replica even when the hub is unreachable. See forward.go.
-	Forward Forwarder
-	// ForwardTimeout bounds one relayed request. Default 10s.
-	ForwardTimeout time.Duration
 	// HeartbeatInterval is the hub's heartbeat period (see
 	// eventlog.Heartbeater), which bounds the lag a region reports while it
 	// cannot reach the log. Default 1s.
@@ -63,43 +66,29 @@ type Config struct {
 	// it unhealthy, and /readyz not ready.
 	MaxLag time.Duration
 	// PublishStatus, when set, is given every local region's status (JSON)
-	// once a second, for the other processes (eventlog.Bus.Publish on
+	// once a second, for the other processes (eventlog/bus Publish on
 	// bus.StatusSubjectPrefix + "." + region); they hand it to
 	// ReceiveStatus, and GET /v1/replicas then shows every region.
 	PublishStatus func(region string, data []byte)
-	// LatestFromReplica makes latest() read the default region's replica
-	// at the log's head (fully_consistent) even with a writer: a hub of
-	// several processes has several writers, each of which learns the
-	// others' entries only on a conflict, so none of their states is the
-	// latest.
-	LatestFromReplica bool
 	// Snapshots publishes the snapshots of the default region's replica
 	// that POST /v1/replicas/snapshot asks for (digest.go); nil: that
 	// endpoint answers unavailable.
-	Snapshots *replica.Publisher
+	Snapshots Snapshots
 }
 
-// tokenVerifier verifies access tokens: the KeySet that signs them, or in
-// a region the hub's keys (auth.RemoteKeySet).
-type tokenVerifier interface {
-	Verify(token, issuer, audience string, now time.Time) (auth.Claims, error)
-}
-
-// Server serves the HTTP API over one writer and one replica per region.
+// Server serves the HTTP API over one replica per region, as a hub or a
+// region (Config.Mode).
 type Server struct {
 	cfg      Config
 	log      *slog.Logger
-	writer   *writer.Writer
-	evlog    *eventlog.Log
-	replicas map[string]*replica.Replica
+	mode     mode
+	evlog    Log
+	vault    Vault
+	replicas map[string]Replica
 	regions  []string
-	keys     *auth.KeySet
-	verifier tokenVerifier
-	hub      *regionLink // nil unless Config.Forward is set
-	peers    peerBoard
 	verify   *auth.VerifyCache
 	metrics  *Metrics
-	lag      *lagMonitor
+	lag      *lag.Monitor
 	mux      *http.ServeMux
 	idp      *identityProvider // identity.go
 
@@ -110,9 +99,11 @@ type Server struct {
 	closeStreams context.CancelFunc
 }
 
-// New returns a server. regions lists the replicas in preference order.
-// writer and keys are nil for a regional server (Config.Forward set).
-func New(cfg Config, writer *writer.Writer, evlog *eventlog.Log, replicas []*replica.Replica, keys *auth.KeySet, metrics *Metrics) *Server {
+// New returns a server. It panics without Config.Mode.
+func New(cfg Config) *Server {
+	if cfg.Mode == nil {
+		panic("api: Config.Mode is required (&api.Hub{...} or &api.Region{...})")
+	}
 	if cfg.Audience == "" {
 		cfg.Audience = "iam"
 	}
@@ -128,62 +119,58 @@ func New(cfg Config, writer *writer.Writer, evlog *eventlog.Log, replicas []*rep
 	if cfg.HashParams == (auth.HashParams{}) {
 		cfg.HashParams = auth.DefaultHashParams()
 	}
-	if cfg.ForwardTimeout <= 0 {
-		cfg.ForwardTimeout = DefaultForwardTimeout
-	}
 	if cfg.HeartbeatInterval <= 0 {
-		cfg.HeartbeatInterval = DefaultHeartbeatInterval
+		cfg.HeartbeatInterval = lag.DefaultHeartbeatInterval
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, writer: writer, evlog: evlog, keys: keys,
-		replicas: map[string]*replica.Replica{}, verify: auth.NewVerifyCache(auth.DefaultVerifyCacheSize), metrics: metrics}
-	for _, r := range replicas {
+	if cfg.Vault == nil {
+		cfg.Vault = noVault{}
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, evlog: cfg.Log, vault: cfg.Vault,
+		replicas: map[string]Replica{}, verify: auth.NewVerifyCache(auth.DefaultVerifyCacheSize), metrics: cfg.Metrics}
+	lagReplicas := make([]lag.Replica, 0, len(cfg.Replicas))
+	for _, r := range cfg.Replicas {
 		s.replicas[r.Region()] = r
 		s.regions = append(s.regions, r.Region())
+		lagReplicas = append(lagReplicas, r)
 	}
 	if s.cfg.DefaultRegion == "" && len(s.regions) > 0 {
 		s.cfg.DefaultRegion = s.regions[0]
 	}
 	s.tokens = newTokenCache(100_000)
 	s.streams, s.closeStreams = context.WithCancel(context.Background())
-	if keys != nil {
-		s.verifier = keys
-	}
-	if cfg.Forward != nil {
-		s.hub = newRegionLink(cfg.Forward, metrics)
-		if keys == nil {
-			s.verifier = &auth.RemoteKeySet{Fetch: s.fetchJWKS}
-		}
-	}
 	s.idemSecret = cfg.IdempotencySecret
 	if len(s.idemSecret) == 0 {
 		s.idemSecret = make([]byte, 32)
 		_, _ = rand.Read(s.idemSecret)
 	}
-	s.lag = newLagMonitor(s)
+	lagCfg := lag.Config{Replicas: lagReplicas, HeartbeatInterval: cfg.HeartbeatInterval, MaxLag: cfg.MaxLag,
+		Token: FormatToken, Publish: cfg.PublishStatus, Measured: s.metrics.measured, Now: cfg.Now}
+	if cfg.Log != nil {
+		lagCfg.Log = cfg.Log // not a nil Log in a non-nil interface
+	}
+	s.lag = lag.New(lagCfg)
+	s.idp = newIdentityProvider(s.cfg)
+	s.mode = cfg.Mode.newMode(s)
 	s.routes()
 	return s
 }
 
 // Handler returns the HTTP handler.
 func (s *Server) Handler() http.Handler {
-	return s.recoverer(s.forwarding(s.mux))
+	return s.recoverer(s.mode.handler(s.mux))
 }
 
 // Start starts the server's background work (the lag monitor); Stop ends it.
 // A regional server also fetches the hub's keys, if it can.
 func (s *Server) Start(ctx context.Context) {
-	if rk, ok := s.verifier.(*auth.RemoteKeySet); ok {
-		if err := rk.Refresh(ctx); err != nil {
-			s.log.Warn("hub keys not fetched yet", "err", err)
-		}
-	}
-	s.lag.start(ctx)
+	s.mode.start(ctx)
+	s.lag.Start(ctx)
 }
 
 // Stop stops the background work.
 func (s *Server) Stop() {
 	s.closeStreams()
-	s.lag.stop()
+	s.lag.Stop()
 }
 
 // CloseStreams ends every open change feed: http.Server.Shutdown waits for
@@ -357,33 +344,27 @@ func (s *Server) authenticateAPIKey(r *http.Request, key string) (Principal, err
 // latest runs fn on the latest state, the writer's: management
 // authorization and the token endpoint judge there, so a role just revoked
 // stops working at once. A region has no writer (and a hub of several
-// processes has several, see Config.LatestFromReplica): it reads its
-// replica once that has applied the log's head as of now
-// (fully_consistent), and answers replica_behind when it cannot learn the
-// head (a region cut off from the hub).
-func (s *Server) latest(fn func(*iam.State) error) error {
-	if s.writer != nil && !s.cfg.LatestFromReplica {
-		return s.writer.View(fn)
-	}
+// processes has several, see Hub.LatestFromReplica): it reads its replica
+// once that has applied the log's head as of now (fully_consistent), and
+// answers replica_behind when it cannot learn the head (a region cut off
+// from the hub). ctx is the request's: a cancelled request stops waiting.
+func (s *Server) latest(ctx context.Context, fn func(*iam.State) error) error {
+	return s.mode.latest(ctx, fn)
+}
+
+// latestFromReplica is latest on the default region's replica.
+func (s *Server) latestFromReplica(ctx context.Context, fn func(*iam.State) error) error {
 	rep := s.replicas[s.cfg.DefaultRegion]
 	if rep == nil {
 		return iam.Errorf(iam.EUnavailable, "no replica serves this region")
 	}
-	_, err := rep.Read(context.Background(), replica.Consistency{Mode: replica.FullyConsistent}, fn)
+	_, err := rep.Read(ctx, replica.Consistency{Mode: iam.FullyConsistent}, fn)
 	return err
 }
 
 // acknowledged is the position of every write this server has acknowledged
 // (in a region: relayed from the hub).
-func (s *Server) acknowledged() uint64 {
-	if s.writer == nil {
-		if s.hub != nil {
-			return s.hub.acked.Load()
-		}
-		return 0
-	}
-	return s.writer.Position()
-}
+func (s *Server) acknowledged() uint64 { return s.mode.acknowledged() }
 
 // issuer is the configured issuer, or the base URL of the request.
 func (s *Server) issuer(r *http.Request) string {
@@ -398,7 +379,7 @@ func (s *Server) issuer(r *http.Request) string {
 }
 
 // region picks the replica that answers: Iam-Region or ?region=, else the default.
-func (s *Server) region(r *http.Request) (*replica.Replica, error) {
+func (s *Server) region(r *http.Request) (Replica, error) {
 	name := r.Header.Get("Iam-Region")
 	if name == "" {
 		name = r.URL.Query().Get("region")
@@ -447,5 +428,5 @@ func (s *Server) headerConsistency(r *http.Request, floor uint64) (replica.Consi
 		}
 		seq = max(seq, hs)
 	}
-	return replica.Consistency{Mode: replica.AtLeastAsFresh, Token: seq}, nil
+	return replica.Consistency{Mode: iam.AtLeastAsFresh, Token: seq}, nil
 }

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"html/template"
 	"net/http"
 	"net/url"
@@ -50,12 +51,12 @@ type authzRequest struct {
 
 // parseAuthz validates the request. A bad client or redirect URI is an error
 // page (never a redirect, §4.1.2.1); other errors are redirected.
-func (s *Server) parseAuthz(v url.Values) (*authzRequest, error) {
+func (s *Server) parseAuthz(ctx context.Context, v url.Values) (*authzRequest, error) {
 	a := &authzRequest{clientID: v.Get("client_id"), redirect: v.Get("redirect_uri"), state: v.Get("state"),
 		challenge: v.Get("code_challenge"), method: v.Get("code_challenge_method"), scope: v.Get("scope"), responseType: v.Get("response_type")}
 	var uris []string
 	found := false
-	_ = s.latest(func(st *iam.State) error {
+	_ = s.latest(ctx, func(st *iam.State) error {
 		realm, app, cred, ok := st.ClientCredential(a.clientID)
 		if ok && !cred.Disabled && app.Status == iam.StatusActive {
 			found, a.realm, a.app, a.appName, uris = true, realm, app.ID, app.Name, app.RedirectURIs
@@ -112,7 +113,7 @@ func (s *Server) renderSignIn(w http.ResponseWriter, status int, a *authzRequest
 
 // authorizePage serves GET /oauth2/authorize.
 func (s *Server) authorizePage(w http.ResponseWriter, r *http.Request) {
-	a, err := s.parseAuthz(r.URL.Query())
+	a, err := s.parseAuthz(r.Context(), r.URL.Query())
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -138,7 +139,7 @@ func (s *Server) authorizeSubmit(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, iam.Errorf(iam.EInvalid, "the form could not be read"))
 		return
 	}
-	a, err := s.parseAuthz(r.PostForm)
+	a, err := s.parseAuthz(r.Context(), r.PostForm)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -172,7 +173,7 @@ func (s *Server) authorizeSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var locked time.Time
-	_ = s.latest(func(st *iam.State) error {
+	_ = s.latest(r.Context(), func(st *iam.State) error {
 		if u := st.Identity(a.realm, user); u != nil && u.Locked(now) {
 			locked = u.LockedUntil
 		}
@@ -198,7 +199,7 @@ func (s *Server) authorizeSubmit(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case iam.ErrorField(err) == iam.FieldAccountLocked:
 		var until time.Time
-		_ = s.latest(func(st *iam.State) error {
+		_ = s.latest(r.Context(), func(st *iam.State) error {
 			if u := st.Identity(a.realm, user); u != nil {
 				until = u.LockedUntil
 			}

@@ -52,7 +52,7 @@ func (s *Server) verifyToken(token, issuer string) (auth.Claims, error) {
 	if c, ok := s.tokens.get(token, now); ok && c.Issuer == issuer {
 		return c, nil
 	}
-	c, err := s.verifier.Verify(token, issuer, s.cfg.Audience, now)
+	c, err := s.mode.verifier().Verify(token, issuer, s.cfg.Audience, now)
 	if err != nil {
 		return auth.Claims{}, err
 	}

@@ -6,10 +6,10 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	iam "github.com/iam-project/iam"
+	"github.com/iam-project/iam/replica/lag"
 )
 
 // The lag page: a static HTML/JS/CSS page (api/ui/, embedded) that polls
@@ -23,7 +23,7 @@ var uiFiles embed.FS
 const (
 	// lagHistoryLen is how many samples the lag page can show: 10 minutes
 	// at the lag monitor's one sample a second.
-	lagHistoryLen = 600
+	lagHistoryLen = lag.HistoryLen
 	// defaultLagWindow is what the page shows unless asked for more.
 	defaultLagWindow = 5 * time.Minute
 )
@@ -93,18 +93,18 @@ func (s *Server) lagData(w http.ResponseWriter, r *http.Request) {
 		window = time.Duration(secs) * time.Second
 	}
 	now := s.cfg.Now()
-	samples := s.lag.history.since(now.Add(-window))
+	samples := s.lag.History(now.Add(-window))
 	out := lagData{Now: now.UnixMilli(), IntervalMs: time.Second.Milliseconds(), WindowSeconds: int64(window / time.Second),
 		MaxLagSeconds: s.cfg.MaxLag.Seconds(), Regions: slices.Clone(s.regions)}
 	var current []ReplicaStatus
 	if len(samples) > 0 {
-		current = samples[len(samples)-1].sts
+		current = samples[len(samples)-1].Statuses
 	} else {
-		current = s.lag.measure(r.Context())
+		current = s.lag.Measure(r.Context())
 	}
 	// Every region seen in the window, the local ones first.
 	for _, sm := range samples {
-		for _, st := range sm.sts {
+		for _, st := range sm.Statuses {
 			if !slices.Contains(out.Regions, st.Region) {
 				out.Regions = append(out.Regions, st.Region)
 			}
@@ -123,52 +123,12 @@ func (s *Server) lagData(w http.ResponseWriter, r *http.Request) {
 	}
 	out.Samples = make([]lagPoint, 0, len(samples))
 	for _, sm := range samples {
-		p := lagPoint{T: sm.at.UnixMilli(), LagSeconds: make([]*float64, len(out.Regions)), LagEvents: make([]*uint64, len(out.Regions))}
-		for _, st := range sm.sts {
+		p := lagPoint{T: sm.At.UnixMilli(), LagSeconds: make([]*float64, len(out.Regions)), LagEvents: make([]*uint64, len(out.Regions))}
+		for _, st := range sm.Statuses {
 			i := index[st.Region]
 			p.LagSeconds[i], p.LagEvents[i] = &st.LagSeconds, &st.LagEvents
 		}
 		out.Samples = append(out.Samples, p)
 	}
 	writeJSON(w, http.StatusOK, out)
-}
-
-// lagSample is every region's status at one moment.
-type lagSample struct {
-	at  time.Time
-	sts []ReplicaStatus
-}
-
-// lagHistory is a ring of the last lagHistoryLen samples; safe for
-// concurrent use.
-type lagHistory struct {
-	mu   sync.Mutex
-	ring []lagSample
-	next int
-}
-
-func (h *lagHistory) add(at time.Time, sts []ReplicaStatus) {
-	sm := lagSample{at: at, sts: slices.Clone(sts)}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if len(h.ring) < lagHistoryLen {
-		h.ring = append(h.ring, sm)
-		return
-	}
-	h.ring[h.next] = sm
-	h.next = (h.next + 1) % lagHistoryLen
-}
-
-// since returns the samples taken after t, oldest first.
-func (h *lagHistory) since(t time.Time) []lagSample {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	out := make([]lagSample, 0, len(h.ring))
-	for i := range h.ring {
-		sm := h.ring[(h.next+i)%len(h.ring)]
-		if sm.at.After(t) {
-			out = append(out, sm)
-		}
-	}
-	return out
 }

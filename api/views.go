@@ -1,8 +1,11 @@
 package api
 
 import (
+	"context"
 	"encoding/base64"
+	"maps"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 
@@ -10,11 +13,11 @@ import (
 )
 
 // authorizeRead allows the caller to read hrn, or itself.
-func (s *Server) authorizeRead(p Principal, action, hrn, self string) error {
+func (s *Server) authorizeRead(ctx context.Context, p Principal, action, hrn, self string) error {
 	if self != "" && self == p.ID {
 		return nil
 	}
-	return s.latest(func(st *iam.State) error { return iam.AuthorizeAction(st, p.Realm, p.ID, action, hrn) })
+	return s.latest(ctx, func(st *iam.State) error { return iam.AuthorizeAction(st, p.Realm, p.ID, action, hrn) })
 }
 
 // read runs fn on the caller's region's replica at least as fresh as the
@@ -76,13 +79,13 @@ type credentialView struct {
 
 func viewIdentity(realm string, id *iam.Identity) identityView {
 	v := identityView{ID: id.ID, Kind: id.Kind, Status: id.Status, Email: id.Email, Name: id.Name, RedirectURIs: id.RedirectURIs,
-		Groups: keys(id.Groups), Roles: keys(id.Roles), Policies: keys(id.Policies), Projects: keys(id.Projects)}
+		Groups: sortedKeys(id.Groups), Roles: sortedKeys(id.Roles), Policies: sortedKeys(id.Policies), Projects: sortedKeys(id.Projects)}
 	if id.Kind == iam.KindApp {
 		v.HRN = iam.AppHRN(realm, id.ID)
-		for _, cid := range keys(id.Credentials) {
+		for _, cid := range sortedKeys(id.Credentials) {
 			v.Credentials = append(v.Credentials, credentialView{ID: cid, ClientID: id.Credentials[cid].ClientID})
 		}
-		v.APIKeys = keys(id.APIKeys)
+		v.APIKeys = sortedKeys(id.APIKeys)
 	} else {
 		v.HRN = iam.UserHRN(realm, id.ID)
 	}
@@ -99,7 +102,7 @@ type groupView struct {
 }
 
 func viewGroup(realm string, g *iam.Group) groupView {
-	return groupView{g.ID, iam.GroupHRN(realm, g.ID), g.Name, keys(g.Members), keys(g.Policies), keys(g.Projects)}
+	return groupView{g.ID, iam.GroupHRN(realm, g.ID), g.Name, sortedKeys(g.Members), sortedKeys(g.Policies), sortedKeys(g.Projects)}
 }
 
 type policyView struct {
@@ -111,7 +114,7 @@ type policyView struct {
 }
 
 func viewPolicy(realm string, p *iam.Policy) policyView {
-	return policyView{p.ID, iam.PolicyHRN(realm, p.ID), p.Name, p.Statements, keys(p.AttachedTo)}
+	return policyView{p.ID, iam.PolicyHRN(realm, p.ID), p.Name, p.Statements, sortedKeys(p.AttachedTo)}
 }
 
 type projectView struct {
@@ -134,22 +137,22 @@ type projectResource struct {
 
 func viewProject(realm string, p *iam.Project) projectView {
 	v := projectView{ID: p.ID, HRN: iam.ProjectHRN(realm, p.ID), Name: p.Name, Members: []projectMemberRef{}, Resources: []projectResource{}}
-	for _, m := range keys(p.Members) {
+	for _, m := range sortedKeys(p.Members) {
 		v.Members = append(v.Members, projectMemberRef{m, p.Members[m]})
 	}
-	for _, h := range keys(p.Resources) {
+	for _, h := range sortedKeys(p.Resources) {
 		v.Resources = append(v.Resources, projectResource{h, p.Resources[h]})
 	}
 	return v
 }
 
-func keys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
+// sortedKeys is m's keys in order, never nil: an empty set is [] in JSON,
+// not null.
+func sortedKeys[V any](m map[string]V) []string {
+	if out := slices.Sorted(maps.Keys(m)); out != nil {
+		return out
 	}
-	sort.Strings(out)
-	return out
+	return []string{}
 }
 
 // kind describes one entity kind for the generic GET and list handlers.
@@ -198,7 +201,7 @@ var kinds = map[string]kind{
 			}
 			return nil
 		},
-		ids: func(r *iam.Realm) []string { return keys(r.Groups) }},
+		ids: func(r *iam.Realm) []string { return sortedKeys(r.Groups) }},
 	"policies": {name: "policy", hrn: iam.PolicyHRN,
 		get: func(r *iam.Realm, id string) any {
 			if p := r.Policies[id]; p != nil {
@@ -206,7 +209,7 @@ var kinds = map[string]kind{
 			}
 			return nil
 		},
-		ids: func(r *iam.Realm) []string { return keys(r.Policies) }},
+		ids: func(r *iam.Realm) []string { return sortedKeys(r.Policies) }},
 	"projects": {name: "project", hrn: iam.ProjectHRN,
 		get: func(r *iam.Realm, id string) any {
 			if p := r.Projects[id]; p != nil {
@@ -214,13 +217,13 @@ var kinds = map[string]kind{
 			}
 			return nil
 		},
-		ids: func(r *iam.Realm) []string { return keys(r.Projects) }},
+		ids: func(r *iam.Realm) []string { return sortedKeys(r.Projects) }},
 }
 
 func (s *Server) getEntity(k kind) func(http.ResponseWriter, *http.Request) error {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		p, id := principal(r), r.PathValue("id")
-		if err := s.authorizeRead(p, iam.ActionRead, k.hrn(p.Realm, id), id); err != nil {
+		if err := s.authorizeRead(r.Context(), p, iam.ActionRead, k.hrn(p.Realm, id), id); err != nil {
 			return err
 		}
 		return s.read(w, r, func(_ *iam.State, realm *iam.Realm) (any, error) {
@@ -240,7 +243,7 @@ const (
 func (s *Server) listEntities(k kind) func(http.ResponseWriter, *http.Request) error {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		p := principal(r)
-		if err := s.authorizeRead(p, iam.ActionList, iam.RealmHRN(p.Realm), ""); err != nil {
+		if err := s.authorizeRead(r.Context(), p, iam.ActionList, iam.RealmHRN(p.Realm), ""); err != nil {
 			return err
 		}
 		limit := defaultPageSize
@@ -287,8 +290,8 @@ func (s *Server) listRoles(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) permissions(w http.ResponseWriter, r *http.Request) error {
 	p, id := principal(r), r.PathValue("identityId")
 	var hrn string
-	_ = s.latest(func(st *iam.State) error { hrn = st.IdentityHRN(p.Realm, id); return nil })
-	if err := s.authorizeRead(p, iam.ActionRead, hrn, id); err != nil {
+	_ = s.latest(r.Context(), func(st *iam.State) error { hrn = st.IdentityHRN(p.Realm, id); return nil })
+	if err := s.authorizeRead(r.Context(), p, iam.ActionRead, hrn, id); err != nil {
 		return err
 	}
 	return s.read(w, r, func(st *iam.State, _ *iam.Realm) (any, error) {

@@ -34,7 +34,7 @@ func (s *Server) beginWrite(w http.ResponseWriter, r *http.Request, skeleton iam
 	// A nil skeleton: the permission depends on the body (self-service),
 	// and Decide judges it.
 	if skeleton != nil {
-		if err := s.latest(func(st *iam.State) error { return iam.Authorize(st, p.Realm, p.ID, skeleton) }); err != nil {
+		if err := s.latest(r.Context(), func(st *iam.State) error { return iam.Authorize(st, p.Realm, p.ID, skeleton) }); err != nil {
 			return nil, err
 		}
 	}
@@ -84,7 +84,7 @@ func (c *writeCall) execute(cmd iam.Command) (writer.Result, error) {
 		m.Write(c.body)
 		req.RequestHash = hex.EncodeToString(m.Sum(nil))
 	}
-	res, err := c.s.writer.Execute(c.r.Context(), req)
+	res, err := c.s.mode.execute(c.r.Context(), req)
 	if err == nil && c.s.metrics != nil {
 		c.s.metrics.writes.Inc()
 	}

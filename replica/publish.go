@@ -124,6 +124,32 @@ func (p *Publisher) Publish(ctx context.Context) (snapshots.Info, error) {
 	return info, nil
 }
 
+// PublishCurrent is Publish once the replica has applied the log's head as
+// of the call (fully_consistent, waiting up to wait): a snapshot asked for
+// holds every write acknowledged before it was asked for. Errors: as
+// Publish; replica_behind when the replica does not catch up in time.
+func (p *Publisher) PublishCurrent(ctx context.Context, wait time.Duration) (snapshots.Info, error) {
+	if err := p.Replica.Ensure(ctx, Consistency{Mode: iam.FullyConsistent, Wait: wait}); err != nil {
+		return snapshots.Info{}, err
+	}
+	return p.Publish(ctx)
+}
+
+// List returns the stored snapshots, newest first (none when there is no
+// bucket yet).
+func (p *Publisher) List(ctx context.Context) ([]snapshots.Info, error) {
+	bucket, err := p.Bucket(ctx, false)
+	if iam.ErrorCode(err) == iam.ENotFound {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	return bucket.List(ctx)
+}
+
+// Region names the region whose read model is published.
+func (p *Publisher) Region() string { return p.Replica.Region() }
+
 // Start starts the periodic loop, which ends with ctx or Stop.
 func (p *Publisher) Start(ctx context.Context) error {
 	if p.Bucket == nil || p.Replica == nil {

@@ -16,11 +16,12 @@ import (
 // headLookupTimeout bounds one lookup of the log's head.
 const headLookupTimeout = 5 * time.Second
 
-// Consistency modes of a read, as in API.md.
+// Consistency modes of a read: the names of iam's, kept for this
+// package's callers (iam.MinimizeLatency and so on are the one home).
 const (
-	MinimizeLatency = "minimize_latency"
-	AtLeastAsFresh  = "at_least_as_fresh"
-	FullyConsistent = "fully_consistent"
+	MinimizeLatency = iam.MinimizeLatency
+	AtLeastAsFresh  = iam.AtLeastAsFresh
+	FullyConsistent = iam.FullyConsistent
 )
 
 // Consistency says how fresh a read must be. Token is a log sequence (for

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iam-project/iam"
 	"github.com/iam-project/iam/api/client"
 )
 
@@ -70,15 +71,15 @@ func TestModel_Judge(t *testing.T) {
 		a    answerRec
 		want verdict
 	}{
-		{"fresh allow", answerRec{Mode: AtLeastAsFresh, App: "a", ReqSeq: 4, Seq: 4, Allowed: true, Status: 200, Recv: at(4)}, verdict{}},
-		{"allow claimed at 4 but revoked at 5, asked for 5", answerRec{Mode: AtLeastAsFresh, App: "a", ReqSeq: 5, Seq: 4, Allowed: true, Status: 200, Recv: at(5)}, verdict{Stale: true}},
-		{"deny at a token before the state it saw", answerRec{Mode: AtLeastAsFresh, App: "a", ReqSeq: 4, Seq: 4, Allowed: false, Status: 200, Recv: at(5)}, verdict{}},
-		{"allow that never was", answerRec{Mode: MinimizeLatency, App: "a", Seq: 2, Allowed: true, Status: 200, Recv: at(3), AckedAtSend: 3}, verdict{Wrong: true, Behind: true}},
-		{"old but consistent", answerRec{Mode: MinimizeLatency, App: "a", Seq: 4, Allowed: true, Status: 200, Recv: at(5), AckedAtSend: 5}, verdict{Behind: true}},
-		{"fully consistent behind an ack", answerRec{Mode: FullyConsistent, App: "a", Seq: 6, Allowed: true, Status: 200, Recv: at(7), AckedAtSend: 7}, verdict{Stale: true}},
-		{"refused while deactivated", answerRec{Mode: AtLeastAsFresh, App: "a", ReqSeq: 7, Status: 401, Recv: at(7)}, verdict{}},
-		{"refused after reactivation", answerRec{Mode: AtLeastAsFresh, App: "a", ReqSeq: 8, Status: 401, Recv: at(8)}, verdict{StaleRefusal: true}},
-		{"refused, never deactivated", answerRec{Mode: MinimizeLatency, App: "a", Status: 401, Recv: at(5), AckedAtSend: 5}, verdict{Wrong: true}},
+		{"fresh allow", answerRec{Mode: iam.AtLeastAsFresh, App: "a", ReqSeq: 4, Seq: 4, Allowed: true, Status: 200, Recv: at(4)}, verdict{}},
+		{"allow claimed at 4 but revoked at 5, asked for 5", answerRec{Mode: iam.AtLeastAsFresh, App: "a", ReqSeq: 5, Seq: 4, Allowed: true, Status: 200, Recv: at(5)}, verdict{Stale: true}},
+		{"deny at a token before the state it saw", answerRec{Mode: iam.AtLeastAsFresh, App: "a", ReqSeq: 4, Seq: 4, Allowed: false, Status: 200, Recv: at(5)}, verdict{}},
+		{"allow that never was", answerRec{Mode: iam.MinimizeLatency, App: "a", Seq: 2, Allowed: true, Status: 200, Recv: at(3), AckedAtSend: 3}, verdict{Wrong: true, Behind: true}},
+		{"old but consistent", answerRec{Mode: iam.MinimizeLatency, App: "a", Seq: 4, Allowed: true, Status: 200, Recv: at(5), AckedAtSend: 5}, verdict{Behind: true}},
+		{"fully consistent behind an ack", answerRec{Mode: iam.FullyConsistent, App: "a", Seq: 6, Allowed: true, Status: 200, Recv: at(7), AckedAtSend: 7}, verdict{Stale: true}},
+		{"refused while deactivated", answerRec{Mode: iam.AtLeastAsFresh, App: "a", ReqSeq: 7, Status: 401, Recv: at(7)}, verdict{}},
+		{"refused after reactivation", answerRec{Mode: iam.AtLeastAsFresh, App: "a", ReqSeq: 8, Status: 401, Recv: at(8)}, verdict{StaleRefusal: true}},
+		{"refused, never deactivated", answerRec{Mode: iam.MinimizeLatency, App: "a", Status: 401, Recv: at(5), AckedAtSend: 5}, verdict{Wrong: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

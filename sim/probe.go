@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/iam-project/iam"
 )
 
 // prober sends the measurement's own requests: checks that wait for a
@@ -46,7 +48,7 @@ func (p *prober) check(ctx context.Context, base, bearer, resource, mode string,
 	if token > 0 {
 		cons["token"] = formatToken(token)
 	}
-	if mode != MinimizeLatency && wait > 0 {
+	if mode != iam.MinimizeLatency && wait > 0 {
 		cons["waitMs"] = max(1, wait.Milliseconds())
 	}
 	body, _ := json.Marshal(map[string]any{"action": "read", "resource": resource, "consistency": cons})

@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/iam-project/iam"
 	"github.com/iam-project/iam/api/client"
 )
 
@@ -517,8 +518,8 @@ func (r *Report) Evaluate(slo SLO) []SLOResult {
 		out = append(out, SLOResult{name, target, got, ok})
 	}
 	zero := func(name string, n int) { add(name, "0", fmt.Sprint(n), n == 0) }
-	zero("stale answers under at_least_as_fresh", r.Checks[AtLeastAsFresh].Stale)
-	zero("stale answers under fully_consistent", r.Checks[FullyConsistent].Stale)
+	zero("stale answers under at_least_as_fresh", r.Checks[iam.AtLeastAsFresh].Stale)
+	zero("stale answers under fully_consistent", r.Checks[iam.FullyConsistent].Stale)
 	wrong := 0
 	for _, f := range r.Checks {
 		wrong += f.Wrong
@@ -568,7 +569,7 @@ func (r *Report) Evaluate(slo SLO) []SLOResult {
 		add("current after a heal", "≤ "+fmtD(slo.CurrentAfterHeal), got, n > 0 && measured && worst <= slo.CurrentAfterHeal)
 	}
 	if slo.MaxStaleMinimizeLatency != nil {
-		f := r.Checks[MinimizeLatency]
+		f := r.Checks[iam.MinimizeLatency]
 		add("minimize_latency answers behind the latest acknowledged write", fmt.Sprintf("≤ %.1f%%", 100**slo.MaxStaleMinimizeLatency),
 			fmt.Sprintf("%.2f%% of %d", 100*f.BehindRate, f.Answered), f.BehindRate <= *slo.MaxStaleMinimizeLatency)
 	}
@@ -650,7 +651,7 @@ func (r *Report) WriteSummary(w io.Writer) {
 	fmt.Fprintln(tw, "region\tpropagation p50\tp99\tmax\tsteady p99\tunapplied\tML answers\tML behind\tALAF stale\tFC stale\tML p99 latency")
 	for _, region := range s.Regions {
 		p := r.Propagation[region]
-		ml, alaf, fc := r.ChecksByRegion[region][MinimizeLatency], r.ChecksByRegion[region][AtLeastAsFresh], r.ChecksByRegion[region][FullyConsistent]
+		ml, alaf, fc := r.ChecksByRegion[region][iam.MinimizeLatency], r.ChecksByRegion[region][iam.AtLeastAsFresh], r.ChecksByRegion[region][iam.FullyConsistent]
 		get := func(f *CheckFigures) *CheckFigures {
 			if f == nil {
 				return &CheckFigures{}
@@ -695,7 +696,7 @@ func (r *Report) WriteSummary(w io.Writer) {
 		causes = []string{"none"}
 	}
 	fmt.Fprintf(w, "retries: %d: %s; calls given up: %v\n", r.Retries.Total, strings.Join(causes, "; "), r.Retries.GaveUp)
-	if n := r.Checks[AtLeastAsFresh].StaleRefused + r.Checks[FullyConsistent].StaleRefused; n > 0 {
+	if n := r.Checks[iam.AtLeastAsFresh].StaleRefused + r.Checks[iam.FullyConsistent].StaleRefused; n > 0 {
 		fmt.Fprintf(w, "stale refusals: %d checks at at_least_as_fresh/fully_consistent were refused (401, app deactivated) by a replica older than the token asked for\n", n)
 	}
 	fmt.Fprintf(w, "convergence: %s\n", convergenceText(r.Convergence))

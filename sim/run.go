@@ -16,6 +16,7 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 
+	"github.com/iam-project/iam"
 	"github.com/iam-project/iam/api/client"
 )
 
@@ -55,7 +56,7 @@ func DefaultScenario() Scenario {
 			{Kind: FaultPartition, At: Duration(5 * time.Second), For: Duration(3 * time.Second), Regions: []string{"us-east"}},
 			{Kind: FaultReset, At: Duration(11 * time.Second), Regions: []string{"eu-west"}},
 		},
-		Workload: Workload{WritesPerSecond: 10, Checks: map[string]float64{MinimizeLatency: 40, AtLeastAsFresh: 15, FullyConsistent: 5}},
+		Workload: Workload{WritesPerSecond: 10, Checks: map[string]float64{iam.MinimizeLatency: 40, iam.AtLeastAsFresh: 15, iam.FullyConsistent: 5}},
 		SLO: SLO{TimeToRevokeP99OverLink: Duration(10 * time.Millisecond), CurrentAfterHeal: Duration(2 * time.Second),
 			MaxStaleMinimizeLatency: &quarter, MinWrites: 50, MinRevokes: 5, MinChecks: 500},
 	}
@@ -294,7 +295,7 @@ func converge(ctx context.Context, c *cluster, u *universe, p *prober, m *model,
 			go func() {
 				defer wg.Done()
 				defer func() { <-sem }()
-				ans, err := p.check(ctx, rn.URL, x.a.token, u.resources[x.r], AtLeastAsFresh, pos, 10*time.Second)
+				ans, err := p.check(ctx, rn.URL, x.a.token, u.resources[x.r], iam.AtLeastAsFresh, pos, 10*time.Second)
 				mu.Lock()
 				defer mu.Unlock()
 				var got string
@@ -347,7 +348,7 @@ func converge(ctx context.Context, c *cluster, u *universe, p *prober, m *model,
 	var at uint64
 	for _, rn := range c.regions {
 		for _, a := range u.apps {
-			ans, err := p.check(ctx, rn.URL, a.token, u.resources[0], MinimizeLatency, 0, 0)
+			ans, err := p.check(ctx, rn.URL, a.token, u.resources[0], iam.MinimizeLatency, 0, 0)
 			if err == nil && ans.Status == 200 {
 				at = max(at, ans.Seq)
 				break

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"time"
+
+	"github.com/iam-project/iam"
 )
 
 // Scenario is one simulation run as data: the topology, the conditions on
@@ -134,15 +136,8 @@ const (
 // WriteKinds lists every write kind in a stable order.
 var WriteKinds = []string{WriteGrant, WriteRevoke, WriteAddMember, WriteRemoveMember, WriteDeactivate, WriteActivate}
 
-// Consistency modes of checks, as in API.md.
-const (
-	MinimizeLatency = "minimize_latency"
-	AtLeastAsFresh  = "at_least_as_fresh"
-	FullyConsistent = "fully_consistent"
-)
-
 // Modes lists the consistency modes in a stable order.
-var Modes = []string{MinimizeLatency, AtLeastAsFresh, FullyConsistent}
+var Modes = []string{iam.MinimizeLatency, iam.AtLeastAsFresh, iam.FullyConsistent}
 
 // Workload is what the clients in every region do.
 type Workload struct {

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/iam-project/iam"
 	"github.com/iam-project/iam/api/client"
 )
 
@@ -200,7 +201,7 @@ func waitApplied(ctx context.Context, p *prober, base string, apps []*app, resou
 	defer cancel()
 	k := 0
 	_, err := poll(ctx, 10*time.Millisecond, nil, func() error {
-		a, err := p.check(ctx, base, apps[k%len(apps)].token, resource, AtLeastAsFresh, seq, 2*time.Second)
+		a, err := p.check(ctx, base, apps[k%len(apps)].token, resource, iam.AtLeastAsFresh, seq, 2*time.Second)
 		if err != nil {
 			return err
 		}

@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/iam-project/iam"
 )
 
 // readChanges reads GET /v1/changes at base from the first entry until it
@@ -233,9 +235,9 @@ func (m *model) judge(a answerRec, setupSeq uint64) verdict {
 	hi := m.headAt(a.Recv)
 	var lo uint64
 	switch a.Mode {
-	case AtLeastAsFresh:
+	case iam.AtLeastAsFresh:
 		lo = a.ReqSeq
-	case FullyConsistent:
+	case iam.FullyConsistent:
 		lo = a.AckedAtSend
 	}
 	if a.Status == 401 {
@@ -244,7 +246,7 @@ func (m *model) judge(a answerRec, setupSeq uint64) verdict {
 			return m.inactiveWithin(a.App, from, hi)
 		}
 		v := verdict{Wrong: !inactiveSomewhere(setupSeq)}
-		if a.Mode != MinimizeLatency {
+		if a.Mode != iam.MinimizeLatency {
 			v.StaleRefusal = !inactiveSomewhere(max(lo, setupSeq))
 		} else {
 			v.Behind = m.at(a.App, a.Resource, a.AckedAtSend)
@@ -254,9 +256,9 @@ func (m *model) judge(a answerRec, setupSeq uint64) verdict {
 	hi = max(hi, a.Seq, lo)
 	v := verdict{Wrong: !m.within(a.App, a.Resource, a.Seq, hi, a.Allowed)}
 	switch a.Mode {
-	case AtLeastAsFresh, FullyConsistent:
+	case iam.AtLeastAsFresh, iam.FullyConsistent:
 		v.Stale = a.Seq < lo || !m.within(a.App, a.Resource, max(lo, a.Seq), hi, a.Allowed)
-	case MinimizeLatency:
+	case iam.MinimizeLatency:
 		v.Behind = m.at(a.App, a.Resource, a.AckedAtSend) != a.Allowed
 	}
 	return v

@@ -13,6 +13,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"golang.org/x/time/rate"
 
+	"github.com/iam-project/iam"
 	"github.com/iam-project/iam/api/client"
 )
 
@@ -378,10 +379,10 @@ func (wl *workload) checker(loadCtx, runCtx context.Context, region, mode string
 		acked := wl.rec.ackMax.Load()
 		q := client.CheckRequest{Action: "read", Resource: wl.u.resources[r], Consistency: client.Consistency{Mode: mode}}
 		rec := answerRec{Source: "workload", Home: region, Mode: mode, App: a.id, Resource: r, AckedAtSend: acked}
-		if mode != MinimizeLatency {
+		if mode != iam.MinimizeLatency {
 			q.Consistency.Wait = wl.s.Workload.CheckWait.D()
 		}
-		if mode == AtLeastAsFresh {
+		if mode == iam.AtLeastAsFresh {
 			rec.ReqSeq = max(acked, wl.u.setupSeq)
 			q.Consistency.Token = formatToken(rec.ReqSeq)
 		}
@@ -449,9 +450,9 @@ func (wl *workload) measureRevoke(ctx context.Context, v *revokeRec, a *app) {
 			defer wg.Done()
 			resource := wl.u.resources[v.Resource]
 			op := func() error {
-				rec := answerRec{Source: "probe", Home: rn.Name, Mode: MinimizeLatency, App: a.id, Resource: v.Resource,
+				rec := answerRec{Source: "probe", Home: rn.Name, Mode: iam.MinimizeLatency, App: a.id, Resource: v.Resource,
 					AckedAtSend: wl.rec.ackMax.Load(), Sent: time.Now()}
-				ans, err := wl.prober.check(ctx, rn.URL, a.token, resource, MinimizeLatency, 0, 0)
+				ans, err := wl.prober.check(ctx, rn.URL, a.token, resource, iam.MinimizeLatency, 0, 0)
 				rec.Recv = time.Now()
 				if err != nil {
 					return err
@@ -528,9 +529,9 @@ func (t *propTracker) wait(seq uint64) {
 	var got checkAnswer
 	var recv time.Time
 	_, err := poll(t.ctx, time.Millisecond, nil, func() error {
-		rec := answerRec{Source: "waiter", Home: t.region, Mode: AtLeastAsFresh, App: a.id, Resource: r, ReqSeq: seq,
+		rec := answerRec{Source: "waiter", Home: t.region, Mode: iam.AtLeastAsFresh, App: a.id, Resource: r, ReqSeq: seq,
 			AckedAtSend: wl.rec.ackMax.Load(), Sent: time.Now()}
-		ans, err := wl.prober.check(t.ctx, rn.URL, a.token, wl.u.resources[r], AtLeastAsFresh, seq, 5*time.Second)
+		ans, err := wl.prober.check(t.ctx, rn.URL, a.token, wl.u.resources[r], iam.AtLeastAsFresh, seq, 5*time.Second)
 		rec.Recv = time.Now()
 		if err == nil && (ans.Status == 200 || ans.Status == 401) {
 			rec.Status, rec.Allowed, rec.Seq, rec.Region = ans.Status, ans.Allowed, ans.Seq, ans.Region
@@ -590,7 +591,7 @@ func (wl *workload) watchHeal(ctx context.Context, h *healRec) {
 		k := 0
 		_, err := poll(ctx, time.Millisecond, nil, func() error {
 			a := wl.u.apps[k%len(wl.u.apps)]
-			ans, err := wl.prober.check(ctx, rn.URL, a.token, wl.u.resources[0], AtLeastAsFresh, h.Seq, 5*time.Second)
+			ans, err := wl.prober.check(ctx, rn.URL, a.token, wl.u.resources[0], iam.AtLeastAsFresh, h.Seq, 5*time.Second)
 			if err == nil && ans.Status == 200 {
 				wl.rec.current(h, time.Now())
 				return nil

@@ -4,8 +4,8 @@
 // with rotation and their JWKS (KeySet); access-token signing and verification
 // (KeySet.Sign, KeySet.Verify); and PKCE (VerifyPKCE, S256Challenge).
 //
-// It owns no state beyond what callers hand it and does no I/O: persisting a
-// KeySet (MarshalKeySet, Seal) and storing hashes is the caller's job. It
+// Its one piece of I/O is the sealed signing-key file of a data directory
+// (LoadSigningKeys, KeyFile); storing hashes is the caller's job. It
 // depends only on the standard library, golang.org/x/crypto/argon2 and
 // github.com/golang-jwt/jwt/v5 (which is used nowhere else).
 package auth

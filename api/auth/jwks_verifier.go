@@ -96,6 +96,8 @@ type RemoteKeySet struct {
 	MinRefresh time.Duration
 	// FetchTimeout bounds one fetch. Default 5s.
 	FetchTimeout time.Duration
+	// Now is the clock that spaces fetches. Default time.Now.
+	Now func() time.Time
 
 	set       atomic.Pointer[KeySet]
 	mu        sync.Mutex // serializes fetches
@@ -121,7 +123,7 @@ func (r *RemoteKeySet) fetchLocked(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	r.lastFetch = time.Now()
+	r.lastFetch = r.now()
 	data, err := r.Fetch(ctx)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrKeysUnavailable, err)
@@ -132,6 +134,13 @@ func (r *RemoteKeySet) fetchLocked(ctx context.Context) error {
 	}
 	r.set.Store(ks)
 	return nil
+}
+
+func (r *RemoteKeySet) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
 }
 
 // refresh fetches unless a fetch happened within MinRefresh (but always
@@ -146,7 +155,7 @@ func (r *RemoteKeySet) refresh(ctx context.Context, had *KeySet) (bool, error) {
 	if minRefresh <= 0 {
 		minRefresh = DefaultJWKSRefresh
 	}
-	if had != nil && time.Since(r.lastFetch) < minRefresh {
+	if had != nil && r.now().Sub(r.lastFetch) < minRefresh {
 		return false, nil
 	}
 	if err := r.fetchLocked(ctx); err != nil {

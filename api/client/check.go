@@ -6,13 +6,15 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	iam "github.com/iam-project/iam"
 )
 
-// Consistency modes of a check (API.md, Checks).
+// Consistency modes of a check (API.md, Checks), as defined by package iam.
 const (
-	MinimizeLatency = "minimize_latency"
-	AtLeastAsFresh  = "at_least_as_fresh"
-	FullyConsistent = "fully_consistent"
+	MinimizeLatency = iam.MinimizeLatency
+	AtLeastAsFresh  = iam.AtLeastAsFresh
+	FullyConsistent = iam.FullyConsistent
 )
 
 // Consistency is how fresh a check's answer must be.

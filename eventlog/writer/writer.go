@@ -2,6 +2,7 @@
 // latest state (iam.Decide) and appends their events to the log, grouping
 // the commands of one realm that wait together into one conditional append
 // (group commit) and re-deciding after a conflict with another writer.
+// Bootstrap makes the first realm and its admin on an empty log.
 package writer
 
 import (

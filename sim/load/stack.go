@@ -5,9 +5,9 @@ import (
 	"io"
 	"log/slog"
 
-	"github.com/iam-project/iam/api"
 	"github.com/iam-project/iam/api/auth"
 	"github.com/iam-project/iam/cmd/iamd/daemon"
+	"github.com/iam-project/iam/eventlog/writer"
 )
 
 // StackConfig configures an in-process iam stack.
@@ -27,7 +27,7 @@ type Stack struct {
 	// URL is the API's base URL.
 	URL string
 	// Admin holds the bootstrap admin's credentials.
-	Admin *api.BootstrapAdmin
+	Admin *writer.BootstrapAdmin
 
 	m *daemon.Main
 }

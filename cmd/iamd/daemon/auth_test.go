@@ -256,7 +256,7 @@ func TestOAuth_Rejections(t *testing.T) {
 	good := clientToken(t, base, f.clientID, f.secret, "")
 	h, p := segmentsOf(t, good)
 	parts := strings.Split(good, ".")
-	ks, err := api.LoadSigningKeys(f.m.Config.DataDir, time.Now(), 0)
+	ks, err := auth.LoadSigningKeys(f.m.Config.DataDir, time.Now(), 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,6 +42,7 @@ import (
 	"github.com/iam-project/iam/api/auth"
 	"github.com/iam-project/iam/eventlog"
 	"github.com/iam-project/iam/eventlog/bus"
+	"github.com/iam-project/iam/eventlog/keyvault"
 	"github.com/iam-project/iam/eventlog/natsnode"
 	"github.com/iam-project/iam/eventlog/writer"
 	"github.com/iam-project/iam/projector"
@@ -196,7 +197,7 @@ type Main struct {
 
 	// Set by Run.
 	Addr      string // the HTTP listener's address
-	Bootstrap *api.BootstrapAdmin
+	Bootstrap *writer.BootstrapAdmin
 
 	ns         *server.Server
 	nc         *nats.Conn
@@ -321,13 +322,11 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	m.bus = bus.New(m.nc)
 	logCfg := eventlog.Config{OnRetry: func(cause string) { metrics.Retry("eventlog", cause) }}
 
-	apiCfg := api.Config{Issuer: c.Issuer, HashParams: c.HashParams, Logger: logger,
+	apiCfg := api.Config{Issuer: c.Issuer, HashParams: c.HashParams, Logger: logger, Metrics: metrics,
 		HeartbeatInterval: c.HeartbeatInterval, MaxLag: c.MaxLag,
-		LatestFromReplica: c.Mode == ModeHub && c.ClusterListen != "",
 		PublishStatus: func(region string, data []byte) {
 			_ = m.bus.Publish(bus.StatusSubjectPrefix+"."+region, data)
 		}}
-	var keys *auth.KeySet
 	if c.Mode == ModeRegion {
 		// A region follows the hub's stream directly across its leaf link.
 		hctx, cancel := context.WithTimeout(ctx, c.HubWait)
@@ -337,9 +336,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		if err != nil {
 			return err
 		}
-		apiCfg.Forward = func(ctx context.Context, data []byte) ([]byte, error) {
+		apiCfg.Mode = &api.Region{Relay: func(ctx context.Context, data []byte) ([]byte, error) {
 			return m.bus.Request(ctx, bus.RPCSubject, data)
-		}
+		}}
 		if apiCfg.HeartbeatInterval <= 0 {
 			apiCfg.HeartbeatInterval = eventlog.DefaultHeartbeatInterval
 		}
@@ -365,10 +364,14 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			}
 		}
 		secrets := cmp.Or(c.SecretsDir, c.DataDir)
-		apiCfg.DataDir = secrets // sealed signing keys, mail outbox (api/keys.go)
-		if keys, apiCfg.IdempotencySecret, err = loadSecrets(secrets); err != nil {
+		apiCfg.DataDir = secrets // mail outbox
+		keys, secret, err := loadSecrets(secrets)
+		if err != nil {
 			return err
 		}
+		apiCfg.IdempotencySecret = secret
+		apiCfg.Mode = &api.Hub{Writer: m.writer, Keys: keys, KeyDir: secrets, // sealed signing keys (auth.KeyFile)
+			LatestFromReplica: c.Mode == ModeHub && c.ClusterListen != ""}
 	}
 	for _, region := range regions {
 		rep, err := replica.Open(replica.Config{Region: region, Dir: filepath.Join(c.DataDir, "replicas", region), Head: m.log.Head})
@@ -411,7 +414,11 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		m.projectors = append(m.projectors, p)
 	}
 	apiCfg.Snapshots = m.join.newPublisher(m, m.replicas[0], logger)
-	m.api = api.New(apiCfg, m.writer, m.log, m.replicas, keys, metrics)
+	apiCfg.Log, apiCfg.Vault = m.log, &keyvault.Lazy{Log: m.log}
+	for _, rep := range m.replicas {
+		apiCfg.Replicas = append(apiCfg.Replicas, rep)
+	}
+	m.api = api.New(apiCfg)
 	m.api.SetHealth(func(region string) error {
 		for i, p := range m.projectors {
 			if m.replicas[i].Region() == region {
@@ -514,8 +521,8 @@ func (m *Main) runNATS(c Config) (*server.Server, error) {
 
 // bootstrap creates the first admin on an empty log, proves its credentials
 // at the token endpoint, then writes them to DATA/bootstrap-admin.json.
-func (m *Main) bootstrap(ctx context.Context, logger *slog.Logger) (*api.BootstrapAdmin, error) {
-	admin, err := api.Bootstrap(ctx, m.writer, m.Config.HashParams)
+func (m *Main) bootstrap(ctx context.Context, logger *slog.Logger) (*writer.BootstrapAdmin, error) {
+	admin, err := writer.Bootstrap(ctx, m.writer, m.Config.HashParams)
 	if err != nil || admin == nil {
 		return nil, err
 	}
@@ -607,7 +614,7 @@ func loadSecrets(dir string) (*auth.KeySet, []byte, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, nil, err
 	}
-	keys, err := api.LoadSigningKeys(dir, time.Now(), 0)
+	keys, err := auth.LoadSigningKeys(dir, time.Now(), 0)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -616,26 +623,6 @@ func loadSecrets(dir string) (*auth.KeySet, []byte, error) {
 		return nil, nil, err
 	}
 	return keys, secret, nil
-}
-
-// loadKeys reads the token signing keys, making the first on first start.
-// They live in a 0600 file beside the log, never in it.
-func loadKeys(path string) (*auth.KeySet, error) {
-	data, err := os.ReadFile(path)
-	if err == nil {
-		return auth.UnmarshalKeySet(data)
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return nil, err
-	}
-	ks := auth.NewKeySet()
-	if err := ks.Rotate(time.Now(), 24*time.Hour); err != nil {
-		return nil, err
-	}
-	data, err = auth.MarshalKeySet(ks)
-	if err != nil {
-		return nil, err
-	}
-	return ks, os.WriteFile(path, data, 0o600)
 }
 
 // loadSecret reads a 32-byte secret, making it on first start.

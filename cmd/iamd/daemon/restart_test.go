@@ -21,6 +21,7 @@ import (
 
 	iam "github.com/iam-project/iam"
 	"github.com/iam-project/iam/api"
+	"github.com/iam-project/iam/eventlog/writer"
 )
 
 // stopIamd closes m the way SIGTERM does (the Close that startIamd
@@ -464,7 +465,7 @@ func TestIamd_Restart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var onDisk api.BootstrapAdmin
+	var onDisk writer.BootstrapAdmin
 	if err := json.Unmarshal(bootFile, &onDisk); err != nil || onDisk.ClientID != boot.ClientID || onDisk.ClientSecret != boot.ClientSecret || onDisk.Realm != boot.Realm {
 		t.Fatalf("bootstrap-admin.json %s does not hold the bootstrap admin (%v)", bootFile, err)
 	}

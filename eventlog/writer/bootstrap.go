@@ -1,4 +1,4 @@
-package api
+package writer
 
 import (
 	"context"
@@ -7,7 +7,6 @@ import (
 
 	iam "github.com/iam-project/iam"
 	"github.com/iam-project/iam/api/auth"
-	"github.com/iam-project/iam/eventlog/writer"
 )
 
 // BootstrapAdmin is the first admin's credentials, shown once.
@@ -21,7 +20,7 @@ type BootstrapAdmin struct {
 // Bootstrap creates, on an empty log, a realm and an admin app with the
 // OrgAdmin role and client credentials. It returns nil when the log already
 // holds a realm: a restart does not bootstrap again.
-func Bootstrap(ctx context.Context, w *writer.Writer, hp auth.HashParams) (*BootstrapAdmin, error) {
+func Bootstrap(ctx context.Context, w *Writer, hp auth.HashParams) (*BootstrapAdmin, error) {
 	empty := false
 	_ = w.View(func(st *iam.State) error {
 		empty = len(st.RealmIDs()) == 0
