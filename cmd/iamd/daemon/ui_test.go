@@ -1,4 +1,4 @@
-package daemon
+package daemon_test
 
 import (
 	"bytes"
@@ -14,6 +14,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/iam-project/iam/cmd/iamd/daemon"
+	"github.com/iam-project/iam/cmd/iamd/daemon/daemontest"
 )
 
 // pollUntil polls cond until it holds or timeout passes.
@@ -36,13 +39,13 @@ type replicaRow struct {
 	Error      string  `json:"error"`
 }
 
-func replicaRows(tb testing.TB, c *client) map[string]replicaRow {
+func replicaRows(tb testing.TB, c *daemontest.Client) map[string]replicaRow {
 	tb.Helper()
-	r := c.must(http.StatusOK, "GET", "/v1/replicas", nil)
+	r := c.Must(http.StatusOK, "GET", "/v1/replicas", nil)
 	var out struct {
 		Replicas []replicaRow `json:"replicas"`
 	}
-	if err := json.Unmarshal(r.raw, &out); err != nil {
+	if err := json.Unmarshal(r.Raw, &out); err != nil {
 		tb.Fatal(err)
 	}
 	rows := map[string]replicaRow{}
@@ -56,14 +59,14 @@ func replicaRows(tb testing.TB, c *client) map[string]replicaRow {
 // by GET /v1/replicas and makes /readyz answer 503, and is ready again once
 // it has caught up.
 func TestLagThreshold(t *testing.T) {
-	m := startIamdWith(t, func(c *Config) { c.MaxLag = time.Second })
-	admin := adminClient(t, m)
-	public := &client{tb: t, base: m.url()}
-	public.must(http.StatusOK, "GET", "/readyz", nil)
+	m := daemontest.StartWith(t, func(c *daemon.Config) { c.MaxLag = time.Second })
+	admin := daemontest.AdminClient(t, m)
+	public := &daemontest.Client{TB: t, Base: daemontest.URL(m)}
+	public.Must(http.StatusOK, "GET", "/readyz", nil)
 
 	i := projectorOf(t, m, "us-east")
-	m.projectors[i].Stop()
-	admin.must(http.StatusCreated, "POST", "/v1/groups", map[string]any{"name": "while us-east is behind"})
+	m.Projectors()[i].Stop()
+	admin.Must(http.StatusCreated, "POST", "/v1/groups", map[string]any{"name": "while us-east is behind"})
 	pollUntil(t, 10*time.Second, "us-east to pass the 1s threshold", func() bool {
 		return !replicaRows(t, admin)["us-east"].Healthy
 	})
@@ -74,16 +77,16 @@ func TestLagThreshold(t *testing.T) {
 	if eu := rows["eu-west"]; !eu.Healthy {
 		t.Fatalf("got eu-west %+v, want it healthy", eu)
 	}
-	r := public.do("GET", "/readyz", nil)
-	if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" {
-		t.Fatalf("got /readyz %d, want 503 with Retry-After while a region is past the threshold", r.status)
+	r := public.Do("GET", "/readyz", nil)
+	if r.Status != http.StatusServiceUnavailable || r.Header.Get("Retry-After") == "" {
+		t.Fatalf("got /readyz %d, want 503 with Retry-After while a region is past the threshold", r.Status)
 	}
 
-	if err := m.projectors[i].Start(context.Background()); err != nil {
+	if err := m.Projectors()[i].Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	pollUntil(t, 10*time.Second, "us-east to catch up and be ready", func() bool {
-		return public.do("GET", "/readyz", nil).status == http.StatusOK
+		return public.Do("GET", "/readyz", nil).Status == http.StatusOK
 	})
 }
 
@@ -140,24 +143,24 @@ func lastLines(s string, n int) string {
 // also keep a screenshot.
 func TestUILag(t *testing.T) {
 	bin := chromium(t)
-	m := startIamdWith(t, func(c *Config) { c.MaxLag = time.Second })
-	public := &client{tb: t, base: m.url()}
+	m := daemontest.StartWith(t, func(c *daemon.Config) { c.MaxLag = time.Second })
+	public := &daemontest.Client{TB: t, Base: daemontest.URL(m)}
 
 	// Public, like /metrics: no token needed, and locked down.
-	page := public.must(http.StatusOK, "GET", "/ui/lag", nil)
-	if ct := page.header.Get("Content-Type"); !strings.HasPrefix(ct, "text/html") {
+	page := public.Must(http.StatusOK, "GET", "/ui/lag", nil)
+	if ct := page.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/html") {
 		t.Fatalf("got Content-Type %q, want text/html", ct)
 	}
-	if csp := page.header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") {
+	if csp := page.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") {
 		t.Fatalf("got Content-Security-Policy %q, want default-src 'none'", csp)
 	}
-	public.must(http.StatusOK, "GET", "/ui/static/lag.js", nil)
-	public.must(http.StatusBadRequest, "GET", "/ui/lag/data?window=5", nil)
+	public.Must(http.StatusOK, "GET", "/ui/static/lag.js", nil)
+	public.Must(http.StatusBadRequest, "GET", "/ui/lag/data?window=5", nil)
 
 	// us-east falls behind.
-	m.projectors[projectorOf(t, m, "us-east")].Stop()
-	admin := adminClient(t, m)
-	admin.must(http.StatusCreated, "POST", "/v1/groups", map[string]any{"name": "while us-east is behind"})
+	m.Projectors()[projectorOf(t, m, "us-east")].Stop()
+	admin := daemontest.AdminClient(t, m)
+	admin.Must(http.StatusCreated, "POST", "/v1/groups", map[string]any{"name": "while us-east is behind"})
 	type data struct {
 		Regions []string `json:"regions"`
 		Current []struct {
@@ -169,7 +172,7 @@ func TestUILag(t *testing.T) {
 	}
 	fetch := func() data {
 		var d data
-		if err := json.Unmarshal(public.must(http.StatusOK, "GET", "/ui/lag/data", nil).raw, &d); err != nil {
+		if err := json.Unmarshal(public.Must(http.StatusOK, "GET", "/ui/lag/data", nil).Raw, &d); err != nil {
 			t.Fatal(err)
 		}
 		return d
@@ -190,7 +193,7 @@ func TestUILag(t *testing.T) {
 	})
 	before := fetch()
 	lagBefore, _ := lagOf(before, "us-east")
-	dom := runChromium(t, bin, m.url()+"/ui/lag", "")
+	dom := runChromium(t, bin, daemontest.URL(m)+"/ui/lag", "")
 	lagAfter, _ := lagOf(fetch(), "us-east")
 
 	if !strings.Contains(dom, `id="chart"`) {
@@ -234,7 +237,7 @@ func TestUILag(t *testing.T) {
 		t.Fatalf("the threshold line is not drawn")
 	}
 	if png := os.Getenv("IAM_UI_SCREENSHOT"); png != "" {
-		runChromium(t, bin, m.url()+"/ui/lag", png)
+		runChromium(t, bin, daemontest.URL(m)+"/ui/lag", png)
 	}
 }
 
@@ -244,7 +247,7 @@ func TestIamctlLag(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds iamctl")
 	}
-	m := startIamd(t, "")
+	m := daemontest.Start(t, "")
 	bin := filepath.Join(t.TempDir(), "iamctl")
 	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", bin, "../../iamctl")
 	if out, err := build.CombinedOutput(); err != nil {
@@ -252,7 +255,7 @@ func TestIamctlLag(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, bin, "lag", "--url", m.url(), "--bootstrap", filepath.Join(m.Config.DataDir, "bootstrap-admin.json")).CombinedOutput()
+	out, err := exec.CommandContext(ctx, bin, "lag", "--url", daemontest.URL(m), "--bootstrap", filepath.Join(m.Config.DataDir, "bootstrap-admin.json")).CombinedOutput()
 	if err != nil {
 		t.Fatalf("iamctl lag: %v\n%s", err, out)
 	}
