@@ -28,20 +28,9 @@ import (
 	"github.com/iam-project/iam/api/auth"
 	"github.com/iam-project/iam/cmd/iamd/daemon"
 	"github.com/iam-project/iam/cmd/iamd/daemon/daemontest"
+	"github.com/iam-project/iam/eventlog/eventlogtest"
 	"github.com/iam-project/iam/eventlog/keyvault"
 )
-
-// eventually polls cond until it holds or 10 s pass.
-func eventually(tb testing.TB, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("%s: did not happen within 10s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 // idpFixture is a realm with a user who has a password and an app with
 // redirect URIs and client credentials.
@@ -322,7 +311,7 @@ func TestOAuth_Rejections(t *testing.T) {
 			t.Fatalf("reuse: got %q (%v), want invalid_grant", got, err)
 		}
 		user := &daemontest.Client{TB: t, Base: base, Token: tok.AccessToken}
-		eventually(t, "the token issued from the reused code is refused", func() bool { return status(user, "/v1/roles") == 401 })
+		eventlogtest.Eventually(t, 10*time.Second, "the token issued from the reused code is refused", func() bool { return status(user, "/v1/roles") == 401 })
 	})
 	t.Run("wrong verifier", func(t *testing.T) {
 		code := mustCode(t, conf, f.email, f.password, oauth2.GenerateVerifier())
@@ -390,7 +379,7 @@ func TestSignIn_Lockout(t *testing.T) {
 	if body := bodyOf(resp); resp.StatusCode != 403 || !strings.Contains(body, "locked") || strings.Contains(body, "Wrong email or password") {
 		t.Fatalf("6th sign-in with the right password: got %d %s, want 403 saying the account is locked", resp.StatusCode, body)
 	}
-	eventually(t, "sign-in after the lockout period", func() bool {
+	eventlogtest.Eventually(t, 10*time.Second, "sign-in after the lockout period", func() bool {
 		q, _ := signIn(t, conf, f.email, f.password, oauth2.GenerateVerifier())
 		return q != nil && q.Get("code") != ""
 	})
@@ -417,7 +406,7 @@ func TestSignIn_Lockout(t *testing.T) {
 		user.Must(200, "PATCH", "/v1/users/"+f.user, map[string]any{"status": "deactivated"})
 		for _, region := range f.m.Config.Regions {
 			r := &daemontest.Client{TB: t, Base: daemontest.URL(f.m), Token: tok.AccessToken, Region: region}
-			eventually(t, "token refused in "+region, func() bool { return status(r, "/v1/roles") == 401 })
+			eventlogtest.Eventually(t, 10*time.Second, "token refused in "+region, func() bool { return status(r, "/v1/roles") == 401 })
 		}
 		mustCode(t, conf, f.email, f.password, oauth2.GenerateVerifier())
 		if got := f.admin.Must(200, "GET", "/v1/users/"+f.user, nil).Str("status"); got != "active" {
@@ -524,7 +513,7 @@ func readMail(t *testing.T, m *daemon.Main, kind string, after int) (string, int
 	t.Helper()
 	dir := filepath.Join(m.Config.DataDir, "outbox")
 	var files []string
-	eventually(t, kind+" mail", func() bool {
+	eventlogtest.Eventually(t, 10*time.Second, kind+" mail", func() bool {
 		files, _ = filepath.Glob(filepath.Join(dir, "*-"+kind+"-*.json"))
 		return len(files) > after
 	})

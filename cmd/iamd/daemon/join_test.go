@@ -13,6 +13,7 @@ import (
 	"github.com/iam-project/iam/api"
 	"github.com/iam-project/iam/cmd/iamd/daemon"
 	"github.com/iam-project/iam/cmd/iamd/daemon/daemontest"
+	"github.com/iam-project/iam/eventlog/eventlogtest"
 	"github.com/iam-project/iam/eventlog/natsnode"
 	"github.com/iam-project/iam/eventlog/snapshots"
 )
@@ -105,7 +106,7 @@ func TestJoin_FromSnapshot(t *testing.T) {
 		t.Fatalf("us-east joined from %+v (%t), want the snapshot at %d", joined, ok, snapSeq)
 	}
 	usRep := us.Replicas()[0]
-	waitFor(t, 10*time.Second, "us-east to apply the tail", func() bool { return usRep.Applied() >= tail })
+	eventlogtest.Eventually(t, 10*time.Second, "us-east to apply the tail", func() bool { return usRep.Applied() >= tail })
 	// What went through us-east's projector is the log after the snapshot,
 	// all of it: it did not replay from 1. eu-west replayed everything.
 	applied, through := usRep.Applied(), us.Gates()[0].Entries()
@@ -190,7 +191,7 @@ func TestJoin_PeriodicSnapshots(t *testing.T) {
 		if last < uint64(round)*every {
 			t.Fatalf("round %d: log at %d, want %d or more entries", round, last, round*every)
 		}
-		waitFor(t, 10*time.Second, fmt.Sprintf("a snapshot at %d or later", last-every), func() bool {
+		eventlogtest.Eventually(t, 10*time.Second, fmt.Sprintf("a snapshot at %d or later", last-every), func() bool {
 			if store == nil {
 				store, _ = snapshots.Open(ctx, hub.Log(), false)
 			}

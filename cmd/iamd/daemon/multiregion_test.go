@@ -16,6 +16,7 @@ import (
 	"github.com/iam-project/iam/api/auth"
 	"github.com/iam-project/iam/cmd/iamd/daemon"
 	"github.com/iam-project/iam/cmd/iamd/daemon/daemontest"
+	"github.com/iam-project/iam/eventlog/eventlogtest"
 	"github.com/iam-project/iam/eventlog/natsnode"
 	"github.com/iam-project/iam/sim/faultproxy"
 )
@@ -114,7 +115,7 @@ func startTopology(tb testing.TB, o topologyOptions) *topology {
 	// appended by other processes only on a conflict (see the report on
 	// issue 4: the writer should catch up before deciding).
 	leader := 0
-	waitFor(tb, 10*time.Second, "a stream leader", func() bool {
+	eventlogtest.Eventually(tb, 10*time.Second, "a stream leader", func() bool {
 		for i, h := range t.hubs {
 			if o.hubNodes == 1 || h.NATSServer().JetStreamIsStreamLeader("$G", "IAM") {
 				leader = i
@@ -169,18 +170,6 @@ func (t *topology) admin(region string) *daemontest.Client {
 	return &daemontest.Client{TB: t.tb, Base: base, Token: daemontest.ClientToken(t.tb, base, b.ClientID, b.ClientSecret, "")}
 }
 
-// waitFor polls cond every 10ms until it holds or d passes.
-func waitFor(tb testing.TB, d time.Duration, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func tokenSeq(tb testing.TB, tok string) uint64 {
 	tb.Helper()
 	rest, ok := strings.CutPrefix(tok, "ct1.")
@@ -196,7 +185,7 @@ func tokenSeq(tb testing.TB, tok string) uint64 {
 func (t *topology) digests(min uint64) map[string]string {
 	t.tb.Helper()
 	var out map[string]string
-	waitFor(t.tb, 10*time.Second, "regions at one position", func() bool {
+	eventlogtest.Eventually(t.tb, 10*time.Second, "regions at one position", func() bool {
 		out = map[string]string{}
 		var seq uint64
 		for name, m := range t.regions {
@@ -330,7 +319,7 @@ func TestMultiRegion_CutAndHubLoss(t *testing.T) {
 				}
 			}
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // the scenario: a steady write rate for the whole cut, not a wait for a condition
 	}
 	// Its lag is reported, from both regions, and it is not ready past the threshold.
 	lagOf := func(c *daemontest.Client, region string) (float64, bool) {
@@ -371,14 +360,14 @@ func TestMultiRegion_CutAndHubLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	healAt := time.Now()
-	waitFor(t, 10*time.Second, "us-east to catch up", func() bool { return usRep.Applied() >= want })
+	eventlogtest.Eventually(t, 10*time.Second, "us-east to catch up", func() bool { return usRep.Applied() >= want })
 	catchUp := time.Since(healAt)
 	t.Logf("us-east current %s after the link healed (applied %d, wanted %d, %d writes during the cut)", catchUp, usRep.Applied(), want, writes)
 	if catchUp > 2*time.Second {
 		t.Errorf("us-east caught up %s after the heal, want within 2s", catchUp)
 	}
 	self.Must(http.StatusOK, "POST", "/v1/check", checkBody(appID, resource, "at_least_as_fresh", lastTok, 100))
-	waitFor(t, 5*time.Second, "us-east ready again", func() bool { return self.Do("GET", "/readyz", nil).Status == http.StatusOK })
+	eventlogtest.Eventually(t, 5*time.Second, "us-east ready again", func() bool { return self.Do("GET", "/readyz", nil).Status == http.StatusOK })
 	sameDigests(t, top.digests(want))
 
 	// Shut one hub node down while writing through both regions.
@@ -411,14 +400,15 @@ func TestMultiRegion_CutAndHubLoss(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(time.Second)
+	nAcked := func() int { mu.Lock(); defer mu.Unlock(); return len(acks) }
+	eventlogtest.Eventually(t, 10*time.Second, "writes acknowledged before the loss", func() bool { return nAcked() >= 20 })
 	// The last hub process is never the one that bootstrapped; it may or
 	// may not be beside the stream's leader.
 	victim := top.hubs[2]
 	victimLed := victim.NATSServer().JetStreamIsStreamLeader("$G", "IAM")
 	t.Logf("shutting down hub node %s (stream leader: %t)", victim.Config.NATSName, victimLed)
 	victim.Close()
-	time.Sleep(3 * time.Second)
+	time.Sleep(3 * time.Second) // the scenario: keep writing through the loss (and any election) for 3 s
 	close(stop)
 	wg.Wait()
 	t.Logf("%d writes acknowledged around the hub node loss, %d refused (by status: %v; leader was lost: %t)",

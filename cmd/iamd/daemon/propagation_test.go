@@ -138,7 +138,7 @@ func pace(rate int, d time.Duration, fn func(i int)) {
 	n := int(d.Seconds() * float64(rate))
 	for i := range n {
 		if wait := time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(rate))); wait > 0 {
-			time.Sleep(wait)
+			time.Sleep(wait) // the scenario: an open-loop rate, so the wait is for the schedule, not a condition
 		}
 		fn(i)
 	}

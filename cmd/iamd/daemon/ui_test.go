@@ -17,19 +17,8 @@ import (
 
 	"github.com/iam-project/iam/cmd/iamd/daemon"
 	"github.com/iam-project/iam/cmd/iamd/daemon/daemontest"
+	"github.com/iam-project/iam/eventlog/eventlogtest"
 )
-
-// pollUntil polls cond until it holds or timeout passes.
-func pollUntil(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("waited %v for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
 
 type replicaRow struct {
 	Region     string  `json:"region"`
@@ -67,7 +56,7 @@ func TestLagThreshold(t *testing.T) {
 	i := projectorOf(t, m, "us-east")
 	m.Projectors()[i].Stop()
 	admin.Must(http.StatusCreated, "POST", "/v1/groups", map[string]any{"name": "while us-east is behind"})
-	pollUntil(t, 10*time.Second, "us-east to pass the 1s threshold", func() bool {
+	eventlogtest.Eventually(t, 10*time.Second, "us-east to pass the 1s threshold", func() bool {
 		return !replicaRows(t, admin)["us-east"].Healthy
 	})
 	rows := replicaRows(t, admin)
@@ -85,7 +74,7 @@ func TestLagThreshold(t *testing.T) {
 	if err := m.Projectors()[i].Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	pollUntil(t, 10*time.Second, "us-east to catch up and be ready", func() bool {
+	eventlogtest.Eventually(t, 10*time.Second, "us-east to catch up and be ready", func() bool {
 		return public.Do("GET", "/readyz", nil).Status == http.StatusOK
 	})
 }
@@ -186,7 +175,7 @@ func TestUILag(t *testing.T) {
 		t.Fatalf("no %s in the page's data", region)
 		return 0, false
 	}
-	pollUntil(t, 10*time.Second, "us-east past the threshold, with 3 samples", func() bool {
+	eventlogtest.Eventually(t, 10*time.Second, "us-east past the threshold, with 3 samples", func() bool {
 		d := fetch()
 		_, healthy := lagOf(d, "us-east")
 		return !healthy && len(d.Samples) >= 3
