@@ -53,7 +53,7 @@ func TestLagThreshold(t *testing.T) {
 	public := &daemontest.Client{TB: t, Base: daemontest.URL(m)}
 	public.Must(http.StatusOK, "GET", "/readyz", nil)
 
-	i := projectorOf(t, m, "us-east")
+	i := daemontest.RegionIndex(t, m, "us-east")
 	m.Projectors()[i].Stop()
 	admin.Must(http.StatusCreated, "POST", "/v1/groups", map[string]any{"name": "while us-east is behind"})
 	eventlogtest.Eventually(t, 10*time.Second, "us-east to pass the 1s threshold", func() bool {
@@ -147,7 +147,7 @@ func TestUILag(t *testing.T) {
 	public.Must(http.StatusBadRequest, "GET", "/ui/lag/data?window=5", nil)
 
 	// us-east falls behind.
-	m.Projectors()[projectorOf(t, m, "us-east")].Stop()
+	m.Projectors()[daemontest.RegionIndex(t, m, "us-east")].Stop()
 	admin := daemontest.AdminClient(t, m)
 	admin.Must(http.StatusCreated, "POST", "/v1/groups", map[string]any{"name": "while us-east is behind"})
 	type data struct {

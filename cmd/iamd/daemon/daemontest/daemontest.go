@@ -79,6 +79,20 @@ type Client struct {
 // URL is the base URL of m's HTTP API.
 func URL(m *daemon.Main) string { return "http://" + m.Addr }
 
+// RegionIndex returns the index of region's replica and projector in m
+// (m.Replicas(), m.Projectors()), failing the test when m serves no such
+// region.
+func RegionIndex(tb testing.TB, m *daemon.Main, region string) int {
+	tb.Helper()
+	for i, r := range m.Replicas() {
+		if r.Region() == region {
+			return i
+		}
+	}
+	tb.Fatalf("no replica for region %s", region)
+	return -1
+}
+
 // AdminClient returns a Client holding a token of the bootstrap admin.
 func AdminClient(tb testing.TB, m *daemon.Main) *Client {
 	tb.Helper()

@@ -1,4 +1,4 @@
-package daemon_test
+package client_test
 
 import (
 	"context"
@@ -17,21 +17,8 @@ import (
 	"time"
 
 	iamclient "github.com/iam-project/iam/api/client"
-	"github.com/iam-project/iam/cmd/iamd/daemon"
 	"github.com/iam-project/iam/cmd/iamd/daemon/daemontest"
 )
-
-// projectorOf returns the index of region's replica and projector in m.
-func projectorOf(tb testing.TB, m *daemon.Main, region string) int {
-	tb.Helper()
-	for i, r := range m.Replicas() {
-		if r.Region() == region {
-			return i
-		}
-	}
-	tb.Fatalf("no replica for region %s", region)
-	return -1
-}
 
 // ctSeq reads the sequence in a server token (the test may know the
 // format; clients may not).
@@ -102,7 +89,7 @@ func TestClient_EndToEnd(t *testing.T) {
 	}
 
 	// eu-west stops applying the log; the membership is then revoked.
-	m.Projectors()[projectorOf(t, m, "eu-west")].Stop()
+	m.Projectors()[daemontest.RegionIndex(t, m, "eu-west")].Stop()
 	removed, err := admin.RemoveMember(ctx, group.ID, user.ID)
 	if err != nil {
 		t.Fatal(err)
