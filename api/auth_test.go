@@ -425,9 +425,9 @@ func TestSignIn_Lockout(t *testing.T) {
 	})
 }
 
-// TestRateLimits: the token endpoint answers 429 with Retry-After and an
+// TestAPI_RateLimits: the token endpoint answers 429 with Retry-After and an
 // OAuth error past its rate per client; the sign-in page per account.
-func TestRateLimits(t *testing.T) {
+func TestAPI_RateLimits(t *testing.T) {
 	f := newIDPFixture(t)
 	f.m.API().ConfigureIdentity(func(c *api.IdentityConfig) { c.TokenRate, c.TokenBurst, c.SignInRate, c.SignInBurst = 0.01, 2, 0.01, 2 })
 	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {f.clientID}, "client_secret": {f.secret}}
@@ -565,9 +565,9 @@ func TestPasswords_ChangeAndReset(t *testing.T) {
 	}
 }
 
-// TestInvitations: invite with roles and groups (at most 5 each), request
+// TestAPI_Invitations: invite with roles and groups (at most 5 each), request
 // again, accept.
-func TestInvitations(t *testing.T) {
+func TestAPI_Invitations(t *testing.T) {
 	f := newIDPFixture(t)
 	group := f.admin.Must(201, "POST", "/v1/groups", map[string]any{"name": "Team"}).Str("id")
 	six := []string{group, group, group, group, group, group}
@@ -619,11 +619,11 @@ func rawMessages(t *testing.T, m *daemon.Main) [][]byte {
 	return out
 }
 
-// TestCryptoShredding: after a full scenario, no raw message of the stream or
+// TestAPI_CryptoShredding: after a full scenario, no raw message of the stream or
 // the key vault holds a password, client secret or API key; after DELETE,
 // neither any replica, nor the change feed, nor the stream, nor the vault
 // reveals the deleted user's email or name.
-func TestCryptoShredding(t *testing.T) {
+func TestAPI_CryptoShredding(t *testing.T) {
 	f := newIDPFixture(t)
 	ctx := context.Background()
 	key := f.admin.Must(201, "POST", "/v1/apps/"+f.app+"/apiKeys", nil)

@@ -22,7 +22,7 @@ import (
 	"github.com/iam-project/iam/sim/faultproxy"
 )
 
-// TestPropagationFigures measures append → applied propagation delay in a
+// TestPropagation_Figures measures append → applied propagation delay in a
 // region (hub leaf node → fault proxy → region leaf node → projector →
 // Pebble replica) against the raw hub→region path (a bare JetStream
 // publish read by an ordered consumer across the same leaf link), in the
@@ -34,8 +34,8 @@ import (
 // the p99. It prints figures for the docs and checks the targets
 // loosely (this machine is noisy). Run it with
 //
-//	IAM_FIGURES=1 go test -run TestPropagationFigures -v ./cmd/iamd/daemon
-func TestPropagationFigures(t *testing.T) {
+//	IAM_FIGURES=1 go test -run TestPropagation_Figures -v ./cmd/iamd/daemon
+func TestPropagation_Figures(t *testing.T) {
 	if os.Getenv("IAM_FIGURES") == "" {
 		t.Skip("set IAM_FIGURES=1 to measure propagation figures")
 	}

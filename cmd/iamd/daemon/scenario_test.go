@@ -62,10 +62,10 @@ func scenarioFiles(t *testing.T) []string {
 	return files
 }
 
-// TestScenarios replays every scenario against a real iamd (embedded NATS
+// TestIamd_Scenarios replays every scenario against a real iamd (embedded NATS
 // JetStream, Pebble replicas, HTTP), each in a fresh realm, with every check
 // asked in every region at the last write's consistency token.
-func TestScenarios(t *testing.T) {
+func TestIamd_Scenarios(t *testing.T) {
 	for _, file := range scenarioFiles(t) {
 		data, err := os.ReadFile(file)
 		if err != nil {

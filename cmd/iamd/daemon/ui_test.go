@@ -44,10 +44,10 @@ func replicaRows(tb testing.TB, c *daemontest.Client) map[string]replicaRow {
 	return rows
 }
 
-// TestLagThreshold: a region whose lag passes --max-lag is shown unhealthy
+// TestReplicas_LagThreshold: a region whose lag passes --max-lag is shown unhealthy
 // by GET /v1/replicas and makes /readyz answer 503, and is ready again once
 // it has caught up.
-func TestLagThreshold(t *testing.T) {
+func TestReplicas_LagThreshold(t *testing.T) {
 	m := daemontest.StartWith(t, func(c *daemon.Config) { c.MaxLag = time.Second })
 	admin := daemontest.AdminClient(t, m)
 	public := &daemontest.Client{TB: t, Base: daemontest.URL(m)}
@@ -125,12 +125,12 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
-// TestUILag loads /ui/lag in headless Chromium, with one region held behind,
+// TestUI_Lag loads /ui/lag in headless Chromium, with one region held behind,
 // and checks that the page, once its script has fetched the data, shows
 // every region's name, its current lag, a chart line with data points, and
 // the lagging region marked not ready. Set IAM_UI_SCREENSHOT=file.png to
 // also keep a screenshot.
-func TestUILag(t *testing.T) {
+func TestUI_Lag(t *testing.T) {
 	bin := chromium(t)
 	m := daemontest.StartWith(t, func(c *daemon.Config) { c.MaxLag = time.Second })
 	public := &daemontest.Client{TB: t, Base: daemontest.URL(m)}
@@ -230,9 +230,9 @@ func TestUILag(t *testing.T) {
 	}
 }
 
-// TestIamctlLag builds iamctl and runs `iamctl lag` against a real iamd
+// TestIamctl_Lag builds iamctl and runs `iamctl lag` against a real iamd
 // with the bootstrap admin's credentials file.
-func TestIamctlLag(t *testing.T) {
+func TestIamctl_Lag(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds iamctl")
 	}
