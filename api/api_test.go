@@ -665,7 +665,7 @@ func TestAPI_ManagementReads(t *testing.T) {
 			paged := daemontest.ListIDs(c, "/v1/"+kind, 1)
 			whole := daemontest.ListIDs(c, "/v1/"+kind, 100)
 			if !slices.Equal(paged, whole) {
-				t.Errorf("limit=1 walk %v, want the whole list %v", paged, whole)
+				t.Errorf("limit=1 walk: got %v, want the whole list %v", paged, whole)
 			}
 			if !slices.IsSorted(whole) {
 				t.Errorf("list %v is not in a stable (sorted) order", whole)
@@ -681,7 +681,7 @@ func TestAPI_ManagementReads(t *testing.T) {
 			}
 			// limit=2 too: pages of two, nothing lost at page ends.
 			if two := daemontest.ListIDs(c, "/v1/"+kind, 2); !slices.Equal(two, whole) {
-				t.Errorf("limit=2 walk %v, want %v", two, whole)
+				t.Errorf("limit=2 walk: got %v, want %v", two, whole)
 			}
 		})
 	}
@@ -732,7 +732,7 @@ func TestAPI_ManagementReads(t *testing.T) {
 			want, _ := api.ParseToken("t", f.last)
 			got, err := api.ParseToken("t", r.Header.Get("Consistency-Token"))
 			if err != nil || got < want {
-				t.Errorf("read at %q, want at least %q", r.Header.Get("Consistency-Token"), f.last)
+				t.Errorf("read at: got %q, want at least %q", r.Header.Get("Consistency-Token"), f.last)
 			}
 		}
 		// A token from the future is not answered stale: 503 replica_behind.
@@ -831,7 +831,7 @@ func TestAPI_Changes(t *testing.T) {
 	select {
 	case ev := <-evs:
 		if ev.ID != all[len(all)-1].ID {
-			t.Errorf("after=%s: first event %s, want %s", all[len(all)-2].ID, ev.ID, all[len(all)-1].ID)
+			t.Errorf("after=%s: got first event %s, want %s", all[len(all)-2].ID, ev.ID, all[len(all)-1].ID)
 		}
 	case <-ctx.Done():
 		t.Errorf("after=: no event")
@@ -1212,7 +1212,7 @@ func TestAPI_AuthenticationAfterWrite(t *testing.T) {
 		}
 	}
 	if refused > 0 {
-		t.Errorf("%d of %d just-made API keys refused", refused, tries)
+		t.Errorf("just-made API keys refused: got %d of %d, want 0", refused, tries)
 	}
 	served := 0
 	for i := range 2 * tries { // rarer: more tries
@@ -1229,6 +1229,6 @@ func TestAPI_AuthenticationAfterWrite(t *testing.T) {
 		}
 	}
 	if served > 0 {
-		t.Errorf("%d of %d deactivated apps were served", served, 2*tries)
+		t.Errorf("deactivated apps served: got %d of %d, want 0", served, 2*tries)
 	}
 }

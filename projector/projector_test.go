@@ -205,11 +205,11 @@ func TestProjector_Follow(t *testing.T) {
 		mu.Lock()
 		defer mu.Unlock()
 		if len(delays) != 30 {
-			t.Fatalf("OnApplied saw %d entries, want 30", len(delays))
+			t.Fatalf("OnApplied: got %d entries, want 30", len(delays))
 		}
 		for _, d := range delays {
 			if d < 0 || d > time.Minute {
-				t.Fatalf("propagation delay %s out of range", d)
+				t.Fatalf("propagation delay: got %s, want within [0, 1m]", d)
 			}
 		}
 	})

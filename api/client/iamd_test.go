@@ -141,7 +141,7 @@ func TestClient_EndToEnd(t *testing.T) {
 		t.Fatalf("got second event %+v, want the failover to us-east", e)
 	}
 	if took < time.Second {
-		t.Fatalf("the check took %v, want at least the 1s Retry-After", took)
+		t.Fatalf("the check took: got %v, want at least the 1s Retry-After", took)
 	}
 	// The server counted the refusals too.
 	metrics := daemontest.AdminClient(t, m).Must(http.StatusOK, "GET", "/metrics", nil)

@@ -265,7 +265,7 @@ func TestConsistency_TokenNeverStale(t *testing.T) {
 	}
 	stopNoise()
 	if n := noiseErrs.Load(); n > 0 {
-		t.Errorf("%d background writes failed", n)
+		t.Errorf("background writes failed: got %d, want 0", n)
 	}
 	t.Logf("%d iterations in %v: %d checks (%d fully_consistent, %d with waitMs ≤ 2), %d answered 503 replica_behind first (%d 503s in all), %d evaluated past the write's token; %d background writes",
 		iterations, time.Since(start).Round(time.Millisecond), checks, fullyConsistent, smallWait, retriedChecks, behind503, ahead, min(noiseWrites.Load(), noiseMax))

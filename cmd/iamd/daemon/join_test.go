@@ -103,7 +103,7 @@ func TestJoin_FromSnapshot(t *testing.T) {
 	us := top.startJoiningRegion("us-east")
 	joined, ok := us.JoinedFrom("us-east")
 	if !ok || joined.Seq != snapSeq || joined.SHA256 != snap.Str("digest") {
-		t.Fatalf("us-east joined from %+v (%t), want the snapshot at %d", joined, ok, snapSeq)
+		t.Fatalf("us-east joined from: got %+v (%t), want the snapshot at %d", joined, ok, snapSeq)
 	}
 	usRep := us.Replicas()[0]
 	eventlogtest.Eventually(t, 10*time.Second, "us-east to apply the tail", func() bool { return usRep.Applied() >= tail })
@@ -111,7 +111,7 @@ func TestJoin_FromSnapshot(t *testing.T) {
 	// all of it: it did not replay from 1. eu-west replayed everything.
 	applied, through := usRep.Applied(), us.Gates()[0].Entries()
 	if through != applied-snapSeq {
-		t.Errorf("us-east applied %d entries through its projector to reach %d, want %d (only the tail after %d)", through, applied, applied-snapSeq, snapSeq)
+		t.Errorf("us-east entries through its projector to reach %d: got %d, want %d (only the tail after %d)", applied, through, applied-snapSeq, snapSeq)
 	}
 	euMain := top.regions["eu-west"]
 	if _, ok := euMain.JoinedFrom("eu-west"); ok {
@@ -132,7 +132,7 @@ func TestJoin_FromSnapshot(t *testing.T) {
 	}
 	ap := top.startJoiningRegion("ap-south")
 	if j, _ := ap.JoinedFrom("ap-south"); j.Seq != snapSeq {
-		t.Fatalf("ap-south joined from %d, want the good snapshot at %d", j.Seq, snapSeq)
+		t.Fatalf("ap-south joined from: got %d, want the good snapshot at %d", j.Seq, snapSeq)
 	}
 
 	// The same digest at the same token in every region and the hub.
@@ -189,7 +189,7 @@ func TestJoin_PeriodicSnapshots(t *testing.T) {
 	for round := 1; round <= 3; round++ {
 		last := writeGroups(t, eu, fmt.Sprintf("round-%d", round), 300)
 		if last < uint64(round)*every {
-			t.Fatalf("round %d: log at %d, want %d or more entries", round, last, round*every)
+			t.Fatalf("round %d: got the log at %d, want %d or more entries", round, last, round*every)
 		}
 		eventlogtest.Eventually(t, 10*time.Second, fmt.Sprintf("a snapshot at %d or later", last-every), func() bool {
 			if store == nil {

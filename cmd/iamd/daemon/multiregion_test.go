@@ -364,7 +364,7 @@ func TestMultiRegion_CutAndHubLoss(t *testing.T) {
 	catchUp := time.Since(healAt)
 	t.Logf("us-east current %s after the link healed (applied %d, wanted %d, %d writes during the cut)", catchUp, usRep.Applied(), want, writes)
 	if catchUp > 2*time.Second {
-		t.Errorf("us-east caught up %s after the heal, want within 2s", catchUp)
+		t.Errorf("us-east caught up: got %s after the heal, want within 2s", catchUp)
 	}
 	self.Must(http.StatusOK, "POST", "/v1/check", checkBody(appID, resource, "at_least_as_fresh", lastTok, 100))
 	eventlogtest.Eventually(t, 5*time.Second, "us-east ready again", func() bool { return self.Do("GET", "/readyz", nil).Status == http.StatusOK })

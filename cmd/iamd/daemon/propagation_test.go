@@ -68,7 +68,7 @@ func TestPropagation_Figures(t *testing.T) {
 			t.Logf("%-32s iam append→applied n=%d p50=%s p99=%s p99.9=%s (p99 ratio to raw %.2f)", sc.name, len(full), fp[0], fp[1], fp[2],
 				float64(fp[1])/float64(rp[1]))
 			if sc.latency > 0 && fp[1] > rp[1]+10*time.Millisecond {
-				t.Errorf("p99 %s over the link's p99 %s + 10ms", fp[1], rp[1])
+				t.Errorf("p99: got %s, want at most the link's p99 %s + 10ms", fp[1], rp[1])
 			}
 		})
 	}
@@ -200,7 +200,7 @@ func (p *propagationRig) measureRaw(t *testing.T, rate int, d time.Duration) []t
 	select {
 	case <-done:
 	case <-ctx.Done():
-		t.Fatalf("raw: %d of %d delivered", len(delays), n)
+		t.Fatalf("raw: got %d delivered, want %d", len(delays), n)
 	}
 	mu.Lock()
 	defer mu.Unlock()
@@ -271,7 +271,7 @@ func (p *propagationRig) measureIAM(t *testing.T, rate int, d time.Duration) []t
 	select {
 	case <-done:
 	case <-ctx.Done():
-		t.Fatalf("iam: %d of %d applied", len(delays), n)
+		t.Fatalf("iam: got %d applied, want %d", len(delays), n)
 	}
 	mu.Lock()
 	defer mu.Unlock()
