@@ -385,7 +385,7 @@ func TestSignIn_Lockout(t *testing.T) {
 	})
 
 	t.Run("outstanding codes", func(t *testing.T) {
-		// The eventually above issued one code; two more reach the limit of 3.
+		// The Eventually above issued one code; two more reach the limit of 3.
 		mustCode(t, conf, f.email, f.password, oauth2.GenerateVerifier())
 		mustCode(t, conf, f.email, f.password, oauth2.GenerateVerifier())
 		q, resp := signIn(t, conf, f.email, f.password, oauth2.GenerateVerifier())
