@@ -454,9 +454,7 @@ func TestLog_AppendUnavailable(t *testing.T) {
 	mu.Unlock()
 
 	eventlogtest.MustRunServer(t, natsnode.ServerConfig{StoreDir: dir, Port: port})
-	for !nc.IsConnected() {
-		time.Sleep(5 * time.Millisecond)
-	}
+	eventlogtest.Eventually(t, 20*time.Second, "reconnect", nc.IsConnected)
 	// The caller retries with the same MsgID; whether or not an attempt
 	// reached the old server, the message is stored once.
 	seq, err := l.Append(context.Background(), req)

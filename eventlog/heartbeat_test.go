@@ -2,6 +2,7 @@ package eventlog_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -59,17 +60,10 @@ func TestHeartbeater_Beat(t *testing.T) {
 		if err := hb.Start(ctx); err != nil {
 			t.Fatal(err)
 		}
-		deadline := time.Now().Add(5 * time.Second)
-		for {
+		eventlogtest.Eventually(t, 5*time.Second, fmt.Sprintf("head at least %d", before+3), func() bool {
 			head, _ := l.Head(ctx)
-			if head >= before+3 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("head %d after 5s, want at least %d", head, before+3)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+			return head >= before+3
+		})
 		hb.Stop()
 	})
 }

@@ -95,18 +95,6 @@ func checkSeqs(t *testing.T, seqs []uint64, from, to uint64) {
 	}
 }
 
-// waitFor polls cond until it holds or the test times out.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func fastBackoff() backoff.BackOff {
@@ -201,9 +189,9 @@ func TestProjector_Follow(t *testing.T) {
 		if err := p.Start(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, "20 applied", func() bool { return sink.Applied() == 20 })
+		eventlogtest.Eventually(t, 20*time.Second, "20 applied", func() bool { return sink.Applied() == 20 })
 		appendN(t, l, 10)
-		waitFor(t, "30 applied", func() bool { return sink.Applied() == 30 })
+		eventlogtest.Eventually(t, 20*time.Second, "30 applied", func() bool { return sink.Applied() == 30 })
 		p.Stop()
 		healthy(t, p)
 		seqs, batches := sink.snapshot()
@@ -217,11 +205,11 @@ func TestProjector_Follow(t *testing.T) {
 		mu.Lock()
 		defer mu.Unlock()
 		if len(delays) != 30 {
-			t.Fatalf("OnApplied saw %d entries, want 30", len(delays))
+			t.Fatalf("OnApplied: got %d entries, want 30", len(delays))
 		}
 		for _, d := range delays {
 			if d < 0 || d > time.Minute {
-				t.Fatalf("propagation delay %s out of range", d)
+				t.Fatalf("propagation delay: got %s, want within [0, 1m]", d)
 			}
 		}
 	})
@@ -238,7 +226,7 @@ func TestProjector_Follow(t *testing.T) {
 		if err := p.Start(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, "15 applied", func() bool { return sink.Applied() == 15 })
+		eventlogtest.Eventually(t, 20*time.Second, "15 applied", func() bool { return sink.Applied() == 15 })
 		p.Stop()
 		healthy(t, p)
 		seqs, _ := sink.snapshot()
@@ -261,7 +249,7 @@ func TestProjector_Follow(t *testing.T) {
 		if err := p.Start(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, "50 applied", func() bool { return sink.Applied() == 50 })
+		eventlogtest.Eventually(t, 20*time.Second, "50 applied", func() bool { return sink.Applied() == 50 })
 		p.Stop()
 		mu.Lock()
 		defer mu.Unlock()
@@ -298,9 +286,9 @@ func TestProjector_ServerRestart(t *testing.T) {
 	s1.WaitForShutdown()
 	eventlogtest.MustRunServer(t, natsnode.ServerConfig{StoreDir: dir, Port: port})
 	close(sink.gate)
-	waitFor(t, "reconnect", nc.IsConnected)
+	eventlogtest.Eventually(t, 20*time.Second, "reconnect", nc.IsConnected)
 	appendN(t, l, 100)
-	waitFor(t, "400 applied", func() bool { return sink.Applied() == 400 })
+	eventlogtest.Eventually(t, 20*time.Second, "400 applied", func() bool { return sink.Applied() == 400 })
 	p.Stop()
 	healthy(t, p)
 	seqs, _ := sink.snapshot()
@@ -325,15 +313,15 @@ func TestProjector_ServerDownWhileIdle(t *testing.T) {
 	if err := p.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "10 applied", func() bool { return sink.Applied() == 10 })
+	eventlogtest.Eventually(t, 20*time.Second, "10 applied", func() bool { return sink.Applied() == 10 })
 	s1.Shutdown()
 	s1.WaitForShutdown()
 	// Wait until the projector noticed (a failed head check is retried).
-	waitFor(t, "a retry while the server is down", func() bool { return retries.String() != "map[]" })
+	eventlogtest.Eventually(t, 20*time.Second, "a retry while the server is down", func() bool { return retries.String() != "map[]" })
 	eventlogtest.MustRunServer(t, natsnode.ServerConfig{StoreDir: dir, Port: port})
-	waitFor(t, "reconnect", nc.IsConnected)
+	eventlogtest.Eventually(t, 20*time.Second, "reconnect", nc.IsConnected)
 	appendN(t, l, 10)
-	waitFor(t, "20 applied", func() bool { return sink.Applied() == 20 })
+	eventlogtest.Eventually(t, 20*time.Second, "20 applied", func() bool { return sink.Applied() == 20 })
 	p.Stop()
 	healthy(t, p)
 	seqs, _ := sink.snapshot()
@@ -349,7 +337,7 @@ func TestProjector_ApplyFailure(t *testing.T) {
 	if err := p.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "10 applied", func() bool { return sink.Applied() == 10 })
+	eventlogtest.Eventually(t, 20*time.Second, "10 applied", func() bool { return sink.Applied() == 10 })
 	p.Stop()
 	healthy(t, p)
 	seqs, _ := sink.snapshot()
@@ -378,7 +366,7 @@ func TestProjector_Verify(t *testing.T) {
 			if err := p.Start(context.Background()); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, "unhealthy", func() bool { ok, _ := p.Healthy(); return !ok })
+			eventlogtest.Eventually(t, 20*time.Second, "unhealthy", func() bool { ok, _ := p.Healthy(); return !ok })
 			_, err := p.Healthy()
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("got %v, want %v", err, tt.want)
@@ -407,11 +395,11 @@ func TestProjector_RewoundWhileRunning(t *testing.T) {
 	if err := p.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "10 applied", func() bool { return sink.Applied() == 10 })
+	eventlogtest.Eventually(t, 20*time.Second, "10 applied", func() bool { return sink.Applied() == 10 })
 	s1.Shutdown()
 	s1.WaitForShutdown()
 	eventlogtest.MustRunServer(t, natsnode.ServerConfig{StoreDir: t.TempDir(), Port: port})
-	waitFor(t, "unhealthy", func() bool { ok, _ := p.Healthy(); return !ok })
+	eventlogtest.Eventually(t, 20*time.Second, "unhealthy", func() bool { ok, _ := p.Healthy(); return !ok })
 	if _, err := p.Healthy(); !errors.Is(err, projector.ErrRewound) {
 		t.Fatalf("got %v, want %v", err, projector.ErrRewound)
 	}
@@ -447,22 +435,21 @@ func TestProjector_StopNoLeak(t *testing.T) {
 		if err := p.Start(context.Background()); err == nil {
 			t.Fatal("second Start: got nil, want an error")
 		}
-		waitFor(t, "5 applied", func() bool { return sink.Applied() == 5 })
+		eventlogtest.Eventually(t, 20*time.Second, "5 applied", func() bool { return sink.Applied() == 5 })
 		p.Stop()
 		p.Stop() // idempotent
 	}
 	// The ordered consumer stops its goroutines asynchronously.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		gs := clientGoroutines()
-		if len(gs) <= before {
-			break
+	var gs []string
+	defer func() {
+		if t.Failed() {
+			t.Logf("got %d client goroutines, want %d:\n%s", len(gs), before, strings.Join(gs, "\n\n"))
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("got %d client goroutines, want %d:\n%s", len(gs), before, strings.Join(gs, "\n\n"))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	}()
+	eventlogtest.Eventually(t, 10*time.Second, "the client goroutines to end", func() bool {
+		gs = clientGoroutines()
+		return len(gs) <= before
+	})
 }
 
 var _ projector.Sink = (*memSink)(nil)

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/iam-project/iam/eventlog/eventlogtest"
 )
 
 // fakeIAM answers the token endpoint and GET /v1/replicas.
@@ -116,13 +118,7 @@ func TestLag_Watch(t *testing.T) {
 	go func() {
 		done <- m.Run(ctx, []string{"lag", "--watch", "--interval", "100ms", "--url", f.URL, "--token", "at-1"})
 	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for f.replicaCalls.Load() < 3 {
-		if time.Now().After(deadline) {
-			t.Fatalf("got %d refreshes in 10s, want 3", f.replicaCalls.Load())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	eventlogtest.Eventually(t, 10*time.Second, "3 refreshes", func() bool { return f.replicaCalls.Load() >= 3 })
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("got %v, want context.Canceled after the interrupt", err)

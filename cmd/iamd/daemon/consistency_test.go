@@ -1,4 +1,4 @@
-package daemon
+package daemon_test
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/iam-project/iam/api"
+	"github.com/iam-project/iam/cmd/iamd/daemon/daemontest"
 )
 
 // consistencyModel is the test's own account of who may read what: the
@@ -85,8 +86,8 @@ func TestConsistency_TokenNeverStale(t *testing.T) {
 		noiseProcs = 3
 		noiseMax   = 3000 // bound on background writes
 	)
-	m := startIamd(t, "")
-	admin := adminClient(t, m)
+	m := daemontest.Start(t, "")
+	admin := daemontest.AdminClient(t, m)
 	realm := m.Bootstrap.Realm
 	regions := m.Config.Regions
 	rng := rand.New(rand.NewPCG(20260601, 7))
@@ -95,12 +96,12 @@ func TestConsistency_TokenNeverStale(t *testing.T) {
 	md := &consistencyModel{userPol: map[string]map[int]bool{}, groupPol: map[string]map[int]bool{},
 		member: map[string]map[string]bool{}, active: map[string]bool{}}
 	for i := range nUsers {
-		id := admin.must(http.StatusCreated, "POST", "/v1/users", map[string]any{"email": fmt.Sprintf("c%d@example.com", i), "name": "C"}).str("id")
+		id := admin.Must(http.StatusCreated, "POST", "/v1/users", map[string]any{"email": fmt.Sprintf("c%d@example.com", i), "name": "C"}).Str("id")
 		md.users = append(md.users, id)
 		md.userPol[id], md.active[id] = map[int]bool{}, true
 	}
 	for range nGroups {
-		id := admin.must(http.StatusCreated, "POST", "/v1/groups", map[string]any{"name": "G"}).str("id")
+		id := admin.Must(http.StatusCreated, "POST", "/v1/groups", map[string]any{"name": "G"}).Str("id")
 		md.groups = append(md.groups, id)
 		md.groupPol[id], md.member[id] = map[int]bool{}, map[string]bool{}
 	}
@@ -116,17 +117,17 @@ func TestConsistency_TokenNeverStale(t *testing.T) {
 		{"deny", []string{hrn(2)}, []int{2}},
 	} {
 		body := map[string]any{"name": "P", "statements": []any{map[string]any{"effect": p.effect, "actions": []string{"read"}, "resources": p.patterns}}}
-		id := admin.must(http.StatusCreated, "POST", "/v1/policies", body).str("id")
+		id := admin.Must(http.StatusCreated, "POST", "/v1/policies", body).Str("id")
 		md.policies = append(md.policies, modelPolicy{id: id, deny: p.effect == "deny", resources: p.resources})
 	}
 
 	// Background load: unrelated writes (a policy toggled on its own users)
 	// so that the replicas have work queued when a check arrives.
-	noisePol := admin.must(http.StatusCreated, "POST", "/v1/policies", map[string]any{"name": "noise",
-		"statements": []any{map[string]any{"effect": "allow", "actions": []string{"write"}, "resources": []string{"hrn:here:data::" + realm + ":noise"}}}}).str("id")
+	noisePol := admin.Must(http.StatusCreated, "POST", "/v1/policies", map[string]any{"name": "noise",
+		"statements": []any{map[string]any{"effect": "allow", "actions": []string{"write"}, "resources": []string{"hrn:here:data::" + realm + ":noise"}}}}).Str("id")
 	var noiseUsers []string
 	for i := range noiseProcs {
-		noiseUsers = append(noiseUsers, admin.must(http.StatusCreated, "POST", "/v1/users", map[string]any{"email": fmt.Sprintf("noise%d@example.com", i), "name": "N"}).str("id"))
+		noiseUsers = append(noiseUsers, admin.Must(http.StatusCreated, "POST", "/v1/users", map[string]any{"email": fmt.Sprintf("noise%d@example.com", i), "name": "N"}).Str("id"))
 	}
 	stop := make(chan struct{})
 	var noiseWrites, noiseErrs atomic.Int64
@@ -147,7 +148,7 @@ func TestConsistency_TokenNeverStale(t *testing.T) {
 				if n%2 == 1 {
 					method = http.MethodDelete
 				}
-				if status := rawDo(m.url(), admin.token, method, path); status != http.StatusOK {
+				if status := rawDo(daemontest.URL(m), admin.Token, method, path); status != http.StatusOK {
 					noiseErrs.Add(1)
 				}
 			}
@@ -200,8 +201,8 @@ func TestConsistency_TokenNeverStale(t *testing.T) {
 			method, path, subject, body = http.MethodPatch, "/v1/users/"+u, u, map[string]any{"status": status}
 			md.active[u] = status == "active"
 		}
-		w := admin.must(http.StatusOK, method, path, body)
-		wtok := w.str("consistencyToken")
+		w := admin.Must(http.StatusOK, method, path, body)
+		wtok := w.Str("consistencyToken")
 		wseq, err := api.ParseToken("consistencyToken", wtok)
 		if err != nil {
 			t.Fatalf("iteration %d: %s %s answered token %q: %v", it, method, path, wtok, err)
@@ -220,14 +221,14 @@ func TestConsistency_TokenNeverStale(t *testing.T) {
 		}
 		req := map[string]any{"subject": subject, "action": "read", "resource": hrn(res), "consistency": cons}
 		c := *admin
-		c.region = region
+		c.Region = region
 		checks++
 		for attempt := 0; ; attempt++ {
-			r := c.do("POST", "/v1/check", req)
-			if r.status == http.StatusServiceUnavailable {
-				if r.str("code") != "replica_behind" || r.header.Get("Retry-After") == "" {
+			r := c.Do("POST", "/v1/check", req)
+			if r.Status == http.StatusServiceUnavailable {
+				if r.Str("code") != "replica_behind" || r.Header.Get("Retry-After") == "" {
 					t.Fatalf("iteration %d: 503 with code %q and Retry-After %q, want replica_behind and a Retry-After",
-						it, r.str("code"), r.header.Get("Retry-After"))
+						it, r.Str("code"), r.Header.Get("Retry-After"))
 				}
 				behind503++
 				if attempt == 0 {
@@ -241,20 +242,20 @@ func TestConsistency_TokenNeverStale(t *testing.T) {
 				cons["waitMs"] = 5 * (attempt + 1)
 				continue
 			}
-			if r.status != http.StatusOK {
-				t.Fatalf("iteration %d: check got %d %s, want 200", it, r.status, r.raw)
+			if r.Status != http.StatusOK {
+				t.Fatalf("iteration %d: check got %d %s, want 200", it, r.Status, r.Raw)
 			}
-			allowed, _ := r.body["allowed"].(bool)
+			allowed, _ := r.Body["allowed"].(bool)
 			if allowed != want {
 				t.Fatalf("iteration %d: after %s %s (token %s), check %s read %s in %s (%v) got allowed=%t (%s) at %s, want %t",
-					it, method, path, wtok, subject, hrn(res), region, cons["mode"], allowed, r.str("reason"), r.str("consistencyToken"), want)
+					it, method, path, wtok, subject, hrn(res), region, cons["mode"], allowed, r.Str("reason"), r.Str("consistencyToken"), want)
 			}
-			if got := r.str("region"); got != region {
+			if got := r.Str("region"); got != region {
 				t.Errorf("iteration %d: answered by %q, want %q", it, got, region)
 			}
-			seq, err := api.ParseToken("consistencyToken", r.str("consistencyToken"))
+			seq, err := api.ParseToken("consistencyToken", r.Str("consistencyToken"))
 			if err != nil || seq < wseq {
-				t.Fatalf("iteration %d: answer evaluated at %q, before the write's token %s", it, r.str("consistencyToken"), wtok)
+				t.Fatalf("iteration %d: answer evaluated at %q, before the write's token %s", it, r.Str("consistencyToken"), wtok)
 			}
 			if seq > wseq {
 				ahead++
@@ -264,7 +265,7 @@ func TestConsistency_TokenNeverStale(t *testing.T) {
 	}
 	stopNoise()
 	if n := noiseErrs.Load(); n > 0 {
-		t.Errorf("%d background writes failed", n)
+		t.Errorf("background writes failed: got %d, want 0", n)
 	}
 	t.Logf("%d iterations in %v: %d checks (%d fully_consistent, %d with waitMs ≤ 2), %d answered 503 replica_behind first (%d 503s in all), %d evaluated past the write's token; %d background writes",
 		iterations, time.Since(start).Round(time.Millisecond), checks, fullyConsistent, smallWait, retriedChecks, behind503, ahead, min(noiseWrites.Load(), noiseMax))

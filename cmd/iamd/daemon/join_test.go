@@ -1,4 +1,4 @@
-package daemon
+package daemon_test
 
 import (
 	"bytes"
@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/iam-project/iam/api"
+	"github.com/iam-project/iam/cmd/iamd/daemon"
+	"github.com/iam-project/iam/cmd/iamd/daemon/daemontest"
+	"github.com/iam-project/iam/eventlog/eventlogtest"
 	"github.com/iam-project/iam/eventlog/natsnode"
 	"github.com/iam-project/iam/eventlog/snapshots"
 	"github.com/iam-project/iam/replica"
@@ -18,15 +21,15 @@ import (
 
 // startJoiningRegion starts one more region process on an empty data dir,
 // dialling the hub's leaf URLs directly.
-func (t *topology) startJoiningRegion(name string) *Main {
+func (t *topology) startJoiningRegion(name string) *daemon.Main {
 	t.tb.Helper()
 	var leafURLs []string
 	for _, h := range t.hubs {
-		leafURLs = append(leafURLs, natsnode.LeafURL(h.ns))
+		leafURLs = append(leafURLs, natsnode.LeafURL(h.NATSServer()))
 	}
-	m := NewMain()
+	m := daemon.NewMain()
 	c := &m.Config
-	c.Mode, c.Region, c.HubLeaf = ModeRegion, name, leafURLs
+	c.Mode, c.Region, c.HubLeaf = daemon.ModeRegion, name, leafURLs
 	c.HTTPAddr, c.DataDir, c.Issuer = "127.0.0.1:0", t.tb.TempDir(), multiIssuer
 	c.Logger, c.Stderr = quietLogger().With("proc", name), io.Discard
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -42,7 +45,7 @@ func (t *topology) startJoiningRegion(name string) *Main {
 
 // writeGroups creates n groups through c from 8 clients at once and
 // returns the highest consistency token answered.
-func writeGroups(tb testing.TB, c *client, prefix string, n int) uint64 {
+func writeGroups(tb testing.TB, c *daemontest.Client, prefix string, n int) uint64 {
 	tb.Helper()
 	var mu sync.Mutex
 	var last uint64
@@ -53,12 +56,12 @@ func writeGroups(tb testing.TB, c *client, prefix string, n int) uint64 {
 		go func() {
 			defer wg.Done()
 			for i := w; i < n; i += workers {
-				r := c.do("POST", "/v1/groups", map[string]any{"name": fmt.Sprintf("%s-%d", prefix, i)})
-				if r.status != http.StatusCreated {
-					tb.Errorf("create group: got %d %s, want 201", r.status, r.raw)
+				r := c.Do("POST", "/v1/groups", map[string]any{"name": fmt.Sprintf("%s-%d", prefix, i)})
+				if r.Status != http.StatusCreated {
+					tb.Errorf("create group: got %d %s, want 201", r.Status, r.Raw)
 					return
 				}
-				seq, _ := api.ParseToken("consistencyToken", r.str("consistencyToken"))
+				seq, _ := api.ParseToken("consistencyToken", r.Str("consistencyToken"))
 				mu.Lock()
 				last = max(last, seq)
 				mu.Unlock()
@@ -85,42 +88,42 @@ func TestJoin_FromSnapshot(t *testing.T) {
 
 	// The region forwards the request to the hub, whose replica is
 	// brought to the head before it is snapshotted.
-	snap := eu.must(http.StatusCreated, "POST", "/v1/replicas/snapshot", nil)
-	snapSeq := tokenSeq(t, snap.str("token"))
-	rows, _ := snap.body["rows"].(float64)
-	t.Logf("snapshot %s at %d: %v rows, %v bytes", snap.str("name"), snapSeq, rows, snap.body["bytes"])
-	if snapSeq < before || rows < 4000 || snap.str("digest") == "" {
-		t.Fatalf("snapshot: got %s, want one at %d or later holding 4000 groups or more", snap.raw, before)
+	snap := eu.Must(http.StatusCreated, "POST", "/v1/replicas/snapshot", nil)
+	snapSeq := tokenSeq(t, snap.Str("token"))
+	rows, _ := snap.Body["rows"].(float64)
+	t.Logf("snapshot %s at %d: %v rows, %v bytes", snap.Str("name"), snapSeq, rows, snap.Body["bytes"])
+	if snapSeq < before || rows < 4000 || snap.Str("digest") == "" {
+		t.Fatalf("snapshot: got %s, want one at %d or later holding 4000 groups or more", snap.Raw, before)
 	}
-	list := eu.must(http.StatusOK, "GET", "/v1/replicas/snapshots", nil)
-	if got, _ := list.body["snapshots"].([]any); len(got) != 1 {
-		t.Fatalf("snapshots: got %s, want the one taken", list.raw)
+	list := eu.Must(http.StatusOK, "GET", "/v1/replicas/snapshots", nil)
+	if got, _ := list.Body["snapshots"].([]any); len(got) != 1 {
+		t.Fatalf("snapshots: got %s, want the one taken", list.Raw)
 	}
 	tail := writeGroups(t, eu, "after", 500)
 
 	us := top.startJoiningRegion("us-east")
-	joined, ok := us.join.joined["us-east"]
-	if !ok || joined.Seq != snapSeq || joined.SHA256 != snap.str("digest") {
-		t.Fatalf("us-east joined from %+v (%t), want the snapshot at %d", joined, ok, snapSeq)
+	joined, ok := us.JoinedFrom("us-east")
+	if !ok || joined.Seq != snapSeq || joined.SHA256 != snap.Str("digest") {
+		t.Fatalf("us-east joined from: got %+v (%t), want the snapshot at %d", joined, ok, snapSeq)
 	}
-	usRep := us.replicas[0]
-	waitFor(t, 10*time.Second, "us-east to apply the tail", func() bool { return usRep.Applied() >= tail })
+	usRep := us.Replicas()[0]
+	eventlogtest.Eventually(t, 10*time.Second, "us-east to apply the tail", func() bool { return usRep.Applied() >= tail })
 	// What went through us-east's projector is the log after the snapshot,
 	// all of it: it did not replay from 1. eu-west replayed everything.
 	applied, through := usRep.Applied(), usRep.AppliedEntries()
 	if through != applied-snapSeq {
-		t.Errorf("us-east applied %d entries through its projector to reach %d, want %d (only the tail after %d)", through, applied, applied-snapSeq, snapSeq)
+		t.Errorf("us-east entries through its projector to reach %d: got %d, want %d (only the tail after %d)", applied, through, applied-snapSeq, snapSeq)
 	}
 	euMain := top.regions["eu-west"]
-	if _, ok := euMain.join.joined["eu-west"]; ok {
+	if _, ok := euMain.JoinedFrom("eu-west"); ok {
 		t.Errorf("eu-west started on an empty log, yet joined from a snapshot")
 	}
 	t.Logf("us-east: loaded the snapshot at %d, then applied %d entries to reach %d; eu-west applied %d entries from 1",
-		snapSeq, through, applied, euMain.replicas[0].AppliedEntries())
+		snapSeq, through, applied, euMain.Replicas()[0].AppliedEntries())
 
 	// The newest snapshot is corrupt: a joining region skips it for the
 	// one before.
-	store, err := snapshots.Open(context.Background(), top.hubs[0].log, false)
+	store, err := snapshots.Open(context.Background(), top.hubs[0].Log(), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,8 +132,8 @@ func TestJoin_FromSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	ap := top.startJoiningRegion("ap-south")
-	if j := ap.join.joined["ap-south"]; j.Seq != snapSeq {
-		t.Fatalf("ap-south joined from %d, want the good snapshot at %d", j.Seq, snapSeq)
+	if j, _ := ap.JoinedFrom("ap-south"); j.Seq != snapSeq {
+		t.Fatalf("ap-south joined from: got %d, want the good snapshot at %d", j.Seq, snapSeq)
 	}
 
 	// The same digest at the same token in every region and the hub.
@@ -138,35 +141,35 @@ func TestJoin_FromSnapshot(t *testing.T) {
 	// heartbeat brings it within a second.
 	type proc struct {
 		name string
-		m    *Main
+		m    *daemon.Main
 	}
 	procs := []proc{{"hub-0", top.hubs[0]}, {"eu-west", euMain}, {"us-east", us}, {"ap-south", ap}}
 	var at uint64
 	for _, p := range procs {
-		at = max(at, p.m.replicas[0].Applied())
+		at = max(at, p.m.Replicas()[0].Applied())
 	}
 	at++
 	tok := api.FormatToken(at)
-	digests := make([]response, len(procs))
+	digests := make([]daemontest.Response, len(procs))
 	var wg sync.WaitGroup
 	for i, p := range procs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := &client{tb: t, base: p.m.url(), token: eu.token}
-			digests[i] = c.do("GET", "/v1/replicas/"+p.name+"/digest?at="+tok+"&waitMs=10000", nil)
+			c := &daemontest.Client{TB: t, Base: daemontest.URL(p.m), Token: eu.Token}
+			digests[i] = c.Do("GET", "/v1/replicas/"+p.name+"/digest?at="+tok+"&waitMs=10000", nil)
 		}()
 	}
 	wg.Wait()
 	for i, d := range digests {
-		t.Logf("%s: digest %s at %s (%v rows)", procs[i].name, d.str("digest"), d.str("token"), d.body["rows"])
-		if d.status != http.StatusOK || d.str("token") != tok || d.str("digest") != digests[0].str("digest") || d.str("digest") == "" {
-			t.Errorf("%s: got digest %s at %s, want %s at %s", procs[i].name, d.str("digest"), d.str("token"), digests[0].str("digest"), tok)
+		t.Logf("%s: digest %s at %s (%v rows)", procs[i].name, d.Str("digest"), d.Str("token"), d.Body["rows"])
+		if d.Status != http.StatusOK || d.Str("token") != tok || d.Str("digest") != digests[0].Str("digest") || d.Str("digest") == "" {
+			t.Errorf("%s: got digest %s at %s, want %s at %s", procs[i].name, d.Str("digest"), d.Str("token"), digests[0].Str("digest"), tok)
 		}
 	}
 	// A region answers only for itself; a passed token is a conflict.
-	eu.must(http.StatusNotFound, "GET", "/v1/replicas/us-east/digest", nil)
-	eu.must(http.StatusConflict, "GET", "/v1/replicas/eu-west/digest?at=ct1.1", nil)
+	eu.Must(http.StatusNotFound, "GET", "/v1/replicas/us-east/digest", nil)
+	eu.Must(http.StatusConflict, "GET", "/v1/replicas/eu-west/digest?at=ct1.1", nil)
 }
 
 // TestJoin_PeriodicSnapshots runs a snapshot Publisher on the hub with a small
@@ -175,8 +178,11 @@ func TestJoin_PeriodicSnapshots(t *testing.T) {
 	top := startTopology(t, topologyOptions{hubNodes: 1, regions: []string{"eu-west"}})
 	hub := top.hubs[0]
 	const every = 50
-	sn := &replica.Publisher{Replica: hub.replicas[0], Bucket: snapshotBucket(hub.log), Every: every, Check: 20 * time.Millisecond, Logger: quietLogger(),
-		Leader: func() bool { return natsnode.StreamLeader(hub.ns, hub.log.StreamName()) }}
+	sn := &replica.Publisher{Replica: hub.Replicas()[0], Every: every, Check: 20 * time.Millisecond, Logger: quietLogger(),
+		Bucket: func(ctx context.Context, create bool) (replica.SnapshotBucket, error) {
+			return snapshots.Open(ctx, hub.Log(), create)
+		},
+		Leader: func() bool { return natsnode.StreamLeader(hub.NATSServer(), hub.Log().StreamName()) }}
 	if err := sn.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -187,11 +193,11 @@ func TestJoin_PeriodicSnapshots(t *testing.T) {
 	for round := 1; round <= 3; round++ {
 		last := writeGroups(t, eu, fmt.Sprintf("round-%d", round), 300)
 		if last < uint64(round)*every {
-			t.Fatalf("round %d: log at %d, want %d or more entries", round, last, round*every)
+			t.Fatalf("round %d: got the log at %d, want %d or more entries", round, last, round*every)
 		}
-		waitFor(t, 10*time.Second, fmt.Sprintf("a snapshot at %d or later", last-every), func() bool {
+		eventlogtest.Eventually(t, 10*time.Second, fmt.Sprintf("a snapshot at %d or later", last-every), func() bool {
 			if store == nil {
-				store, _ = snapshots.Open(ctx, hub.log, false)
+				store, _ = snapshots.Open(ctx, hub.Log(), false)
 			}
 			if store == nil {
 				return false

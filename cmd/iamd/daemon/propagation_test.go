@@ -1,4 +1,4 @@
-package daemon
+package daemon_test
 
 import (
 	"context"
@@ -22,7 +22,7 @@ import (
 	"github.com/iam-project/iam/sim/faultproxy"
 )
 
-// TestPropagationFigures measures append → applied propagation delay in a
+// TestPropagation_Figures measures append → applied propagation delay in a
 // region (hub leaf node → fault proxy → region leaf node → projector →
 // Pebble replica) against the raw hub→region path (a bare JetStream
 // publish read by an ordered consumer across the same leaf link), in the
@@ -34,8 +34,8 @@ import (
 // the p99. It prints figures for the docs and checks the targets
 // loosely (this machine is noisy). Run it with
 //
-//	IAM_FIGURES=1 go test -run TestPropagationFigures -v ./cmd/iamd/daemon
-func TestPropagationFigures(t *testing.T) {
+//	IAM_FIGURES=1 go test -run TestPropagation_Figures -v ./cmd/iamd/daemon
+func TestPropagation_Figures(t *testing.T) {
 	if os.Getenv("IAM_FIGURES") == "" {
 		t.Skip("set IAM_FIGURES=1 to measure propagation figures")
 	}
@@ -68,7 +68,7 @@ func TestPropagationFigures(t *testing.T) {
 			t.Logf("%-32s iam append→applied n=%d p50=%s p99=%s p99.9=%s (p99 ratio to raw %.2f)", sc.name, len(full), fp[0], fp[1], fp[2],
 				float64(fp[1])/float64(rp[1]))
 			if sc.latency > 0 && fp[1] > rp[1]+10*time.Millisecond {
-				t.Errorf("p99 %s over the link's p99 %s + 10ms", fp[1], rp[1])
+				t.Errorf("p99: got %s, want at most the link's p99 %s + 10ms", fp[1], rp[1])
 			}
 		})
 	}
@@ -138,7 +138,7 @@ func pace(rate int, d time.Duration, fn func(i int)) {
 	n := int(d.Seconds() * float64(rate))
 	for i := range n {
 		if wait := time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(rate))); wait > 0 {
-			time.Sleep(wait)
+			time.Sleep(wait) // the scenario: an open-loop rate, so the wait is for the schedule, not a condition
 		}
 		fn(i)
 	}
@@ -200,7 +200,7 @@ func (p *propagationRig) measureRaw(t *testing.T, rate int, d time.Duration) []t
 	select {
 	case <-done:
 	case <-ctx.Done():
-		t.Fatalf("raw: %d of %d delivered", len(delays), n)
+		t.Fatalf("raw: got %d delivered, want %d", len(delays), n)
 	}
 	mu.Lock()
 	defer mu.Unlock()
@@ -271,7 +271,7 @@ func (p *propagationRig) measureIAM(t *testing.T, rate int, d time.Duration) []t
 	select {
 	case <-done:
 	case <-ctx.Done():
-		t.Fatalf("iam: %d of %d applied", len(delays), n)
+		t.Fatalf("iam: got %d applied, want %d", len(delays), n)
 	}
 	mu.Lock()
 	defer mu.Unlock()

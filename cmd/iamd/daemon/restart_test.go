@@ -1,4 +1,4 @@
-package daemon
+package daemon_test
 
 import (
 	"context"
@@ -21,12 +21,14 @@ import (
 
 	iam "github.com/iam-project/iam"
 	"github.com/iam-project/iam/api"
+	"github.com/iam-project/iam/cmd/iamd/daemon"
+	"github.com/iam-project/iam/cmd/iamd/daemon/daemontest"
 	"github.com/iam-project/iam/eventlog/writer"
 )
 
 // stopIamd closes m the way SIGTERM does (the Close that startIamd
 // registered for cleanup then does nothing: see TestMain_CloseTwice).
-func stopIamd(tb testing.TB, m *Main) {
+func stopIamd(tb testing.TB, m *daemon.Main) {
 	tb.Helper()
 	// The client's spare connections (dialled but never used) would hold
 	// http.Server.Shutdown for 5s; a real client going away does the same.
@@ -41,12 +43,12 @@ func stopIamd(tb testing.TB, m *Main) {
 // cancel the contexts of running requests, so the stream must be ended by
 // iamd itself, or Close waits out its 5s and fails.
 func TestMain_CloseWithOpenChangeFeed(t *testing.T) {
-	m := startIamd(t, "")
-	admin := adminClient(t, m)
+	m := daemontest.Start(t, "")
+	admin := daemontest.AdminClient(t, m)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", m.url()+"/v1/changes", nil)
-	req.Header.Set("Authorization", "Bearer "+admin.token)
+	req, _ := http.NewRequestWithContext(ctx, "GET", daemontest.URL(m)+"/v1/changes", nil)
+	req.Header.Set("Authorization", "Bearer "+admin.Token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -71,7 +73,7 @@ func TestMain_CloseWithOpenChangeFeed(t *testing.T) {
 // one, as main and the test harness both do) does nothing and does not
 // panic (Pebble panics on closing a closed DB).
 func TestMain_CloseTwice(t *testing.T) {
-	m := startIamd(t, "")
+	m := daemontest.Start(t, "")
 	http.DefaultClient.CloseIdleConnections()
 	first := m.Close()
 	defer func() {
@@ -94,13 +96,13 @@ type workload struct {
 	answers  []checkAnswer
 	creds    [][2]string // client id, secret of apps made on the way
 	apiKeys  []string
-	keyed    response // a create made with an Idempotency-Key
+	keyed    daemontest.Response // a create made with an Idempotency-Key
 	keyedReq map[string]any
 	last     uint64 // the highest consistency token acknowledged
 	lastTok  string
-	feed     []sseEvent // the realm's change feed up to lastTok
-	after    []string   // tokens of the sentinel writes made after lastTok
-	users    []string   // every user listed, in order
+	feed     []daemontest.SSEEvent // the realm's change feed up to lastTok
+	after    []string              // tokens of the sentinel writes made after lastTok
+	users    []string              // every user listed, in order
 }
 
 type readResult struct {
@@ -130,29 +132,29 @@ func (w *workload) hrn(res string) string { return "hrn:here:data::" + w.realm +
 
 // run makes about n acknowledged writes of every kind, half of them from
 // concurrent goroutines, then records reads and check answers.
-func (w *workload) run(t *testing.T, m *Main, admin *client, n int) {
+func (w *workload) run(t *testing.T, m *daemon.Main, admin *daemontest.Client, n int) {
 	t.Helper()
 	w.realm = m.Bootstrap.Realm
 	rng := rand.New(rand.NewPCG(7, 11))
 	var mu sync.Mutex
-	note := func(r response) {
-		seq, err := api.ParseToken("t", r.str("consistencyToken"))
+	note := func(r daemontest.Response) {
+		seq, err := api.ParseToken("t", r.Str("consistencyToken"))
 		if err != nil {
-			t.Errorf("write answered without a token: %d %s", r.status, r.raw)
+			t.Errorf("write answered without a token: %d %s", r.Status, r.Raw)
 			return
 		}
 		mu.Lock()
 		if seq > w.last {
-			w.last, w.lastTok = seq, r.str("consistencyToken")
+			w.last, w.lastTok = seq, r.Str("consistencyToken")
 		}
 		mu.Unlock()
 	}
 	writes := 0
 	// do sends one write; safe from any goroutine (no FailNow).
-	do := func(want int, method, path string, body any, headers ...string) response {
-		r := admin.do(method, path, body, headers...)
-		if r.status != want {
-			t.Errorf("%s %s: got %d %s, want %d", method, path, r.status, r.raw, want)
+	do := func(want int, method, path string, body any, headers ...string) daemontest.Response {
+		r := admin.Do(method, path, body, headers...)
+		if r.Status != want {
+			t.Errorf("%s %s: got %d %s, want %d", method, path, r.Status, r.Raw, want)
 			return r
 		}
 		note(r)
@@ -195,7 +197,7 @@ func (w *workload) run(t *testing.T, m *Main, admin *client, n int) {
 			default:
 				body = map[string]any{"name": fmt.Sprint(kind, " ", i)}
 			}
-			made[i] = do(http.StatusCreated, "POST", "/v1/"+kind, body).str("id")
+			made[i] = do(http.StatusCreated, "POST", "/v1/"+kind, body).Str("id")
 		})
 		ids[kind] = made
 		for _, id := range made {
@@ -268,16 +270,16 @@ func (w *workload) run(t *testing.T, m *Main, admin *client, n int) {
 	do(http.StatusOK, "DELETE", "/v1/identities/"+apps[0]+"/roles/ResourceManager", nil)
 	for i := range 3 {
 		r := do(http.StatusCreated, "POST", "/v1/apps/"+apps[i]+"/credentials", nil)
-		w.creds = append(w.creds, [2]string{r.str("clientId"), r.str("clientSecret")})
-		w.apiKeys = append(w.apiKeys, do(http.StatusCreated, "POST", "/v1/apps/"+apps[i]+"/apiKeys", nil).str("apiKey"))
+		w.creds = append(w.creds, [2]string{r.Str("clientId"), r.Str("clientSecret")})
+		w.apiKeys = append(w.apiKeys, do(http.StatusCreated, "POST", "/v1/apps/"+apps[i]+"/apiKeys", nil).Str("apiKey"))
 	}
 	w.keyedReq = map[string]any{"email": "keyed@example.com", "name": "Keyed", "password": "keyed-password"}
 	w.keyed = do(http.StatusCreated, "POST", "/v1/users", w.keyedReq, "Idempotency-Key", "restart-key")
-	w.entities = append(w.entities, "users/"+w.keyed.str("id"))
+	w.entities = append(w.entities, "users/"+w.keyed.Str("id"))
 	for len(w.entities) < n+40 && writes < n {
 		// Top up with more users until n writes are acknowledged.
 		i := writes
-		id := do(http.StatusCreated, "POST", "/v1/users", map[string]any{"email": fmt.Sprintf("extra%d@example.com", i), "name": "Extra"}).str("id")
+		id := do(http.StatusCreated, "POST", "/v1/users", map[string]any{"email": fmt.Sprintf("extra%d@example.com", i), "name": "Extra"}).Str("id")
 		w.entities = append(w.entities, "users/"+id)
 	}
 	if t.Failed() {
@@ -329,22 +331,22 @@ func (w *workload) run(t *testing.T, m *Main, admin *client, n int) {
 		t.Fatalf("%d of %d checks allowed: the workload should give a mix", allowed, len(w.answers))
 	}
 	w.reads = w.read(t, admin)
-	w.users = listIDs(admin, "/v1/users", 100)
+	w.users = daemontest.ListIDs(admin, "/v1/users", 100)
 	w.feed = w.readFeed(t, admin)
 }
 
 // readFeed reads the realm's whole change feed up to lastTok: the log as
 // the realm's clients see it, redacted.
-func (w *workload) readFeed(t *testing.T, c *client) []sseEvent {
+func (w *workload) readFeed(t *testing.T, c *daemontest.Client) []daemontest.SSEEvent {
 	t.Helper()
-	s := openFeed(t, c.base, c.token, "")
-	defer s.close()
-	return s.until(t, w.lastTok)
+	s := daemontest.OpenFeed(t, c.Base, c.Token, "")
+	defer s.Close()
+	return s.Until(t, w.lastTok)
 }
 
 // ask answers every check in every region at least as fresh as the last
 // acknowledged write, and fails unless the regions agree.
-func (w *workload) ask(t *testing.T, c *client, regions []string) []checkAnswer {
+func (w *workload) ask(t *testing.T, c *daemontest.Client, regions []string) []checkAnswer {
 	t.Helper()
 	out := make([]checkAnswer, len(w.checks))
 	for i, q := range w.checks {
@@ -352,11 +354,11 @@ func (w *workload) ask(t *testing.T, c *client, regions []string) []checkAnswer 
 		q["consistency"] = map[string]any{"mode": "at_least_as_fresh", "token": w.lastTok, "waitMs": 10000}
 		for j, region := range regions {
 			rc := *c
-			rc.region = region
-			r := rc.must(http.StatusOK, "POST", "/v1/check", q)
-			a := checkAnswer{r.body["allowed"] == true, r.str("reason")}
-			if seq, err := api.ParseToken("t", r.str("consistencyToken")); err != nil || seq < w.last {
-				t.Errorf("check %d in %s answered at %s, before %s", i, region, r.str("consistencyToken"), w.lastTok)
+			rc.Region = region
+			r := rc.Must(http.StatusOK, "POST", "/v1/check", q)
+			a := checkAnswer{r.Body["allowed"] == true, r.Str("reason")}
+			if seq, err := api.ParseToken("t", r.Str("consistencyToken")); err != nil || seq < w.last {
+				t.Errorf("check %d in %s answered at %s, before %s", i, region, r.Str("consistencyToken"), w.lastTok)
 			}
 			if j == 0 {
 				out[i] = a
@@ -368,25 +370,25 @@ func (w *workload) ask(t *testing.T, c *client, regions []string) []checkAnswer 
 	return out
 }
 
-func (w *workload) read(t *testing.T, c *client) map[string]readResult {
+func (w *workload) read(t *testing.T, c *daemontest.Client) map[string]readResult {
 	t.Helper()
 	out := map[string]readResult{}
 	for _, e := range w.entities {
-		r := c.do("GET", "/v1/"+e, nil)
-		if r.status != http.StatusOK && r.status != http.StatusNotFound {
-			t.Errorf("GET %s: got %d %s", e, r.status, r.raw)
+		r := c.Do("GET", "/v1/"+e, nil)
+		if r.Status != http.StatusOK && r.Status != http.StatusNotFound {
+			t.Errorf("GET %s: got %d %s", e, r.Status, r.Raw)
 		}
-		out[e] = readResult{r.status, r.body}
-		if kind, id, _ := strings.Cut(e, "/"); r.status == http.StatusOK && (kind == "users" || kind == "apps") {
-			perms := c.do("GET", "/v1/identities/"+id+"/permissions", nil)
-			out[e+"/permissions"] = readResult{perms.status, perms.body}
+		out[e] = readResult{r.Status, r.Body}
+		if kind, id, _ := strings.Cut(e, "/"); r.Status == http.StatusOK && (kind == "users" || kind == "apps") {
+			perms := c.Do("GET", "/v1/identities/"+id+"/permissions", nil)
+			out[e+"/permissions"] = readResult{perms.Status, perms.Body}
 		}
 	}
 	return out
 }
 
 // verify asserts that c's iamd holds everything w recorded.
-func (w *workload) verify(t *testing.T, m *Main, c *client) {
+func (w *workload) verify(t *testing.T, m *daemon.Main, c *daemontest.Client) {
 	t.Helper()
 	// The log holds exactly what it held: every entry, in order, the same.
 	if feed := w.readFeed(t, c); !reflect.DeepEqual(feed, w.feed) {
@@ -409,7 +411,7 @@ func (w *workload) verify(t *testing.T, m *Main, c *client) {
 			t.Errorf("GET %s:\n got %v\nwant %v", e, g.body, want.body)
 		}
 	}
-	if users := listIDs(c, "/v1/users", 100); !reflect.DeepEqual(users, w.users) {
+	if users := daemontest.ListIDs(c, "/v1/users", 100); !reflect.DeepEqual(users, w.users) {
 		t.Errorf("users after restart: got %d %v, want %d", len(users), users, len(w.users))
 	}
 	answers := w.ask(t, c, m.Config.Regions)
@@ -419,20 +421,20 @@ func (w *workload) verify(t *testing.T, m *Main, c *client) {
 		}
 	}
 	for _, cr := range w.creds {
-		clientToken(t, m.url(), cr[0], cr[1], "")
+		daemontest.ClientToken(t, daemontest.URL(m), cr[0], cr[1], "")
 	}
 	for _, k := range w.apiKeys {
-		kc := c.with("")
-		kc.must(http.StatusOK, "POST", "/v1/check", map[string]any{"action": "read", "resource": w.hrn("x")}, "X-API-Key", k)
+		kc := c.With("")
+		kc.Must(http.StatusOK, "POST", "/v1/check", map[string]any{"action": "read", "resource": w.hrn("x")}, "X-API-Key", k)
 	}
 	// The Idempotency-Key outlives the restart: the retry answers as the first.
-	r := c.must(http.StatusCreated, "POST", "/v1/users", w.keyedReq, "Idempotency-Key", "restart-key")
-	if r.str("id") != w.keyed.str("id") || r.str("consistencyToken") != w.keyed.str("consistencyToken") {
-		t.Errorf("keyed retry after restart: got %s, want the id and token of %s", r.raw, w.keyed.raw)
+	r := c.Must(http.StatusCreated, "POST", "/v1/users", w.keyedReq, "Idempotency-Key", "restart-key")
+	if r.Str("id") != w.keyed.Str("id") || r.Str("consistencyToken") != w.keyed.Str("consistencyToken") {
+		t.Errorf("keyed retry after restart: got %s, want the id and token of %s", r.Raw, w.keyed.Raw)
 	}
 	// Nothing was appended since lastTok but the sentinels: not the keyed
 	// retry, not a second bootstrap.
-	got2 := appendedSince(t, c, w.lastTok)
+	got2 := daemontest.AppendedSince(t, c, w.lastTok)
 	if want := append(slices.Clone(w.after), got2[len(got2)-1]); !slices.Equal(got2, want) {
 		t.Errorf("changes after the last pre-restart write: got %v, want only the sentinels %v", got2, want)
 	}
@@ -458,7 +460,7 @@ func TestIamd_Restart(t *testing.T) {
 		n = 120
 	}
 	dir := t.TempDir()
-	m := startIamd(t, dir)
+	m := daemontest.Start(t, dir)
 	boot := *m.Bootstrap
 	bootPath := filepath.Join(dir, "bootstrap-admin.json")
 	bootFile, err := os.ReadFile(bootPath)
@@ -473,21 +475,21 @@ func TestIamd_Restart(t *testing.T) {
 		t.Errorf("bootstrap-admin.json mode: got %v (%v), want 0600", fi.Mode().Perm(), err)
 	}
 	w := &workload{}
-	w.run(t, m, adminClient(t, m), n)
+	w.run(t, m, daemontest.AdminClient(t, m), n)
 	stopIamd(t, m)
 
 	restart := func(t *testing.T) {
-		m := startIamd(t, dir)
+		m := daemontest.Start(t, dir)
 		if m.Bootstrap != nil {
 			t.Errorf("restart bootstrapped again: realm %s", m.Bootstrap.Realm)
 		}
 		if data, err := os.ReadFile(bootPath); err != nil || string(data) != string(bootFile) {
 			t.Errorf("bootstrap-admin.json changed on restart (%v):\n got %s\nwant %s", err, data, bootFile)
 		}
-		c := &client{tb: t, base: m.url(), token: clientToken(t, m.url(), boot.ClientID, boot.ClientSecret, "")}
+		c := &daemontest.Client{TB: t, Base: daemontest.URL(m), Token: daemontest.ClientToken(t, daemontest.URL(m), boot.ClientID, boot.ClientSecret, "")}
 		w.verify(t, m, c)
 		var realms []string
-		_ = m.writer.View(func(st *iam.State) error { realms = st.RealmIDs(); return nil })
+		_ = m.Writer().View(func(st *iam.State) error { realms = st.RealmIDs(); return nil })
 		if len(realms) != 1 || realms[0] != boot.Realm {
 			t.Errorf("realms after restart: got %v, want only %s", realms, boot.Realm)
 		}

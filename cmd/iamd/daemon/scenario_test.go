@@ -1,4 +1,4 @@
-package daemon
+package daemon_test
 
 import (
 	"encoding/json"
@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/iam-project/iam/api"
+	"github.com/iam-project/iam/cmd/iamd/daemon"
+	"github.com/iam-project/iam/cmd/iamd/daemon/daemontest"
 )
 
 // A scenario is a list of steps over the HTTP API (format in
@@ -60,10 +62,10 @@ func scenarioFiles(t *testing.T) []string {
 	return files
 }
 
-// TestScenarios replays every scenario against a real iamd (embedded NATS
+// TestIamd_Scenarios replays every scenario against a real iamd (embedded NATS
 // JetStream, Pebble replicas, HTTP), each in a fresh realm, with every check
 // asked in every region at the last write's consistency token.
-func TestScenarios(t *testing.T) {
+func TestIamd_Scenarios(t *testing.T) {
 	for _, file := range scenarioFiles(t) {
 		data, err := os.ReadFile(file)
 		if err != nil {
@@ -78,8 +80,8 @@ func TestScenarios(t *testing.T) {
 			name = "shared/" + name
 		}
 		t.Run(name, func(t *testing.T) {
-			m := startIamd(t, "")
-			r := &runner{t: t, m: m, admin: adminClient(t, m), ids: map[string]string{}, tokens: map[string]string{}}
+			m := daemontest.Start(t, "")
+			r := &runner{t: t, m: m, admin: daemontest.AdminClient(t, m), ids: map[string]string{}, tokens: map[string]string{}}
 			for i, st := range sc.Steps {
 				r.step(i, st)
 			}
@@ -89,8 +91,8 @@ func TestScenarios(t *testing.T) {
 
 type runner struct {
 	t      *testing.T
-	m      *Main
-	admin  *client
+	m      *daemon.Main
+	admin  *daemontest.Client
 	ids    map[string]string // label → id
 	tokens map[string]string // app label → access token
 	last   string            // consistency token of the last write
@@ -124,7 +126,7 @@ func (r *runner) step(i int, st step) {
 		if !ok {
 			t.Fatalf("step %d: no credentials for %q", i, st.By)
 		}
-		c = &client{tb: t, base: r.m.url(), token: tok}
+		c = &daemontest.Client{TB: t, Base: daemontest.URL(r.m), Token: tok}
 	}
 	var method, path string
 	var body any
@@ -183,7 +185,7 @@ func (r *runner) step(i int, st step) {
 	default:
 		t.Fatalf("step %d: unknown op %q", i, st.Op)
 	}
-	resp := c.do(method, path, body)
+	resp := c.Do(method, path, body)
 	wantStatus := st.ExpectStatus
 	if wantStatus == 0 && st.ExpectCode == "" {
 		wantStatus = map[string]int{"POST": 201}[method]
@@ -194,28 +196,28 @@ func (r *runner) step(i int, st step) {
 			wantStatus = 201
 		}
 	}
-	if wantStatus != 0 && resp.status != wantStatus {
-		t.Fatalf("step %d (%s %s): got %d %s, want %d", i, st.Op, st.As, resp.status, resp.raw, wantStatus)
+	if wantStatus != 0 && resp.Status != wantStatus {
+		t.Fatalf("step %d (%s %s): got %d %s, want %d", i, st.Op, st.As, resp.Status, resp.Raw, wantStatus)
 	}
 	if st.ExpectCode != "" {
-		if got := resp.str("code"); got != st.ExpectCode {
-			t.Fatalf("step %d (%s): got code %q (%d %s), want %q", i, st.Op, got, resp.status, resp.raw, st.ExpectCode)
+		if got := resp.Str("code"); got != st.ExpectCode {
+			t.Fatalf("step %d (%s): got code %q (%d %s), want %q", i, st.Op, got, resp.Status, resp.Raw, st.ExpectCode)
 		}
 		return
 	}
-	if resp.status >= 300 {
+	if resp.Status >= 300 {
 		return
 	}
-	tok := resp.str("consistencyToken")
-	if tok == "" || resp.header.Get("Consistency-Token") != tok {
-		t.Fatalf("step %d: write answered without a consistency token: %s", i, resp.raw)
+	tok := resp.Str("consistencyToken")
+	if tok == "" || resp.Header.Get("Consistency-Token") != tok {
+		t.Fatalf("step %d: write answered without a consistency token: %s", i, resp.Raw)
 	}
 	r.last = tok
 	if st.As != "" {
-		r.ids[st.As] = resp.str("id")
+		r.ids[st.As] = resp.Str("id")
 	}
 	if st.Op == "credentials" {
-		r.tokens[st.App] = clientToken(t, r.m.url(), resp.str("clientId"), resp.str("clientSecret"), "")
+		r.tokens[st.App] = daemontest.ClientToken(t, daemontest.URL(r.m), resp.Str("clientId"), resp.Str("clientSecret"), "")
 	}
 }
 
@@ -233,19 +235,19 @@ func (r *runner) check(i int, st step) {
 	}
 	for _, region := range r.m.Config.Regions {
 		c := *r.admin
-		c.region = region
-		resp := c.must(http.StatusOK, "POST", "/v1/check", req)
-		allowed, _ := resp.body["allowed"].(bool)
+		c.Region = region
+		resp := c.Must(http.StatusOK, "POST", "/v1/check", req)
+		allowed, _ := resp.Body["allowed"].(bool)
 		if st.Expect == nil || allowed != *st.Expect {
 			t.Errorf("step %d: check %s %s %s scope=%q in %s: got allowed=%v (%s), want %v",
-				i, st.Subject, st.Action, st.Resource, st.Scope, region, allowed, resp.str("reason"), *st.Expect)
+				i, st.Subject, st.Action, st.Resource, st.Scope, region, allowed, resp.Str("reason"), *st.Expect)
 		}
-		if resp.str("region") != region {
-			t.Errorf("step %d: answered by %q, want %q", i, resp.str("region"), region)
+		if resp.Str("region") != region {
+			t.Errorf("step %d: answered by %q, want %q", i, resp.Str("region"), region)
 		}
-		seq, err := api.ParseToken("t", resp.str("consistencyToken"))
+		seq, err := api.ParseToken("t", resp.Str("consistencyToken"))
 		if err != nil || seq < lastSeq {
-			t.Errorf("step %d: evaluated at %s, before the write's token %s", i, resp.str("consistencyToken"), r.last)
+			t.Errorf("step %d: evaluated at %s, before the write's token %s", i, resp.Str("consistencyToken"), r.last)
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package daemon
+package daemon_test
 
 import (
 	"bytes"
@@ -14,19 +14,11 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-// pollUntil polls cond until it holds or timeout passes.
-func pollUntil(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("waited %v for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
+	"github.com/iam-project/iam/cmd/iamd/daemon"
+	"github.com/iam-project/iam/cmd/iamd/daemon/daemontest"
+	"github.com/iam-project/iam/eventlog/eventlogtest"
+)
 
 type replicaRow struct {
 	Region     string  `json:"region"`
@@ -36,13 +28,13 @@ type replicaRow struct {
 	Error      string  `json:"error"`
 }
 
-func replicaRows(tb testing.TB, c *client) map[string]replicaRow {
+func replicaRows(tb testing.TB, c *daemontest.Client) map[string]replicaRow {
 	tb.Helper()
-	r := c.must(http.StatusOK, "GET", "/v1/replicas", nil)
+	r := c.Must(http.StatusOK, "GET", "/v1/replicas", nil)
 	var out struct {
 		Replicas []replicaRow `json:"replicas"`
 	}
-	if err := json.Unmarshal(r.raw, &out); err != nil {
+	if err := json.Unmarshal(r.Raw, &out); err != nil {
 		tb.Fatal(err)
 	}
 	rows := map[string]replicaRow{}
@@ -52,19 +44,19 @@ func replicaRows(tb testing.TB, c *client) map[string]replicaRow {
 	return rows
 }
 
-// TestLagThreshold: a region whose lag passes --max-lag is shown unhealthy
+// TestReplicas_LagThreshold: a region whose lag passes --max-lag is shown unhealthy
 // by GET /v1/replicas and makes /readyz answer 503, and is ready again once
 // it has caught up.
-func TestLagThreshold(t *testing.T) {
-	m := startIamdWith(t, func(c *Config) { c.MaxLag = time.Second })
-	admin := adminClient(t, m)
-	public := &client{tb: t, base: m.url()}
-	public.must(http.StatusOK, "GET", "/readyz", nil)
+func TestReplicas_LagThreshold(t *testing.T) {
+	m := daemontest.StartWith(t, func(c *daemon.Config) { c.MaxLag = time.Second })
+	admin := daemontest.AdminClient(t, m)
+	public := &daemontest.Client{TB: t, Base: daemontest.URL(m)}
+	public.Must(http.StatusOK, "GET", "/readyz", nil)
 
-	i := projectorOf(t, m, "us-east")
-	m.projectors[i].Stop()
-	admin.must(http.StatusCreated, "POST", "/v1/groups", map[string]any{"name": "while us-east is behind"})
-	pollUntil(t, 10*time.Second, "us-east to pass the 1s threshold", func() bool {
+	i := daemontest.RegionIndex(t, m, "us-east")
+	m.Projectors()[i].Stop()
+	admin.Must(http.StatusCreated, "POST", "/v1/groups", map[string]any{"name": "while us-east is behind"})
+	eventlogtest.Eventually(t, 10*time.Second, "us-east to pass the 1s threshold", func() bool {
 		return !replicaRows(t, admin)["us-east"].Healthy
 	})
 	rows := replicaRows(t, admin)
@@ -74,16 +66,16 @@ func TestLagThreshold(t *testing.T) {
 	if eu := rows["eu-west"]; !eu.Healthy {
 		t.Fatalf("got eu-west %+v, want it healthy", eu)
 	}
-	r := public.do("GET", "/readyz", nil)
-	if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" {
-		t.Fatalf("got /readyz %d, want 503 with Retry-After while a region is past the threshold", r.status)
+	r := public.Do("GET", "/readyz", nil)
+	if r.Status != http.StatusServiceUnavailable || r.Header.Get("Retry-After") == "" {
+		t.Fatalf("got /readyz %d, want 503 with Retry-After while a region is past the threshold", r.Status)
 	}
 
-	if err := m.projectors[i].Start(context.Background()); err != nil {
+	if err := m.Projectors()[i].Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	pollUntil(t, 10*time.Second, "us-east to catch up and be ready", func() bool {
-		return public.do("GET", "/readyz", nil).status == http.StatusOK
+	eventlogtest.Eventually(t, 10*time.Second, "us-east to catch up and be ready", func() bool {
+		return public.Do("GET", "/readyz", nil).Status == http.StatusOK
 	})
 }
 
@@ -133,31 +125,31 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
-// TestUILag loads /ui/lag in headless Chromium, with one region held behind,
+// TestUI_Lag loads /ui/lag in headless Chromium, with one region held behind,
 // and checks that the page, once its script has fetched the data, shows
 // every region's name, its current lag, a chart line with data points, and
 // the lagging region marked not ready. Set IAM_UI_SCREENSHOT=file.png to
 // also keep a screenshot.
-func TestUILag(t *testing.T) {
+func TestUI_Lag(t *testing.T) {
 	bin := chromium(t)
-	m := startIamdWith(t, func(c *Config) { c.MaxLag = time.Second })
-	public := &client{tb: t, base: m.url()}
+	m := daemontest.StartWith(t, func(c *daemon.Config) { c.MaxLag = time.Second })
+	public := &daemontest.Client{TB: t, Base: daemontest.URL(m)}
 
 	// Public, like /metrics: no token needed, and locked down.
-	page := public.must(http.StatusOK, "GET", "/ui/lag", nil)
-	if ct := page.header.Get("Content-Type"); !strings.HasPrefix(ct, "text/html") {
+	page := public.Must(http.StatusOK, "GET", "/ui/lag", nil)
+	if ct := page.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/html") {
 		t.Fatalf("got Content-Type %q, want text/html", ct)
 	}
-	if csp := page.header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") {
+	if csp := page.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") {
 		t.Fatalf("got Content-Security-Policy %q, want default-src 'none'", csp)
 	}
-	public.must(http.StatusOK, "GET", "/ui/static/lag.js", nil)
-	public.must(http.StatusBadRequest, "GET", "/ui/lag/data?window=5", nil)
+	public.Must(http.StatusOK, "GET", "/ui/static/lag.js", nil)
+	public.Must(http.StatusBadRequest, "GET", "/ui/lag/data?window=5", nil)
 
 	// us-east falls behind.
-	m.projectors[projectorOf(t, m, "us-east")].Stop()
-	admin := adminClient(t, m)
-	admin.must(http.StatusCreated, "POST", "/v1/groups", map[string]any{"name": "while us-east is behind"})
+	m.Projectors()[daemontest.RegionIndex(t, m, "us-east")].Stop()
+	admin := daemontest.AdminClient(t, m)
+	admin.Must(http.StatusCreated, "POST", "/v1/groups", map[string]any{"name": "while us-east is behind"})
 	type data struct {
 		Regions []string `json:"regions"`
 		Current []struct {
@@ -169,7 +161,7 @@ func TestUILag(t *testing.T) {
 	}
 	fetch := func() data {
 		var d data
-		if err := json.Unmarshal(public.must(http.StatusOK, "GET", "/ui/lag/data", nil).raw, &d); err != nil {
+		if err := json.Unmarshal(public.Must(http.StatusOK, "GET", "/ui/lag/data", nil).Raw, &d); err != nil {
 			t.Fatal(err)
 		}
 		return d
@@ -183,14 +175,14 @@ func TestUILag(t *testing.T) {
 		t.Fatalf("no %s in the page's data", region)
 		return 0, false
 	}
-	pollUntil(t, 10*time.Second, "us-east past the threshold, with 3 samples", func() bool {
+	eventlogtest.Eventually(t, 10*time.Second, "us-east past the threshold, with 3 samples", func() bool {
 		d := fetch()
 		_, healthy := lagOf(d, "us-east")
 		return !healthy && len(d.Samples) >= 3
 	})
 	before := fetch()
 	lagBefore, _ := lagOf(before, "us-east")
-	dom := runChromium(t, bin, m.url()+"/ui/lag", "")
+	dom := runChromium(t, bin, daemontest.URL(m)+"/ui/lag", "")
 	lagAfter, _ := lagOf(fetch(), "us-east")
 
 	if !strings.Contains(dom, `id="chart"`) {
@@ -234,17 +226,17 @@ func TestUILag(t *testing.T) {
 		t.Fatalf("the threshold line is not drawn")
 	}
 	if png := os.Getenv("IAM_UI_SCREENSHOT"); png != "" {
-		runChromium(t, bin, m.url()+"/ui/lag", png)
+		runChromium(t, bin, daemontest.URL(m)+"/ui/lag", png)
 	}
 }
 
-// TestIamctlLag builds iamctl and runs `iamctl lag` against a real iamd
+// TestIamctl_Lag builds iamctl and runs `iamctl lag` against a real iamd
 // with the bootstrap admin's credentials file.
-func TestIamctlLag(t *testing.T) {
+func TestIamctl_Lag(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds iamctl")
 	}
-	m := startIamd(t, "")
+	m := daemontest.Start(t, "")
 	bin := filepath.Join(t.TempDir(), "iamctl")
 	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", bin, "../../iamctl")
 	if out, err := build.CombinedOutput(); err != nil {
@@ -252,7 +244,7 @@ func TestIamctlLag(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, bin, "lag", "--url", m.url(), "--bootstrap", filepath.Join(m.Config.DataDir, "bootstrap-admin.json")).CombinedOutput()
+	out, err := exec.CommandContext(ctx, bin, "lag", "--url", daemontest.URL(m), "--bootstrap", filepath.Join(m.Config.DataDir, "bootstrap-admin.json")).CombinedOutput()
 	if err != nil {
 		t.Fatalf("iamctl lag: %v\n%s", err, out)
 	}

@@ -1,4 +1,4 @@
-package daemon
+package api_test
 
 import (
 	"bytes"
@@ -26,26 +26,17 @@ import (
 
 	"github.com/iam-project/iam/api"
 	"github.com/iam-project/iam/api/auth"
+	"github.com/iam-project/iam/cmd/iamd/daemon"
+	"github.com/iam-project/iam/cmd/iamd/daemon/daemontest"
+	"github.com/iam-project/iam/eventlog/eventlogtest"
 	"github.com/iam-project/iam/eventlog/keyvault"
 )
-
-// eventually polls cond until it holds or 10 s pass.
-func eventually(tb testing.TB, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("%s: did not happen within 10s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 // idpFixture is a realm with a user who has a password and an app with
 // redirect URIs and client credentials.
 type idpFixture struct {
-	m                  *Main
-	admin              *client
+	m                  *daemon.Main
+	admin              *daemontest.Client
 	user, email, name  string
 	password           string
 	app                string
@@ -56,21 +47,21 @@ type idpFixture struct {
 
 func newIDPFixture(t *testing.T) *idpFixture {
 	t.Helper()
-	m := startIamd(t, "")
-	f := &idpFixture{m: m, admin: adminClient(t, m), email: "ada@example.com", name: "Ada Lovelace", password: "correct horse battery", redirect: "http://127.0.0.1/callback"}
+	m := daemontest.Start(t, "")
+	f := &idpFixture{m: m, admin: daemontest.AdminClient(t, m), email: "ada@example.com", name: "Ada Lovelace", password: "correct horse battery", redirect: "http://127.0.0.1/callback"}
 	f.passwords = append(f.passwords, f.password)
 	f.secrets = append(f.secrets, m.Bootstrap.ClientSecret)
-	f.user = f.admin.must(201, "POST", "/v1/users", map[string]any{"email": f.email, "name": f.name, "password": f.password}).str("id")
-	f.app = f.admin.must(201, "POST", "/v1/apps", map[string]any{"name": "Portal", "redirectUris": []string{f.redirect}}).str("id")
-	cred := f.admin.must(201, "POST", "/v1/apps/"+f.app+"/credentials", nil)
-	f.clientID, f.secret = cred.str("clientId"), cred.str("clientSecret")
+	f.user = f.admin.Must(201, "POST", "/v1/users", map[string]any{"email": f.email, "name": f.name, "password": f.password}).Str("id")
+	f.app = f.admin.Must(201, "POST", "/v1/apps", map[string]any{"name": "Portal", "redirectUris": []string{f.redirect}}).Str("id")
+	cred := f.admin.Must(201, "POST", "/v1/apps/"+f.app+"/credentials", nil)
+	f.clientID, f.secret = cred.Str("clientId"), cred.Str("clientSecret")
 	f.secrets = append(f.secrets, f.secret)
 	return f
 }
 
 func (f *idpFixture) oauthConfig(clientID, secret string) *oauth2.Config {
 	return &oauth2.Config{ClientID: clientID, ClientSecret: secret, RedirectURL: f.redirect,
-		Endpoint: oauth2.Endpoint{AuthURL: f.m.url() + "/oauth2/authorize", TokenURL: f.m.url() + "/oauth2/token", AuthStyle: oauth2.AuthStyleInHeader}}
+		Endpoint: oauth2.Endpoint{AuthURL: daemontest.URL(f.m) + "/oauth2/authorize", TokenURL: daemontest.URL(f.m) + "/oauth2/token", AuthStyle: oauth2.AuthStyleInHeader}}
 }
 
 var hiddenInput = regexp.MustCompile(`<input type="hidden" name="([^"]+)" value="([^"]*)">`)
@@ -146,7 +137,7 @@ func oauthErrorCode(err error) string {
 	return ""
 }
 
-func status(c *client, path string) int { return c.do("GET", path, nil).status }
+func status(c *daemontest.Client, path string) int { return c.Do("GET", path, nil).Status }
 
 // TestOAuth_RealClients: clientcredentials gets tokens, the code flow with
 // PKCE completes through the sign-in page, and go-oidc verifies tokens from
@@ -154,12 +145,12 @@ func status(c *client, path string) int { return c.do("GET", path, nil).status }
 func TestOAuth_RealClients(t *testing.T) {
 	f := newIDPFixture(t)
 	ctx := context.Background()
-	cc := clientcredentials.Config{ClientID: f.clientID, ClientSecret: f.secret, TokenURL: f.m.url() + "/oauth2/token"}
+	cc := clientcredentials.Config{ClientID: f.clientID, ClientSecret: f.secret, TokenURL: daemontest.URL(f.m) + "/oauth2/token"}
 	appTok, err := cc.Token(ctx)
 	if err != nil || appTok.AccessToken == "" {
 		t.Fatalf("client credentials: got %v, want a token", err)
 	}
-	provider, err := oidc.NewProvider(ctx, f.m.url())
+	provider, err := oidc.NewProvider(ctx, daemontest.URL(f.m))
 	if err != nil {
 		t.Fatalf("discovery: %v", err)
 	}
@@ -179,17 +170,17 @@ func TestOAuth_RealClients(t *testing.T) {
 	if err != nil || idt.Subject != f.user {
 		t.Fatalf("go-oidc verify user token: got %v %v, want subject %s", idt, err, f.user)
 	}
-	me := &client{tb: t, base: f.m.url(), token: userTok.AccessToken}
-	got := me.must(200, "GET", "/v1/users/"+f.user, nil)
-	if got.str("email") != f.email || got.str("name") != f.name {
-		t.Fatalf("user reads itself: got %s, want the decrypted email and name", got.raw)
+	me := &daemontest.Client{TB: t, Base: daemontest.URL(f.m), Token: userTok.AccessToken}
+	got := me.Must(200, "GET", "/v1/users/"+f.user, nil)
+	if got.Str("email") != f.email || got.Str("name") != f.name {
+		t.Fatalf("user reads itself: got %s, want the decrypted email and name", got.Raw)
 	}
 
 	// Rotation: the new key signs, the old one still verifies.
-	before := f.admin.must(200, "GET", "/v1/signingKeys", nil)
-	f.admin.must(200, "POST", "/v1/signingKeys/rotate", nil)
-	after := f.admin.must(200, "GET", "/v1/signingKeys", nil)
-	if n := len(after.body["keys"].([]any)); n != len(before.body["keys"].([]any))+1 {
+	before := f.admin.Must(200, "GET", "/v1/signingKeys", nil)
+	f.admin.Must(200, "POST", "/v1/signingKeys/rotate", nil)
+	after := f.admin.Must(200, "GET", "/v1/signingKeys", nil)
+	if n := len(after.Body["keys"].([]any)); n != len(before.Body["keys"].([]any))+1 {
 		t.Fatalf("keys after rotation: got %d", n)
 	}
 	newTok, err := cc.Token(ctx)
@@ -203,7 +194,7 @@ func TestOAuth_RealClients(t *testing.T) {
 		if _, err := verifier.Verify(ctx, tok); err != nil {
 			t.Errorf("go-oidc after rotation, %s token: %v", name, err)
 		}
-		if st := (&client{tb: t, base: f.m.url(), token: tok}).do("GET", "/v1/roles", nil).status; st != 200 {
+		if st := (&daemontest.Client{TB: t, Base: daemontest.URL(f.m), Token: tok}).Do("GET", "/v1/roles", nil).Status; st != 200 {
 			t.Errorf("iam after rotation, %s token: got %d", name, st)
 		}
 	}
@@ -244,7 +235,7 @@ func b64(v any) string {
 func TestOAuth_Rejections(t *testing.T) {
 	f := newIDPFixture(t)
 	ctx := context.Background()
-	base := f.m.url()
+	base := daemontest.URL(f.m)
 
 	t.Run("wrong secret", func(t *testing.T) {
 		_, err := (&clientcredentials.Config{ClientID: f.clientID, ClientSecret: "wrong", TokenURL: base + "/oauth2/token"}).Token(ctx)
@@ -253,7 +244,7 @@ func TestOAuth_Rejections(t *testing.T) {
 		}
 	})
 
-	good := clientToken(t, base, f.clientID, f.secret, "")
+	good := daemontest.ClientToken(t, base, f.clientID, f.secret, "")
 	h, p := segmentsOf(t, good)
 	parts := strings.Split(good, ".")
 	ks, err := auth.LoadSigningKeys(f.m.Config.DataDir, time.Now(), 0)
@@ -280,8 +271,8 @@ func TestOAuth_Rejections(t *testing.T) {
 	hsHeader := b64(map[string]any{"alg": "HS256", "typ": "JWT", "kid": h["kid"]})
 	mac := hmac.New(sha256.New, pub)
 	mac.Write([]byte(hsHeader + "." + parts[1]))
-	other := startIamd(t, "")
-	otherTok := clientToken(t, other.url(), other.Bootstrap.ClientID, other.Bootstrap.ClientSecret, "")
+	other := daemontest.Start(t, "")
+	otherTok := daemontest.ClientToken(t, daemontest.URL(other), other.Bootstrap.ClientID, other.Bootstrap.ClientSecret, "")
 	sig := []byte(parts[2])
 	sig[10] ^= 1
 	if sig[10] == '.' {
@@ -300,9 +291,9 @@ func TestOAuth_Rejections(t *testing.T) {
 		"tampered payload":   parts[0] + "." + b64(map[string]any{"sub": p["sub"], "realm": "x", "iss": p["iss"], "aud": p["aud"], "exp": p["exp"], "iat": p["iat"], "jti": "j", "kind": "app"}) + "." + parts[2],
 	} {
 		t.Run(name, func(t *testing.T) {
-			r := (&client{tb: t, base: base, token: tok}).do("GET", "/v1/roles", nil)
-			if r.status != 401 || !strings.Contains(r.header.Get("WWW-Authenticate"), `error="invalid_token"`) {
-				t.Fatalf("got %d %q, want 401 with error=invalid_token", r.status, r.header.Get("WWW-Authenticate"))
+			r := (&daemontest.Client{TB: t, Base: base, Token: tok}).Do("GET", "/v1/roles", nil)
+			if r.Status != 401 || !strings.Contains(r.Header.Get("WWW-Authenticate"), `error="invalid_token"`) {
+				t.Fatalf("got %d %q, want 401 with error=invalid_token", r.Status, r.Header.Get("WWW-Authenticate"))
 			}
 		})
 	}
@@ -319,8 +310,8 @@ func TestOAuth_Rejections(t *testing.T) {
 		if got := oauthErrorCode(err); got != "invalid_grant" {
 			t.Fatalf("reuse: got %q (%v), want invalid_grant", got, err)
 		}
-		user := &client{tb: t, base: base, token: tok.AccessToken}
-		eventually(t, "the token issued from the reused code is refused", func() bool { return status(user, "/v1/roles") == 401 })
+		user := &daemontest.Client{TB: t, Base: base, Token: tok.AccessToken}
+		eventlogtest.Eventually(t, 10*time.Second, "the token issued from the reused code is refused", func() bool { return status(user, "/v1/roles") == 401 })
 	})
 	t.Run("wrong verifier", func(t *testing.T) {
 		code := mustCode(t, conf, f.email, f.password, oauth2.GenerateVerifier())
@@ -330,12 +321,12 @@ func TestOAuth_Rejections(t *testing.T) {
 		}
 	})
 	t.Run("code for another client", func(t *testing.T) {
-		other := f.admin.must(201, "POST", "/v1/apps", map[string]any{"name": "Other", "redirectUris": []string{f.redirect}}).str("id")
-		cred := f.admin.must(201, "POST", "/v1/apps/"+other+"/credentials", nil)
-		f.secrets = append(f.secrets, cred.str("clientSecret"))
+		other := f.admin.Must(201, "POST", "/v1/apps", map[string]any{"name": "Other", "redirectUris": []string{f.redirect}}).Str("id")
+		cred := f.admin.Must(201, "POST", "/v1/apps/"+other+"/credentials", nil)
+		f.secrets = append(f.secrets, cred.Str("clientSecret"))
 		pkce := oauth2.GenerateVerifier()
 		code := mustCode(t, conf, f.email, f.password, pkce)
-		_, err := f.oauthConfig(cred.str("clientId"), cred.str("clientSecret")).Exchange(ctx, code, oauth2.VerifierOption(pkce))
+		_, err := f.oauthConfig(cred.Str("clientId"), cred.Str("clientSecret")).Exchange(ctx, code, oauth2.VerifierOption(pkce))
 		if got := oauthErrorCode(err); got != "invalid_grant" {
 			t.Fatalf("got %q (%v), want invalid_grant", got, err)
 		}
@@ -372,7 +363,7 @@ func TestOAuth_Rejections(t *testing.T) {
 // works. Also the outstanding-code limit, and reactivation by sign-in.
 func TestSignIn_Lockout(t *testing.T) {
 	f := newIDPFixture(t)
-	f.m.api.ConfigureIdentity(func(c *api.IdentityConfig) {
+	f.m.API().ConfigureIdentity(func(c *api.IdentityConfig) {
 		c.LockoutPeriod = 2 * time.Second
 		c.SignInRate, c.SignInBurst = 1000, 1000
 		c.MaxAuthCodes = 3
@@ -388,20 +379,20 @@ func TestSignIn_Lockout(t *testing.T) {
 	if body := bodyOf(resp); resp.StatusCode != 403 || !strings.Contains(body, "locked") || strings.Contains(body, "Wrong email or password") {
 		t.Fatalf("6th sign-in with the right password: got %d %s, want 403 saying the account is locked", resp.StatusCode, body)
 	}
-	eventually(t, "sign-in after the lockout period", func() bool {
+	eventlogtest.Eventually(t, 10*time.Second, "sign-in after the lockout period", func() bool {
 		q, _ := signIn(t, conf, f.email, f.password, oauth2.GenerateVerifier())
 		return q != nil && q.Get("code") != ""
 	})
 
 	t.Run("outstanding codes", func(t *testing.T) {
-		// The eventually above issued one code; two more reach the limit of 3.
+		// The Eventually above issued one code; two more reach the limit of 3.
 		mustCode(t, conf, f.email, f.password, oauth2.GenerateVerifier())
 		mustCode(t, conf, f.email, f.password, oauth2.GenerateVerifier())
 		q, resp := signIn(t, conf, f.email, f.password, oauth2.GenerateVerifier())
 		if q == nil || q.Get("error") != "invalid_request" || !strings.Contains(q.Get("error_description"), "Exceeded the maximum number of authorization codes") {
 			t.Fatalf("4th code: got %d %v, want invalid_request", resp.StatusCode, q)
 		}
-		f.m.api.ConfigureIdentity(func(c *api.IdentityConfig) { c.MaxAuthCodes = 100 })
+		f.m.API().ConfigureIdentity(func(c *api.IdentityConfig) { c.MaxAuthCodes = 100 })
 	})
 
 	t.Run("a user who deactivated itself reactivates by signing in", func(t *testing.T) {
@@ -410,39 +401,39 @@ func TestSignIn_Lockout(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		user := &client{tb: t, base: f.m.url(), token: tok.AccessToken}
-		user.must(200, "GET", "/v1/roles", nil)
-		user.must(200, "PATCH", "/v1/users/"+f.user, map[string]any{"status": "deactivated"})
+		user := &daemontest.Client{TB: t, Base: daemontest.URL(f.m), Token: tok.AccessToken}
+		user.Must(200, "GET", "/v1/roles", nil)
+		user.Must(200, "PATCH", "/v1/users/"+f.user, map[string]any{"status": "deactivated"})
 		for _, region := range f.m.Config.Regions {
-			r := &client{tb: t, base: f.m.url(), token: tok.AccessToken, region: region}
-			eventually(t, "token refused in "+region, func() bool { return status(r, "/v1/roles") == 401 })
+			r := &daemontest.Client{TB: t, Base: daemontest.URL(f.m), Token: tok.AccessToken, Region: region}
+			eventlogtest.Eventually(t, 10*time.Second, "token refused in "+region, func() bool { return status(r, "/v1/roles") == 401 })
 		}
 		mustCode(t, conf, f.email, f.password, oauth2.GenerateVerifier())
-		if got := f.admin.must(200, "GET", "/v1/users/"+f.user, nil).str("status"); got != "active" {
+		if got := f.admin.Must(200, "GET", "/v1/users/"+f.user, nil).Str("status"); got != "active" {
 			t.Fatalf("status after sign-in: got %s, want active", got)
 		}
 
 		// An administrator's deactivation is not lifted by signing in.
-		f.admin.must(200, "PATCH", "/v1/users/"+f.user, map[string]any{"status": "deactivated"})
+		f.admin.Must(200, "PATCH", "/v1/users/"+f.user, map[string]any{"status": "deactivated"})
 		if q, resp := signIn(t, conf, f.email, f.password, oauth2.GenerateVerifier()); q != nil && q.Get("code") != "" {
 			t.Fatalf("sign-in after an administrator's deactivation: got a code (%d), want a refusal", resp.StatusCode)
 		}
-		if got := f.admin.must(200, "GET", "/v1/users/"+f.user, nil).str("status"); got != "deactivated" {
+		if got := f.admin.Must(200, "GET", "/v1/users/"+f.user, nil).Str("status"); got != "deactivated" {
 			t.Fatalf("status after a refused sign-in: got %s, want deactivated", got)
 		}
-		f.admin.must(200, "PATCH", "/v1/users/"+f.user, map[string]any{"status": "active"})
+		f.admin.Must(200, "PATCH", "/v1/users/"+f.user, map[string]any{"status": "active"})
 	})
 }
 
-// TestRateLimits: the token endpoint answers 429 with Retry-After and an
+// TestAPI_RateLimits: the token endpoint answers 429 with Retry-After and an
 // OAuth error past its rate per client; the sign-in page per account.
-func TestRateLimits(t *testing.T) {
+func TestAPI_RateLimits(t *testing.T) {
 	f := newIDPFixture(t)
-	f.m.api.ConfigureIdentity(func(c *api.IdentityConfig) { c.TokenRate, c.TokenBurst, c.SignInRate, c.SignInBurst = 0.01, 2, 0.01, 2 })
+	f.m.API().ConfigureIdentity(func(c *api.IdentityConfig) { c.TokenRate, c.TokenBurst, c.SignInRate, c.SignInBurst = 0.01, 2, 0.01, 2 })
 	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {f.clientID}, "client_secret": {f.secret}}
 	var last *http.Response
 	for range 3 {
-		resp, err := http.PostForm(f.m.url()+"/oauth2/token", form)
+		resp, err := http.PostForm(daemontest.URL(f.m)+"/oauth2/token", form)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -466,8 +457,8 @@ func TestRateLimits(t *testing.T) {
 // delete; API keys likewise, accepted on reads.
 func TestCredentials_Lifecycle(t *testing.T) {
 	f := newIDPFixture(t)
-	base := f.m.url()
-	second := f.admin.must(201, "POST", "/v1/apps/"+f.app+"/credentials", nil)
+	base := daemontest.URL(f.m)
+	second := f.admin.Must(201, "POST", "/v1/apps/"+f.app+"/credentials", nil)
 	tokenStatus := func(id, secret string) int {
 		resp, err := http.PostForm(base+"/oauth2/token", url.Values{"grant_type": {"client_credentials"}, "client_id": {id}, "client_secret": {secret}})
 		if err != nil {
@@ -476,53 +467,53 @@ func TestCredentials_Lifecycle(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	if a, b := tokenStatus(f.clientID, f.secret), tokenStatus(second.str("clientId"), second.str("clientSecret")); a != 200 || b != 200 {
+	if a, b := tokenStatus(f.clientID, f.secret), tokenStatus(second.Str("clientId"), second.Str("clientSecret")); a != 200 || b != 200 {
 		t.Fatalf("two active credentials: got %d %d", a, b)
 	}
-	credPath := "/v1/apps/" + f.app + "/credentials/" + second.str("credentialId")
-	f.admin.must(200, "PATCH", credPath, map[string]any{"status": "disabled"})
-	if got := tokenStatus(second.str("clientId"), second.str("clientSecret")); got != 401 {
+	credPath := "/v1/apps/" + f.app + "/credentials/" + second.Str("credentialId")
+	f.admin.Must(200, "PATCH", credPath, map[string]any{"status": "disabled"})
+	if got := tokenStatus(second.Str("clientId"), second.Str("clientSecret")); got != 401 {
 		t.Fatalf("disabled credential: got %d, want 401", got)
 	}
-	f.admin.must(200, "PATCH", credPath, map[string]any{"status": "enabled"})
-	if got := tokenStatus(second.str("clientId"), second.str("clientSecret")); got != 200 {
+	f.admin.Must(200, "PATCH", credPath, map[string]any{"status": "enabled"})
+	if got := tokenStatus(second.Str("clientId"), second.Str("clientSecret")); got != 200 {
 		t.Fatalf("re-enabled credential: got %d, want 200", got)
 	}
-	f.admin.must(200, "PATCH", credPath, map[string]any{"status": "disabled"})
-	f.admin.must(200, "DELETE", credPath, nil)
-	if got := tokenStatus(second.str("clientId"), second.str("clientSecret")); got != 401 {
+	f.admin.Must(200, "PATCH", credPath, map[string]any{"status": "disabled"})
+	f.admin.Must(200, "DELETE", credPath, nil)
+	if got := tokenStatus(second.Str("clientId"), second.Str("clientSecret")); got != 401 {
 		t.Fatalf("deleted credential: got %d, want 401", got)
 	}
 
-	key := f.admin.must(201, "POST", "/v1/apps/"+f.app+"/apiKeys", nil)
-	f.secrets = append(f.secrets, key.str("apiKey"))
-	keyPath := "/v1/apps/" + f.app + "/apiKeys/" + key.str("keyId")
+	key := f.admin.Must(201, "POST", "/v1/apps/"+f.app+"/apiKeys", nil)
+	f.secrets = append(f.secrets, key.Str("apiKey"))
+	keyPath := "/v1/apps/" + f.app + "/apiKeys/" + key.Str("keyId")
 	withKey := func(tok string) int {
-		return (&client{tb: t, base: base}).do("GET", "/v1/roles", nil, "X-API-Key", key.str("apiKey"), "Consistency-Token", tok).status
+		return (&daemontest.Client{TB: t, Base: base}).Do("GET", "/v1/roles", nil, "X-API-Key", key.Str("apiKey"), "Consistency-Token", tok).Status
 	}
-	if got := withKey(key.str("consistencyToken")); got != 200 {
+	if got := withKey(key.Str("consistencyToken")); got != 200 {
 		t.Fatalf("API key: got %d, want 200", got)
 	}
-	ct := f.admin.must(200, "PATCH", keyPath, map[string]any{"status": "disabled"}).str("consistencyToken")
+	ct := f.admin.Must(200, "PATCH", keyPath, map[string]any{"status": "disabled"}).Str("consistencyToken")
 	if got := withKey(ct); got != 401 {
 		t.Fatalf("disabled API key: got %d, want 401", got)
 	}
-	ct = f.admin.must(200, "PATCH", keyPath, map[string]any{"status": "enabled"}).str("consistencyToken")
+	ct = f.admin.Must(200, "PATCH", keyPath, map[string]any{"status": "enabled"}).Str("consistencyToken")
 	if got := withKey(ct); got != 200 {
 		t.Fatalf("enabled API key: got %d, want 200", got)
 	}
-	ct = f.admin.must(200, "DELETE", keyPath, nil).str("consistencyToken")
+	ct = f.admin.Must(200, "DELETE", keyPath, nil).Str("consistencyToken")
 	if got := withKey(ct); got != 401 {
 		t.Fatalf("deleted API key: got %d, want 401", got)
 	}
 }
 
 // readMail waits for the newest outbox mail of kind and returns its token.
-func readMail(t *testing.T, m *Main, kind string, after int) (string, int) {
+func readMail(t *testing.T, m *daemon.Main, kind string, after int) (string, int) {
 	t.Helper()
 	dir := filepath.Join(m.Config.DataDir, "outbox")
 	var files []string
-	eventually(t, kind+" mail", func() bool {
+	eventlogtest.Eventually(t, 10*time.Second, kind+" mail", func() bool {
 		files, _ = filepath.Glob(filepath.Join(dir, "*-"+kind+"-*.json"))
 		return len(files) > after
 	})
@@ -550,22 +541,22 @@ func TestPasswords_ChangeAndReset(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	me := &client{tb: t, base: f.m.url(), token: tok.AccessToken}
-	me.must(403, "PUT", "/v1/users/"+f.user+"/password", map[string]any{"currentPassword": "nope nope", "newPassword": "second password"})
-	me.must(200, "PUT", "/v1/users/"+f.user+"/password", map[string]any{"currentPassword": f.password, "newPassword": "second password"})
+	me := &daemontest.Client{TB: t, Base: daemontest.URL(f.m), Token: tok.AccessToken}
+	me.Must(403, "PUT", "/v1/users/"+f.user+"/password", map[string]any{"currentPassword": "nope nope", "newPassword": "second password"})
+	me.Must(200, "PUT", "/v1/users/"+f.user+"/password", map[string]any{"currentPassword": f.password, "newPassword": "second password"})
 	f.passwords = append(f.passwords, "second password")
 	mustCode(t, conf, f.email, "second password", oauth2.GenerateVerifier())
 	if q, _ := signIn(t, conf, f.email, f.password, oauth2.GenerateVerifier()); q != nil {
 		t.Fatal("old password still signs in")
 	}
 
-	anon := &client{tb: t, base: f.m.url()}
-	anon.must(202, "POST", "/v1/passwordResets", map[string]any{"realm": f.m.Bootstrap.Realm, "email": "nobody@example.com"})
-	anon.must(202, "POST", "/v1/passwordResets", map[string]any{"realm": f.m.Bootstrap.Realm, "email": f.email})
+	anon := &daemontest.Client{TB: t, Base: daemontest.URL(f.m)}
+	anon.Must(202, "POST", "/v1/passwordResets", map[string]any{"realm": f.m.Bootstrap.Realm, "email": "nobody@example.com"})
+	anon.Must(202, "POST", "/v1/passwordResets", map[string]any{"realm": f.m.Bootstrap.Realm, "email": f.email})
 	token, _ := readMail(t, f.m, "passwordReset", 0)
-	anon.must(200, "POST", "/v1/passwordResets/confirm", map[string]any{"token": token, "newPassword": "third password"})
+	anon.Must(200, "POST", "/v1/passwordResets/confirm", map[string]any{"token": token, "newPassword": "third password"})
 	f.passwords = append(f.passwords, "third password")
-	anon.must(400, "POST", "/v1/passwordResets/confirm", map[string]any{"token": token, "newPassword": "fourth password"})
+	anon.Must(400, "POST", "/v1/passwordResets/confirm", map[string]any{"token": token, "newPassword": "fourth password"})
 	mustCode(t, conf, f.email, "third password", oauth2.GenerateVerifier())
 	for _, raw := range rawMessages(t, f.m) {
 		if bytes.Contains(raw, []byte(token)) || bytes.Contains(raw, []byte(strings.SplitN(token, ".", 2)[1])) {
@@ -574,38 +565,38 @@ func TestPasswords_ChangeAndReset(t *testing.T) {
 	}
 }
 
-// TestInvitations: invite with roles and groups (at most 5 each), request
+// TestAPI_Invitations: invite with roles and groups (at most 5 each), request
 // again, accept.
-func TestInvitations(t *testing.T) {
+func TestAPI_Invitations(t *testing.T) {
 	f := newIDPFixture(t)
-	group := f.admin.must(201, "POST", "/v1/groups", map[string]any{"name": "Team"}).str("id")
+	group := f.admin.Must(201, "POST", "/v1/groups", map[string]any{"name": "Team"}).Str("id")
 	six := []string{group, group, group, group, group, group}
-	f.admin.must(409, "POST", "/v1/invitations", map[string]any{"email": "x@example.com", "groups": six})
-	inv := f.admin.must(201, "POST", "/v1/invitations", map[string]any{"email": "grace@example.com", "roles": []string{"OrgInviter"}, "groups": []string{group}})
+	f.admin.Must(409, "POST", "/v1/invitations", map[string]any{"email": "x@example.com", "groups": six})
+	inv := f.admin.Must(201, "POST", "/v1/invitations", map[string]any{"email": "grace@example.com", "roles": []string{"OrgInviter"}, "groups": []string{group}})
 	first, n := readMail(t, f.m, "invitation", 0)
-	f.admin.must(200, "POST", "/v1/invitations/"+inv.str("id")+"/resend", nil)
+	f.admin.Must(200, "POST", "/v1/invitations/"+inv.Str("id")+"/resend", nil)
 	second, _ := readMail(t, f.m, "invitation", n)
-	anon := &client{tb: t, base: f.m.url()}
-	anon.must(400, "POST", "/v1/invitations/accept", map[string]any{"token": first, "name": "Grace", "password": "grace password"})
-	u := anon.must(200, "POST", "/v1/invitations/accept", map[string]any{"token": second, "name": "Grace Hopper", "password": "grace password"})
+	anon := &daemontest.Client{TB: t, Base: daemontest.URL(f.m)}
+	anon.Must(400, "POST", "/v1/invitations/accept", map[string]any{"token": first, "name": "Grace", "password": "grace password"})
+	u := anon.Must(200, "POST", "/v1/invitations/accept", map[string]any{"token": second, "name": "Grace Hopper", "password": "grace password"})
 	f.passwords = append(f.passwords, "grace password")
-	got := f.admin.must(200, "GET", "/v1/users/"+u.str("id"), nil, "Consistency-Token", u.str("consistencyToken"))
-	if got.str("email") != "grace@example.com" || got.str("name") != "Grace Hopper" {
-		t.Fatalf("invited user: got %s", got.raw)
+	got := f.admin.Must(200, "GET", "/v1/users/"+u.Str("id"), nil, "Consistency-Token", u.Str("consistencyToken"))
+	if got.Str("email") != "grace@example.com" || got.Str("name") != "Grace Hopper" {
+		t.Fatalf("invited user: got %s", got.Raw)
 	}
-	if roles := got.body["roles"].([]any); len(roles) != 1 || roles[0] != "OrgInviter" {
+	if roles := got.Body["roles"].([]any); len(roles) != 1 || roles[0] != "OrgInviter" {
 		t.Fatalf("roles: got %v", roles)
 	}
 	mustCode(t, f.oauthConfig(f.clientID, f.secret), "grace@example.com", "grace password", oauth2.GenerateVerifier())
 }
 
 // rawMessages reads every message of the event stream and of the key vault.
-func rawMessages(t *testing.T, m *Main) [][]byte {
+func rawMessages(t *testing.T, m *daemon.Main) [][]byte {
 	t.Helper()
 	ctx := context.Background()
-	js := m.log.JetStream()
+	js := m.Log().JetStream()
 	var out [][]byte
-	for _, name := range []string{m.log.StreamName(), "KV_" + keyvault.DefaultBucket} {
+	for _, name := range []string{m.Log().StreamName(), "KV_" + keyvault.DefaultBucket} {
 		st, err := js.Stream(ctx, name)
 		if err != nil {
 			t.Fatalf("stream %s: %v", name, err)
@@ -628,15 +619,15 @@ func rawMessages(t *testing.T, m *Main) [][]byte {
 	return out
 }
 
-// TestCryptoShredding: after a full scenario, no raw message of the stream or
+// TestAPI_CryptoShredding: after a full scenario, no raw message of the stream or
 // the key vault holds a password, client secret or API key; after DELETE,
 // neither any replica, nor the change feed, nor the stream, nor the vault
 // reveals the deleted user's email or name.
-func TestCryptoShredding(t *testing.T) {
+func TestAPI_CryptoShredding(t *testing.T) {
 	f := newIDPFixture(t)
 	ctx := context.Background()
-	key := f.admin.must(201, "POST", "/v1/apps/"+f.app+"/apiKeys", nil)
-	f.secrets = append(f.secrets, key.str("apiKey"))
+	key := f.admin.Must(201, "POST", "/v1/apps/"+f.app+"/apiKeys", nil)
+	f.secrets = append(f.secrets, key.Str("apiKey"))
 	conf := f.oauthConfig(f.clientID, f.secret)
 	pkce := oauth2.GenerateVerifier()
 	if _, err := conf.Exchange(ctx, mustCode(t, conf, f.email, f.password, pkce), oauth2.VerifierOption(pkce)); err != nil {
@@ -646,8 +637,8 @@ func TestCryptoShredding(t *testing.T) {
 	f.passwords = append(f.passwords, "a wrong password")
 	// Readable while the user exists, everywhere.
 	for _, region := range f.m.Config.Regions {
-		c := &client{tb: t, base: f.m.url(), token: f.admin.token, region: region}
-		if got := c.must(200, "GET", "/v1/users/"+f.user, nil).str("email"); got != f.email {
+		c := &daemontest.Client{TB: t, Base: daemontest.URL(f.m), Token: f.admin.Token, Region: region}
+		if got := c.Must(200, "GET", "/v1/users/"+f.user, nil).Str("email"); got != f.email {
 			t.Fatalf("%s before deletion: got email %q", region, got)
 		}
 	}
@@ -668,20 +659,20 @@ func TestCryptoShredding(t *testing.T) {
 	personalData := []string{f.email, f.name, "Lovelace"}
 	scan("before deletion", append(append(append([]string(nil), f.passwords...), f.secrets...), personalData...))
 
-	del := f.admin.must(200, "DELETE", "/v1/users/"+f.user, nil)
+	del := f.admin.Must(200, "DELETE", "/v1/users/"+f.user, nil)
 	for _, region := range f.m.Config.Regions {
-		c := &client{tb: t, base: f.m.url(), token: f.admin.token, region: region}
-		c.must(404, "GET", "/v1/users/"+f.user, nil, "Consistency-Token", del.str("consistencyToken"))
-		list := c.must(200, "GET", "/v1/users", nil, "Consistency-Token", del.str("consistencyToken"))
-		if strings.Contains(string(list.raw), f.email) || strings.Contains(string(list.raw), f.name) {
-			t.Errorf("%s list after deletion: %s", region, list.raw)
+		c := &daemontest.Client{TB: t, Base: daemontest.URL(f.m), Token: f.admin.Token, Region: region}
+		c.Must(404, "GET", "/v1/users/"+f.user, nil, "Consistency-Token", del.Str("consistencyToken"))
+		list := c.Must(200, "GET", "/v1/users", nil, "Consistency-Token", del.Str("consistencyToken"))
+		if strings.Contains(string(list.Raw), f.email) || strings.Contains(string(list.Raw), f.name) {
+			t.Errorf("%s list after deletion: %s", region, list.Raw)
 		}
 	}
 	// The change feed, from the first event.
 	cctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(cctx, "GET", f.m.url()+"/v1/changes", nil)
-	req.Header.Set("Authorization", "Bearer "+f.admin.token)
+	req, _ := http.NewRequestWithContext(cctx, "GET", daemontest.URL(f.m)+"/v1/changes", nil)
+	req.Header.Set("Authorization", "Bearer "+f.admin.Token)
 	if resp, err := http.DefaultClient.Do(req); err == nil {
 		feed, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
@@ -696,7 +687,7 @@ func TestCryptoShredding(t *testing.T) {
 	}
 	scan("after deletion", append(append(append([]string(nil), f.passwords...), f.secrets...), personalData...))
 	// And the sealed data in the log can no longer be opened: the key is gone.
-	v, err := keyvault.Open(ctx, f.m.log, "")
+	v, err := keyvault.Open(ctx, f.m.Log(), "")
 	if err != nil {
 		t.Fatal(err)
 	}

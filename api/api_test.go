@@ -1,7 +1,6 @@
-package daemon
+package api_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
@@ -19,13 +18,15 @@ import (
 	"time"
 
 	"github.com/iam-project/iam/api"
+	"github.com/iam-project/iam/cmd/iamd/daemon"
+	"github.com/iam-project/iam/cmd/iamd/daemon/daemontest"
 )
 
 // fixture is a running iamd with one of each kind of entity, made by the
 // bootstrap admin, and an app that holds no role at all.
 type fixture struct {
-	m       *Main
-	admin   *client
+	m       *daemon.Main
+	admin   *daemontest.Client
 	realm   string
 	user    string // in group, with policy attached through the group
 	group   string
@@ -33,7 +34,7 @@ type fixture struct {
 	project string
 	app     string // no role; its token is in noRights
 	// noRights is a client holding the token of app.
-	noRights *client
+	noRights *daemontest.Client
 	// last is the consistency token of the last fixture write; tokens
 	// holds every write's.
 	last   string
@@ -42,8 +43,8 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	m := startIamd(t, "")
-	f := &fixture{m: m, admin: adminClient(t, m), realm: m.Bootstrap.Realm}
+	m := daemontest.Start(t, "")
+	f := &fixture{m: m, admin: daemontest.AdminClient(t, m), realm: m.Bootstrap.Realm}
 	f.user = f.create("/v1/users", map[string]any{"email": "fixture@example.com", "name": "Fixture User", "password": "fixture-password"})
 	f.group = f.create("/v1/groups", map[string]any{"name": "fixture group"})
 	f.policy = f.create("/v1/policies", map[string]any{"name": "catalog readers", "statements": []any{
@@ -52,9 +53,9 @@ func newFixture(t *testing.T) *fixture {
 	f.app = f.create("/v1/apps", map[string]any{"name": "no rights app"})
 	f.write("PUT", "/v1/groups/"+f.group+"/members/"+f.user, nil)
 	f.write("PUT", "/v1/policies/"+f.policy+"/attachments/"+f.group, nil)
-	cred := f.admin.must(http.StatusCreated, "POST", "/v1/apps/"+f.app+"/credentials", nil)
+	cred := f.admin.Must(http.StatusCreated, "POST", "/v1/apps/"+f.app+"/credentials", nil)
 	f.ack(cred)
-	f.noRights = &client{tb: t, base: m.url(), token: clientToken(t, m.url(), cred.str("clientId"), cred.str("clientSecret"), "")}
+	f.noRights = &daemontest.Client{TB: t, Base: daemontest.URL(m), Token: daemontest.ClientToken(t, daemontest.URL(m), cred.Str("clientId"), cred.Str("clientSecret"), "")}
 	return f
 }
 
@@ -67,68 +68,61 @@ func (f *fixture) projectHRN(id string) string {
 
 // create POSTs body to path as the admin and returns the new entity's id.
 func (f *fixture) create(path string, body any) string {
-	f.admin.tb.Helper()
-	r := f.admin.must(http.StatusCreated, "POST", path, body)
+	f.admin.TB.Helper()
+	r := f.admin.Must(http.StatusCreated, "POST", path, body)
 	f.ack(r)
-	if r.str("id") == "" {
-		f.admin.tb.Fatalf("POST %s: no id in %s", path, r.raw)
+	if r.Str("id") == "" {
+		f.admin.TB.Fatalf("POST %s: no id in %s", path, r.Raw)
 	}
-	return r.str("id")
+	return r.Str("id")
 }
 
 // write performs a 200 write as the admin.
-func (f *fixture) write(method, path string, body any) response {
-	f.admin.tb.Helper()
-	r := f.admin.must(http.StatusOK, method, path, body)
+func (f *fixture) write(method, path string, body any) daemontest.Response {
+	f.admin.TB.Helper()
+	r := f.admin.Must(http.StatusOK, method, path, body)
 	f.ack(r)
 	return r
 }
 
 // ack notes an acknowledged write's consistency token.
-func (f *fixture) ack(r response) {
-	f.last = r.str("consistencyToken")
+func (f *fixture) ack(r daemontest.Response) {
+	f.last = r.Str("consistencyToken")
 	f.tokens = append(f.tokens, f.last)
-}
-
-// with returns a copy of c that sends token (none when empty).
-func (c *client) with(token string) *client {
-	cc := *c
-	cc.token = token
-	return &cc
 }
 
 // wantProblem asserts that r is an RFC 9457 problem with status and code
 // whose field is one of fields ("a|b"; empty: any) and whose detail names it.
-func wantProblem(tb testing.TB, r response, status int, code, fields string) {
+func wantProblem(tb testing.TB, r daemontest.Response, status int, code, fields string) {
 	tb.Helper()
-	if r.status != status {
-		tb.Errorf("got status %d (%s), want %d", r.status, r.raw, status)
+	if r.Status != status {
+		tb.Errorf("got status %d (%s), want %d", r.Status, r.Raw, status)
 		return
 	}
-	if ct := r.header.Get("Content-Type"); !strings.HasPrefix(ct, "application/problem+json") {
+	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/problem+json") {
 		tb.Errorf("got Content-Type %q, want application/problem+json", ct)
 	}
-	if got := r.str("code"); got != code {
-		tb.Errorf("got code %q (%s), want %q", got, r.raw, code)
+	if got := r.Str("code"); got != code {
+		tb.Errorf("got code %q (%s), want %q", got, r.Raw, code)
 	}
-	if got, _ := r.body["status"].(float64); int(got) != status {
-		tb.Errorf("got problem status %v, want %d", r.body["status"], status)
+	if got, _ := r.Body["status"].(float64); int(got) != status {
+		tb.Errorf("got problem status %v, want %d", r.Body["status"], status)
 	}
 	for _, k := range []string{"type", "title", "detail", "correlationId"} {
-		if r.str(k) == "" {
-			tb.Errorf("problem has no %q: %s", k, r.raw)
+		if r.Str(k) == "" {
+			tb.Errorf("problem has no %q: %s", k, r.Raw)
 		}
 	}
 	if fields == "" {
 		return
 	}
-	got := r.str("field")
+	got := r.Str("field")
 	for _, want := range strings.Split(fields, "|") {
-		if got == want && strings.Contains(r.str("detail"), want) {
+		if got == want && strings.Contains(r.Str("detail"), want) {
 			return
 		}
 	}
-	tb.Errorf("got field %q, detail %q; want the field named as %s", got, r.str("detail"), fields)
+	tb.Errorf("got field %q, detail %q; want the field named as %s", got, r.Str("detail"), fields)
 }
 
 // badCase is one request that must be refused with a problem.
@@ -364,30 +358,30 @@ func TestAPI_BadInput(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			c := f.admin.with(f.admin.token)
-			c.tb = t
-			r := c.do(tc.method, tc.path, tc.body, tc.headers...)
+			c := f.admin.With(f.admin.Token)
+			c.TB = t
+			r := c.Do(tc.method, tc.path, tc.body, tc.headers...)
 			wantProblem(t, r, tc.status, tc.code, tc.field)
-			if tc.idIn != "" && !strings.Contains(r.str("detail"), tc.idIn) {
-				t.Errorf("got detail %q, want it to name %s", r.str("detail"), tc.idIn)
+			if tc.idIn != "" && !strings.Contains(r.Str("detail"), tc.idIn) {
+				t.Errorf("got detail %q, want it to name %s", r.Str("detail"), tc.idIn)
 			}
 		})
 	}
 
 	// A wrong method on a known path is a problem too (404 or 405).
 	for _, mp := range [][2]string{{"PATCH", "/v1/groups"}, {"DELETE", "/v1/check"}, {"PUT", "/v1/users"}, {"POST", "/v1/users/" + f.user}} {
-		r := f.admin.do(mp[0], mp[1], `{}`)
-		if r.status != http.StatusNotFound && r.status != http.StatusMethodNotAllowed {
-			t.Errorf("%s %s: got %d, want 404 or 405", mp[0], mp[1], r.status)
+		r := f.admin.Do(mp[0], mp[1], `{}`)
+		if r.Status != http.StatusNotFound && r.Status != http.StatusMethodNotAllowed {
+			t.Errorf("%s %s: got %d, want 404 or 405", mp[0], mp[1], r.Status)
 		}
-		if ct := r.header.Get("Content-Type"); !strings.HasPrefix(ct, "application/problem+json") {
+		if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/problem+json") {
 			t.Errorf("%s %s: got Content-Type %q, want application/problem+json", mp[0], mp[1], ct)
 		}
 	}
 
 	// An unknown subject is not an error: it is denied.
-	r := f.admin.must(http.StatusOK, "POST", "/v1/check", check("subject", "u-nobody"))
-	if allowed, _ := r.body["allowed"].(bool); allowed {
+	r := f.admin.Must(http.StatusOK, "POST", "/v1/check", check("subject", "u-nobody"))
+	if allowed, _ := r.Body["allowed"].(bool); allowed {
 		t.Errorf("unknown subject: got allowed, want denied")
 	}
 
@@ -399,25 +393,25 @@ func TestAPI_BadInput(t *testing.T) {
 // write is in place: no bad input lost or added anything.
 func (f *fixture) assertIntact(t *testing.T) {
 	t.Helper()
-	f.admin.must(http.StatusOK, "GET", "/healthz", nil)
-	u := f.admin.must(http.StatusOK, "GET", "/v1/users/"+f.user, nil, "Consistency-Token", f.last)
-	if u.str("email") != "fixture@example.com" || u.str("status") != "active" {
-		t.Errorf("fixture user changed: %s", u.raw)
+	f.admin.Must(http.StatusOK, "GET", "/healthz", nil)
+	u := f.admin.Must(http.StatusOK, "GET", "/v1/users/"+f.user, nil, "Consistency-Token", f.last)
+	if u.Str("email") != "fixture@example.com" || u.Str("status") != "active" {
+		t.Errorf("fixture user changed: %s", u.Raw)
 	}
-	if groups, _ := u.body["groups"].([]any); !slices.Contains(groups, any(f.group)) {
-		t.Errorf("fixture user lost its group: %s", u.raw)
+	if groups, _ := u.Body["groups"].([]any); !slices.Contains(groups, any(f.group)) {
+		t.Errorf("fixture user lost its group: %s", u.Raw)
 	}
-	users := f.admin.must(http.StatusOK, "GET", "/v1/users?limit=100", nil)
-	if items, _ := users.body["items"].([]any); len(items) != 1 {
-		t.Errorf("got %d users, want only the fixture's one: %s", len(items), users.raw)
+	users := f.admin.Must(http.StatusOK, "GET", "/v1/users?limit=100", nil)
+	if items, _ := users.Body["items"].([]any); len(items) != 1 {
+		t.Errorf("got %d users, want only the fixture's one: %s", len(items), users.Raw)
 	}
 	for _, path := range []string{"/v1/groups/" + f.group, "/v1/policies/" + f.policy, "/v1/projects/" + f.project, "/v1/apps/" + f.app} {
-		f.admin.must(http.StatusOK, "GET", path, nil)
+		f.admin.Must(http.StatusOK, "GET", path, nil)
 	}
-	r := f.admin.must(http.StatusOK, "POST", "/v1/check", map[string]any{"subject": f.user, "action": "read", "resource": f.hrn("catalog/x"),
+	r := f.admin.Must(http.StatusOK, "POST", "/v1/check", map[string]any{"subject": f.user, "action": "read", "resource": f.hrn("catalog/x"),
 		"consistency": map[string]any{"mode": "at_least_as_fresh", "token": f.last, "waitMs": 5000}})
-	if allowed, _ := r.body["allowed"].(bool); !allowed {
-		t.Errorf("fixture check: got denied (%s), want allowed through the group's policy", r.str("reason"))
+	if allowed, _ := r.Body["allowed"].(bool); !allowed {
+		t.Errorf("fixture check: got denied (%s), want allowed through the group's policy", r.Str("reason"))
 	}
 }
 
@@ -441,9 +435,9 @@ func TestAPI_Authentication(t *testing.T) {
 	}
 	// A token with a valid shape whose payload was changed (exp in the
 	// past), and one that claims no signature at all.
-	parts := strings.Split(f.admin.token, ".")
+	parts := strings.Split(f.admin.Token, ".")
 	if len(parts) != 3 {
-		t.Fatalf("admin token is not a JWT: %q", f.admin.token)
+		t.Fatalf("admin token is not a JWT: %q", f.admin.Token)
 	}
 	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
 	if err != nil {
@@ -463,62 +457,62 @@ func TestAPI_Authentication(t *testing.T) {
 		"three dots":   "a.b.c",
 		"expired":      expired,
 		"alg none":     none,
-		"truncated":    f.admin.token[:len(f.admin.token)-4],
+		"truncated":    f.admin.Token[:len(f.admin.Token)-4],
 		"other scheme": "",
 	}
 	for tname, tok := range tokens {
 		for _, e := range endpoints {
 			t.Run(tname+"/"+e[0]+" "+e[1], func(t *testing.T) {
-				c := f.admin.with(tok)
-				c.tb = t
+				c := f.admin.With(tok)
+				c.TB = t
 				var body any
 				if e[2] != "" {
 					body = e[2]
 				}
-				var r response
+				var r daemontest.Response
 				if tname == "other scheme" {
-					r = c.do(e[0], e[1], body, "Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte("a:b")))
+					r = c.Do(e[0], e[1], body, "Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte("a:b")))
 				} else {
-					r = c.do(e[0], e[1], body)
+					r = c.Do(e[0], e[1], body)
 				}
 				wantProblem(t, r, http.StatusUnauthorized, "unauthenticated", "")
-				if h := r.header.Get("WWW-Authenticate"); !strings.HasPrefix(h, "Bearer") {
+				if h := r.Header.Get("WWW-Authenticate"); !strings.HasPrefix(h, "Bearer") {
 					t.Errorf("got WWW-Authenticate %q, want Bearer", h)
 				}
 			})
 		}
 	}
 	t.Run("bad API key", func(t *testing.T) {
-		c := f.admin.with("")
-		c.tb = t
-		r := c.do("POST", "/v1/check", map[string]any{"action": "read", "resource": f.hrn("x")}, "X-API-Key", "k-nosuchkey.secret")
+		c := f.admin.With("")
+		c.TB = t
+		r := c.Do("POST", "/v1/check", map[string]any{"action": "read", "resource": f.hrn("x")}, "X-API-Key", "k-nosuchkey.secret")
 		wantProblem(t, r, http.StatusUnauthorized, "unauthenticated", "")
-		r = c.do("GET", "/v1/users?apiKey=garbage", nil)
+		r = c.Do("GET", "/v1/users?apiKey=garbage", nil)
 		wantProblem(t, r, http.StatusUnauthorized, "unauthenticated", "")
 	})
 	t.Run("API key on a write", func(t *testing.T) {
-		made := f.admin.must(http.StatusCreated, "POST", "/v1/apps/"+f.app+"/apiKeys", nil)
-		key := made.str("apiKey")
-		c := f.admin.with("")
-		c.tb = t
+		made := f.admin.Must(http.StatusCreated, "POST", "/v1/apps/"+f.app+"/apiKeys", nil)
+		key := made.Str("apiKey")
+		c := f.admin.With("")
+		c.TB = t
 		// At the key's token: see TestAPI_AuthenticationAfterWrite for without.
-		c.must(http.StatusOK, "POST", "/v1/check", map[string]any{"action": "read", "resource": f.hrn("x")}, "X-API-Key", key, "Consistency-Token", made.str("consistencyToken"))
-		r := c.do("POST", "/v1/groups", map[string]any{"name": "g"}, "X-API-Key", key)
+		c.Must(http.StatusOK, "POST", "/v1/check", map[string]any{"action": "read", "resource": f.hrn("x")}, "X-API-Key", key, "Consistency-Token", made.Str("consistencyToken"))
+		r := c.Do("POST", "/v1/groups", map[string]any{"name": "g"}, "X-API-Key", key)
 		wantProblem(t, r, http.StatusUnauthorized, "unauthenticated", "")
 	})
 	t.Run("deactivated identity", func(t *testing.T) {
 		app := f.create("/v1/apps", map[string]any{"name": "short lived"})
-		cred := f.admin.must(http.StatusCreated, "POST", "/v1/apps/"+app+"/credentials", nil)
-		tok := clientToken(t, f.m.url(), cred.str("clientId"), cred.str("clientSecret"), "")
-		c := f.admin.with(tok)
-		c.tb = t
-		c.must(http.StatusOK, "GET", "/v1/apps/"+app, nil)
+		cred := f.admin.Must(http.StatusCreated, "POST", "/v1/apps/"+app+"/credentials", nil)
+		tok := daemontest.ClientToken(t, daemontest.URL(f.m), cred.Str("clientId"), cred.Str("clientSecret"), "")
+		c := f.admin.With(tok)
+		c.TB = t
+		c.Must(http.StatusOK, "GET", "/v1/apps/"+app, nil)
 		f.write("PATCH", "/v1/apps/"+app, map[string]any{"status": "deactivated"})
 		// Once the deactivation has reached the replicas (a later write's
 		// token): see TestAPI_AuthenticationAfterWrite for at once.
 		later := f.create("/v1/groups", map[string]any{"name": "later"})
-		f.admin.must(http.StatusOK, "GET", "/v1/groups/"+later, nil)
-		wantProblem(t, c.do("GET", "/v1/apps/"+app, nil, "Consistency-Token", f.last), http.StatusUnauthorized, "unauthenticated", "")
+		f.admin.Must(http.StatusOK, "GET", "/v1/groups/"+later, nil)
+		wantProblem(t, c.Do("GET", "/v1/apps/"+app, nil, "Consistency-Token", f.last), http.StatusUnauthorized, "unauthenticated", "")
 	})
 
 	// The app without a role: 403 naming the permission, before the input.
@@ -550,78 +544,24 @@ func TestAPI_Authentication(t *testing.T) {
 	}
 	for _, tc := range forbidden {
 		t.Run("forbidden/"+tc.method+" "+tc.path[:min(len(tc.path), 60)], func(t *testing.T) {
-			c := f.noRights.with(f.noRights.token)
-			c.tb = t
-			r := c.do(tc.method, tc.path, tc.body)
+			c := f.noRights.With(f.noRights.Token)
+			c.TB = t
+			r := c.Do(tc.method, tc.path, tc.body)
 			wantProblem(t, r, http.StatusForbidden, "permission_denied", "")
-			if !strings.Contains(r.str("detail"), tc.perm) {
-				t.Errorf("got detail %q, want it to name the permission %s", r.str("detail"), tc.perm)
+			if !strings.Contains(r.Str("detail"), tc.perm) {
+				t.Errorf("got detail %q, want it to name the permission %s", r.Str("detail"), tc.perm)
 			}
 		})
 	}
 	// What any identity may do: check its own access, read itself.
-	r := f.noRights.must(http.StatusOK, "POST", "/v1/check", map[string]any{"action": "read", "resource": f.hrn("catalog/x")})
-	if allowed, _ := r.body["allowed"].(bool); allowed {
+	r := f.noRights.Must(http.StatusOK, "POST", "/v1/check", map[string]any{"action": "read", "resource": f.hrn("catalog/x")})
+	if allowed, _ := r.Body["allowed"].(bool); allowed {
 		t.Errorf("no-rights app: got allowed, want denied")
 	}
-	f.noRights.must(http.StatusOK, "GET", "/v1/apps/"+f.app, nil)
+	f.noRights.Must(http.StatusOK, "GET", "/v1/apps/"+f.app, nil)
 	// Bad input from it is judged once authorization has passed.
-	wantProblem(t, f.noRights.do("POST", "/v1/check", `{"action":`), http.StatusBadRequest, "invalid_argument", "body")
+	wantProblem(t, f.noRights.Do("POST", "/v1/check", `{"action":`), http.StatusBadRequest, "invalid_argument", "body")
 	f.assertIntact(t)
-}
-
-// appendedSince returns the tokens of the realm's changes after token
-// `after`, up to and including a sentinel write made now (the last one
-// returned). The log's own entries (heartbeats) are not the realm's, so
-// unlike the log head this counts only what writes appended.
-func appendedSince(t *testing.T, c *client, after string) []string {
-	t.Helper()
-	sentinel := c.must(http.StatusCreated, "POST", "/v1/groups", map[string]any{"name": "sentinel"}).str("consistencyToken")
-	s := openFeed(t, c.base, c.token, after)
-	defer s.close()
-	var ids []string
-	for _, ev := range s.until(t, sentinel) {
-		ids = append(ids, ev.id)
-	}
-	return ids
-}
-
-// listIDs walks every page of GET path with limit and returns the ids in
-// order, failing on a repeat.
-func listIDs(c *client, path string, limit int) []string {
-	c.tb.Helper()
-	var ids []string
-	seen := map[string]bool{}
-	token := ""
-	for page := 0; ; page++ {
-		if page > 1000 {
-			c.tb.Fatalf("%s: more than 1000 pages", path)
-		}
-		q := url.Values{"limit": {strconv.Itoa(limit)}}
-		if token != "" {
-			q.Set("pageToken", token)
-		}
-		r := c.must(http.StatusOK, "GET", path+"?"+q.Encode(), nil)
-		items, _ := r.body["items"].([]any)
-		if len(items) > limit {
-			c.tb.Errorf("%s: got %d items on a page, want at most %d", path, len(items), limit)
-		}
-		for _, it := range items {
-			id, _ := it.(map[string]any)["id"].(string)
-			if seen[id] {
-				c.tb.Errorf("%s: %s listed twice", path, id)
-			}
-			seen[id] = true
-			ids = append(ids, id)
-		}
-		token = r.str("nextPageToken")
-		if token == "" {
-			return ids
-		}
-		if len(items) == 0 {
-			c.tb.Fatalf("%s: an empty page with a next page token", path)
-		}
-	}
 }
 
 // TestAPI_Idempotency: a retried write with the same Idempotency-Key
@@ -631,65 +571,65 @@ func TestAPI_Idempotency(t *testing.T) {
 	f := newFixture(t)
 	body := map[string]any{"email": "once@example.com", "name": "Once", "password": "a fine password"}
 	before := f.last
-	first := f.admin.must(http.StatusCreated, "POST", "/v1/users", body, "Idempotency-Key", "create-once")
-	second := f.admin.must(http.StatusCreated, "POST", "/v1/users", body, "Idempotency-Key", "create-once")
-	if first.str("id") == "" || second.str("id") != first.str("id") {
-		t.Errorf("retry: got id %q, want %q", second.str("id"), first.str("id"))
+	first := f.admin.Must(http.StatusCreated, "POST", "/v1/users", body, "Idempotency-Key", "create-once")
+	second := f.admin.Must(http.StatusCreated, "POST", "/v1/users", body, "Idempotency-Key", "create-once")
+	if first.Str("id") == "" || second.Str("id") != first.Str("id") {
+		t.Errorf("retry: got id %q, want %q", second.Str("id"), first.Str("id"))
 	}
-	if second.str("consistencyToken") != first.str("consistencyToken") || second.header.Get("Consistency-Token") != first.str("consistencyToken") {
-		t.Errorf("retry: got token %q (header %q), want the first's %q", second.str("consistencyToken"), second.header.Get("Consistency-Token"), first.str("consistencyToken"))
+	if second.Str("consistencyToken") != first.Str("consistencyToken") || second.Header.Get("Consistency-Token") != first.Str("consistencyToken") {
+		t.Errorf("retry: got token %q (header %q), want the first's %q", second.Str("consistencyToken"), second.Header.Get("Consistency-Token"), first.Str("consistencyToken"))
 	}
-	if got := appendedSince(t, f.admin, before); len(got) != 2 || got[0] != first.str("consistencyToken") {
-		t.Errorf("changes after two tries: got %v, want the first's %s, then the sentinel", got, first.str("consistencyToken"))
+	if got := daemontest.AppendedSince(t, f.admin, before); len(got) != 2 || got[0] != first.Str("consistencyToken") {
+		t.Errorf("changes after two tries: got %v, want the first's %s, then the sentinel", got, first.Str("consistencyToken"))
 	}
 
 	// The same key with another body, or on another endpoint: conflict.
 	other := map[string]any{"email": "twice@example.com", "name": "Twice"}
-	wantProblem(t, f.admin.do("POST", "/v1/users", other, "Idempotency-Key", "create-once"), http.StatusConflict, "conflict", "")
-	wantProblem(t, f.admin.do("POST", "/v1/groups", map[string]any{"name": "g"}, "Idempotency-Key", "create-once"), http.StatusConflict, "conflict", "")
+	wantProblem(t, f.admin.Do("POST", "/v1/users", other, "Idempotency-Key", "create-once"), http.StatusConflict, "conflict", "")
+	wantProblem(t, f.admin.Do("POST", "/v1/groups", map[string]any{"name": "g"}, "Idempotency-Key", "create-once"), http.StatusConflict, "conflict", "")
 	// A different key with the first body is a new request: the email is taken.
-	wantProblem(t, f.admin.do("POST", "/v1/users", body, "Idempotency-Key", "create-again"), http.StatusConflict, "conflict", "email")
+	wantProblem(t, f.admin.Do("POST", "/v1/users", body, "Idempotency-Key", "create-again"), http.StatusConflict, "conflict", "email")
 
 	// A secret is shown to the first request only; the retry names the same credential.
-	c1 := f.admin.must(http.StatusCreated, "POST", "/v1/apps/"+f.app+"/credentials", nil, "Idempotency-Key", "cred-1")
-	c2 := f.admin.must(http.StatusCreated, "POST", "/v1/apps/"+f.app+"/credentials", nil, "Idempotency-Key", "cred-1")
-	if c1.str("clientSecret") == "" || c2.str("clientSecret") != "" || c2.str("credentialId") != c1.str("credentialId") || c2.str("clientId") != c1.str("clientId") {
-		t.Errorf("credential retry: first %s, retry %s; want the same ids and no secret on the retry", c1.raw, c2.raw)
+	c1 := f.admin.Must(http.StatusCreated, "POST", "/v1/apps/"+f.app+"/credentials", nil, "Idempotency-Key", "cred-1")
+	c2 := f.admin.Must(http.StatusCreated, "POST", "/v1/apps/"+f.app+"/credentials", nil, "Idempotency-Key", "cred-1")
+	if c1.Str("clientSecret") == "" || c2.Str("clientSecret") != "" || c2.Str("credentialId") != c1.Str("credentialId") || c2.Str("clientId") != c1.Str("clientId") {
+		t.Errorf("credential retry: first %s, retry %s; want the same ids and no secret on the retry", c1.Raw, c2.Raw)
 	}
 
 	// A repeated DELETE answers as the first, not 404.
 	victim := f.create("/v1/users", map[string]any{"email": "victim@example.com", "name": "Victim"})
-	d1 := f.admin.must(http.StatusOK, "DELETE", "/v1/users/"+victim, nil, "Idempotency-Key", "delete-victim")
-	d2 := f.admin.must(http.StatusOK, "DELETE", "/v1/users/"+victim, nil, "Idempotency-Key", "delete-victim")
-	if d1.str("consistencyToken") != d2.str("consistencyToken") {
-		t.Errorf("delete retry: got token %q, want %q", d2.str("consistencyToken"), d1.str("consistencyToken"))
+	d1 := f.admin.Must(http.StatusOK, "DELETE", "/v1/users/"+victim, nil, "Idempotency-Key", "delete-victim")
+	d2 := f.admin.Must(http.StatusOK, "DELETE", "/v1/users/"+victim, nil, "Idempotency-Key", "delete-victim")
+	if d1.Str("consistencyToken") != d2.Str("consistencyToken") {
+		t.Errorf("delete retry: got token %q, want %q", d2.Str("consistencyToken"), d1.Str("consistencyToken"))
 	}
 
 	// Ten concurrent tries with one key: one user, one append, one answer.
 	conc := map[string]any{"email": "race@example.com", "name": "Race"}
-	before = f.admin.must(http.StatusCreated, "POST", "/v1/groups", map[string]any{"name": "before race"}).str("consistencyToken")
+	before = f.admin.Must(http.StatusCreated, "POST", "/v1/groups", map[string]any{"name": "before race"}).Str("consistencyToken")
 	var wg sync.WaitGroup
-	results := make([]response, 10)
+	results := make([]daemontest.Response, 10)
 	for i := range results {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results[i] = f.admin.do("POST", "/v1/users", conc, "Idempotency-Key", "race-key")
+			results[i] = f.admin.Do("POST", "/v1/users", conc, "Idempotency-Key", "race-key")
 		}()
 	}
 	wg.Wait()
 	for i, r := range results {
-		if r.status != http.StatusCreated || r.str("id") != results[0].str("id") || r.str("consistencyToken") != results[0].str("consistencyToken") {
-			t.Errorf("concurrent try %d: got %d %s, want 201 with the id and token of %s", i, r.status, r.raw, results[0].raw)
+		if r.Status != http.StatusCreated || r.Str("id") != results[0].Str("id") || r.Str("consistencyToken") != results[0].Str("consistencyToken") {
+			t.Errorf("concurrent try %d: got %d %s, want 201 with the id and token of %s", i, r.Status, r.Raw, results[0].Raw)
 		}
 	}
-	if got := appendedSince(t, f.admin, before); len(got) != 2 || got[0] != results[0].str("consistencyToken") {
-		t.Errorf("changes after 10 concurrent tries: got %v, want one (%s), then the sentinel", got, results[0].str("consistencyToken"))
+	if got := daemontest.AppendedSince(t, f.admin, before); len(got) != 2 || got[0] != results[0].Str("consistencyToken") {
+		t.Errorf("changes after 10 concurrent tries: got %v, want one (%s), then the sentinel", got, results[0].Str("consistencyToken"))
 	}
 	n := 0
-	for _, id := range listIDs(f.admin, "/v1/users", 100) {
-		u := f.admin.must(http.StatusOK, "GET", "/v1/users/"+id, nil)
-		if u.str("email") == "race@example.com" {
+	for _, id := range daemontest.ListIDs(f.admin, "/v1/users", 100) {
+		u := f.admin.Must(http.StatusOK, "GET", "/v1/users/"+id, nil)
+		if u.Str("email") == "race@example.com" {
 			n++
 		}
 	}
@@ -720,12 +660,12 @@ func TestAPI_ManagementReads(t *testing.T) {
 	}
 	for kind, ids := range made {
 		t.Run("list/"+kind, func(t *testing.T) {
-			c := f.admin.with(f.admin.token)
-			c.tb = t
-			paged := listIDs(c, "/v1/"+kind, 1)
-			whole := listIDs(c, "/v1/"+kind, 100)
+			c := f.admin.With(f.admin.Token)
+			c.TB = t
+			paged := daemontest.ListIDs(c, "/v1/"+kind, 1)
+			whole := daemontest.ListIDs(c, "/v1/"+kind, 100)
 			if !slices.Equal(paged, whole) {
-				t.Errorf("limit=1 walk %v, want the whole list %v", paged, whole)
+				t.Errorf("limit=1 walk: got %v, want the whole list %v", paged, whole)
 			}
 			if !slices.IsSorted(whole) {
 				t.Errorf("list %v is not in a stable (sorted) order", whole)
@@ -734,20 +674,20 @@ func TestAPI_ManagementReads(t *testing.T) {
 				if !slices.Contains(paged, id) {
 					t.Errorf("%s missing from the walk %v", id, paged)
 				}
-				r := c.must(http.StatusOK, "GET", "/v1/"+kind+"/"+id, nil)
-				if r.str("id") != id || !strings.HasPrefix(r.str("hrn"), "hrn:here:") || !strings.HasSuffix(r.str("hrn"), "/"+id) {
-					t.Errorf("GET %s/%s: got %s", kind, id, r.raw)
+				r := c.Must(http.StatusOK, "GET", "/v1/"+kind+"/"+id, nil)
+				if r.Str("id") != id || !strings.HasPrefix(r.Str("hrn"), "hrn:here:") || !strings.HasSuffix(r.Str("hrn"), "/"+id) {
+					t.Errorf("GET %s/%s: got %s", kind, id, r.Raw)
 				}
 			}
 			// limit=2 too: pages of two, nothing lost at page ends.
-			if two := listIDs(c, "/v1/"+kind, 2); !slices.Equal(two, whole) {
-				t.Errorf("limit=2 walk %v, want %v", two, whole)
+			if two := daemontest.ListIDs(c, "/v1/"+kind, 2); !slices.Equal(two, whole) {
+				t.Errorf("limit=2 walk: got %v, want %v", two, whole)
 			}
 		})
 	}
-	roles := f.admin.must(http.StatusOK, "GET", "/v1/roles", nil)
-	if !strings.Contains(string(roles.raw), `"OrgAdmin"`) {
-		t.Errorf("GET /v1/roles lacks OrgAdmin: %s", roles.raw)
+	roles := f.admin.Must(http.StatusOK, "GET", "/v1/roles", nil)
+	if !strings.Contains(string(roles.Raw), `"OrgAdmin"`) {
+		t.Errorf("GET /v1/roles lacks OrgAdmin: %s", roles.Raw)
 	}
 
 	t.Run("permissions provenance", func(t *testing.T) {
@@ -756,8 +696,8 @@ func TestAPI_ManagementReads(t *testing.T) {
 		f.write("PUT", "/v1/policies/"+direct+"/attachments/"+f.user, nil)
 		f.write("PUT", "/v1/projects/"+f.project+"/members/"+f.group, map[string]any{"policies": []string{inProject}})
 		f.write("PUT", "/v1/identities/"+f.user+"/roles/OrgInviter", nil)
-		r := f.admin.must(http.StatusOK, "GET", "/v1/identities/"+f.user+"/permissions", nil)
-		perms, _ := r.body["permissions"].([]any)
+		r := f.admin.Must(http.StatusOK, "GET", "/v1/identities/"+f.user+"/permissions", nil)
+		perms, _ := r.Body["permissions"].([]any)
 		type src struct{ kind, id, via, project string }
 		found := map[src]bool{}
 		for _, p := range perms {
@@ -772,7 +712,7 @@ func TestAPI_ManagementReads(t *testing.T) {
 			{"role", "OrgInviter", "", ""},
 		} {
 			if !found[want] {
-				t.Errorf("no permission from %+v in %s", want, r.raw)
+				t.Errorf("no permission from %+v in %s", want, r.Raw)
 			}
 		}
 	})
@@ -782,140 +722,27 @@ func TestAPI_ManagementReads(t *testing.T) {
 		for i := range 12 {
 			// Read-your-writes by default, in whichever region answers.
 			g := f.create("/v1/groups", map[string]any{"name": fmt.Sprint("fresh ", i)})
-			c := f.admin.with(f.admin.token)
-			c.tb, c.region = t, regions[i%len(regions)]
-			r := c.must(http.StatusOK, "GET", "/v1/groups/"+g, nil)
-			if got := r.header.Get("Iam-Region"); got != c.region {
-				t.Errorf("answered by %q, want %q", got, c.region)
+			c := f.admin.With(f.admin.Token)
+			c.TB, c.Region = t, regions[i%len(regions)]
+			r := c.Must(http.StatusOK, "GET", "/v1/groups/"+g, nil)
+			if got := r.Header.Get("Iam-Region"); got != c.Region {
+				t.Errorf("answered by %q, want %q", got, c.Region)
 			}
-			r = c.must(http.StatusOK, "GET", "/v1/groups/"+g, nil, "Consistency-Token", f.last)
+			r = c.Must(http.StatusOK, "GET", "/v1/groups/"+g, nil, "Consistency-Token", f.last)
 			want, _ := api.ParseToken("t", f.last)
-			got, err := api.ParseToken("t", r.header.Get("Consistency-Token"))
+			got, err := api.ParseToken("t", r.Header.Get("Consistency-Token"))
 			if err != nil || got < want {
-				t.Errorf("read at %q, want at least %q", r.header.Get("Consistency-Token"), f.last)
+				t.Errorf("read at: got %q, want at least %q", r.Header.Get("Consistency-Token"), f.last)
 			}
 		}
 		// A token from the future is not answered stale: 503 replica_behind.
 		seq, _ := api.ParseToken("t", f.last)
-		r := f.admin.do("GET", "/v1/users/"+f.user, nil, "Consistency-Token", api.FormatToken(seq+1000))
+		r := f.admin.Do("GET", "/v1/users/"+f.user, nil, "Consistency-Token", api.FormatToken(seq+1000))
 		wantProblem(t, r, http.StatusServiceUnavailable, "replica_behind", "")
-		if r.header.Get("Retry-After") == "" {
+		if r.Header.Get("Retry-After") == "" {
 			t.Errorf("503 without Retry-After")
 		}
 	})
-}
-
-// sseEvent is one Server-Sent Event.
-type sseEvent struct{ id, event, data string }
-
-// readSSE parses events from r into out until r ends; raw receives every
-// byte read.
-func readSSE(r io.Reader, raw *bytes.Buffer, out chan<- sseEvent) error {
-	br := bufio.NewReader(io.TeeReader(r, raw))
-	var ev sseEvent
-	for {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			return err
-		}
-		line = strings.TrimRight(line, "\r\n")
-		if line == "" {
-			if ev != (sseEvent{}) {
-				out <- ev
-			}
-			ev = sseEvent{}
-			continue
-		}
-		name, value, _ := strings.Cut(line, ":")
-		value = strings.TrimPrefix(value, " ")
-		switch name {
-		case "id":
-			ev.id = value
-		case "event":
-			ev.event = value
-		case "data":
-			ev.data += value
-		}
-	}
-}
-
-// changeStream is an open GET /v1/changes.
-type changeStream struct {
-	events chan sseEvent
-	raw    *bytes.Buffer
-	mu     *sync.Mutex
-	cancel context.CancelFunc
-	done   chan struct{}
-}
-
-// openFeed opens GET /v1/changes on base with token, resuming after
-// lastEventID ("" from the first), for at most 20s.
-func openFeed(t *testing.T, base, token, lastEventID string) *changeStream {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	req, _ := http.NewRequestWithContext(ctx, "GET", base+"/v1/changes", nil)
-	req.Header.Set("Authorization", "Bearer "+token)
-	if lastEventID != "" {
-		req.Header.Set("Last-Event-ID", lastEventID)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
-		cancel()
-		t.Fatalf("GET /v1/changes: got %d %s, want 200 text/event-stream", resp.StatusCode, resp.Header.Get("Content-Type"))
-	}
-	s := &changeStream{events: make(chan sseEvent, 1024), raw: &bytes.Buffer{}, mu: &sync.Mutex{}, cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(s.done)
-		defer resp.Body.Close()
-		var buf bytes.Buffer
-		_ = readSSE(resp.Body, &buf, s.events)
-		s.mu.Lock()
-		s.raw.Write(buf.Bytes())
-		s.mu.Unlock()
-	}()
-	t.Cleanup(s.close)
-	return s
-}
-
-func (s *changeStream) close() { s.cancel(); <-s.done }
-
-// until collects change events up to and including token, skipping
-// checkpoints (whose ids must not go backwards).
-func (s *changeStream) until(t *testing.T, token string) []sseEvent {
-	t.Helper()
-	want, _ := api.ParseToken("t", token)
-	var out []sseEvent
-	var last uint64
-	timeout := time.After(15 * time.Second)
-	for {
-		select {
-		case ev := <-s.events:
-			seq, err := api.ParseToken("id", ev.id)
-			if err != nil {
-				t.Fatalf("event id %q is not a token: %v", ev.id, err)
-			}
-			if ev.event == "checkpoint" {
-				if seq < last {
-					t.Errorf("checkpoint %s went back from %d", ev.id, last)
-				}
-				continue
-			}
-			if seq <= last && last != 0 {
-				t.Errorf("event %s after %d: ids must increase", ev.id, last)
-			}
-			last = seq
-			out = append(out, ev)
-			if seq >= want {
-				return out
-			}
-		case <-timeout:
-			t.Fatalf("no event %s within 15s; got %d events", token, len(out))
-		}
-	}
 }
 
 // TestAPI_Changes reads the change feed: ids increase, no personal data or
@@ -928,13 +755,13 @@ func TestAPI_Changes(t *testing.T) {
 	u := f.create("/v1/users", map[string]any{"email": email, "name": name, "password": "correct horse battery"})
 	g := f.create("/v1/groups", map[string]any{"name": "feed group"})
 	f.write("PUT", "/v1/groups/"+g+"/members/"+u, nil)
-	cred := f.admin.must(http.StatusCreated, "POST", "/v1/apps/"+f.app+"/credentials", nil)
+	cred := f.admin.Must(http.StatusCreated, "POST", "/v1/apps/"+f.app+"/credentials", nil)
 	f.ack(cred)
-	key := f.admin.must(http.StatusCreated, "POST", "/v1/apps/"+f.app+"/apiKeys", nil)
+	key := f.admin.Must(http.StatusCreated, "POST", "/v1/apps/"+f.app+"/apiKeys", nil)
 	f.ack(key)
 
-	s := openFeed(t, f.m.url(), f.admin.token, "")
-	first := s.until(t, f.last)
+	s := daemontest.OpenFeed(t, daemontest.URL(f.m), f.admin.Token, "")
+	first := s.Until(t, f.last)
 	if len(first) < 8 {
 		t.Fatalf("got %d change events, want every write since the first (at least 8)", len(first))
 	}
@@ -943,8 +770,8 @@ func TestAPI_Changes(t *testing.T) {
 	firstWrite, _ := api.ParseToken("t", f.tokens[0])
 	var feedIDs []string
 	for _, ev := range first {
-		if seq, _ := api.ParseToken("t", ev.id); seq >= firstWrite {
-			feedIDs = append(feedIDs, ev.id)
+		if seq, _ := api.ParseToken("t", ev.ID); seq >= firstWrite {
+			feedIDs = append(feedIDs, ev.ID)
 		}
 	}
 	if acked := slices.Compact(slices.Clone(f.tokens)); !slices.Equal(feedIDs, acked) {
@@ -952,61 +779,59 @@ func TestAPI_Changes(t *testing.T) {
 	}
 	// A write while the stream is open arrives on it.
 	live := f.create("/v1/groups", map[string]any{"name": "live group"})
-	liveEvents := s.until(t, f.last)
-	if !strings.Contains(liveEvents[len(liveEvents)-1].data, live) {
-		t.Errorf("live event %s does not name group %s", liveEvents[len(liveEvents)-1].data, live)
+	liveEvents := s.Until(t, f.last)
+	if !strings.Contains(liveEvents[len(liveEvents)-1].Data, live) {
+		t.Errorf("live event %s does not name group %s", liveEvents[len(liveEvents)-1].Data, live)
 	}
-	s.close()
+	s.Close()
 	all := append(first, liveEvents...)
-	s.mu.Lock()
-	raw := s.raw.String()
-	s.mu.Unlock()
+	raw := s.Raw()
 	if !strings.Contains(raw, u) || !strings.Contains(raw, g) {
 		t.Fatalf("the raw stream does not name user %s and group %s: the redaction check would be vacuous", u, g)
 	}
-	for _, secret := range []string{email, name, "$argon2id", cred.str("clientSecret"), key.str("apiKey"), "correct horse"} {
+	for _, secret := range []string{email, name, "$argon2id", cred.Str("clientSecret"), key.Str("apiKey"), "correct horse"} {
 		if strings.Contains(raw, secret) {
 			t.Errorf("the change feed shows %q", secret)
 		}
 	}
 	for _, ev := range all {
-		if !json.Valid([]byte(ev.data)) {
-			t.Errorf("event %s data is not JSON: %s", ev.id, ev.data)
+		if !json.Valid([]byte(ev.Data)) {
+			t.Errorf("event %s data is not JSON: %s", ev.ID, ev.Data)
 		}
 	}
 
 	// Resume after each of a few ids: exactly the rest, in order.
 	for _, k := range []int{0, len(all) / 2, len(all) - 2} {
-		r := openFeed(t, f.m.url(), f.admin.token, all[k].id)
-		got := r.until(t, all[len(all)-1].id)
-		r.close()
+		r := daemontest.OpenFeed(t, daemontest.URL(f.m), f.admin.Token, all[k].ID)
+		got := r.Until(t, all[len(all)-1].ID)
+		r.Close()
 		var gotIDs, wantIDs []string
 		for _, ev := range got {
-			gotIDs = append(gotIDs, ev.id)
+			gotIDs = append(gotIDs, ev.ID)
 		}
 		for _, ev := range all[k+1:] {
-			wantIDs = append(wantIDs, ev.id)
+			wantIDs = append(wantIDs, ev.ID)
 		}
 		if !slices.Equal(gotIDs, wantIDs) {
-			t.Errorf("resume after %s: got %v, want %v", all[k].id, gotIDs, wantIDs)
+			t.Errorf("resume after %s: got %v, want %v", all[k].ID, gotIDs, wantIDs)
 		}
 	}
 	// ?after= is the same as Last-Event-ID.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", f.m.url()+"/v1/changes?after="+url.QueryEscape(all[len(all)-2].id), nil)
-	req.Header.Set("Authorization", "Bearer "+f.admin.token)
+	req, _ := http.NewRequestWithContext(ctx, "GET", daemontest.URL(f.m)+"/v1/changes?after="+url.QueryEscape(all[len(all)-2].ID), nil)
+	req.Header.Set("Authorization", "Bearer "+f.admin.Token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	evs := make(chan sseEvent, 16)
-	go func() { _ = readSSE(resp.Body, &bytes.Buffer{}, evs) }()
+	evs := make(chan daemontest.SSEEvent, 16)
+	go func() { _ = daemontest.ReadSSE(resp.Body, &bytes.Buffer{}, evs) }()
 	select {
 	case ev := <-evs:
-		if ev.id != all[len(all)-1].id {
-			t.Errorf("after=%s: first event %s, want %s", all[len(all)-2].id, ev.id, all[len(all)-1].id)
+		if ev.ID != all[len(all)-1].ID {
+			t.Errorf("after=%s: got first event %s, want %s", all[len(all)-2].ID, ev.ID, all[len(all)-1].ID)
 		}
 	case <-ctx.Done():
 		t.Errorf("after=: no event")
@@ -1139,12 +964,12 @@ func TestAPI_RandomInput(t *testing.T) {
 		map[string]any{"effect": "allow", "actions": []string{"read"}, "resources": []string{f.hrn("after/*")}}}})
 	f.write("PUT", "/v1/policies/"+p+"/attachments/"+u, nil)
 	for _, region := range f.m.Config.Regions {
-		c := f.admin.with(f.admin.token)
-		c.region = region
-		r := c.must(http.StatusOK, "POST", "/v1/check", map[string]any{"subject": u, "action": "read", "resource": f.hrn("after/x"),
+		c := f.admin.With(f.admin.Token)
+		c.Region = region
+		r := c.Must(http.StatusOK, "POST", "/v1/check", map[string]any{"subject": u, "action": "read", "resource": f.hrn("after/x"),
 			"consistency": map[string]any{"mode": "at_least_as_fresh", "token": f.last, "waitMs": 5000}})
-		if allowed, _ := r.body["allowed"].(bool); !allowed {
-			t.Errorf("check after the random input in %s: got denied (%s), want allowed", region, r.str("reason"))
+		if allowed, _ := r.Body["allowed"].(bool); !allowed {
+			t.Errorf("check after the random input in %s: got denied (%s), want allowed", region, r.Str("reason"))
 		}
 	}
 }
@@ -1185,7 +1010,7 @@ func (f *fixture) randomRequest(rng *rand.Rand, routes []fuzzRoute, methods []st
 		vals := []string{"0", "1", "100", "101", "-5", "abc", "eu-west", "mars", "ct1.1", base64.RawURLEncoding.EncodeToString([]byte(pool[rng.IntN(len(pool))])), randomString(rng, 10)}
 		q.Set(keys[rng.IntN(len(keys))], vals[rng.IntN(len(vals))])
 	}
-	target := f.m.url() + path
+	target := daemontest.URL(f.m) + path
 	if len(q) > 0 {
 		target += "?" + q.Encode()
 	}
@@ -1219,7 +1044,7 @@ func (f *fixture) randomRequest(rng *rand.Rand, routes []fuzzRoute, methods []st
 	case 2:
 		req.Header.Set("Authorization", "Basic "+randomString(rng, 10))
 	default:
-		req.Header.Set("Authorization", "Bearer "+f.admin.token)
+		req.Header.Set("Authorization", "Bearer "+f.admin.Token)
 	}
 	if rt.body == nil {
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -1374,36 +1199,36 @@ func TestAPI_AuthenticationAfterWrite(t *testing.T) {
 	refused := 0
 	for i := range tries {
 		app := f.create("/v1/apps", map[string]any{"name": fmt.Sprint("keyed ", i)})
-		key := f.admin.must(http.StatusCreated, "POST", "/v1/apps/"+app+"/apiKeys", nil).str("apiKey")
-		r := f.admin.with("").do("POST", "/v1/check", map[string]any{"action": "read", "resource": f.hrn("x")}, "X-API-Key", key)
-		switch r.status {
+		key := f.admin.Must(http.StatusCreated, "POST", "/v1/apps/"+app+"/apiKeys", nil).Str("apiKey")
+		r := f.admin.With("").Do("POST", "/v1/check", map[string]any{"action": "read", "resource": f.hrn("x")}, "X-API-Key", key)
+		switch r.Status {
 		case http.StatusOK:
 		case http.StatusServiceUnavailable: // replica_behind: honest, retryable
 		default:
 			refused++
 			if refused == 1 {
-				t.Errorf("a just-made API key: got %d %s, want 200 (or 503 replica_behind)", r.status, r.raw)
+				t.Errorf("a just-made API key: got %d %s, want 200 (or 503 replica_behind)", r.Status, r.Raw)
 			}
 		}
 	}
 	if refused > 0 {
-		t.Errorf("%d of %d just-made API keys refused", refused, tries)
+		t.Errorf("just-made API keys refused: got %d of %d, want 0", refused, tries)
 	}
 	served := 0
 	for i := range 2 * tries { // rarer: more tries
 		app := f.create("/v1/apps", map[string]any{"name": fmt.Sprint("short lived ", i)})
-		cred := f.admin.must(http.StatusCreated, "POST", "/v1/apps/"+app+"/credentials", nil)
-		tok := clientToken(t, f.m.url(), cred.str("clientId"), cred.str("clientSecret"), "")
+		cred := f.admin.Must(http.StatusCreated, "POST", "/v1/apps/"+app+"/credentials", nil)
+		tok := daemontest.ClientToken(t, daemontest.URL(f.m), cred.Str("clientId"), cred.Str("clientSecret"), "")
 		f.write("PATCH", "/v1/apps/"+app, map[string]any{"status": "deactivated"})
-		r := f.admin.with(tok).do("GET", "/v1/apps/"+app, nil)
-		if r.status == http.StatusOK {
+		r := f.admin.With(tok).Do("GET", "/v1/apps/"+app, nil)
+		if r.Status == http.StatusOK {
 			served++
 			if served == 1 {
-				t.Errorf("a token of an app deactivated (acknowledged) before the call: got %d %s, want 401", r.status, r.raw)
+				t.Errorf("a token of an app deactivated (acknowledged) before the call: got %d %s, want 401", r.Status, r.Raw)
 			}
 		}
 	}
 	if served > 0 {
-		t.Errorf("%d of %d deactivated apps were served", served, 2*tries)
+		t.Errorf("deactivated apps served: got %d of %d, want 0", served, 2*tries)
 	}
 }

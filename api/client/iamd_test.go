@@ -1,4 +1,4 @@
-package daemon
+package client_test
 
 import (
 	"context"
@@ -17,19 +17,8 @@ import (
 	"time"
 
 	iamclient "github.com/iam-project/iam/api/client"
+	"github.com/iam-project/iam/cmd/iamd/daemon/daemontest"
 )
-
-// projectorOf returns the index of region's replica and projector in m.
-func projectorOf(tb testing.TB, m *Main, region string) int {
-	tb.Helper()
-	for i, r := range m.replicas {
-		if r.Region() == region {
-			return i
-		}
-	}
-	tb.Fatalf("no replica for region %s", region)
-	return -1
-}
 
 // ctSeq reads the sequence in a server token (the test may know the
 // format; clients may not).
@@ -48,10 +37,10 @@ func ctSeq(tb testing.TB, tok string) uint64 {
 // retried there, honouring Retry-After, then fails over to the next region
 // and gets the fresh answer — never the stale one that region holds.
 func TestClient_EndToEnd(t *testing.T) {
-	m := startIamd(t, "")
+	m := daemontest.Start(t, "")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	base := m.url()
+	base := daemontest.URL(m)
 	ts := iamclient.ClientCredentials(ctx, base+"/oauth2/token", m.Bootstrap.ClientID, m.Bootstrap.ClientSecret, "", nil)
 	var mu sync.Mutex
 	var events []iamclient.RetryEvent
@@ -100,7 +89,7 @@ func TestClient_EndToEnd(t *testing.T) {
 	}
 
 	// eu-west stops applying the log; the membership is then revoked.
-	m.projectors[projectorOf(t, m, "eu-west")].Stop()
+	m.Projectors()[daemontest.RegionIndex(t, m, "eu-west")].Stop()
 	removed, err := admin.RemoveMember(ctx, group.ID, user.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -152,11 +141,11 @@ func TestClient_EndToEnd(t *testing.T) {
 		t.Fatalf("got second event %+v, want the failover to us-east", e)
 	}
 	if took < time.Second {
-		t.Fatalf("the check took %v, want at least the 1s Retry-After", took)
+		t.Fatalf("the check took: got %v, want at least the 1s Retry-After", took)
 	}
 	// The server counted the refusals too.
-	metrics := adminClient(t, m).must(http.StatusOK, "GET", "/metrics", nil)
-	if !strings.Contains(string(metrics.raw), `iam_replica_behind_total{region="eu-west"} 2`) {
+	metrics := daemontest.AdminClient(t, m).Must(http.StatusOK, "GET", "/metrics", nil)
+	if !strings.Contains(string(metrics.Raw), `iam_replica_behind_total{region="eu-west"} 2`) {
 		t.Fatalf("want iam_replica_behind_total{region=\"eu-west\"} 2 in /metrics")
 	}
 }
@@ -166,10 +155,10 @@ func TestClient_EndToEnd(t *testing.T) {
 // the same Idempotency-Key and the server answers as the first time did.
 // A dead endpoint ahead of it is failed over.
 func TestClient_WriteRetryIsAppliedOnce(t *testing.T) {
-	m := startIamd(t, "")
+	m := daemontest.Start(t, "")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	up, _ := url.Parse(m.url())
+	up, _ := url.Parse(daemontest.URL(m))
 	var lost atomic.Bool
 	proxy := httputil.NewSingleHostReverseProxy(up)
 	direct := proxy.Director
@@ -196,7 +185,7 @@ func TestClient_WriteRetryIsAppliedOnce(t *testing.T) {
 	dead := "http://" + ln.Addr().String()
 	ln.Close()
 
-	ts := iamclient.ClientCredentials(ctx, m.url()+"/oauth2/token", m.Bootstrap.ClientID, m.Bootstrap.ClientSecret, "", nil)
+	ts := iamclient.ClientCredentials(ctx, daemontest.URL(m)+"/oauth2/token", m.Bootstrap.ClientID, m.Bootstrap.ClientSecret, "", nil)
 	c, _ := iamclient.New([]string{dead, front.URL}, iamclient.WithTokenSource(ts), iamclient.WithAttemptsPerEndpoint(2))
 	name := fmt.Sprintf("retried group %d", time.Now().UnixNano())
 	g, err := c.CreateGroup(ctx, name)
@@ -210,8 +199,8 @@ func TestClient_WriteRetryIsAppliedOnce(t *testing.T) {
 	if st.Failovers[iamclient.CauseNetwork] != 1 || st.Retries[iamclient.CauseUnavailable] != 1 {
 		t.Fatalf("got retries %v failovers %v, want a network failover and an unavailable retry", st.Retries, st.Failovers)
 	}
-	list := adminClient(t, m).must(http.StatusOK, "GET", "/v1/groups?limit=100", nil)
-	if n := strings.Count(string(list.raw), name); n != 1 {
+	list := daemontest.AdminClient(t, m).Must(http.StatusOK, "GET", "/v1/groups?limit=100", nil)
+	if n := strings.Count(string(list.Raw), name); n != 1 {
 		t.Fatalf("got %d groups named %q, want 1", n, name)
 	}
 }
