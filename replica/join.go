@@ -10,18 +10,20 @@ import (
 	"github.com/iam-project/iam/eventlog/snapshots"
 )
 
-// Join loads the newest snapshot of bucket that loads into rep when rep is
-// empty, so that its projector goes on from the snapshot's position
+// Join loads the newest snapshot of the bucket open opens (without creating
+// it) that loads into rep when rep is empty, so that its projector goes on from the snapshot's position
 // instead of sequence 1; the index is built as the rows stream in. Each
 // snapshot is verified against its digest before anything is committed;
 // one that does not load is skipped for the one before. It returns the
 // header of the snapshot loaded and true, or false when rep was not empty
-// or no snapshot loaded: rep then stays as it was and replays the log.
+// or no snapshot loaded (there is no bucket, it is empty or unreachable,
+// or none of its snapshots loads): rep then stays as it was and replays
+// the log.
 // Start rep's projector after Join returns.
 //
 // Errors: only a cancelled ctx; every other failure is logged and leaves
 // rep to replay.
-func Join(ctx context.Context, bucket SnapshotBucket, rep *Replica, logger *slog.Logger) (SnapshotHeader, bool, error) {
+func Join(ctx context.Context, open func(ctx context.Context, create bool) (SnapshotBucket, error), rep *Replica, logger *slog.Logger) (SnapshotHeader, bool, error) {
 	if rep.Applied() != 0 {
 		return SnapshotHeader{}, false, nil
 	}
@@ -30,7 +32,11 @@ func Join(ctx context.Context, bucket SnapshotBucket, rep *Replica, logger *slog
 	}
 	region := rep.Region()
 	logger = logger.With("region", region)
-	all, err := bucket.List(ctx)
+	bucket, err := open(ctx, false)
+	var all []snapshots.Info
+	if err == nil {
+		all, err = bucket.List(ctx)
+	}
 	if err != nil || len(all) == 0 {
 		if ctx.Err() != nil {
 			return SnapshotHeader{}, false, fmt.Errorf("join %s: %w", region, ctx.Err())

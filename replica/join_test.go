@@ -93,7 +93,7 @@ func TestPublisher_Join(t *testing.T) {
 	}
 
 	dst := openReplica(t, replica.Config{})
-	h, ok, err := replica.Join(ctx, bucket, dst, quietLogger())
+	h, ok, err := replica.Join(ctx, bucket.open, dst, quietLogger())
 	if err != nil || !ok || h.Seq != 200 || dst.Applied() != 200 {
 		t.Fatalf("join: got %+v, %t (%v), at %d, want the snapshot at 200", h.Digest, ok, err, dst.Applied())
 	}
@@ -104,11 +104,17 @@ func TestPublisher_Join(t *testing.T) {
 		t.Fatalf("joined replica applied %d entries, want the 100 after the snapshot", dst.AppliedEntries())
 	}
 	requireSameStores(t, dst, src, "joined, then the tail")
-	if _, ok, err := replica.Join(ctx, bucket, dst, quietLogger()); ok || err != nil {
+	if _, ok, err := replica.Join(ctx, bucket.open, dst, quietLogger()); ok || err != nil {
 		t.Fatalf("join a fed replica: got %t (%v), want false", ok, err)
 	}
-	if _, ok, err := replica.Join(ctx, &memBucket{}, openReplica(t, replica.Config{}), quietLogger()); ok || err != nil {
+	if _, ok, err := replica.Join(ctx, (&memBucket{}).open, openReplica(t, replica.Config{}), quietLogger()); ok || err != nil {
 		t.Fatalf("join from an empty bucket: got %t (%v), want false", ok, err)
+	}
+	noBucket := func(context.Context, bool) (replica.SnapshotBucket, error) {
+		return nil, iam.Errorf(iam.ENotFound, "no snapshot bucket")
+	}
+	if _, ok, err := replica.Join(ctx, noBucket, openReplica(t, replica.Config{}), quietLogger()); ok || err != nil {
+		t.Fatalf("join without a bucket: got %t (%v), want false", ok, err)
 	}
 }
 

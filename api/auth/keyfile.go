@@ -126,3 +126,17 @@ func writeFileAtomic(path string, data []byte) error {
 	}
 	return os.Rename(tmp, path)
 }
+
+// LoadSecret reads the 32-byte secret in the 0600 file at path, making it
+// on first use (the idempotency secret: every hub node must have the same).
+func LoadSecret(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if err == nil && len(data) == 32 {
+		return data, nil
+	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	data = make([]byte, 32)
+	_, _ = rand.Read(data)
+	return data, writeFileAtomic(path, data)
+}

@@ -1,27 +1,11 @@
-// Package daemon is iamd's wiring as a library, so that the command, the
-// end-to-end tests, iamsim and iamload start the very same process.
-//
-// With no flags it is the all-in-one: an embedded
-// NATS JetStream server holding the log under ./data, one writer, one
-// replica per region, and the HTTP API on 127.0.0.1:8080.
-//
-// `iamd hub ...` runs one node of the hub (a NATS JetStream cluster node
-// holding the stream, with a leaf-node listener for regions, plus a writer
-// and the API that regions forward writes to); `iamd region --region NAME
-// --hub-leaf URL ...` runs a region (a NATS leaf node, a replica following
-// the hub's stream across the leaf link, and the API answering reads from
-// that replica). See docs/multi-region.md and docs/deploy/.
 package daemon
 
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -44,151 +28,11 @@ import (
 	"github.com/iam-project/iam/eventlog/bus"
 	"github.com/iam-project/iam/eventlog/keyvault"
 	"github.com/iam-project/iam/eventlog/natsnode"
+	"github.com/iam-project/iam/eventlog/snapshots"
 	"github.com/iam-project/iam/eventlog/writer"
 	"github.com/iam-project/iam/projector"
 	"github.com/iam-project/iam/replica"
 )
-
-// Modes of iamd.
-const (
-	ModeAll    = "all" // all-in-one (default)
-	ModeHub    = "hub"
-	ModeRegion = "region"
-)
-
-// Config is iamd's configuration.
-type Config struct {
-	// Mode is ModeAll, ModeHub or ModeRegion (the first argument).
-	Mode       string
-	HTTPAddr   string
-	DataDir    string
-	Regions    []string
-	Issuer     string
-	SyncAlways bool
-
-	// SecretsDir holds the token signing keys and the idempotency secret
-	// (default: DataDir). Every hub node must have the same ones.
-	SecretsDir string
-	// Bootstrap creates the first realm and admin on an empty log. Start
-	// one hub node with it, not all of them. Default true.
-	Bootstrap bool
-	// HeartbeatInterval: the hub (and the all-in-one) appends a heartbeat
-	// when the log has been idle this long. 0 disables. Default 1s.
-	HeartbeatInterval time.Duration
-	// MaxLag marks a region not ready when it lags more. 0 disables.
-	MaxLag time.Duration
-
-	// Hub and region: the embedded NATS server.
-	NATSName   string // server name (default: iamd, the hub node or region name)
-	NATSListen string // client listener host:port (default 127.0.0.1, random port)
-
-	// Hub.
-	ClusterName    string   // JetStream cluster name (default "iam-hub")
-	ClusterListen  string   // route listener host:port; empty: a single hub node
-	Routes         []string // nats-route://host:port of every cluster node
-	LeafListen     string   // leaf listener host:port for the regions
-	StreamReplicas int      // replicas of the stream (default: 3 when clustered, else 1)
-
-	// Region.
-	Region        string        // the region this process serves
-	HubLeaf       []string      // the hub's leaf URLs, nats-leaf://host:port
-	LeafReconnect time.Duration // redial interval of the hub link (default 250ms)
-	// ProjectorMaxBackoff caps the projector's retry interval, so that a
-	// region is current soon after its hub link heals. Default 500ms in a
-	// region, 2s otherwise.
-	ProjectorMaxBackoff time.Duration
-	// HubWait bounds how long a region waits at start for the hub's stream.
-	HubWait time.Duration
-	// JoinFromSnapshot: a region whose read model is empty loads the
-	// hub's newest snapshot and follows the log from there (join.go).
-	// Default true.
-	JoinFromSnapshot bool
-	// SnapshotEvery and SnapshotInterval: the hub publishes a snapshot
-	// once this many entries were applied since the last, or this long
-	// after it. Both 0: never (POST /v1/replicas/snapshot still does).
-	// Defaults 100000 and 1h.
-	SnapshotEvery    uint64
-	SnapshotInterval time.Duration
-
-	// HashParams for new secrets; tests use cheap ones.
-	HashParams auth.HashParams
-	Logger     *slog.Logger
-	// Stderr receives the one-time bootstrap message. Default os.Stderr.
-	Stderr io.Writer
-}
-
-// DefaultConfig is the all-in-one on embedded defaults.
-func DefaultConfig() Config {
-	return Config{
-		Mode:              ModeAll,
-		HTTPAddr:          "127.0.0.1:8080",
-		DataDir:           "data",
-		Regions:           []string{"eu-west", "us-east", "ap-south"},
-		SyncAlways:        true,
-		HashParams:        auth.DefaultHashParams(),
-		Bootstrap:         true,
-		HeartbeatInterval: eventlog.DefaultHeartbeatInterval,
-		MaxLag:            30 * time.Second,
-		NATSListen:        "127.0.0.1:-1",
-		ClusterName:       "iam-hub",
-		LeafReconnect:     natsnode.DefaultLeafReconnect,
-		HubWait:           time.Minute,
-		JoinFromSnapshot:  true,
-		SnapshotEvery:     replica.DefaultSnapshotEvery,
-		SnapshotInterval:  replica.DefaultSnapshotInterval,
-	}
-}
-
-// Validate checks the configuration.
-func (c Config) Validate() error {
-	if c.DataDir == "" {
-		return errors.New("--data must not be empty")
-	}
-	switch c.Mode {
-	case ModeAll, ModeHub:
-	case ModeRegion:
-		if err := iam.ValidID("region", c.Region); err != nil {
-			return fmt.Errorf("--region %q is not a region name", c.Region)
-		}
-		if len(c.HubLeaf) == 0 {
-			return errors.New("--hub-leaf is required in region mode")
-		}
-		if c.Issuer == "" {
-			return errors.New("--issuer is required in region mode: tokens are signed by the hub and must carry the same issuer in every region")
-		}
-		if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
-			return fmt.Errorf("--http %q: %w", c.HTTPAddr, err)
-		}
-		return nil
-	default:
-		return fmt.Errorf("mode %q is not one of all, hub, region", c.Mode)
-	}
-	if c.Mode == ModeHub {
-		if c.Issuer == "" {
-			return errors.New("--issuer is required in hub mode: regions verify the hub's tokens against it")
-		}
-		if c.LeafListen == "" {
-			return errors.New("--leaf-listen is required in hub mode")
-		}
-		if c.ClusterListen != "" && len(c.Routes) == 0 {
-			return errors.New("--routes must list the cluster's nodes when --cluster is set")
-		}
-	}
-	if len(c.Regions) == 0 {
-		return errors.New("--regions needs at least one region")
-	}
-	seen := map[string]bool{}
-	for _, r := range c.Regions {
-		if err := iam.ValidID("regions", r); err != nil || seen[r] {
-			return fmt.Errorf("--regions: %q is not a region name, or repeated", r)
-		}
-		seen[r] = true
-	}
-	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
-		return fmt.Errorf("--http %q: %w", c.HTTPAddr, err)
-	}
-	return nil
-}
 
 // Main is the running process: start with Run, stop with Close. End-to-end
 // tests run it with --http 127.0.0.1:0 and a temp data dir.
@@ -199,202 +43,178 @@ type Main struct {
 	Addr      string // the HTTP listener's address
 	Bootstrap *writer.BootstrapAdmin
 
+	logger     *slog.Logger
+	metrics    *api.Metrics
 	ns         *server.Server
 	nc         *nats.Conn
 	bus        *bus.Bus
 	log        *eventlog.Log
-	writer     *writer.Writer
+	writer     *writer.Writer // nil in a region
 	heartbeat  *eventlog.Heartbeater
 	replicas   []*replica.Replica
 	projectors []*projector.Projector
+	joined     map[string]replica.SnapshotHeader // the snapshot each region joined from
+	publisher  *replica.Publisher
+	idemSecret []byte            // keys ids derived from Idempotency-Keys (hub)
+	relay      *bus.WhileLeading // a hub's relay, served beside the stream's leader
 	api        *api.Server
 	http       *http.Server
 	cancel     context.CancelFunc
 	wg         sync.WaitGroup // background goroutines of Main itself
 	closeOnce  sync.Once
 	closeErr   error
-	join       joinState // join.go
 }
 
 // NewMain returns a Main with the default config.
 func NewMain() *Main { return &Main{Config: DefaultConfig()} }
 
-// ParseFlags reads the command line into m.Config: an optional mode
-// (hub, region) then flags.
-func (m *Main) ParseFlags(args []string) error {
-	c := &m.Config
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		switch args[0] {
-		case ModeHub, ModeRegion, ModeAll:
-			c.Mode = args[0]
-		default:
-			return fmt.Errorf("unknown mode %q: use iamd [hub|region] [flags]", args[0])
-		}
-		args = args[1:]
-	}
-	fs := flag.NewFlagSet("iamd "+c.Mode, flag.ContinueOnError)
-	if c.Mode == ModeHub {
-		c.Regions = []string{"hub"}
-	}
-	regions := strings.Join(c.Regions, ",")
-	var routes, hubLeaf string
-	fs.StringVar(&c.HTTPAddr, "http", c.HTTPAddr, "HTTP listen address (127.0.0.1:0 picks a free port)")
-	fs.StringVar(&c.DataDir, "data", c.DataDir, "data directory (log, read models, keys)")
-	fs.StringVar(&c.Issuer, "issuer", c.Issuer, "token issuer URL (default: the URL requests arrive on; required for hub and region)")
-	fs.DurationVar(&c.MaxLag, "max-lag", c.MaxLag, "a region lagging more is not ready (0: no threshold)")
-	if c.Mode != ModeRegion {
-		fs.StringVar(&regions, "regions", regions, "comma-separated regions served by in-process replicas")
-		fs.BoolVar(&c.SyncAlways, "fsync", c.SyncAlways, "fsync the log on every write")
-		fs.StringVar(&c.SecretsDir, "secrets", c.SecretsDir, "directory of the signing keys and idempotency secret (default: --data); the same on every hub node")
-		fs.BoolVar(&c.Bootstrap, "bootstrap", c.Bootstrap, "create the first realm and admin on an empty log (one hub node only)")
-		fs.DurationVar(&c.HeartbeatInterval, "heartbeat", c.HeartbeatInterval, "append a heartbeat when the log was idle this long (0: never)")
-	}
-	if c.Mode != ModeAll {
-		fs.StringVar(&c.NATSName, "nats-name", c.NATSName, "name of the embedded NATS server")
-		fs.StringVar(&c.NATSListen, "nats-listen", c.NATSListen, "NATS client listener host:port (port -1: random)")
-	}
-	if c.Mode == ModeHub {
-		fs.StringVar(&c.ClusterName, "cluster-name", c.ClusterName, "JetStream cluster name")
-		fs.StringVar(&c.ClusterListen, "cluster", c.ClusterListen, "cluster route listener host:port (empty: a single hub node)")
-		fs.StringVar(&routes, "routes", "", "comma-separated nats-route://host:port of every hub node")
-		fs.StringVar(&c.LeafListen, "leaf-listen", c.LeafListen, "leaf-node listener host:port for the regions")
-		fs.IntVar(&c.StreamReplicas, "replicas", c.StreamReplicas, "stream replicas (default: 3 when clustered, else 1)")
-		fs.Uint64Var(&c.SnapshotEvery, "snapshot-every", c.SnapshotEvery, "publish a read-model snapshot after this many entries (0 and --snapshot-interval 0: never)")
-		fs.DurationVar(&c.SnapshotInterval, "snapshot-interval", c.SnapshotInterval, "publish a read-model snapshot at least this often while the log moves")
-	}
-	if c.Mode == ModeRegion {
-		fs.StringVar(&c.Region, "region", c.Region, "the region this process serves")
-		fs.StringVar(&hubLeaf, "hub-leaf", "", "comma-separated leaf URLs of the hub nodes, nats-leaf://host:port")
-		fs.DurationVar(&c.HubWait, "hub-wait", c.HubWait, "how long to wait at start for the hub's stream")
-		fs.BoolVar(&c.JoinFromSnapshot, "join-snapshot", c.JoinFromSnapshot, "start an empty read model from the hub's newest snapshot instead of replaying the log")
-	}
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	c.Regions = splitList(regions)
-	c.Routes = splitList(routes)
-	c.HubLeaf = splitList(hubLeaf)
-	return c.Validate()
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, r := range strings.Split(s, ",") {
-		if r = strings.TrimSpace(r); r != "" {
-			out = append(out, r)
-		}
-	}
-	return out
-}
-
-// Run starts everything and returns once the API is serving.
-func (m *Main) Run(ctx context.Context) (err error) {
+// Run starts everything and returns once the API is serving: the embedded
+// NATS server of the mode, the log (with the writer on a hub), one replica
+// and projector per region, the API, and the HTTP listener.
+func (m *Main) Run(ctx context.Context) error {
 	c := m.Config
-	if c.Mode == "" {
-		c.Mode = ModeAll
-	}
+	c.Mode = cmp.Or(c.Mode, ModeAll)
 	if err := c.Validate(); err != nil {
 		return err
 	}
-	logger := c.Logger
-	if logger == nil {
-		logger = slog.Default()
-	}
+	m.logger = cmp.Or(c.Logger, slog.Default())
 	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
 		return err
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
+	m.metrics = api.NewMetrics(c.served())
 
-	var regions []string
-	if c.Mode == ModeRegion {
-		regions = []string{c.Region}
-	} else {
-		regions = c.Regions
-	}
-	metrics := api.NewMetrics(regions)
-	if m.ns, err = m.runNATS(c); err != nil {
+	var err error
+	if m.ns, err = runNATS(c); err != nil {
 		return err
 	}
 	if m.nc, err = natsnode.Connect(m.ns); err != nil {
 		return err
 	}
 	m.bus = bus.New(m.nc)
-	logCfg := eventlog.Config{OnRetry: func(cause string) { metrics.Retry("eventlog", cause) }}
-
-	apiCfg := api.Config{Issuer: c.Issuer, HashParams: c.HashParams, Logger: logger, Metrics: metrics,
-		HeartbeatInterval: c.HeartbeatInterval, MaxLag: c.MaxLag,
-		PublishStatus: func(region string, data []byte) {
-			_ = m.bus.Publish(bus.StatusSubjectPrefix+"."+region, data)
-		}}
-	if c.Mode == ModeRegion {
-		// A region follows the hub's stream directly across its leaf link.
-		hctx, cancel := context.WithTimeout(ctx, c.HubWait)
-		logCfg.Domain = natsnode.HubDomain
-		m.log, err = eventlog.Attach(hctx, m.nc, logCfg)
-		cancel()
-		if err != nil {
-			return err
-		}
-		apiCfg.Mode = &api.Region{Relay: func(ctx context.Context, data []byte) ([]byte, error) {
-			return m.bus.Request(ctx, bus.RPCSubject, data)
-		}}
-		if apiCfg.HeartbeatInterval <= 0 {
-			apiCfg.HeartbeatInterval = eventlog.DefaultHeartbeatInterval
-		}
-	} else {
-		if c.Mode == ModeHub {
-			logCfg.Replicas = c.StreamReplicas
-			if logCfg.Replicas <= 0 && c.ClusterListen != "" {
-				logCfg.Replicas = 3
-			}
-		}
-		// A clustered hub can create the stream once a quorum is up.
-		if m.log, err = eventlog.OpenRetry(ctx, m.nc, logCfg); err != nil {
-			return err
-		}
-		m.writer = writer.New(m.log, writer.Config{Logger: logger, OnRetry: func(cause string) { metrics.Retry("writer", cause) }})
-		if err := m.writer.Start(ctx); err != nil {
-			return err
-		}
-		if c.HeartbeatInterval > 0 {
-			m.heartbeat = &eventlog.Heartbeater{Log: m.log, Interval: c.HeartbeatInterval, Logger: logger}
-			if err := m.heartbeat.Start(runCtx); err != nil {
-				return err
-			}
-		}
-		secrets := cmp.Or(c.SecretsDir, c.DataDir)
-		apiCfg.DataDir = secrets // mail outbox
-		keys, secret, err := loadSecrets(secrets)
-		if err != nil {
-			return err
-		}
-		apiCfg.IdempotencySecret = secret
-		apiCfg.Mode = &api.Hub{Writer: m.writer, Keys: keys, KeyDir: secrets, // sealed signing keys (auth.KeyFile)
-			LatestFromReplica: c.Mode == ModeHub && c.ClusterListen != ""}
+	mode, err := m.openLog(ctx, runCtx, c)
+	if err != nil {
+		return err
 	}
-	for _, region := range regions {
+	if err := m.openReplicas(ctx, runCtx, c); err != nil {
+		return err
+	}
+	m.api = api.New(m.apiConfig(c, mode))
+	m.api.SetHealth(m.projectorHealth)
+	if err := m.bus.Subscribe(bus.StatusSubjectPrefix+".*", func(_ string, data []byte) { m.api.ReceiveStatus(data) }); err != nil {
+		return err
+	}
+	if m.writer != nil {
+		m.serveRelay(runCtx)
+	}
+	m.api.Start(runCtx)
+	if c.Mode == ModeHub && (c.SnapshotEvery > 0 || c.SnapshotInterval > 0) {
+		if err := m.publisher.Start(runCtx); err != nil {
+			return err
+		}
+	}
+	if err := m.serveHTTP(c.HTTPAddr); err != nil {
+		return err
+	}
+	if m.writer != nil && c.Bootstrap {
+		if m.Bootstrap, err = m.bootstrap(ctx); err != nil {
+			return err
+		}
+	}
+	m.logger.Info("iamd ready", "mode", c.Mode, "http", "http://"+m.Addr, "nats", m.ns.ClientURL(), "data", c.DataDir,
+		"regions", strings.Join(c.served(), ","))
+	return nil
+}
+
+// served lists the regions this process serves replicas of.
+func (c Config) served() []string {
+	if c.Mode == ModeRegion {
+		return []string{c.Region}
+	}
+	return c.Regions
+}
+
+// openLog opens the log: a region attaches to the hub's stream across its
+// leaf link and relays writes there; the all-in-one and the hub own the
+// stream, its writer and heartbeats, and the secrets that sign tokens.
+func (m *Main) openLog(ctx, runCtx context.Context, c Config) (api.Mode, error) {
+	logCfg := eventlog.Config{OnRetry: func(cause string) { m.metrics.Retry("eventlog", cause) }}
+	var err error
+	if c.Mode == ModeRegion {
+		hctx, cancel := context.WithTimeout(ctx, c.HubWait)
+		defer cancel()
+		logCfg.Domain = natsnode.HubDomain
+		if m.log, err = eventlog.Attach(hctx, m.nc, logCfg); err != nil {
+			return nil, err
+		}
+		return &api.Region{Relay: func(ctx context.Context, data []byte) ([]byte, error) {
+			return m.bus.Request(ctx, bus.RPCSubject, data)
+		}}, nil
+	}
+	if c.Mode == ModeHub {
+		logCfg.Replicas = c.StreamReplicas
+		if logCfg.Replicas <= 0 && c.ClusterListen != "" {
+			logCfg.Replicas = 3
+		}
+	}
+	// A clustered hub can create the stream once a quorum is up.
+	if m.log, err = eventlog.OpenRetry(ctx, m.nc, logCfg); err != nil {
+		return nil, err
+	}
+	m.writer = writer.New(m.log, writer.Config{Logger: m.logger, OnRetry: func(cause string) { m.metrics.Retry("writer", cause) }})
+	if err := m.writer.Start(ctx); err != nil {
+		return nil, err
+	}
+	if c.HeartbeatInterval > 0 {
+		m.heartbeat = &eventlog.Heartbeater{Log: m.log, Interval: c.HeartbeatInterval, Logger: m.logger}
+		if err := m.heartbeat.Start(runCtx); err != nil {
+			return nil, err
+		}
+	}
+	keys, secret, err := loadSecrets(c.secretsDir())
+	if err != nil {
+		return nil, err
+	}
+	m.idemSecret = secret
+	return &api.Hub{Writer: m.writer, Keys: keys, KeyDir: c.secretsDir(),
+		LatestFromReplica: c.Mode == ModeHub && c.ClusterListen != ""}, nil
+}
+
+func (c Config) secretsDir() string { return cmp.Or(c.SecretsDir, c.DataDir) }
+
+// openReplicas opens one replica per region served (a region with an empty
+// read model joins from the hub's newest snapshot first) and starts its
+// projector.
+func (m *Main) openReplicas(ctx, runCtx context.Context, c Config) error {
+	for _, region := range c.served() {
 		rep, err := replica.Open(replica.Config{Region: region, Dir: filepath.Join(c.DataDir, "replicas", region), Head: m.log.Head})
 		if err != nil {
 			return err
 		}
 		m.replicas = append(m.replicas, rep)
 		if c.Mode == ModeRegion && c.JoinFromSnapshot {
-			if err := m.join.fromSnapshot(ctx, m.log, rep, logger); err != nil {
+			h, ok, err := replica.Join(ctx, m.snapshotBucket, rep, m.logger)
+			if err != nil {
 				return err
+			} else if ok {
+				m.joined = map[string]replica.SnapshotHeader{region: h}
 			}
 		}
 		p := projector.New(m.log, rep, region)
-		p.Logger = logger
-		p.OnRetry = func(cause string) { metrics.Retry("projector", cause) }
+		p.Logger = m.logger
+		p.OnRetry = func(cause string) { m.metrics.Retry("projector", cause) }
 		p.OnApplied = func(entries []iam.LogEntry, at time.Time) {
 			for _, e := range entries {
-				metrics.ObservePropagation(region, at.Sub(e.Time).Seconds())
+				m.metrics.ObservePropagation(region, at.Sub(e.Time).Seconds())
 			}
 		}
 		maxBackoff := c.ProjectorMaxBackoff
-		if maxBackoff <= 0 && c.Mode == ModeRegion {
-			maxBackoff = 500 * time.Millisecond
+		if c.Mode == ModeRegion {
+			// A region must be current soon after its hub link heals, and
+			// notice a dead consumer soon: the leaf link is the usual cause.
+			maxBackoff = cmp.Or(maxBackoff, 500*time.Millisecond)
+			p.StallTimeout = 2 * time.Second
 		}
 		if maxBackoff > 0 {
 			p.Backoff = func() backoff.BackOff {
@@ -403,68 +223,72 @@ func (m *Main) Run(ctx context.Context) (err error) {
 				return b
 			}
 		}
-		if c.Mode == ModeRegion {
-			// Notice a dead consumer soon: the leaf link is the usual
-			// cause, and the region must catch up as soon as it heals.
-			p.StallTimeout = 2 * time.Second
-		}
 		if err := p.Start(runCtx); err != nil {
 			return err
 		}
 		m.projectors = append(m.projectors, p)
 	}
-	apiCfg.Snapshots = m.join.newPublisher(m, m.replicas[0], logger)
-	apiCfg.Log, apiCfg.Vault = m.log, &keyvault.Lazy{Log: m.log}
-	for _, rep := range m.replicas {
-		apiCfg.Replicas = append(apiCfg.Replicas, rep)
+	// The default region's read model is what this process snapshots: on
+	// request (the API), and periodically on the hub, beside the stream's
+	// leader.
+	m.publisher = &replica.Publisher{Replica: m.replicas[0], Bucket: m.snapshotBucket, Every: c.SnapshotEvery,
+		Interval: c.SnapshotInterval, Logger: m.logger,
+		Leader: func() bool { return natsnode.StreamLeader(m.ns, m.log.StreamName()) }}
+	return nil
+}
+
+// snapshotBucket opens the snapshot bucket beside the log.
+func (m *Main) snapshotBucket(ctx context.Context, create bool) (replica.SnapshotBucket, error) {
+	b, err := snapshots.Open(ctx, m.log, create)
+	if err != nil {
+		return nil, err
 	}
-	m.api = api.New(apiCfg)
-	m.api.SetHealth(func(region string) error {
-		for i, p := range m.projectors {
-			if m.replicas[i].Region() == region {
-				if ok, err := p.Healthy(); !ok {
-					return err
-				}
+	return b, nil
+}
+
+func (m *Main) apiConfig(c Config, mode api.Mode) api.Config {
+	cfg := api.Config{Mode: mode, Issuer: c.Issuer, HashParams: c.HashParams, Logger: m.logger, Metrics: m.metrics,
+		HeartbeatInterval: c.HeartbeatInterval, MaxLag: c.MaxLag,
+		Log: m.log, Vault: &keyvault.Lazy{Log: m.log}, Snapshots: m.publisher, IdempotencySecret: m.idemSecret,
+		PublishStatus: func(region string, data []byte) {
+			_ = m.bus.Publish(bus.StatusSubjectPrefix+"."+region, data)
+		}}
+	if c.Mode != ModeRegion {
+		cfg.DataDir = c.secretsDir() // the mail outbox
+	}
+	for _, rep := range m.replicas {
+		cfg.Replicas = append(cfg.Replicas, rep)
+	}
+	return cfg
+}
+
+// projectorHealth reports region's projector as api.HealthFunc.
+func (m *Main) projectorHealth(region string) error {
+	for i, p := range m.projectors {
+		if m.replicas[i].Region() == region {
+			if ok, err := p.Healthy(); !ok {
+				return err
 			}
 		}
-		return nil
-	})
-	if err := m.bus.Subscribe(bus.StatusSubjectPrefix+".*", func(_ string, data []byte) { m.api.ReceiveStatus(data) }); err != nil {
-		return err
 	}
-	if m.writer != nil {
-		// The hub answers the writes regions forward, from the process
-		// beside the stream's leader.
-		m.wg.Add(1)
-		go func() {
-			defer m.wg.Done()
-			var stop func()
-			natsnode.WatchStreamLeader(runCtx, m.ns, m.log.StreamName(), 100*time.Millisecond, func(lead bool) {
-				if !lead {
-					if stop != nil {
-						stop()
-						stop = nil
-					}
-					return
-				}
-				m.writer.Resync() // others may have written while this process followed
-				var err error
-				if stop, err = m.bus.Serve(bus.RPCSubject, bus.RPCQueue, m.api.ServeForwarded); err != nil {
-					logger.Error("serve forwarded requests", "err", err)
-				} else {
-					logger.Info("serving forwarded requests", "stream", m.log.StreamName())
-				}
-			})
-		}()
-	}
-	m.api.Start(runCtx)
-	if c.Mode == ModeHub {
-		if err := m.join.startSnapshots(runCtx, m); err != nil {
-			return err
-		}
-	}
+	return nil
+}
 
-	ln, err := net.Listen("tcp", c.HTTPAddr)
+// serveRelay answers the writes regions relay, from the process beside the
+// stream's leader (bus.WhileLeading); the writer resyncs each time this
+// process becomes the leader.
+func (m *Main) serveRelay(ctx context.Context) {
+	m.relay = &bus.WhileLeading{Bus: m.bus, Subject: bus.RPCSubject, Queue: bus.RPCQueue, Handler: m.api.ServeForwarded,
+		OnLead: m.writer.Resync, Logger: m.logger}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		natsnode.WatchStreamLeader(ctx, m.ns, m.log.StreamName(), 100*time.Millisecond, m.relay.Lead)
+	}()
+}
+
+func (m *Main) serveHTTP(addr string) error {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
@@ -473,34 +297,26 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	m.http.RegisterOnShutdown(m.api.CloseStreams)
 	go func() {
 		if err := m.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			logger.Error("http serve", "err", err)
+			m.logger.Error("http serve", "err", err)
 		}
 	}()
-
-	if m.writer != nil && c.Bootstrap {
-		if m.Bootstrap, err = m.bootstrap(ctx, logger); err != nil {
-			return err
-		}
-	}
-	logger.Info("iamd ready", "mode", c.Mode, "http", "http://"+m.Addr, "nats", m.ns.ClientURL(), "data", c.DataDir, "regions", strings.Join(regions, ","))
 	return nil
 }
 
 // runNATS starts the embedded NATS server of the mode: a plain server for
 // the all-in-one, a hub node (JetStream domain "hub", optionally clustered,
 // with a leaf listener), or a region's leaf node in its own domain.
-func (m *Main) runNATS(c Config) (*server.Server, error) {
+func runNATS(c Config) (*server.Server, error) {
 	host, port := "127.0.0.1", -1
 	if c.Mode != ModeAll && c.NATSListen != "" {
 		h, p, err := net.SplitHostPort(c.NATSListen)
 		if err != nil {
 			return nil, fmt.Errorf("--nats-listen %q: %w", c.NATSListen, err)
 		}
-		pn, err := strconv.Atoi(p)
-		if err != nil {
+		if port, err = strconv.Atoi(p); err != nil {
 			return nil, fmt.Errorf("--nats-listen %q: %w", c.NATSListen, err)
 		}
-		host, port = h, pn
+		host = h
 	}
 	sc := natsnode.ServerConfig{StoreDir: filepath.Join(c.DataDir, "nats"), Host: host, Port: port, SyncAlways: c.SyncAlways, ServerName: "iamd"}
 	switch c.Mode {
@@ -519,18 +335,15 @@ func (m *Main) runNATS(c Config) (*server.Server, error) {
 	}
 }
 
-// bootstrap creates the first admin on an empty log, proves its credentials
-// at the token endpoint, then writes them to DATA/bootstrap-admin.json.
-func (m *Main) bootstrap(ctx context.Context, logger *slog.Logger) (*writer.BootstrapAdmin, error) {
+// bootstrap creates the first admin on an empty log (writer.Bootstrap),
+// proves its credentials at the token endpoint, then writes them to
+// DATA/bootstrap-admin.json (0600) and prints them once.
+func (m *Main) bootstrap(ctx context.Context) (*writer.BootstrapAdmin, error) {
 	admin, err := writer.Bootstrap(ctx, m.writer, m.Config.HashParams)
 	if err != nil || admin == nil {
 		return nil, err
 	}
-	base := m.Config.Issuer
-	if base == "" {
-		base = "http://" + m.Addr
-	}
-	admin.TokenURL = base + "/oauth2/token"
+	admin.TokenURL = cmp.Or(m.Config.Issuer, "http://"+m.Addr) + "/oauth2/token"
 	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {admin.ClientID}, "client_secret": {admin.ClientSecret}}
 	resp, err := http.PostForm("http://"+m.Addr+"/oauth2/token", form)
 	if err != nil {
@@ -570,7 +383,7 @@ func (m *Main) close() error {
 		cancel()
 	}
 	if m.cancel != nil {
-		m.cancel() // ends Main's own goroutines (the leader watch) first
+		m.cancel() // ends the background loops: leader watch, heartbeats, lag, snapshots
 	}
 	m.wg.Wait()
 	if m.bus != nil {
@@ -582,7 +395,9 @@ func (m *Main) close() error {
 	if m.heartbeat != nil {
 		m.heartbeat.Stop()
 	}
-	m.join.stop()
+	if m.publisher != nil {
+		m.publisher.Stop()
+	}
 	for _, p := range m.projectors {
 		p.Stop()
 	}
@@ -591,9 +406,6 @@ func (m *Main) close() error {
 	}
 	for _, r := range m.replicas {
 		errs = append(errs, r.Close())
-	}
-	if m.cancel != nil {
-		m.cancel()
 	}
 	if m.nc != nil {
 		m.nc.Close()
@@ -606,7 +418,7 @@ func (m *Main) close() error {
 }
 
 // loadSecrets reads (making them on first start) the token signing keys
-// and the idempotency secret kept in dir. Every hub node must load the
+// kept in dir and the idempotency secret. Every hub node must load the
 // same ones: tokens signed by one are verified by the others and by the
 // regions, and ids derived from Idempotency-Keys must not depend on which
 // node served a retry.
@@ -614,26 +426,10 @@ func loadSecrets(dir string) (*auth.KeySet, []byte, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, nil, err
 	}
+	secret, err := auth.LoadSecret(filepath.Join(dir, "idempotency.key"))
+	if err != nil {
+		return nil, nil, err
+	}
 	keys, err := auth.LoadSigningKeys(dir, time.Now(), 0)
-	if err != nil {
-		return nil, nil, err
-	}
-	secret, err := loadSecret(filepath.Join(dir, "idempotency.key"))
-	if err != nil {
-		return nil, nil, err
-	}
-	return keys, secret, nil
-}
-
-// loadSecret reads a 32-byte secret, making it on first start.
-func loadSecret(path string) ([]byte, error) {
-	data, err := os.ReadFile(path)
-	if err == nil && len(data) == 32 {
-		return data, nil
-	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, err
-	}
-	data = make([]byte, 32)
-	_, _ = rand.Read(data)
-	return data, os.WriteFile(path, data, 0o600)
+	return keys, secret, err
 }

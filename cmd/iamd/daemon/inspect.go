@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"log/slog"
 
 	"github.com/nats-io/nats-server/v2/server"
 
@@ -46,7 +45,7 @@ func (m *Main) Projectors() []*projector.Projector { return m.projectors }
 // JoinedFrom returns the snapshot region loaded at start, and false when it
 // loaded none (it replayed the log, or its read model was not empty).
 func (m *Main) JoinedFrom(region string) (replica.SnapshotHeader, bool) {
-	h, ok := m.join.joined[region]
+	h, ok := m.joined[region]
 	return h, ok
 }
 
@@ -55,11 +54,7 @@ func (m *Main) JoinedFrom(region string) (replica.SnapshotHeader, bool) {
 // with Bootstrap false does it once, through the node beside the stream's
 // leader. It returns nil when the log was not empty.
 func (m *Main) BootstrapNow(ctx context.Context) (*writer.BootstrapAdmin, error) {
-	logger := m.Config.Logger
-	if logger == nil {
-		logger = slog.Default()
-	}
-	b, err := m.bootstrap(ctx, logger)
+	b, err := m.bootstrap(ctx)
 	if err == nil && b != nil {
 		m.Bootstrap = b
 	}

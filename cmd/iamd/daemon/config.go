@@ -1,0 +1,227 @@
+package daemon
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	iam "github.com/iam-project/iam"
+	"github.com/iam-project/iam/api/auth"
+	"github.com/iam-project/iam/eventlog"
+	"github.com/iam-project/iam/eventlog/natsnode"
+	"github.com/iam-project/iam/replica"
+)
+
+// Modes of iamd.
+const (
+	ModeAll    = "all" // all-in-one (default)
+	ModeHub    = "hub"
+	ModeRegion = "region"
+)
+
+// Config is iamd's configuration.
+type Config struct {
+	// Mode is ModeAll, ModeHub or ModeRegion (the first argument).
+	Mode       string
+	HTTPAddr   string
+	DataDir    string
+	Regions    []string
+	Issuer     string
+	SyncAlways bool
+
+	// SecretsDir holds the token signing keys and the idempotency secret
+	// (default: DataDir). Every hub node must have the same ones.
+	SecretsDir string
+	// Bootstrap creates the first realm and admin on an empty log. Start
+	// one hub node with it, not all of them. Default true.
+	Bootstrap bool
+	// HeartbeatInterval: the hub (and the all-in-one) appends a heartbeat
+	// when the log has been idle this long. 0 disables. Default 1s.
+	HeartbeatInterval time.Duration
+	// MaxLag marks a region not ready when it lags more. 0 disables.
+	MaxLag time.Duration
+
+	// Hub and region: the embedded NATS server.
+	NATSName   string // server name (default: iamd, the hub node or region name)
+	NATSListen string // client listener host:port (default 127.0.0.1, random port)
+
+	// Hub.
+	ClusterName    string   // JetStream cluster name (default "iam-hub")
+	ClusterListen  string   // route listener host:port; empty: a single hub node
+	Routes         []string // nats-route://host:port of every cluster node
+	LeafListen     string   // leaf listener host:port for the regions
+	StreamReplicas int      // replicas of the stream (default: 3 when clustered, else 1)
+
+	// Region.
+	Region        string        // the region this process serves
+	HubLeaf       []string      // the hub's leaf URLs, nats-leaf://host:port
+	LeafReconnect time.Duration // redial interval of the hub link (default 250ms)
+	// ProjectorMaxBackoff caps the projector's retry interval, so that a
+	// region is current soon after its hub link heals. Default 500ms in a
+	// region, 2s otherwise.
+	ProjectorMaxBackoff time.Duration
+	// HubWait bounds how long a region waits at start for the hub's stream.
+	HubWait time.Duration
+	// JoinFromSnapshot: a region whose read model is empty loads the
+	// hub's newest snapshot and follows the log from there (join.go).
+	// Default true.
+	JoinFromSnapshot bool
+	// SnapshotEvery and SnapshotInterval: the hub publishes a snapshot
+	// once this many entries were applied since the last, or this long
+	// after it. Both 0: never (POST /v1/replicas/snapshot still does).
+	// Defaults 100000 and 1h.
+	SnapshotEvery    uint64
+	SnapshotInterval time.Duration
+
+	// HashParams for new secrets; tests use cheap ones.
+	HashParams auth.HashParams
+	Logger     *slog.Logger
+	// Stderr receives the one-time bootstrap message. Default os.Stderr.
+	Stderr io.Writer
+}
+
+// DefaultConfig is the all-in-one on embedded defaults.
+func DefaultConfig() Config {
+	return Config{
+		Mode:              ModeAll,
+		HTTPAddr:          "127.0.0.1:8080",
+		DataDir:           "data",
+		Regions:           []string{"eu-west", "us-east", "ap-south"},
+		SyncAlways:        true,
+		HashParams:        auth.DefaultHashParams(),
+		Bootstrap:         true,
+		HeartbeatInterval: eventlog.DefaultHeartbeatInterval,
+		MaxLag:            30 * time.Second,
+		NATSListen:        "127.0.0.1:-1",
+		ClusterName:       "iam-hub",
+		LeafReconnect:     natsnode.DefaultLeafReconnect,
+		HubWait:           time.Minute,
+		JoinFromSnapshot:  true,
+		SnapshotEvery:     replica.DefaultSnapshotEvery,
+		SnapshotInterval:  replica.DefaultSnapshotInterval,
+	}
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	if c.DataDir == "" {
+		return errors.New("--data must not be empty")
+	}
+	switch c.Mode {
+	case ModeAll, ModeHub:
+	case ModeRegion:
+		if err := iam.ValidID("region", c.Region); err != nil {
+			return fmt.Errorf("--region %q is not a region name", c.Region)
+		}
+		if len(c.HubLeaf) == 0 {
+			return errors.New("--hub-leaf is required in region mode")
+		}
+		if c.Issuer == "" {
+			return errors.New("--issuer is required in region mode: tokens are signed by the hub and must carry the same issuer in every region")
+		}
+		if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+			return fmt.Errorf("--http %q: %w", c.HTTPAddr, err)
+		}
+		return nil
+	default:
+		return fmt.Errorf("mode %q is not one of all, hub, region", c.Mode)
+	}
+	if c.Mode == ModeHub {
+		if c.Issuer == "" {
+			return errors.New("--issuer is required in hub mode: regions verify the hub's tokens against it")
+		}
+		if c.LeafListen == "" {
+			return errors.New("--leaf-listen is required in hub mode")
+		}
+		if c.ClusterListen != "" && len(c.Routes) == 0 {
+			return errors.New("--routes must list the cluster's nodes when --cluster is set")
+		}
+	}
+	if len(c.Regions) == 0 {
+		return errors.New("--regions needs at least one region")
+	}
+	seen := map[string]bool{}
+	for _, r := range c.Regions {
+		if err := iam.ValidID("regions", r); err != nil || seen[r] {
+			return fmt.Errorf("--regions: %q is not a region name, or repeated", r)
+		}
+		seen[r] = true
+	}
+	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+		return fmt.Errorf("--http %q: %w", c.HTTPAddr, err)
+	}
+	return nil
+}
+
+// ParseFlags reads the command line into m.Config: an optional mode
+// (hub, region) then flags.
+func (m *Main) ParseFlags(args []string) error {
+	c := &m.Config
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		switch args[0] {
+		case ModeHub, ModeRegion, ModeAll:
+			c.Mode = args[0]
+		default:
+			return fmt.Errorf("unknown mode %q: use iamd [hub|region] [flags]", args[0])
+		}
+		args = args[1:]
+	}
+	fs := flag.NewFlagSet("iamd "+c.Mode, flag.ContinueOnError)
+	if c.Mode == ModeHub {
+		c.Regions = []string{"hub"}
+	}
+	regions := strings.Join(c.Regions, ",")
+	var routes, hubLeaf string
+	fs.StringVar(&c.HTTPAddr, "http", c.HTTPAddr, "HTTP listen address (127.0.0.1:0 picks a free port)")
+	fs.StringVar(&c.DataDir, "data", c.DataDir, "data directory (log, read models, keys)")
+	fs.StringVar(&c.Issuer, "issuer", c.Issuer, "token issuer URL (default: the URL requests arrive on; required for hub and region)")
+	fs.DurationVar(&c.MaxLag, "max-lag", c.MaxLag, "a region lagging more is not ready (0: no threshold)")
+	if c.Mode != ModeRegion {
+		fs.StringVar(&regions, "regions", regions, "comma-separated regions served by in-process replicas")
+		fs.BoolVar(&c.SyncAlways, "fsync", c.SyncAlways, "fsync the log on every write")
+		fs.StringVar(&c.SecretsDir, "secrets", c.SecretsDir, "directory of the signing keys and idempotency secret (default: --data); the same on every hub node")
+		fs.BoolVar(&c.Bootstrap, "bootstrap", c.Bootstrap, "create the first realm and admin on an empty log (one hub node only)")
+		fs.DurationVar(&c.HeartbeatInterval, "heartbeat", c.HeartbeatInterval, "append a heartbeat when the log was idle this long (0: never)")
+	}
+	if c.Mode != ModeAll {
+		fs.StringVar(&c.NATSName, "nats-name", c.NATSName, "name of the embedded NATS server")
+		fs.StringVar(&c.NATSListen, "nats-listen", c.NATSListen, "NATS client listener host:port (port -1: random)")
+	}
+	if c.Mode == ModeHub {
+		fs.StringVar(&c.ClusterName, "cluster-name", c.ClusterName, "JetStream cluster name")
+		fs.StringVar(&c.ClusterListen, "cluster", c.ClusterListen, "cluster route listener host:port (empty: a single hub node)")
+		fs.StringVar(&routes, "routes", "", "comma-separated nats-route://host:port of every hub node")
+		fs.StringVar(&c.LeafListen, "leaf-listen", c.LeafListen, "leaf-node listener host:port for the regions")
+		fs.IntVar(&c.StreamReplicas, "replicas", c.StreamReplicas, "stream replicas (default: 3 when clustered, else 1)")
+		fs.Uint64Var(&c.SnapshotEvery, "snapshot-every", c.SnapshotEvery, "publish a read-model snapshot after this many entries (0 and --snapshot-interval 0: never)")
+		fs.DurationVar(&c.SnapshotInterval, "snapshot-interval", c.SnapshotInterval, "publish a read-model snapshot at least this often while the log moves")
+	}
+	if c.Mode == ModeRegion {
+		fs.StringVar(&c.Region, "region", c.Region, "the region this process serves")
+		fs.StringVar(&hubLeaf, "hub-leaf", "", "comma-separated leaf URLs of the hub nodes, nats-leaf://host:port")
+		fs.DurationVar(&c.HubWait, "hub-wait", c.HubWait, "how long to wait at start for the hub's stream")
+		fs.BoolVar(&c.JoinFromSnapshot, "join-snapshot", c.JoinFromSnapshot, "start an empty read model from the hub's newest snapshot instead of replaying the log")
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	c.Regions = splitList(regions)
+	c.Routes = splitList(routes)
+	c.HubLeaf = splitList(hubLeaf)
+	return c.Validate()
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, r := range strings.Split(s, ",") {
+		if r = strings.TrimSpace(r); r != "" {
+			out = append(out, r)
+		}
+	}
+	return out
+}
