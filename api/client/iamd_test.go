@@ -160,12 +160,10 @@ func TestClient_WriteRetryIsAppliedOnce(t *testing.T) {
 	defer cancel()
 	up, _ := url.Parse(daemontest.URL(m))
 	var lost atomic.Bool
-	proxy := httputil.NewSingleHostReverseProxy(up)
-	direct := proxy.Director
-	proxy.Director = func(r *http.Request) {
-		direct(r)
-		r.Host = up.Host // the token's issuer is iamd's own address
-	}
+	proxy := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
+		r.SetURL(up)
+		r.Out.Host = up.Host // the token's issuer is iamd's own address
+	}}
 	proxy.ModifyResponse = func(r *http.Response) error {
 		if r.Request.Method == http.MethodPost && r.Request.URL.Path == "/v1/groups" && lost.CompareAndSwap(false, true) {
 			r.Body.Close()

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -238,7 +237,11 @@ func TestIamctl_Lag(t *testing.T) {
 	}
 	m := daemontest.Start(t, "")
 	bin := filepath.Join(t.TempDir(), "iamctl")
-	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", bin, "../../iamctl")
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("the go command is needed to build iamctl: %v", err)
+	}
+	build := exec.Command(goBin, "build", "-o", bin, "../../iamctl")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build iamctl: %v\n%s", err, out)
 	}
