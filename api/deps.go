@@ -7,7 +7,6 @@ import (
 	iam "github.com/iam-project/iam"
 	"github.com/iam-project/iam/eventlog"
 	"github.com/iam-project/iam/eventlog/keyvault"
-	"github.com/iam-project/iam/eventlog/snapshots"
 	"github.com/iam-project/iam/replica"
 	"github.com/iam-project/iam/replica/lag"
 )
@@ -35,9 +34,9 @@ type Replica interface {
 type Snapshots interface {
 	// PublishCurrent stores a snapshot once the replica has applied the
 	// log's head, waiting up to wait; replica_behind when it does not.
-	PublishCurrent(ctx context.Context, wait time.Duration) (snapshots.Info, error)
+	PublishCurrent(ctx context.Context, wait time.Duration) (iam.SnapshotInfo, error)
 	// List returns the stored snapshots, newest first.
-	List(ctx context.Context) ([]snapshots.Info, error)
+	List(ctx context.Context) ([]iam.SnapshotInfo, error)
 	// Region names the region whose read model is published.
 	Region() string
 }

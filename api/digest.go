@@ -7,7 +7,6 @@ import (
 	"time"
 
 	iam "github.com/iam-project/iam"
-	"github.com/iam-project/iam/eventlog/snapshots"
 	"github.com/iam-project/iam/replica"
 )
 
@@ -116,7 +115,7 @@ type snapshotView struct {
 	Created  time.Time `json:"created"`
 }
 
-func viewSnapshot(i snapshots.Info) snapshotView {
+func viewSnapshot(i iam.SnapshotInfo) snapshotView {
 	return snapshotView{Name: i.Name, Token: FormatToken(i.Seq), Sequence: i.Seq, Digest: i.Digest, Rows: i.Rows, Bytes: i.Size, Created: i.Created}
 }
 

@@ -7,7 +7,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/iam-project/iam/eventlog/snapshots"
+	iam "github.com/iam-project/iam"
 )
 
 // Join loads the newest snapshot of the bucket open opens (without creating
@@ -33,7 +33,7 @@ func Join(ctx context.Context, open func(ctx context.Context, create bool) (Snap
 	region := rep.Region()
 	logger = logger.With("region", region)
 	bucket, err := open(ctx, false)
-	var all []snapshots.Info
+	var all []iam.SnapshotInfo
 	if err == nil {
 		all, err = bucket.List(ctx)
 	}
@@ -65,7 +65,7 @@ func Join(ctx context.Context, open func(ctx context.Context, create bool) (Snap
 }
 
 // loadFrom loads the snapshot info of bucket into rep.
-func loadFrom(ctx context.Context, bucket SnapshotBucket, info snapshots.Info, rep *Replica) (SnapshotHeader, error) {
+func loadFrom(ctx context.Context, bucket SnapshotBucket, info iam.SnapshotInfo, rep *Replica) (SnapshotHeader, error) {
 	r, err := bucket.Open(ctx, info.Name)
 	if err != nil {
 		return SnapshotHeader{}, err

@@ -277,7 +277,7 @@ func benchJoin(b *testing.B, entries []iam.LogEntry, tail int) {
 	}
 	written := time.Since(start)
 	start = time.Now()
-	if _, err := store.Put(ctx, snapshots.Info{Seq: h.Seq, MsgID: h.MsgID, Rows: h.Rows, Digest: h.SHA256}, &buf); err != nil {
+	if _, err := store.Put(ctx, iam.SnapshotInfo{Seq: h.Seq, MsgID: h.MsgID, Rows: h.Rows, Digest: h.SHA256}, &buf); err != nil {
 		b.Fatal(err)
 	}
 	b.Logf("snapshot at %d: %d rows, %.1f MiB (zstd), written in %s, stored in %s", h.Seq, h.Rows, float64(size)/(1<<20),

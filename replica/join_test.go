@@ -20,20 +20,20 @@ var _ replica.SnapshotBucket = (*snapshots.Store)(nil)
 // memBucket is a SnapshotBucket in memory.
 type memBucket struct {
 	mu    sync.Mutex
-	infos []snapshots.Info // newest first
+	infos []iam.SnapshotInfo // newest first
 	data  map[string][]byte
 }
 
-func (b *memBucket) List(ctx context.Context) ([]snapshots.Info, error) {
+func (b *memBucket) List(ctx context.Context) ([]iam.SnapshotInfo, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return slices.Clone(b.infos), nil
 }
 
-func (b *memBucket) Latest(ctx context.Context) (snapshots.Info, error) {
+func (b *memBucket) Latest(ctx context.Context) (iam.SnapshotInfo, error) {
 	all, _ := b.List(ctx)
 	if len(all) == 0 {
-		return snapshots.Info{}, iam.Errorf(iam.ENotFound, "no snapshot")
+		return iam.SnapshotInfo{}, iam.Errorf(iam.ENotFound, "no snapshot")
 	}
 	return all[0], nil
 }
@@ -48,7 +48,7 @@ func (b *memBucket) Open(ctx context.Context, name string) (io.ReadCloser, error
 	return io.NopCloser(bytes.NewReader(d)), nil
 }
 
-func (b *memBucket) Put(ctx context.Context, info snapshots.Info, r io.Reader) (snapshots.Info, error) {
+func (b *memBucket) Put(ctx context.Context, info iam.SnapshotInfo, r io.Reader) (iam.SnapshotInfo, error) {
 	d, err := io.ReadAll(r)
 	if err != nil {
 		return info, err
@@ -88,7 +88,7 @@ func TestPublisher_Join(t *testing.T) {
 		t.Fatalf("publish at the same position: got %+v (%v), want the stored %+v", again, err, info)
 	}
 	// A newer snapshot that does not load.
-	if _, err := bucket.Put(ctx, snapshots.Info{Seq: 250, MsgID: "x"}, bytes.NewReader([]byte("IAMSNAP\nnot a snapshot"))); err != nil {
+	if _, err := bucket.Put(ctx, iam.SnapshotInfo{Seq: 250, MsgID: "x"}, bytes.NewReader([]byte("IAMSNAP\nnot a snapshot"))); err != nil {
 		t.Fatal(err)
 	}
 

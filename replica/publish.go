@@ -10,23 +10,20 @@ import (
 	"time"
 
 	iam "github.com/iam-project/iam"
-	"github.com/iam-project/iam/eventlog/snapshots"
 )
 
 // SnapshotBucket is where a region's snapshots are stored and read from:
-// the hub's Object Store bucket, *snapshots.Store. Its methods are
-// snapshots.Store's; see there for the errors. It uses snapshots.Info
-// because a method set naming that type is the only one *snapshots.Store
-// has; the import brings no NATS call into this package.
+// the hub's Object Store bucket (*snapshots.Store in eventlog/snapshots,
+// whose doc gives the errors).
 type SnapshotBucket interface {
 	// List returns the stored snapshots, newest first.
-	List(ctx context.Context) ([]snapshots.Info, error)
+	List(ctx context.Context) ([]iam.SnapshotInfo, error)
 	// Latest returns the newest snapshot; not_found when there is none.
-	Latest(ctx context.Context) (snapshots.Info, error)
+	Latest(ctx context.Context) (iam.SnapshotInfo, error)
 	// Open streams the snapshot called name; close it.
 	Open(ctx context.Context, name string) (io.ReadCloser, error)
 	// Put stores the snapshot read from r and returns its stored info.
-	Put(ctx context.Context, info snapshots.Info, r io.Reader) (snapshots.Info, error)
+	Put(ctx context.Context, info iam.SnapshotInfo, r io.Reader) (iam.SnapshotInfo, error)
 }
 
 // Defaults of Publisher.
@@ -85,22 +82,22 @@ func (p *Publisher) now() time.Time {
 //
 // Errors: conflict when the replica has applied nothing; others from the
 // bucket.
-func (p *Publisher) Publish(ctx context.Context) (snapshots.Info, error) {
+func (p *Publisher) Publish(ctx context.Context) (iam.SnapshotInfo, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	bucket, err := p.Bucket(ctx, true)
 	if err != nil {
-		return snapshots.Info{}, err
+		return iam.SnapshotInfo{}, err
 	}
 	rep := p.Replica
 	snap, err := rep.Store().Snapshot()
 	if err != nil {
-		return snapshots.Info{}, err
+		return iam.SnapshotInfo{}, err
 	}
 	defer snap.Close()
 	d := snap.Digest()
 	if d.Seq == 0 {
-		return snapshots.Info{}, iam.Errorf(iam.EConflict, "region %s has applied nothing to snapshot", rep.Region())
+		return iam.SnapshotInfo{}, iam.Errorf(iam.EConflict, "region %s has applied nothing to snapshot", rep.Region())
 	}
 	if latest, err := bucket.Latest(ctx); err == nil && latest.Seq >= d.Seq {
 		return latest, nil
@@ -113,13 +110,13 @@ func (p *Publisher) Publish(ctx context.Context) (snapshots.Info, error) {
 		pw.CloseWithError(err)
 		written <- err
 	}()
-	info, err := bucket.Put(ctx, snapshots.Info{Seq: d.Seq, MsgID: d.MsgID, Rows: d.Rows, Digest: d.SHA256, Created: now}, pr)
+	info, err := bucket.Put(ctx, iam.SnapshotInfo{Seq: d.Seq, MsgID: d.MsgID, Rows: d.Rows, Digest: d.SHA256, Created: now}, pr)
 	pr.CloseWithError(errors.New("snapshot upload ended")) // unblocks the writer if Put gave up
 	if werr := <-written; err == nil && werr != nil {
 		err = werr
 	}
 	if err != nil {
-		return snapshots.Info{}, fmt.Errorf("publish snapshot of %s at %d: %w", rep.Region(), d.Seq, err)
+		return iam.SnapshotInfo{}, fmt.Errorf("publish snapshot of %s at %d: %w", rep.Region(), d.Seq, err)
 	}
 	return info, nil
 }
@@ -128,16 +125,16 @@ func (p *Publisher) Publish(ctx context.Context) (snapshots.Info, error) {
 // of the call (fully_consistent, waiting up to wait): a snapshot asked for
 // holds every write acknowledged before it was asked for. Errors: as
 // Publish; replica_behind when the replica does not catch up in time.
-func (p *Publisher) PublishCurrent(ctx context.Context, wait time.Duration) (snapshots.Info, error) {
+func (p *Publisher) PublishCurrent(ctx context.Context, wait time.Duration) (iam.SnapshotInfo, error) {
 	if err := p.Replica.Ensure(ctx, Consistency{Mode: iam.FullyConsistent, Wait: wait}); err != nil {
-		return snapshots.Info{}, err
+		return iam.SnapshotInfo{}, err
 	}
 	return p.Publish(ctx)
 }
 
 // List returns the stored snapshots, newest first (none when there is no
 // bucket yet).
-func (p *Publisher) List(ctx context.Context) ([]snapshots.Info, error) {
+func (p *Publisher) List(ctx context.Context) ([]iam.SnapshotInfo, error) {
 	bucket, err := p.Bucket(ctx, false)
 	if iam.ErrorCode(err) == iam.ENotFound {
 		return nil, nil

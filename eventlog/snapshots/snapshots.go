@@ -41,19 +41,6 @@ const (
 	metaCreated = "iam-created"
 )
 
-// Info describes a stored snapshot: the log position it holds the
-// read model at, its row count and read-model digest (as the snapshot's own
-// header says), and its size in bytes.
-type Info struct {
-	Name    string    `json:"name"`
-	Seq     uint64    `json:"seq"`
-	MsgID   string    `json:"msgId"`
-	Rows    uint64    `json:"rows"`
-	Digest  string    `json:"digest"`
-	Size    uint64    `json:"size"`
-	Created time.Time `json:"created"`
-}
-
 // Name is the object name of the snapshot at seq; names sort in
 // sequence order.
 func Name(seq uint64) string { return fmt.Sprintf("snapshot-%020d", seq) }
@@ -95,7 +82,7 @@ func Open(ctx context.Context, l *eventlog.Log, create bool) (*Store, error) {
 // info's position, rows and digest as metadata, then deletes all but the
 // newest Keep snapshots. It returns the stored info (with Size). A failed
 // Put leaves no partial object.
-func (s *Store) Put(ctx context.Context, info Info, r io.Reader) (Info, error) {
+func (s *Store) Put(ctx context.Context, info iam.SnapshotInfo, r io.Reader) (iam.SnapshotInfo, error) {
 	if info.Seq == 0 {
 		return info, fmt.Errorf("put snapshot: %w", iam.FieldErrorf("seq", "a snapshot at position 0 holds nothing"))
 	}
@@ -146,20 +133,20 @@ func (s *Store) prune(ctx context.Context) error {
 
 // List returns the stored snapshots, newest (highest sequence) first.
 // Objects that are not snapshots are skipped.
-func (s *Store) List(ctx context.Context) ([]Info, error) {
+func (s *Store) List(ctx context.Context) ([]iam.SnapshotInfo, error) {
 	objs, err := s.obs.List(ctx)
 	if errors.Is(err, jetstream.ErrNoObjectsFound) {
 		return nil, nil
 	} else if err != nil {
 		return nil, fmt.Errorf("list snapshots: %w", err)
 	}
-	out := make([]Info, 0, len(objs))
+	out := make([]iam.SnapshotInfo, 0, len(objs))
 	for _, o := range objs {
 		if info, ok := snapshotInfo(o); ok {
 			out = append(out, info)
 		}
 	}
-	slices.SortFunc(out, func(a, b Info) int {
+	slices.SortFunc(out, func(a, b iam.SnapshotInfo) int {
 		switch {
 		case a.Seq > b.Seq:
 			return -1
@@ -171,26 +158,26 @@ func (s *Store) List(ctx context.Context) ([]Info, error) {
 	return out, nil
 }
 
-func snapshotInfo(o *jetstream.ObjectInfo) (Info, bool) {
+func snapshotInfo(o *jetstream.ObjectInfo) (iam.SnapshotInfo, bool) {
 	md := o.Metadata
 	seq, err := strconv.ParseUint(md[metaSeq], 10, 64)
 	if err != nil || seq == 0 || o.Deleted {
-		return Info{}, false
+		return iam.SnapshotInfo{}, false
 	}
 	rows, _ := strconv.ParseUint(md[metaRows], 10, 64)
 	created, _ := time.Parse(time.RFC3339Nano, md[metaCreated])
-	return Info{Name: o.Name, Seq: seq, MsgID: md[metaMsgID], Rows: rows, Digest: md[metaDigest],
+	return iam.SnapshotInfo{Name: o.Name, Seq: seq, MsgID: md[metaMsgID], Rows: rows, Digest: md[metaDigest],
 		Size: o.Size, Created: created}, true
 }
 
 // Latest returns the newest snapshot. Errors: not_found when there is none.
-func (s *Store) Latest(ctx context.Context) (Info, error) {
+func (s *Store) Latest(ctx context.Context) (iam.SnapshotInfo, error) {
 	all, err := s.List(ctx)
 	if err != nil {
-		return Info{}, err
+		return iam.SnapshotInfo{}, err
 	}
 	if len(all) == 0 {
-		return Info{}, fmt.Errorf("latest snapshot: %w", iam.Errorf(iam.ENotFound, "no snapshot in %s", Bucket))
+		return iam.SnapshotInfo{}, fmt.Errorf("latest snapshot: %w", iam.Errorf(iam.ENotFound, "no snapshot in %s", Bucket))
 	}
 	return all[0], nil
 }

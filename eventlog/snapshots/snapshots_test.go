@@ -51,7 +51,7 @@ func TestSnapshots_PutLatestOpen(t *testing.T) {
 		blobs[seq] = blob
 		// A reader that returns little at a time, like the pipe from a
 		// snapshot writer.
-		info, err := store.Put(ctx, snapshots.Info{Seq: seq, MsgID: "m", Rows: seq * 2, Digest: "d"}, io.LimitReader(bytes.NewReader(blob), int64(len(blob))))
+		info, err := store.Put(ctx, iam.SnapshotInfo{Seq: seq, MsgID: "m", Rows: seq * 2, Digest: "d"}, io.LimitReader(bytes.NewReader(blob), int64(len(blob))))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -59,7 +59,7 @@ func TestSnapshots_PutLatestOpen(t *testing.T) {
 			t.Fatalf("put %d: got %+v, want size %d", seq, info, len(blob))
 		}
 	}
-	if _, err := store.Put(ctx, snapshots.Info{}, bytes.NewReader(nil)); iam.ErrorCode(err) != iam.EInvalid {
+	if _, err := store.Put(ctx, iam.SnapshotInfo{}, bytes.NewReader(nil)); iam.ErrorCode(err) != iam.EInvalid {
 		t.Fatalf("put at position 0: got %v, want invalid_argument", err)
 	}
 

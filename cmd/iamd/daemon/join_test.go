@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	iam "github.com/iam-project/iam"
 	"github.com/iam-project/iam/api"
 	"github.com/iam-project/iam/cmd/iamd/daemon"
 	"github.com/iam-project/iam/cmd/iamd/daemon/daemontest"
@@ -127,7 +128,7 @@ func TestJoin_FromSnapshot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := store.Put(context.Background(), snapshots.Info{Seq: tail, MsgID: "x", Rows: 1, Digest: "bad"},
+	if _, err := store.Put(context.Background(), iam.SnapshotInfo{Seq: tail, MsgID: "x", Rows: 1, Digest: "bad"},
 		bytes.NewReader([]byte("IAMSNAP\nnot a snapshot"))); err != nil {
 		t.Fatal(err)
 	}
