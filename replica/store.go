@@ -126,21 +126,7 @@ func (s *Store) Commit(changes []RowChange, pos Position) error {
 
 // Scan calls fn for every row in key order.
 func (s *Store) Scan(fn func(key string, value []byte) error) error {
-	it, err := s.db.NewIter(&pebble.IterOptions{UpperBound: metaPrefix})
-	if err != nil {
-		return fmt.Errorf("scan: %w", err)
-	}
-	for it.First(); it.Valid(); it.Next() {
-		if err := fn(string(it.Key()), it.Value()); err != nil {
-			it.Close()
-			return err
-		}
-	}
-	if err := it.Error(); err != nil {
-		it.Close()
-		return fmt.Errorf("scan: %w", err)
-	}
-	return it.Close()
+	return scanRows(s.db, func(k, v []byte) error { return fn(string(k), v) })
 }
 
 // Digest is a SHA-256 over every row and the applied sequence: two read

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -46,16 +45,6 @@ type topologyOptions struct {
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func reservePort(tb testing.TB) int {
-	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // startTopology starts o.hubNodes hub processes (together: a JetStream
 // cluster needs a quorum to create the stream), the first of them
 // bootstrapping the admin, then one region process per o.regions, each
@@ -76,7 +65,7 @@ func startTopology(tb testing.TB, o topologyOptions) *topology {
 	var routes []string
 	if o.hubNodes > 1 {
 		for range o.hubNodes {
-			routes = append(routes, "nats-route://127.0.0.1:"+strconv.Itoa(reservePort(tb)))
+			routes = append(routes, "nats-route://127.0.0.1:"+strconv.Itoa(eventlogtest.FreePort(tb)))
 		}
 	}
 	t.hubs = make([]*daemon.Main, o.hubNodes)
