@@ -2,6 +2,7 @@ package replica_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"io"
 	"slices"
@@ -48,7 +49,12 @@ func (b *memBucket) Open(ctx context.Context, name string) (io.ReadCloser, error
 	return io.NopCloser(bytes.NewReader(d)), nil
 }
 
+// Put is as snapshots.Store's: seq 0 refused, the same name replaced,
+// newest first, only the newest snapshots.DefaultKeep kept.
 func (b *memBucket) Put(ctx context.Context, info iam.SnapshotInfo, r io.Reader) (iam.SnapshotInfo, error) {
+	if info.Seq == 0 {
+		return info, iam.FieldErrorf("seq", "a snapshot at position 0 holds nothing")
+	}
 	d, err := io.ReadAll(r)
 	if err != nil {
 		return info, err
@@ -58,9 +64,18 @@ func (b *memBucket) Put(ctx context.Context, info iam.SnapshotInfo, r io.Reader)
 	if b.data == nil {
 		b.data = map[string][]byte{}
 	}
+	if info.Created.IsZero() {
+		info.Created = time.Now()
+	}
 	info.Name, info.Size = snapshots.Name(info.Seq), uint64(len(d))
 	b.data[info.Name] = d
-	b.infos = slices.Insert(b.infos, 0, info)
+	b.infos = slices.DeleteFunc(b.infos, func(o iam.SnapshotInfo) bool { return o.Name == info.Name })
+	i, _ := slices.BinarySearchFunc(b.infos, info.Seq, func(o iam.SnapshotInfo, seq uint64) int { return cmp.Compare(seq, o.Seq) })
+	b.infos = slices.Insert(b.infos, i, info)
+	for _, old := range b.infos[min(snapshots.DefaultKeep, len(b.infos)):] {
+		delete(b.data, old.Name)
+	}
+	b.infos = b.infos[:min(snapshots.DefaultKeep, len(b.infos))]
 	return info, nil
 }
 
