@@ -213,15 +213,15 @@ func RunSnapshotBucketTests(t *testing.T, open func(t *testing.T) replica.Snapsh
 			seq := uint64(i + 1)
 			wg.Go(func() {
 				if _, err := b.Put(ctx, info(seq), bytes.NewReader(Blob(seq, 2000))); err != nil {
-					errs <- fmt.Errorf("Put %d: %w", seq, err)
+					errs <- fmt.Errorf("put %d: %w", seq, err)
 				}
 			})
 			wg.Go(func() {
 				if _, err := b.List(ctx); err != nil {
-					errs <- fmt.Errorf("List: %w", err)
+					errs <- fmt.Errorf("list: %w", err)
 				}
 				if _, err := b.Latest(ctx); err != nil && iam.ErrorCode(err) != iam.ENotFound {
-					errs <- fmt.Errorf("Latest: %w", err)
+					errs <- fmt.Errorf("latest: %w", err)
 				}
 			})
 		}

@@ -157,7 +157,7 @@ func RunVaultTests(t *testing.T, open func(t *testing.T) Vault) {
 				<-start
 				p, err := v.Pepper(ctx, "r1")
 				if err != nil {
-					errs <- fmt.Errorf("Pepper %d: %w", i, err)
+					errs <- fmt.Errorf("pepper %d: %w", i, err)
 				}
 				peppers[i] = p
 			})
