@@ -430,6 +430,14 @@ func TestDecide_Invalid(t *testing.T) {
 		{"app redirect http", iam.CreateApp{ID: "x", Name: "X", RedirectURIs: []string{"http://example.com/cb"}}, "redirectUris"},
 		{"app redirect fragment", iam.CreateApp{ID: "x", Name: "X", RedirectURIs: []string{"https://example.com/cb#f"}}, "redirectUris"},
 		{"app redirect bare scheme", iam.CreateApp{ID: "x", Name: "X", RedirectURIs: []string{"https://"}}, "redirectUris"},
+		{"app redirect localhost look-alike", iam.CreateApp{ID: "x", Name: "X", RedirectURIs: []string{"http://localhost.evil.example/cb"}}, "redirectUris"},
+		{"app redirect 127 look-alike", iam.CreateApp{ID: "x", Name: "X", RedirectURIs: []string{"http://127.0.0.1.evil.example/cb"}}, "redirectUris"},
+		{"app redirect ::1 look-alike", iam.CreateApp{ID: "x", Name: "X", RedirectURIs: []string{"http://[::1]evil.example/cb"}}, "redirectUris"},
+		{"app redirect loopback user info", iam.CreateApp{ID: "x", Name: "X", RedirectURIs: []string{"http://localhost@evil.example/cb"}}, "redirectUris"},
+		{"app redirect unparseable", iam.CreateApp{ID: "x", Name: "X", RedirectURIs: []string{"https://%zz"}}, "redirectUris"},
+		{"app redirect https no host", iam.CreateApp{ID: "x", Name: "X", RedirectURIs: []string{"https:///cb"}}, "redirectUris"},
+		{"app redirect bad port", iam.CreateApp{ID: "x", Name: "X", RedirectURIs: []string{"http://127.0.0.1:99999/cb"}}, "redirectUris"},
+		{"app redirect relative", iam.CreateApp{ID: "x", Name: "X", RedirectURIs: []string{"/cb"}}, "redirectUris"},
 		{"app too many redirects", iam.CreateApp{ID: "x", Name: "X", RedirectURIs: make([]string, 11)}, "redirectUris"},
 		{"app id", iam.CreateApp{ID: "x y", Name: "X"}, "id"},
 		{"status", iam.SetIdentityStatus{ID: "u", Status: "sleeping"}, "status"},
@@ -763,5 +771,16 @@ func TestDecide_Credentials(t *testing.T) {
 	_, err = w.try("", iam.AddAPIKey{App: "a", KeyID: "k", KeyHash: "plain"})
 	if err == nil {
 		t.Fatalf("unhashed API key: got no error, want one")
+	}
+}
+
+// Loopback redirect URIs name the loopback host exactly, with an optional
+// port; https ones any host.
+func TestDecide_RedirectURIsAccepted(t *testing.T) {
+	for _, u := range []string{"http://127.0.0.1/cb", "http://127.0.0.1:8080/cb", "http://[::1]/cb", "http://[::1]:53682/", "http://localhost/cb", "http://localhost:3000/a?b=c", "https://app.example.com/cb", "https://app.example.com:8443/cb?x=1"} {
+		w := newWorld(t)
+		if _, err := w.try("", iam.CreateApp{ID: "x", Name: "X", RedirectURIs: []string{u}}); err != nil {
+			t.Errorf("%s: %v", u, err)
+		}
 	}
 }
