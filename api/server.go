@@ -11,6 +11,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	iam "github.com/iam-project/iam"
@@ -88,9 +89,12 @@ type Server struct {
 	regions  []string
 	verify   *auth.VerifyCache
 	metrics  *Metrics
-	lag      *lag.Monitor
-	mux      *http.ServeMux
-	idp      *identityProvider // identity.go
+	// dummy is the hash unknown emails are verified against (dummyHash).
+	dummyOnce sync.Once
+	dummy     string
+	lag       *lag.Monitor
+	mux       *http.ServeMux
+	idp       *identityProvider // identity.go
 
 	idemSecret []byte
 	tokens     *tokenCache
