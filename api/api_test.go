@@ -254,6 +254,19 @@ func TestAPI_BadInput(t *testing.T) {
 		{name: "policies/star everything", method: "POST", path: "/v1/policies", body: policy(stmt("allow", read, []string{"hrn:*"})), status: bad, code: inv, field: "statements[0].resources[0]"},
 		{name: "policies/inner star", method: "POST", path: "/v1/policies", body: policy(stmt("allow", read, []string{"hrn:here:data::" + f.realm + ":*/x"})), status: bad, code: inv, field: "statements[0].resources[0]"},
 		{name: "policies/two stars", method: "POST", path: "/v1/policies", body: policy(stmt("allow", read, []string{"hrn:here:data::*:**"})), status: bad, code: inv, field: "statements[0].resources[0]"},
+		{name: "policies/realm prefix without colon", method: "POST", path: "/v1/policies", body: policy(stmt("allow", read, []string{"hrn:here:data::" + f.realm + "*"})), status: bad, code: inv, field: "statements[0].resources[0]"},
+		{name: "policies/another realm's prefix", method: "POST", path: "/v1/policies", body: policy(stmt("allow", read, catalog), stmt("allow", read, []string{f.hrn("a"), "hrn:here:data::" + f.realm + "x:*"})), status: bad, code: inv, field: "statements[1].resources[1]"},
+		{name: "policies/service prefix", method: "POST", path: "/v1/policies", body: policy(stmt("allow", read, []string{"hrn:here:data:*"})), status: bad, code: inv, field: "statements[0].resources[0]"},
+		// Writes without a body refuse a malformed one.
+		{name: "groups/member malformed body", method: "PUT", path: "/v1/groups/" + f.group + "/members/" + f.user, body: `{`, status: bad, code: inv, field: "body"},
+		{name: "groups/member body not an object", method: "PUT", path: "/v1/groups/" + f.group + "/members/" + f.user, body: `[1]`, status: bad, code: inv, field: "body"},
+		{name: "attachments/malformed body", method: "PUT", path: "/v1/policies/" + f.policy + "/attachments/" + f.group, body: `{"a":`, status: bad, code: inv, field: "body"},
+		// Redirect URIs are parsed at registration.
+		{name: "apps/loopback look-alike", method: "POST", path: "/v1/apps", body: map[string]any{"name": "x", "redirectUris": []string{"http://localhost.evil.example/cb"}}, status: bad, code: inv, field: "redirectUris"},
+		{name: "apps/loopback IP look-alike", method: "POST", path: "/v1/apps", body: map[string]any{"name": "x", "redirectUris": []string{"http://127.0.0.1.evil.example/cb"}}, status: bad, code: inv, field: "redirectUris"},
+		{name: "apps/loopback user info", method: "POST", path: "/v1/apps", body: map[string]any{"name": "x", "redirectUris": []string{"http://localhost@evil.example/cb"}}, status: bad, code: inv, field: "redirectUris"},
+		{name: "apps/unparseable https", method: "POST", path: "/v1/apps", body: map[string]any{"name": "x", "redirectUris": []string{"https://%zz"}}, status: bad, code: inv, field: "redirectUris"},
+		{name: "apps/https without host", method: "POST", path: "/v1/apps", body: map[string]any{"name": "x", "redirectUris": []string{"https:///cb"}}, status: bad, code: inv, field: "redirectUris"},
 		{name: "policies/HRN with space", method: "POST", path: "/v1/policies", body: policy(stmt("allow", read, []string{f.hrn("a b")})), status: bad, code: inv, field: "statements[0].resources[0]"},
 		{name: "policies/HRN too long", method: "POST", path: "/v1/policies", body: policy(stmt("allow", read, []string{f.hrn(strings.Repeat("x", 1100))})), status: bad, code: inv, field: "statements[0].resources[0]"},
 		{name: "policies/empty resource", method: "POST", path: "/v1/policies", body: policy(stmt("allow", read, []string{""})), status: bad, code: inv, field: "statements[0].resources[0]"},
@@ -366,6 +379,11 @@ func TestAPI_BadInput(t *testing.T) {
 				t.Errorf("got detail %q, want it to name %s", r.Str("detail"), tc.idIn)
 			}
 		})
+	}
+
+	// A write that takes no body accepts none, or {}.
+	for _, body := range []any{nil, `{}`, " {} \n"} {
+		f.admin.Must(http.StatusOK, "PUT", "/v1/groups/"+f.group+"/members/"+f.user, body)
 	}
 
 	// A wrong method on a known path is a problem too (404 or 405).
