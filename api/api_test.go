@@ -505,7 +505,7 @@ func TestAPI_Authentication(t *testing.T) {
 		c.TB = t
 		r := c.Do("POST", "/v1/check", map[string]any{"action": "read", "resource": f.hrn("x")}, "X-API-Key", "k-nosuchkey.secret")
 		wantProblem(t, r, http.StatusUnauthorized, "unauthenticated", "")
-		r = c.Do("GET", "/v1/users?apiKey=garbage", nil)
+		r = c.Do("GET", "/v1/users", nil, "X-API-Key", "garbage")
 		wantProblem(t, r, http.StatusUnauthorized, "unauthenticated", "")
 	})
 	t.Run("API key on a write", func(t *testing.T) {
@@ -517,6 +517,23 @@ func TestAPI_Authentication(t *testing.T) {
 		c.Must(http.StatusOK, "POST", "/v1/check", map[string]any{"action": "read", "resource": f.hrn("x")}, "X-API-Key", key, "Consistency-Token", made.Str("consistencyToken"))
 		r := c.Do("POST", "/v1/groups", map[string]any{"name": "g"}, "X-API-Key", key)
 		wantProblem(t, r, http.StatusUnauthorized, "unauthenticated", "")
+	})
+	t.Run("API key in the query", func(t *testing.T) {
+		made := f.admin.Must(http.StatusCreated, "POST", "/v1/apps/"+f.app+"/apiKeys", nil)
+		key := made.Str("apiKey")
+		c := f.admin.With("")
+		c.TB = t
+		c.Must(http.StatusOK, "POST", "/v1/check", map[string]any{"action": "read", "resource": f.hrn("x")}, "X-API-Key", key, "Consistency-Token", made.Str("consistencyToken"))
+		for _, path := range []string{"/v1/check?apiKey=" + url.QueryEscape(key), "/v1/check?x=1&apiKey=" + url.QueryEscape(key)} {
+			r := c.Do("POST", path, map[string]any{"action": "read", "resource": f.hrn("x")}, "Consistency-Token", made.Str("consistencyToken"))
+			wantProblem(t, r, http.StatusUnauthorized, "unauthenticated", "apiKey")
+			if d := r.Str("detail"); !strings.Contains(d, "X-API-Key") || !strings.Contains(d, "log") {
+				t.Errorf("got detail %q, want it to say why (a key in a URL lands in logs) and to name X-API-Key", d)
+			}
+		}
+		// Even beside a good header or token.
+		wantProblem(t, c.Do("GET", "/v1/users?apiKey=x", nil, "X-API-Key", key), http.StatusUnauthorized, "unauthenticated", "apiKey")
+		wantProblem(t, f.admin.Do("GET", "/v1/users?apiKey=x", nil), http.StatusUnauthorized, "unauthenticated", "apiKey")
 	})
 	t.Run("deactivated identity", func(t *testing.T) {
 		app := f.create("/v1/apps", map[string]any{"name": "short lived"})
