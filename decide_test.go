@@ -784,3 +784,30 @@ func TestDecide_RedirectURIsAccepted(t *testing.T) {
 		}
 	}
 }
+
+// The system realm is the first realm created (the bootstrap realm), recorded
+// in its event; an entry written before the flag was recorded makes the
+// first realm applied the system realm.
+func TestDecide_SystemRealm(t *testing.T) {
+	w := newWorld(t)
+	evs, err := iam.Decide(w.s, iam.Request{Realm: "r2", Command: iam.CreateRealm{ID: "r2", Name: "Realm Two"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.apply(evs...)
+	if !w.s.SystemRealm(realm) || w.s.SystemRealm("r2") || w.s.SystemRealm("nosuch") {
+		t.Fatalf("SystemRealm: got %v %v, want r1 only", w.s.SystemRealm(realm), w.s.SystemRealm("r2"))
+	}
+	if c := evs[0].(iam.RealmCreated); c.System == nil || *c.System {
+		t.Fatalf("the second realm's event: got System %v, want false recorded", c.System)
+	}
+	legacy := iam.NewState()
+	for i, r := range []string{"b", "a"} {
+		if err := legacy.ApplyEntry(iam.LogEntry{Seq: uint64(i + 1), Commits: []iam.Commit{{Events: []iam.Event{iam.RealmCreated{InRealm: iam.InRealm{Realm: r}, Name: r}}}}}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !legacy.SystemRealm("b") || legacy.SystemRealm("a") {
+		t.Fatalf("legacy entries: want the first realm applied (b) to be the system realm")
+	}
+}

@@ -17,7 +17,9 @@ import (
 	"testing"
 	"time"
 
+	iam "github.com/iam-project/iam"
 	"github.com/iam-project/iam/api"
+	"github.com/iam-project/iam/api/auth"
 	"github.com/iam-project/iam/cmd/iamd/daemon"
 	"github.com/iam-project/iam/cmd/iamd/daemon/daemontest"
 )
@@ -1266,4 +1268,36 @@ func TestAPI_AuthenticationAfterWrite(t *testing.T) {
 	if served > 0 {
 		t.Errorf("deactivated apps served: got %d of %d, want 0", served, 2*tries)
 	}
+}
+
+// Only an operator of the system realm (the bootstrap realm) takes
+// whole-database digests and snapshots: the OrgAdmin of another realm may
+// not, though it holds ActionManageReplicas on its own realm.
+func TestAPI_ReplicasSystemRealmOnly(t *testing.T) {
+	m := daemontest.Start(t, "")
+	admin := daemontest.AdminClient(t, m)
+	ctx := context.Background()
+	realm, app, clientID, secret := "other-realm", "a-otheradmin", "otheradminclient", "other admin secret"
+	hash, err := auth.Hash(secret, auth.LowCostHashParams())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range []iam.Command{
+		iam.CreateRealm{ID: realm, Name: realm},
+		iam.CreateApp{ID: app, Name: "other admin"},
+		iam.GrantRole{Identity: app, Role: iam.RoleOrgAdmin},
+		iam.AddCredential{App: app, CredentialID: "cred-otheradmin", ClientID: clientID, SecretHash: hash},
+	} {
+		if _, err := m.Writer().Execute(ctx, iam.Request{Realm: realm, Command: cmd}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	other := &daemontest.Client{TB: t, Base: daemontest.URL(m), Token: daemontest.ClientToken(t, daemontest.URL(m), clientID, secret, "")}
+	region := m.Replicas()[0].Region()
+	// The other realm's OrgAdmin is an OrgAdmin: it manages its realm.
+	other.Must(http.StatusCreated, "POST", "/v1/groups", map[string]any{"name": "g"})
+	wantProblem(t, other.Do("GET", "/v1/replicas/"+region+"/digest", nil), http.StatusForbidden, "permission_denied", "")
+	wantProblem(t, other.Do("POST", "/v1/replicas/snapshot", nil), http.StatusForbidden, "permission_denied", "")
+	admin.Must(http.StatusOK, "GET", "/v1/replicas/"+region+"/digest", nil)
+	admin.Must(http.StatusCreated, "POST", "/v1/replicas/snapshot", nil)
 }
