@@ -49,7 +49,8 @@ func Decide(s *State, req Request) ([]Event, error) {
 		if s.realms[c.ID] != nil {
 			return nil, Errorf(EConflict, "realm %s already exists", c.ID)
 		}
-		return []Event{RealmCreated{InRealm{c.ID}, c.Name}}, nil
+		system := len(s.realms) == 0 // the first realm is the system realm
+		return []Event{RealmCreated{InRealm{c.ID}, c.Name, &system}}, nil
 	}
 	r := s.realms[req.Realm]
 	if r == nil {

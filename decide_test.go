@@ -430,6 +430,14 @@ func TestDecide_Invalid(t *testing.T) {
 		{"app redirect http", iam.CreateApp{ID: "x", Name: "X", RedirectURIs: []string{"http://example.com/cb"}}, "redirectUris"},
 		{"app redirect fragment", iam.CreateApp{ID: "x", Name: "X", RedirectURIs: []string{"https://example.com/cb#f"}}, "redirectUris"},
 		{"app redirect bare scheme", iam.CreateApp{ID: "x", Name: "X", RedirectURIs: []string{"https://"}}, "redirectUris"},
+		{"app redirect localhost look-alike", iam.CreateApp{ID: "x", Name: "X", RedirectURIs: []string{"http://localhost.evil.example/cb"}}, "redirectUris"},
+		{"app redirect 127 look-alike", iam.CreateApp{ID: "x", Name: "X", RedirectURIs: []string{"http://127.0.0.1.evil.example/cb"}}, "redirectUris"},
+		{"app redirect ::1 look-alike", iam.CreateApp{ID: "x", Name: "X", RedirectURIs: []string{"http://[::1]evil.example/cb"}}, "redirectUris"},
+		{"app redirect loopback user info", iam.CreateApp{ID: "x", Name: "X", RedirectURIs: []string{"http://localhost@evil.example/cb"}}, "redirectUris"},
+		{"app redirect unparseable", iam.CreateApp{ID: "x", Name: "X", RedirectURIs: []string{"https://%zz"}}, "redirectUris"},
+		{"app redirect https no host", iam.CreateApp{ID: "x", Name: "X", RedirectURIs: []string{"https:///cb"}}, "redirectUris"},
+		{"app redirect bad port", iam.CreateApp{ID: "x", Name: "X", RedirectURIs: []string{"http://127.0.0.1:99999/cb"}}, "redirectUris"},
+		{"app redirect relative", iam.CreateApp{ID: "x", Name: "X", RedirectURIs: []string{"/cb"}}, "redirectUris"},
 		{"app too many redirects", iam.CreateApp{ID: "x", Name: "X", RedirectURIs: make([]string, 11)}, "redirectUris"},
 		{"app id", iam.CreateApp{ID: "x y", Name: "X"}, "id"},
 		{"status", iam.SetIdentityStatus{ID: "u", Status: "sleeping"}, "status"},
@@ -454,6 +462,9 @@ func TestDecide_Invalid(t *testing.T) {
 		{"action digit first", iam.CreatePolicy{ID: "x", Name: "X", Statements: stmt(iam.Allow, []string{"1read"}, data("a"))}, "statements[0].actions[0]"},
 		{"action too long", iam.CreatePolicy{ID: "x", Name: "X", Statements: stmt(iam.Allow, []string{strings.Repeat("a", iam.MaxActionLength+1)}, data("a"))}, "statements[0].actions[0]"},
 		{"bad pattern", iam.CreatePolicy{ID: "x", Name: "X", Statements: stmt(iam.Allow, read, data("a"), "hrn:*")}, "statements[0].resources[1]"},
+		{"other realm's prefix", iam.CreatePolicy{ID: "x", Name: "X", Statements: stmt(iam.Allow, read, data("a"), "hrn:here:data::r2:*")}, "statements[0].resources[1]"},
+		{"realm prefix without colon", iam.CreatePolicy{ID: "x", Name: "X", Statements: stmt(iam.Allow, read, "hrn:here:data::"+realm+"*")}, "statements[0].resources[0]"},
+		{"service prefix", iam.CreatePolicy{ID: "x", Name: "X", Statements: stmt(iam.Allow, read, "hrn:here:*")}, "statements[0].resources[0]"},
 		{"inner star", iam.CreatePolicy{ID: "x", Name: "X", Statements: stmt(iam.Allow, read, "hrn:here:data::r1:*a")}, "statements[0].resources[0]"},
 		{"not an HRN", iam.CreatePolicy{ID: "x", Name: "X", Statements: stmt(iam.Allow, read, "cat-1")}, "statements[0].resources[0]"},
 		{"second statement", iam.CreatePolicy{ID: "x", Name: "X", Statements: append(stmt(iam.Allow, read, data("a")), iam.Statement{Effect: iam.Deny, Actions: []string{"*"}, Resources: []string{"*"}})}, "statements[1].resources[0]"},
@@ -760,5 +771,43 @@ func TestDecide_Credentials(t *testing.T) {
 	_, err = w.try("", iam.AddAPIKey{App: "a", KeyID: "k", KeyHash: "plain"})
 	if err == nil {
 		t.Fatalf("unhashed API key: got no error, want one")
+	}
+}
+
+// Loopback redirect URIs name the loopback host exactly, with an optional
+// port; https ones any host.
+func TestDecide_RedirectURIsAccepted(t *testing.T) {
+	for _, u := range []string{"http://127.0.0.1/cb", "http://127.0.0.1:8080/cb", "http://[::1]/cb", "http://[::1]:53682/", "http://localhost/cb", "http://localhost:3000/a?b=c", "https://app.example.com/cb", "https://app.example.com:8443/cb?x=1"} {
+		w := newWorld(t)
+		if _, err := w.try("", iam.CreateApp{ID: "x", Name: "X", RedirectURIs: []string{u}}); err != nil {
+			t.Errorf("%s: %v", u, err)
+		}
+	}
+}
+
+// The system realm is the first realm created (the bootstrap realm), recorded
+// in its event; an entry written before the flag was recorded makes the
+// first realm applied the system realm.
+func TestDecide_SystemRealm(t *testing.T) {
+	w := newWorld(t)
+	evs, err := iam.Decide(w.s, iam.Request{Realm: "r2", Command: iam.CreateRealm{ID: "r2", Name: "Realm Two"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.apply(evs...)
+	if !w.s.SystemRealm(realm) || w.s.SystemRealm("r2") || w.s.SystemRealm("nosuch") {
+		t.Fatalf("SystemRealm: got %v %v, want r1 only", w.s.SystemRealm(realm), w.s.SystemRealm("r2"))
+	}
+	if c := evs[0].(iam.RealmCreated); c.System == nil || *c.System {
+		t.Fatalf("the second realm's event: got System %v, want false recorded", c.System)
+	}
+	legacy := iam.NewState()
+	for i, r := range []string{"b", "a"} {
+		if err := legacy.ApplyEntry(iam.LogEntry{Seq: uint64(i + 1), Commits: []iam.Commit{{Events: []iam.Event{iam.RealmCreated{InRealm: iam.InRealm{Realm: r}, Name: r}}}}}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !legacy.SystemRealm("b") || legacy.SystemRealm("a") {
+		t.Fatalf("legacy entries: want the first realm applied (b) to be the system realm")
 	}
 }

@@ -328,7 +328,7 @@ func TestCheck_DenyWinsEverywhere(t *testing.T) {
 		for _, g := range ids("g", 5) {
 			w.group(g)
 			w.do("", iam.AddMember{Group: g, Identity: "u"})
-			w.policy("allow-"+g, iam.Allow, []string{"*"}, "hrn:here:*")
+			w.policy("allow-"+g, iam.Allow, []string{"*"}, "hrn:here:account::"+realm+":*", data("*"))
 			w.do("", iam.AttachPolicy{Policy: "allow-" + g, Target: g})
 		}
 		w.policy("deny", iam.Deny, []string{"*"}, iam.RealmHRN(realm))

@@ -56,8 +56,11 @@ func (h HRN) String() string {
 }
 
 // ValidatePattern checks a policy resource pattern: an exact HRN, or a prefix
-// of one ending in a single "*". The prefix must at least name the partition
-// ("hrn:here:*"), so no pattern silently matches every partition.
+// of one ending in a single "*". A prefix names partition, service, region
+// and account in full — the "*" comes after the fifth colon — so that no
+// pattern reaches past one account ("hrn:here:data::r1*" would match realm
+// r1x). ValidateRealmPattern adds that the account is the policy's realm.
+// docs/hrn.md states the grammar.
 func ValidatePattern(field, p string) error {
 	if !strings.HasSuffix(p, "*") {
 		_, err := ParseHRN(field, p)
@@ -67,16 +70,41 @@ func ValidatePattern(field, p string) error {
 	if len(p) > MaxHRNLength {
 		return FieldErrorf(field, "pattern is longer than %d bytes", MaxHRNLength)
 	}
-	if !strings.HasPrefix(prefix, "hrn:") || strings.Count(prefix, ":") < 2 {
-		return FieldErrorf(field, "%q is not an HRN pattern: want an HRN, or an HRN prefix such as hrn:here:data::realm:* ending in *", p)
+	const want = "want an HRN, or an HRN prefix naming the account in full, such as hrn:here:data::<realm>:* or hrn:here:data::<realm>:catalog-*"
+	if !strings.HasPrefix(prefix, "hrn:") {
+		return FieldErrorf(field, "%q is not an HRN pattern: %s", p, want)
 	}
 	for _, r := range prefix {
 		if unicode.IsSpace(r) || unicode.IsControl(r) || r == '*' {
 			return FieldErrorf(field, "%q is not an HRN pattern: it contains %q (only one trailing * is allowed)", p, r)
 		}
 	}
-	if parts := strings.Split(prefix[len("hrn:"):], ":"); parts[0] == "" {
+	parts := strings.SplitN(prefix[len("hrn:"):], ":", 5)
+	switch {
+	case len(parts) < 5:
+		return FieldErrorf(field, "%q is not an HRN pattern: the * must follow the account and its colon; %s", p, want)
+	case parts[0] == "":
 		return FieldErrorf(field, "%q is not an HRN pattern: the partition is empty", p)
+	case parts[1] == "":
+		return FieldErrorf(field, "%q is not an HRN pattern: the service is empty", p)
+	case parts[3] == "":
+		return FieldErrorf(field, "%q is not an HRN pattern: the account is empty", p)
+	}
+	return nil
+}
+
+// ValidateRealmPattern checks a pattern of a policy of realm: valid, and a
+// prefix pattern names realm as its account, so that a realm's policy never
+// reaches another realm's resources.
+func ValidateRealmPattern(field, realm, p string) error {
+	if err := ValidatePattern(field, p); err != nil {
+		return err
+	}
+	if !strings.HasSuffix(p, "*") {
+		return nil
+	}
+	if parts := strings.SplitN(p[len("hrn:"):], ":", 5); parts[3] != realm {
+		return FieldErrorf(field, "%q names account %q: a pattern of realm %s must name it (hrn:%s:%s:%s:%s:…*)", p, parts[3], realm, parts[0], parts[1], parts[2], realm)
 	}
 	return nil
 }

@@ -106,8 +106,13 @@ func TestValidatePattern(t *testing.T) {
 		{"hrn:here:data::r1:cat-1", true},
 		{"hrn:here:data::r1:cat-*", true},
 		{"hrn:here:data::r1:*", true},
-		{"hrn:here:data::*", true},
-		{"hrn:here:*", true},
+		{"hrn:here:data::*", false},   // the account is not complete: would match every realm
+		{"hrn:here:*", false},         // every service of every realm
+		{"hrn:here:data::r1*", false}, // would match realm r1x
+		{"hrn:here:data:eu:r1*", false},
+		{"hrn:here:data::r1:p/*", true},
+		{"hrn:here::eu:r1:*", false}, // the service is empty
+		{"hrn:here:data:::*", false}, // the account is empty
 		{"hrn:here:data:eu:r1:x/*", true},
 		{"*", false},
 		{"hrn:*", false},

@@ -1,7 +1,10 @@
 package iam
 
 import (
+	"errors"
 	"net/mail"
+	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -130,18 +133,38 @@ func (c CreateApp) decide(s *State, r *Realm) ([]Event, error) {
 	return []Event{IdentityCreated{InRealm: InRealm{r.ID}, ID: c.ID, Kind: KindApp, Name: c.Name, RedirectURIs: c.RedirectURIs, Owner: c.Owner}}, nil
 }
 
+// validRedirectURI parses u (net/url) and accepts an https URI with a host,
+// or a loopback http URI (RFC 8252 §7.3, for native apps) whose host is
+// exactly 127.0.0.1, [::1] or localhost, with an optional port. A URI that
+// does not parse, carries user info or a fragment is refused.
 func validRedirectURI(u string) error {
 	switch {
 	case len(u) > 2048:
 		return FieldErrorf("redirectUris", "a redirect URI is longer than 2048 bytes")
 	case strings.ContainsAny(u, "#\x00 \t\r\n"):
 		return FieldErrorf("redirectUris", "%q must not contain a fragment or white space", u)
-	case strings.HasPrefix(u, "https://") && len(u) > len("https://"):
+	}
+	p, err := url.Parse(u)
+	if err != nil {
+		return FieldErrorf("redirectUris", "%q is not a URI: %v", u, errors.Unwrap(err))
+	}
+	if p.Opaque != "" || p.User != nil || p.Fragment != "" {
+		return FieldErrorf("redirectUris", "%q must be an absolute URI with a host, without user info or fragment", u)
+	}
+	if port := p.Port(); port != "" {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return FieldErrorf("redirectUris", "%q has an invalid port", u)
+		}
+	} else if strings.HasSuffix(p.Host, ":") {
+		return FieldErrorf("redirectUris", "%q has an empty port", u)
+	}
+	switch host := p.Hostname(); {
+	case p.Scheme == "https" && host != "":
 		return nil
-	case strings.HasPrefix(u, "http://127.0.0.1"), strings.HasPrefix(u, "http://[::1]"), strings.HasPrefix(u, "http://localhost"):
+	case p.Scheme == "http" && (host == "127.0.0.1" || host == "::1" && strings.HasPrefix(p.Host, "[") || host == "localhost"):
 		return nil // loopback redirects, as RFC 8252 §7.3 allows for native apps
 	}
-	return FieldErrorf("redirectUris", "%q must be an https URI or a loopback http URI", u)
+	return FieldErrorf("redirectUris", "%q must be an https URI with a host, or a loopback http URI (http://127.0.0.1, http://[::1] or http://localhost, with an optional port)", u)
 }
 
 // SetIdentityStatus deactivates or reactivates a user or an app.

@@ -76,8 +76,13 @@ func (c CreatePolicy) decide(s *State, r *Realm) ([]Event, error) {
 		return nil, limitErr("a policy holds at most %d statements, this one %d", s.Limits.StatementsPerPolicy, len(c.Statements))
 	}
 	perms := 0
-	for _, st := range c.Statements {
+	for i, st := range c.Statements {
 		perms += len(st.Actions) * len(st.Resources)
+		for j, res := range st.Resources {
+			if err := ValidateRealmPattern("statements["+strconv.Itoa(i)+"].resources["+strconv.Itoa(j)+"]", r.ID, res); err != nil {
+				return nil, err
+			}
+		}
 	}
 	if perms > s.Limits.PermissionsPerPolicy {
 		return nil, limitErr("a policy holds at most %d permissions (actions × resources), this one %d", s.Limits.PermissionsPerPolicy, perms)

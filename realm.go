@@ -20,22 +20,38 @@ func (c CreateRealm) validate() error {
 // realm yet to judge it against.
 func (c CreateRealm) decide(*State, *Realm) ([]Event, error) { return nil, nil }
 
-// RealmCreated creates a realm.
+// RealmCreated creates a realm. System marks the system realm: the first
+// realm created (the bootstrap realm), whose operators run the whole
+// database (digests, snapshots). Decide sets it on every new realm; nil (an
+// entry written before it was recorded) means "the first realm applied".
 type RealmCreated struct {
 	InRealm
-	Name string `json:"name"`
+	Name   string `json:"name"`
+	System *bool  `json:"system,omitempty"`
 }
 
 // EventType implements Event.
 func (RealmCreated) EventType() string { return "RealmCreated" }
 
 func (e RealmCreated) apply(s *State, touch Touch) {
+	system := len(s.realms) == 0
+	if e.System != nil {
+		system = *e.System
+	}
 	s.realms[e.Realm] = &Realm{
-		ID: e.Realm, Name: e.Name,
+		ID: e.Realm, Name: e.Name, System: system,
 		Identities: map[string]*Identity{}, Groups: map[string]*Group{}, Policies: map[string]*Policy{},
 		Projects: map[string]*Project{}, Resources: map[string]*ResourcePlacement{}, emails: map[string]string{},
 		roleCache:   roleStatementsFor(e.Realm),
 		Invitations: map[string]*Invitation{}, authCodes: map[string]string{}, resetTokens: map[string]string{}, invitationTokens: map[string]string{},
 	}
 	touch(Change{Kind: ChangeRealm, Realm: e.Realm})
+}
+
+// SystemRealm reports whether realm is the system realm: the first realm
+// created (the bootstrap realm). Its operators (ActionManageReplicas on it)
+// act on the whole database; no other realm's may.
+func (s *State) SystemRealm(realm string) bool {
+	r := s.realms[realm]
+	return r != nil && r.System
 }

@@ -44,6 +44,7 @@ type credentialRef struct{ realm, app, credential string }
 type Realm struct {
 	ID         string
 	Name       string
+	System     bool   // the system realm (RealmCreated.System)
 	LastSeq    uint64 // sequence of the realm's last log entry: the optimistic lock
 	Identities map[string]*Identity
 	Groups     map[string]*Group

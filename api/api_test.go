@@ -17,7 +17,9 @@ import (
 	"testing"
 	"time"
 
+	iam "github.com/iam-project/iam"
 	"github.com/iam-project/iam/api"
+	"github.com/iam-project/iam/api/auth"
 	"github.com/iam-project/iam/cmd/iamd/daemon"
 	"github.com/iam-project/iam/cmd/iamd/daemon/daemontest"
 )
@@ -254,6 +256,19 @@ func TestAPI_BadInput(t *testing.T) {
 		{name: "policies/star everything", method: "POST", path: "/v1/policies", body: policy(stmt("allow", read, []string{"hrn:*"})), status: bad, code: inv, field: "statements[0].resources[0]"},
 		{name: "policies/inner star", method: "POST", path: "/v1/policies", body: policy(stmt("allow", read, []string{"hrn:here:data::" + f.realm + ":*/x"})), status: bad, code: inv, field: "statements[0].resources[0]"},
 		{name: "policies/two stars", method: "POST", path: "/v1/policies", body: policy(stmt("allow", read, []string{"hrn:here:data::*:**"})), status: bad, code: inv, field: "statements[0].resources[0]"},
+		{name: "policies/realm prefix without colon", method: "POST", path: "/v1/policies", body: policy(stmt("allow", read, []string{"hrn:here:data::" + f.realm + "*"})), status: bad, code: inv, field: "statements[0].resources[0]"},
+		{name: "policies/another realm's prefix", method: "POST", path: "/v1/policies", body: policy(stmt("allow", read, catalog), stmt("allow", read, []string{f.hrn("a"), "hrn:here:data::" + f.realm + "x:*"})), status: bad, code: inv, field: "statements[1].resources[1]"},
+		{name: "policies/service prefix", method: "POST", path: "/v1/policies", body: policy(stmt("allow", read, []string{"hrn:here:data:*"})), status: bad, code: inv, field: "statements[0].resources[0]"},
+		// Writes without a body refuse a malformed one.
+		{name: "groups/member malformed body", method: "PUT", path: "/v1/groups/" + f.group + "/members/" + f.user, body: `{`, status: bad, code: inv, field: "body"},
+		{name: "groups/member body not an object", method: "PUT", path: "/v1/groups/" + f.group + "/members/" + f.user, body: `[1]`, status: bad, code: inv, field: "body"},
+		{name: "attachments/malformed body", method: "PUT", path: "/v1/policies/" + f.policy + "/attachments/" + f.group, body: `{"a":`, status: bad, code: inv, field: "body"},
+		// Redirect URIs are parsed at registration.
+		{name: "apps/loopback look-alike", method: "POST", path: "/v1/apps", body: map[string]any{"name": "x", "redirectUris": []string{"http://localhost.evil.example/cb"}}, status: bad, code: inv, field: "redirectUris"},
+		{name: "apps/loopback IP look-alike", method: "POST", path: "/v1/apps", body: map[string]any{"name": "x", "redirectUris": []string{"http://127.0.0.1.evil.example/cb"}}, status: bad, code: inv, field: "redirectUris"},
+		{name: "apps/loopback user info", method: "POST", path: "/v1/apps", body: map[string]any{"name": "x", "redirectUris": []string{"http://localhost@evil.example/cb"}}, status: bad, code: inv, field: "redirectUris"},
+		{name: "apps/unparseable https", method: "POST", path: "/v1/apps", body: map[string]any{"name": "x", "redirectUris": []string{"https://%zz"}}, status: bad, code: inv, field: "redirectUris"},
+		{name: "apps/https without host", method: "POST", path: "/v1/apps", body: map[string]any{"name": "x", "redirectUris": []string{"https:///cb"}}, status: bad, code: inv, field: "redirectUris"},
 		{name: "policies/HRN with space", method: "POST", path: "/v1/policies", body: policy(stmt("allow", read, []string{f.hrn("a b")})), status: bad, code: inv, field: "statements[0].resources[0]"},
 		{name: "policies/HRN too long", method: "POST", path: "/v1/policies", body: policy(stmt("allow", read, []string{f.hrn(strings.Repeat("x", 1100))})), status: bad, code: inv, field: "statements[0].resources[0]"},
 		{name: "policies/empty resource", method: "POST", path: "/v1/policies", body: policy(stmt("allow", read, []string{""})), status: bad, code: inv, field: "statements[0].resources[0]"},
@@ -366,6 +381,11 @@ func TestAPI_BadInput(t *testing.T) {
 				t.Errorf("got detail %q, want it to name %s", r.Str("detail"), tc.idIn)
 			}
 		})
+	}
+
+	// A write that takes no body accepts none, or {}.
+	for _, body := range []any{nil, `{}`, " {} \n"} {
+		f.admin.Must(http.StatusOK, "PUT", "/v1/groups/"+f.group+"/members/"+f.user, body)
 	}
 
 	// A wrong method on a known path is a problem too (404 or 405).
@@ -487,7 +507,7 @@ func TestAPI_Authentication(t *testing.T) {
 		c.TB = t
 		r := c.Do("POST", "/v1/check", map[string]any{"action": "read", "resource": f.hrn("x")}, "X-API-Key", "k-nosuchkey.secret")
 		wantProblem(t, r, http.StatusUnauthorized, "unauthenticated", "")
-		r = c.Do("GET", "/v1/users?apiKey=garbage", nil)
+		r = c.Do("GET", "/v1/users", nil, "X-API-Key", "garbage")
 		wantProblem(t, r, http.StatusUnauthorized, "unauthenticated", "")
 	})
 	t.Run("API key on a write", func(t *testing.T) {
@@ -499,6 +519,23 @@ func TestAPI_Authentication(t *testing.T) {
 		c.Must(http.StatusOK, "POST", "/v1/check", map[string]any{"action": "read", "resource": f.hrn("x")}, "X-API-Key", key, "Consistency-Token", made.Str("consistencyToken"))
 		r := c.Do("POST", "/v1/groups", map[string]any{"name": "g"}, "X-API-Key", key)
 		wantProblem(t, r, http.StatusUnauthorized, "unauthenticated", "")
+	})
+	t.Run("API key in the query", func(t *testing.T) {
+		made := f.admin.Must(http.StatusCreated, "POST", "/v1/apps/"+f.app+"/apiKeys", nil)
+		key := made.Str("apiKey")
+		c := f.admin.With("")
+		c.TB = t
+		c.Must(http.StatusOK, "POST", "/v1/check", map[string]any{"action": "read", "resource": f.hrn("x")}, "X-API-Key", key, "Consistency-Token", made.Str("consistencyToken"))
+		for _, path := range []string{"/v1/check?apiKey=" + url.QueryEscape(key), "/v1/check?x=1&apiKey=" + url.QueryEscape(key)} {
+			r := c.Do("POST", path, map[string]any{"action": "read", "resource": f.hrn("x")}, "Consistency-Token", made.Str("consistencyToken"))
+			wantProblem(t, r, http.StatusUnauthorized, "unauthenticated", "apiKey")
+			if d := r.Str("detail"); !strings.Contains(d, "X-API-Key") || !strings.Contains(d, "log") {
+				t.Errorf("got detail %q, want it to say why (a key in a URL lands in logs) and to name X-API-Key", d)
+			}
+		}
+		// Even beside a good header or token.
+		wantProblem(t, c.Do("GET", "/v1/users?apiKey=x", nil, "X-API-Key", key), http.StatusUnauthorized, "unauthenticated", "apiKey")
+		wantProblem(t, f.admin.Do("GET", "/v1/users?apiKey=x", nil), http.StatusUnauthorized, "unauthenticated", "apiKey")
 	})
 	t.Run("deactivated identity", func(t *testing.T) {
 		app := f.create("/v1/apps", map[string]any{"name": "short lived"})
@@ -1231,4 +1268,36 @@ func TestAPI_AuthenticationAfterWrite(t *testing.T) {
 	if served > 0 {
 		t.Errorf("deactivated apps served: got %d of %d, want 0", served, 2*tries)
 	}
+}
+
+// Only an operator of the system realm (the bootstrap realm) takes
+// whole-database digests and snapshots: the OrgAdmin of another realm may
+// not, though it holds ActionManageReplicas on its own realm.
+func TestAPI_ReplicasSystemRealmOnly(t *testing.T) {
+	m := daemontest.Start(t, "")
+	admin := daemontest.AdminClient(t, m)
+	ctx := context.Background()
+	realm, app, clientID, secret := "other-realm", "a-otheradmin", "otheradminclient", "other admin secret"
+	hash, err := auth.Hash(secret, auth.LowCostHashParams())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range []iam.Command{
+		iam.CreateRealm{ID: realm, Name: realm},
+		iam.CreateApp{ID: app, Name: "other admin"},
+		iam.GrantRole{Identity: app, Role: iam.RoleOrgAdmin},
+		iam.AddCredential{App: app, CredentialID: "cred-otheradmin", ClientID: clientID, SecretHash: hash},
+	} {
+		if _, err := m.Writer().Execute(ctx, iam.Request{Realm: realm, Command: cmd}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	other := &daemontest.Client{TB: t, Base: daemontest.URL(m), Token: daemontest.ClientToken(t, daemontest.URL(m), clientID, secret, "")}
+	region := m.Replicas()[0].Region()
+	// The other realm's OrgAdmin is an OrgAdmin: it manages its realm.
+	other.Must(http.StatusCreated, "POST", "/v1/groups", map[string]any{"name": "g"})
+	wantProblem(t, other.Do("GET", "/v1/replicas/"+region+"/digest", nil), http.StatusForbidden, "permission_denied", "")
+	wantProblem(t, other.Do("POST", "/v1/replicas/snapshot", nil), http.StatusForbidden, "permission_denied", "")
+	admin.Must(http.StatusOK, "GET", "/v1/replicas/"+region+"/digest", nil)
+	admin.Must(http.StatusCreated, "POST", "/v1/replicas/snapshot", nil)
 }

@@ -695,3 +695,81 @@ func TestAPI_CryptoShredding(t *testing.T) {
 		t.Fatalf("data key after deletion: got %v, want destroyed", err)
 	}
 }
+
+// metricValue reads one sample of GET /metrics, e.g.
+// `iam_signin_password_verifications_total{against="dummy"}`.
+func metricValue(t *testing.T, m *daemon.Main, sample string) string {
+	t.Helper()
+	resp, err := http.Get(daemontest.URL(m) + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for line := range strings.Lines(string(body)) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), sample+" "); ok {
+			return v
+		}
+	}
+	t.Fatalf("metrics: no sample %s", sample)
+	return ""
+}
+
+// An unknown email and a wrong password get the same answer, in status and
+// text, and cost the same: the unknown email is verified against a dummy
+// argon2id hash (made with the server's hash parameters).
+func TestSignIn_UnknownEmailLikeWrongPassword(t *testing.T) {
+	f := newIDPFixture(t)
+	f.m.API().ConfigureIdentity(func(c *api.IdentityConfig) { c.SignInRate, c.SignInBurst = 1000, 1000 })
+	conf := f.oauthConfig(f.clientID, f.secret)
+	verifier := oauth2.GenerateVerifier()
+	const dummy, user = `iam_signin_password_verifications_total{against="dummy"}`, `iam_signin_password_verifications_total{against="user"}`
+	dummies, users := metricValue(t, f.m, dummy), metricValue(t, f.m, user)
+
+	_, unknown := signIn(t, conf, "nobody@example.com", "wrong password", verifier)
+	if got := metricValue(t, f.m, dummy); got == dummies {
+		t.Errorf("unknown email: dummy verifications stayed at %s, want one more", got)
+	}
+	_, wrong := signIn(t, conf, f.email, "wrong password", verifier)
+	if got := metricValue(t, f.m, user); got == users {
+		t.Errorf("wrong password: user verifications stayed at %s, want one more", got)
+	}
+	if unknown.StatusCode != wrong.StatusCode || unknown.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("got %d for an unknown email and %d for a wrong password, want 401 for both", unknown.StatusCode, wrong.StatusCode)
+	}
+	a := strings.ReplaceAll(bodyOf(unknown), "nobody@example.com", "EMAIL")
+	b := strings.ReplaceAll(bodyOf(wrong), f.email, "EMAIL")
+	if a != b {
+		t.Fatalf("the answers differ:\nunknown email:\n%s\nwrong password:\n%s", a, b)
+	}
+}
+
+// Redirect URIs are parsed at registration: look-alikes of loopback hosts
+// and URIs that do not parse are refused, and sign-in never answers 500.
+func TestSignIn_RedirectURIsParsed(t *testing.T) {
+	f := newIDPFixture(t)
+	for _, u := range []string{"http://localhost.evil.example/cb", "https://%zz", "http://127.0.0.1.evil.example/cb", "http://localhost@evil.example/cb"} {
+		r := f.admin.Do("POST", "/v1/apps", map[string]any{"name": "Bad", "redirectUris": []string{u}})
+		wantProblem(t, r, http.StatusBadRequest, "invalid_argument", "redirectUris")
+	}
+	for _, u := range []string{"http://localhost:8080/cb", "http://[::1]:53682/cb", "http://127.0.0.1/cb", "https://app.example.com/cb"} {
+		f.admin.Must(http.StatusCreated, "POST", "/v1/apps", map[string]any{"name": "Good", "redirectUris": []string{u}})
+	}
+	conf := f.oauthConfig(f.clientID, f.secret)
+	for _, redirect := range []string{"https://%zz", "%", "http://localhost.evil.example/cb"} {
+		conf.RedirectURL = redirect
+		authURL := conf.AuthCodeURL("st", oauth2.S256ChallengeOption(oauth2.GenerateVerifier()))
+		resp, err := http.Get(authURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("authorize with redirect_uri %q: got %d, want 400", redirect, resp.StatusCode)
+		}
+		resp = browser(t, authURL, f.email, f.password)
+		if resp.StatusCode >= 500 || resp.StatusCode == http.StatusFound {
+			t.Errorf("sign-in with redirect_uri %q: got %d, want an error page", redirect, resp.StatusCode)
+		}
+	}
+}

@@ -24,11 +24,12 @@ import (
 // A snapshot is the read model of this process's default region, stored
 // in the hub's snapshot bucket, from which a new region starts instead of
 // replaying the log. In a region, POST is forwarded to the hub like every
-// write. Both need ActionManageReplicas on the caller's realm (OrgAdmin has
-// it): a digest costs a pass over every row.
+// write. Both cover every realm, so both need an operator of the system
+// realm (iam.State.SystemRealm, the bootstrap realm): ActionManageReplicas
+// on it (its OrgAdmin has it). A digest costs a pass over every row.
 
 // ActionManageReplicas is the permission to take digests and snapshots of
-// the read model (on the realm's HRN; OrgAdmin has it).
+// the read model (on the system realm's HRN; its OrgAdmin has it).
 const ActionManageReplicas = "manageReplicas"
 
 // Defaults of the snapshot and digest endpoints.
@@ -62,7 +63,13 @@ type digestView struct {
 func (s *Server) authorizeReplicas(r *http.Request, rep Replica) error {
 	p := principal(r)
 	check := func(st *iam.State) error {
-		return iam.AuthorizeAction(st, p.Realm, p.ID, ActionManageReplicas, iam.RealmHRN(p.Realm))
+		if err := iam.AuthorizeAction(st, p.Realm, p.ID, ActionManageReplicas, iam.RealmHRN(p.Realm)); err != nil {
+			return err
+		}
+		if !st.SystemRealm(p.Realm) {
+			return iam.Errorf(iam.EPermissionDenied, "digests and snapshots cover every realm: only an operator of the system realm (the bootstrap realm) may take them")
+		}
+		return nil
 	}
 	if rep == nil {
 		return s.latest(r.Context(), check)

@@ -243,6 +243,11 @@ func (s *Server) pathWrite(build func(r *http.Request) iam.Command) func(http.Re
 		if err != nil {
 			return err
 		}
+		// It takes no body: none, or {}; anything else is refused, never
+		// silently ignored.
+		if err := c.decode(&struct{}{}, true); err != nil {
+			return err
+		}
 		return c.run(cmd, http.StatusOK, nil)
 	}
 }

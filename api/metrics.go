@@ -22,6 +22,7 @@ type Metrics struct {
 	replicaBehind *prometheus.CounterVec
 	writes        prometheus.Counter
 	tokens        prometheus.Counter
+	passwords     *prometheus.CounterVec
 }
 
 // RetryCauses are the causes under which retries are counted.
@@ -46,9 +47,11 @@ func NewMetrics(regions []string) *Metrics {
 		replicaBehind: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "iam_replica_behind_total", Help: "Reads refused because the region had not reached the requested token in time."}, []string{"region"}),
 		writes:        prometheus.NewCounter(prometheus.CounterOpts{Name: "iam_writes_total", Help: "Management writes acknowledged."}),
 		tokens:        prometheus.NewCounter(prometheus.CounterOpts{Name: "iam_tokens_issued_total", Help: "Access tokens issued."}),
+		passwords: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "iam_signin_password_verifications_total",
+			Help: "argon2id verifications of sign-in passwords, against a user's hash or, for an unknown email, the dummy hash."}, []string{"against"}),
 	}
 	reg.MustRegister(m.appliedSeq, m.headSeq, m.lagEvents, m.lagSeconds, m.healthy, m.propagation, m.retries,
-		m.checks, m.replicaBehind, m.writes, m.tokens,
+		m.checks, m.replicaBehind, m.writes, m.tokens, m.passwords,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, r := range regions {
 		m.appliedSeq.WithLabelValues(r)
@@ -61,6 +64,8 @@ func NewMetrics(regions []string) *Metrics {
 		m.checks.WithLabelValues(r, "false")
 		m.replicaBehind.WithLabelValues(r)
 	}
+	m.passwords.WithLabelValues("user")
+	m.passwords.WithLabelValues("dummy")
 	for _, comp := range []string{"writer", "eventlog", "projector"} {
 		for _, c := range RetryCauses {
 			m.retries.WithLabelValues(comp, c)
@@ -72,6 +77,14 @@ func NewMetrics(regions []string) *Metrics {
 // Retry counts one retry of component for cause.
 func (m *Metrics) Retry(component, cause string) {
 	m.retries.WithLabelValues(component, cause).Inc()
+}
+
+// passwordVerified counts one sign-in password verification against "user"
+// or "dummy".
+func (m *Metrics) passwordVerified(against string) {
+	if m != nil {
+		m.passwords.WithLabelValues(against).Inc()
+	}
 }
 
 // ObservePropagation records one entry's append → applied delay in region.

@@ -11,6 +11,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	iam "github.com/iam-project/iam"
@@ -88,9 +89,12 @@ type Server struct {
 	regions  []string
 	verify   *auth.VerifyCache
 	metrics  *Metrics
-	lag      *lag.Monitor
-	mux      *http.ServeMux
-	idp      *identityProvider // identity.go
+	// dummy is the hash unknown emails are verified against (dummyHash).
+	dummyOnce sync.Once
+	dummy     string
+	lag       *lag.Monitor
+	mux       *http.ServeMux
+	idp       *identityProvider // identity.go
 
 	idemSecret []byte
 	tokens     *tokenCache
@@ -245,12 +249,14 @@ func (s *Server) authed(apiKeyOK bool, h func(http.ResponseWriter, *http.Request
 }
 
 func (s *Server) authenticate(r *http.Request, apiKeyOK bool) (Principal, error) {
+	// A key in a URL lands in access logs, proxies and browser histories:
+	// refused wherever it is sent, with or without other credentials.
+	if r.URL.Query().Has("apiKey") {
+		return Principal{}, &iam.Error{Code: iam.EUnauthenticated, Field: "apiKey",
+			Message: "an API key is accepted in the X-API-Key header only, never in the URL (?apiKey=): a key in a URL lands in logs; send it as X-API-Key, and rotate a key that was sent in a URL"}
+	}
 	if apiKeyOK {
-		key := r.Header.Get("X-API-Key")
-		if key == "" {
-			key = r.URL.Query().Get("apiKey")
-		}
-		if key != "" {
+		if key := r.Header.Get("X-API-Key"); key != "" {
 			return s.authenticateAPIKey(r, key)
 		}
 	}

@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/iam-project/iam"
@@ -47,6 +46,7 @@ type authzRequest struct {
 	challenge, method, scope  string
 	redirectErr, responseType string
 	redirectDesc              string
+	redirectURL               *url.URL // redirect, parsed
 }
 
 // parseAuthz validates the request. A bad client or redirect URI is an error
@@ -72,6 +72,13 @@ func (s *Server) parseAuthz(ctx context.Context, v url.Values) (*authzRequest, e
 	if !slices.Contains(uris, a.redirect) {
 		return nil, iam.FieldErrorf("redirect_uri", "does not match a redirect URI registered for the app (exact match)")
 	}
+	// Registration parses redirect URIs; one registered before it did may
+	// not parse: an error page, never a redirect to it (nor a 500).
+	u, err := url.Parse(a.redirect)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return nil, iam.FieldErrorf("redirect_uri", "the registered redirect URI is not a valid URI; the app's manager must register it again")
+	}
+	a.redirectURL = u
 	switch {
 	case a.responseType != "code":
 		a.redirectErr, a.redirectDesc = "unsupported_response_type", "response_type must be code"
@@ -83,7 +90,7 @@ func (s *Server) parseAuthz(ctx context.Context, v url.Values) (*authzRequest, e
 
 // redirectTo sends the browser back to the client with params and state.
 func (a *authzRequest) redirectTo(w http.ResponseWriter, r *http.Request, params url.Values) {
-	u, _ := url.Parse(a.redirect) // validated at registration
+	u := *a.redirectURL // parsed by parseAuthz
 	q := u.Query()
 	for k, vs := range params {
 		q[k] = vs
@@ -126,11 +133,28 @@ func (s *Server) authorizePage(w http.ResponseWriter, r *http.Request) {
 }
 
 // dummyHash makes a sign-in for an unknown email cost what a wrong password
-// costs, so timing does not tell which emails have accounts.
-var dummyHash = sync.OnceValue(func() string {
-	h, _ := auth.Hash("not a password of anyone", auth.DefaultHashParams())
-	return h
-})
+// costs, so timing does not tell which emails have accounts: it has the
+// parameters users' hashes are made with (Config.HashParams), made once.
+func (s *Server) dummyHash() string {
+	s.dummyOnce.Do(func() {
+		s.dummy, _ = auth.Hash("not a password of anyone", s.cfg.HashParams)
+	})
+	return s.dummy
+}
+
+// verifyPassword verifies a sign-in password against hash, or, for an
+// unknown email (hash empty), against the dummy hash: one argon2id
+// verification either way. Not cached: a cache would make guessing cheap.
+func (s *Server) verifyPassword(password, hash string) bool {
+	if hash == "" {
+		s.metrics.passwordVerified("dummy")
+		_, _ = auth.Verify(password, s.dummyHash())
+		return false
+	}
+	s.metrics.passwordVerified("user")
+	ok, _ := auth.Verify(password, hash)
+	return ok
+}
 
 // authorizeSubmit serves POST /oauth2/authorize: the form.
 func (s *Server) authorizeSubmit(w http.ResponseWriter, r *http.Request) {
@@ -184,11 +208,11 @@ func (s *Server) authorizeSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if user == "" || hash == "" {
-		_, _ = auth.Verify(password, dummyHash())
+		s.verifyPassword(password, "")
 		s.renderSignIn(w, http.StatusUnauthorized, a, email, "Wrong email or password.")
 		return
 	}
-	ok, _ := auth.Verify(password, hash) // not cached: a cache would make guessing cheap
+	ok := s.verifyPassword(password, hash)
 	code := auth.NewSecret()
 	cmd := iam.RecordSignIn{User: user, PasswordHash: hash, Success: ok, At: now, MaxFailures: cfg.MaxFailedSignIns, LockoutPeriod: cfg.LockoutPeriod}
 	if ok {

@@ -129,7 +129,8 @@ func keyFields(rest string, f *[4]string) int {
 // their order.
 type (
 	realmRow struct {
-		Name string `json:"name"`
+		Name   string `json:"name"`
+		System bool   `json:"system,omitempty"`
 	}
 	identityRow struct {
 		Kind         iam.IdentityKind   `json:"kind"`
@@ -203,7 +204,7 @@ func rowValue(st *iam.State, c iam.Change) ([]byte, bool) {
 	}
 	switch c.Kind {
 	case iam.ChangeRealm:
-		return mustJSON(realmRow{Name: r.Name}), true
+		return mustJSON(realmRow{Name: r.Name, System: r.System}), true
 	case iam.ChangeIdentity:
 		if id := r.Identities[c.From]; id != nil {
 			return mustJSON(identityRow{id.Kind, id.Status, id.Email, id.Name, id.PasswordHash, id.RedirectURIs, id.Owner,
@@ -376,7 +377,7 @@ func loadRow(st *iam.State, c iam.Change, value []byte) error {
 		if err := json.Unmarshal(value, &row); err != nil {
 			return err
 		}
-		return apply(iam.RealmCreated{InRealm: in, Name: row.Name})
+		return apply(iam.RealmCreated{InRealm: in, Name: row.Name, System: &row.System})
 	case iam.ChangeIdentity:
 		var row identityRow
 		if err := json.Unmarshal(value, &row); err != nil {

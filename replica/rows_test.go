@@ -123,7 +123,7 @@ func (g randomCommands) policyIDs() []string {
 
 func (g randomCommands) statements() []iam.Statement {
 	actions := [][]string{{"read"}, {"read", "write"}, {"*"}, {iam.ActionCreateGroup}, {"list"}}
-	resources := [][]string{{data("res1")}, {data("res*")}, {data("*")}, {"hrn:here:*"}, {iam.RealmHRN(realm)}, {data("res2"), data("res3")}}
+	resources := [][]string{{data("res1")}, {data("res*")}, {data("*")}, {"hrn:here:account::" + realm + ":*"}, {iam.RealmHRN(realm)}, {data("res2"), data("res3")}}
 	var out []iam.Statement
 	for range 1 + g.rng.IntN(3) {
 		e := iam.Allow
