@@ -3,7 +3,9 @@ package natsnode_test
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -431,6 +433,92 @@ func TestSecure_Intruders(t *testing.T) {
 		if err != nil || string(e.Value()) != "secret" {
 			t.Errorf("KV IAM_KEYS signing: got %v, %v, want secret", e, err)
 		}
+	})
+
+	t.Run("StolenRegionCredentialHubEnforces", func(t *testing.T) {
+		// The thief's patched server ignores the permissions the hub
+		// sends; the hub refuses every forbidden message and closes the
+		// link.
+		region := filepath.Join(st.dir, "region", "eu-west")
+		cert, err := tls.LoadX509KeyPair(filepath.Join(region, "leaf.pem"), filepath.Join(region, "leaf.key"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		caPEM, err := os.ReadFile(filepath.Join(st.dir, "leaf-ca.pem"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(caPEM)
+		tlsCfg := &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}, RootCAs: pool, ServerName: natsnode.DefaultHubLeafTLSName}
+		seed, err := os.ReadFile(filepath.Join(region, "leaf.seed"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		seed = []byte(strings.TrimSpace(string(seed)))
+		addr := strings.TrimPrefix(natsnode.LeafURL(st.hub[0]), "nats-leaf://")
+		dial := func(t *testing.T) *rawLeaf {
+			t.Helper()
+			rl, err := dialRawLeaf(addr, tlsCfg, seed, "eu-west")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(rl.Close)
+			if rl.waitFor("PONG", 5*time.Second) == "" {
+				t.Fatalf("the stolen credential did not connect: %q", rl.all)
+			}
+			return rl
+		}
+		js := "$JS." + natsnode.HubDomain + ".API."
+		violations := []struct{ name, proto string }{
+			{"publish iam.evt", "LMSG iam.evt.acme.a 5\r\nevil!\r\n"},
+			{"publish iam.evt with reply", "LMSG iam.evt.acme.a _INBOX_eu-west.a 5\r\nevil!\r\n"},
+			{"delete stream", "LMSG " + js + "STREAM.DELETE.IAM _INBOX_eu-west.b 0\r\n\r\n"},
+			{"purge stream", "LMSG " + js + "STREAM.PURGE.IAM _INBOX_eu-west.c 0\r\n\r\n"},
+			{"delete stream, local API", "LMSG $JS.API.STREAM.DELETE.IAM _INBOX_eu-west.d 0\r\n\r\n"},
+			{"KV info", "LMSG " + js + "STREAM.INFO.KV_IAM_KEYS _INBOX_eu-west.e 0\r\n\r\n"},
+			{"KV direct get", "LMSG " + js + "DIRECT.GET.KV_IAM_KEYS.$KV.IAM_KEYS.signing _INBOX_eu-west.f 0\r\n\r\n"},
+			{"KV write", "LMSG $KV.IAM_KEYS.signing 4\r\nevil\r\n"},
+			{"delete consumer", "LMSG " + js + "CONSUMER.DELETE.IAM.x _INBOX_eu-west.g 0\r\n\r\n"},
+			{"other region's status", "LMSG iam.status.us-east 4\r\nevil\r\n"},
+			{"other rpc subject", "LMSG iam.rpc.admin _INBOX_eu-west.h 4\r\nevil\r\n"},
+			{"serve iam.rpc.http", "LS+ iam.rpc.http\r\n"},
+			{"other region's inbox", "LS+ _INBOX_us-east.abc\r\n"},
+		}
+		for _, v := range violations {
+			t.Run(v.name, func(t *testing.T) {
+				rl := dial(t)
+				if err := rl.send(v.proto + "PING\r\n"); err != nil {
+					t.Fatal(err)
+				}
+				if l := rl.waitFor("-ERR", 5*time.Second); !strings.Contains(l, "Permissions Violation") {
+					t.Fatalf("got %q, want a permissions violation", l)
+				}
+			})
+		}
+		t.Run("wildcard subscriptions receive nothing", func(t *testing.T) {
+			rl := dial(t)
+			if err := rl.send("LS+ iam.rpc.>\r\nLS+ iam.>\r\nLS+ _INBOX_us-east.>\r\nLS+ >\r\nLS+ iam.rpc.* iam-hub 1\r\nPING\r\n"); err != nil {
+				t.Fatal(err)
+			}
+			if rl.waitFor("PONG", 5*time.Second) == "" {
+				t.Fatalf("link closed: %q", rl.all)
+			}
+			for i := range 10 {
+				regions["us-east"].request(t, fmt.Sprintf("during raw theft %d", i))
+			}
+			if err := hb.Publish(bus.StatusSubjectPrefix+".hub", []byte("raw barrier")); err != nil {
+				t.Fatal(err)
+			}
+			if rl.waitFor("raw barrier", 10*time.Second) == "" {
+				t.Fatalf("the hub's status never reached the raw leaf: %q", rl.all)
+			}
+			for _, forbidden := range []string{"iam.rpc", "_INBOX_us-east", "iam.evt"} {
+				if rl.seen("MSG " + forbidden) {
+					t.Errorf("the raw leaf received a message on %s", forbidden)
+				}
+			}
+		})
 	})
 
 	t.Run("LegitRegionsStillWork", func(t *testing.T) { legit(t, "after") })
