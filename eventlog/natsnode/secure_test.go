@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 
 	"github.com/iam-project/iam"
 	"github.com/iam-project/iam/eventlog"
@@ -469,6 +470,46 @@ func TestSecure_Intruders(t *testing.T) {
 			}
 			return rl
 		}
+		t.Run("wrong key or certificate", func(t *testing.T) {
+			random, err := nkeys.CreateUser()
+			if err != nil {
+				t.Fatal(err)
+			}
+			randomSeed, _ := random.Seed()
+			rogueDir := t.TempDir()
+			if err := natspki.Generate(rogueDir, natspki.Options{Regions: []string{"eu-west"}}); err != nil {
+				t.Fatal(err)
+			}
+			rogueRegion := filepath.Join(rogueDir, "region", "eu-west")
+			rogueCert, err := tls.LoadX509KeyPair(filepath.Join(rogueRegion, "leaf.pem"), filepath.Join(rogueRegion, "leaf.key"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rogueTLS := tlsCfg.Clone()
+			rogueTLS.Certificates = []tls.Certificate{rogueCert}
+			noCert := tlsCfg.Clone()
+			noCert.Certificates = nil
+			cases := []struct {
+				name string
+				tls  *tls.Config
+				seed []byte
+			}{
+				{"region cert, random nkey", tlsCfg, randomSeed},
+				{"rogue-CA cert, region nkey", rogueTLS, seed},
+				{"no cert, region nkey", noCert, seed},
+			}
+			for _, c := range cases {
+				rl, err := dialRawLeaf(addr, c.tls, c.seed, "eu-west")
+				if err != nil {
+					continue // refused at the handshake
+				}
+				l := rl.waitFor("PONG", 5*time.Second)
+				rl.Close()
+				if l != "" {
+					t.Errorf("%s: connected, want refused", c.name)
+				}
+			}
+		})
 		js := "$JS." + natsnode.HubDomain + ".API."
 		violations := []struct{ name, proto string }{
 			{"publish iam.evt", "LMSG iam.evt.acme.a 5\r\nevil!\r\n"},
