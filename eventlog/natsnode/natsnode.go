@@ -241,7 +241,9 @@ func RunNode(cfg NodeConfig) (*server.Server, error) {
 		return fail(fmt.Errorf("jetstream domain is %q, want %q", js.Domain, c.JetStreamDomain))
 	}
 	if self != nil {
-		secured.Store(s, self)
+		if err := saveSecure(s, self); err != nil {
+			return fail(fmt.Errorf("in-process identity: %w", err))
+		}
 	}
 	return s, nil
 }

@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -115,22 +115,45 @@ func RegionLeafPermissions(region string) *server.Permissions {
 // inProcess is how this process connects to a secure node: an nkey made
 // at start and known only to this process, usable only in-process.
 type inProcess struct {
-	kp     nkeys.KeyPair
-	inbox  string // custom inbox prefix, regions only
-	region bool
+	kp    nkeys.KeyPair
+	inbox string // custom inbox prefix, regions only
 }
 
-// secured maps each secure *server.Server started by RunNode to its
-// in-process identity, so that Connect and StreamLeader need no extra
-// arguments and plaintext callers are unchanged.
-var secured sync.Map
+// inProcessSeedFile holds, in a secure node's JetStream store directory,
+// the seed of the nkey RunNode made at start for this process's own
+// in-process connections (0600): Connect and StreamLeader find the identity
+// from the server itself, with no registry in memory, and plaintext callers
+// are unchanged.
+const inProcessSeedFile = "iam-inprocess.nk"
 
+// lookupSecure returns the in-process identity of a secure node s.
 func lookupSecure(s *server.Server) (*inProcess, bool) {
-	v, ok := secured.Load(s)
-	if !ok {
+	js := s.JetStreamConfig()
+	if js == nil {
 		return nil, false
 	}
-	return v.(*inProcess), true
+	seed, err := os.ReadFile(filepath.Join(js.StoreDir, inProcessSeedFile))
+	if err != nil {
+		return nil, false
+	}
+	kp, err := nkeys.FromSeed(seed)
+	if err != nil {
+		return nil, false
+	}
+	p := &inProcess{kp: kp}
+	if js.Domain != HubDomain {
+		p.inbox = InboxPrefix(js.Domain)
+	}
+	return p, true
+}
+
+// saveSecure records self as s's in-process identity (see lookupSecure).
+func saveSecure(s *server.Server, self *inProcess) error {
+	seed, err := self.kp.Seed()
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(s.JetStreamConfig().StoreDir, inProcessSeedFile), seed, 0o600)
 }
 
 // accountOf is the account iam's data lives in on s.
