@@ -17,6 +17,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 )
 
 // ServerConfig configures an embedded nats-server with JetStream.
@@ -49,8 +50,14 @@ func RunServer(cfg ServerConfig) (*server.Server, error) {
 	return RunNode(NodeConfig{ServerConfig: cfg})
 }
 
-// Connect connects to an embedded server (see ConnectURL).
+// Connect connects to an embedded server (see ConnectURL). To a node
+// started with Security it connects in process, with the nkey RunNode made
+// for this process (the only credential its in-process user has), and in a
+// region with the region's InboxPrefix, the only replies the hub delivers.
 func Connect(s *server.Server, opts ...nats.Option) (*nats.Conn, error) {
+	if p, ok := lookupSecure(s); ok {
+		return connectInProcess(s, p, opts...)
+	}
 	return ConnectURL(s.ClientURL(), opts...)
 }
 
@@ -108,6 +115,13 @@ type NodeConfig struct {
 	// LeafReconnect is the redial interval of LeafRemotes. Default
 	// DefaultLeafReconnect.
 	LeafReconnect time.Duration
+
+	// Security, when set, starts the node in secure mode (see Security):
+	// a hub node (no LeafRemotes) or a region (LeafRemotes, named by
+	// JetStreamDomain). Its processes then connect with Connect, in
+	// process only. Nil keeps the plaintext, unauthenticated node of
+	// tests and local runs.
+	Security *Security
 }
 
 // RunNode starts an embedded nats-server with JetStream as a node of a
@@ -177,6 +191,26 @@ func RunNode(cfg NodeConfig) (*server.Server, error) {
 			opts.LeafNode.ReconnectInterval = DefaultLeafReconnect
 		}
 	}
+	var self *inProcess
+	if sec := cfg.Security; sec != nil {
+		kp, err := nkeys.CreateUser()
+		if err != nil {
+			return nil, fmt.Errorf("run nats node: in-process nkey: %w", err)
+		}
+		self = &inProcess{kp: kp}
+		if len(cfg.LeafRemotes) > 0 {
+			if c.JetStreamDomain == "" {
+				return nil, errors.New("run nats node: a secure region needs JetStreamDomain, its region name")
+			}
+			self.inbox = InboxPrefix(c.JetStreamDomain)
+			err = secureRegion(opts, sec, kp)
+		} else {
+			err = secureHub(opts, sec, kp)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("run nats node %s: %w", c.ServerName, err)
+		}
+	}
 	s, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("run nats node: %w", err)
@@ -205,6 +239,11 @@ func RunNode(cfg NodeConfig) (*server.Server, error) {
 	}
 	if js.Domain != c.JetStreamDomain {
 		return fail(fmt.Errorf("jetstream domain is %q, want %q", js.Domain, c.JetStreamDomain))
+	}
+	if self != nil {
+		if err := saveSecure(s, self); err != nil {
+			return fail(fmt.Errorf("in-process identity: %w", err))
+		}
 	}
 	return s, nil
 }
@@ -279,8 +318,8 @@ func WatchStreamLeader(ctx context.Context, s *server.Server, stream string, int
 }
 
 // StreamLeader reports whether the embedded server s leads stream (in the
-// global account), or is not clustered: the one process of a hub that
+// global account, or Account on a secure node), or is not clustered: the one process of a hub that
 // serves relayed writes and writes periodic snapshots.
 func StreamLeader(s *server.Server, stream string) bool {
-	return !s.JetStreamIsClustered() || s.JetStreamIsStreamLeader(server.DEFAULT_GLOBAL_ACCOUNT, stream)
+	return !s.JetStreamIsClustered() || s.JetStreamIsStreamLeader(accountOf(s), stream)
 }

@@ -49,6 +49,11 @@ type Config struct {
 	// Hub and region: the embedded NATS server.
 	NATSName   string // server name (default: iamd, the hub node or region name)
 	NATSListen string // client listener host:port (default 127.0.0.1, random port)
+	// NATSTLSDir, when set, runs the embedded server in secure mode with
+	// the certificates and nkeys under it (natspki's layout: a hub node
+	// reads hub/<NATSName>, a region region/<Region>). Empty: plaintext,
+	// for local runs only. See docs/deploy/nats-security.md.
+	NATSTLSDir string
 
 	// Hub.
 	ClusterName    string   // JetStream cluster name (default "iam-hub")
@@ -114,6 +119,9 @@ func (c Config) Validate() error {
 	}
 	switch c.Mode {
 	case ModeAll, ModeHub:
+		if c.Mode == ModeAll && c.NATSTLSDir != "" {
+			return errors.New("--nats-tls-dir is for hub and region mode: the all-in-one's server has no links to secure")
+		}
 	case ModeRegion:
 		if err := iam.ValidID("region", c.Region); err != nil {
 			return fmt.Errorf("--region %q is not a region name", c.Region)
@@ -191,6 +199,7 @@ func (m *Main) ParseFlags(args []string) error {
 	if c.Mode != ModeAll {
 		fs.StringVar(&c.NATSName, "nats-name", c.NATSName, "name of the embedded NATS server")
 		fs.StringVar(&c.NATSListen, "nats-listen", c.NATSListen, "NATS client listener host:port (port -1: random)")
+		fs.StringVar(&c.NATSTLSDir, "nats-tls-dir", c.NATSTLSDir, "directory of the NATS certificates and nkeys (natspki layout); secure mode: TLS on every link, credentials required (empty: plaintext)")
 	}
 	if c.Mode == ModeHub {
 		fs.StringVar(&c.ClusterName, "cluster-name", c.ClusterName, "JetStream cluster name")

@@ -28,6 +28,7 @@ import (
 	"github.com/iam-project/iam/eventlog/bus"
 	"github.com/iam-project/iam/eventlog/keyvault"
 	"github.com/iam-project/iam/eventlog/natsnode"
+	"github.com/iam-project/iam/eventlog/natsnode/natspki"
 	"github.com/iam-project/iam/eventlog/snapshots"
 	"github.com/iam-project/iam/eventlog/writer"
 	"github.com/iam-project/iam/projector"
@@ -328,10 +329,25 @@ func runNATS(c Config) (*server.Server, error) {
 		if c.ClusterListen != "" {
 			nc.ClusterName, nc.ClusterListen, nc.Routes = c.ClusterName, c.ClusterListen, c.Routes
 		}
+		if c.NATSTLSDir != "" {
+			sec, err := natspki.Hub(c.NATSTLSDir, sc.ServerName)
+			if err != nil {
+				return nil, fmt.Errorf("--nats-tls-dir: %w", err)
+			}
+			nc.Security = sec
+		}
 		return natsnode.RunNode(nc)
 	default:
 		sc.JetStreamDomain, sc.ServerName, sc.SyncAlways = c.Region, cmp.Or(c.NATSName, "iamd-"+c.Region), false
-		return natsnode.RunNode(natsnode.NodeConfig{ServerConfig: sc, LeafRemotes: c.HubLeaf, LeafReconnect: c.LeafReconnect})
+		nc := natsnode.NodeConfig{ServerConfig: sc, LeafRemotes: c.HubLeaf, LeafReconnect: c.LeafReconnect}
+		if c.NATSTLSDir != "" {
+			sec, err := natspki.Region(c.NATSTLSDir, c.Region)
+			if err != nil {
+				return nil, fmt.Errorf("--nats-tls-dir: %w", err)
+			}
+			nc.Security = sec
+		}
+		return natsnode.RunNode(nc)
 	}
 }
 

@@ -15,8 +15,10 @@ import (
 	"github.com/iam-project/iam/api/auth"
 	"github.com/iam-project/iam/cmd/iamd/daemon"
 	"github.com/iam-project/iam/cmd/iamd/daemon/daemontest"
+	"github.com/iam-project/iam/eventlog"
 	"github.com/iam-project/iam/eventlog/eventlogtest"
 	"github.com/iam-project/iam/eventlog/natsnode"
+	"github.com/iam-project/iam/eventlog/natsnode/natspki"
 	"github.com/iam-project/iam/sim/faultproxy"
 )
 
@@ -41,6 +43,9 @@ type topologyOptions struct {
 	heartbeat time.Duration
 	maxLag    time.Duration
 	logger    *slog.Logger
+	// secure runs every NATS server in secure mode, with a PKI generated
+	// for the test (--nats-tls-dir).
+	secure bool
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -62,6 +67,17 @@ func startTopology(tb testing.TB, o topologyOptions) *topology {
 	if err := daemon.InitSecrets(secrets); err != nil { // shared by every hub node
 		tb.Fatal(err)
 	}
+	tlsDir := ""
+	if o.secure {
+		tlsDir = tb.TempDir()
+		var hubs []string
+		for i := range o.hubNodes {
+			hubs = append(hubs, fmt.Sprintf("hub-%d", i))
+		}
+		if err := natspki.Generate(tlsDir, natspki.Options{Hubs: hubs, Regions: o.regions}); err != nil {
+			tb.Fatal(err)
+		}
+	}
 	var routes []string
 	if o.hubNodes > 1 {
 		for range o.hubNodes {
@@ -77,7 +93,7 @@ func startTopology(tb testing.TB, o topologyOptions) *topology {
 		c.Issuer, c.SyncAlways, c.HashParams = multiIssuer, o.fsync, auth.LowCostHashParams()
 		c.Logger, c.Stderr = o.logger.With("proc", fmt.Sprintf("hub-%d", i)), io.Discard
 		c.NATSName, c.LeafListen, c.Bootstrap = fmt.Sprintf("hub-%d", i), "127.0.0.1:-1", false
-		c.HeartbeatInterval, c.MaxLag = o.heartbeat, o.maxLag
+		c.HeartbeatInterval, c.MaxLag, c.NATSTLSDir = o.heartbeat, o.maxLag, tlsDir
 		if len(routes) > 0 {
 			c.ClusterListen, c.Routes = strings.TrimPrefix(routes[i], "nats-route://"), routes
 		}
@@ -106,7 +122,7 @@ func startTopology(tb testing.TB, o topologyOptions) *topology {
 	leader := 0
 	eventlogtest.Eventually(tb, 10*time.Second, "a stream leader", func() bool {
 		for i, h := range t.hubs {
-			if o.hubNodes == 1 || h.NATSServer().JetStreamIsStreamLeader("$G", "IAM") {
+			if o.hubNodes == 1 || natsnode.StreamLeader(h.NATSServer(), eventlog.DefaultStream) {
 				leader = i
 				return true
 			}
@@ -136,6 +152,7 @@ func startTopology(tb testing.TB, o topologyOptions) *topology {
 		c.Mode, c.Region, c.HubLeaf = daemon.ModeRegion, name, link.URLs("nats-leaf")
 		c.HTTPAddr, c.DataDir, c.Issuer = "127.0.0.1:0", tb.TempDir(), multiIssuer
 		c.Logger, c.Stderr, c.MaxLag, c.HeartbeatInterval = o.logger.With("proc", name), io.Discard, o.maxLag, o.heartbeat
+		c.NATSTLSDir = tlsDir
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		err = m.Run(ctx)
 		cancel()
@@ -245,6 +262,25 @@ func TestMultiRegion_ForwardedWrite(t *testing.T) {
 	}
 	// A management read in the region sees the region's own acknowledged write.
 	admin.Must(http.StatusOK, "GET", "/v1/apps/"+appID, nil)
+}
+
+// TestMultiRegion_SecureForwardedWrite is ForwardedWrite with every NATS
+// server in secure mode: the region's leaf link authenticates with its
+// certificate and nkey and may do only what a region needs, which must be
+// enough to join, follow the log, relay a write and check.
+func TestMultiRegion_SecureForwardedWrite(t *testing.T) {
+	top := startTopology(t, topologyOptions{hubNodes: 1, regions: []string{"eu-west"}, secure: true})
+	admin := top.admin("eu-west")
+	realm := top.hubs[0].Bootstrap.Realm
+	appID, _, _, resource, tok := setupSubject(t, admin, realm)
+	r := admin.Must(http.StatusOK, "POST", "/v1/check", checkBody(appID, resource, "at_least_as_fresh", tok, 2000))
+	if r.Body["allowed"] != true || r.Str("region") != "eu-west" || tokenSeq(t, r.Str("consistencyToken")) < tokenSeq(t, tok) {
+		t.Fatalf("check: got %s, want allowed in eu-west at %s or later", r.Raw, tok)
+	}
+	admin.Must(http.StatusOK, "GET", "/v1/apps/"+appID, nil)
+	if a := top.regions["eu-west"].NATSServer().Addr(); a != nil {
+		t.Errorf("secure region listens on %s, want no listener", a)
+	}
 }
 
 // TestMultiRegion_CutAndHubLoss runs a 3-node hub and two regions whose
