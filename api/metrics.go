@@ -20,6 +20,7 @@ type Metrics struct {
 	retries       *prometheus.CounterVec
 	checks        *prometheus.CounterVec
 	replicaBehind *prometheus.CounterVec
+	refused       *prometheus.CounterVec
 	writes        prometheus.Counter
 	tokens        prometheus.Counter
 }
@@ -44,11 +45,13 @@ func NewMetrics(regions []string) *Metrics {
 		retries:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "iam_retries_total", Help: "Retries, by component and cause."}, []string{"component", "cause"}),
 		checks:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "iam_checks_total", Help: "Checks answered, by region and decision."}, []string{"region", "allowed"}),
 		replicaBehind: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "iam_replica_behind_total", Help: "Reads refused because the region had not reached the requested token in time."}, []string{"region"}),
-		writes:        prometheus.NewCounter(prometheus.CounterOpts{Name: "iam_writes_total", Help: "Management writes acknowledged."}),
-		tokens:        prometheus.NewCounter(prometheus.CounterOpts{Name: "iam_tokens_issued_total", Help: "Access tokens issued."}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "iam_log_entries_refused_total",
+			Help: "Log entries a region's projector refused (unsigned, forged, replayed); each stops the projector."}, []string{"region", "reason"}),
+		writes: prometheus.NewCounter(prometheus.CounterOpts{Name: "iam_writes_total", Help: "Management writes acknowledged."}),
+		tokens: prometheus.NewCounter(prometheus.CounterOpts{Name: "iam_tokens_issued_total", Help: "Access tokens issued."}),
 	}
 	reg.MustRegister(m.appliedSeq, m.headSeq, m.lagEvents, m.lagSeconds, m.healthy, m.propagation, m.retries,
-		m.checks, m.replicaBehind, m.writes, m.tokens,
+		m.checks, m.replicaBehind, m.refused, m.writes, m.tokens,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, r := range regions {
 		m.appliedSeq.WithLabelValues(r)
@@ -60,6 +63,9 @@ func NewMetrics(regions []string) *Metrics {
 		m.checks.WithLabelValues(r, "true")
 		m.checks.WithLabelValues(r, "false")
 		m.replicaBehind.WithLabelValues(r)
+		for _, reason := range RefusedReasons {
+			m.refused.WithLabelValues(r, reason)
+		}
 	}
 	for _, comp := range []string{"writer", "eventlog", "projector"} {
 		for _, c := range RetryCauses {
@@ -67,6 +73,15 @@ func NewMetrics(regions []string) *Metrics {
 		}
 	}
 	return m
+}
+
+// RefusedReasons are the reasons under which refused log entries are counted
+// (projector.RefusedReason).
+var RefusedReasons = []string{"unsigned", "forged", "replayed"}
+
+// Refused counts one log entry refused by region's projector.
+func (m *Metrics) Refused(region, reason string) {
+	m.refused.WithLabelValues(region, reason).Inc()
 }
 
 // Retry counts one retry of component for cause.
