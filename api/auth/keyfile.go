@@ -170,3 +170,17 @@ func LoadSealed(dir, name string, create func() ([]byte, error)) ([]byte, error)
 	}
 	return plain, writeFileAtomic(path, sealed)
 }
+
+// SaveSealed seals plain under dir's KEK into the file name in dir
+// (atomically), as LoadSealed reads it.
+func SaveSealed(dir, name string, plain []byte) error {
+	f, err := OpenKeyFile(dir)
+	if err != nil {
+		return err
+	}
+	sealed, err := Seal(f.kek, plain)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(dir, name), sealed)
+}

@@ -497,3 +497,29 @@ func loadSecrets(dir string) (*auth.KeySet, []byte, *logsign.Ring, error) {
 	}
 	return keys, secret, ring, nil
 }
+
+// RotateLogKey adds a new log signing key to the secrets directory dir and
+// rewrites its public-key file with every key, old and new; it returns the
+// new key's id. Give the regions the new public-key file first, then
+// restart the hub nodes: they sign with the newest key, and the regions
+// still verify older entries and snapshots with the older keys.
+func RotateLogKey(dir string) (string, error) {
+	_, _, ring, err := loadSecrets(dir)
+	if err != nil {
+		return "", err
+	}
+	if err := ring.Rotate(time.Now()); err != nil {
+		return "", err
+	}
+	plain, err := ring.Marshal()
+	if err != nil {
+		return "", err
+	}
+	if err := auth.SaveSealed(dir, logKeysFile, plain); err != nil {
+		return "", err
+	}
+	if err := logsign.WritePublicKeys(filepath.Join(dir, logPublicKeysFile), ring.Public()); err != nil {
+		return "", err
+	}
+	return ring.Signer().Kid(), nil
+}

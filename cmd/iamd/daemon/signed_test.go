@@ -11,6 +11,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/iam-project/iam"
+	"github.com/iam-project/iam/cmd/iamd/daemon"
 	"github.com/iam-project/iam/cmd/iamd/daemon/daemontest"
 	"github.com/iam-project/iam/eventlog"
 	"github.com/iam-project/iam/eventlog/eventlogtest"
@@ -73,6 +75,59 @@ func TestDaemon_RefusesUnsignedEntry(t *testing.T) {
 		want := fmt.Sprintf("iam_log_entries_refused_total{reason=%q,region=%q} 1", "unsigned", rep.Region())
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics: got no %s", want)
+		}
+	}
+}
+
+// After RotateLogKey, the all-in-one restarted on the same data signs with
+// the new key (its heartbeats show it), and the public-key file trusts old
+// and new: a reader given it verifies the whole log.
+func TestRotateLogKey(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	m := daemontest.Start(t, dir)
+	head, err := m.Log().Head(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	kid, err := daemon.RotateLogKey(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m = daemontest.Start(t, dir)
+	v, err := logsign.LoadPublicKeys(m.LogPublicKeysFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := eventlog.Attach(ctx, eventlogtest.MustConnect(t, m.NATSServer()), eventlog.Config{Verifier: v})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var now uint64
+	eventlogtest.Eventually(t, 10*time.Second, "a heartbeat after the restart", func() bool {
+		now, err = l.Head(ctx)
+		return err == nil && now > head
+	})
+	st, err := l.JetStream().Stream(ctx, l.StreamName())
+	if err != nil {
+		t.Fatal(err)
+	}
+	last, err := st.GetMsg(ctx, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sig := last.Header.Get(logsign.SigHeader); !strings.HasPrefix(sig, kid+".") {
+		t.Errorf("entry %d: got signature %.20s…, want one by the new key %s", now, sig, kid)
+	}
+	n := uint64(0)
+	if err := l.Read(ctx, 1, func(iam.LogEntry) error { n++; return nil }); err != nil || n < now {
+		t.Fatalf("Read with the rotated public keys: got %d entries (%v), want at least %d", n, err, now)
+	}
+	for i, p := range m.Projectors() {
+		eventlogtest.Eventually(t, 10*time.Second, "applied", func() bool { return m.Replicas()[i].Applied() >= now })
+		if ok, err := p.Healthy(); !ok {
+			t.Errorf("projector %d: unhealthy: %v", i, err)
 		}
 	}
 }
