@@ -68,7 +68,8 @@ type Config struct {
 	// Signer, if set, signs every appended message (heartbeats too): the
 	// hub's. See package logsign.
 	Signer Signer
-	// Verifier, if set, verifies every message read (Get, Follow, Read):
+	// Verifier, if set, verifies every message read (Get, Follow, Read)
+	// from its SignedFrom on:
 	// an unsigned one fails with an error wrapping ErrUnsigned, a forged one
 	// with ErrForged. Regions and the all-in-one set it.
 	Verifier Verifier
@@ -83,6 +84,9 @@ type Signer interface {
 // logsign.ErrUnsigned or logsign.ErrForged.
 type Verifier interface {
 	Verify(sig string, m logsign.Message) error
+	// SignedFrom is the first sequence that must be signed: entries
+	// before it predate signing (an upgraded log) and are read unsigned.
+	SignedFrom() uint64
 }
 
 var (
@@ -413,7 +417,7 @@ func decode(v Verifier, seq uint64, subject string, t time.Time, h nats.Header, 
 		return iam.LogEntry{}, fmt.Errorf("%w: sequence %d: envelope version %q not supported", ErrEnvelope, seq, v)
 	}
 	msgID, expect := h.Get(jetstream.MsgIDHeader), h.Get(logsign.ExpectHeader)
-	if v != nil {
+	if v != nil && (seq >= v.SignedFrom() || h.Get(logsign.SigHeader) != "") {
 		if err := v.Verify(h.Get(logsign.SigHeader), logsign.Entry(subject, msgID, expect, data)); err != nil {
 			return iam.LogEntry{}, fmt.Errorf("sequence %d on %s: %w", seq, subject, err)
 		}
@@ -454,6 +458,16 @@ func subjectRealm(subject string) string {
 }
 
 var _ error = (*retryable)(nil)
+
+// WithSigning returns a Log over the same stream that signs with s and
+// verifies with v (either may be nil): the hub opens its log, learns the
+// head, and only then makes its first signing key, which signs from the
+// entry after that head.
+func (l *Log) WithSigning(s Signer, v Verifier) *Log {
+	c := *l
+	c.cfg.Signer, c.cfg.Verifier = s, v
+	return &c
+}
 
 // Attach returns a Log over an existing stream without creating or
 // changing it: a region reads (and, for forwarded tools, appends to) the

@@ -132,3 +132,54 @@ func BenchmarkReadVerify(b *testing.B) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// A log written before signing existed stays readable by a verifier whose
+// ring signs from the entry after its head, while an unsigned entry after
+// that head is refused: nothing can be slipped in below it.
+func TestLog_SignedFrom(t *testing.T) {
+	ctx := context.Background()
+	plain := eventlogtest.MustOpenLog(t, eventlog.Config{})
+	var old []uint64
+	for _, name := range []string{"a", "b"} {
+		seq, err := plain.Append(ctx, eventlog.AppendRequest{Subject: mustSubject(t, "r1", "commit"), Commits: commit("r1", name)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		old = append(old, seq)
+	}
+	head, err := plain.Head(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring := logsign.Ring{SignedFrom: head + 1}
+	if err := ring.Rotate(time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	v, err := logsign.NewVerifier(ring.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed := plain.WithSigning(ring.Signer(), v)
+	for _, seq := range old {
+		if _, err := signed.Get(ctx, seq); err != nil {
+			t.Errorf("Get unsigned %d below SignedFrom %d: got %v, want nil", seq, head+1, err)
+		}
+	}
+	seq, err := signed.Append(ctx, eventlog.AppendRequest{Subject: mustSubject(t, "r1", "commit"), Commits: commit("r1", "c"), ExpectRealm: "r1", ExpectSeq: head})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := signed.Get(ctx, seq); err != nil {
+		t.Errorf("Get signed %d: got %v, want nil", seq, err)
+	}
+	late, err := plain.Append(ctx, eventlog.AppendRequest{Subject: mustSubject(t, "r1", "commit"), Commits: commit("r1", "d")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := signed.Get(ctx, late); !errors.Is(err, eventlog.ErrUnsigned) {
+		t.Errorf("Get unsigned %d after SignedFrom: got %v, want ErrUnsigned", late, err)
+	}
+	if err := signed.Read(ctx, 1, func(e iam.LogEntry) error { return nil }); !errors.Is(err, eventlog.ErrUnsigned) {
+		t.Errorf("Read the whole log: got %v, want ErrUnsigned at %d", err, late)
+	}
+}

@@ -110,6 +110,11 @@ type Key struct {
 // verify. It is not safe for concurrent use; Signer and Verifier are.
 type Ring struct {
 	Keys []Key `json:"keys"`
+	// SignedFrom is the first log sequence the ring signs: entries before
+	// it were appended before the log was signed (a deployment upgraded
+	// to signing) and are read unsigned; every later one must be signed.
+	// An attacker cannot place an entry below it: those sequences exist.
+	SignedFrom uint64 `json:"signedFrom,omitempty"`
 }
 
 // Rotate adds a new key, which signs from now on.
@@ -135,7 +140,7 @@ func (r *Ring) Signer() *Signer {
 
 // Public returns the ring's public keys, for regions to trust.
 func (r *Ring) Public() PublicKeys {
-	var p PublicKeys
+	p := PublicKeys{SignedFrom: r.SignedFrom}
 	for _, k := range r.Keys {
 		p.Keys = append(p.Keys, PublicKey{ID: k.ID, Public: k.Private.Public().(ed25519.PublicKey)})
 	}
@@ -189,17 +194,20 @@ type PublicKey struct {
 // regions (iamd region --log-keys FILE).
 type PublicKeys struct {
 	Keys []PublicKey `json:"keys"`
+	// SignedFrom: see Ring.SignedFrom.
+	SignedFrom uint64 `json:"signedFrom,omitempty"`
 }
 
 // Verifier verifies signatures by any of its keys. It is safe for
 // concurrent use.
 type Verifier struct {
-	keys map[string]ed25519.PublicKey
+	keys       map[string]ed25519.PublicKey
+	signedFrom uint64
 }
 
 // NewVerifier trusts keys.
 func NewVerifier(keys PublicKeys) (*Verifier, error) {
-	v := &Verifier{keys: map[string]ed25519.PublicKey{}}
+	v := &Verifier{keys: map[string]ed25519.PublicKey{}, signedFrom: keys.SignedFrom}
 	for _, k := range keys.Keys {
 		if k.ID == "" || strings.Contains(k.ID, ".") || len(k.Public) != ed25519.PublicKeySize {
 			return nil, fmt.Errorf("log public key %q is malformed", k.ID)
@@ -211,6 +219,10 @@ func NewVerifier(keys PublicKeys) (*Verifier, error) {
 	}
 	return v, nil
 }
+
+// SignedFrom returns the first log sequence that must be signed (see
+// Ring.SignedFrom); 0 and 1 both mean every entry.
+func (v *Verifier) SignedFrom() uint64 { return v.signedFrom }
 
 // Verify checks sig over m. Errors wrap ErrUnsigned when sig is empty and
 // ErrForged otherwise.

@@ -169,9 +169,19 @@ func (m *Main) openLog(ctx, runCtx context.Context, c Config) (api.Mode, error) 
 			logCfg.Replicas = 3
 		}
 	}
+	// A clustered hub can create the stream once a quorum is up.
+	if m.log, err = eventlog.OpenRetry(ctx, m.nc, logCfg); err != nil {
+		return nil, err
+	}
 	// The hub signs every entry with the newest log key and, like every
-	// reader, verifies with all of them.
-	keys, secret, ring, err := loadSecrets(c.secretsDir())
+	// reader, verifies with all of them. A key ring made now signs from the
+	// entry after the head: a log written before signing existed stays
+	// readable, and nothing can be slipped in below the head.
+	head, err := m.log.Head(ctx)
+	if err != nil {
+		return nil, err
+	}
+	keys, secret, ring, err := loadSecrets(c.secretsDir(), head)
 	if err != nil {
 		return nil, err
 	}
@@ -179,14 +189,10 @@ func (m *Main) openLog(ctx, runCtx context.Context, c Config) (api.Mode, error) 
 		return nil, err
 	}
 	m.logSigner = ring.Signer()
-	logCfg.Signer, logCfg.Verifier = m.logSigner, m.logVerifier
 	if err := logsign.WritePublicKeys(m.LogPublicKeysFile(), ring.Public()); err != nil {
 		return nil, err
 	}
-	// A clustered hub can create the stream once a quorum is up.
-	if m.log, err = eventlog.OpenRetry(ctx, m.nc, logCfg); err != nil {
-		return nil, err
-	}
+	m.log = m.log.WithSigning(m.logSigner, m.logVerifier)
 	m.writer = writer.New(m.log, writer.Config{Logger: m.logger, OnRetry: func(cause string) { m.metrics.Retry("writer", cause) }})
 	if err := m.writer.Start(ctx); err != nil {
 		return nil, err
@@ -463,10 +469,11 @@ func (m *Main) close() error {
 // regions, and ids derived from Idempotency-Keys must not depend on which
 // node served a retry.
 //
-// It also returns the log signing keys (made on first start), which every
-// hub node must share too: entries signed by any of them are verified by
-// the same public keys.
-func loadSecrets(dir string) (*auth.KeySet, []byte, *logsign.Ring, error) {
+// It also returns the log signing keys (made on first start, signing from
+// the entry after head, the log's head then), which every hub node must
+// share too: entries signed by any of them are verified by the same public
+// keys.
+func loadSecrets(dir string, head uint64) (*auth.KeySet, []byte, *logsign.Ring, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, nil, nil, err
 	}
@@ -479,7 +486,7 @@ func loadSecrets(dir string) (*auth.KeySet, []byte, *logsign.Ring, error) {
 		return nil, nil, nil, err
 	}
 	plain, err := auth.LoadSealed(dir, logKeysFile, func() ([]byte, error) {
-		var r logsign.Ring
+		r := logsign.Ring{SignedFrom: head + 1}
 		if err := r.Rotate(time.Now()); err != nil {
 			return nil, err
 		}
@@ -504,7 +511,7 @@ func loadSecrets(dir string) (*auth.KeySet, []byte, *logsign.Ring, error) {
 // restart the hub nodes: they sign with the newest key, and the regions
 // still verify older entries and snapshots with the older keys.
 func RotateLogKey(dir string) (string, error) {
-	_, _, ring, err := loadSecrets(dir)
+	_, _, ring, err := loadSecrets(dir, 0)
 	if err != nil {
 		return "", err
 	}

@@ -66,6 +66,6 @@ func (m *Main) BootstrapNow(ctx context.Context) (*writer.BootstrapAdmin, error)
 // Config.SecretsDir share them; starting them concurrently on an empty dir
 // would race to write different ones.
 func InitSecrets(dir string) error {
-	_, _, _, err := loadSecrets(dir)
+	_, _, _, err := loadSecrets(dir, 0) // before the log has an entry: every entry is signed
 	return err
 }
