@@ -116,6 +116,13 @@ type LogEntry struct {
 	MsgID   string
 	Time    time.Time // append time as the log recorded it
 	Commits []Commit
+	// ExpectRealm and ExpectSeq are the append's expectation, signed with
+	// the entry: it was appended when ExpectRealm's last sequence was
+	// ExpectSeq. A reader that knows the realm's last sequence refuses an
+	// entry whose expectation differs (a replayed or re-ordered copy).
+	// Empty for entries appended without one (heartbeats).
+	ExpectRealm string
+	ExpectSeq   uint64
 }
 
 // InRealm is embedded by every event that changes a realm.

@@ -20,6 +20,7 @@ type Metrics struct {
 	retries       *prometheus.CounterVec
 	checks        *prometheus.CounterVec
 	replicaBehind *prometheus.CounterVec
+	refused       *prometheus.CounterVec
 	writes        prometheus.Counter
 	tokens        prometheus.Counter
 	passwords     *prometheus.CounterVec
@@ -45,13 +46,15 @@ func NewMetrics(regions []string) *Metrics {
 		retries:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "iam_retries_total", Help: "Retries, by component and cause."}, []string{"component", "cause"}),
 		checks:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "iam_checks_total", Help: "Checks answered, by region and decision."}, []string{"region", "allowed"}),
 		replicaBehind: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "iam_replica_behind_total", Help: "Reads refused because the region had not reached the requested token in time."}, []string{"region"}),
-		writes:        prometheus.NewCounter(prometheus.CounterOpts{Name: "iam_writes_total", Help: "Management writes acknowledged."}),
-		tokens:        prometheus.NewCounter(prometheus.CounterOpts{Name: "iam_tokens_issued_total", Help: "Access tokens issued."}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "iam_log_entries_refused_total",
+			Help: "Log entries a region's projector refused (unsigned, forged, replayed); each stops the projector."}, []string{"region", "reason"}),
+		writes: prometheus.NewCounter(prometheus.CounterOpts{Name: "iam_writes_total", Help: "Management writes acknowledged."}),
+		tokens: prometheus.NewCounter(prometheus.CounterOpts{Name: "iam_tokens_issued_total", Help: "Access tokens issued."}),
 		passwords: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "iam_signin_password_verifications_total",
 			Help: "argon2id verifications of sign-in passwords, against a user's hash or, for an unknown email, the dummy hash."}, []string{"against"}),
 	}
 	reg.MustRegister(m.appliedSeq, m.headSeq, m.lagEvents, m.lagSeconds, m.healthy, m.propagation, m.retries,
-		m.checks, m.replicaBehind, m.writes, m.tokens, m.passwords,
+		m.checks, m.replicaBehind, m.refused, m.writes, m.tokens, m.passwords,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, r := range regions {
 		m.appliedSeq.WithLabelValues(r)
@@ -63,6 +66,9 @@ func NewMetrics(regions []string) *Metrics {
 		m.checks.WithLabelValues(r, "true")
 		m.checks.WithLabelValues(r, "false")
 		m.replicaBehind.WithLabelValues(r)
+		for _, reason := range RefusedReasons {
+			m.refused.WithLabelValues(r, reason)
+		}
 	}
 	m.passwords.WithLabelValues("user")
 	m.passwords.WithLabelValues("dummy")
@@ -72,6 +78,15 @@ func NewMetrics(regions []string) *Metrics {
 		}
 	}
 	return m
+}
+
+// RefusedReasons are the reasons under which refused log entries are counted
+// (projector.RefusedReason).
+var RefusedReasons = []string{"unsigned", "forged", "replayed"}
+
+// Refused counts one log entry refused by region's projector.
+func (m *Metrics) Refused(region, reason string) {
+	m.refused.WithLabelValues(region, reason).Inc()
 }
 
 // Retry counts one retry of component for cause.

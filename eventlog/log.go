@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nuid"
 
 	"github.com/iam-project/iam"
+	"github.com/iam-project/iam/eventlog/logsign"
 )
 
 // Subjects of the stream. Every event message goes to
@@ -64,7 +65,41 @@ type Config struct {
 	// OnRetry, if set, is called before each re-publish with a short cause
 	// ("timeout", "no_responders", ...). It must be safe for concurrent use.
 	OnRetry func(cause string)
+	// Signer, if set, signs every appended message (heartbeats too): the
+	// hub's. See package logsign.
+	Signer Signer
+	// Verifier, if set, verifies every message read (Get, Follow, Read)
+	// from its SignedFrom on:
+	// an unsigned one fails with an error wrapping ErrUnsigned, a forged one
+	// with ErrForged. Regions and the all-in-one set it.
+	Verifier Verifier
 }
+
+// Signer signs log messages (*logsign.Signer).
+type Signer interface {
+	Sign(m logsign.Message) string
+}
+
+// Verifier verifies log messages (*logsign.Verifier): errors wrap
+// logsign.ErrUnsigned or logsign.ErrForged.
+type Verifier interface {
+	Verify(sig string, m logsign.Message) error
+	// SignedFrom is the first sequence that must be signed: entries
+	// before it predate signing (an upgraded log) and are read unsigned.
+	SignedFrom() uint64
+}
+
+var (
+	_ Signer   = (*logsign.Signer)(nil)
+	_ Verifier = (*logsign.Verifier)(nil)
+)
+
+// Errors of a message that fails verification. Retrying cannot help: the
+// log holds an entry its writer did not sign.
+var (
+	ErrUnsigned = logsign.ErrUnsigned
+	ErrForged   = logsign.ErrForged
+)
 
 // Log is the event log: one JetStream stream. It is safe for concurrent use.
 type Log struct {
@@ -209,6 +244,15 @@ func (l *Log) Append(ctx context.Context, req AppendRequest) (uint64, error) {
 		opts = append(opts, jetstream.WithExpectLastSequenceForSubject(req.ExpectSeq, RealmSubjects(req.ExpectRealm)))
 	}
 
+	expect := ""
+	if req.ExpectRealm != "" {
+		expect = logsign.Expect(req.ExpectRealm, req.ExpectSeq)
+	}
+	sig := ""
+	if l.cfg.Signer != nil {
+		sig = l.cfg.Signer.Sign(logsign.Entry(req.Subject, msgID, expect, data))
+	}
+
 	var seq uint64
 	attempt := 0
 	op := func() error {
@@ -217,6 +261,12 @@ func (l *Log) Append(ctx context.Context, req AppendRequest) (uint64, error) {
 		m := nats.NewMsg(req.Subject)
 		m.Data = data
 		m.Header.Set(EnvelopeHeader, EnvelopeVersion)
+		if expect != "" {
+			m.Header.Set(logsign.ExpectHeader, expect)
+		}
+		if sig != "" {
+			m.Header.Set(logsign.SigHeader, sig)
+		}
 		pctx, cancel := context.WithTimeout(ctx, l.cfg.PublishTimeout)
 		ack, err := l.js.PublishMsg(pctx, m, opts...)
 		cancel()
@@ -350,7 +400,7 @@ func (l *Log) Get(ctx context.Context, seq uint64) (iam.LogEntry, error) {
 	} else if err != nil {
 		return iam.LogEntry{}, fmt.Errorf("get %d: %w", seq, err)
 	}
-	e, err := decode(m.Sequence, m.Subject, m.Time, m.Header, m.Data)
+	e, err := decode(l.cfg.Verifier, m.Sequence, m.Subject, m.Time, m.Header, m.Data)
 	if err != nil {
 		return iam.LogEntry{}, fmt.Errorf("get %d: %w", seq, err)
 	}
@@ -361,24 +411,63 @@ func (l *Log) Get(ctx context.Context, seq uint64) (iam.LogEntry, error) {
 // unknown envelope version or an undecodable body. Retrying cannot help.
 var ErrEnvelope = errors.New("bad log envelope")
 
-func decode(seq uint64, subject string, t time.Time, h nats.Header, data []byte) (iam.LogEntry, error) {
+// decode decodes a stored message, verifying it first when v is set.
+func decode(v Verifier, seq uint64, subject string, t time.Time, h nats.Header, data []byte) (iam.LogEntry, error) {
 	if v := h.Get(EnvelopeHeader); v != EnvelopeVersion {
 		return iam.LogEntry{}, fmt.Errorf("%w: sequence %d: envelope version %q not supported", ErrEnvelope, seq, v)
+	}
+	msgID, expect := h.Get(jetstream.MsgIDHeader), h.Get(logsign.ExpectHeader)
+	if v != nil && (seq >= v.SignedFrom() || h.Get(logsign.SigHeader) != "") {
+		if err := v.Verify(h.Get(logsign.SigHeader), logsign.Entry(subject, msgID, expect, data)); err != nil {
+			return iam.LogEntry{}, fmt.Errorf("sequence %d on %s: %w", seq, subject, err)
+		}
+		// A realm's entry must carry its signed expectation, which is
+		// what makes a replayed copy detectable (see iam.LogEntry).
+		if realm := subjectRealm(subject); realm != SysRealm && expect == "" {
+			return iam.LogEntry{}, fmt.Errorf("sequence %d on %s: %w: no expectation", seq, subject, ErrUnsigned)
+		}
+	}
+	var expRealm string
+	var expSeq uint64
+	if expect != "" {
+		var err error
+		if expRealm, expSeq, err = logsign.ParseExpect(expect); err != nil {
+			return iam.LogEntry{}, fmt.Errorf("%w: sequence %d: %w", ErrEnvelope, seq, err)
+		}
 	}
 	commits, err := iam.UnmarshalCommits(data)
 	if err != nil {
 		return iam.LogEntry{}, fmt.Errorf("%w: sequence %d: %w", ErrEnvelope, seq, err)
 	}
 	return iam.LogEntry{
-		Seq:     seq,
-		Subject: subject,
-		MsgID:   h.Get(jetstream.MsgIDHeader),
-		Time:    t,
-		Commits: commits,
+		Seq:         seq,
+		Subject:     subject,
+		MsgID:       msgID,
+		Time:        t,
+		Commits:     commits,
+		ExpectRealm: expRealm,
+		ExpectSeq:   expSeq,
 	}, nil
 }
 
+// subjectRealm returns the realm token of iam.evt.<realm>.<aggregate>.
+func subjectRealm(subject string) string {
+	rest, _ := strings.CutPrefix(subject, SubjectPrefix+".")
+	realm, _, _ := strings.Cut(rest, ".")
+	return realm
+}
+
 var _ error = (*retryable)(nil)
+
+// WithSigning returns a Log over the same stream that signs with s and
+// verifies with v (either may be nil): the hub opens its log, learns the
+// head, and only then makes its first signing key, which signs from the
+// entry after that head.
+func (l *Log) WithSigning(s Signer, v Verifier) *Log {
+	c := *l
+	c.cfg.Signer, c.cfg.Verifier = s, v
+	return &c
+}
 
 // Attach returns a Log over an existing stream without creating or
 // changing it: a region reads (and, for forwarded tools, appends to) the

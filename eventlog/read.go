@@ -63,6 +63,7 @@ var ErrFollowerStopped = errors.New("follower stopped")
 // Next is for one goroutine; Head, Err and Stop are safe for concurrent use.
 type Follower struct {
 	cc   jetstream.ConsumeContext
+	v    Verifier
 	ch   chan followItem
 	done chan struct{}
 	stop sync.Once
@@ -96,6 +97,7 @@ func (l *Log) Follow(ctx context.Context, from uint64) (*Follower, error) {
 		ch:   make(chan followItem, followBuffer),
 		done: make(chan struct{}),
 		next: from,
+		v:    l.cfg.Verifier,
 	}
 	cc, err := cons.Consume(f.handle,
 		jetstream.PullMaxBytes(followMaxBytes),
@@ -118,7 +120,7 @@ func (f *Follower) handle(m jetstream.Msg) {
 		if h := md.Sequence.Stream + md.NumPending; h > f.head.Load() {
 			f.head.Store(h) // only this goroutine stores
 		}
-		it.entry, it.err = decode(md.Sequence.Stream, m.Subject(), md.Timestamp, m.Headers(), m.Data())
+		it.entry, it.err = decode(f.v, md.Sequence.Stream, m.Subject(), md.Timestamp, m.Headers(), m.Data())
 	}
 	select {
 	case f.ch <- it:
@@ -141,7 +143,8 @@ func (f *Follower) consumeErr(_ jetstream.ConsumeContext, err error) {
 // waiting to fill the batch. Entries are contiguous: the first is the one
 // after the last entry returned before. Repeats are dropped; a gap fails
 // with an error wrapping ErrSequenceGap; an undecodable message with one
-// wrapping ErrEnvelope. Entries before a failure are returned first; after a
+// wrapping ErrEnvelope; with a Verifier, an unsigned or forged one with one
+// wrapping ErrUnsigned or ErrForged. Entries before a failure are returned first; after a
 // failure every call returns it. It returns ctx's error when ctx ends first.
 func (f *Follower) Next(ctx context.Context, max int) ([]iam.LogEntry, error) {
 	if f.failed != nil {

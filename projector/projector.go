@@ -45,6 +45,15 @@ type Sink interface {
 	ApplyEntries(entries []iam.LogEntry) error
 }
 
+// RealmSeqs is implemented by a Sink that knows the last sequence applied
+// to each realm (replica.Replica): the Projector then refuses an entry whose
+// signed expectation is not that sequence, a replayed or re-ordered copy of
+// a genuine entry. known is false when the sink cannot tell (the entry is
+// then accepted).
+type RealmSeqs interface {
+	RealmLastSeq(realm string) (seq uint64, known bool)
+}
+
 // Defaults of Projector.
 const (
 	DefaultMaxBatch     = 512
@@ -61,7 +70,24 @@ var (
 	ErrMsgIDMismatch = errors.New("event log entry does not match sink position")
 	// ErrSequence: entries arrived out of order at the sink. A bug.
 	ErrSequence = errors.New("entries out of sequence")
+	// ErrReplayed: a signed entry whose expectation is not the realm's last
+	// applied sequence: a copy of a genuine entry appended again.
+	ErrReplayed = errors.New("replayed log entry")
 )
+
+// RefusedReason names why an error refused an entry ("unsigned", "forged",
+// "replayed"), "" when it did not.
+func RefusedReason(err error) string {
+	switch {
+	case errors.Is(err, eventlog.ErrUnsigned):
+		return "unsigned"
+	case errors.Is(err, eventlog.ErrForged):
+		return "forged"
+	case errors.Is(err, ErrReplayed):
+		return "replayed"
+	}
+	return ""
+}
 
 // Projector follows a Log and feeds its Sink. Configure the exported fields
 // before Start; New sets the defaults. Start, Stop, Healthy, Head and
@@ -94,6 +120,10 @@ type Projector struct {
 	// OnApplied, if set, is called after each applied batch with the time
 	// it was applied: appliedAt - entry.Time is the propagation delay.
 	OnApplied func(entries []iam.LogEntry, appliedAt time.Time)
+	// OnRefused, if set, is called once when the Projector stops for good
+	// on an entry it refuses, with RefusedReason ("unsigned", "forged",
+	// "replayed").
+	OnRefused func(reason string)
 
 	mu      sync.Mutex
 	cancel  context.CancelFunc
@@ -235,6 +265,9 @@ func (p *Projector) run(ctx context.Context) {
 	p.mu.Lock()
 	p.fatal = err
 	p.mu.Unlock()
+	if reason := RefusedReason(err); reason != "" && p.OnRefused != nil {
+		p.OnRefused(reason)
+	}
 	log.Error("projector stopped for good", "applied", p.applied.Load(), "head", p.head.Load(), "err", err)
 }
 
@@ -277,7 +310,7 @@ func (p *Projector) follow(ctx context.Context, log *slog.Logger, b backoff.Back
 		}
 		if err != nil {
 			switch {
-			case errors.Is(err, eventlog.ErrEnvelope):
+			case errors.Is(err, eventlog.ErrEnvelope), errors.Is(err, eventlog.ErrUnsigned), errors.Is(err, eventlog.ErrForged):
 				return backoff.Permanent(err)
 			case errors.Is(err, eventlog.ErrSequenceGap):
 				// Retry from the sink's position, unless the entry
@@ -297,6 +330,10 @@ func (p *Projector) follow(ctx context.Context, log *slog.Logger, b backoff.Back
 		if got := p.Sink.Applied(); got != next-1 {
 			return backoff.Permanent(fmt.Errorf("%w: sink applied %d behind the projector's back, want %d", ErrSequence, got, next-1))
 		}
+		batch, refused := p.checkExpect(batch)
+		if len(batch) == 0 {
+			return backoff.Permanent(refused)
+		}
 		if err := p.Sink.ApplyEntries(batch); err != nil {
 			return retry("apply", err)
 		}
@@ -311,12 +348,46 @@ func (p *Projector) follow(ctx context.Context, log *slog.Logger, b backoff.Back
 		if p.OnApplied != nil {
 			p.OnApplied(batch, appliedAt)
 		}
+		if refused != nil {
+			return backoff.Permanent(refused)
+		}
 		if !progressed {
 			// Healthy again: the next failure starts the schedule over.
 			b.Reset()
 			progressed = true
 		}
 	}
+}
+
+// checkExpect returns the entries of batch before the first one whose
+// signed expectation is not its realm's last sequence, and an error
+// wrapping ErrReplayed for that one (nil when all pass). Entries without
+// an expectation pass: with a Verifier, the log refuses a realm's entry
+// that lacks one.
+func (p *Projector) checkExpect(batch []iam.LogEntry) ([]iam.LogEntry, error) {
+	rs, ok := p.Sink.(RealmSeqs)
+	if !ok {
+		return batch, nil
+	}
+	var last map[string]uint64 // realms advanced within the batch
+	for i, e := range batch {
+		if e.ExpectRealm == "" {
+			continue
+		}
+		want, known := last[e.ExpectRealm]
+		if !known {
+			want, known = rs.RealmLastSeq(e.ExpectRealm)
+		}
+		if known && e.ExpectSeq != want {
+			return batch[:i], fmt.Errorf("%w: entry %d on %s expects realm %s at %d, which is at %d",
+				ErrReplayed, e.Seq, e.Subject, e.ExpectRealm, e.ExpectSeq, want)
+		}
+		if last == nil {
+			last = map[string]uint64{}
+		}
+		last[e.ExpectRealm] = e.Seq
+	}
+	return batch, nil
 }
 
 // verify refuses a log that is behind the sink or whose entry at the sink's
@@ -340,7 +411,7 @@ func (p *Projector) verify(ctx context.Context, applied uint64) error {
 	switch {
 	case iam.ErrorCode(err) == iam.ENotFound:
 		return backoff.Permanent(fmt.Errorf("%w: entry %d is missing", ErrRewound, applied))
-	case errors.Is(err, eventlog.ErrEnvelope):
+	case errors.Is(err, eventlog.ErrEnvelope), errors.Is(err, eventlog.ErrUnsigned), errors.Is(err, eventlog.ErrForged):
 		return backoff.Permanent(err)
 	case err != nil:
 		return retry("get", err)

@@ -45,13 +45,19 @@ type LoadOptions struct {
 	// TableSize is the size at which an ingested sstable is cut. Default
 	// 128 MiB.
 	TableSize uint64
+	// Verifier, if set, checks the header's signature before anything is
+	// read further: an unsigned or forged snapshot fails with an error
+	// wrapping ErrSnapshotCorrupt (so Join skips it). Replica.LoadSnapshot
+	// defaults it to the replica's Config.SnapshotVerifier.
+	Verifier SnapshotVerifier
 }
 
 // LoadSnapshot loads the snapshot read from r into the read model in dir,
 // which must be empty (it is created when missing), and leaves it at the
 // snapshot's position: Open then loads the index, and a projector goes on
 // from the entry after it. Nothing is committed unless the stream's rows,
-// row count and digest match its header. Replica.LoadSnapshot does the
+// row count and digest match its header (nor, with a Verifier, unless its
+// signature holds). Replica.LoadSnapshot does the
 // same for an open replica and builds its index on the way.
 //
 // Errors: ErrNotEmpty when dir holds a read model with rows or a position;
@@ -85,6 +91,9 @@ func (r *Replica) LoadSnapshot(ctx context.Context, rd io.Reader, o LoadOptions)
 		st.Limits = *r.cfg.Limits
 	}
 	o.Store.FS = r.cfg.FS
+	if o.Verifier == nil {
+		o.Verifier = r.cfg.SnapshotVerifier
+	}
 	h, err := r.store.load(ctx, r.cfg.Dir, rd, o, st)
 	if err != nil {
 		return h, fmt.Errorf("load snapshot into %s: %w", r.cfg.Region, err)
@@ -111,6 +120,11 @@ func (s *Store) load(ctx context.Context, dir string, r io.Reader, o LoadOptions
 	h, br, err := ReadSnapshotHeader(r)
 	if err != nil {
 		return h, err
+	}
+	if o.Verifier != nil {
+		if err := o.Verifier.VerifySnapshot(h.Signature, h.Seq, h.MsgID, h.Rows, h.SHA256); err != nil {
+			return h, fmt.Errorf("%w: signature: %w", ErrSnapshotCorrupt, err)
+		}
 	}
 	body := br
 	switch h.Compression {

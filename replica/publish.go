@@ -62,6 +62,8 @@ type Publisher struct {
 	// Now stamps snapshots and times the loop's conditions. Default
 	// time.Now.
 	Now func() time.Time
+	// Signer, if set, signs every snapshot's header (the hub's log key).
+	Signer SnapshotSigner
 
 	mu     sync.Mutex // one snapshot at a time
 	cancel context.CancelFunc
@@ -106,7 +108,7 @@ func (p *Publisher) Publish(ctx context.Context) (iam.SnapshotInfo, error) {
 	pr, pw := io.Pipe()
 	written := make(chan error, 1)
 	go func() {
-		_, _, err := snap.Write(pw, SnapshotOptions{Now: func() time.Time { return now }})
+		_, _, err := snap.Write(pw, SnapshotOptions{Now: func() time.Time { return now }, Signer: p.Signer})
 		pw.CloseWithError(err)
 		written <- err
 	}()

@@ -50,6 +50,10 @@ type Config struct {
 	// Now stamps when each batch was applied (LastApplied). Default
 	// time.Now.
 	Now func() time.Time
+	// SnapshotVerifier, if set, checks the signature of every snapshot
+	// loaded (LoadSnapshot, Join): an unsigned or forged one is refused
+	// as corrupt.
+	SnapshotVerifier SnapshotVerifier
 }
 
 // Replica is one region's read model. All methods are safe for concurrent
@@ -120,6 +124,21 @@ func (r *Replica) Region() string { return r.cfg.Region }
 func (r *Replica) Store() *Store { return r.store }
 
 // Applied is the sequence of the last applied log entry.
+// RealmLastSeq returns the sequence of the last entry applied to realm, and
+// whether it is known: 0 and true for a realm the replica does not hold;
+// false for a realm held but whose last sequence was not yet seen since
+// Open (the rows do not keep it). It lets the projector refuse a replayed
+// entry (projector.RealmSeqs).
+func (r *Replica) RealmLastSeq(realm string) (uint64, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	rl := r.state.Realm(realm)
+	if rl == nil {
+		return 0, true
+	}
+	return rl.LastSeq, rl.LastSeq != 0
+}
+
 func (r *Replica) Applied() uint64 {
 	r.mu.RLock()
 	defer r.mu.RUnlock()

@@ -63,6 +63,22 @@ type SnapshotHeader struct {
 	Digest
 	Compression string    `json:"compression"`
 	Created     time.Time `json:"created"`
+	// Signature signs the position, row count and digest with the log's
+	// signing key (SnapshotSigner): anyone can recompute a digest, only
+	// the hub can sign it. Empty when written without a signer.
+	Signature string `json:"signature,omitempty"`
+}
+
+// SnapshotSigner signs a snapshot header's position and digest
+// (*logsign.Signer).
+type SnapshotSigner interface {
+	SignSnapshot(seq uint64, msgID string, rows uint64, sha256 string) string
+}
+
+// SnapshotVerifier checks a snapshot header's signature
+// (*logsign.Verifier); an error means the snapshot is not to be trusted.
+type SnapshotVerifier interface {
+	VerifySnapshot(sig string, seq uint64, msgID string, rows uint64, sha256 string) error
 }
 
 // Snapshot is a consistent, point-in-time view of a Store. It pins the
@@ -98,6 +114,8 @@ type SnapshotOptions struct {
 	Compression string
 	// Now stamps the header. Default time.Now.
 	Now func() time.Time
+	// Signer, if set, signs the header.
+	Signer SnapshotSigner
 }
 
 // Write writes the snapshot as a stream (see the package's snapshot
@@ -110,6 +128,9 @@ func (sn *Snapshot) Write(w io.Writer, o SnapshotOptions) (SnapshotHeader, int64
 		o.Now = time.Now
 	}
 	h := SnapshotHeader{Version: SnapshotVersion, Digest: sn.digest, Compression: o.Compression, Created: o.Now().UTC()}
+	if o.Signer != nil {
+		h.Signature = o.Signer.SignSnapshot(h.Seq, h.MsgID, h.Rows, h.SHA256)
+	}
 	cw := &countingWriter{w: w}
 	head, err := json.Marshal(h)
 	if err != nil {

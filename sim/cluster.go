@@ -192,6 +192,7 @@ func startCluster(ctx context.Context, s Scenario, dir string, logger *slog.Logg
 			m := daemon.NewMain()
 			cf := &m.Config
 			cf.Mode, cf.Region, cf.HubLeaf = daemon.ModeRegion, name, link.URLs("nats-leaf")
+			cf.LogKeys = c.hubs[0].main.LogPublicKeysFile()
 			cf.HTTPAddr, cf.DataDir, cf.Issuer = "127.0.0.1:0", filepath.Join(dir, name, strconv.Itoa(attempt)), simIssuer
 			cf.Logger, cf.Stderr, cf.MaxLag = logger.With("proc", name), io.Discard, 0
 			cf.HeartbeatInterval, cf.HashParams = s.Hub.Heartbeat.D(), auth.LowCostHashParams()

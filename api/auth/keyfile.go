@@ -140,3 +140,47 @@ func LoadSecret(path string) ([]byte, error) {
 	_, _ = rand.Read(data)
 	return data, writeFileAtomic(path, data)
 }
+
+// LoadSealed returns the plaintext of the file name in dir, sealed under
+// dir's KEK (as the signing keys are), making it from create's output on
+// first use. It keeps other secrets, such as the log signing keys, beside
+// the token signing keys.
+func LoadSealed(dir, name string, create func() ([]byte, error)) ([]byte, error) {
+	f, err := OpenKeyFile(dir)
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, name)
+	sealed, err := os.ReadFile(path)
+	if err == nil {
+		plain, err := Open(f.kek, sealed)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		return plain, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	plain, err := create()
+	if err != nil {
+		return nil, err
+	}
+	if sealed, err = Seal(f.kek, plain); err != nil {
+		return nil, err
+	}
+	return plain, writeFileAtomic(path, sealed)
+}
+
+// SaveSealed seals plain under dir's KEK into the file name in dir
+// (atomically), as LoadSealed reads it.
+func SaveSealed(dir, name string, plain []byte) error {
+	f, err := OpenKeyFile(dir)
+	if err != nil {
+		return err
+	}
+	sealed, err := Seal(f.kek, plain)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(dir, name), sealed)
+}

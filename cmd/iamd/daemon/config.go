@@ -66,6 +66,11 @@ type Config struct {
 	Region        string        // the region this process serves
 	HubLeaf       []string      // the hub's leaf URLs, nats-leaf://host:port
 	LeafReconnect time.Duration // redial interval of the hub link (default 250ms)
+	// LogKeys is the file of the log's trusted public keys (the hub's
+	// LogPublicKeysFile, distributed by the operator): a region applies
+	// only entries and snapshots signed by one of them. Required in region
+	// mode; the hub and the all-in-one use their own keys.
+	LogKeys string
 	// ProjectorMaxBackoff caps the projector's retry interval, so that a
 	// region is current soon after its hub link heals. Default 500ms in a
 	// region, 2s otherwise.
@@ -128,6 +133,9 @@ func (c Config) Validate() error {
 		}
 		if len(c.HubLeaf) == 0 {
 			return errors.New("--hub-leaf is required in region mode")
+		}
+		if c.LogKeys == "" {
+			return errors.New("--log-keys is required in region mode: a region applies only entries signed by a key it trusts")
 		}
 		if c.Issuer == "" {
 			return errors.New("--issuer is required in region mode: tokens are signed by the hub and must carry the same issuer in every region")
@@ -213,6 +221,7 @@ func (m *Main) ParseFlags(args []string) error {
 	if c.Mode == ModeRegion {
 		fs.StringVar(&c.Region, "region", c.Region, "the region this process serves")
 		fs.StringVar(&hubLeaf, "hub-leaf", "", "comma-separated leaf URLs of the hub nodes, nats-leaf://host:port")
+		fs.StringVar(&c.LogKeys, "log-keys", c.LogKeys, "file of the hub's log public keys (the hub writes it as log-keys.pub.json in its secrets directory)")
 		fs.DurationVar(&c.HubWait, "hub-wait", c.HubWait, "how long to wait at start for the hub's stream")
 		fs.BoolVar(&c.JoinFromSnapshot, "join-snapshot", c.JoinFromSnapshot, "start an empty read model from the hub's newest snapshot instead of replaying the log")
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/iam-project/iam/eventlog"
 	"github.com/iam-project/iam/eventlog/bus"
 	"github.com/iam-project/iam/eventlog/keyvault"
+	"github.com/iam-project/iam/eventlog/logsign"
 	"github.com/iam-project/iam/eventlog/natsnode"
 	"github.com/iam-project/iam/eventlog/natsnode/natspki"
 	"github.com/iam-project/iam/eventlog/snapshots"
@@ -54,16 +55,20 @@ type Main struct {
 	heartbeat  *eventlog.Heartbeater
 	replicas   []*replica.Replica
 	projectors []*projector.Projector
-	joined     map[string]replica.SnapshotHeader // the snapshot each region joined from
-	publisher  *replica.Publisher
-	idemSecret []byte            // keys ids derived from Idempotency-Keys (hub)
-	relay      *bus.WhileLeading // a hub's relay, served beside the stream's leader
-	api        *api.Server
-	http       *http.Server
-	cancel     context.CancelFunc
-	wg         sync.WaitGroup // background goroutines of Main itself
-	closeOnce  sync.Once
-	closeErr   error
+	// logSigner signs entries and snapshots (hub, all-in-one: nil in a
+	// region); logVerifier checks them (every mode).
+	logSigner   *logsign.Signer
+	logVerifier *logsign.Verifier
+	joined      map[string]replica.SnapshotHeader // the snapshot each region joined from
+	publisher   *replica.Publisher
+	idemSecret  []byte            // keys ids derived from Idempotency-Keys (hub)
+	relay       *bus.WhileLeading // a hub's relay, served beside the stream's leader
+	api         *api.Server
+	http        *http.Server
+	cancel      context.CancelFunc
+	wg          sync.WaitGroup // background goroutines of Main itself
+	closeOnce   sync.Once
+	closeErr    error
 }
 
 // NewMain returns a Main with the default config.
@@ -143,6 +148,12 @@ func (m *Main) openLog(ctx, runCtx context.Context, c Config) (api.Mode, error) 
 	logCfg := eventlog.Config{OnRetry: func(cause string) { m.metrics.Retry("eventlog", cause) }}
 	var err error
 	if c.Mode == ModeRegion {
+		// A region applies only what the hub signed, with the keys the
+		// operator gave it.
+		if m.logVerifier, err = logsign.LoadPublicKeys(c.LogKeys); err != nil {
+			return nil, err
+		}
+		logCfg.Verifier = m.logVerifier
 		hctx, cancel := context.WithTimeout(ctx, c.HubWait)
 		defer cancel()
 		logCfg.Domain = natsnode.HubDomain
@@ -163,6 +174,26 @@ func (m *Main) openLog(ctx, runCtx context.Context, c Config) (api.Mode, error) 
 	if m.log, err = eventlog.OpenRetry(ctx, m.nc, logCfg); err != nil {
 		return nil, err
 	}
+	// The hub signs every entry with the newest log key and, like every
+	// reader, verifies with all of them. A key ring made now signs from the
+	// entry after the head: a log written before signing existed stays
+	// readable, and nothing can be slipped in below the head.
+	head, err := m.log.Head(ctx)
+	if err != nil {
+		return nil, err
+	}
+	keys, secret, ring, err := loadSecrets(c.secretsDir(), head)
+	if err != nil {
+		return nil, err
+	}
+	if m.logVerifier, err = logsign.NewVerifier(ring.Public()); err != nil {
+		return nil, err
+	}
+	m.logSigner = ring.Signer()
+	if err := logsign.WritePublicKeys(m.LogPublicKeysFile(), ring.Public()); err != nil {
+		return nil, err
+	}
+	m.log = m.log.WithSigning(m.logSigner, m.logVerifier)
 	m.writer = writer.New(m.log, writer.Config{Logger: m.logger, OnRetry: func(cause string) { m.metrics.Retry("writer", cause) }})
 	if err := m.writer.Start(ctx); err != nil {
 		return nil, err
@@ -173,10 +204,6 @@ func (m *Main) openLog(ctx, runCtx context.Context, c Config) (api.Mode, error) 
 			return nil, err
 		}
 	}
-	keys, secret, err := loadSecrets(c.secretsDir())
-	if err != nil {
-		return nil, err
-	}
 	m.idemSecret = secret
 	return &api.Hub{Writer: m.writer, Keys: keys, KeyDir: c.secretsDir(),
 		LatestFromReplica: c.Mode == ModeHub && c.ClusterListen != ""}, nil
@@ -184,12 +211,27 @@ func (m *Main) openLog(ctx, runCtx context.Context, c Config) (api.Mode, error) 
 
 func (c Config) secretsDir() string { return cmp.Or(c.SecretsDir, c.DataDir) }
 
+// logKeysFile holds the log signing keys, sealed like the token signing
+// keys; logPublicKeysFile their public halves, for regions (--log-keys).
+const (
+	logKeysFile       = "log-keys.sealed"
+	logPublicKeysFile = "log-keys.pub.json"
+)
+
+// LogPublicKeysFile is the file of the hub's (or all-in-one's) log public
+// keys, written at start in the secrets directory: the file to give
+// regions as --log-keys.
+func (m *Main) LogPublicKeysFile() string {
+	return filepath.Join(m.Config.secretsDir(), logPublicKeysFile)
+}
+
 // openReplicas opens one replica per region served (a region with an empty
 // read model joins from the hub's newest snapshot first) and starts its
 // projector.
 func (m *Main) openReplicas(ctx, runCtx context.Context, c Config) error {
 	for _, region := range c.served() {
-		rep, err := replica.Open(replica.Config{Region: region, Dir: filepath.Join(c.DataDir, "replicas", region), Head: m.log.Head})
+		rep, err := replica.Open(replica.Config{Region: region, Dir: filepath.Join(c.DataDir, "replicas", region), Head: m.log.Head,
+			SnapshotVerifier: m.logVerifier})
 		if err != nil {
 			return err
 		}
@@ -205,6 +247,7 @@ func (m *Main) openReplicas(ctx, runCtx context.Context, c Config) error {
 		p := projector.New(m.log, rep, region)
 		p.Logger = m.logger
 		p.OnRetry = func(cause string) { m.metrics.Retry("projector", cause) }
+		p.OnRefused = func(reason string) { m.metrics.Refused(region, reason) }
 		p.OnApplied = func(entries []iam.LogEntry, at time.Time) {
 			for _, e := range entries {
 				m.metrics.ObservePropagation(region, at.Sub(e.Time).Seconds())
@@ -235,6 +278,9 @@ func (m *Main) openReplicas(ctx, runCtx context.Context, c Config) error {
 	m.publisher = &replica.Publisher{Replica: m.replicas[0], Bucket: m.snapshotBucket, Every: c.SnapshotEvery,
 		Interval: c.SnapshotInterval, Logger: m.logger,
 		Leader: func() bool { return natsnode.StreamLeader(m.ns, m.log.StreamName()) }}
+	if m.logSigner != nil { // a region has no signing key (nor a nil one in an interface)
+		m.publisher.Signer = m.logSigner
+	}
 	return nil
 }
 
@@ -438,14 +484,65 @@ func (m *Main) close() error {
 // same ones: tokens signed by one are verified by the others and by the
 // regions, and ids derived from Idempotency-Keys must not depend on which
 // node served a retry.
-func loadSecrets(dir string) (*auth.KeySet, []byte, error) {
+//
+// It also returns the log signing keys (made on first start, signing from
+// the entry after head, the log's head then), which every hub node must
+// share too: entries signed by any of them are verified by the same public
+// keys.
+func loadSecrets(dir string, head uint64) (*auth.KeySet, []byte, *logsign.Ring, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	secret, err := auth.LoadSecret(filepath.Join(dir, "idempotency.key"))
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	keys, err := auth.LoadSigningKeys(dir, time.Now(), 0)
-	return keys, secret, err
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	plain, err := auth.LoadSealed(dir, logKeysFile, func() ([]byte, error) {
+		r := logsign.Ring{SignedFrom: head + 1}
+		if err := r.Rotate(time.Now()); err != nil {
+			return nil, err
+		}
+		return r.Marshal()
+	})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ring, err := logsign.UnmarshalRing(plain)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if len(ring.Keys) == 0 {
+		return nil, nil, nil, fmt.Errorf("%s: no log signing key", logKeysFile)
+	}
+	return keys, secret, ring, nil
+}
+
+// RotateLogKey adds a new log signing key to the secrets directory dir and
+// rewrites its public-key file with every key, old and new; it returns the
+// new key's id. Give the regions the new public-key file first, then
+// restart the hub nodes: they sign with the newest key, and the regions
+// still verify older entries and snapshots with the older keys.
+func RotateLogKey(dir string) (string, error) {
+	_, _, ring, err := loadSecrets(dir, 0)
+	if err != nil {
+		return "", err
+	}
+	if err := ring.Rotate(time.Now()); err != nil {
+		return "", err
+	}
+	plain, err := ring.Marshal()
+	if err != nil {
+		return "", err
+	}
+	if err := auth.SaveSealed(dir, logKeysFile, plain); err != nil {
+		return "", err
+	}
+	if err := logsign.WritePublicKeys(filepath.Join(dir, logPublicKeysFile), ring.Public()); err != nil {
+		return "", err
+	}
+	return ring.Signer().Kid(), nil
 }

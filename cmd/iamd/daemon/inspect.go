@@ -61,11 +61,11 @@ func (m *Main) BootstrapNow(ctx context.Context) (*writer.BootstrapAdmin, error)
 	return b, err
 }
 
-// InitSecrets creates the token signing keys and the idempotency secret in
+// InitSecrets creates the token and log signing keys and the idempotency secret in
 // dir unless they are there, so that the hub nodes given dir as
 // Config.SecretsDir share them; starting them concurrently on an empty dir
 // would race to write different ones.
 func InitSecrets(dir string) error {
-	_, _, err := loadSecrets(dir)
+	_, _, _, err := loadSecrets(dir, 0) // before the log has an entry: every entry is signed
 	return err
 }

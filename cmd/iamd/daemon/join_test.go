@@ -31,6 +31,7 @@ func (t *topology) startJoiningRegion(name string) *daemon.Main {
 	m := daemon.NewMain()
 	c := &m.Config
 	c.Mode, c.Region, c.HubLeaf = daemon.ModeRegion, name, leafURLs
+	c.LogKeys = t.hubs[0].LogPublicKeysFile()
 	c.HTTPAddr, c.DataDir, c.Issuer = "127.0.0.1:0", t.tb.TempDir(), multiIssuer
 	c.Logger, c.Stderr = quietLogger().With("proc", name), io.Discard
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

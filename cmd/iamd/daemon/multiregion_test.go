@@ -150,6 +150,7 @@ func startTopology(tb testing.TB, o topologyOptions) *topology {
 		m := daemon.NewMain()
 		c := &m.Config
 		c.Mode, c.Region, c.HubLeaf = daemon.ModeRegion, name, link.URLs("nats-leaf")
+		c.LogKeys = t.hubs[0].LogPublicKeysFile()
 		c.HTTPAddr, c.DataDir, c.Issuer = "127.0.0.1:0", tb.TempDir(), multiIssuer
 		c.Logger, c.Stderr, c.MaxLag, c.HeartbeatInterval = o.logger.With("proc", name), io.Discard, o.maxLag, o.heartbeat
 		c.NATSTLSDir = tlsDir
