@@ -225,6 +225,9 @@ type Principal struct {
 	ID    string
 	Kind  string
 	Scope string // project HRN of a project-scoped token
+	// Credential is the client credential the caller's token was issued
+	// through, if any (the token's cid).
+	Credential string
 }
 
 func principal(r *http.Request) Principal {
@@ -271,7 +274,7 @@ func (s *Server) authenticate(r *http.Request, apiKeyOK bool) (Principal, error)
 	} else if err != nil {
 		return Principal{}, iam.Errorf(iam.EUnauthenticated, "the access token is not valid: %v", err)
 	}
-	p := Principal{Realm: c.Realm, ID: c.Subject, Kind: c.Kind, Scope: c.Scope}
+	p := Principal{Realm: c.Realm, ID: c.Subject, Kind: c.Kind, Scope: c.Scope, Credential: c.Credential}
 	// A token outlives nothing: an identity deactivated or deleted since the
 	// token was issued is refused by the region's replica once the change
 	// has reached it. The replica is first brought to the token's own
@@ -293,6 +296,8 @@ func (s *Server) authenticate(r *http.Request, apiKeyOK bool) (Principal, error)
 			return iam.Errorf(iam.EUnauthenticated, "the token's identity is not active")
 		} else if revokedToken(c.IssuedAt, id.TokensNotBefore) {
 			return iam.Errorf(iam.EUnauthenticated, "the token was revoked")
+		} else if cred, ok := id.Credentials[c.Credential]; c.Credential != "" && (!ok || cred.Disabled) {
+			return iam.Errorf(iam.EUnauthenticated, "the token's client credential is disabled or deleted")
 		}
 		return nil
 	})
