@@ -2,6 +2,9 @@ package api_test
 
 import (
 	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
 	"testing"
 	"time"
 
@@ -101,4 +104,77 @@ func TestPasswords_ChangeAndResetEndTokens(t *testing.T) {
 	anon.Must(200, "POST", "/v1/passwordResets/confirm", map[string]any{"token": token, "newPassword": "third password"})
 	f.passwords = append(f.passwords, "third password")
 	eventlogtest.Eventually(t, 10*time.Second, "the token from before the reset is refused", func() bool { return status(me, "/v1/users/"+f.user) == 401 })
+}
+
+// feedEnds waits for the server to end s.
+func feedEnds(t *testing.T, s *daemontest.ChangeStream, what string) {
+	t.Helper()
+	select {
+	case <-s.Done():
+	case <-time.After(15 * time.Second):
+		t.Fatalf("%s: the change feed is still open after 15s, want it ended", what)
+	}
+}
+
+// TestChanges_EndsWithTheToken: a change feed ends when its token expires,
+// when its caller loses the right to list the realm, and when it is
+// deactivated.
+func TestChanges_EndsWithTheToken(t *testing.T) {
+	f := newIDPFixture(t)
+	base := daemontest.URL(f.m)
+	f.admin.Must(200, "PUT", "/v1/identities/"+f.app+"/roles/OrgAdmin", nil)
+
+	t.Run("expiry", func(t *testing.T) {
+		resp, err := http.PostForm(base+"/oauth2/token", url.Values{"grant_type": {"client_credentials"}, "client_id": {f.clientID}, "client_secret": {f.secret}, "expires_in": {"2"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out struct {
+			AccessToken string `json:"access_token"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&out)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("token: got %d %v, want 200", resp.StatusCode, err)
+		}
+		feedEnds(t, daemontest.OpenFeed(t, base, out.AccessToken, ""), "after the token's exp")
+	})
+	t.Run("rights", func(t *testing.T) {
+		s := daemontest.OpenFeed(t, base, daemontest.ClientToken(t, base, f.clientID, f.secret, ""), "")
+		f.admin.Must(200, "DELETE", "/v1/identities/"+f.app+"/roles/OrgAdmin", nil)
+		feedEnds(t, s, "after the caller lost its right to list")
+		f.admin.Must(200, "PUT", "/v1/identities/"+f.app+"/roles/OrgAdmin", nil)
+	})
+	t.Run("deactivation", func(t *testing.T) {
+		s := daemontest.OpenFeed(t, base, daemontest.ClientToken(t, base, f.clientID, f.secret, ""), "")
+		f.admin.Must(200, "PATCH", "/v1/apps/"+f.app, map[string]any{"status": "deactivated"})
+		feedEnds(t, s, "after the caller's deactivation")
+	})
+}
+
+// TestChanges_StreamCaps: past MaxStreamsPerIdentity (default 4) open
+// feeds, the next one of the same identity is 429 rate_limited with
+// Retry-After.
+func TestChanges_StreamCaps(t *testing.T) {
+	m := daemontest.Start(t, "")
+	admin := daemontest.AdminClient(t, m)
+	for range 4 {
+		daemontest.OpenFeed(t, daemontest.URL(m), admin.Token, "")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", daemontest.URL(m)+"/v1/changes", nil)
+	req.Header.Set("Authorization", "Bearer "+admin.Token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Code string `json:"code"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&body)
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" || body.Code != "rate_limited" {
+		t.Fatalf("5th feed: got %d, Retry-After %q, code %q; want 429, a Retry-After and rate_limited", resp.StatusCode, resp.Header.Get("Retry-After"), body.Code)
+	}
 }
