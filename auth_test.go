@@ -182,3 +182,41 @@ func TestInvitation_Accept(t *testing.T) {
 		t.Fatalf("groups: got %v, want g", u.Groups)
 	}
 }
+
+// TestSetIdentityStatus_DeactivationRevokesTokens: a token from before a
+// deactivation stays dead after the identity is reactivated.
+func TestSetIdentityStatus_DeactivationRevokesTokens(t *testing.T) {
+	w := newWorld(t)
+	w.do("", iam.CreateUser{ID: "u", Email: "u@example.com", Name: "U", PasswordHash: argon})
+	t0 := time.Unix(1_700_000_000, 0).UTC()
+	w.do("", iam.SetIdentityStatus{ID: "u", Status: iam.StatusDeactivated, At: t0})
+	w.do("", iam.SetIdentityStatus{ID: "u", Status: iam.StatusActive, At: t0.Add(time.Minute)})
+	if got := w.s.Identity(realm, "u").TokensNotBefore; !got.Equal(t0) {
+		t.Fatalf("TokensNotBefore after deactivation and reactivation: got %v, want %v", got, t0)
+	}
+}
+
+// TestPasswordChanged_RevokesTokens: a password change or reset ends the
+// user's tokens issued before it.
+func TestPasswordChanged_RevokesTokens(t *testing.T) {
+	const other = "$argon2id$v=19$m=65536,t=1,p=4$c2FsdA$b3RoZXI"
+	t0 := time.Unix(1_700_000_000, 0).UTC()
+	for name, change := range map[string]func(w *world){
+		"change": func(w *world) {
+			w.do("", iam.ChangePassword{User: "u", OldHash: argon, NewHash: other, At: t0})
+		},
+		"reset": func(w *world) {
+			w.do("", iam.RequestPasswordReset{User: "u", TokenHash: "h1", ExpiresAt: t0.Add(time.Minute)})
+			w.do("", iam.ResetPassword{TokenHash: "h1", NewHash: other, At: t0})
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			w := newWorld(t)
+			w.do("", iam.CreateUser{ID: "u", Email: "u@example.com", Name: "U", PasswordHash: argon})
+			change(w)
+			if got := w.s.Identity(realm, "u").TokensNotBefore; !got.Equal(t0) {
+				t.Fatalf("TokensNotBefore: got %v, want %v", got, t0)
+			}
+		})
+	}
+}

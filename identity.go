@@ -167,10 +167,13 @@ func validRedirectURI(u string) error {
 	return FieldErrorf("redirectUris", "%q must be an https URI with a host, or a loopback http URI (http://127.0.0.1, http://[::1] or http://localhost, with an optional port)", u)
 }
 
-// SetIdentityStatus deactivates or reactivates a user or an app.
+// SetIdentityStatus deactivates or reactivates a user or an app. A
+// deactivation at a non-zero At also revokes the identity's tokens issued
+// until then (TokensRevoked), so a reactivation does not revive them.
 type SetIdentityStatus struct {
 	ID     string
 	Status IdentityStatus
+	At     time.Time
 	bySelf bool // set by Decide: the identity acts on itself
 }
 
@@ -188,7 +191,11 @@ func (c SetIdentityStatus) decide(s *State, r *Realm) ([]Event, error) {
 	if err != nil || id.Status == c.Status {
 		return nil, err
 	}
-	return []Event{IdentityStatusChanged{InRealm{r.ID}, c.ID, c.Status, c.bySelf && c.Status == StatusDeactivated}}, nil
+	evs := []Event{IdentityStatusChanged{InRealm{r.ID}, c.ID, c.Status, c.bySelf && c.Status == StatusDeactivated}}
+	if c.Status == StatusDeactivated && !c.At.IsZero() {
+		evs = append(evs, TokensRevoked{InRealm{r.ID}, c.ID, c.At, "deactivated"})
+	}
+	return evs, nil
 }
 
 // DeleteIdentity deletes a user or an app for good, removing every edge of

@@ -317,8 +317,8 @@ type AuthCodeRedeemed struct {
 	At       time.Time `json:"at"`
 }
 
-// PasswordChanged sets a new argon2id hash; it consumes any reset token and
-// clears failures and lock.
+// PasswordChanged sets a new argon2id hash; it consumes any reset token,
+// clears failures and lock, and revokes the user's tokens issued until At.
 type PasswordChanged struct {
 	InRealm
 	User         string    `json:"user"`
@@ -395,6 +395,9 @@ func (e PasswordChanged) apply(s *State, touch Touch) {
 	u.PasswordHash = e.PasswordHash
 	u.FailedSignIns, u.LockedUntil = 0, time.Time{}
 	r.clearReset(u)
+	if e.At.After(u.TokensNotBefore) {
+		u.TokensNotBefore = e.At
+	}
 	touch(Change{Kind: ChangeIdentity, Realm: e.Realm, From: e.User})
 }
 

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	iam "github.com/iam-project/iam"
+	"github.com/iam-project/iam/replica"
 )
 
 // checkpointEvery is how often an idle change feed says where the log's
@@ -29,6 +31,43 @@ type change struct {
 	Token   string         `json:"token"`
 	Time    time.Time      `json:"time"`
 	Commits []changeCommit `json:"commits"`
+}
+
+// feedSlots counts the open change feeds, per identity and in all.
+type feedSlots struct {
+	mu    sync.Mutex
+	by    map[string]int
+	total int
+}
+
+// feedRetryAfter is the Retry-After of a feed refused for the caps: a slot
+// frees when another feed of the caller ends, which the server cannot
+// foresee.
+const feedRetryAfter = 5 * time.Second
+
+// take reserves a feed for the identity key, within perIdentity and total;
+// the caller calls release once the feed ends.
+func (f *feedSlots) take(key string, perIdentity, total int) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.total >= total || f.by[key] >= perIdentity {
+		return false
+	}
+	if f.by == nil {
+		f.by = map[string]int{}
+	}
+	f.by[key]++
+	f.total++
+	return true
+}
+
+func (f *feedSlots) release(key string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.total--
+	if f.by[key]--; f.by[key] <= 0 {
+		delete(f.by, key)
+	}
 }
 
 // changes serves GET /v1/changes: Server-Sent Events of the caller's realm's
@@ -56,9 +95,35 @@ func (s *Server) changes(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		return iam.Errorf(iam.EInternal, "streaming unsupported")
 	}
+	rep, err := s.region(r)
+	if err != nil {
+		return err
+	}
+	slot := p.Realm + "/" + p.ID
+	if !s.feeds.take(slot, s.cfg.MaxStreamsPerIdentity, s.cfg.MaxStreams) {
+		retryAfter(w, feedRetryAfter)
+		return iam.Errorf(iam.ERateLimited, "too many open change feeds (at most %d per identity, %d in all); close one or retry later", s.cfg.MaxStreamsPerIdentity, s.cfg.MaxStreams)
+	}
+	defer s.feeds.release(slot)
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	defer context.AfterFunc(s.streams, cancel)()
+	// The feed lives no longer than the token that opened it.
+	if !p.ExpiresAt.IsZero() {
+		defer time.AfterFunc(p.ExpiresAt.Sub(s.cfg.Now()), cancel).Stop()
+	}
+	// stillAllowed re-checks the caller at seq on the region's replica: a
+	// caller deactivated, revoked or stripped of its right to list the
+	// realm sees nothing after that position.
+	stillAllowed := func(seq uint64) bool {
+		_, err := rep.Read(ctx, replica.Consistency{Mode: iam.AtLeastAsFresh, Token: seq}, func(st *iam.State) error {
+			if err := p.stillValid(st); err != nil {
+				return err
+			}
+			return iam.AuthorizeAction(st, p.Realm, p.ID, iam.ActionList, iam.RealmHRN(p.Realm))
+		})
+		return err == nil
+	}
 	f, err := s.evlog.Follow(ctx, after+1)
 	if err != nil {
 		return iam.Errorf(iam.EUnavailable, "the log cannot be followed: %v", err)
@@ -101,6 +166,10 @@ func (s *Server) changes(w http.ResponseWriter, r *http.Request) error {
 			}
 			if len(c.Commits) == 0 {
 				continue
+			}
+			if !stillAllowed(e.Seq) {
+				flusher.Flush()
+				return nil
 			}
 			data, err := json.Marshal(c)
 			if err != nil {

@@ -92,7 +92,7 @@ func (s *Server) setStatus(w http.ResponseWriter, r *http.Request) error {
 	if err := c.decode(&in, false); err != nil {
 		return err
 	}
-	return c.run(iam.SetIdentityStatus{ID: id, Status: in.Status}, http.StatusOK, map[string]any{"id": id, "status": in.Status})
+	return c.run(iam.SetIdentityStatus{ID: id, Status: in.Status, At: s.now()}, http.StatusOK, map[string]any{"id": id, "status": in.Status})
 }
 
 func (s *Server) deleteIdentity(w http.ResponseWriter, r *http.Request) error {

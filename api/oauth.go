@@ -109,6 +109,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		tok, serr = keys.Sign(auth.Claims{Position: pos,
 			Issuer: s.issuer(r), Subject: p.ID, Audience: s.cfg.Audience, Realm: p.Realm, Scope: scope,
 			ID: auth.NewID("t", 16), IssuedAt: now, ExpiresAt: now.Add(lifetime), Kind: p.Kind,
+			Credential: p.Credential,
 		})
 	}
 	s.answerToken(w, tok, serr, lifetime, scope, basic)
@@ -124,6 +125,11 @@ func (s *Server) authenticateClient(ctx context.Context, clientID, secret string
 		realm, app, cred, ok := st.ClientCredential(clientID)
 		if ok && !cred.Disabled && app.Status == iam.StatusActive {
 			p, hash = Principal{Realm: realm, ID: app.ID, Kind: auth.KindApp}, cred.SecretHash
+			for id, c := range app.Credentials {
+				if c.ClientID == clientID {
+					p.Credential = id
+				}
+			}
 		}
 		return nil
 	})
@@ -181,7 +187,7 @@ func (s *Server) discovery(w http.ResponseWriter, r *http.Request) {
 		"subject_types_supported":               []string{"public"},
 		"id_token_signing_alg_values_supported": []string{"ES256"},
 		"scopes_supported":                      []string{"openid"},
-		"claims_supported":                      []string{"iss", "sub", "aud", "exp", "iat", "jti", "realm", "scope", "kind"},
+		"claims_supported":                      []string{"iss", "sub", "aud", "exp", "iat", "jti", "realm", "scope", "kind", "cid"},
 	})
 }
 

@@ -71,6 +71,14 @@ type Config struct {
 	// bus.StatusSubjectPrefix + "." + region); they hand it to
 	// ReceiveStatus, and GET /v1/replicas then shows every region.
 	PublishStatus func(region string, data []byte)
+	// MaxStreamsPerIdentity caps the change feeds (GET /v1/changes) one
+	// identity holds open at once; past it the feed answers 429
+	// rate_limited with Retry-After. Default 4.
+	MaxStreamsPerIdentity int
+	// MaxStreams caps the change feeds open at once on this server.
+	// Default 256.
+	MaxStreams int
+
 	// Snapshots publishes the snapshots of the default region's replica
 	// that POST /v1/replicas/snapshot asks for (digest.go); nil: that
 	// endpoint answers unavailable.
@@ -101,6 +109,7 @@ type Server struct {
 
 	streams      context.Context // cancelled when the server stops
 	closeStreams context.CancelFunc
+	feeds        feedSlots // open change feeds, per identity and in all
 }
 
 // New returns a server. It panics without Config.Mode.
@@ -110,6 +119,12 @@ func New(cfg Config) *Server {
 	}
 	if cfg.Audience == "" {
 		cfg.Audience = "iam"
+	}
+	if cfg.MaxStreamsPerIdentity <= 0 {
+		cfg.MaxStreamsPerIdentity = 4
+	}
+	if cfg.MaxStreams <= 0 {
+		cfg.MaxStreams = 256
 	}
 	if cfg.MaxTokenLifetime == 0 {
 		cfg.MaxTokenLifetime = 24 * time.Hour
@@ -225,6 +240,27 @@ type Principal struct {
 	ID    string
 	Kind  string
 	Scope string // project HRN of a project-scoped token
+	// Credential is the client credential the caller's token was issued
+	// through, if any (the token's cid).
+	Credential string
+	// ExpiresAt is the token's exp (zero for an API key).
+	ExpiresAt time.Time
+	issuedAt  time.Time // the token's iat
+}
+
+// stillValid says whether the caller's token still stands on st: its
+// identity active, the token issued after TokensNotBefore, and its client
+// credential, if any, present and enabled.
+func (p Principal) stillValid(st *iam.State) error {
+	id := st.Identity(p.Realm, p.ID)
+	if id == nil || id.Status != iam.StatusActive {
+		return iam.Errorf(iam.EUnauthenticated, "the token's identity is not active")
+	} else if revokedToken(p.issuedAt, id.TokensNotBefore) {
+		return iam.Errorf(iam.EUnauthenticated, "the token was revoked")
+	} else if cred, ok := id.Credentials[p.Credential]; p.Credential != "" && (!ok || cred.Disabled) {
+		return iam.Errorf(iam.EUnauthenticated, "the token's client credential is disabled or deleted")
+	}
+	return nil
 }
 
 func principal(r *http.Request) Principal {
@@ -271,7 +307,7 @@ func (s *Server) authenticate(r *http.Request, apiKeyOK bool) (Principal, error)
 	} else if err != nil {
 		return Principal{}, iam.Errorf(iam.EUnauthenticated, "the access token is not valid: %v", err)
 	}
-	p := Principal{Realm: c.Realm, ID: c.Subject, Kind: c.Kind, Scope: c.Scope}
+	p := Principal{Realm: c.Realm, ID: c.Subject, Kind: c.Kind, Scope: c.Scope, Credential: c.Credential, ExpiresAt: c.ExpiresAt, issuedAt: c.IssuedAt}
 	// A token outlives nothing: an identity deactivated or deleted since the
 	// token was issued is refused by the region's replica once the change
 	// has reached it. The replica is first brought to the token's own
@@ -288,14 +324,7 @@ func (s *Server) authenticate(r *http.Request, apiKeyOK bool) (Principal, error)
 	if err != nil {
 		return Principal{}, err
 	}
-	_, err = rep.Read(r.Context(), cons, func(st *iam.State) error {
-		if id := st.Identity(p.Realm, p.ID); id == nil || id.Status != iam.StatusActive {
-			return iam.Errorf(iam.EUnauthenticated, "the token's identity is not active")
-		} else if revokedToken(c.IssuedAt, id.TokensNotBefore) {
-			return iam.Errorf(iam.EUnauthenticated, "the token was revoked")
-		}
-		return nil
-	})
+	_, err = rep.Read(r.Context(), cons, p.stillValid)
 	return p, err
 }
 

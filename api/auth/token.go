@@ -57,6 +57,10 @@ type Claims struct {
 	// a replica checking the token waits until it has applied at least
 	// this much, so a token is never judged on a state older than itself.
 	Position uint64
+	// Credential is the id of the client credential a client-credentials
+	// token was issued through (claim cid), "" otherwise: the token dies
+	// with its credential.
+	Credential string
 }
 
 // tokenClaims is the JWT payload. aud is written as a single string (as most
@@ -73,6 +77,7 @@ type tokenClaims struct {
 	Scope     string           `json:"scope,omitempty"`
 	Kind      string           `json:"kind"`
 	Position  uint64           `json:"iam_pos,omitempty"`
+	CID       string           `json:"cid,omitempty"`
 }
 
 func (c *tokenClaims) GetExpirationTime() (*jwt.NumericDate, error) { return c.ExpiresAt, nil }
@@ -130,6 +135,7 @@ func (ks *KeySet) Sign(c Claims) (string, error) {
 			Scope:     c.Scope,
 			Kind:      c.Kind,
 			Position:  c.Position,
+			CID:       c.Credential,
 		},
 		Audience: c.Audience,
 	}
@@ -178,16 +184,17 @@ func (ks *KeySet) Verify(token, issuer, audience string, now time.Time) (Claims,
 		return Claims{}, fmt.Errorf("%w: iat, sub, jti or kind missing or invalid", ErrTokenClaimsInvalid)
 	}
 	return Claims{
-		Issuer:    tc.Issuer,
-		Subject:   tc.Subject,
-		Audience:  audience,
-		Realm:     tc.Realm,
-		Scope:     tc.Scope,
-		ID:        tc.ID,
-		IssuedAt:  tc.IssuedAt.Time.UTC(),
-		ExpiresAt: tc.ExpiresAt.Time.UTC(),
-		Kind:      tc.Kind,
-		Position:  tc.Position,
+		Issuer:     tc.Issuer,
+		Subject:    tc.Subject,
+		Audience:   audience,
+		Realm:      tc.Realm,
+		Scope:      tc.Scope,
+		ID:         tc.ID,
+		IssuedAt:   tc.IssuedAt.Time.UTC(),
+		ExpiresAt:  tc.ExpiresAt.Time.UTC(),
+		Kind:       tc.Kind,
+		Position:   tc.Position,
+		Credential: tc.CID,
 	}, nil
 }
 

@@ -345,6 +345,9 @@ func OpenFeed(t *testing.T, base, token, lastEventID string) *ChangeStream {
 // Close ends the stream and waits for its reader. Calling it again is fine.
 func (s *ChangeStream) Close() { s.cancel(); <-s.done }
 
+// Done is closed once the stream has ended, by the server or by Close.
+func (s *ChangeStream) Done() <-chan struct{} { return s.done }
+
 // Raw returns every byte the stream has read, once it is closed.
 func (s *ChangeStream) Raw() string {
 	s.mu.Lock()
