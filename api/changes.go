@@ -56,6 +56,9 @@ func (s *Server) changes(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		return iam.Errorf(iam.EInternal, "streaming unsupported")
 	}
+	// A stream outlives the server's ReadTimeout: lift the deadline, or
+	// it would end the request's context (where the writer supports it).
+	_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	defer context.AfterFunc(s.streams, cancel)()
