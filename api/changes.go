@@ -95,6 +95,9 @@ func (s *Server) changes(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		return iam.Errorf(iam.EInternal, "streaming unsupported")
 	}
+	// A stream outlives the server's ReadTimeout: lift the deadline, or
+	// it would end the request's context (where the writer supports it).
+	_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
 	rep, err := s.region(r)
 	if err != nil {
 		return err

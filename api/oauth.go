@@ -107,7 +107,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	if serr == nil {
 		s.maybeRotate(keys, now)
 		tok, serr = keys.Sign(auth.Claims{Position: pos,
-			Issuer: s.issuer(r), Subject: p.ID, Audience: s.cfg.Audience, Realm: p.Realm, Scope: scope,
+			Issuer: s.issuer(), Subject: p.ID, Audience: s.cfg.Audience, Realm: p.Realm, Scope: scope,
 			ID: auth.NewID("t", 16), IssuedAt: now, ExpiresAt: now.Add(lifetime), Kind: p.Kind,
 			Credential: p.Credential,
 		})
@@ -174,7 +174,7 @@ func (s *Server) checkScope(ctx context.Context, p Principal, scope string) *oau
 }
 
 func (s *Server) discovery(w http.ResponseWriter, r *http.Request) {
-	iss := s.issuer(r)
+	iss := s.issuer()
 	writeJSON(w, http.StatusOK, map[string]any{
 		"issuer":                                iss,
 		"authorization_endpoint":                iss + "/oauth2/authorize",

@@ -35,8 +35,9 @@ type Config struct {
 	// Metrics, if set, is kept current and served on GET /metrics.
 	Metrics *Metrics
 
-	// Issuer is the token issuer and the base URL in discovery; empty means
-	// the URL the request came in on.
+	// Issuer is the token issuer and the base URL in discovery. Required:
+	// it is never taken from a request's Host header (iamd sets its
+	// listener's URL when --issuer is not given).
 	Issuer string
 	// Audience of issued tokens. Default "iam".
 	Audience string
@@ -301,7 +302,7 @@ func (s *Server) authenticate(r *http.Request, apiKeyOK bool) (Principal, error)
 	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
 		return Principal{}, iam.Errorf(iam.EUnauthenticated, "a bearer access token is required (Authorization: Bearer <token>)")
 	}
-	c, err := s.verifyToken(strings.TrimSpace(token), s.issuer(r))
+	c, err := s.verifyToken(strings.TrimSpace(token), s.issuer())
 	if errors.Is(err, auth.ErrKeysUnavailable) {
 		return Principal{}, iam.Errorf(iam.EUnavailable, "the token cannot be checked now: the hub's keys are unavailable")
 	} else if err != nil {
@@ -401,17 +402,9 @@ func (s *Server) latestFromReplica(ctx context.Context, fn func(*iam.State) erro
 // (in a region: relayed from the hub).
 func (s *Server) acknowledged() uint64 { return s.mode.acknowledged() }
 
-// issuer is the configured issuer, or the base URL of the request.
-func (s *Server) issuer(r *http.Request) string {
-	if s.cfg.Issuer != "" {
-		return s.cfg.Issuer
-	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return scheme + "://" + r.Host
-}
+// issuer is the configured issuer: fixed, never taken from a request
+// (its Host header is the client's to choose).
+func (s *Server) issuer() string { return s.cfg.Issuer }
 
 // region picks the replica that answers: Iam-Region or ?region=, else the default.
 func (s *Server) region(r *http.Request) (Replica, error) {

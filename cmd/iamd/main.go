@@ -33,7 +33,23 @@ func main() {
 		slog.Error("iamd failed", "err", err)
 		os.Exit(1)
 	}
-	<-ctx.Done()
+	// SIGHUP: read --tls-cert and --tls-key again (certificate rotation).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-hup:
+			if err := m.ReloadTLS(); err != nil {
+				slog.Error("iamd: TLS reload", "err", err)
+			} else {
+				slog.Info("iamd: TLS certificate reloaded")
+			}
+			continue
+		case <-ctx.Done():
+		}
+		break
+	}
 	if err := m.Close(); err != nil {
 		slog.Error("iamd stop", "err", err)
 		os.Exit(1)

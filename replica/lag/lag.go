@@ -102,6 +102,8 @@ type Monitor struct {
 
 	history history
 	peers   peerBoard
+	lastMu  sync.Mutex
+	last    []Status // the newest measurement; nil before the first
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 }
@@ -194,7 +196,19 @@ func (m *Monitor) Measure(ctx context.Context) []Status {
 		out = append(out, st)
 	}
 	m.publish(out)
+	m.lastMu.Lock()
+	m.last = out
+	m.lastMu.Unlock()
 	return out
+}
+
+// Last returns the newest measurement (Start measures once a second,
+// Measure on demand) without measuring: probes read it, so that they cost
+// no log round trip. ok is false before the first measurement.
+func (m *Monitor) Last() (sts []Status, ok bool) {
+	m.lastMu.Lock()
+	defer m.lastMu.Unlock()
+	return append([]Status(nil), m.last...), m.last != nil
 }
 
 func (m *Monitor) head(ctx context.Context) (uint64, error) {

@@ -27,12 +27,25 @@ const (
 // Config is iamd's configuration.
 type Config struct {
 	// Mode is ModeAll, ModeHub or ModeRegion (the first argument).
-	Mode       string
-	HTTPAddr   string
-	DataDir    string
-	Regions    []string
+	Mode     string
+	HTTPAddr string
+	DataDir  string
+	Regions  []string
+	// Issuer is the token issuer and discovery's base URL. Empty: the
+	// listener's URL (http://127.0.0.1:PORT, or https:// with TLS), set
+	// at start; never taken from a request's Host.
 	Issuer     string
 	SyncAlways bool
+
+	// TLSCert and TLSKey (PEM files) serve HTTPS, TLS 1.2 and up, with
+	// Strict-Transport-Security; Main.ReloadTLS (SIGHUP) reads them again.
+	TLSCert, TLSKey string
+	// InsecureHTTP allows plaintext HTTP on a non-loopback address, for a
+	// TLS-terminating proxy in front. Loopback addresses need no flag.
+	InsecureHTTP bool
+	// MaxConns caps the HTTP connections served at once. Default
+	// DefaultMaxConns.
+	MaxConns int
 
 	// SecretsDir holds the token signing keys and the idempotency secret
 	// (default: DataDir). Every hub node must have the same ones.
@@ -114,6 +127,7 @@ func DefaultConfig() Config {
 		JoinFromSnapshot:  true,
 		SnapshotEvery:     replica.DefaultSnapshotEvery,
 		SnapshotInterval:  replica.DefaultSnapshotInterval,
+		MaxConns:          DefaultMaxConns,
 	}
 }
 
@@ -121,6 +135,9 @@ func DefaultConfig() Config {
 func (c Config) Validate() error {
 	if c.DataDir == "" {
 		return errors.New("--data must not be empty")
+	}
+	if err := c.validateHTTP(); err != nil {
+		return err
 	}
 	switch c.Mode {
 	case ModeAll, ModeHub:
@@ -174,6 +191,25 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// validateHTTP checks the HTTP listener's flags: plaintext HTTP is for
+// loopback, or behind a TLS-terminating proxy (--insecure-http).
+func (c Config) validateHTTP() error {
+	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+		return fmt.Errorf("--http %q: %w", c.HTTPAddr, err)
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return errors.New("--tls-cert and --tls-key go together")
+	}
+	if c.TLSCert == "" && !c.InsecureHTTP && !loopback(c.HTTPAddr) {
+		return fmt.Errorf("--http %q is not a loopback address: serve HTTPS with --tls-cert and --tls-key, "+
+			"or pass --insecure-http when a TLS-terminating proxy is in front", c.HTTPAddr)
+	}
+	if c.MaxConns < 0 {
+		return errors.New("--max-conns must not be negative")
+	}
+	return nil
+}
+
 // ParseFlags reads the command line into m.Config: an optional mode
 // (hub, region) then flags.
 func (m *Main) ParseFlags(args []string) error {
@@ -195,7 +231,11 @@ func (m *Main) ParseFlags(args []string) error {
 	var routes, hubLeaf string
 	fs.StringVar(&c.HTTPAddr, "http", c.HTTPAddr, "HTTP listen address (127.0.0.1:0 picks a free port)")
 	fs.StringVar(&c.DataDir, "data", c.DataDir, "data directory (log, read models, keys)")
-	fs.StringVar(&c.Issuer, "issuer", c.Issuer, "token issuer URL (default: the URL requests arrive on; required for hub and region)")
+	fs.StringVar(&c.Issuer, "issuer", c.Issuer, "token issuer URL (default: the listener's URL; required for hub and region)")
+	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "PEM certificate (chain) file: serve HTTPS; reloaded on SIGHUP")
+	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "PEM private key file of --tls-cert")
+	fs.BoolVar(&c.InsecureHTTP, "insecure-http", c.InsecureHTTP, "allow plaintext HTTP on a non-loopback --http (a TLS-terminating proxy in front)")
+	fs.IntVar(&c.MaxConns, "max-conns", c.MaxConns, "maximum HTTP connections served at once (0: default)")
 	fs.DurationVar(&c.MaxLag, "max-lag", c.MaxLag, "a region lagging more is not ready (0: no threshold)")
 	if c.Mode != ModeRegion {
 		fs.StringVar(&regions, "regions", regions, "comma-separated regions served by in-process replicas")

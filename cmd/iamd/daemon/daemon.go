@@ -3,12 +3,14 @@ package daemon
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -43,6 +45,7 @@ type Main struct {
 
 	// Set by Run.
 	Addr      string // the HTTP listener's address
+	Issuer    string // the token issuer: Config.Issuer, or the listener's URL
 	Bootstrap *writer.BootstrapAdmin
 
 	logger     *slog.Logger
@@ -65,6 +68,8 @@ type Main struct {
 	relay       *bus.WhileLeading // a hub's relay, served beside the stream's leader
 	api         *api.Server
 	http        *http.Server
+	ln          net.Listener  // the HTTP listener, until served
+	certs       *certReloader // with TLS
 	cancel      context.CancelFunc
 	wg          sync.WaitGroup // background goroutines of Main itself
 	closeOnce   sync.Once
@@ -87,6 +92,11 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
 		return err
 	}
+	// The listener comes first: without --issuer, its URL is the issuer.
+	if err := m.listen(c); err != nil {
+		return err
+	}
+	c.Issuer = m.Issuer
 	runCtx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
 	m.metrics = api.NewMetrics(c.served())
@@ -120,15 +130,13 @@ func (m *Main) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := m.serveHTTP(c.HTTPAddr); err != nil {
-		return err
-	}
+	m.serveHTTP()
 	if m.writer != nil && c.Bootstrap {
 		if m.Bootstrap, err = m.bootstrap(ctx); err != nil {
 			return err
 		}
 	}
-	m.logger.Info("iamd ready", "mode", c.Mode, "http", "http://"+m.Addr, "nats", m.ns.ClientURL(), "data", c.DataDir,
+	m.logger.Info("iamd ready", "mode", c.Mode, "http", m.URL(), "issuer", m.Issuer, "nats", m.ns.ClientURL(), "data", c.DataDir,
 		"regions", strings.Join(c.served(), ","))
 	return nil
 }
@@ -334,20 +342,62 @@ func (m *Main) serveRelay(ctx context.Context) {
 	}()
 }
 
-func (m *Main) serveHTTP(addr string) error {
-	ln, err := net.Listen("tcp", addr)
+// listen opens the HTTP listener (TLS with --tls-cert, at most MaxConns
+// connections at once) and fixes the issuer.
+func (m *Main) listen(c Config) error {
+	if c.TLSCert != "" {
+		var err error
+		if m.certs, err = newCertReloader(c.TLSCert, c.TLSKey); err != nil {
+			return err
+		}
+	}
+	ln, err := net.Listen("tcp", c.HTTPAddr)
 	if err != nil {
 		return err
 	}
 	m.Addr = ln.Addr().String()
-	m.http = &http.Server{Handler: m.api.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	m.Issuer = cmp.Or(c.Issuer, m.URL())
+	ln = newLimitListener(ln, cmp.Or(c.MaxConns, DefaultMaxConns))
+	if m.certs != nil {
+		ln = tls.NewListener(ln, m.certs.tlsConfig())
+	}
+	m.ln = ln
+	return nil
+}
+
+// URL is the base URL of the HTTP listener: https:// with TLS.
+func (m *Main) URL() string {
+	if m.Config.TLSCert != "" {
+		return "https://" + m.Addr
+	}
+	return "http://" + m.Addr
+}
+
+// ReloadTLS reads --tls-cert and --tls-key again (cmd/iamd calls it on
+// SIGHUP): new connections get the new certificate; on error the current
+// one stays. Without TLS it does nothing.
+func (m *Main) ReloadTLS() error {
+	if m.certs == nil {
+		return nil
+	}
+	return m.certs.Reload()
+}
+
+func (m *Main) serveHTTP() {
+	h := m.api.Handler()
+	if m.certs != nil {
+		h = withHSTS(h)
+	}
+	m.http = &http.Server{Handler: h, ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readTimeout, IdleTimeout: idleTimeout,
+		ErrorLog: slog.NewLogLogger(m.logger.Handler(), slog.LevelWarn)}
 	m.http.RegisterOnShutdown(m.api.CloseStreams)
+	ln := m.ln
+	m.ln = nil
 	go func() {
 		if err := m.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			m.logger.Error("http serve", "err", err)
 		}
 	}()
-	return nil
 }
 
 // runNATS starts the embedded NATS server of the mode: a plain server for
@@ -405,15 +455,17 @@ func (m *Main) bootstrap(ctx context.Context) (*writer.BootstrapAdmin, error) {
 	if err != nil || admin == nil {
 		return nil, err
 	}
-	admin.TokenURL = cmp.Or(m.Config.Issuer, "http://"+m.Addr) + "/oauth2/token"
+	admin.TokenURL = m.Issuer + "/oauth2/token"
+	// Proven in process: the listener may serve a certificate this process
+	// does not trust, or no name it can dial.
 	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {admin.ClientID}, "client_secret": {admin.ClientSecret}}
-	resp, err := http.PostForm("http://"+m.Addr+"/oauth2/token", form)
-	if err != nil {
-		return nil, fmt.Errorf("bootstrap: prove credentials: %w", err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("bootstrap: the admin's credentials were refused (%s)", resp.Status)
+	req := httptest.NewRequestWithContext(ctx, http.MethodPost, "/oauth2/token", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.RemoteAddr = "127.0.0.1:0"
+	rec := httptest.NewRecorder()
+	m.api.Handler().ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		return nil, fmt.Errorf("bootstrap: the admin's credentials were refused (%d %s)", rec.Code, strings.TrimSpace(rec.Body.String()))
 	}
 	data, _ := json.MarshalIndent(admin, "", "  ")
 	path := filepath.Join(m.Config.DataDir, "bootstrap-admin.json")
@@ -439,6 +491,9 @@ func (m *Main) Close() error {
 
 func (m *Main) close() error {
 	var errs []error
+	if m.ln != nil { // opened, not served
+		m.ln.Close()
+	}
 	if m.http != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		errs = append(errs, m.http.Shutdown(sctx))

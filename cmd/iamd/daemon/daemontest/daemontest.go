@@ -77,7 +77,7 @@ type Client struct {
 }
 
 // URL is the base URL of m's HTTP API.
-func URL(m *daemon.Main) string { return "http://" + m.Addr }
+func URL(m *daemon.Main) string { return m.URL() }
 
 // RegionIndex returns the index of region's replica and projector in m
 // (m.Replicas(), m.Projectors()), failing the test when m serves no such
