@@ -236,6 +236,18 @@ func (m *model) headAt(t time.Time) uint64 {
 	return m.seqs[i-1]
 }
 
+// deactivatedBy reports whether user was deactivated at some position up
+// to hi. A deactivation revokes the tokens issued before it, so the token
+// an app took at setup is refused from then on, reactivated or not.
+func (m *model) deactivatedBy(user string, hi uint64) bool {
+	for _, p := range m.activity[user] {
+		if p.seq <= hi && !p.allowed {
+			return true
+		}
+	}
+	return false
+}
+
 // inactiveWithin reports whether user is not active at some position in
 // [lo, hi].
 func (m *model) inactiveWithin(user string, lo, hi uint64) bool {

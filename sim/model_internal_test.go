@@ -60,6 +60,9 @@ func TestModel_At(t *testing.T) {
 	if !m.inactiveWithin("a", 6, 7) || m.inactiveWithin("a", 8, 9) || !m.inactiveWithin("a", 0, 0) {
 		t.Error("inactiveWithin: wrong over ranges")
 	}
+	if m.deactivatedBy("a", 5) || !m.deactivatedBy("a", 7) || !m.deactivatedBy("a", 9) {
+		t.Error("deactivatedBy: a token from before the deactivation must stay refused after the reactivation")
+	}
 }
 
 func TestModel_Judge(t *testing.T) {

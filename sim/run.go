@@ -300,7 +300,7 @@ func converge(ctx context.Context, c *cluster, u *universe, p *prober, m *model,
 				defer mu.Unlock()
 				var got string
 				want := "refused"
-				if !m.inactiveWithin(x.a.id, pos, pos) {
+				if !m.inactiveWithin(x.a.id, pos, pos) && !m.deactivatedBy(x.a.id, pos) {
 					want = fmt.Sprint(m.at(x.a.id, x.r, pos))
 				}
 				switch {
