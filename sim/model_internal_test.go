@@ -81,7 +81,9 @@ func TestModel_Judge(t *testing.T) {
 		{"old but consistent", answerRec{Mode: iam.MinimizeLatency, App: "a", Seq: 4, Allowed: true, Status: 200, Recv: at(5), AckedAtSend: 5}, verdict{Behind: true}},
 		{"fully consistent behind an ack", answerRec{Mode: iam.FullyConsistent, App: "a", Seq: 6, Allowed: true, Status: 200, Recv: at(7), AckedAtSend: 7}, verdict{Stale: true}},
 		{"refused while deactivated", answerRec{Mode: iam.AtLeastAsFresh, App: "a", ReqSeq: 7, Status: 401, Recv: at(7)}, verdict{}},
-		{"refused after reactivation", answerRec{Mode: iam.AtLeastAsFresh, App: "a", ReqSeq: 8, Status: 401, Recv: at(8)}, verdict{StaleRefusal: true}},
+		// A deactivation revoked the token the app had: refused for good.
+		{"refused after reactivation", answerRec{Mode: iam.AtLeastAsFresh, App: "a", ReqSeq: 8, Status: 401, Recv: at(8)}, verdict{}},
+		{"refused before any deactivation", answerRec{Mode: iam.AtLeastAsFresh, App: "a", ReqSeq: 5, Status: 401, Recv: at(5)}, verdict{Wrong: true, StaleRefusal: true}},
 		{"refused, never deactivated", answerRec{Mode: iam.MinimizeLatency, App: "a", Status: 401, Recv: at(5), AckedAtSend: 5}, verdict{Wrong: true}},
 	}
 	for _, tt := range tests {

@@ -229,8 +229,9 @@ type verdict struct {
 // token at least; at_least_as_fresh also the token asked for;
 // fully_consistent every write acknowledged before it was sent), hi the
 // log's head when the answer arrived. A 401 (the app's token refused
-// because the app is not active) is a denial at an unknown position: it
-// must match some position up to hi and, for the fresh modes, from lo.
+// because the app is not active, or was deactivated since the token was
+// issued) is a denial at an unknown position: it must match some position
+// up to hi and, for the fresh modes, from lo.
 func (m *model) judge(a answerRec, setupSeq uint64) verdict {
 	hi := m.headAt(a.Recv)
 	var lo uint64
@@ -242,14 +243,16 @@ func (m *model) judge(a answerRec, setupSeq uint64) verdict {
 	}
 	if a.Status == 401 {
 		hi = max(hi, lo)
+		// A deactivation revokes the app's setup token for good: from
+		// then on a 401 is the right answer, reactivated or not.
 		inactiveSomewhere := func(from uint64) bool {
-			return m.inactiveWithin(a.App, from, hi)
+			return m.inactiveWithin(a.App, from, hi) || m.deactivatedBy(a.App, hi)
 		}
 		v := verdict{Wrong: !inactiveSomewhere(setupSeq)}
 		if a.Mode != iam.MinimizeLatency {
 			v.StaleRefusal = !inactiveSomewhere(max(lo, setupSeq))
 		} else {
-			v.Behind = m.at(a.App, a.Resource, a.AckedAtSend)
+			v.Behind = !m.deactivatedBy(a.App, a.AckedAtSend) && m.at(a.App, a.Resource, a.AckedAtSend)
 		}
 		return v
 	}
