@@ -163,12 +163,7 @@ func TestChanges_StreamCaps(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", daemontest.URL(m)+"/v1/changes", nil)
-	req.Header.Set("Authorization", "Bearer "+admin.Token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := daemontest.GetChanges(ctx, t, daemontest.URL(m), admin.Token)
 	defer resp.Body.Close()
 	var body struct {
 		Code string `json:"code"`

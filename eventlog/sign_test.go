@@ -100,7 +100,6 @@ func BenchmarkReadVerify(b *testing.B) {
 	}{{"off", nil}, {"on", verifier}} {
 		b.Run(tc.name, func(b *testing.B) {
 			l := eventlogtest.MustOpenLog(b, eventlog.Config{Verifier: tc.v})
-			ctx := context.Background()
 			js := l.JetStream()
 			data, _ := iam.MarshalCommits(commit("r", "g"))
 			for i := range n {
@@ -114,19 +113,7 @@ func BenchmarkReadVerify(b *testing.B) {
 				}
 			}
 			<-js.PublishAsyncComplete()
-			b.ResetTimer()
-			total := 0
-			for b.Loop() {
-				got := 0
-				if err := l.Read(ctx, 1, func(iam.LogEntry) error { got++; return nil }); err != nil {
-					b.Fatal(err)
-				}
-				if got != n {
-					b.Fatalf("read %d entries, want %d", got, n)
-				}
-				total += got
-			}
-			b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "msgs/s")
+			readAll(b, l, n)
 		})
 	}
 }

@@ -47,19 +47,14 @@ func TestMain_CloseWithOpenChangeFeed(t *testing.T) {
 	admin := daemontest.AdminClient(t, m)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", daemontest.URL(m)+"/v1/changes", nil)
-	req.Header.Set("Authorization", "Bearer "+admin.Token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := daemontest.GetChanges(ctx, t, daemontest.URL(m), admin.Token)
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET /v1/changes: got %d, want 200", resp.StatusCode)
 	}
 	start := time.Now()
 	http.DefaultClient.CloseIdleConnections()
-	err = m.Close()
+	err := m.Close()
 	if took := time.Since(start); err != nil || took > 3*time.Second {
 		t.Errorf("Close with an open change feed: got %v after %s, want nil within 3s", err, took.Round(time.Millisecond))
 	}

@@ -389,3 +389,19 @@ func (s *ChangeStream) Until(t *testing.T, token string) []SSEEvent {
 		}
 	}
 }
+
+// GetChanges opens GET /v1/changes on base with token, bounded by ctx, and
+// returns the response as it is (status unchecked); the test closes it.
+func GetChanges(ctx context.Context, tb testing.TB, base, token string) *http.Response {
+	tb.Helper()
+	req, err := http.NewRequestWithContext(ctx, "GET", base+"/v1/changes", nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return resp
+}
