@@ -364,13 +364,26 @@ func isWrongLastSequence(err error) bool {
 // reader that had applied entries from it must not go on.
 var ErrStreamGone = errors.New("event log stream is gone")
 
-// Head returns the stream's last sequence (0 when empty). Errors: one
-// wrapping ErrStreamGone when the stream does not exist.
+// Head returns the stream's last sequence (0 when empty). Each request has
+// its own timeout (PublishTimeout) and is retried with backoff up to
+// MaxRetries times: while a replicated stream elects its leader, an info
+// request can go unanswered, and one lost request must not cost a caller
+// its whole deadline. Errors:
+// one wrapping ErrStreamGone when the stream does not exist.
 func (l *Log) Head(ctx context.Context) (uint64, error) {
-	info, err := l.stream.Info(ctx)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return 0, fmt.Errorf("head %s: %w: %w", l.cfg.Stream, ErrStreamGone, err)
-	} else if err != nil {
+	var info *jetstream.StreamInfo
+	op := func() error {
+		actx, cancel := context.WithTimeout(ctx, l.cfg.PublishTimeout)
+		defer cancel()
+		var err error
+		info, err = l.stream.Info(actx)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			return backoff.Permanent(fmt.Errorf("%w: %w", ErrStreamGone, err))
+		}
+		return err
+	}
+	b := backoff.WithContext(backoff.WithMaxRetries(l.cfg.Backoff(), uint64(l.cfg.MaxRetries)), ctx)
+	if err := backoff.Retry(op, b); err != nil {
 		return 0, fmt.Errorf("head %s: %w", l.cfg.Stream, err)
 	}
 	return info.State.LastSeq, nil
