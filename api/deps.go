@@ -68,4 +68,5 @@ var (
 	_ Log       = (*eventlog.Log)(nil)
 	_ Vault     = (*keyvault.Vault)(nil)
 	_ Vault     = (*keyvault.Lazy)(nil)
+	_ Vault     = (*keyvault.Remote)(nil)
 )

@@ -22,6 +22,9 @@ const (
 	// once, by whichever hub process is up.
 	RPCSubject = "iam.rpc.http"
 	RPCQueue   = "iam-hub"
+	// KeysSubject carries a region's requests for the keys of personal
+	// data (keyvault.Remote), answered by hub processes in RPCQueue.
+	KeysSubject = "iam.rpc.keys"
 	// StatusSubjectPrefix + "." + region carries each region's periodic
 	// replica status.
 	StatusSubjectPrefix = "iam.status"

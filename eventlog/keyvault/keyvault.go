@@ -63,6 +63,12 @@ func (v *Vault) Pepper(ctx context.Context, realm string) ([]byte, error) {
 	return v.get(ctx, pepperName(realm), true)
 }
 
+// ExistingPepper returns the realm's pepper without making one. Errors:
+// ErrKeyDestroyed when the realm has none.
+func (v *Vault) ExistingPepper(ctx context.Context, realm string) ([]byte, error) {
+	return v.get(ctx, pepperName(realm), false)
+}
+
 // Destroy purges the user's data key: every copy of the user's sealed data
 // becomes unreadable. Destroying a missing key is not an error.
 func (v *Vault) Destroy(ctx context.Context, realm, user string) error {

@@ -53,6 +53,15 @@ func (l *Lazy) Pepper(ctx context.Context, realm string) ([]byte, error) {
 	return v.Pepper(ctx, realm)
 }
 
+// ExistingPepper is Vault.ExistingPepper; the open fails with unavailable.
+func (l *Lazy) ExistingPepper(ctx context.Context, realm string) ([]byte, error) {
+	v, err := l.open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return v.ExistingPepper(ctx, realm)
+}
+
 // Destroy is Vault.Destroy; the open fails with unavailable.
 func (l *Lazy) Destroy(ctx context.Context, realm, user string) error {
 	v, err := l.open(ctx)

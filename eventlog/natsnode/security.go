@@ -15,6 +15,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
+
+	"github.com/iam-project/iam/eventlog/bus"
 )
 
 // Account is the NATS account that holds iam's stream, buckets and
@@ -102,7 +104,8 @@ func RegionLeafPermissions(region string) *server.Permissions {
 			js + "DIRECT.GET.OBJ_IAM_SNAPSHOTS.>",
 			js + "CONSUMER.CREATE.OBJ_IAM_SNAPSHOTS.>",
 			"$JS.FC.OBJ_IAM_SNAPSHOTS.>",
-			"iam.rpc.http",
+			bus.RPCSubject,
+			bus.KeysSubject,
 			"iam.status." + region,
 		}},
 		Subscribe: &server.SubjectPermission{Allow: []string{

@@ -123,6 +123,10 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	if m.writer != nil {
 		m.serveRelay(runCtx)
+		// Regions decrypt personal data with keys they ask the hub for.
+		if _, err := keyvault.Serve(m.bus, &keyvault.Lazy{Log: m.log}); err != nil {
+			return err
+		}
 	}
 	m.api.Start(runCtx)
 	if c.Mode == ModeHub && (c.SnapshotEvery > 0 || c.SnapshotInterval > 0) {
@@ -310,6 +314,10 @@ func (m *Main) apiConfig(c Config, mode api.Mode) api.Config {
 		}}
 	if c.Mode != ModeRegion {
 		cfg.DataDir = c.secretsDir() // the mail outbox
+	} else {
+		// A region may not read the vault's bucket (its leaf credential
+		// does not allow it): it asks the hub for each key.
+		cfg.Vault = &keyvault.Remote{Bus: m.bus}
 	}
 	for _, rep := range m.replicas {
 		cfg.Replicas = append(cfg.Replicas, rep)

@@ -279,6 +279,13 @@ func TestMultiRegion_SecureForwardedWrite(t *testing.T) {
 		t.Fatalf("check: got %s, want allowed in eu-west at %s or later", r.Raw, tok)
 	}
 	admin.Must(http.StatusOK, "GET", "/v1/apps/"+appID, nil)
+	// The region may not read the key vault's bucket; it asks the hub for
+	// the user's key, and shows the sealed e-mail.
+	u := admin.Must(http.StatusCreated, "POST", "/v1/users", map[string]any{"email": "ann@example.com", "name": "Ann"})
+	got := admin.Must(http.StatusOK, "GET", "/v1/users/"+u.Str("id"), nil, "Consistency-Token", u.Str("consistencyToken"))
+	if got.Str("email") != "ann@example.com" || got.Str("name") != "Ann" {
+		t.Errorf("user read in the secure region: got %s, want its e-mail and name", got.Raw)
+	}
 	if a := top.regions["eu-west"].NATSServer().Addr(); a != nil {
 		t.Errorf("secure region listens on %s, want no listener", a)
 	}
