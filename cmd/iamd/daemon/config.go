@@ -107,7 +107,8 @@ type Config struct {
 	// (api.Config). Defaults 2×GOMAXPROCS and 1s.
 	MaxConcurrentHashes int
 	HashWait            time.Duration
-	Logger     *slog.Logger
+
+	Logger *slog.Logger
 	// Stderr receives the one-time bootstrap message. Default os.Stderr.
 	Stderr io.Writer
 }
