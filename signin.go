@@ -264,6 +264,28 @@ func (c RequestPasswordReset) decide(s *State, r *Realm) ([]Event, error) {
 	return []Event{PasswordResetRequested{InRealm{r.ID}, c.User, c.TokenHash, c.ExpiresAt}}, nil
 }
 
+// ErrResetTokenInvalid is ResetPassword's answer to a token that is
+// unknown, used or expired.
+var ErrResetTokenInvalid = &Error{Code: EInvalid, Field: "token", Message: "the reset token is unknown, used or expired"}
+
+// resetUser is the user a reset token (its hash) resets at at, or nil when
+// the token is unknown, used or expired.
+func (r *Realm) resetUser(tokenHash string, at time.Time) *Identity {
+	u := r.Identities[r.resetTokens[tokenHash]]
+	if u == nil || u.Status == StatusDeleted || u.ResetTokenHash != tokenHash || !u.ResetExpiresAt.After(at) {
+		return nil
+	}
+	return u
+}
+
+// ResetTokenValid reports whether ResetPassword would accept the token
+// (its hash) in realm at at: the API asks before it hashes the new
+// password, so a bad token costs no argon2id work.
+func (s *State) ResetTokenValid(realm, tokenHash string, at time.Time) bool {
+	r := s.Realm(realm)
+	return r != nil && r.resetUser(tokenHash, at) != nil
+}
+
 // ResetPassword consumes a reset token (single use, before its expiry).
 type ResetPassword struct {
 	systemOnly
@@ -274,9 +296,9 @@ type ResetPassword struct {
 
 func (c ResetPassword) validate() error { return validPasswordHash(c.NewHash) }
 func (c ResetPassword) decide(s *State, r *Realm) ([]Event, error) {
-	u := r.Identities[r.resetTokens[c.TokenHash]]
-	if u == nil || u.Status == StatusDeleted || u.ResetTokenHash != c.TokenHash || !u.ResetExpiresAt.After(c.At) {
-		return nil, &Error{Code: EInvalid, Field: "token", Message: "the reset token is unknown, used or expired"}
+	u := r.resetUser(c.TokenHash, c.At)
+	if u == nil {
+		return nil, ErrResetTokenInvalid
 	}
 	return []Event{PasswordChanged{InRealm: InRealm{r.ID}, User: u.ID, PasswordHash: c.NewHash, At: c.At, ByReset: true}}, nil
 }

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/mail"
@@ -93,10 +94,17 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request) error {
 		}
 		return nil
 	})
-	if ok, err := auth.Verify(in.CurrentPassword, old); old == "" || err != nil || !ok {
+	if old == "" {
 		return &iam.Error{Code: iam.EPermissionDenied, Field: "currentPassword", Message: "the current password is wrong"}
 	}
-	hash, err := auth.Hash(in.NewPassword, s.cfg.HashParams)
+	ok, err := s.verifySecret(r.Context(), in.CurrentPassword, old)
+	if errors.Is(err, errHashBusy) {
+		return err
+	}
+	if err != nil || !ok {
+		return &iam.Error{Code: iam.EPermissionDenied, Field: "currentPassword", Message: "the current password is wrong"}
+	}
+	hash, err := s.hash(r.Context(), in.NewPassword)
 	if err != nil {
 		return err
 	}
@@ -226,8 +234,16 @@ func (s *Server) requestPasswordReset(w http.ResponseWriter, r *http.Request) {
 }
 
 // confirmPasswordReset serves POST /v1/passwordResets/confirm {token,
-// newPassword}: single use, before expiry.
+// newPassword}: single use, before expiry. Limited per source address, and
+// the token is looked up before the new password is hashed, so guessing
+// tokens costs no argon2id work (the writer judges the token again).
 func (s *Server) confirmPasswordReset(w http.ResponseWriter, r *http.Request) {
+	now := s.now()
+	if ok, wait := s.idp.signInLimits.allow("resetConfirm/"+sourceOf(r), now); !ok {
+		retryAfter(w, wait)
+		s.writeError(w, r, iam.Errorf(iam.ERateLimited, "too many reset confirmations from this address"))
+		return
+	}
 	var in struct {
 		Token       string `json:"token"`
 		NewPassword string `json:"newPassword"`
@@ -245,12 +261,25 @@ func (s *Server) confirmPasswordReset(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, iam.FieldErrorf("token", "not a reset token"))
 		return
 	}
-	hash, err := auth.Hash(in.NewPassword, s.cfg.HashParams)
+	tokenHash := iam.HashSecret(in.Token)
+	valid := false
+	if err := s.latest(r.Context(), func(st *iam.State) error {
+		valid = st.ResetTokenValid(realm, tokenHash, now)
+		return nil
+	}); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if !valid {
+		s.writeError(w, r, iam.ErrResetTokenInvalid)
+		return
+	}
+	hash, err := s.hash(r.Context(), in.NewPassword)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	res, err := s.system(r.Context(), realm, s.now(), iam.ResetPassword{TokenHash: iam.HashSecret(in.Token), NewHash: hash, At: s.now()})
+	res, err := s.system(r.Context(), realm, now, iam.ResetPassword{TokenHash: tokenHash, NewHash: hash, At: now})
 	if err != nil {
 		s.writeError(w, r, err)
 		return

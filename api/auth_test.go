@@ -71,7 +71,13 @@ var hiddenInput = regexp.MustCompile(`<input type="hidden" name="([^"]+)" value=
 // following the redirect.
 func browser(t *testing.T, authURL, email, password string) *http.Response {
 	t.Helper()
-	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	return browserVia(t, &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}, authURL, email, password)
+}
+
+// browserVia is browser through noFollow, a client that does not follow
+// redirects (one bound to a source address, say).
+func browserVia(t *testing.T, noFollow *http.Client, authURL, email, password string) *http.Response {
+	t.Helper()
 	resp, err := noFollow.Get(authURL)
 	if err != nil {
 		t.Fatal(err)

@@ -29,8 +29,13 @@ type IdentityConfig struct {
 	// token is next issued (default 30 days); POST /v1/signingKeys/rotate
 	// rotates at once.
 	KeyRotation time.Duration
-	// Token endpoint rate per client id and sign-in rate per account, in
-	// requests per second with a burst (defaults 20/s burst 40, 1/s burst 10).
+	// Token endpoint rate per client id and source address, and sign-in
+	// rate per account and per client id and source address, in requests
+	// per second with a burst (defaults 20/s burst 40, 1/s burst 10). A
+	// client id's failed secrets are also limited at TokenRate over all
+	// sources, so a distributed guesser is bounded while one flooding
+	// source never locks out the app's other callers. Password-reset
+	// confirmations are limited per source address at SignInRate.
 	TokenRate, SignInRate   float64
 	TokenBurst, SignInBurst int
 	// Mail delivers reset and invitation tokens. Default: files in
@@ -69,8 +74,9 @@ type identityProvider struct {
 	cfg  IdentityConfig
 	keys *keyCache
 
-	tokenLimits  *limiter
-	signInLimits *limiter
+	tokenLimits   *limiter // per client id and source
+	tokenFailures *limiter // wrong secrets per client id
+	signInLimits  *limiter // per account; per client id and source; per source for reset confirmations
 }
 
 // ConfigureIdentity changes the identity provider's rules while the server
@@ -81,6 +87,7 @@ func (s *Server) ConfigureIdentity(fn func(*IdentityConfig)) {
 	fn(&s.idp.cfg)
 	s.idp.cfg.defaults()
 	s.idp.tokenLimits.set(s.idp.cfg.TokenRate, s.idp.cfg.TokenBurst)
+	s.idp.tokenFailures.set(s.idp.cfg.TokenRate, s.idp.cfg.TokenBurst)
 	s.idp.signInLimits.set(s.idp.cfg.SignInRate, s.idp.cfg.SignInBurst)
 }
 
@@ -114,7 +121,9 @@ func newIdentityProvider(c Config) *identityProvider {
 	cfg := c.Identity
 	cfg.defaults()
 	idp := &identityProvider{cfg: cfg, keys: newKeyCache(),
-		tokenLimits: newLimiter(cfg.TokenRate, cfg.TokenBurst), signInLimits: newLimiter(cfg.SignInRate, cfg.SignInBurst)}
+		tokenLimits:   newLimiter(cfg.TokenRate, cfg.TokenBurst, defaultLimiterKeys),
+		tokenFailures: newLimiter(cfg.TokenRate, cfg.TokenBurst, defaultLimiterKeys),
+		signInLimits:  newLimiter(cfg.SignInRate, cfg.SignInBurst, defaultLimiterKeys)}
 	if idp.cfg.Mail == nil && c.DataDir != "" {
 		idp.cfg.Mail = &FileMailSender{Dir: c.DataDir + "/outbox"}
 	}

@@ -186,7 +186,7 @@ func (s *Server) acceptInvitation(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	hash, err := auth.Hash(in.Password, s.cfg.HashParams)
+	hash, err := s.hash(r.Context(), in.Password)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

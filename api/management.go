@@ -36,7 +36,7 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request) error {
 		if err := validPassword("password", pw); err != nil {
 			return err
 		}
-		if cmd.PasswordHash, err = auth.Hash(pw, s.cfg.HashParams); err != nil {
+		if cmd.PasswordHash, err = s.hash(r.Context(), pw); err != nil {
 			return err
 		}
 	}
@@ -116,7 +116,7 @@ func (s *Server) addCredential(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	secret := auth.NewSecret()
-	hash, err := auth.Hash(secret, s.cfg.HashParams)
+	hash, err := s.hash(r.Context(), secret)
 	if err != nil {
 		return err
 	}
@@ -141,7 +141,7 @@ func (s *Server) addAPIKey(w http.ResponseWriter, r *http.Request) error {
 	}
 	keyID := c.newID("k", 16, "apikey")
 	key := keyID + "." + auth.NewSecret()
-	hash, err := auth.Hash(key, s.cfg.HashParams)
+	hash, err := s.hash(r.Context(), key)
 	if err != nil {
 		return err
 	}

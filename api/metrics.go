@@ -24,6 +24,9 @@ type Metrics struct {
 	writes        prometheus.Counter
 	tokens        prometheus.Counter
 	passwords     *prometheus.CounterVec
+	hashInFlight  prometheus.Gauge
+	hashes        prometheus.Counter
+	hashesRefused prometheus.Counter
 }
 
 // RetryCauses are the causes under which retries are counted.
@@ -52,9 +55,13 @@ func NewMetrics(regions []string) *Metrics {
 		tokens: prometheus.NewCounter(prometheus.CounterOpts{Name: "iam_tokens_issued_total", Help: "Access tokens issued."}),
 		passwords: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "iam_signin_password_verifications_total",
 			Help: "argon2id verifications of sign-in passwords, against a user's hash or, for an unknown email, the dummy hash."}, []string{"against"}),
+		hashInFlight: prometheus.NewGauge(prometheus.GaugeOpts{Name: "iam_argon2id_in_flight", Help: "argon2id hashes and verifications running now (at most Config.MaxConcurrentHashes)."}),
+		hashes:       prometheus.NewCounter(prometheus.CounterOpts{Name: "iam_argon2id_total", Help: "argon2id hashes and verifications started."}),
+		hashesRefused: prometheus.NewCounter(prometheus.CounterOpts{Name: "iam_argon2id_refused_total",
+			Help: "argon2id computations refused (503) because no slot freed within Config.HashWait."}),
 	}
 	reg.MustRegister(m.appliedSeq, m.headSeq, m.lagEvents, m.lagSeconds, m.healthy, m.propagation, m.retries,
-		m.checks, m.replicaBehind, m.refused, m.writes, m.tokens, m.passwords,
+		m.checks, m.replicaBehind, m.refused, m.writes, m.tokens, m.passwords, m.hashInFlight, m.hashes, m.hashesRefused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, r := range regions {
 		m.appliedSeq.WithLabelValues(r)
@@ -99,6 +106,25 @@ func (m *Metrics) Retry(component, cause string) {
 func (m *Metrics) passwordVerified(against string) {
 	if m != nil {
 		m.passwords.WithLabelValues(against).Inc()
+	}
+}
+
+func (m *Metrics) hashStarted() {
+	if m != nil {
+		m.hashInFlight.Inc()
+		m.hashes.Inc()
+	}
+}
+
+func (m *Metrics) hashDone() {
+	if m != nil {
+		m.hashInFlight.Dec()
+	}
+}
+
+func (m *Metrics) hashRefused() {
+	if m != nil {
+		m.hashesRefused.Inc()
 	}
 }
 

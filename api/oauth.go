@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -29,6 +30,22 @@ func writeOAuthError(w http.ResponseWriter, e *oauthError, basic bool) {
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, e.status, map[string]string{"error": e.code, "error_description": e.description})
+}
+
+// writeOAuthUnavailable answers a token request with 429 or 503
+// (temporarily_unavailable) and Retry-After (wait, at least 1s). The body
+// is RFC 6749 §5.2's and, in the same object, RFC 9457's problem details,
+// as every other 429 and 503 of the API carries.
+func (s *Server) writeOAuthUnavailable(w http.ResponseWriter, r *http.Request, status int, wait time.Duration, desc string, basic bool) {
+	code := iam.EUnavailable
+	if status == http.StatusTooManyRequests {
+		code = iam.ERateLimited
+	}
+	retryAfter(w, wait)
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, status, map[string]any{"error": "temporarily_unavailable", "error_description": desc,
+		"type": "https://iam.dev/problems/" + code, "title": titleOf[code], "status": status, "detail": desc,
+		"code": code, "correlationId": correlationID(r)})
 }
 
 // token serves POST /oauth2/token (RFC 6749 §4.4, client credentials).
@@ -78,14 +95,31 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, &oauthError{http.StatusUnauthorized, "invalid_client", "client authentication is required"}, basic)
 		return
 	}
-	// Rate limited per client id, before the (costly) secret check.
-	if ok, wait := s.idp.tokenLimits.allow("client/"+clientID, s.cfg.Now()); !ok {
-		retryAfter(w, wait)
-		writeOAuthError(w, &oauthError{http.StatusTooManyRequests, "temporarily_unavailable", "too many token requests for this client; retry later"}, basic)
-		return
+	// Rate limited before the (costly) secret check: per client id and
+	// source, so one flooding source does not lock out the app's other
+	// callers, and the client id's failures over all sources, so guesses
+	// spread over many sources stay bounded.
+	now := s.cfg.Now()
+	for _, lim := range []struct {
+		ok   func(string, time.Time) (bool, time.Duration)
+		key  string
+		desc string
+	}{
+		{s.idp.tokenLimits.allow, "client/" + clientID + "/" + sourceOf(r), "too many token requests for this client from this address; retry later"},
+		{s.idp.tokenFailures.due, "client/" + clientID, "too many failed authentications of this client; retry later"},
+	} {
+		if ok, wait := lim.ok(lim.key, now); !ok {
+			s.writeOAuthUnavailable(w, r, http.StatusTooManyRequests, wait, lim.desc, basic)
+			return
+		}
 	}
 	p, err := s.authenticateClient(r.Context(), clientID, secret)
+	if err != nil && err.status == http.StatusServiceUnavailable {
+		s.writeOAuthUnavailable(w, r, err.status, 0, err.description, basic)
+		return
+	}
 	if err != nil {
+		s.idp.tokenFailures.allow("client/"+clientID, now)
 		writeOAuthError(w, err, basic)
 		return
 	}
@@ -100,7 +134,6 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	now := s.cfg.Now()
 	pos := s.acknowledged()
 	var tok string
 	keys, serr := s.mode.signer()
@@ -117,6 +150,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 
 // authenticateClient finds the credential by client id on the latest state
 // and verifies the secret against its argon2id hash.
+// It answers 503 when no argon2id slot frees in time (hashGate).
 func (s *Server) authenticateClient(ctx context.Context, clientID, secret string) (Principal, *oauthError) {
 	bad := &oauthError{http.StatusUnauthorized, "invalid_client", "unknown client or wrong secret"}
 	var p Principal
@@ -136,7 +170,11 @@ func (s *Server) authenticateClient(ctx context.Context, clientID, secret string
 	if hash == "" {
 		return Principal{}, bad
 	}
-	if ok, err := s.verify.Verify(secret, hash); err != nil || !ok {
+	ok, err := s.verify.Verify(secret, hash)
+	if errors.Is(err, errHashBusy) {
+		return Principal{}, &oauthError{http.StatusServiceUnavailable, "temporarily_unavailable", iam.ErrorMessage(err)}
+	}
+	if err != nil || !ok {
 		return Principal{}, bad
 	}
 	return p, nil
@@ -224,7 +262,7 @@ func (s *Server) tokenFromCode(w http.ResponseWriter, r *http.Request, p Princip
 			writeOAuthError(w, &oauthError{http.StatusBadRequest, "invalid_grant", iam.ErrorMessage(err)}, basic)
 			return
 		}
-		writeOAuthError(w, &oauthError{http.StatusServiceUnavailable, "temporarily_unavailable", "the code could not be redeemed; retry"}, basic)
+		s.writeOAuthUnavailable(w, r, http.StatusServiceUnavailable, 0, "the code could not be redeemed; retry", basic)
 		return
 	}
 	var user string

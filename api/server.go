@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -79,6 +80,13 @@ type Config struct {
 	// MaxStreams caps the change feeds open at once on this server.
 	// Default 256.
 	MaxStreams int
+	// MaxConcurrentHashes bounds the argon2id hashes and verifications
+	// run at once (each ~19 MiB and tens of ms of CPU by default); one
+	// that waits longer than HashWait for a slot, or past its request,
+	// answers 503 unavailable with Retry-After. Defaults 2×GOMAXPROCS
+	// and 1s.
+	MaxConcurrentHashes int
+	HashWait            time.Duration
 
 	// Snapshots publishes the snapshots of the default region's replica
 	// that POST /v1/replicas/snapshot asks for (digest.go); nil: that
@@ -97,6 +105,7 @@ type Server struct {
 	replicas map[string]Replica
 	regions  []string
 	verify   *auth.VerifyCache
+	hashes   *hashGate // bounds argon2id work (hashgate.go)
 	metrics  *Metrics
 	// dummy is the hash unknown emails are verified against (dummyHash).
 	dummyOnce sync.Once
@@ -127,6 +136,12 @@ func New(cfg Config) *Server {
 	if cfg.MaxStreams <= 0 {
 		cfg.MaxStreams = 256
 	}
+	if cfg.MaxConcurrentHashes <= 0 {
+		cfg.MaxConcurrentHashes = 2 * runtime.GOMAXPROCS(0)
+	}
+	if cfg.HashWait <= 0 {
+		cfg.HashWait = time.Second
+	}
 	if cfg.MaxTokenLifetime == 0 {
 		cfg.MaxTokenLifetime = 24 * time.Hour
 	}
@@ -147,6 +162,11 @@ func New(cfg Config) *Server {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, evlog: cfg.Log, vault: cfg.Vault,
 		replicas: map[string]Replica{}, verify: auth.NewVerifyCache(auth.DefaultVerifyCacheSize), metrics: cfg.Metrics}
+	s.hashes = newHashGate(cfg.MaxConcurrentHashes, cfg.HashWait, s.metrics)
+	// Cache misses take a slot too; hits cost no argon2id and never wait.
+	s.verify.Compute = func(secret, phc string) (bool, error) {
+		return s.verifySecret(context.Background(), secret, phc)
+	}
 	lagReplicas := make([]lag.Replica, 0, len(cfg.Replicas))
 	for _, r := range cfg.Replicas {
 		s.replicas[r.Region()] = r
@@ -371,7 +391,11 @@ func (s *Server) authenticateAPIKey(r *http.Request, key string) (Principal, err
 	if hash == "" {
 		return Principal{}, bad
 	}
-	if okHash, err := s.verify.Verify(key, hash); err != nil || !okHash {
+	okHash, err := s.verify.Verify(key, hash)
+	if errors.Is(err, errHashBusy) {
+		return Principal{}, err
+	}
+	if err != nil || !okHash {
 		return Principal{}, bad
 	}
 	return p, nil

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"html/template"
 	"net/http"
 	"net/url"
@@ -144,16 +145,20 @@ func (s *Server) dummyHash() string {
 
 // verifyPassword verifies a sign-in password against hash, or, for an
 // unknown email (hash empty), against the dummy hash: one argon2id
-// verification either way. Not cached: a cache would make guessing cheap.
-func (s *Server) verifyPassword(password, hash string) bool {
+// verification either way, in a hashGate slot (errHashBusy when none
+// frees). Not cached: a cache would make guessing cheap.
+func (s *Server) verifyPassword(ctx context.Context, password, hash string) (bool, error) {
 	if hash == "" {
 		s.metrics.passwordVerified("dummy")
-		_, _ = auth.Verify(password, s.dummyHash())
-		return false
+		err := s.hashes.do(ctx, func() { _, _ = auth.Verify(password, s.dummyHash()) })
+		return false, err
 	}
 	s.metrics.passwordVerified("user")
-	ok, _ := auth.Verify(password, hash)
-	return ok
+	ok, err := s.verifySecret(ctx, password, hash)
+	if errors.Is(err, errHashBusy) {
+		return false, err
+	}
+	return ok && err == nil, nil
 }
 
 // authorizeSubmit serves POST /oauth2/authorize: the form.
@@ -183,7 +188,9 @@ func (s *Server) authorizeSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.now()
 	cfg := s.identityConfig()
-	for _, key := range []string{"account/" + a.realm + "/" + normalEmail(email), "client/" + a.clientID} {
+	// Per account, however many sources try it; per client id and source,
+	// so one source hammering an app does not lock out its other users.
+	for _, key := range []string{"account/" + a.realm + "/" + normalEmail(email), "client/" + a.clientID + "/" + sourceOf(r)} {
 		if ok, wait := s.idp.signInLimits.allow(key, now); !ok {
 			retryAfter(w, wait)
 			s.renderSignIn(w, http.StatusTooManyRequests, a, email, "Too many sign-in attempts; wait a moment and try again.")
@@ -207,12 +214,19 @@ func (s *Server) authorizeSubmit(w http.ResponseWriter, r *http.Request) {
 		s.renderSignIn(w, http.StatusForbidden, a, email, lockedMessage(locked))
 		return
 	}
-	if user == "" || hash == "" {
-		s.verifyPassword(password, "")
+	if user == "" {
+		hash = "" // the dummy hash
+	}
+	ok, err := s.verifyPassword(r.Context(), password, hash)
+	if err != nil {
+		retryAfter(w, 0)
+		s.renderSignIn(w, http.StatusServiceUnavailable, a, email, "The sign-in service is busy; try again in a moment.")
+		return
+	}
+	if hash == "" {
 		s.renderSignIn(w, http.StatusUnauthorized, a, email, "Wrong email or password.")
 		return
 	}
-	ok := s.verifyPassword(password, hash)
 	code := auth.NewSecret()
 	cmd := iam.RecordSignIn{User: user, PasswordHash: hash, Success: ok, At: now, MaxFailures: cfg.MaxFailedSignIns, LockoutPeriod: cfg.LockoutPeriod}
 	if ok {

@@ -107,3 +107,32 @@ func TestVerifyCache_Concurrent(t *testing.T) {
 		t.Errorf("got len %d, want %d", c.Len(), len(phcs))
 	}
 }
+
+// TestVerifyCache_Compute: a miss is verified by Compute (the server's
+// bounded argon2id), a hit is not, and Compute's error is the answer.
+func TestVerifyCache_Compute(t *testing.T) {
+	phc := mustHash(t, "s3cret")
+	busy := errors.New("busy")
+	var calls int
+	fail := true
+	c := auth.NewVerifyCache(10)
+	c.Compute = func(secret, phc string) (bool, error) {
+		calls++
+		if fail {
+			return false, busy
+		}
+		return auth.Verify(secret, phc)
+	}
+	if _, err := c.Verify("s3cret", phc); !errors.Is(err, busy) {
+		t.Fatalf("Compute failing: got %v, want its error", err)
+	}
+	fail = false
+	for range 3 {
+		if ok, err := c.Verify("s3cret", phc); !ok || err != nil {
+			t.Fatalf("got %v %v, want true", ok, err)
+		}
+	}
+	if calls != 2 {
+		t.Fatalf("got %d Compute calls, want 2 (the failure, then one miss; hits cost none)", calls)
+	}
+}

@@ -103,7 +103,12 @@ type Config struct {
 
 	// HashParams for new secrets; tests use cheap ones.
 	HashParams auth.HashParams
-	Logger     *slog.Logger
+	// MaxConcurrentHashes and HashWait bound the argon2id work run at once
+	// (api.Config). Defaults 2×GOMAXPROCS and 1s.
+	MaxConcurrentHashes int
+	HashWait            time.Duration
+
+	Logger *slog.Logger
 	// Stderr receives the one-time bootstrap message. Default os.Stderr.
 	Stderr io.Writer
 }
@@ -207,6 +212,9 @@ func (c Config) validateHTTP() error {
 	if c.MaxConns < 0 {
 		return errors.New("--max-conns must not be negative")
 	}
+	if c.MaxConcurrentHashes < 0 {
+		return errors.New("--max-concurrent-hashes must not be negative")
+	}
 	return nil
 }
 
@@ -236,6 +244,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "PEM private key file of --tls-cert")
 	fs.BoolVar(&c.InsecureHTTP, "insecure-http", c.InsecureHTTP, "allow plaintext HTTP on a non-loopback --http (a TLS-terminating proxy in front)")
 	fs.IntVar(&c.MaxConns, "max-conns", c.MaxConns, "maximum HTTP connections served at once (0: default)")
+	fs.IntVar(&c.MaxConcurrentHashes, "max-concurrent-hashes", c.MaxConcurrentHashes, "maximum argon2id hashes and verifications at once; past it they wait up to 1s, then answer 503 (0: 2×GOMAXPROCS)")
 	fs.DurationVar(&c.MaxLag, "max-lag", c.MaxLag, "a region lagging more is not ready (0: no threshold)")
 	if c.Mode != ModeRegion {
 		fs.StringVar(&regions, "regions", regions, "comma-separated regions served by in-process replicas")

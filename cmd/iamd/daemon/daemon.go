@@ -308,6 +308,7 @@ func (m *Main) snapshotBucket(ctx context.Context, create bool) (replica.Snapsho
 func (m *Main) apiConfig(c Config, mode api.Mode) api.Config {
 	cfg := api.Config{Mode: mode, Issuer: c.Issuer, HashParams: c.HashParams, Logger: m.logger, Metrics: m.metrics,
 		HeartbeatInterval: c.HeartbeatInterval, MaxLag: c.MaxLag,
+		MaxConcurrentHashes: c.MaxConcurrentHashes, HashWait: c.HashWait,
 		Log: m.log, Vault: &keyvault.Lazy{Log: m.log}, Snapshots: m.publisher, IdempotencySecret: m.idemSecret,
 		PublishStatus: func(region string, data []byte) {
 			_ = m.bus.Publish(bus.StatusSubjectPrefix+"."+region, data)
