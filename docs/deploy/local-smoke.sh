@@ -11,6 +11,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 d=$(mktemp -d)
 trap 'bash "$here/local.sh" stop "$d"; rm -rf "$d"' EXIT
+trap 'exit 143' TERM INT # the EXIT trap stops the processes then too
 bash "$here/local.sh" start "$d"
 t=$d/topology.json
 cat "$t"
