@@ -57,7 +57,12 @@ BIN=$DIR/bin/iamd
 # alive PID: the process PID runs and is one of ours (its command line names
 # DIR), so a recycled pid is never signalled.
 alive() {
-	[ -n "$1" ] && kill -0 "$1" 2>/dev/null && tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -qF -- "$DIR/"
+	[ -n "$1" ] && kill -0 "$1" 2>/dev/null || return 1
+	if [ -r "/proc/$1/cmdline" ]; then
+		tr '\0' ' ' <"/proc/$1/cmdline" | grep -qF -- "$DIR/"
+	else # no /proc (macOS): ps; a zombie's is "<defunct>"
+		ps -p "$1" -o args= 2>/dev/null | grep -qF -- "$DIR/"
+	fi
 }
 
 pids() {
@@ -154,12 +159,12 @@ start() {
 		command -v "$tool" >/dev/null || die "$tool is needed"
 	done
 	chmod 700 "$DIR"
-	deadline=$((SECONDS + START_TIMEOUT))
 	# Whatever fails from here stops what was started: no half topology.
 	trap 'rc=$?; if [ $rc -ne 0 ]; then echo "local.sh: start failed, stopping what started" >&2; stop_all; fi' EXIT
 
 	echo "local.sh: building iamd" >&2
 	(cd "$REPO" && go build -o "$BIN" ./cmd/iamd)
+	deadline=$((SECONDS + START_TIMEOUT)) # from here: the build is not bounded
 
 	# 1. The PKI and the hub's secrets, as an operator makes them once.
 	local hubs regions
