@@ -136,7 +136,7 @@ func (m *Main) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	m.logger.Info("iamd ready", "mode", c.Mode, "http", m.URL(), "issuer", m.Issuer, "nats", m.ns.ClientURL(), "data", c.DataDir,
+	m.logger.Info("iamd ready", "mode", c.Mode, "http", m.URL(), "issuer", m.Issuer, "nats", cmp.Or(m.Listeners().NATS, "none"), "data", c.DataDir,
 		"regions", strings.Join(c.served(), ","))
 	if c.AddrFile != "" {
 		if err := m.writeAddrFile(c.AddrFile); err != nil {
