@@ -1,7 +1,8 @@
 // Command iamd runs iam. With no flags it is the all-in-one: an embedded
 // NATS JetStream server holding the log under ./data, one writer, one
 // replica per region, and the HTTP API on 127.0.0.1:8080. `iamd hub ...`
-// and `iamd region ...` run the multi-region deployment (docs/deploy/).
+// and `iamd region ...` run the multi-region deployment (docs/deploy/);
+// `iamd pki DIR` writes the certificates, nkeys and hub secrets they need.
 package main
 
 import (
@@ -20,6 +21,15 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if len(os.Args) > 1 && os.Args[1] == "pki" {
+		if err := daemon.PKI(os.Args[2:], os.Stderr); err != nil {
+			if !errors.Is(err, flag.ErrHelp) {
+				fmt.Fprintln(os.Stderr, err)
+			}
+			os.Exit(2)
+		}
+		return
+	}
 	m := daemon.NewMain()
 	if err := m.ParseFlags(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

@@ -46,6 +46,10 @@ type Config struct {
 	// MaxConns caps the HTTP connections served at once. Default
 	// DefaultMaxConns.
 	MaxConns int
+	// AddrFile, when set, receives the process's listeners as JSON
+	// (Listeners) once it is ready: how a script learns the ports of
+	// --http 127.0.0.1:0 and --nats-listen 127.0.0.1:-1.
+	AddrFile string
 
 	// SecretsDir holds the token signing keys and the idempotency secret
 	// (default: DataDir). Every hub node must have the same ones.
@@ -227,7 +231,7 @@ func (m *Main) ParseFlags(args []string) error {
 		case ModeHub, ModeRegion, ModeAll:
 			c.Mode = args[0]
 		default:
-			return fmt.Errorf("unknown mode %q: use iamd [hub|region] [flags]", args[0])
+			return fmt.Errorf("unknown mode %q: use iamd [hub|region] [flags], or iamd pki DIR", args[0])
 		}
 		args = args[1:]
 	}
@@ -245,6 +249,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.BoolVar(&c.InsecureHTTP, "insecure-http", c.InsecureHTTP, "allow plaintext HTTP on a non-loopback --http (a TLS-terminating proxy in front)")
 	fs.IntVar(&c.MaxConns, "max-conns", c.MaxConns, "maximum HTTP connections served at once (0: default)")
 	fs.IntVar(&c.MaxConcurrentHashes, "max-concurrent-hashes", c.MaxConcurrentHashes, "maximum argon2id hashes and verifications at once; past it they wait up to 1s, then answer 503 (0: 2×GOMAXPROCS)")
+	fs.StringVar(&c.AddrFile, "addr-file", c.AddrFile, "write the listeners' URLs and the pid as JSON to this file once ready")
 	fs.DurationVar(&c.MaxLag, "max-lag", c.MaxLag, "a region lagging more is not ready (0: no threshold)")
 	if c.Mode != ModeRegion {
 		fs.StringVar(&regions, "regions", regions, "comma-separated regions served by in-process replicas")

@@ -89,7 +89,7 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.logger = cmp.Or(c.Logger, slog.Default())
-	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+	if err := privateDirs(c); err != nil {
 		return err
 	}
 	// The listener comes first: without --issuer, its URL is the issuer.
@@ -140,8 +140,46 @@ func (m *Main) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	m.logger.Info("iamd ready", "mode", c.Mode, "http", m.URL(), "issuer", m.Issuer, "nats", m.ns.ClientURL(), "data", c.DataDir,
+	m.logger.Info("iamd ready", "mode", c.Mode, "http", m.URL(), "issuer", m.Issuer, "nats", cmp.Or(m.Listeners().NATS, "none"), "data", c.DataDir,
 		"regions", strings.Join(c.served(), ","))
+	if c.AddrFile != "" {
+		if err := m.writeAddrFile(c.AddrFile); err != nil {
+			return fmt.Errorf("--addr-file: %w", err)
+		}
+	}
+	return nil
+}
+
+// privateDirs makes the data directory and the secrets directory (made if
+// missing) 0700, whatever mode they had, and the secrets in them 0600: the
+// log, read models and keys are nobody else's to read.
+func privateDirs(c Config) error {
+	for _, dir := range []string{c.DataDir, c.secretsDir()} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return err
+		}
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return err
+		}
+	}
+	entries, err := os.ReadDir(c.secretsDir())
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() || e.Name() == logPublicKeysFile {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil {
+			return err
+		}
+		if info.Mode().Perm()&0o077 != 0 {
+			if err := os.Chmod(filepath.Join(c.secretsDir(), e.Name()), info.Mode().Perm()&0o700); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
 }
 

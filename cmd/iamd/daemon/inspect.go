@@ -2,11 +2,13 @@ package daemon
 
 import (
 	"context"
+	"path/filepath"
 
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/iam-project/iam/api"
 	"github.com/iam-project/iam/eventlog"
+	"github.com/iam-project/iam/eventlog/logsign"
 	"github.com/iam-project/iam/eventlog/writer"
 	"github.com/iam-project/iam/projector"
 	"github.com/iam-project/iam/replica"
@@ -64,8 +66,12 @@ func (m *Main) BootstrapNow(ctx context.Context) (*writer.BootstrapAdmin, error)
 // InitSecrets creates the token and log signing keys and the idempotency secret in
 // dir unless they are there, so that the hub nodes given dir as
 // Config.SecretsDir share them; starting them concurrently on an empty dir
-// would race to write different ones.
+// would race to write different ones. It writes the log's public keys
+// beside them (log-keys.pub.json), the file regions take as --log-keys.
 func InitSecrets(dir string) error {
-	_, _, _, err := loadSecrets(dir, 0) // before the log has an entry: every entry is signed
-	return err
+	_, _, ring, err := loadSecrets(dir, 0) // before the log has an entry: every entry is signed
+	if err != nil {
+		return err
+	}
+	return logsign.WritePublicKeys(filepath.Join(dir, logPublicKeysFile), ring.Public())
 }

@@ -10,6 +10,11 @@
 //	route.pass
 //	hub/<node>/{route,leaf,client}.{pem,key}
 //	region/<region>/leaf.pem leaf.key leaf.seed leaf.pub
+//	https-ca.pem https-ca.key https/<name>.{pem,key}   (with Options.HTTPS)
+//
+// The HTTPS certificates (iamd's --tls-cert, --tls-key) come from a fourth
+// CA of their own: clients trust https-ca.pem, which vouches for no NATS
+// link.
 //
 // Three CAs, so that a stolen region certificate passes neither a route
 // handshake nor the hub's client listener.
@@ -45,6 +50,10 @@ type Options struct {
 	// Hosts are extra route-certificate SANs (IPs or DNS names) the hub
 	// nodes are dialled on; 127.0.0.1 and localhost are always included.
 	Hosts []string
+	// HTTPS names the processes (hub nodes and regions) that get an HTTPS
+	// server certificate, https/<name>.{pem,key}, from the HTTPS CA
+	// (https-ca.pem): SANs 127.0.0.1, localhost, the name and Hosts.
+	HTTPS []string
 	// Validity of every certificate. Default one year.
 	Validity time.Duration
 }
@@ -129,6 +138,25 @@ func Generate(dir string, o Options) error {
 			return err
 		}
 		if err := g.write(filepath.Join(base, "leaf.pub"), []byte(pub+"\n")); err != nil {
+			return err
+		}
+	}
+	if len(o.HTTPS) == 0 {
+		return nil
+	}
+	httpsCA, err := g.newCA("iam HTTPS CA")
+	if err != nil {
+		return err
+	}
+	if err := g.writeCert("https-ca", httpsCA.cert.Raw, httpsCA.key); err != nil {
+		return err
+	}
+	for _, name := range o.HTTPS {
+		der, key, err := g.issue(httpsCA, name, append([]string{name}, dns...), ips, true, false)
+		if err != nil {
+			return fmt.Errorf("%s HTTPS certificate: %w", name, err)
+		}
+		if err := g.writeCert(filepath.Join("https", name), der, key); err != nil {
 			return err
 		}
 	}

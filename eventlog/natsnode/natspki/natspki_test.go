@@ -1,6 +1,8 @@
 package natspki_test
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -68,5 +70,45 @@ func TestGenerate(t *testing.T) {
 	}
 	if _, err := natspki.Hub(dir, "hub-9"); err == nil {
 		t.Error("Hub of an unknown node: no error, want one")
+	}
+}
+
+// TestGenerate_HTTPS checks the HTTPS server certificates: each verifies
+// against https-ca.pem for 127.0.0.1 and localhost, and not against a NATS
+// CA.
+func TestGenerate_HTTPS(t *testing.T) {
+	dir := t.TempDir()
+	if err := natspki.Generate(dir, natspki.Options{Hubs: []string{"hub-1"}, Regions: []string{"eu-west"},
+		HTTPS: []string{"hub-1", "eu-west"}}); err != nil {
+		t.Fatal(err)
+	}
+	pool := func(file string) *x509.CertPool {
+		b, err := os.ReadFile(filepath.Join(dir, file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := x509.NewCertPool()
+		if !p.AppendCertsFromPEM(b) {
+			t.Fatalf("%s: no certificate", file)
+		}
+		return p
+	}
+	for _, name := range []string{"hub-1", "eu-west"} {
+		pair, err := tls.LoadX509KeyPair(filepath.Join(dir, "https", name+".pem"), filepath.Join(dir, "https", name+".key"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert, err := x509.ParseCertificate(pair.Certificate[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, host := range []string{"127.0.0.1", "localhost"} {
+			if _, err := cert.Verify(x509.VerifyOptions{DNSName: host, Roots: pool("https-ca.pem")}); err != nil {
+				t.Errorf("%s for %s: %v", name, host, err)
+			}
+		}
+		if _, err := cert.Verify(x509.VerifyOptions{DNSName: "127.0.0.1", Roots: pool("leaf-ca.pem")}); err == nil {
+			t.Errorf("%s verifies against the leaf CA, want only the HTTPS CA", name)
+		}
 	}
 }
