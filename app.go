@@ -4,6 +4,7 @@ import "strings"
 
 // An app's secrets: OAuth 2.0 client credentials and API keys, and whether
 // each is disabled. Only argon2id hashes of the secrets are ever stored.
+// And its default project, the scope of its tokens asked for without one.
 
 // --- commands ------------------------------------------------------------------
 
