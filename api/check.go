@@ -99,7 +99,7 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) error {
 	}
 	if other {
 		scope = in.Scope
-	} else if in.Scope != "" && in.Scope != scope {
+	} else if in.Scope != "" && in.Scope != scope && denied == "" {
 		held := "an unscoped token"
 		if scope != "" {
 			held = "a token scoped to " + scope

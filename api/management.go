@@ -76,7 +76,7 @@ func (s *Server) createApp(w http.ResponseWriter, r *http.Request) error {
 		"id": cmd.ID, "hrn": iam.AppHRN(c.p.Realm, cmd.ID), "name": in.Name, "redirectUris": in.RedirectURIs, "status": iam.StatusActive})
 }
 
-// setStatus serves PATCH /v1/users/{id} and /v1/apps/{id}.
+// setStatus serves PATCH /v1/users/{id} (and an app's status, for patchApp).
 func (s *Server) setStatus(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
 	var skeleton iam.Command = iam.SetIdentityStatus{ID: id}
