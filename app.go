@@ -4,6 +4,7 @@ import "strings"
 
 // An app's secrets: OAuth 2.0 client credentials and API keys, and whether
 // each is disabled. Only argon2id hashes of the secrets are ever stored.
+// And its default project, the scope of its tokens asked for without one.
 
 // --- commands ------------------------------------------------------------------
 
@@ -155,6 +156,58 @@ func (c SetAPIKeyStatus) decide(s *State, r *Realm) ([]Event, error) {
 	return []Event{APIKeyStatusChanged{InRealm{r.ID}, c.App, c.KeyID, c.Disabled}}, nil
 }
 
+// SetDefaultProject sets (or, with Project "", clears) the project a
+// client-credentials token of the app is scoped to when it is asked for
+// without a scope (HERE: "a default project for an app, which automatically
+// fetches a project scoped access token").
+type SetDefaultProject struct{ App, Project string }
+
+func (c SetDefaultProject) permission(r *Realm) (string, string) {
+	return ActionManageApp, AppHRN(r.ID, c.App)
+}
+func (c SetDefaultProject) validate() error {
+	if c.Project == "" {
+		return nil
+	}
+	return ValidID("defaultProject", c.Project)
+}
+func (c SetDefaultProject) decide(s *State, r *Realm) ([]Event, error) {
+	app, err := r.app("id", c.App)
+	if err != nil {
+		return nil, err
+	}
+	if app.DefaultProject == c.Project {
+		return nil, nil
+	}
+	if c.Project != "" {
+		p, err := r.project("defaultProject", c.Project)
+		if err != nil {
+			return nil, err
+		}
+		// The token endpoint would refuse the scope of a project the app
+		// is not in; a default it could never use is refused here, where
+		// the admin can act on it.
+		if !p.reaches(app) {
+			return nil, &Error{Code: EConflict, Field: "defaultProject",
+				Message: "app " + c.App + " is not a member of project " + c.Project + " (directly or through a group): make it a member first"}
+		}
+	}
+	return []Event{DefaultProjectSet{InRealm{r.ID}, c.App, c.Project}}, nil
+}
+
+// reaches says whether id is a member of p, directly or through a group.
+func (p *Project) reaches(id *Identity) bool {
+	if _, ok := p.Members[id.ID]; ok {
+		return true
+	}
+	for g := range id.Groups {
+		if _, ok := p.Members[g]; ok {
+			return true
+		}
+	}
+	return false
+}
+
 // --- events --------------------------------------------------------------------
 
 // CredentialAdded adds OAuth 2.0 client credentials to an app. SecretHash is
@@ -205,6 +258,16 @@ type APIKeyStatusChanged struct {
 	Disabled bool   `json:"disabled"`
 }
 
+// DefaultProjectSet sets the default project of an app (Project "":
+// none). It is kept when the app later leaves the project: the token
+// endpoint then refuses a request without scope, as HERE does, rather than
+// silently hand out a token of another reach.
+type DefaultProjectSet struct {
+	InRealm
+	App     string `json:"app"`
+	Project string `json:"project,omitempty"`
+}
+
 // EventType implements Event.
 func (CredentialAdded) EventType() string { return "CredentialAdded" }
 
@@ -222,6 +285,9 @@ func (APIKeyRemoved) EventType() string { return "APIKeyRemoved" }
 
 // EventType implements Event.
 func (APIKeyStatusChanged) EventType() string { return "APIKeyStatusChanged" }
+
+// EventType implements Event.
+func (DefaultProjectSet) EventType() string { return "DefaultProjectSet" }
 
 // --- apply ---------------------------------------------------------------------
 
@@ -271,4 +337,15 @@ func (e APIKeyStatusChanged) apply(s *State, touch Touch) {
 		delete(app.DisabledAPIKeys, e.KeyID)
 	}
 	touch(Change{Kind: ChangeAPIKeyStatus, Realm: e.Realm, From: e.App, To: e.KeyID})
+}
+
+func (e DefaultProjectSet) apply(s *State, touch Touch) {
+	app := s.realms[e.Realm].Identities[e.App]
+	if app.DefaultProject != "" {
+		touch(Change{Kind: ChangeDefaultProject, Realm: e.Realm, From: e.App, To: app.DefaultProject})
+	}
+	app.DefaultProject = e.Project
+	if e.Project != "" {
+		touch(Change{Kind: ChangeDefaultProject, Realm: e.Realm, From: e.App, To: e.Project})
+	}
 }

@@ -13,7 +13,7 @@
 //	realm.go       CreateRealm; RealmCreated
 //	identity.go    users and apps: create (plain or sealed), status, delete,
 //	               token revocation
-//	app.go         an app's client credentials and API keys, and their status
+//	app.go         an app's client credentials and API keys, their status; its default project
 //	group.go       groups and their members
 //	role.go        built-in roles, management actions; GrantRole, RevokeRole
 //	policy.go      Statement, policies and their realm-wide attachments

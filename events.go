@@ -39,6 +39,7 @@ var eventTypes = []Event{
 	APIKeyAdded{},
 	APIKeyRemoved{},
 	APIKeyStatusChanged{},
+	DefaultProjectSet{},
 	// group.go
 	GroupCreated{},
 	MemberAdded{},

@@ -23,6 +23,8 @@ func sampleEvents() []iam.Event {
 		iam.CredentialRemoved{InRealm: in, App: "a", CredentialID: "c"},
 		iam.APIKeyAdded{InRealm: in, App: "a", KeyID: "k", KeyHash: argon},
 		iam.APIKeyRemoved{InRealm: in, App: "a", KeyID: "k"},
+		iam.DefaultProjectSet{InRealm: in, App: "a", Project: "proj"},
+		iam.DefaultProjectSet{InRealm: in, App: "a"},
 		iam.GroupCreated{InRealm: in, ID: "g", Name: "G"},
 		iam.MemberAdded{InRealm: in, Group: "g", Identity: "u"},
 		iam.MemberRemoved{InRealm: in, Group: "g", Identity: "u"},
@@ -49,7 +51,7 @@ func TestMarshalCommits_RoundTrip(t *testing.T) {
 	for _, e := range evs {
 		types[e.EventType()] = true
 	}
-	if got, want := len(types), 22; got != want {
+	if got, want := len(types), 23; got != want {
 		t.Fatalf("event types sampled: got %d, want %d", got, want)
 	}
 	at := time.Date(2026, 5, 6, 7, 8, 9, 123456789, time.UTC)

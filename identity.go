@@ -231,6 +231,9 @@ func (c DeleteIdentity) decide(s *State, r *Realm) ([]Event, error) {
 	for _, k := range sortedKeys(id.APIKeys) {
 		evs = append(evs, APIKeyRemoved{in, c.ID, k})
 	}
+	if id.DefaultProject != "" {
+		evs = append(evs, DefaultProjectSet{in, c.ID, ""})
+	}
 	return append(evs, IdentityDeleted{in, c.ID}), nil
 }
 

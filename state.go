@@ -92,6 +92,9 @@ type Identity struct {
 	ResetExpiresAt  time.Time
 	AuthCodes       map[string]AuthCode // code hash → code
 	DisabledAPIKeys set
+	// DefaultProject is the project id an app's token is scoped to when
+	// asked for without a scope ("" for none); see SetDefaultProject.
+	DefaultProject string
 }
 
 // Credential is a client credential of an app (OAuth 2.0 client

@@ -9,11 +9,14 @@ import (
 )
 
 type checkRequest struct {
-	Subject     string `json:"subject"`
-	Action      string `json:"action"`
-	Resource    string `json:"resource"`
-	Scope       string `json:"scope"`
-	Consistency *struct {
+	Subject string `json:"subject"`
+	// SubjectToken, in place of Subject, is an access token the caller
+	// received from its own caller: subject and scope are that token's.
+	SubjectToken string `json:"subjectToken"`
+	Action       string `json:"action"`
+	Resource     string `json:"resource"`
+	Scope        string `json:"scope"`
+	Consistency  *struct {
 		Mode   string `json:"mode"`
 		Token  string `json:"token"`
 		WaitMs *int   `json:"waitMs"`
@@ -36,11 +39,35 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(w, r, &in); err != nil {
 		return err
 	}
-	if in.Subject == "" {
+	// scope is the project scope of the check: that of the subject's own
+	// token when the subject checks itself or is named by its token (HERE:
+	// project resources need a project-scoped token, so a body scope
+	// cannot widen an unscoped one), the body's when another subject is
+	// checked by right.
+	realm, scope := p.Realm, p.Scope
+	var subject Principal // the subjectToken's, once verified
+	var denied string     // why the subjectToken does not stand, if it does not
+	switch {
+	case in.SubjectToken != "" && in.Subject != "":
+		return iam.FieldErrorf("subjectToken", "is given in place of subject, not with it")
+	case in.SubjectToken != "":
+		var err error
+		subject, err = s.tokenPrincipal(r, in.SubjectToken)
+		if iam.ErrorCode(err) == iam.EUnauthenticated {
+			// The caller is who it says; its caller's token is not: a
+			// denial, as for a subject that is deactivated or unknown.
+			denied = "subjectToken: " + iam.ErrorMessage(err)
+		} else if err != nil {
+			return err
+		}
+		in.Subject, realm, scope = subject.ID, subject.Realm, subject.Scope
+	case in.Subject == "":
 		in.Subject = p.ID
 	}
-	if err := iam.ValidID("subject", in.Subject); err != nil {
-		return err
+	if denied == "" {
+		if err := iam.ValidID("subject", in.Subject); err != nil {
+			return err
+		}
 	}
 	rep, err := s.region(r)
 	if err != nil {
@@ -50,7 +77,9 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) error {
 	// this region's replica (so a region cut off from the hub still answers),
 	// first as it is — a caller without the right is refused before its
 	// input is judged — and again below, on the state the answer comes from.
-	other := in.Subject != p.ID
+	// The holder of a subjectToken may ask what its subject may do: it
+	// could as well send the token as its own bearer token.
+	other := in.SubjectToken == "" && in.Subject != p.ID
 	authorize := func(st *iam.State) error {
 		if !other {
 			return nil
@@ -68,9 +97,18 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) error {
 	if _, err := iam.ParseHRN("resource", in.Resource); err != nil {
 		return err
 	}
-	q := iam.CheckRequest{Realm: p.Realm, Subject: in.Subject, Action: in.Action, Resource: in.Resource}
-	if in.Scope != "" {
-		id, err := iam.ProjectIDFromHRN("scope", p.Realm, in.Scope)
+	if other {
+		scope = in.Scope
+	} else if in.Scope != "" && in.Scope != scope && denied == "" {
+		held := "an unscoped token"
+		if scope != "" {
+			held = "a token scoped to " + scope
+		}
+		return iam.FieldErrorf("scope", "%q differs from the scope of the checked identity's token (%s): a check of one's own access takes the scope of one's own token; get a project-scoped token (scope=<project HRN> at /oauth2/token) to reach a project's resources", in.Scope, held)
+	}
+	q := iam.CheckRequest{Realm: realm, Subject: in.Subject, Action: in.Action, Resource: in.Resource}
+	if scope != "" {
+		id, err := iam.ProjectIDFromHRN("scope", realm, scope)
 		if err != nil {
 			return err
 		}
@@ -109,6 +147,18 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) error {
 	seq, err := rep.Read(r.Context(), c, func(st *iam.State) error {
 		if err := authorize(st); err != nil {
 			return err
+		}
+		if denied == "" && in.SubjectToken != "" {
+			// Judged again on the state the answer comes from: a token
+			// revoked there is denied there.
+			if err := subject.stillValid(st); err != nil {
+				d = iam.Decision{Reason: "subjectToken: " + iam.ErrorMessage(err)}
+				return nil
+			}
+		}
+		if denied != "" {
+			d = iam.Decision{Reason: denied}
+			return nil
 		}
 		d = st.Check(q)
 		return nil

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"net/http"
 
 	iam "github.com/iam-project/iam"
@@ -75,7 +76,7 @@ func (s *Server) createApp(w http.ResponseWriter, r *http.Request) error {
 		"id": cmd.ID, "hrn": iam.AppHRN(c.p.Realm, cmd.ID), "name": in.Name, "redirectUris": in.RedirectURIs, "status": iam.StatusActive})
 }
 
-// setStatus serves PATCH /v1/users/{id} and /v1/apps/{id}.
+// setStatus serves PATCH /v1/users/{id} (and an app's status, for patchApp).
 func (s *Server) setStatus(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
 	var skeleton iam.Command = iam.SetIdentityStatus{ID: id}
@@ -93,6 +94,59 @@ func (s *Server) setStatus(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return c.run(iam.SetIdentityStatus{ID: id, Status: in.Status, At: s.now()}, http.StatusOK, map[string]any{"id": id, "status": in.Status})
+}
+
+// patchApp serves PATCH /v1/apps/{id}: the app's status, as setStatus, or
+// its default project (a project HRN; null or "" clears it). Each is its
+// own command, so a request changes one of them.
+func (s *Server) patchApp(w http.ResponseWriter, r *http.Request) error {
+	p, id := principal(r), r.PathValue("id")
+	if p.ID != id {
+		// Which permission is needed shows only in the body; a caller that
+		// holds neither is refused before the body is judged.
+		err := s.latest(r.Context(), func(st *iam.State) error {
+			if iam.Authorize(st, p.Realm, p.ID, iam.SetIdentityStatus{ID: id}) == nil {
+				return nil
+			}
+			return iam.Authorize(st, p.Realm, p.ID, iam.SetDefaultProject{App: id})
+		})
+		if err != nil {
+			return err
+		}
+	}
+	c, err := s.beginWrite(w, r, nil)
+	if err != nil {
+		return err
+	}
+	var in struct {
+		Status iam.IdentityStatus `json:"status"`
+		// Raw, to tell null (clear it) from absent (leave it).
+		DefaultProject json.RawMessage `json:"defaultProject"`
+	}
+	if err := c.decode(&in, false); err != nil {
+		return err
+	}
+	if in.DefaultProject == nil {
+		return c.run(iam.SetIdentityStatus{ID: id, Status: in.Status, At: s.now()}, http.StatusOK, map[string]any{"id": id, "status": in.Status})
+	}
+	if in.Status != "" {
+		return iam.FieldErrorf("defaultProject", "is changed by a request of its own, not together with status")
+	}
+	var hrn *string
+	if err := json.Unmarshal(in.DefaultProject, &hrn); err != nil {
+		return iam.FieldErrorf("defaultProject", "must be a project HRN, \"\" or null")
+	}
+	var project string
+	if hrn != nil && *hrn != "" {
+		if project, err = iam.ProjectIDFromHRN("defaultProject", p.Realm, *hrn); err != nil {
+			return err
+		}
+	}
+	body := map[string]any{"id": id, "defaultProject": nil}
+	if project != "" {
+		body["defaultProject"] = iam.ProjectHRN(p.Realm, project)
+	}
+	return c.run(iam.SetDefaultProject{App: id, Project: project}, http.StatusOK, body)
 }
 
 func (s *Server) deleteIdentity(w http.ResponseWriter, r *http.Request) error {

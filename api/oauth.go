@@ -128,8 +128,17 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	scope := r.PostForm.Get("scope")
+	byDefault := scope == "" && p.Scope != ""
+	if byDefault {
+		scope = p.Scope // the app's default project (HERE: "automatically fetches a project scoped access token")
+	}
 	if scope != "" {
 		if err := s.checkScope(r.Context(), p, scope); err != nil {
+			if byDefault {
+				// HERE gives an app with a default project no unscoped
+				// token: say why this one fails and how to mend it.
+				err.description += " (" + scope + ", the app's default project: make the app a member again, or clear its defaultProject)"
+			}
 			writeOAuthError(w, err, basic)
 			return
 		}
@@ -159,6 +168,10 @@ func (s *Server) authenticateClient(ctx context.Context, clientID, secret string
 		realm, app, cred, ok := st.ClientCredential(clientID)
 		if ok && !cred.Disabled && app.Status == iam.StatusActive {
 			p, hash = Principal{Realm: realm, ID: app.ID, Kind: auth.KindApp}, cred.SecretHash
+			if app.DefaultProject != "" {
+				// The scope its token carries when asked for none.
+				p.Scope = iam.ProjectHRN(realm, app.DefaultProject)
+			}
 			for id, c := range app.Credentials {
 				if c.ClientID == clientID {
 					p.Credential = id

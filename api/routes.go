@@ -32,7 +32,7 @@ func (s *Server) routes() {
 	h("PATCH /v1/users/{id}", false, s.setStatus)
 	h("DELETE /v1/users/{id}", false, s.deleteIdentity)
 	h("POST /v1/apps", false, s.createApp)
-	h("PATCH /v1/apps/{id}", false, s.setStatus)
+	h("PATCH /v1/apps/{id}", false, s.patchApp)
 	h("DELETE /v1/apps/{id}", false, s.deleteIdentity)
 	h("POST /v1/apps/{id}/credentials", false, s.addCredential)
 	h("DELETE /v1/apps/{id}/credentials/{credentialId}", false, s.pathWrite(func(r *http.Request) iam.Command {

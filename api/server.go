@@ -260,7 +260,10 @@ type Principal struct {
 	Realm string
 	ID    string
 	Kind  string
-	Scope string // project HRN of a project-scoped token
+	// Scope is the project HRN of a project-scoped token ("" unscoped); for
+	// a client at the token endpoint, its default project's, the scope its
+	// token gets when it asks for none.
+	Scope string
 	// Credential is the client credential the caller's token was issued
 	// through, if any (the token's cid).
 	Credential string
@@ -322,7 +325,16 @@ func (s *Server) authenticate(r *http.Request, apiKeyOK bool) (Principal, error)
 	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
 		return Principal{}, iam.Errorf(iam.EUnauthenticated, "a bearer access token is required (Authorization: Bearer <token>)")
 	}
-	c, err := s.verifyToken(strings.TrimSpace(token), s.issuer())
+	return s.tokenPrincipal(r, strings.TrimSpace(token))
+}
+
+// tokenPrincipal verifies an access token — signature, issuer, expiry —
+// and that it still stands on the region's replica (stillValid). A token
+// that does not is an unauthenticated error; keys or a replica that cannot
+// judge it now are other errors. A check's subjectToken is judged here too,
+// exactly as a bearer token is.
+func (s *Server) tokenPrincipal(r *http.Request, token string) (Principal, error) {
+	c, err := s.verifyToken(token, s.issuer())
 	if errors.Is(err, auth.ErrKeysUnavailable) {
 		return Principal{}, iam.Errorf(iam.EUnavailable, "the token cannot be checked now: the hub's keys are unavailable")
 	} else if err != nil {

@@ -70,6 +70,8 @@ type identityView struct {
 	Projects     []string           `json:"projects"`
 	Credentials  []credentialView   `json:"credentials,omitempty"`
 	APIKeys      []string           `json:"apiKeys,omitempty"`
+	// DefaultProject is an app's default project HRN, if it has one.
+	DefaultProject string `json:"defaultProject,omitempty"`
 }
 
 type credentialView struct {
@@ -86,6 +88,9 @@ func viewIdentity(realm string, id *iam.Identity) identityView {
 			v.Credentials = append(v.Credentials, credentialView{ID: cid, ClientID: id.Credentials[cid].ClientID})
 		}
 		v.APIKeys = sortedKeys(id.APIKeys)
+		if id.DefaultProject != "" {
+			v.DefaultProject = iam.ProjectHRN(realm, id.DefaultProject)
+		}
 	} else {
 		v.HRN = iam.UserHRN(realm, id.ID)
 	}

@@ -34,6 +34,7 @@ const (
 	edgeAPIKey          = "k"
 	edgeAPIKeyDisabled  = "kd"
 	edgeAuthCode        = "ac"
+	edgeDefaultProject  = "dp"
 )
 
 // entityRows and edgeRows name the row of each kind of iam.Change.
@@ -55,6 +56,7 @@ var (
 		iam.ChangeAPIKey:          edgeAPIKey,
 		iam.ChangeAPIKeyStatus:    edgeAPIKeyDisabled,
 		iam.ChangeAuthCode:        edgeAuthCode,
+		iam.ChangeDefaultProject:  edgeDefaultProject,
 	}
 )
 
@@ -272,6 +274,12 @@ func rowValue(st *iam.State, c iam.Change) ([]byte, bool) {
 				return mustJSON(authCodeRow{ac.Client, ac.RedirectURI, ac.Challenge, ac.ExpiresAt, ac.Redeemed}), true
 			}
 		}
+	case iam.ChangeDefaultProject:
+		// An edge of its own rather than a field of the identity row, so
+		// that rows written before default projects existed are unchanged.
+		if id := r.Identities[c.From]; id != nil && c.To != "" && id.DefaultProject == c.To {
+			return present, true
+		}
 	}
 	return nil, false
 }
@@ -307,6 +315,9 @@ func Rows(st *iam.State, fn func(key string, value []byte) error) error {
 			}
 			for h := range ident.AuthCodes {
 				add(iam.ChangeAuthCode, rid, id, h)
+			}
+			if ident.DefaultProject != "" {
+				add(iam.ChangeDefaultProject, rid, id, ident.DefaultProject)
 			}
 		}
 		for id, g := range r.Groups {
@@ -472,6 +483,11 @@ func loadRow(st *iam.State, c iam.Change, value []byte) error {
 		// none of the loaded ones is.
 		return apply(iam.AuthCodeIssued{InRealm: in, User: from, CodeHash: to,
 			Code: iam.AuthCode{Client: row.Client, RedirectURI: row.RedirectURI, Challenge: row.Challenge, ExpiresAt: row.ExpiresAt, Redeemed: row.Redeemed}})
+	case iam.ChangeDefaultProject:
+		if r.Projects[to] == nil {
+			return fmt.Errorf("default project %q is missing", to)
+		}
+		return apply(iam.DefaultProjectSet{InRealm: in, App: from, Project: to})
 	}
 	return fmt.Errorf("unknown row kind")
 }

@@ -142,7 +142,7 @@ func (g randomCommands) next(i, n int) iam.Command {
 	if g.rng.IntN(5) == 0 {
 		return g.authCommand() // sign-in, codes, passwords, invitations: auth_test.go
 	}
-	op := g.rng.IntN(24)
+	op := g.rng.IntN(25)
 	if g.rng.IntN(n) >= 4*i {
 		op = g.rng.IntN(6)
 	}
@@ -201,8 +201,14 @@ func (g randomCommands) next(i, n int) iam.Command {
 			rel = iam.RelationLink
 		}
 		return iam.AddProjectResource{Project: g.pick("proj", 4), HRN: g.resource(), Relation: rel}
-	default:
+	case 23:
 		return iam.RemoveProjectResource{Project: g.pick("proj", 4), HRN: g.resource()}
+	default:
+		project := ""
+		if g.rng.IntN(3) != 0 {
+			project = g.pick("proj", 4)
+		}
+		return iam.SetDefaultProject{App: g.pick("a", 6), Project: project}
 	}
 }
 

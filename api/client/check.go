@@ -33,10 +33,16 @@ type Consistency struct {
 // CheckRequest asks whether Subject may do Action on Resource.
 type CheckRequest struct {
 	// Subject is an identity id; empty is the caller itself.
-	Subject  string
-	Action   string
-	Resource string
-	// Scope is a project HRN, for a project-scoped check.
+	Subject string
+	// SubjectToken, in place of Subject, is an access token the caller
+	// received from its own caller: the check is about that token's
+	// subject, in its scope (a token that is not valid is denied).
+	SubjectToken string
+	Action       string
+	Resource     string
+	// Scope is a project HRN. A check of another Subject is scoped to it;
+	// one's own check, or a SubjectToken's, takes the token's scope, and a
+	// Scope that differs from it is refused (invalid_argument).
 	Scope       string
 	Consistency Consistency
 }
@@ -53,11 +59,12 @@ type CheckResponse struct {
 }
 
 type checkBody struct {
-	Subject     string           `json:"subject,omitempty"`
-	Action      string           `json:"action"`
-	Resource    string           `json:"resource"`
-	Scope       string           `json:"scope,omitempty"`
-	Consistency *consistencyBody `json:"consistency,omitempty"`
+	Subject      string           `json:"subject,omitempty"`
+	SubjectToken string           `json:"subjectToken,omitempty"`
+	Action       string           `json:"action"`
+	Resource     string           `json:"resource"`
+	Scope        string           `json:"scope,omitempty"`
+	Consistency  *consistencyBody `json:"consistency,omitempty"`
 }
 
 type consistencyBody struct {
@@ -71,7 +78,7 @@ type consistencyBody struct {
 // when checking another subject without the right, replica_behind when no
 // region reached the token within the budget, ...) or transport errors.
 func (c *Client) Check(ctx context.Context, q CheckRequest) (CheckResponse, error) {
-	b := checkBody{Subject: q.Subject, Action: q.Action, Resource: q.Resource, Scope: q.Scope}
+	b := checkBody{Subject: q.Subject, SubjectToken: q.SubjectToken, Action: q.Action, Resource: q.Resource, Scope: q.Scope}
 	cons := q.Consistency
 	if cons.Mode == "" {
 		if tok := c.SessionToken(); tok != "" {

@@ -223,6 +223,19 @@ func TestClient_Check(t *testing.T) {
 			t.Fatalf("a check is a read: got an Idempotency-Key")
 		}
 	})
+	t.Run("subject token", func(t *testing.T) {
+		srv := newScripted(t, ok(allowed))
+		c, _ := client.New([]string{srv.URL}, client.WithToken("tok-1"))
+		q := checkReq()
+		q.Subject, q.SubjectToken = "", "callers-token"
+		if _, err := c.Check(context.Background(), q); err != nil {
+			t.Fatal(err)
+		}
+		r := srv.requests()[0]
+		if _, named := r.body["subject"]; named || r.body["subjectToken"] != "callers-token" {
+			t.Fatalf("got body %v, want subjectToken in place of subject", r.body)
+		}
+	})
 	t.Run("api key", func(t *testing.T) {
 		srv := newScripted(t, ok(allowed))
 		c, _ := client.New([]string{srv.URL}, client.WithAPIKey("k-1.secret"))
