@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -61,22 +62,35 @@ var ErrFollowerStopped = errors.New("follower stopped")
 // consumer or a reconnect, resuming after the last entry it delivered.
 //
 // Next is for one goroutine; Head, Err and Stop are safe for concurrent use.
+//
+// With a Verifier, messages are verified and decoded by GOMAXPROCS workers
+// at once (an Ed25519 verification costs several times the rest of an
+// entry's reading), and delivered in order: Next waits for each entry's
+// verification, and nothing after a refused entry is ever delivered.
 type Follower struct {
 	cc   jetstream.ConsumeContext
 	v    Verifier
-	ch   chan followItem
+	ch   chan *followItem
+	work chan *followItem // to the verifying workers; nil without a Verifier
 	done chan struct{}
 	stop sync.Once
 
-	next    uint64 // sequence Next expects; owned by Next's caller
-	failed  error  // sticky failure; owned by Next's caller
+	next    uint64      // sequence Next expects; owned by Next's caller
+	failed  error       // sticky failure; owned by Next's caller
+	held    *followItem // received but not yet verified; owned by Next's caller
 	head    atomic.Uint64
 	lastErr atomic.Pointer[error]
 }
 
+// followItem is one message on its way to Next. Without a Verifier, handle
+// decodes it; with one, a worker does and then closes ready.
 type followItem struct {
 	entry iam.LogEntry
 	err   error
+
+	ready chan struct{} // nil when decoded by handle
+	msg   jetstream.Msg
+	md    *jetstream.MsgMetadata
 }
 
 // Follow starts following the log from sequence from (1 when 0). ctx bounds
@@ -94,10 +108,14 @@ func (l *Log) Follow(ctx context.Context, from uint64) (*Follower, error) {
 		return nil, fmt.Errorf("follow %s from %d: %w", l.cfg.Stream, from, err)
 	}
 	f := &Follower{
-		ch:   make(chan followItem, followBuffer),
+		ch:   make(chan *followItem, followBuffer),
 		done: make(chan struct{}),
 		next: from,
 		v:    l.cfg.Verifier,
+	}
+	workers := runtime.GOMAXPROCS(0)
+	if f.v != nil {
+		f.work = make(chan *followItem, 2*workers)
 	}
 	cc, err := cons.Consume(f.handle,
 		jetstream.PullMaxBytes(followMaxBytes),
@@ -108,18 +126,32 @@ func (l *Log) Follow(ctx context.Context, from uint64) (*Follower, error) {
 		return nil, fmt.Errorf("follow %s from %d: %w", l.cfg.Stream, from, err)
 	}
 	f.cc = cc
+	if f.work != nil {
+		for range workers {
+			go f.verify()
+		}
+	}
 	return f, nil
 }
 
+// handle runs on the consumer's goroutine, one message at a time: f.ch
+// holds the messages in the order they were delivered.
 func (f *Follower) handle(m jetstream.Msg) {
-	var it followItem
+	it := &followItem{}
 	md, err := m.Metadata()
-	if err != nil {
+	switch {
+	case err != nil:
 		it.err = fmt.Errorf("follow: metadata: %w", err)
-	} else {
-		if h := md.Sequence.Stream + md.NumPending; h > f.head.Load() {
-			f.head.Store(h) // only this goroutine stores
+	case f.work != nil:
+		f.storeHead(md)
+		it.ready, it.msg, it.md = make(chan struct{}), m, md
+		select {
+		case f.work <- it:
+		case <-f.done:
+			return
 		}
+	default:
+		f.storeHead(md)
 		it.entry, it.err = decode(f.v, md.Sequence.Stream, m.Subject(), md.Timestamp, m.Headers(), m.Data())
 	}
 	select {
@@ -128,11 +160,31 @@ func (f *Follower) handle(m jetstream.Msg) {
 	}
 }
 
+func (f *Follower) storeHead(md *jetstream.MsgMetadata) {
+	if h := md.Sequence.Stream + md.NumPending; h > f.head.Load() {
+		f.head.Store(h) // only handle's goroutine stores
+	}
+}
+
+// verify is a verifying worker: it decodes messages until Stop.
+func (f *Follower) verify() {
+	for {
+		select {
+		case it := <-f.work:
+			it.entry, it.err = decode(f.v, it.md.Sequence.Stream, it.msg.Subject(), it.md.Timestamp, it.msg.Headers(), it.msg.Data())
+			it.msg, it.md = nil, nil
+			close(it.ready)
+		case <-f.done:
+			return
+		}
+	}
+}
+
 func (f *Follower) consumeErr(_ jetstream.ConsumeContext, err error) {
 	f.lastErr.Store(&err)
 	if errors.Is(err, jetstream.ErrConnectionClosed) {
 		select {
-		case f.ch <- followItem{err: fmt.Errorf("follow: %w: %w", ErrFollowerStopped, err)}:
+		case f.ch <- &followItem{err: fmt.Errorf("follow: %w: %w", ErrFollowerStopped, err)}:
 		case <-f.done:
 		}
 	}
@@ -152,8 +204,9 @@ func (f *Follower) Next(ctx context.Context, max int) ([]iam.LogEntry, error) {
 	}
 	var batch []iam.LogEntry
 	for {
-		var it followItem
-		if len(batch) == 0 {
+		it := f.held
+		f.held = nil
+		if it == nil && len(batch) == 0 {
 			select {
 			case it = <-f.ch:
 			case <-f.done:
@@ -161,10 +214,28 @@ func (f *Follower) Next(ctx context.Context, max int) ([]iam.LogEntry, error) {
 			case <-ctx.Done():
 				return nil, ctx.Err()
 			}
-		} else {
+		} else if it == nil {
 			select {
 			case it = <-f.ch:
 			default:
+				return batch, nil
+			}
+		}
+		if it.ready != nil && len(batch) == 0 {
+			select {
+			case <-it.ready:
+			case <-f.done:
+				f.held = it
+				return nil, ErrFollowerStopped
+			case <-ctx.Done():
+				f.held = it
+				return nil, ctx.Err()
+			}
+		} else if it.ready != nil {
+			select {
+			case <-it.ready:
+			default:
+				f.held = it // being verified: return what is ready
 				return batch, nil
 			}
 		}
