@@ -63,34 +63,33 @@ var ErrFollowerStopped = errors.New("follower stopped")
 //
 // Next is for one goroutine; Head, Err and Stop are safe for concurrent use.
 //
-// With a Verifier, messages are verified and decoded by GOMAXPROCS workers
-// at once (an Ed25519 verification costs several times the rest of an
-// entry's reading), and delivered in order: Next waits for each entry's
-// verification, and nothing after a refused entry is ever delivered.
+// With a Verifier, the consumer's goroutine only hands messages on, and Next
+// verifies and decodes each batch it takes on up to GOMAXPROCS goroutines
+// at once (an Ed25519 verification costs several times the rest of reading
+// an entry), then delivers it in order up to the first refused entry.
+// Handing on whole batches rather than single messages keeps the wake-ups
+// per entry as without a Verifier.
 type Follower struct {
 	cc   jetstream.ConsumeContext
 	v    Verifier
-	ch   chan *followItem
-	work chan *followItem // to the verifying workers; nil without a Verifier
+	ch   chan followItem
 	done chan struct{}
 	stop sync.Once
 
-	next    uint64      // sequence Next expects; owned by Next's caller
-	failed  error       // sticky failure; owned by Next's caller
-	held    *followItem // received but not yet verified; owned by Next's caller
+	next    uint64 // sequence Next expects; owned by Next's caller
+	failed  error  // sticky failure; owned by Next's caller
 	head    atomic.Uint64
 	lastErr atomic.Pointer[error]
 }
 
-// followItem is one message on its way to Next. Without a Verifier, handle
-// decodes it; with one, a worker does and then closes ready.
+// followItem is a message on its way to Next: decoded (entry or err), or,
+// with a Verifier, still to decode (msg and md set).
 type followItem struct {
 	entry iam.LogEntry
 	err   error
 
-	ready chan struct{} // nil when decoded by handle
-	msg   jetstream.Msg
-	md    *jetstream.MsgMetadata
+	msg jetstream.Msg
+	md  *jetstream.MsgMetadata
 }
 
 // Follow starts following the log from sequence from (1 when 0). ctx bounds
@@ -108,14 +107,10 @@ func (l *Log) Follow(ctx context.Context, from uint64) (*Follower, error) {
 		return nil, fmt.Errorf("follow %s from %d: %w", l.cfg.Stream, from, err)
 	}
 	f := &Follower{
-		ch:   make(chan *followItem, followBuffer),
+		ch:   make(chan followItem, followBuffer),
 		done: make(chan struct{}),
 		next: from,
 		v:    l.cfg.Verifier,
-	}
-	workers := runtime.GOMAXPROCS(0)
-	if f.v != nil {
-		f.work = make(chan *followItem, 2*workers)
 	}
 	cc, err := cons.Consume(f.handle,
 		jetstream.PullMaxBytes(followMaxBytes),
@@ -126,33 +121,23 @@ func (l *Log) Follow(ctx context.Context, from uint64) (*Follower, error) {
 		return nil, fmt.Errorf("follow %s from %d: %w", l.cfg.Stream, from, err)
 	}
 	f.cc = cc
-	if f.work != nil {
-		for range workers {
-			go f.verify()
-		}
-	}
 	return f, nil
 }
 
-// handle runs on the consumer's goroutine, one message at a time: f.ch
-// holds the messages in the order they were delivered.
 func (f *Follower) handle(m jetstream.Msg) {
-	it := &followItem{}
+	var it followItem
 	md, err := m.Metadata()
-	switch {
-	case err != nil:
+	if err != nil {
 		it.err = fmt.Errorf("follow: metadata: %w", err)
-	case f.work != nil:
-		f.storeHead(md)
-		it.ready, it.msg, it.md = make(chan struct{}), m, md
-		select {
-		case f.work <- it:
-		case <-f.done:
-			return
+	} else {
+		if h := md.Sequence.Stream + md.NumPending; h > f.head.Load() {
+			f.head.Store(h) // only this goroutine stores
 		}
-	default:
-		f.storeHead(md)
-		it.entry, it.err = decode(f.v, md.Sequence.Stream, m.Subject(), md.Timestamp, m.Headers(), m.Data())
+		if f.v != nil {
+			it.msg, it.md = m, md // Next verifies it, with its batch
+		} else {
+			it.entry, it.err = decode(nil, md.Sequence.Stream, m.Subject(), md.Timestamp, m.Headers(), m.Data())
+		}
 	}
 	select {
 	case f.ch <- it:
@@ -160,31 +145,11 @@ func (f *Follower) handle(m jetstream.Msg) {
 	}
 }
 
-func (f *Follower) storeHead(md *jetstream.MsgMetadata) {
-	if h := md.Sequence.Stream + md.NumPending; h > f.head.Load() {
-		f.head.Store(h) // only handle's goroutine stores
-	}
-}
-
-// verify is a verifying worker: it decodes messages until Stop.
-func (f *Follower) verify() {
-	for {
-		select {
-		case it := <-f.work:
-			it.entry, it.err = decode(f.v, it.md.Sequence.Stream, it.msg.Subject(), it.md.Timestamp, it.msg.Headers(), it.msg.Data())
-			it.msg, it.md = nil, nil
-			close(it.ready)
-		case <-f.done:
-			return
-		}
-	}
-}
-
 func (f *Follower) consumeErr(_ jetstream.ConsumeContext, err error) {
 	f.lastErr.Store(&err)
 	if errors.Is(err, jetstream.ErrConnectionClosed) {
 		select {
-		case f.ch <- &followItem{err: fmt.Errorf("follow: %w: %w", ErrFollowerStopped, err)}:
+		case f.ch <- followItem{err: fmt.Errorf("follow: %w: %w", ErrFollowerStopped, err)}:
 		case <-f.done:
 		}
 	}
@@ -202,64 +167,85 @@ func (f *Follower) Next(ctx context.Context, max int) ([]iam.LogEntry, error) {
 	if f.failed != nil {
 		return nil, f.failed
 	}
-	var batch []iam.LogEntry
 	for {
-		it := f.held
-		f.held = nil
-		if it == nil && len(batch) == 0 {
-			select {
-			case it = <-f.ch:
-			case <-f.done:
-				return nil, ErrFollowerStopped
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
-		} else if it == nil {
-			select {
-			case it = <-f.ch:
-			default:
-				return batch, nil
-			}
+		items, err := f.receive(ctx, max)
+		if err != nil {
+			return nil, err
 		}
-		if it.ready != nil && len(batch) == 0 {
-			select {
-			case <-it.ready:
-			case <-f.done:
-				f.held = it
-				return nil, ErrFollowerStopped
-			case <-ctx.Done():
-				f.held = it
-				return nil, ctx.Err()
+		decodeAll(f.v, items)
+		var batch []iam.LogEntry
+		for _, it := range items {
+			if it.err == nil {
+				switch s := it.entry.Seq; {
+				case s < f.next:
+					continue // a repeat after a consumer reset: already delivered
+				case s > f.next:
+					it.err = fmt.Errorf("follow: %w: got sequence %d, want %d", ErrSequenceGap, s, f.next)
+				}
 			}
-		} else if it.ready != nil {
-			select {
-			case <-it.ready:
-			default:
-				f.held = it // being verified: return what is ready
-				return batch, nil
+			if it.err != nil {
+				f.failed = it.err
+				if len(batch) > 0 {
+					return batch, nil
+				}
+				return nil, it.err
 			}
+			f.next++
+			batch = append(batch, it.entry)
 		}
-		if it.err == nil {
-			switch s := it.entry.Seq; {
-			case s < f.next:
-				continue // a repeat after a consumer reset: already delivered
-			case s > f.next:
-				it.err = fmt.Errorf("follow: %w: got sequence %d, want %d", ErrSequenceGap, s, f.next)
-			}
-		}
-		if it.err != nil {
-			f.failed = it.err
-			if len(batch) > 0 {
-				return batch, nil
-			}
-			return nil, it.err
-		}
-		f.next++
-		batch = append(batch, it.entry)
-		if max > 0 && len(batch) >= max {
+		if len(batch) > 0 {
 			return batch, nil
 		}
 	}
+}
+
+// receive waits for at least one message, then returns it together with
+// every message already waiting, up to max (all when max <= 0).
+func (f *Follower) receive(ctx context.Context, max int) ([]followItem, error) {
+	var items []followItem
+	select {
+	case it := <-f.ch:
+		items = append(items, it)
+	case <-f.done:
+		return nil, ErrFollowerStopped
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	for max <= 0 || len(items) < max {
+		select {
+		case it := <-f.ch:
+			items = append(items, it)
+		default:
+			return items, nil
+		}
+	}
+	return items, nil
+}
+
+// decodeAll verifies and decodes the items handle left to Next, on up to
+// GOMAXPROCS goroutines (this one included). Each claims the next item
+// until none is left, so that a goroutine the machine is slow to run holds
+// up the batch by one item at most.
+func decodeAll(v Verifier, items []followItem) {
+	if v == nil || len(items) == 0 {
+		return
+	}
+	var next atomic.Int64
+	work := func() {
+		for i := next.Add(1) - 1; i < int64(len(items)); i = next.Add(1) - 1 {
+			it := &items[i]
+			if it.msg != nil {
+				it.entry, it.err = decode(v, it.md.Sequence.Stream, it.msg.Subject(), it.md.Timestamp, it.msg.Headers(), it.msg.Data())
+				it.msg, it.md = nil, nil
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(items)) - 1 {
+		wg.Go(work)
+	}
+	work()
+	wg.Wait()
 }
 
 // Head returns the stream's last sequence as last seen by the consumer
