@@ -131,10 +131,11 @@ func compareTLS(ctx context.Context, cfg Config, dir string, out io.Writer) (Rep
 	var targets [2]Target
 	for i, name := range []string{"http", "https"} {
 		stack, err := StartStack(ctx, StackConfig{Dir: filepath.Join(dir, name), SyncAlways: cfg.Fsync, TLS: name == "https", Logger: cfg.Logger})
-		defer stack.Close()
 		if err != nil {
+			stack.Close()
 			return Report{}, err
 		}
+		defer stack.Close()
 		if targets[i], err = setup(stack, cfg); err != nil {
 			return Report{}, fmt.Errorf("load: set up iam (%s): %w", name, err)
 		}
