@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,13 +61,6 @@ var ErrFollowerStopped = errors.New("follower stopped")
 // consumer or a reconnect, resuming after the last entry it delivered.
 //
 // Next is for one goroutine; Head, Err and Stop are safe for concurrent use.
-//
-// With a Verifier, the consumer's goroutine only hands messages on, and Next
-// verifies and decodes each batch it takes on up to GOMAXPROCS goroutines
-// at once (an Ed25519 verification costs several times the rest of reading
-// an entry), then delivers it in order up to the first refused entry.
-// Handing on whole batches rather than single messages keeps the wake-ups
-// per entry as without a Verifier.
 type Follower struct {
 	cc   jetstream.ConsumeContext
 	v    Verifier
@@ -82,14 +74,9 @@ type Follower struct {
 	lastErr atomic.Pointer[error]
 }
 
-// followItem is a message on its way to Next: decoded (entry or err), or,
-// with a Verifier, still to decode (msg and md set).
 type followItem struct {
 	entry iam.LogEntry
 	err   error
-
-	msg jetstream.Msg
-	md  *jetstream.MsgMetadata
 }
 
 // Follow starts following the log from sequence from (1 when 0). ctx bounds
@@ -133,11 +120,7 @@ func (f *Follower) handle(m jetstream.Msg) {
 		if h := md.Sequence.Stream + md.NumPending; h > f.head.Load() {
 			f.head.Store(h) // only this goroutine stores
 		}
-		if f.v != nil {
-			it.msg, it.md = m, md // Next verifies it, with its batch
-		} else {
-			it.entry, it.err = decode(nil, md.Sequence.Stream, m.Subject(), md.Timestamp, m.Headers(), m.Data())
-		}
+		it.entry, it.err = decode(f.v, md.Sequence.Stream, m.Subject(), md.Timestamp, m.Headers(), m.Data())
 	}
 	select {
 	case f.ch <- it:
@@ -167,85 +150,45 @@ func (f *Follower) Next(ctx context.Context, max int) ([]iam.LogEntry, error) {
 	if f.failed != nil {
 		return nil, f.failed
 	}
+	var batch []iam.LogEntry
 	for {
-		items, err := f.receive(ctx, max)
-		if err != nil {
-			return nil, err
-		}
-		decodeAll(f.v, items)
-		var batch []iam.LogEntry
-		for _, it := range items {
-			if it.err == nil {
-				switch s := it.entry.Seq; {
-				case s < f.next:
-					continue // a repeat after a consumer reset: already delivered
-				case s > f.next:
-					it.err = fmt.Errorf("follow: %w: got sequence %d, want %d", ErrSequenceGap, s, f.next)
-				}
+		var it followItem
+		if len(batch) == 0 {
+			select {
+			case it = <-f.ch:
+			case <-f.done:
+				return nil, ErrFollowerStopped
+			case <-ctx.Done():
+				return nil, ctx.Err()
 			}
-			if it.err != nil {
-				f.failed = it.err
-				if len(batch) > 0 {
-					return batch, nil
-				}
-				return nil, it.err
+		} else {
+			select {
+			case it = <-f.ch:
+			default:
+				return batch, nil
 			}
-			f.next++
-			batch = append(batch, it.entry)
 		}
-		if len(batch) > 0 {
+		if it.err == nil {
+			switch s := it.entry.Seq; {
+			case s < f.next:
+				continue // a repeat after a consumer reset: already delivered
+			case s > f.next:
+				it.err = fmt.Errorf("follow: %w: got sequence %d, want %d", ErrSequenceGap, s, f.next)
+			}
+		}
+		if it.err != nil {
+			f.failed = it.err
+			if len(batch) > 0 {
+				return batch, nil
+			}
+			return nil, it.err
+		}
+		f.next++
+		batch = append(batch, it.entry)
+		if max > 0 && len(batch) >= max {
 			return batch, nil
 		}
 	}
-}
-
-// receive waits for at least one message, then returns it together with
-// every message already waiting, up to max (all when max <= 0).
-func (f *Follower) receive(ctx context.Context, max int) ([]followItem, error) {
-	var items []followItem
-	select {
-	case it := <-f.ch:
-		items = append(items, it)
-	case <-f.done:
-		return nil, ErrFollowerStopped
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	for max <= 0 || len(items) < max {
-		select {
-		case it := <-f.ch:
-			items = append(items, it)
-		default:
-			return items, nil
-		}
-	}
-	return items, nil
-}
-
-// decodeAll verifies and decodes the items handle left to Next, on up to
-// GOMAXPROCS goroutines (this one included). Each claims the next item
-// until none is left, so that a goroutine the machine is slow to run holds
-// up the batch by one item at most.
-func decodeAll(v Verifier, items []followItem) {
-	if v == nil || len(items) == 0 {
-		return
-	}
-	var next atomic.Int64
-	work := func() {
-		for i := next.Add(1) - 1; i < int64(len(items)); i = next.Add(1) - 1 {
-			it := &items[i]
-			if it.msg != nil {
-				it.entry, it.err = decode(v, it.md.Sequence.Stream, it.msg.Subject(), it.md.Timestamp, it.msg.Headers(), it.msg.Data())
-				it.msg, it.md = nil, nil
-			}
-		}
-	}
-	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), len(items)) - 1 {
-		wg.Go(work)
-	}
-	work()
-	wg.Wait()
 }
 
 // Head returns the stream's last sequence as last seen by the consumer
