@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -33,7 +34,11 @@ type Config struct {
 	// Dir holds iam's data; empty: a temporary directory, removed after.
 	Dir string
 	// Fsync makes the log fsync every write, as iamd does by default.
-	Fsync  bool
+	Fsync bool
+	// TLS compares iam over HTTPS against iam over plaintext HTTP (two
+	// stacks alike but for their listener) instead of iam against the bare
+	// server.
+	TLS    bool
 	Logger *slog.Logger
 }
 
@@ -62,17 +67,19 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// Report is both sides' figures.
+// Report is both sides' figures: Base is the floor (the bare server, or
+// iam over plaintext HTTP with Config.TLS), Measured is iam (over HTTPS
+// with Config.TLS).
 type Report struct {
-	Bare, IAM Result
+	Base, Measured Result
 }
 
-// Ratio is iam's throughput as a fraction of the bare server's.
+// Ratio is Measured's throughput as a fraction of Base's.
 func (r Report) Ratio() float64 {
-	if r.Bare.Rate() == 0 {
+	if r.Base.Rate() == 0 {
 		return 0
 	}
-	return r.IAM.Rate() / r.Bare.Rate()
+	return r.Measured.Rate() / r.Base.Rate()
 }
 
 // Compare starts iam and the bare server on loopback, loads iam with users,
@@ -94,6 +101,9 @@ func Compare(ctx context.Context, cfg Config, out io.Writer) (Report, error) {
 		defer os.RemoveAll(tmp)
 		dir = tmp
 	}
+	if cfg.TLS {
+		return compareTLS(ctx, cfg, dir, out)
+	}
 	stack, err := StartStack(ctx, StackConfig{Dir: dir, SyncAlways: cfg.Fsync, Logger: cfg.Logger})
 	if err != nil {
 		return Report{}, err
@@ -103,7 +113,6 @@ func Compare(ctx context.Context, cfg Config, out io.Writer) (Report, error) {
 	if err != nil {
 		return Report{}, fmt.Errorf("load: set up iam: %w", err)
 	}
-
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return Report{}, err
@@ -113,28 +122,51 @@ func Compare(ctx context.Context, cfg Config, out io.Writer) (Report, error) {
 	defer bare.Close()
 	bareTarget := target
 	bareTarget.Name, bareTarget.URL = "bare", "http://"+ln.Addr().String()+"/v1/check"
+	return abba(ctx, cfg, bareTarget, target, out)
+}
 
-	// ABBA: bare, iam, iam, bare, each for half the duration, so that
-	// neither side gains from going second (warm caches, a grown heap).
+// compareTLS sets up two stacks alike, one serving plaintext HTTP and one
+// HTTPS, and drives both.
+func compareTLS(ctx context.Context, cfg Config, dir string, out io.Writer) (Report, error) {
+	var targets [2]Target
+	for i, name := range []string{"http", "https"} {
+		stack, err := StartStack(ctx, StackConfig{Dir: filepath.Join(dir, name), SyncAlways: cfg.Fsync, TLS: name == "https", Logger: cfg.Logger})
+		if err != nil {
+			stack.Close()
+			return Report{}, err
+		}
+		defer stack.Close()
+		if targets[i], err = setup(stack, cfg); err != nil {
+			return Report{}, fmt.Errorf("load: set up iam (%s): %w", name, err)
+		}
+		targets[i].Name, targets[i].TLS = name, stack.ClientTLS
+	}
+	return abba(ctx, cfg, targets[0], targets[1], out)
+}
+
+// abba drives base and measured, each for half of cfg.Duration twice, in
+// the order base, measured, measured, base, so that neither side gains
+// from going second (warm caches, a grown heap).
+func abba(ctx context.Context, cfg Config, base, measured Target, out io.Writer) (Report, error) {
 	opts := Options{Conns: cfg.Conns, Duration: cfg.Duration / 2, Warmup: cfg.Warmup}
-	fmt.Fprintf(out, "driving %s (bare) and %s (iam): %d connections, %s per side in ABBA halves (each after %s warmup), mode %s, auth %s, %d bodies\n",
-		bareTarget.URL, target.URL, cfg.Conns, cfg.Duration, cfg.Warmup, cfg.Mode, cfg.Auth, len(target.Bodies))
+	fmt.Fprintf(out, "driving %s (%s) and %s (%s): %d connections, %s per side in ABBA halves (each after %s warmup), mode %s, auth %s, %d bodies\n",
+		base.URL, base.Name, measured.URL, measured.Name, cfg.Conns, cfg.Duration, cfg.Warmup, cfg.Mode, cfg.Auth, len(measured.Bodies))
 	var rep Report
-	for _, t := range []Target{bareTarget, target, target, bareTarget} {
+	for i, t := range []Target{base, measured, measured, base} {
 		r, err := Run(ctx, t, opts)
 		if err != nil {
 			return rep, err
 		}
 		fmt.Fprintln(out, "  ", r)
-		if t.Name == "bare" {
-			rep.Bare = rep.Bare.Merge(r)
+		if i == 0 || i == 3 {
+			rep.Base = rep.Base.Merge(r)
 		} else {
-			rep.IAM = rep.IAM.Merge(r)
+			rep.Measured = rep.Measured.Merge(r)
 		}
 	}
-	fmt.Fprintln(out, rep.Bare)
-	fmt.Fprintln(out, rep.IAM)
-	for _, r := range []Result{rep.Bare, rep.IAM} {
+	fmt.Fprintln(out, rep.Base)
+	fmt.Fprintln(out, rep.Measured)
+	for _, r := range []Result{rep.Base, rep.Measured} {
 		if r.Failures > 0 {
 			fmt.Fprintf(out, "%s: %d failures, the first: %s\n", r.Name, r.Failures, r.FirstFailure)
 		}
@@ -145,7 +177,7 @@ func Compare(ctx context.Context, cfg Config, out io.Writer) (Report, error) {
 // setup makes a checking app with the right to check users, users with
 // allowing and denying policies, and the check bodies.
 func setup(s *Stack, cfg Config) (Target, error) {
-	admin, err := token(s.URL, s.Admin.ClientID, s.Admin.ClientSecret)
+	admin, err := token(s.Client, s.URL, s.Admin.ClientID, s.Admin.ClientSecret)
 	if err != nil {
 		return Target{}, err
 	}
@@ -153,7 +185,7 @@ func setup(s *Stack, cfg Config) (Target, error) {
 	data := func(res string) string { return "hrn:here:data::" + realm + ":" + res }
 	var last string
 	do := func(method, path string, body any) (map[string]any, error) {
-		v, err := call(method, s.URL+path, admin, body)
+		v, err := call(s.Client, method, s.URL+path, admin, body)
 		if t, _ := v["consistencyToken"].(string); t != "" {
 			last = t
 		}
@@ -212,7 +244,7 @@ func setup(s *Stack, cfg Config) (Target, error) {
 		}
 		cid, _ := cred["clientId"].(string)
 		secret, _ := cred["clientSecret"].(string)
-		tok, err := token(s.URL, cid, secret)
+		tok, err := token(s.Client, s.URL, cid, secret)
 		if err != nil {
 			return Target{}, err
 		}
@@ -247,7 +279,7 @@ func setup(s *Stack, cfg Config) (Target, error) {
 		q["consistency"] = map[string]any{"mode": "at_least_as_fresh", "token": last, "waitMs": 10000}
 		req, _ := http.NewRequest("POST", t.URL, bytes.NewReader(mustJSON(q)))
 		req.Header = header.Clone()
-		v, err := send(req)
+		v, err := send(s.Client, req)
 		if err != nil {
 			return Target{}, err
 		}
@@ -270,12 +302,12 @@ func mustJSON(v any) []byte {
 }
 
 // token gets a client-credentials access token.
-func token(base, id, secret string) (string, error) {
+func token(c *http.Client, base, id, secret string) (string, error) {
 	form := url.Values{"grant_type": {"client_credentials"}}
 	req, _ := http.NewRequest("POST", base+"/oauth2/token", strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.SetBasicAuth(url.QueryEscape(id), url.QueryEscape(secret))
-	v, err := send(req)
+	v, err := send(c, req)
 	if err != nil {
 		return "", err
 	}
@@ -287,7 +319,7 @@ func token(base, id, secret string) (string, error) {
 }
 
 // call sends a JSON request with a bearer token.
-func call(method, target, tok string, body any) (map[string]any, error) {
+func call(c *http.Client, method, target, tok string, body any) (map[string]any, error) {
 	var rdr io.Reader
 	if body != nil {
 		rdr = bytes.NewReader(mustJSON(body))
@@ -300,11 +332,11 @@ func call(method, target, tok string, body any) (map[string]any, error) {
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	return send(req)
+	return send(c, req)
 }
 
-func send(req *http.Request) (map[string]any, error) {
-	resp, err := http.DefaultClient.Do(req)
+func send(c *http.Client, req *http.Request) (map[string]any, error) {
+	resp, err := c.Do(req)
 	if err != nil {
 		return nil, err
 	}

@@ -2,12 +2,17 @@ package load
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
 
 	"github.com/iam-project/iam/api/auth"
 	"github.com/iam-project/iam/cmd/iamd/daemon"
 	"github.com/iam-project/iam/eventlog/writer"
+	"github.com/iam-project/iam/cmd/iamd/daemon/daemontest/testca"
 )
 
 // StackConfig configures an in-process iam stack.
@@ -18,7 +23,10 @@ type StackConfig struct {
 	Regions []string
 	// SyncAlways fsyncs the log on every write, as iamd does by default.
 	SyncAlways bool
-	Logger     *slog.Logger
+	// TLS serves HTTPS with a leaf of a throwaway CA (cmd/iamd/daemon/daemontest/testca),
+	// which only the Stack's Client trusts.
+	TLS    bool
+	Logger *slog.Logger
 }
 
 // Stack is the all-in-one iamd, started through the same daemon package as
@@ -28,6 +36,10 @@ type Stack struct {
 	URL string
 	// Admin holds the bootstrap admin's credentials.
 	Admin *writer.BootstrapAdmin
+	// ClientTLS trusts the stack's certificate (nil: plaintext), and
+	// Client is an HTTP client with it.
+	ClientTLS *tls.Config
+	Client    *http.Client
 
 	m *daemon.Main
 }
@@ -48,11 +60,27 @@ func StartStack(ctx context.Context, cfg StackConfig) (*Stack, error) {
 	m.Config.HashParams = auth.LowCostHashParams()
 	m.Config.Logger = cfg.Logger
 	m.Config.Stderr = io.Discard
-	s := &Stack{m: m}
+	s := &Stack{m: m, Client: &http.Client{}}
+	if cfg.TLS {
+		ca, err := testca.New()
+		if err != nil {
+			return s, err
+		}
+		dir := filepath.Join(cfg.Dir, "tls")
+		m.Config.TLSCert, m.Config.TLSKey = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return s, err
+		}
+		if _, err := ca.Issue(m.Config.TLSCert, m.Config.TLSKey); err != nil {
+			return s, err
+		}
+		s.ClientTLS = &tls.Config{RootCAs: ca.Pool}
+		s.Client.Transport = &http.Transport{TLSClientConfig: s.ClientTLS}
+	}
 	if err := m.Run(ctx); err != nil {
 		return s, err
 	}
-	s.URL, s.Admin = "http://"+m.Addr, m.Bootstrap
+	s.URL, s.Admin = m.URL(), m.Bootstrap
 	return s, nil
 }
 

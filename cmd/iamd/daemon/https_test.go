@@ -2,13 +2,8 @@ package daemon_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"math/big"
 	"net"
 	"net/http"
@@ -29,61 +24,26 @@ import (
 	"github.com/iam-project/iam/eventlog/bus"
 	"github.com/iam-project/iam/eventlog/eventlogtest"
 	"github.com/iam-project/iam/eventlog/natsnode"
+	"github.com/iam-project/iam/cmd/iamd/daemon/daemontest/testca"
 )
 
-// testCA is a certificate authority made for one test.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pool *x509.CertPool
-}
-
-var serial atomic.Int64
-
-func newTestCA(t *testing.T) *testCA {
+func newTestCA(t *testing.T) *testca.CA {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := testca.New()
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial.Add(1)), Subject: pkix.Name{CommonName: "iam test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &testCA{cert: cert, key: key, pool: pool}
+	return ca
 }
 
 // issue writes a leaf for 127.0.0.1 to certFile and keyFile and returns its serial.
-func (ca *testCA) issue(t *testing.T, certFile, keyFile string) *big.Int {
+func issue(t *testing.T, ca *testca.CA, certFile, keyFile string) *big.Int {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	serial, err := ca.Issue(certFile, keyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial.Add(1)), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return tmpl.SerialNumber
+	return serial
 }
 
 // servedSerial dials addr trusting only pool and returns the leaf's serial.
@@ -105,13 +65,13 @@ func TestHTTPS(t *testing.T) {
 	ca := newTestCA(t)
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	first := ca.issue(t, certFile, keyFile)
+	first := issue(t, ca, certFile, keyFile)
 	m := daemontest.StartWith(t, func(c *daemon.Config) { c.TLSCert, c.TLSKey = certFile, keyFile })
 	base := daemontest.URL(m)
 	if !strings.HasPrefix(base, "https://") || m.Issuer != base || m.Bootstrap.TokenURL != base+"/oauth2/token" {
 		t.Fatalf("got URL %s, issuer %s, bootstrap token URL %s; want the https URL throughout", base, m.Issuer, m.Bootstrap.TokenURL)
 	}
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.pool}}}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool}}}
 	ctx := oidc.ClientContext(context.WithValue(context.Background(), oauth2.HTTPClient, hc), hc)
 
 	cc := clientcredentials.Config{ClientID: m.Bootstrap.ClientID, ClientSecret: m.Bootstrap.ClientSecret, TokenURL: m.Bootstrap.TokenURL}
@@ -142,7 +102,7 @@ func TestHTTPS(t *testing.T) {
 			t.Errorf("plaintext HTTP to the HTTPS listener: got %d, want 400", resp.StatusCode)
 		}
 	}
-	if c, err := tls.Dial("tcp", m.Addr, &tls.Config{RootCAs: ca.pool, MaxVersion: tls.VersionTLS11}); err == nil {
+	if c, err := tls.Dial("tcp", m.Addr, &tls.Config{RootCAs: ca.Pool, MaxVersion: tls.VersionTLS11}); err == nil {
 		c.Close()
 		t.Error("TLS 1.1: got a connection, want a refusal")
 	}
@@ -151,14 +111,14 @@ func TestHTTPS(t *testing.T) {
 	}
 
 	// Rotation: new files, a reload, the new leaf on new connections.
-	if got := servedSerial(t, m.Addr, ca.pool); got.Cmp(first) != 0 {
+	if got := servedSerial(t, m.Addr, ca.Pool); got.Cmp(first) != 0 {
 		t.Fatalf("served serial %s, want %s", got, first)
 	}
-	second := ca.issue(t, certFile, keyFile)
+	second := issue(t, ca, certFile, keyFile)
 	if err := m.ReloadTLS(); err != nil {
 		t.Fatal(err)
 	}
-	if got := servedSerial(t, m.Addr, ca.pool); got.Cmp(second) != 0 {
+	if got := servedSerial(t, m.Addr, ca.Pool); got.Cmp(second) != 0 {
 		t.Fatalf("after reload: served serial %s, want the new %s", got, second)
 	}
 	if err := os.WriteFile(certFile, []byte("not a certificate"), 0o600); err != nil {
@@ -167,7 +127,7 @@ func TestHTTPS(t *testing.T) {
 	if err := m.ReloadTLS(); err == nil {
 		t.Error("reload of a broken file: got nil, want an error")
 	}
-	if got := servedSerial(t, m.Addr, ca.pool); got.Cmp(second) != 0 {
+	if got := servedSerial(t, m.Addr, ca.Pool); got.Cmp(second) != 0 {
 		t.Fatalf("after a failed reload: served serial %s, want still %s", got, second)
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/iam-project/iam"
 	"github.com/iam-project/iam/eventlog"
+	"github.com/iam-project/iam/eventlog/logsign"
 	"github.com/iam-project/iam/eventlog/natsnode"
 	"github.com/iam-project/iam/projector"
 	"github.com/iam-project/iam/replica"
@@ -62,7 +63,7 @@ func TestPropagation_Figures(t *testing.T) {
 				}
 			}
 			raw := p.measureRaw(t, sc.rate, sc.dur)
-			full := p.measureIAM(t, sc.rate, sc.dur)
+			full := p.measureIAM(t, sc.rate, sc.dur, nil)
 			rp, fp := percentiles(raw), percentiles(full)
 			t.Logf("%-32s raw hub→region  n=%d p50=%s p99=%s p99.9=%s", sc.name, len(raw), rp[0], rp[1], rp[2])
 			t.Logf("%-32s iam append→applied n=%d p50=%s p99=%s p99.9=%s (p99 ratio to raw %.2f)", sc.name, len(full), fp[0], fp[1], fp[2],
@@ -70,6 +71,53 @@ func TestPropagation_Figures(t *testing.T) {
 			if sc.latency > 0 && fp[1] > rp[1]+10*time.Millisecond {
 				t.Errorf("p99: got %s, want at most the link's p99 %s + 10ms", fp[1], rp[1])
 			}
+		})
+	}
+}
+
+// TestPropagation_Signed measures append → applied propagation delay with
+// log signing off and on (the hub signs every entry, the region verifies
+// each before applying it), in the same run: off, on, on, off, each on a
+// fresh hub and region, each half of the scenario's duration. It prints
+// figures for the docs (docs/benchmarks.md) and checks nothing. Run it with
+//
+//	IAM_FIGURES=1 go test -run TestPropagation_Signed -v ./cmd/iamd/daemon
+func TestPropagation_Signed(t *testing.T) {
+	if os.Getenv("IAM_FIGURES") == "" {
+		t.Skip("set IAM_FIGURES=1 to measure propagation figures")
+	}
+	var ring logsign.Ring
+	if err := ring.Rotate(time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	for _, sc := range []struct {
+		name            string
+		rate            int
+		dur             time.Duration
+		latency, jitter time.Duration
+	}{
+		{"loopback 500/s fsync off", 500, 6 * time.Second, 0, 0},
+		{"50±10ms link 500/s fsync off", 500, 6 * time.Second, 50 * time.Millisecond, 10 * time.Millisecond},
+	} {
+		t.Run(sc.name, func(t *testing.T) {
+			var off, on []time.Duration
+			for _, signed := range []bool{false, true, true, false} {
+				p := newPropagationRig(t, false)
+				if sc.latency > 0 {
+					if err := p.link.SetLatency(sc.latency, sc.jitter); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if signed {
+					on = append(on, p.measureIAM(t, sc.rate, sc.dur/2, &ring)...)
+				} else {
+					off = append(off, p.measureIAM(t, sc.rate, sc.dur/2, nil)...)
+				}
+			}
+			op, sp := percentiles(off), percentiles(on)
+			t.Logf("%-30s unsigned n=%d p50=%s p99=%s p99.9=%s", sc.name, len(off), op[0], op[1], op[2])
+			t.Logf("%-30s signed   n=%d p50=%s p99=%s p99.9=%s (p50 ratio %.2f, p99 ratio %.2f; target p99 <= 1.2)", sc.name, len(on), sp[0], sp[1], sp[2],
+				float64(sp[0])/float64(op[0]), float64(sp[1])/float64(op[1]))
 		})
 	}
 }
@@ -208,16 +256,26 @@ func (p *propagationRig) measureRaw(t *testing.T, rate int, d time.Duration) []t
 }
 
 // measureIAM appends log entries at the hub and measures when the
-// region's projector has applied them to its Pebble replica.
-func (p *propagationRig) measureIAM(t *testing.T, rate int, d time.Duration) []time.Duration {
+// region's projector has applied them to its Pebble replica. With ring, the
+// hub signs with it and the region verifies. The entries are heartbeats on
+// HeartbeatSubject, which, signed, need no realm's expectation.
+func (p *propagationRig) measureIAM(t *testing.T, rate int, d time.Duration, ring *logsign.Ring) []time.Duration {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), d+30*time.Second)
 	defer cancel()
-	hubLog, err := eventlog.Open(ctx, p.hubNC, eventlog.Config{})
+	hubCfg, regionCfg := eventlog.Config{}, eventlog.Config{Domain: natsnode.HubDomain}
+	if ring != nil {
+		v, err := logsign.NewVerifier(ring.Public())
+		if err != nil {
+			t.Fatal(err)
+		}
+		hubCfg.Signer, regionCfg.Verifier = ring.Signer(), v
+	}
+	hubLog, err := eventlog.Open(ctx, p.hubNC, hubCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	regionLog, err := eventlog.Attach(ctx, p.regionNC, eventlog.Config{Domain: natsnode.HubDomain})
+	regionLog, err := eventlog.Attach(ctx, p.regionNC, regionCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +309,7 @@ func (p *propagationRig) measureIAM(t *testing.T, rate int, d time.Duration) []t
 	}
 	defer proj.Stop()
 	at := time.Now().UTC()
-	if _, err := hubLog.Append(ctx, eventlog.AppendRequest{Subject: "iam.evt.r1.commit",
+	if _, err := hubLog.Append(ctx, eventlog.AppendRequest{Subject: eventlog.HeartbeatSubject,
 		Commits: []iam.Commit{{At: at, Events: []iam.Event{iam.Heartbeat{At: at}}}}, MsgID: "warm-up"}); err != nil {
 		t.Fatalf("warm-up append: %v", err)
 	}
@@ -262,7 +320,7 @@ func (p *propagationRig) measureIAM(t *testing.T, rate int, d time.Duration) []t
 	}
 	pace(rate, d, func(i int) {
 		at := time.Now().UTC()
-		_, err := hubLog.Append(ctx, eventlog.AppendRequest{Subject: "iam.evt.r1.commit",
+		_, err := hubLog.Append(ctx, eventlog.AppendRequest{Subject: eventlog.HeartbeatSubject,
 			Commits: []iam.Commit{{At: at, Events: []iam.Event{iam.Heartbeat{At: at}}}}, MsgID: fmt.Sprintf("m-%d", i)})
 		if err != nil {
 			t.Errorf("append: %v", err)
