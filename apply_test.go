@@ -39,6 +39,8 @@ func everyEvent() []iam.Event {
 		iam.APIKeyAdded{InRealm: in, App: "a", KeyID: "k", KeyHash: argon},
 		iam.APIKeyStatusChanged{InRealm: in, App: "a", KeyID: "k", Disabled: true},
 		iam.APIKeyRemoved{InRealm: in, App: "a", KeyID: "k"},
+		iam.ManagerAdded{InRealm: in, Kind: iam.ManagedApp, ID: "a", Manager: "u"},
+		iam.ManagerRemoved{InRealm: in, Kind: iam.ManagedApp, ID: "a", Manager: "u"},
 		iam.SignInFailed{InRealm: in, User: "u", At: at},
 		iam.SignInSucceeded{InRealm: in, User: "u", At: at},
 		iam.AuthCodeIssued{InRealm: in, User: "u", CodeHash: "h", Code: code, At: at},

@@ -3,6 +3,7 @@ package replica
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -34,6 +35,9 @@ const (
 	edgeAPIKey          = "k"
 	edgeAPIKeyDisabled  = "kd"
 	edgeAuthCode        = "ac"
+	edgeAppManager      = "ma"
+	edgeGroupManager    = "mg"
+	edgeProjectManager  = "mp"
 )
 
 // entityRows and edgeRows name the row of each kind of iam.Change.
@@ -55,6 +59,15 @@ var (
 		iam.ChangeAPIKey:          edgeAPIKey,
 		iam.ChangeAPIKeyStatus:    edgeAPIKeyDisabled,
 		iam.ChangeAuthCode:        edgeAuthCode,
+		iam.ChangeAppManager:      edgeAppManager,
+		iam.ChangeGroupManager:    edgeGroupManager,
+		iam.ChangeProjectManager:  edgeProjectManager,
+	}
+	// managedKinds is the managed entity's kind of each manager edge.
+	managedKinds = map[iam.ChangeKind]iam.ManagedKind{
+		iam.ChangeAppManager:     iam.ManagedApp,
+		iam.ChangeGroupManager:   iam.ManagedGroup,
+		iam.ChangeProjectManager: iam.ManagedProject,
 	}
 )
 
@@ -272,6 +285,10 @@ func rowValue(st *iam.State, c iam.Change) ([]byte, bool) {
 				return mustJSON(authCodeRow{ac.Client, ac.RedirectURI, ac.Challenge, ac.ExpiresAt, ac.Redeemed}), true
 			}
 		}
+	case iam.ChangeAppManager, iam.ChangeGroupManager, iam.ChangeProjectManager:
+		if ms, ok := st.Managers(c.Realm, iam.ManagedRef{Kind: managedKinds[c.Kind], ID: c.From}); ok && slices.Contains(ms, c.To) {
+			return present, true
+		}
 	}
 	return nil, false
 }
@@ -308,6 +325,9 @@ func Rows(st *iam.State, fn func(key string, value []byte) error) error {
 			for h := range ident.AuthCodes {
 				add(iam.ChangeAuthCode, rid, id, h)
 			}
+			for m := range ident.Managers {
+				add(iam.ChangeAppManager, rid, id, m)
+			}
 		}
 		for id, g := range r.Groups {
 			add(iam.ChangeGroup, rid, id, "")
@@ -316,6 +336,9 @@ func Rows(st *iam.State, fn func(key string, value []byte) error) error {
 			}
 			for pol := range g.Policies {
 				add(iam.ChangeAttachment, rid, id, pol)
+			}
+			for m := range g.Managers {
+				add(iam.ChangeGroupManager, rid, id, m)
 			}
 		}
 		for id := range r.Policies {
@@ -328,6 +351,9 @@ func Rows(st *iam.State, fn func(key string, value []byte) error) error {
 			}
 			for h := range p.Resources {
 				add(iam.ChangeProjectResource, rid, id, h)
+			}
+			for m := range p.Managers {
+				add(iam.ChangeProjectManager, rid, id, m)
 			}
 		}
 		for id := range r.Invitations {
@@ -442,6 +468,12 @@ func loadRow(st *iam.State, c iam.Change, value []byte) error {
 			return fmt.Errorf("resource of a missing project")
 		}
 		return apply(iam.ProjectResourceAdded{InRealm: in, Project: from, HRN: to, Relation: iam.Relation(value)})
+	case iam.ChangeAppManager, iam.ChangeGroupManager, iam.ChangeProjectManager:
+		kind := managedKinds[c.Kind]
+		if _, ok := st.Managers(c.Realm, iam.ManagedRef{Kind: kind, ID: from}); !ok || (r.Groups[to] == nil && r.Identities[to] == nil) {
+			return fmt.Errorf("manager edge of missing entities")
+		}
+		return apply(iam.ManagerAdded{InRealm: in, Kind: kind, ID: from, Manager: to})
 	}
 	// The remaining edges belong to an identity.
 	if r.Identities[from] == nil {

@@ -142,7 +142,7 @@ func (g randomCommands) next(i, n int) iam.Command {
 	if g.rng.IntN(5) == 0 {
 		return g.authCommand() // sign-in, codes, passwords, invitations: auth_test.go
 	}
-	op := g.rng.IntN(24)
+	op := g.rng.IntN(27)
 	if g.rng.IntN(n) >= 4*i {
 		op = g.rng.IntN(6)
 	}
@@ -156,12 +156,12 @@ func (g randomCommands) next(i, n int) iam.Command {
 		return iam.CreateApp{ID: id, Name: "App " + id, RedirectURIs: []string{"https://example.com/" + id}, Owner: g.pick("u", 12)}
 	case 3:
 		id := g.pick("g", 6)
-		return iam.CreateGroup{ID: id, Name: "Group " + id}
+		return iam.CreateGroup{ID: id, Name: "Group " + id, Creator: g.identity()}
 	case 4:
 		id := g.pick("p", 8)
 		return iam.CreatePolicy{ID: id, Name: "Policy " + id, Statements: g.statements()}
 	case 5:
-		return iam.CreateProject{ID: g.pick("proj", 4), Name: "Project"}
+		return iam.CreateProject{ID: g.pick("proj", 4), Name: "Project", Creator: g.identity()}
 	case 6:
 		st := iam.StatusActive
 		if g.rng.IntN(2) == 0 {
@@ -201,9 +201,40 @@ func (g randomCommands) next(i, n int) iam.Command {
 			rel = iam.RelationLink
 		}
 		return iam.AddProjectResource{Project: g.pick("proj", 4), HRN: g.resource(), Relation: rel}
-	default:
+	case 23:
 		return iam.RemoveProjectResource{Project: g.pick("proj", 4), HRN: g.resource()}
+	case 24, 25:
+		return iam.AddManager{Entity: g.managed(), Manager: g.member()}
+	default:
+		return iam.RemoveManager{Entity: g.managed(), Manager: g.member()}
 	}
+}
+
+// managedEntities lists every app, group and project the random commands
+// may make.
+func managedEntities() []iam.ManagedRef {
+	var out []iam.ManagedRef
+	for _, id := range ids("a", 6) {
+		out = append(out, iam.ManagedRef{Kind: iam.ManagedApp, ID: id})
+	}
+	for _, id := range ids("g", 6) {
+		out = append(out, iam.ManagedRef{Kind: iam.ManagedGroup, ID: id})
+	}
+	for _, id := range ids("proj", 4) {
+		out = append(out, iam.ManagedRef{Kind: iam.ManagedProject, ID: id})
+	}
+	return out
+}
+
+// managed picks an app, a group or a project, for its managers.
+func (g randomCommands) managed() iam.ManagedRef {
+	switch g.rng.IntN(3) {
+	case 0:
+		return iam.ManagedRef{Kind: iam.ManagedApp, ID: g.pick("a", 6)}
+	case 1:
+		return iam.ManagedRef{Kind: iam.ManagedGroup, ID: g.pick("g", 6)}
+	}
+	return iam.ManagedRef{Kind: iam.ManagedProject, ID: g.pick("proj", 4)}
 }
 
 type row struct {
@@ -418,6 +449,13 @@ func sameChecks(t *testing.T, got, want *iam.State) {
 			q := iam.CheckRequest{Realm: r, Subject: sub, Action: iam.ActionCreateGroup, Resource: iam.RealmHRN(realm)}
 			if g, w := got.Check(q), want.Check(q); g.Allowed != w.Allowed {
 				t.Fatalf("Check(%+v): got %v (%s), want %v (%s)", q, g.Allowed, g.Reason, w.Allowed, w.Reason)
+			}
+			// What managers may do: the same, with the same reason.
+			for _, m := range managedEntities() {
+				q := iam.CheckRequest{Realm: r, Subject: sub, Action: iam.ActionRead, Resource: m.HRN(r)}
+				if g, w := got.Check(q), want.Check(q); g != w {
+					t.Fatalf("Check(%+v): got %v (%s), want %v (%s)", q, g.Allowed, g.Reason, w.Allowed, w.Reason)
+				}
 			}
 		}
 	}
