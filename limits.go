@@ -18,7 +18,7 @@ type Limits struct {
 	CredentialsPerApp          int
 	APIKeysPerApp              int
 	StatementsPerPolicy        int
-	AppsPerManager             int // apps an identity or group manages directly
+	AppsPerManager             int // apps a user manages directly
 	IdempotencyRetention       time.Duration
 	MaxIdempotencyKeysPerRealm int
 }

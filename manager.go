@@ -127,15 +127,21 @@ func sortedRefs(refs map[ManagedRef]struct{}) []ManagedRef {
 	return out
 }
 
-// appsManaged counts the apps that identity or group id manages directly.
-func (r *Realm) appsManaged(id string) int {
+// atAppLimit reports whether id is a user that already manages (directly)
+// as many apps as a user may. HERE IAM bounds users only: apps and groups
+// that manage apps (automation, teams) are bounded by the apps a realm
+// holds.
+func (r *Realm) atAppLimit(s *State, id string) bool {
+	if u := r.Identities[id]; u == nil || u.Kind != KindUser {
+		return false
+	}
 	n := 0
 	for m := range r.manages[id] {
 		if m.Kind == ManagedApp {
 			n++
 		}
 	}
-	return n
+	return n >= s.Limits.AppsPerManager
 }
 
 // firstManager returns the event that makes creator the first manager of m,
@@ -149,8 +155,8 @@ func (r *Realm) firstManager(s *State, m ManagedRef, creator string) ([]Event, e
 	if _, err := r.identity("creator", creator); err != nil {
 		return nil, err
 	}
-	if m.Kind == ManagedApp && r.appsManaged(creator) >= s.Limits.AppsPerManager {
-		return nil, limitErr("an identity manages at most %d apps", s.Limits.AppsPerManager)
+	if m.Kind == ManagedApp && r.atAppLimit(s, creator) {
+		return nil, limitErr("a user manages at most %d apps", s.Limits.AppsPerManager)
 	}
 	return []Event{ManagerAdded{InRealm{r.ID}, m.Kind, m.ID, creator}}, nil
 }
@@ -200,8 +206,8 @@ func (c AddManager) decide(s *State, r *Realm) ([]Event, error) {
 	if ms.has(c.Manager) {
 		return nil, nil
 	}
-	if c.Entity.Kind == ManagedApp && r.appsManaged(c.Manager) >= s.Limits.AppsPerManager {
-		return nil, limitErr("an identity or group manages at most %d apps", s.Limits.AppsPerManager)
+	if c.Entity.Kind == ManagedApp && r.atAppLimit(s, c.Manager) {
+		return nil, limitErr("a user manages at most %d apps", s.Limits.AppsPerManager)
 	}
 	return []Event{ManagerAdded{InRealm{r.ID}, c.Entity.Kind, c.Entity.ID, c.Manager}}, nil
 }

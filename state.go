@@ -56,7 +56,7 @@ type Realm struct {
 	idemOrder  []string
 	roleCache  map[string][]Statement
 	// manages is the reverse of the entities' Managers: manager id → what
-	// it manages, for the apps-per-manager limit and deletions.
+	// it manages, for the apps-per-user limit and deletions.
 	manages map[string]map[ManagedRef]struct{}
 
 	// Identity provider (signin.go, invitation.go).

@@ -12,6 +12,7 @@ import (
 	"github.com/iam-project/iam/api/auth"
 	"github.com/iam-project/iam/cmd/iamd/daemon"
 	"github.com/iam-project/iam/cmd/iamd/daemon/daemontest"
+	"golang.org/x/oauth2"
 )
 
 // owners is a running iamd with apps acting as people: each made by the
@@ -219,19 +220,29 @@ func (o *owners) otherRealmAdmin() {
 	o.as["other"] = o.admin.With(daemontest.ClientToken(o.t, daemontest.URL(o.m), clientID, secret, ""))
 }
 
-// TestAPI_AppsPerManager: an identity manages at most 100 apps; the 101st
-// it creates, or is made manager of, is refused naming the limit.
+// TestAPI_AppsPerManager: a user manages at most 100 apps; the 101st it
+// creates, or is made manager of, is refused naming the limit.
 func TestAPI_AppsPerManager(t *testing.T) {
-	o := newOwners(t)
-	o.actor("busy", true)
-	for i := range 100 {
-		o.as["busy"].Must(http.StatusCreated, "POST", "/v1/apps", map[string]any{"name": fmt.Sprintf("app %d", i)})
+	f := newIDPFixture(t)
+	conf := f.oauthConfig(f.clientID, f.secret)
+	pkce := oauth2.GenerateVerifier()
+	tok, err := conf.Exchange(context.Background(), mustCode(t, conf, f.email, f.password, pkce), oauth2.VerifierOption(pkce))
+	if err != nil {
+		t.Fatalf("exchange: %v", err)
 	}
-	r := o.as["busy"].Do("POST", "/v1/apps", map[string]any{"name": "one too many"})
+	user := f.admin.With(tok.AccessToken)
+	realm := f.m.Bootstrap.Realm
+	creator := f.admin.Must(http.StatusCreated, "POST", "/v1/policies", map[string]any{"name": "creators", "statements": []any{
+		map[string]any{"effect": "allow", "actions": []string{iam.ActionCreateApp}, "resources": []string{iam.RealmHRN(realm)}}}}).Str("id")
+	f.admin.Must(http.StatusOK, "PUT", "/v1/policies/"+creator+"/attachments/"+f.user, nil)
+	// The fixture's Portal app, made by the admin, is not the user's.
+	for i := range 100 {
+		user.Must(http.StatusCreated, "POST", "/v1/apps", map[string]any{"name": fmt.Sprintf("app %d", i)})
+	}
+	r := user.Do("POST", "/v1/apps", map[string]any{"name": "one too many"})
 	wantProblem(t, r, http.StatusConflict, "limit_exceeded", "")
 	if !strings.Contains(r.Str("detail"), "at most 100 apps") {
 		t.Errorf("limit: got %s, want a detail naming at most 100 apps", r.Raw)
 	}
-	o.create("admin", "X", "/v1/apps")
-	wantProblem(t, o.admin.Do("PUT", o.path("/v1/apps/{X}/managers/{busy}"), nil), http.StatusConflict, "limit_exceeded", "")
+	wantProblem(t, f.admin.Do("PUT", "/v1/apps/"+f.app+"/managers/"+f.user, nil), http.StatusConflict, "limit_exceeded", "")
 }
