@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -607,5 +608,43 @@ func TestUnmarshalCommits_ReplaysHistory(t *testing.T) {
 	}
 	if d := diffRows(dumpRows(t, replayed), dumpRows(t, s)); d != "" {
 		t.Fatalf("replayed rows: %s", d)
+	}
+}
+
+// TestRows_ManagerEdges: each manager of an app, a group or a project is
+// its own edge row, gone when the manager is; a manager row whose ends are
+// missing is refused on load, not applied.
+func TestRows_ManagerEdges(t *testing.T) {
+	w := newWorld(t)
+	w.do(iam.CreateUser{ID: "u", Email: "u@example.com", Name: "User u"})
+	var touched []string
+	w.touch = func(c iam.Change) { touched = append(touched, replica.RowKey(c)) }
+	w.do(iam.CreateApp{ID: "a", Name: "A", Owner: "u"})
+	w.do(iam.CreateGroup{ID: "g", Name: "G", Creator: "u"})
+	w.do(iam.CreateProject{ID: "proj", Name: "P", Creator: "u"})
+	want := []string{"2r1\x00a", "6r1\x00ma\x00a\x00u", "3r1\x00g", "6r1\x00mg\x00g\x00u", "5r1\x00proj", "6r1\x00mp\x00proj\x00u"}
+	if !reflect.DeepEqual(touched, want) {
+		t.Fatalf("touched: got %q, want %q", touched, want)
+	}
+	for _, k := range want {
+		if _, ok := replica.Row(w.s, k); !ok {
+			t.Errorf("Row(%q): got none, want one", k)
+		}
+	}
+	touched = nil
+	w.do(iam.DeleteIdentity{ID: "u"})
+	for _, k := range []string{want[1], want[3], want[5]} {
+		if !slices.Contains(touched, k) {
+			t.Errorf("touched by the manager's deletion: got %q, want %q among them", touched, k)
+		}
+		if v, ok := replica.Row(w.s, k); ok {
+			t.Errorf("Row(%q) after the manager's deletion: got %q, want none", k, v)
+		}
+	}
+	loaded := loadRows(t, dumpRows(t, w.s))
+	for _, k := range []string{"6r1\x00ma\x00nosuch\x00u", "6r1\x00mg\x00g\x00nobody", "6r1\x00mp\x00a\x00u"} {
+		if err := replica.LoadRow(loaded, k, []byte{}); err == nil {
+			t.Errorf("LoadRow(%q): got no error, want one", k)
+		}
 	}
 }
