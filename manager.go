@@ -171,7 +171,8 @@ type creation interface {
 }
 
 // AddManager makes an identity or a group a manager of an app, a group or a
-// project.
+// project. Errors: not_found (the entity, the manager), limit_exceeded (a
+// user's apps); none and no event when it already manages.
 type AddManager struct {
 	Entity  ManagedRef
 	Manager string
@@ -213,7 +214,9 @@ func (c AddManager) decide(s *State, r *Realm) ([]Event, error) {
 }
 
 // RemoveManager takes a manager from an app, a group or a project; the last
-// one stays, so that nothing is orphaned by choice.
+// one stays, so that nothing is orphaned by choice. Errors: not_found (the
+// entity), conflict (the last manager); none and no event when it does not
+// manage.
 type RemoveManager struct {
 	Entity  ManagedRef
 	Manager string

@@ -84,6 +84,7 @@ func TestAPI_Ownership(t *testing.T) {
 	o.create("alice", "G", "/v1/groups")
 	o.create("alice", "P", "/v1/projects")
 	o.create("bob", "Q", "/v1/projects")
+	o.create("bob", "B", "/v1/apps")
 	// team is a group with bob in it, made by the admin (its manager).
 	o.create("admin", "team", "/v1/groups")
 	o.admin.Must(http.StatusOK, "PUT", o.path("/v1/groups/{team}/members/{bob}"), nil)
@@ -149,6 +150,8 @@ func TestAPI_Ownership(t *testing.T) {
 		// An orphan: its only manager deleted, taken over by a ResourceManager.
 		{"orphan's manager deleted", "admin", "DELETE", "/v1/apps/{bob}", nil, 200, ""},
 		{"orphaned Q taken over", "rm", "PUT", "/v1/projects/{Q}/managers/{rm}", nil, 200, ""},
+		{"orphaned B taken over by OrgAdmin", "admin", "PUT", "/v1/apps/{B}/managers/{alice}", nil, 200, ""},
+		{"B's new manager: credential", "alice", "POST", "/v1/apps/{B}/credentials", nil, 201, ""},
 	}
 	for _, st := range steps {
 		r := o.as[st.actor].Do(st.method, o.path(st.path), st.body)
@@ -166,6 +169,7 @@ func TestAPI_Ownership(t *testing.T) {
 		{"/v1/groups/{G}/managers", "{alice}:app,{rm}:app"},
 		{"/v1/projects/{P}/managers", ""}, // bob, its last manager, was deleted
 		{"/v1/projects/{Q}/managers", "{rm}:app"},
+		{"/v1/apps/{B}/managers", "{alice}:app"},
 	} {
 		r := o.admin.Must(http.StatusOK, "GET", o.path(tt.path), nil)
 		var got []string
