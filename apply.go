@@ -23,6 +23,9 @@ const (
 	ChangeAPIKeyStatus                          // API key To of app From is disabled
 	ChangeAuthCode                              // user From holds the code with hash To
 	ChangeDefaultProject                        // app From has project To as its default
+	ChangeAppManager                            // app From has manager To (identity or group)
+	ChangeGroupManager                          // group From has manager To
+	ChangeProjectManager                        // project From has manager To
 )
 
 // Change names one entity or edge of a realm whose value may have changed

@@ -41,6 +41,8 @@ func everyEvent() []iam.Event {
 		iam.APIKeyRemoved{InRealm: in, App: "a", KeyID: "k"},
 		iam.DefaultProjectSet{InRealm: in, App: "a", Project: "proj"},
 		iam.DefaultProjectSet{InRealm: in, App: "a"},
+		iam.ManagerAdded{InRealm: in, Kind: iam.ManagedApp, ID: "a", Manager: "u"},
+		iam.ManagerRemoved{InRealm: in, Kind: iam.ManagedApp, ID: "a", Manager: "u"},
 		iam.SignInFailed{InRealm: in, User: "u", At: at},
 		iam.SignInSucceeded{InRealm: in, User: "u", At: at},
 		iam.AuthCodeIssued{InRealm: in, User: "u", CodeHash: "h", Code: code, At: at},

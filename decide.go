@@ -56,6 +56,9 @@ func Decide(s *State, req Request) ([]Event, error) {
 	if r == nil {
 		return nil, Errorf(ENotFound, "realm %s not found", req.Realm)
 	}
+	if c, ok := req.Command.(creation); ok && req.Actor != "" {
+		req.Command = c.createdBy(req.Actor)
+	}
 	if c, ok := req.Command.(SetIdentityStatus); ok {
 		c.bySelf = req.Actor != "" && req.Actor == c.ID
 		req.Command = c

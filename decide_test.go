@@ -123,6 +123,29 @@ func TestDecide_Limits(t *testing.T) {
 			w.do("", iam.AddProjectResource{Project: "home2", HRN: data("b"), Relation: iam.RelationHome})
 			w.do("", iam.AddProjectResource{Project: "proj", HRN: data("a"), Relation: iam.RelationLink})
 		}, iam.AddProjectResource{Project: "proj", HRN: data("b"), Relation: iam.RelationLink}, []string{"at most 1 resources"}},
+		{"AppsPerManager created", func(w *world) {
+			w.s.Limits.AppsPerManager = 2
+			w.user("u")
+			w.do("", iam.CreateApp{ID: "a0", Name: "A", Owner: "u"})
+			w.do("", iam.CreateApp{ID: "a1", Name: "A", Owner: "u"})
+		}, iam.CreateApp{ID: "a2", Name: "A", Owner: "u"}, []string{"a user manages at most 2 apps"}},
+		{"AppsPerManager added", func(w *world) {
+			w.s.Limits.AppsPerManager = 1
+			w.user("u")
+			w.do("", iam.CreateApp{ID: "a0", Name: "A", Owner: "u"})
+			w.app("a1")
+			w.do("", iam.CreateGroup{ID: "g", Name: "G", Creator: "u"}) // groups and projects do not count
+			w.do("", iam.CreateProject{ID: "proj", Name: "P", Creator: "u"})
+		}, iam.AddManager{Entity: iam.ManagedRef{Kind: iam.ManagedApp, ID: "a1"}, Manager: "u"}, []string{"a user manages at most 1 apps"}},
+		{"AppsPerManager after a removal", func(w *world) {
+			w.s.Limits.AppsPerManager = 1
+			w.user("u")
+			w.user("v")
+			w.do("", iam.CreateApp{ID: "a0", Name: "A", Owner: "u"})
+			w.do("", iam.AddManager{Entity: iam.ManagedRef{Kind: iam.ManagedApp, ID: "a0"}, Manager: "v"})
+			w.do("", iam.RemoveManager{Entity: iam.ManagedRef{Kind: iam.ManagedApp, ID: "a0"}, Manager: "u"})
+			w.do("", iam.CreateApp{ID: "a1", Name: "A", Owner: "u"}) // the freed slot
+		}, iam.CreateApp{ID: "a2", Name: "A", Owner: "u"}, []string{"a user manages at most 1 apps"}},
 		{"LinksPerResource", func(w *world) {
 			w.s.Limits.LinksPerResource = 2
 			for _, p := range ids("proj", 4) {

@@ -18,6 +18,8 @@
 //	role.go        built-in roles, management actions; GrantRole, RevokeRole
 //	policy.go      Statement, policies and their realm-wide attachments
 //	project.go     projects, their members and their resources
+//	manager.go     ownership: managers of apps, groups and projects (their
+//	               creators first); AddManager, RemoveManager
 //	signin.go      sign-in and lockout, authorization codes, passwords and
 //	               their resets
 //	invitation.go  invitations: create, renew, accept

@@ -1,6 +1,7 @@
 package iam
 
 import (
+	"slices"
 	"sort"
 	"strconv"
 )
@@ -24,20 +25,24 @@ type Decision struct {
 
 // Grant source kinds, for reasons and effective permissions.
 const (
-	SourcePolicy = "policy"
-	SourceRole   = "role"
+	SourcePolicy  = "policy"
+	SourceRole    = "role"
+	SourceManager = "manager" // ID is the managed entity, "<kind>/<id>"
 )
 
 // Source says where a statement reaches a subject from.
 type Source struct {
-	Kind    string `json:"kind"`              // policy or role
-	ID      string `json:"id"`                // policy id or role name
+	Kind    string `json:"kind"`              // policy, role or manager
+	ID      string `json:"id"`                // policy id, role name or managed entity
 	Via     string `json:"via,omitempty"`     // group id, when inherited through a group
 	Project string `json:"project,omitempty"` // project id, for project memberships
 }
 
 func (src Source) describe(stmt int) string {
 	s := src.Kind + " " + src.ID + " statement " + strconv.Itoa(stmt)
+	if src.Kind == SourceManager {
+		s = "manager of " + src.ID // a manager's right is no statement of a policy
+	}
 	if src.Via != "" {
 		s += " via group " + src.Via
 	}
@@ -133,6 +138,30 @@ func (e *evaluation) policySet(r *Realm, ids set, src Source) {
 	}
 }
 
+// managed offers the manager's right when the resource is an app, a group
+// or a project that the subject manages, directly or through a group. Like
+// any allow, an explicit deny beats it.
+func (e *evaluation) managed(r *Realm, id *Identity) {
+	m, ok := r.managedEntity(e.resource)
+	if !ok || !slices.Contains(managerActions[m.Kind], e.action) {
+		return
+	}
+	ms, ok := r.managers(m)
+	if !ok {
+		return
+	}
+	src := Source{Kind: SourceManager, ID: string(m.Kind) + "/" + m.ID}
+	if ms.has(id.ID) {
+		e.allow.offer(src, 0)
+	}
+	for g := range id.Groups {
+		if ms.has(g) {
+			src.Via = g
+			e.allow.offer(src, 0)
+		}
+	}
+}
+
 func (e *evaluation) decision() Decision {
 	switch {
 	case e.deny.ok:
@@ -182,6 +211,7 @@ func (s *State) Check(q CheckRequest) Decision {
 		for role := range id.Roles {
 			ev.statements(r.roleCache[role], Source{Kind: SourceRole, ID: role})
 		}
+		ev.managed(r, id)
 		return ev.decision()
 	}
 	p := r.Projects[q.Scope]
@@ -251,6 +281,18 @@ func (s *State) Permissions(realm, identity string) ([]Permission, error) {
 		if grp := r.Groups[g]; grp != nil {
 			addPolicies(sortedKeys(grp.Policies), Source{Kind: SourcePolicy, Via: g})
 		}
+	}
+	addManaged := func(manager, via string) {
+		for _, m := range sortedRefs(r.manages[manager]) {
+			src := Source{Kind: SourceManager, ID: string(m.Kind) + "/" + m.ID, Via: via}
+			for _, a := range managerActions[m.Kind] {
+				out = append(out, Permission{Effect: Allow, Action: a, Resource: m.HRN(realm), Source: src})
+			}
+		}
+	}
+	addManaged(identity, "")
+	for _, g := range groups {
+		addManaged(g, g)
 	}
 	projects := set{}
 	for p := range id.Projects {

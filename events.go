@@ -68,6 +68,9 @@ var eventTypes = []Event{
 	InvitationCreated{},
 	InvitationRenewed{},
 	InvitationAccepted{},
+	// manager.go
+	ManagerAdded{},
+	ManagerRemoved{},
 }
 
 // Derived from eventTypes: the decoder's types by name, and the set of

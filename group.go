@@ -5,8 +5,11 @@ package iam
 
 // --- commands ------------------------------------------------------------------
 
-// CreateGroup adds a group.
-type CreateGroup struct{ ID, Name string }
+// CreateGroup adds a group; Creator becomes its first group admin (Decide
+// sets it to the actor).
+type CreateGroup struct{ ID, Name, Creator string }
+
+func (c CreateGroup) createdBy(actor string) Command { c.Creator = actor; return c }
 
 func (c CreateGroup) permission(r *Realm) (string, string) {
 	return ActionCreateGroup, RealmHRN(r.ID)
@@ -21,7 +24,11 @@ func (c CreateGroup) decide(s *State, r *Realm) ([]Event, error) {
 	if r.Groups[c.ID] != nil || r.Identities[c.ID] != nil {
 		return nil, Errorf(EConflict, "an identity or group %s already exists", c.ID)
 	}
-	return []Event{GroupCreated{InRealm{r.ID}, c.ID, c.Name}}, nil
+	first, err := r.firstManager(s, ManagedRef{ManagedGroup, c.ID}, c.Creator)
+	if err != nil {
+		return nil, err
+	}
+	return append([]Event{GroupCreated{InRealm{r.ID}, c.ID, c.Name}}, first...), nil
 }
 
 // AddMember puts a user or an app into a group, within both the group's
@@ -100,7 +107,7 @@ func (MemberRemoved) EventType() string { return "MemberRemoved" }
 // --- apply ---------------------------------------------------------------------
 
 func (e GroupCreated) apply(s *State, touch Touch) {
-	s.realms[e.Realm].Groups[e.ID] = &Group{ID: e.ID, Name: e.Name, Members: set{}, Policies: set{}, Projects: set{}}
+	s.realms[e.Realm].Groups[e.ID] = &Group{ID: e.ID, Name: e.Name, Members: set{}, Policies: set{}, Projects: set{}, Managers: set{}}
 	touch(Change{Kind: ChangeGroup, Realm: e.Realm, From: e.ID})
 }
 

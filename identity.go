@@ -103,13 +103,16 @@ func (c CreateSealedUser) decide(s *State, r *Realm) ([]Event, error) {
 }
 
 // CreateApp adds an app. RedirectURIs are matched exactly in the
-// authorization-code flow.
+// authorization-code flow. Owner, its creator, becomes its first App
+// Manager (Decide sets it to the actor; "" only for the system's own apps).
 type CreateApp struct {
 	ID           string
 	Name         string
 	RedirectURIs []string
 	Owner        string
 }
+
+func (c CreateApp) createdBy(actor string) Command { c.Owner = actor; return c }
 
 func (c CreateApp) permission(r *Realm) (string, string) { return ActionCreateApp, RealmHRN(r.ID) }
 func (c CreateApp) validate() error {
@@ -130,7 +133,11 @@ func (c CreateApp) decide(s *State, r *Realm) ([]Event, error) {
 	if r.Identities[c.ID] != nil || r.Groups[c.ID] != nil {
 		return nil, Errorf(EConflict, "an identity or group %s already exists", c.ID)
 	}
-	return []Event{IdentityCreated{InRealm: InRealm{r.ID}, ID: c.ID, Kind: KindApp, Name: c.Name, RedirectURIs: c.RedirectURIs, Owner: c.Owner}}, nil
+	first, err := r.firstManager(s, ManagedRef{ManagedApp, c.ID}, c.Owner)
+	if err != nil {
+		return nil, err
+	}
+	return append([]Event{IdentityCreated{InRealm: InRealm{r.ID}, ID: c.ID, Kind: KindApp, Name: c.Name, RedirectURIs: c.RedirectURIs, Owner: c.Owner}}, first...), nil
 }
 
 // validRedirectURI parses u (net/url) and accepts an https URI with a host,
@@ -234,6 +241,14 @@ func (c DeleteIdentity) decide(s *State, r *Realm) ([]Event, error) {
 	if id.DefaultProject != "" {
 		evs = append(evs, DefaultProjectSet{in, c.ID, ""})
 	}
+	// What it managed is left to its other managers, or orphaned for the
+	// realm's ResourceManagers to take over; an app's own managers go too.
+	for _, m := range sortedRefs(r.manages[c.ID]) {
+		evs = append(evs, ManagerRemoved{in, m.Kind, m.ID, c.ID})
+	}
+	for _, m := range sortedKeys(id.Managers) {
+		evs = append(evs, ManagerRemoved{in, ManagedApp, c.ID, m})
+	}
 	return append(evs, IdentityDeleted{in, c.ID}), nil
 }
 
@@ -326,7 +341,7 @@ func (e IdentityCreated) apply(s *State, touch Touch) {
 	r.Identities[e.ID] = &Identity{
 		ID: e.ID, Kind: e.Kind, Status: StatusActive, Email: e.Email, Name: e.Name,
 		PasswordHash: e.PasswordHash, RedirectURIs: e.RedirectURIs, Owner: e.Owner,
-		Groups: set{}, Roles: set{}, Policies: set{}, Projects: set{},
+		Groups: set{}, Roles: set{}, Policies: set{}, Projects: set{}, Managers: set{},
 		Credentials: map[string]Credential{}, APIKeys: map[string]string{},
 		EmailIndex: e.EmailIndex, Sealed: e.Sealed, AuthCodes: map[string]AuthCode{}, DisabledAPIKeys: set{},
 	}
@@ -354,7 +369,7 @@ func (e IdentityDeleted) apply(s *State, touch Touch) {
 	r.forgetAuth(id, touch)
 	// Keep a tombstone without personal data, so the id is never reused.
 	r.Identities[e.ID] = &Identity{ID: e.ID, Kind: id.Kind, Status: StatusDeleted,
-		Groups: set{}, Roles: set{}, Policies: set{}, Projects: set{},
+		Groups: set{}, Roles: set{}, Policies: set{}, Projects: set{}, Managers: set{},
 		Credentials: map[string]Credential{}, APIKeys: map[string]string{},
 		AuthCodes: map[string]AuthCode{}, DisabledAPIKeys: set{}}
 	touch(Change{Kind: ChangeIdentity, Realm: e.Realm, From: e.ID})

@@ -18,6 +18,7 @@ type Limits struct {
 	CredentialsPerApp          int
 	APIKeysPerApp              int
 	StatementsPerPolicy        int
+	AppsPerManager             int // apps a user manages directly
 	IdempotencyRetention       time.Duration
 	MaxIdempotencyKeysPerRealm int
 }
@@ -38,6 +39,7 @@ func DefaultLimits() Limits {
 		CredentialsPerApp:          10,
 		APIKeysPerApp:              10,
 		StatementsPerPolicy:        100,
+		AppsPerManager:             100,
 		IdempotencyRetention:       24 * time.Hour,
 		MaxIdempotencyKeysPerRealm: 100_000,
 	}

@@ -17,8 +17,11 @@ const (
 
 // --- commands ------------------------------------------------------------------
 
-// CreateProject adds a project.
-type CreateProject struct{ ID, Name string }
+// CreateProject adds a project; Creator becomes its first Project Admin, of
+// this project only (Decide sets it to the actor).
+type CreateProject struct{ ID, Name, Creator string }
+
+func (c CreateProject) createdBy(actor string) Command { c.Creator = actor; return c }
 
 func (c CreateProject) permission(r *Realm) (string, string) {
 	return ActionCreateProject, RealmHRN(r.ID)
@@ -36,7 +39,11 @@ func (c CreateProject) decide(s *State, r *Realm) ([]Event, error) {
 	if r.Projects[c.ID] != nil {
 		return nil, Errorf(EConflict, "project %s already exists", c.ID)
 	}
-	return []Event{ProjectCreated{InRealm{r.ID}, c.ID, c.Name}}, nil
+	first, err := r.firstManager(s, ManagedRef{ManagedProject, c.ID}, c.Creator)
+	if err != nil {
+		return nil, err
+	}
+	return append([]Event{ProjectCreated{InRealm{r.ID}, c.ID, c.Name}}, first...), nil
 }
 
 // SetProjectMember makes an identity or a group a member of a project with
@@ -275,7 +282,7 @@ func (ProjectResourceRemoved) EventType() string { return "ProjectResourceRemove
 // --- apply ---------------------------------------------------------------------
 
 func (e ProjectCreated) apply(s *State, touch Touch) {
-	s.realms[e.Realm].Projects[e.ID] = &Project{ID: e.ID, Name: e.Name, Members: map[string][]string{}, Resources: map[string]Relation{}}
+	s.realms[e.Realm].Projects[e.ID] = &Project{ID: e.ID, Name: e.Name, Members: map[string][]string{}, Resources: map[string]Relation{}, Managers: set{}}
 	touch(Change{Kind: ChangeProject, Realm: e.Realm, From: e.ID})
 }
 

@@ -52,17 +52,20 @@ var roles = map[string]roleTemplate{
 			{Effect: Allow, Actions: []string{ActionRead}, Resources: []string{"hrn:here:account::" + r + ":user/*"}},
 		}
 	}},
-	RoleResourceManager: {"Manages every app and project of the realm, including orphaned ones.", func(r string) []Statement {
+	RoleResourceManager: {"Manages every app, group and project of the realm, including orphaned ones (by making itself a manager).", func(r string) []Statement {
 		return []Statement{
 			{Effect: Allow, Actions: []string{ActionCreateApp, ActionCreateProject, ActionList}, Resources: []string{RealmHRN(r)}},
 			{Effect: Allow, Actions: []string{"*"}, Resources: []string{
-				"hrn:here:account::" + r + ":app/*", "hrn:here:authorization::" + r + ":project/*"}},
+				"hrn:here:account::" + r + ":app/*", "hrn:here:authorization::" + r + ":group/*",
+				"hrn:here:authorization::" + r + ":project/*"}},
 		}
 	}},
-	RoleProjectAdmin: {"Creates projects and manages their members and resources.", func(r string) []Statement {
+	// As in HERE IAM, the role lets its holder create projects; each
+	// creator then administers its own projects as their manager
+	// (manager.go), and nobody's others.
+	RoleProjectAdmin: {"Creates projects, and administers those it created or was made a manager of.", func(r string) []Statement {
 		return []Statement{
 			{Effect: Allow, Actions: []string{ActionCreateProject, ActionList}, Resources: []string{RealmHRN(r)}},
-			{Effect: Allow, Actions: []string{"*"}, Resources: []string{"hrn:here:authorization::" + r + ":project/*"}},
 		}
 	}},
 }

@@ -55,6 +55,9 @@ type Realm struct {
 	idem       map[string]IdempotencyRecord
 	idemOrder  []string
 	roleCache  map[string][]Statement
+	// manages is the reverse of the entities' Managers: manager id → what
+	// it manages, for the apps-per-user limit and deletions.
+	manages map[string]map[ManagedRef]struct{}
 
 	// Identity provider (signin.go, invitation.go).
 	Invitations      map[string]*Invitation
@@ -75,6 +78,7 @@ type Identity struct {
 	SelfDeactivated bool
 	RedirectURIs    []string
 	Owner           string
+	Managers        set // an app's managers: identities and groups (manager.go)
 	Groups          set
 	Roles           set
 	Policies        set // attached realm-wide
@@ -112,6 +116,7 @@ type Group struct {
 	Members  set
 	Policies set
 	Projects set
+	Managers set // its group admins: identities and groups
 }
 
 // Policy is a named list of statements, attached realm-wide or used by
@@ -130,6 +135,7 @@ type Project struct {
 	Name      string
 	Members   map[string][]string // identity or group id → project policies
 	Resources map[string]Relation // HRN → relation
+	Managers  set                 // its project admins: identities and groups
 	groups    int
 }
 

@@ -71,7 +71,7 @@ func (s *Server) createApp(w http.ResponseWriter, r *http.Request) error {
 	if err := c.decode(&in, false); err != nil {
 		return err
 	}
-	cmd := iam.CreateApp{ID: c.newID("a", 16, "app"), Name: in.Name, RedirectURIs: in.RedirectURIs, Owner: c.p.ID}
+	cmd := iam.CreateApp{ID: c.newID("a", 16, "app"), Name: in.Name, RedirectURIs: in.RedirectURIs}
 	return c.run(cmd, http.StatusCreated, map[string]any{
 		"id": cmd.ID, "hrn": iam.AppHRN(c.p.Realm, cmd.ID), "name": in.Name, "redirectUris": in.RedirectURIs, "status": iam.StatusActive})
 }

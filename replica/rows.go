@@ -3,6 +3,7 @@ package replica
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -35,6 +36,9 @@ const (
 	edgeAPIKeyDisabled  = "kd"
 	edgeAuthCode        = "ac"
 	edgeDefaultProject  = "dp"
+	edgeAppManager      = "ma"
+	edgeGroupManager    = "mg"
+	edgeProjectManager  = "mp"
 )
 
 // entityRows and edgeRows name the row of each kind of iam.Change.
@@ -57,6 +61,15 @@ var (
 		iam.ChangeAPIKeyStatus:    edgeAPIKeyDisabled,
 		iam.ChangeAuthCode:        edgeAuthCode,
 		iam.ChangeDefaultProject:  edgeDefaultProject,
+		iam.ChangeAppManager:      edgeAppManager,
+		iam.ChangeGroupManager:    edgeGroupManager,
+		iam.ChangeProjectManager:  edgeProjectManager,
+	}
+	// managedKinds is the managed entity's kind of each manager edge.
+	managedKinds = map[iam.ChangeKind]iam.ManagedKind{
+		iam.ChangeAppManager:     iam.ManagedApp,
+		iam.ChangeGroupManager:   iam.ManagedGroup,
+		iam.ChangeProjectManager: iam.ManagedProject,
 	}
 )
 
@@ -280,6 +293,10 @@ func rowValue(st *iam.State, c iam.Change) ([]byte, bool) {
 		if id := r.Identities[c.From]; id != nil && c.To != "" && id.DefaultProject == c.To {
 			return present, true
 		}
+	case iam.ChangeAppManager, iam.ChangeGroupManager, iam.ChangeProjectManager:
+		if ms, ok := st.Managers(c.Realm, iam.ManagedRef{Kind: managedKinds[c.Kind], ID: c.From}); ok && slices.Contains(ms, c.To) {
+			return present, true
+		}
 	}
 	return nil, false
 }
@@ -319,6 +336,9 @@ func Rows(st *iam.State, fn func(key string, value []byte) error) error {
 			if ident.DefaultProject != "" {
 				add(iam.ChangeDefaultProject, rid, id, ident.DefaultProject)
 			}
+			for m := range ident.Managers {
+				add(iam.ChangeAppManager, rid, id, m)
+			}
 		}
 		for id, g := range r.Groups {
 			add(iam.ChangeGroup, rid, id, "")
@@ -327,6 +347,9 @@ func Rows(st *iam.State, fn func(key string, value []byte) error) error {
 			}
 			for pol := range g.Policies {
 				add(iam.ChangeAttachment, rid, id, pol)
+			}
+			for m := range g.Managers {
+				add(iam.ChangeGroupManager, rid, id, m)
 			}
 		}
 		for id := range r.Policies {
@@ -339,6 +362,9 @@ func Rows(st *iam.State, fn func(key string, value []byte) error) error {
 			}
 			for h := range p.Resources {
 				add(iam.ChangeProjectResource, rid, id, h)
+			}
+			for m := range p.Managers {
+				add(iam.ChangeProjectManager, rid, id, m)
 			}
 		}
 		for id := range r.Invitations {
@@ -453,6 +479,12 @@ func loadRow(st *iam.State, c iam.Change, value []byte) error {
 			return fmt.Errorf("resource of a missing project")
 		}
 		return apply(iam.ProjectResourceAdded{InRealm: in, Project: from, HRN: to, Relation: iam.Relation(value)})
+	case iam.ChangeAppManager, iam.ChangeGroupManager, iam.ChangeProjectManager:
+		kind := managedKinds[c.Kind]
+		if _, ok := st.Managers(c.Realm, iam.ManagedRef{Kind: kind, ID: from}); !ok || (r.Groups[to] == nil && r.Identities[to] == nil) {
+			return fmt.Errorf("manager edge of missing entities")
+		}
+		return apply(iam.ManagerAdded{InRealm: in, Kind: kind, ID: from, Manager: to})
 	}
 	// The remaining edges belong to an identity.
 	if r.Identities[from] == nil {

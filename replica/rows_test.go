@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -142,7 +143,7 @@ func (g randomCommands) next(i, n int) iam.Command {
 	if g.rng.IntN(5) == 0 {
 		return g.authCommand() // sign-in, codes, passwords, invitations: auth_test.go
 	}
-	op := g.rng.IntN(25)
+	op := g.rng.IntN(28)
 	if g.rng.IntN(n) >= 4*i {
 		op = g.rng.IntN(6)
 	}
@@ -156,12 +157,12 @@ func (g randomCommands) next(i, n int) iam.Command {
 		return iam.CreateApp{ID: id, Name: "App " + id, RedirectURIs: []string{"https://example.com/" + id}, Owner: g.pick("u", 12)}
 	case 3:
 		id := g.pick("g", 6)
-		return iam.CreateGroup{ID: id, Name: "Group " + id}
+		return iam.CreateGroup{ID: id, Name: "Group " + id, Creator: g.identity()}
 	case 4:
 		id := g.pick("p", 8)
 		return iam.CreatePolicy{ID: id, Name: "Policy " + id, Statements: g.statements()}
 	case 5:
-		return iam.CreateProject{ID: g.pick("proj", 4), Name: "Project"}
+		return iam.CreateProject{ID: g.pick("proj", 4), Name: "Project", Creator: g.identity()}
 	case 6:
 		st := iam.StatusActive
 		if g.rng.IntN(2) == 0 {
@@ -203,13 +204,44 @@ func (g randomCommands) next(i, n int) iam.Command {
 		return iam.AddProjectResource{Project: g.pick("proj", 4), HRN: g.resource(), Relation: rel}
 	case 23:
 		return iam.RemoveProjectResource{Project: g.pick("proj", 4), HRN: g.resource()}
-	default:
+	case 24:
 		project := ""
 		if g.rng.IntN(3) != 0 {
 			project = g.pick("proj", 4)
 		}
 		return iam.SetDefaultProject{App: g.pick("a", 6), Project: project}
+	case 25, 26:
+		return iam.AddManager{Entity: g.managed(), Manager: g.member()}
+	default:
+		return iam.RemoveManager{Entity: g.managed(), Manager: g.member()}
 	}
+}
+
+// managedEntities lists every app, group and project the random commands
+// may make.
+func managedEntities() []iam.ManagedRef {
+	var out []iam.ManagedRef
+	for _, id := range ids("a", 6) {
+		out = append(out, iam.ManagedRef{Kind: iam.ManagedApp, ID: id})
+	}
+	for _, id := range ids("g", 6) {
+		out = append(out, iam.ManagedRef{Kind: iam.ManagedGroup, ID: id})
+	}
+	for _, id := range ids("proj", 4) {
+		out = append(out, iam.ManagedRef{Kind: iam.ManagedProject, ID: id})
+	}
+	return out
+}
+
+// managed picks an app, a group or a project, for its managers.
+func (g randomCommands) managed() iam.ManagedRef {
+	switch g.rng.IntN(3) {
+	case 0:
+		return iam.ManagedRef{Kind: iam.ManagedApp, ID: g.pick("a", 6)}
+	case 1:
+		return iam.ManagedRef{Kind: iam.ManagedGroup, ID: g.pick("g", 6)}
+	}
+	return iam.ManagedRef{Kind: iam.ManagedProject, ID: g.pick("proj", 4)}
 }
 
 type row struct {
@@ -425,6 +457,13 @@ func sameChecks(t *testing.T, got, want *iam.State) {
 			if g, w := got.Check(q), want.Check(q); g.Allowed != w.Allowed {
 				t.Fatalf("Check(%+v): got %v (%s), want %v (%s)", q, g.Allowed, g.Reason, w.Allowed, w.Reason)
 			}
+			// What managers may do: the same, with the same reason.
+			for _, m := range managedEntities() {
+				q := iam.CheckRequest{Realm: r, Subject: sub, Action: iam.ActionRead, Resource: m.HRN(r)}
+				if g, w := got.Check(q), want.Check(q); g != w {
+					t.Fatalf("Check(%+v): got %v (%s), want %v (%s)", q, g.Allowed, g.Reason, w.Allowed, w.Reason)
+				}
+			}
 		}
 	}
 }
@@ -575,5 +614,43 @@ func TestUnmarshalCommits_ReplaysHistory(t *testing.T) {
 	}
 	if d := diffRows(dumpRows(t, replayed), dumpRows(t, s)); d != "" {
 		t.Fatalf("replayed rows: %s", d)
+	}
+}
+
+// TestRows_ManagerEdges: each manager of an app, a group or a project is
+// its own edge row, gone when the manager is; a manager row whose ends are
+// missing is refused on load, not applied.
+func TestRows_ManagerEdges(t *testing.T) {
+	w := newWorld(t)
+	w.do(iam.CreateUser{ID: "u", Email: "u@example.com", Name: "User u"})
+	var touched []string
+	w.touch = func(c iam.Change) { touched = append(touched, replica.RowKey(c)) }
+	w.do(iam.CreateApp{ID: "a", Name: "A", Owner: "u"})
+	w.do(iam.CreateGroup{ID: "g", Name: "G", Creator: "u"})
+	w.do(iam.CreateProject{ID: "proj", Name: "P", Creator: "u"})
+	want := []string{"2r1\x00a", "6r1\x00ma\x00a\x00u", "3r1\x00g", "6r1\x00mg\x00g\x00u", "5r1\x00proj", "6r1\x00mp\x00proj\x00u"}
+	if !reflect.DeepEqual(touched, want) {
+		t.Fatalf("touched: got %q, want %q", touched, want)
+	}
+	for _, k := range want {
+		if _, ok := replica.Row(w.s, k); !ok {
+			t.Errorf("Row(%q): got none, want one", k)
+		}
+	}
+	touched = nil
+	w.do(iam.DeleteIdentity{ID: "u"})
+	for _, k := range []string{want[1], want[3], want[5]} {
+		if !slices.Contains(touched, k) {
+			t.Errorf("touched by the manager's deletion: got %q, want %q among them", touched, k)
+		}
+		if v, ok := replica.Row(w.s, k); ok {
+			t.Errorf("Row(%q) after the manager's deletion: got %q, want none", k, v)
+		}
+	}
+	loaded := loadRows(t, dumpRows(t, w.s))
+	for _, k := range []string{"6r1\x00ma\x00nosuch\x00u", "6r1\x00mg\x00g\x00nobody", "6r1\x00mp\x00a\x00u"} {
+		if err := replica.LoadRow(loaded, k, []byte{}); err == nil {
+			t.Errorf("LoadRow(%q): got no error, want one", k)
+		}
 	}
 }

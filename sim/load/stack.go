@@ -11,8 +11,8 @@ import (
 
 	"github.com/iam-project/iam/api/auth"
 	"github.com/iam-project/iam/cmd/iamd/daemon"
-	"github.com/iam-project/iam/eventlog/writer"
 	"github.com/iam-project/iam/cmd/iamd/daemon/daemontest/testca"
+	"github.com/iam-project/iam/eventlog/writer"
 )
 
 // StackConfig configures an in-process iam stack.

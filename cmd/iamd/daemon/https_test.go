@@ -21,10 +21,10 @@ import (
 
 	"github.com/iam-project/iam/cmd/iamd/daemon"
 	"github.com/iam-project/iam/cmd/iamd/daemon/daemontest"
+	"github.com/iam-project/iam/cmd/iamd/daemon/daemontest/testca"
 	"github.com/iam-project/iam/eventlog/bus"
 	"github.com/iam-project/iam/eventlog/eventlogtest"
 	"github.com/iam-project/iam/eventlog/natsnode"
-	"github.com/iam-project/iam/cmd/iamd/daemon/daemontest/testca"
 )
 
 func newTestCA(t *testing.T) *testca.CA {

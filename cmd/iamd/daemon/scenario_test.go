@@ -113,6 +113,8 @@ func (r *runner) expand(s string) string {
 	s = strings.ReplaceAll(s, "{realm}", r.realm())
 	for label, id := range r.ids {
 		s = strings.ReplaceAll(s, "{project:"+label+"}", "hrn:here:authorization::"+r.realm()+":project/"+id)
+		s = strings.ReplaceAll(s, "{group:"+label+"}", "hrn:here:authorization::"+r.realm()+":group/"+id)
+		s = strings.ReplaceAll(s, "{app:"+label+"}", "hrn:here:account::"+r.realm()+":app/"+id)
 	}
 	return s
 }
@@ -179,6 +181,9 @@ func (r *runner) step(i int, st step) {
 		method, path = "DELETE", "/v1/users/"+r.id(st.User)
 	case "credentials":
 		method, path = "POST", "/v1/apps/"+r.id(st.App)+"/credentials"
+	case "manager", "unmanager":
+		method = map[string]string{"manager": "PUT", "unmanager": "DELETE"}[st.Op]
+		path = r.managedPath(st) + "/managers/" + r.id(st.Identity)
 	case "check":
 		r.check(i, st)
 		return
@@ -219,6 +224,18 @@ func (r *runner) step(i int, st step) {
 	if st.Op == "credentials" {
 		r.tokens[st.App] = daemontest.ClientToken(t, daemontest.URL(r.m), resp.Str("clientId"), resp.Str("clientSecret"), "")
 	}
+}
+
+// managedPath is the path of the app, group or project a manager step
+// names.
+func (r *runner) managedPath(st step) string {
+	switch {
+	case st.App != "":
+		return "/v1/apps/" + r.id(st.App)
+	case st.Group != "":
+		return "/v1/groups/" + r.id(st.Group)
+	}
+	return "/v1/projects/" + r.id(st.Project)
 }
 
 func (r *runner) check(i int, st step) {
