@@ -42,6 +42,23 @@ func (s *State) InvitationByToken(realm, h string) *Invitation {
 	return nil
 }
 
+// PendingInvitations returns the ids of realm's invitations not accepted
+// yet for the email whose blind index is emailIndex, expired ones included
+// (renewing them is what the invitee asks for), sorted.
+func (s *State) PendingInvitations(realm, emailIndex string) []string {
+	r := s.realms[realm]
+	if r == nil {
+		return nil
+	}
+	var ids []string
+	for _, id := range sortedKeys(r.Invitations) {
+		if inv := r.Invitations[id]; !inv.Accepted && inv.EmailIndex == emailIndex {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
 // --- commands ------------------------------------------------------------------
 
 // CreateInvitation invites a person by (sealed) email with at most 5 roles

@@ -75,7 +75,7 @@ func (s *Server) createApp(w http.ResponseWriter, r *http.Request) error {
 		"id": cmd.ID, "hrn": iam.AppHRN(c.p.Realm, cmd.ID), "name": in.Name, "redirectUris": in.RedirectURIs, "status": iam.StatusActive})
 }
 
-// setStatus serves PATCH /v1/users/{id} and /v1/apps/{id}.
+// setStatus serves PATCH /v1/apps/{id} (a user's PATCH is patchUser).
 func (s *Server) setStatus(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
 	var skeleton iam.Command = iam.SetIdentityStatus{ID: id}
@@ -97,7 +97,11 @@ func (s *Server) setStatus(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) deleteIdentity(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
-	c, err := s.beginWrite(w, r, iam.DeleteIdentity{ID: id})
+	var skeleton iam.Command = iam.DeleteIdentity{ID: id}
+	if principal(r).ID == id {
+		skeleton = nil // a user may delete itself for good; Decide judges the rest
+	}
+	c, err := s.beginWrite(w, r, skeleton)
 	if err != nil {
 		return err
 	}
