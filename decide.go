@@ -56,8 +56,14 @@ func Decide(s *State, req Request) ([]Event, error) {
 	if r == nil {
 		return nil, Errorf(ENotFound, "realm %s not found", req.Realm)
 	}
-	if c, ok := req.Command.(SetIdentityStatus); ok {
+	switch c := req.Command.(type) {
+	case SetIdentityStatus:
 		c.bySelf = req.Actor != "" && req.Actor == c.ID
+		req.Command = c
+	case CreateInvitation:
+		// The inviter is who asks, whatever the command says: what the
+		// invitation may carry is judged against it.
+		c.Invitation.InvitedBy = req.Actor
 		req.Command = c
 	}
 	if req.Actor != "" && !selfService(r, req.Actor, req.Command) {

@@ -62,8 +62,9 @@ func (s *State) PendingInvitations(realm, emailIndex string) []string {
 // --- commands ------------------------------------------------------------------
 
 // CreateInvitation invites a person by (sealed) email with at most 5 roles
-// and 5 groups. OrgAdmin and OrgInviter may (createUser on the realm); the
-// API also checks that the inviter may grant the roles and add to the groups.
+// and 5 groups. OrgAdmin and OrgInviter may (createUser on the realm), with
+// only the roles and groups the inviter may grant (Decide sets InvitedBy to
+// the actor).
 type CreateInvitation struct {
 	ID         string
 	Invitation Invitation
@@ -111,9 +112,35 @@ func (c CreateInvitation) decide(s *State, r *Realm) ([]Event, error) {
 			return nil, err
 		}
 	}
+	if err := c.inviterMayGrant(s, r); err != nil {
+		return nil, err
+	}
 	inv := c.Invitation
 	inv.ID, inv.Accepted = "", false
 	return []Event{InvitationCreated{InRealm{r.ID}, c.ID, inv}}, nil
+}
+
+// inviterMayGrant refuses an invitation carrying a role or a group its
+// inviter could not give the invitee itself (an OrgInviter asking for
+// OrgAdmin, say): acceptance grants them as the system, so this is the one
+// place they are judged. The error names the role or group. An invitation
+// of the system (no inviter) carries what it asks.
+func (c CreateInvitation) inviterMayGrant(s *State, r *Realm) error {
+	inv := c.Invitation
+	if inv.InvitedBy == "" {
+		return nil
+	}
+	for _, role := range inv.Roles {
+		if err := Authorize(s, r.ID, inv.InvitedBy, GrantRole{Identity: inv.UserID, Role: role}); err != nil {
+			return &Error{Code: EPermissionDenied, Field: "roles", Message: "the inviter may not grant the role " + role + ": " + ErrorMessage(err)}
+		}
+	}
+	for _, g := range inv.Groups {
+		if err := Authorize(s, r.ID, inv.InvitedBy, AddMember{Group: g, Identity: inv.UserID}); err != nil {
+			return &Error{Code: EPermissionDenied, Field: "groups", Message: "the inviter may not add members to the group " + g + ": " + ErrorMessage(err)}
+		}
+	}
+	return nil
 }
 
 // RenewInvitation is "request again": a fresh token and expiry; the old token
