@@ -73,13 +73,15 @@ func (s *Server) patchUser(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	switch {
-	case in.Status != nil && (in.Name != nil || in.Email != nil):
+	case in.Status != nil && in.Email != nil:
 		// Two commands would be two events, one of which may fail alone.
-		return iam.FieldErrorf("status", "is changed alone, not with name or email")
+		return iam.FieldErrorf("email", "is changed in a request without status")
+	case in.Status != nil && in.Name != nil:
+		return iam.FieldErrorf("name", "is changed in a request without status")
 	case in.Status != nil:
 		return c.run(iam.SetIdentityStatus{ID: id, Status: *in.Status, At: s.now()}, http.StatusOK, map[string]any{"id": id, "status": *in.Status})
 	case in.Name == nil && in.Email == nil:
-		return iam.FieldErrorf("name", "give status, or name and/or email")
+		return iam.FieldErrorf("status", "is missing (or give name and/or email)")
 	}
 	// The new data is sealed under the user's own key, so deleting the user
 	// still shreds it; a user created before sealing gets a key now.

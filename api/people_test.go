@@ -110,7 +110,7 @@ func TestUsers_EditOwnNameAndEmail(t *testing.T) {
 		}
 	}
 	f.admin.Must(http.StatusOK, "PATCH", path, map[string]any{"name": "Set by an administrator"})
-	wantProblem(t, me.Do("PATCH", path, map[string]any{"status": "deactivated", "name": "x"}), http.StatusBadRequest, "invalid_argument", "status")
+	wantProblem(t, me.Do("PATCH", path, map[string]any{"status": "deactivated", "name": "x"}), http.StatusBadRequest, "invalid_argument", "name")
 
 	// Deleting oneself: key destroyed, tokens end, the email is free.
 	del := me.Must(http.StatusOK, "DELETE", path, nil)
