@@ -230,12 +230,15 @@ func TestChangePersonalData(t *testing.T) {
 	w.do("", iam.CreateSealedUser{ID: "v", EmailIndex: "bi-v", Sealed: []byte("s1"), PasswordHash: argon})
 	w.user("plain") // created before sealing: plain email and name
 
-	_, err := w.try("v", iam.ChangePersonalData{User: "u", EmailIndex: "bi-x", Sealed: []byte("s")})
+	_, err := w.try("v", iam.ChangePersonalData{User: "u", EmailIndex: "bi-x", Sealed: []byte("s"), Was: []byte("s1")})
 	wantError(t, err, iam.EPermissionDenied, "")
-	_, err = w.try("u", iam.ChangePersonalData{User: "u", EmailIndex: "bi-v", Sealed: []byte("s")})
+	_, err = w.try("u", iam.ChangePersonalData{User: "u", EmailIndex: "bi-v", Sealed: []byte("s"), Was: []byte("s1")})
 	wantError(t, err, iam.EConflict, "email")
+	// Made from data that is no longer the user's: a concurrent edit.
+	_, err = w.try("u", iam.ChangePersonalData{User: "u", EmailIndex: "bi-x", Sealed: []byte("s"), Was: []byte("s0")})
+	wantError(t, err, iam.EConflict, "")
 
-	w.do("u", iam.ChangePersonalData{User: "u", EmailIndex: "bi-new", Sealed: []byte("s2")})
+	w.do("u", iam.ChangePersonalData{User: "u", EmailIndex: "bi-new", Sealed: []byte("s2"), Was: []byte("s1")})
 	if w.s.UserByEmailIndex(realm, "bi-old") != nil || w.s.UserByEmailIndex(realm, "bi-new") != w.s.Identity(realm, "u") {
 		t.Fatal("blind index: the old one still finds the user or the new one does not")
 	}
@@ -243,14 +246,14 @@ func TestChangePersonalData(t *testing.T) {
 		t.Fatalf("sealed: got %q, want s2", got)
 	}
 	// The same email again (a name change) is no conflict with itself.
-	w.do("u", iam.ChangePersonalData{User: "u", EmailIndex: "bi-new", Sealed: []byte("s3")})
+	w.do("u", iam.ChangePersonalData{User: "u", EmailIndex: "bi-new", Sealed: []byte("s3"), Was: []byte("s2")})
 
 	w.do("plain", iam.ChangePersonalData{User: "plain", EmailIndex: "bi-plain", Sealed: []byte("s")})
 	if p := w.s.Identity(realm, "plain"); p.Email != "" || p.Name != "" || w.s.UserByEmail(realm, "plain@example.com") != nil {
 		t.Fatalf("a plain user's email and name stay in the state after sealing: %+v", p)
 	}
 	w.app("a")
-	_, err = w.try("a", iam.ChangePersonalData{User: "a", EmailIndex: "bi-a", Sealed: []byte("s")})
+	_, err = w.try("a", iam.ChangePersonalData{User: "a", EmailIndex: "bi-a", Sealed: []byte("s"), Was: nil})
 	wantError(t, err, iam.ENotFound, "id")
 }
 

@@ -1,6 +1,7 @@
 package iam
 
 import (
+	"bytes"
 	"errors"
 	"net/mail"
 	"net/url"
@@ -237,11 +238,15 @@ func (c DeleteIdentity) decide(s *State, r *Realm) ([]Event, error) {
 // ChangePersonalData replaces a user's sealed email and name: Sealed is the
 // new data sealed under the user's data key, EmailIndex the new email's
 // blind index. The user may do it itself (see selfService); an email
-// already used by another user of the realm is a conflict.
+// already used by another user of the realm is a conflict. Was is the
+// sealed data the new one was made from (nil for a user created before
+// sealing): if it changed meanwhile, a conflict, so that a concurrent edit
+// of the other field is not lost.
 type ChangePersonalData struct {
 	User       string
 	EmailIndex string
 	Sealed     []byte
+	Was        []byte
 }
 
 func (c ChangePersonalData) permission(r *Realm) (string, string) {
@@ -254,8 +259,12 @@ func (c ChangePersonalData) validate() error {
 	return nil
 }
 func (c ChangePersonalData) decide(s *State, r *Realm) ([]Event, error) {
-	if _, err := r.user("id", c.User); err != nil {
+	u, err := r.user("id", c.User)
+	if err != nil {
 		return nil, err
+	}
+	if !bytes.Equal(u.Sealed, c.Was) {
+		return nil, Errorf(EConflict, "the user's name or email changed meanwhile; try again")
 	}
 	if other := r.emails[c.EmailIndex]; other != "" && other != c.User {
 		return nil, &Error{Code: EConflict, Field: "email", Message: "a user with this email already exists"}

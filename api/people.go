@@ -104,7 +104,7 @@ func (s *Server) patchUser(w http.ResponseWriter, r *http.Request) error {
 	if err := validPersonal(data.Email, data.Name); err != nil {
 		return err
 	}
-	cmd := iam.ChangePersonalData{User: id}
+	cmd := iam.ChangePersonalData{User: id, Was: cur.Sealed}
 	if cmd.EmailIndex, err = s.emailIndex(r.Context(), p.Realm, data.Email); err != nil {
 		return err
 	}

@@ -541,7 +541,13 @@ func (g randomCommands) authCommand() iam.Command {
 			Sealed: []byte("sealed"), Roles: []string{iam.RoleOrgInviter}, Groups: []string{g.pick("g", 6)}, TokenHash: g.pick("it", 6), ExpiresAt: at.Add(time.Minute)}}
 	case 12:
 		// Over the pool of CreateSealedUser's indexes: moves, and conflicts.
-		return iam.ChangePersonalData{User: g.pick("u", 12), EmailIndex: g.pick("bi", 14), Sealed: []byte("sealed3")}
+		// Was: what CreateSealedUser seals, or nothing as for CreateUser's
+		// plain users, so that some are not conflicts.
+		was := []byte("sealed")
+		if g.rng.IntN(2) == 0 {
+			was = nil
+		}
+		return iam.ChangePersonalData{User: g.pick("u", 12), EmailIndex: g.pick("bi", 14), Sealed: []byte("sealed"), Was: was}
 	case 11:
 		return iam.RenewInvitation{ID: g.pick("inv", 4), TokenHash: g.pick("it", 6), ExpiresAt: at.Add(time.Minute)}
 	default:
