@@ -53,6 +53,7 @@ func everyEvent() []iam.Event {
 		iam.InvitationCreated{InRealm: in, ID: "i", Invitation: inv},
 		iam.InvitationRenewed{InRealm: in, ID: "i", TokenHash: "it2", ExpiresAt: at.Add(2 * time.Hour)},
 		iam.InvitationAccepted{InRealm: in, ID: "i", User: "v"},
+		iam.PersonalDataChanged{InRealm: in, User: "u", EmailIndex: "bi2", Sealed: []byte("s2")},
 		iam.IdentityStatusChanged{InRealm: in, ID: "u", Status: iam.StatusDeactivated},
 		iam.IdentityDeleted{InRealm: in, ID: "u"},
 	}

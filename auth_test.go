@@ -220,3 +220,96 @@ func TestPasswordChanged_RevokesTokens(t *testing.T) {
 		})
 	}
 }
+
+// TestChangePersonalData: a user replaces its own sealed data; the old
+// blind index no longer finds it, the new one does; another user's email is
+// a conflict; another user may not without manageUser.
+func TestChangePersonalData(t *testing.T) {
+	w := newWorld(t)
+	w.do("", iam.CreateSealedUser{ID: "u", EmailIndex: "bi-old", Sealed: []byte("s1"), PasswordHash: argon})
+	w.do("", iam.CreateSealedUser{ID: "v", EmailIndex: "bi-v", Sealed: []byte("s1"), PasswordHash: argon})
+	w.user("plain") // created before sealing: plain email and name
+
+	_, err := w.try("v", iam.ChangePersonalData{User: "u", EmailIndex: "bi-x", Sealed: []byte("s"), Was: []byte("s1")})
+	wantError(t, err, iam.EPermissionDenied, "")
+	_, err = w.try("u", iam.ChangePersonalData{User: "u", EmailIndex: "bi-v", Sealed: []byte("s"), Was: []byte("s1")})
+	wantError(t, err, iam.EConflict, "email")
+	// Made from data that is no longer the user's: a concurrent edit.
+	_, err = w.try("u", iam.ChangePersonalData{User: "u", EmailIndex: "bi-x", Sealed: []byte("s"), Was: []byte("s0")})
+	wantError(t, err, iam.EConflict, "")
+
+	w.do("u", iam.ChangePersonalData{User: "u", EmailIndex: "bi-new", Sealed: []byte("s2"), Was: []byte("s1")})
+	if w.s.UserByEmailIndex(realm, "bi-old") != nil || w.s.UserByEmailIndex(realm, "bi-new") != w.s.Identity(realm, "u") {
+		t.Fatal("blind index: the old one still finds the user or the new one does not")
+	}
+	if got := string(w.s.Identity(realm, "u").Sealed); got != "s2" {
+		t.Fatalf("sealed: got %q, want s2", got)
+	}
+	// The same email again (a name change) is no conflict with itself.
+	w.do("u", iam.ChangePersonalData{User: "u", EmailIndex: "bi-new", Sealed: []byte("s3"), Was: []byte("s2")})
+
+	w.do("plain", iam.ChangePersonalData{User: "plain", EmailIndex: "bi-plain", Sealed: []byte("s")})
+	if p := w.s.Identity(realm, "plain"); p.Email != "" || p.Name != "" || w.s.UserByEmail(realm, "plain@example.com") != nil {
+		t.Fatalf("a plain user's email and name stay in the state after sealing: %+v", p)
+	}
+	w.app("a")
+	_, err = w.try("a", iam.ChangePersonalData{User: "a", EmailIndex: "bi-a", Sealed: []byte("s"), Was: nil})
+	wantError(t, err, iam.ENotFound, "id")
+}
+
+// TestDeleteIdentity_Self: a user deletes its own account without any
+// permission; an app does not, nor a user another one.
+func TestDeleteIdentity_Self(t *testing.T) {
+	w := newWorld(t)
+	w.user("u")
+	w.user("v")
+	w.app("a")
+	_, err := w.try("v", iam.DeleteIdentity{ID: "u"})
+	wantError(t, err, iam.EPermissionDenied, "")
+	_, err = w.try("a", iam.DeleteIdentity{ID: "a"})
+	wantError(t, err, iam.EPermissionDenied, "")
+	w.do("u", iam.DeleteIdentity{ID: "u"})
+	if got := w.s.Identity(realm, "u").Status; got != iam.StatusDeleted {
+		t.Fatalf("status: got %s, want deleted", got)
+	}
+}
+
+// TestCreateInvitation_InviterGrantsOnlyWhatItMay: an OrgInviter invites
+// with no role and no group it could not give; the refusal names which.
+func TestCreateInvitation_InviterGrantsOnlyWhatItMay(t *testing.T) {
+	w := newWorld(t)
+	t0 := time.Unix(1_700_000_000, 0).UTC()
+	w.user("inviter")
+	w.do("", iam.GrantRole{Identity: "inviter", Role: iam.RoleOrgInviter})
+	w.group("g")
+	inv := func(roles, groups []string) iam.CreateInvitation {
+		return iam.CreateInvitation{ID: "i", Invitation: iam.Invitation{UserID: "u-new", EmailIndex: "bi", Sealed: []byte("s"),
+			Roles: roles, Groups: groups, TokenHash: "t", ExpiresAt: t0.Add(time.Hour)}}
+	}
+	_, err := w.try("inviter", inv([]string{iam.RoleOrgAdmin}, nil))
+	wantError(t, err, iam.EPermissionDenied, "roles")
+	wantMessage(t, err, "role OrgAdmin")
+	_, err = w.try("inviter", inv(nil, []string{"g"}))
+	wantError(t, err, iam.EPermissionDenied, "groups")
+	wantMessage(t, err, "group g")
+	// The command cannot claim another inviter: the actor is the inviter.
+	spoofed := inv([]string{iam.RoleOrgAdmin}, nil)
+	spoofed.Invitation.InvitedBy = ""
+	_, err = w.try("inviter", spoofed)
+	wantError(t, err, iam.EPermissionDenied, "roles")
+
+	w.do("inviter", inv(nil, nil))
+	if got := w.s.Invitation(realm, "i").InvitedBy; got != "inviter" {
+		t.Fatalf("invitedBy: got %q, want inviter", got)
+	}
+}
+
+// TestRecordSignIn_DeactivatedIsNotLocked: an administrator's deactivation
+// is refused under its own field, not the lock's (whose until is zero).
+func TestRecordSignIn_DeactivatedIsNotLocked(t *testing.T) {
+	w := newWorld(t)
+	w.do("", iam.CreateUser{ID: "u", Email: "u@example.com", Name: "U", PasswordHash: argon})
+	w.do("", iam.SetIdentityStatus{ID: "u", Status: iam.StatusDeactivated})
+	_, err := signIn(w, "u", true, time.Unix(1_700_000_000, 0))
+	wantError(t, err, iam.EUnauthenticated, iam.FieldAccountDeactivated)
+}

@@ -59,11 +59,17 @@ func Decide(s *State, req Request) ([]Event, error) {
 	if c, ok := req.Command.(creation); ok && req.Actor != "" {
 		req.Command = c.createdBy(req.Actor)
 	}
-	if c, ok := req.Command.(SetIdentityStatus); ok {
+	switch c := req.Command.(type) {
+	case SetIdentityStatus:
 		c.bySelf = req.Actor != "" && req.Actor == c.ID
 		req.Command = c
+	case CreateInvitation:
+		// The inviter is who asks, whatever the command says: what the
+		// invitation may carry is judged against it.
+		c.Invitation.InvitedBy = req.Actor
+		req.Command = c
 	}
-	if req.Actor != "" && !selfService(req.Actor, req.Command) {
+	if req.Actor != "" && !selfService(r, req.Actor, req.Command) {
 		if err := Authorize(s, req.Realm, req.Actor, req.Command); err != nil {
 			return nil, err
 		}
@@ -86,10 +92,23 @@ func Authorize(s *State, realm, actor string, cmd Command) error {
 	return AuthorizeAction(s, realm, actor, action, hrn)
 }
 
-// selfService reports whether cmd is one an identity may do to itself.
-func selfService(actor string, cmd Command) bool {
-	c, ok := cmd.(SetIdentityStatus)
-	return ok && actor != "" && c.ID == actor && c.Status == StatusDeactivated
+// selfService reports whether cmd is one an identity may do to itself: a
+// deactivation, and, for a user, editing its own name and email and
+// deleting its own account for good (the person owns its personal data).
+func selfService(r *Realm, actor string, cmd Command) bool {
+	if actor == "" {
+		return false
+	}
+	switch c := cmd.(type) {
+	case SetIdentityStatus:
+		return c.ID == actor && c.Status == StatusDeactivated
+	case ChangePersonalData:
+		return c.User == actor
+	case DeleteIdentity:
+		u := r.Identities[c.ID]
+		return c.ID == actor && u != nil && u.Kind == KindUser
+	}
+	return false
 }
 
 // AuthorizeAction is Authorize for an action named directly (reads, checks

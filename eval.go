@@ -254,6 +254,26 @@ func (s *State) Permissions(realm, identity string) ([]Permission, error) {
 		return nil, Errorf(ENotFound, "identity %s not found", identity)
 	}
 	id := r.Identities[identity]
+	return r.permissions(identity, id.Policies, id.Roles, sortedKeys(id.Groups), id.Projects), nil
+}
+
+// GroupPermissions lists what a group's members get from the group itself:
+// the policies attached to it realm-wide and its project memberships, with
+// the same provenance as Permissions. It returns not_found for an unknown
+// group.
+func (s *State) GroupPermissions(realm, group string) ([]Permission, error) {
+	r := s.realms[realm]
+	if r == nil || r.Groups[group] == nil {
+		return nil, &Error{Code: ENotFound, Field: "id", Message: "group " + group + " not found"}
+	}
+	g := r.Groups[group]
+	return r.permissions(group, g.Policies, nil, nil, g.Projects), nil
+}
+
+// permissions is the one evaluation behind Permissions and GroupPermissions:
+// member's attached policies and roles, those of its groups, and the project
+// memberships of member (direct projects) and of its groups; denies first.
+func (r *Realm) permissions(member string, policies, roles set, groups []string, direct set) []Permission {
 	var out []Permission
 	add := func(stmts []Statement, src Source) {
 		for _, st := range stmts {
@@ -272,11 +292,10 @@ func (s *State) Permissions(realm, identity string) ([]Permission, error) {
 			}
 		}
 	}
-	addPolicies(sortedKeys(id.Policies), Source{Kind: SourcePolicy})
-	for _, role := range sortedKeys(id.Roles) {
+	addPolicies(sortedKeys(policies), Source{Kind: SourcePolicy})
+	for _, role := range sortedKeys(roles) {
 		add(r.roleCache[role], Source{Kind: SourceRole, ID: role})
 	}
-	groups := sortedKeys(id.Groups)
 	for _, g := range groups {
 		if grp := r.Groups[g]; grp != nil {
 			addPolicies(sortedKeys(grp.Policies), Source{Kind: SourcePolicy, Via: g})
@@ -286,16 +305,16 @@ func (s *State) Permissions(realm, identity string) ([]Permission, error) {
 		for _, m := range sortedRefs(r.manages[manager]) {
 			src := Source{Kind: SourceManager, ID: string(m.Kind) + "/" + m.ID, Via: via}
 			for _, a := range managerActions[m.Kind] {
-				out = append(out, Permission{Effect: Allow, Action: a, Resource: m.HRN(realm), Source: src})
+				out = append(out, Permission{Effect: Allow, Action: a, Resource: m.HRN(r.ID), Source: src})
 			}
 		}
 	}
-	addManaged(identity, "")
+	addManaged(member, "")
 	for _, g := range groups {
 		addManaged(g, g)
 	}
 	projects := set{}
-	for p := range id.Projects {
+	for p := range direct {
 		projects.add(p)
 	}
 	for _, g := range groups {
@@ -307,7 +326,7 @@ func (s *State) Permissions(realm, identity string) ([]Permission, error) {
 	}
 	for _, pid := range sortedKeys(projects) {
 		p := r.Projects[pid]
-		if pols, ok := p.Members[identity]; ok {
+		if pols, ok := p.Members[member]; ok {
 			addPolicies(pols, Source{Kind: SourcePolicy, Project: pid})
 		}
 		for _, g := range groups {
@@ -317,5 +336,5 @@ func (s *State) Permissions(realm, identity string) ([]Permission, error) {
 		}
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Effect == Deny && out[j].Effect != Deny })
-	return out, nil
+	return out
 }

@@ -404,3 +404,37 @@ func TestRoles(t *testing.T) {
 		t.Fatalf("IsRole(orgadmin): got true, want false")
 	}
 }
+
+// TestState_GroupPermissions: a group's own attachments and project
+// memberships, with the provenance an identity's would have.
+func TestState_GroupPermissions(t *testing.T) {
+	w := newWorld(t)
+	w.group("g")
+	w.project("proj")
+	w.policy("a", iam.Allow, []string{"read"}, data("a"))
+	w.policy("d", iam.Deny, []string{"read"}, data("d"))
+	w.do("", iam.AttachPolicy{Policy: "a", Target: "g"})
+	w.do("", iam.AttachPolicy{Policy: "d", Target: "g"})
+	w.do("", iam.SetProjectMember{Project: "proj", Member: "g", Policies: []string{"a"}})
+	perms, err := w.s.GroupPermissions(realm, "g")
+	if err != nil {
+		t.Fatalf("GroupPermissions: %v", err)
+	}
+	var got []string
+	for _, p := range perms {
+		got = append(got, string(p.Effect)+" "+p.Action+" "+p.Resource+" "+p.Source.Kind+":"+p.Source.ID+" via="+p.Source.Via+" project="+p.Source.Project)
+	}
+	want := []string{
+		"deny read " + data("d") + " policy:d via= project=",
+		"allow read " + data("a") + " policy:a via= project=",
+		"allow read " + data("a") + " policy:a via= project=proj",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("GroupPermissions:\ngot\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	for _, tt := range []struct{ realm, group string }{{realm, "nobody"}, {"other", "g"}} {
+		if _, err := w.s.GroupPermissions(tt.realm, tt.group); iam.ErrorCode(err) != iam.ENotFound {
+			t.Errorf("GroupPermissions(%s, %s): got %v, want not_found", tt.realm, tt.group, err)
+		}
+	}
+}

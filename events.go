@@ -32,6 +32,7 @@ var eventTypes = []Event{
 	IdentityStatusChanged{},
 	IdentityDeleted{},
 	TokensRevoked{},
+	PersonalDataChanged{},
 	// app.go
 	CredentialAdded{},
 	CredentialRemoved{},

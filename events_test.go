@@ -18,6 +18,8 @@ func sampleEvents() []iam.Event {
 		iam.IdentityCreated{InRealm: in, ID: "u", Kind: iam.KindUser, Email: "u@example.com", Name: "Ü \"quoted\"", PasswordHash: argon},
 		iam.IdentityCreated{InRealm: in, ID: "a", Kind: iam.KindApp, Name: "App", RedirectURIs: []string{"https://x/cb", "http://127.0.0.1/cb"}, Owner: "u"},
 		iam.IdentityStatusChanged{InRealm: in, ID: "u", Status: iam.StatusDeactivated},
+		// Sealed as if in the clear, so that TestRedact sees it go.
+		iam.PersonalDataChanged{InRealm: in, User: "u", EmailIndex: "bi1.index", Sealed: []byte("u@example.com")},
 		iam.IdentityDeleted{InRealm: in, ID: "u"},
 		iam.CredentialAdded{InRealm: in, App: "a", CredentialID: "c", ClientID: "client", SecretHash: argon},
 		iam.CredentialRemoved{InRealm: in, App: "a", CredentialID: "c"},
@@ -187,6 +189,9 @@ func TestRedact(t *testing.T) {
 		switch e := e.(type) {
 		case iam.IdentityCreated:
 			e.Email, e.Name, e.PasswordHash = "", "", ""
+			want = e
+		case iam.PersonalDataChanged:
+			e.EmailIndex, e.Sealed = "", nil
 			want = e
 		case iam.CredentialAdded:
 			e.SecretHash = ""

@@ -1,6 +1,7 @@
 package iam
 
 import (
+	"bytes"
 	"errors"
 	"net/mail"
 	"net/url"
@@ -252,6 +253,43 @@ func (c DeleteIdentity) decide(s *State, r *Realm) ([]Event, error) {
 	return append(evs, IdentityDeleted{in, c.ID}), nil
 }
 
+// ChangePersonalData replaces a user's sealed email and name: Sealed is the
+// new data sealed under the user's data key, EmailIndex the new email's
+// blind index. The user may do it itself (see selfService); an email
+// already used by another user of the realm is a conflict. Was is the
+// sealed data the new one was made from (nil for a user created before
+// sealing): if it changed meanwhile, a conflict, so that a concurrent edit
+// of the other field is not lost.
+type ChangePersonalData struct {
+	User       string
+	EmailIndex string
+	Sealed     []byte
+	Was        []byte
+}
+
+func (c ChangePersonalData) permission(r *Realm) (string, string) {
+	return ActionManageUser, r.identityHRN(c.User)
+}
+func (c ChangePersonalData) validate() error {
+	if c.EmailIndex == "" || len(c.Sealed) == 0 {
+		return Errorf(EInternal, "personal data needs an email index and sealed data")
+	}
+	return nil
+}
+func (c ChangePersonalData) decide(s *State, r *Realm) ([]Event, error) {
+	u, err := r.user("id", c.User)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(u.Sealed, c.Was) {
+		return nil, Errorf(EConflict, "the user's name or email changed meanwhile; try again")
+	}
+	if other := r.emails[c.EmailIndex]; other != "" && other != c.User {
+		return nil, &Error{Code: EConflict, Field: "email", Message: "a user with this email already exists"}
+	}
+	return []Event{PersonalDataChanged{InRealm{r.ID}, c.User, c.EmailIndex, c.Sealed}}, nil
+}
+
 // RevokeTokens refuses the identity's tokens issued before At (an admin's
 // "sign out everywhere").
 type RevokeTokens struct {
@@ -322,6 +360,16 @@ type TokensRevoked struct {
 	Reason   string    `json:"reason"`
 }
 
+// PersonalDataChanged replaces a user's sealed email and name and its blind
+// index. Any plain email and name (users created before sealing) go: from
+// then on the user's personal data is shredded with its key.
+type PersonalDataChanged struct {
+	InRealm
+	User       string `json:"user"`
+	EmailIndex string `json:"emailIndex"`
+	Sealed     []byte `json:"sealed"`
+}
+
 // EventType implements Event.
 func (IdentityCreated) EventType() string { return "IdentityCreated" }
 
@@ -333,6 +381,9 @@ func (IdentityDeleted) EventType() string { return "IdentityDeleted" }
 
 // EventType implements Event.
 func (TokensRevoked) EventType() string { return "TokensRevoked" }
+
+// EventType implements Event.
+func (PersonalDataChanged) EventType() string { return "PersonalDataChanged" }
 
 // --- apply ---------------------------------------------------------------------
 
@@ -358,6 +409,19 @@ func (e IdentityStatusChanged) apply(s *State, touch Touch) {
 	id := s.realms[e.Realm].Identities[e.ID]
 	id.Status, id.SelfDeactivated = e.Status, e.Status == StatusDeactivated && e.BySelf
 	touch(Change{Kind: ChangeIdentity, Realm: e.Realm, From: e.ID})
+}
+
+func (e PersonalDataChanged) apply(s *State, touch Touch) {
+	r := s.realms[e.Realm]
+	u := r.Identities[e.User]
+	for _, old := range []string{strings.ToLower(u.Email), u.EmailIndex} {
+		if old != "" && r.emails[old] == e.User {
+			delete(r.emails, old)
+		}
+	}
+	u.Email, u.Name, u.EmailIndex, u.Sealed = "", "", e.EmailIndex, e.Sealed
+	r.emails[e.EmailIndex] = e.User
+	touch(Change{Kind: ChangeIdentity, Realm: e.Realm, From: e.User})
 }
 
 func (e IdentityDeleted) apply(s *State, touch Touch) {

@@ -42,11 +42,29 @@ func (s *State) InvitationByToken(realm, h string) *Invitation {
 	return nil
 }
 
+// PendingInvitations returns the ids of realm's invitations not accepted
+// yet for the email whose blind index is emailIndex, expired ones included
+// (renewing them is what the invitee asks for), sorted.
+func (s *State) PendingInvitations(realm, emailIndex string) []string {
+	r := s.realms[realm]
+	if r == nil {
+		return nil
+	}
+	var ids []string
+	for _, id := range sortedKeys(r.Invitations) {
+		if inv := r.Invitations[id]; !inv.Accepted && inv.EmailIndex == emailIndex {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
 // --- commands ------------------------------------------------------------------
 
 // CreateInvitation invites a person by (sealed) email with at most 5 roles
-// and 5 groups. OrgAdmin and OrgInviter may (createUser on the realm); the
-// API also checks that the inviter may grant the roles and add to the groups.
+// and 5 groups. OrgAdmin and OrgInviter may (createUser on the realm), with
+// only the roles and groups the inviter may grant (Decide sets InvitedBy to
+// the actor).
 type CreateInvitation struct {
 	ID         string
 	Invitation Invitation
@@ -94,9 +112,35 @@ func (c CreateInvitation) decide(s *State, r *Realm) ([]Event, error) {
 			return nil, err
 		}
 	}
+	if err := c.inviterMayGrant(s, r); err != nil {
+		return nil, err
+	}
 	inv := c.Invitation
 	inv.ID, inv.Accepted = "", false
 	return []Event{InvitationCreated{InRealm{r.ID}, c.ID, inv}}, nil
+}
+
+// inviterMayGrant refuses an invitation carrying a role or a group its
+// inviter could not give the invitee itself (an OrgInviter asking for
+// OrgAdmin, say): acceptance grants them as the system, so this is the one
+// place they are judged. The error names the role or group. An invitation
+// of the system (no inviter) carries what it asks.
+func (c CreateInvitation) inviterMayGrant(s *State, r *Realm) error {
+	inv := c.Invitation
+	if inv.InvitedBy == "" {
+		return nil
+	}
+	for _, role := range inv.Roles {
+		if err := Authorize(s, r.ID, inv.InvitedBy, GrantRole{Identity: inv.UserID, Role: role}); err != nil {
+			return &Error{Code: EPermissionDenied, Field: "roles", Message: "the inviter may not grant the role " + role + ": " + ErrorMessage(err)}
+		}
+	}
+	for _, g := range inv.Groups {
+		if err := Authorize(s, r.ID, inv.InvitedBy, AddMember{Group: g, Identity: inv.UserID}); err != nil {
+			return &Error{Code: EPermissionDenied, Field: "groups", Message: "the inviter may not add members to the group " + g + ": " + ErrorMessage(err)}
+		}
+	}
+	return nil
 }
 
 // RenewInvitation is "request again": a fresh token and expiry; the old token

@@ -8,6 +8,9 @@ func Redact(e Event) Event {
 	case IdentityCreated:
 		e.Email, e.Name, e.PasswordHash, e.EmailIndex, e.Sealed = "", "", "", "", nil
 		return e
+	case PersonalDataChanged:
+		e.EmailIndex, e.Sealed = "", nil
+		return e
 	case InvitationCreated:
 		e.Invitation.EmailIndex, e.Invitation.Sealed, e.Invitation.TokenHash = "", nil, ""
 		return e

@@ -23,6 +23,7 @@ const (
 	DefaultMaxAuthCodes       = 10
 	ErrMaxAuthCodesExceeded   = "Exceeded the maximum number of authorization codes that can be created at any given point"
 	FieldAccountLocked        = "account"
+	FieldAccountDeactivated   = "status"
 	FieldAuthorizationCodeErr = "code"
 )
 
@@ -115,6 +116,16 @@ func (c RecordSignIn) decide(s *State, r *Realm) ([]Event, error) {
 		return []Event{ev}, nil
 	}
 	var evs []Event
+	if u.Status == StatusDeactivated {
+		// Signing in again undoes only a user's own deactivation: one by
+		// an administrator (a compromised account, say) must not be lifted
+		// by whoever holds the password. Its own field, so that the page
+		// does not mistake it for a lock.
+		if !u.SelfDeactivated {
+			return nil, &Error{Code: EUnauthenticated, Field: FieldAccountDeactivated, Message: "the account was deactivated by an administrator"}
+		}
+		evs = append(evs, IdentityStatusChanged{InRealm: in, ID: c.User, Status: StatusActive})
+	}
 	if c.Code != nil {
 		if u.OutstandingCodes(c.At) >= c.Code.Max {
 			return nil, &Error{Code: ELimitExceeded, Field: FieldAuthorizationCodeErr, Message: ErrMaxAuthCodesExceeded}
@@ -125,15 +136,6 @@ func (c RecordSignIn) decide(s *State, r *Realm) ([]Event, error) {
 		if r.authCodes[c.Code.CodeHash] != "" {
 			return nil, Errorf(EConflict, "authorization code collision; try again")
 		}
-	}
-	if u.Status == StatusDeactivated {
-		// Signing in again undoes only a user's own deactivation: one by
-		// an administrator (a compromised account, say) must not be lifted
-		// by whoever holds the password.
-		if !u.SelfDeactivated {
-			return nil, &Error{Code: EUnauthenticated, Field: "account", Message: "the account was deactivated by an administrator"}
-		}
-		evs = append(evs, IdentityStatusChanged{InRealm: in, ID: c.User, Status: StatusActive})
 	}
 	if u.FailedSignIns > 0 || !u.LockedUntil.IsZero() {
 		evs = append(evs, SignInSucceeded{InRealm: in, User: c.User, At: c.At})

@@ -918,6 +918,8 @@ func TestAPI_RandomInput(t *testing.T) {
 			return map[string]any{"email": "fuzz@example.com", "name": "Fuzz", "password": "fuzzing-password"}
 		}},
 		{"PATCH", "/v1/users/{id}", func(*fixture) any { return map[string]any{"status": "deactivated"} }},
+		{"PATCH", "/v1/users/{id}", func(*fixture) any { return map[string]any{"name": "Fuzz", "email": "fuzz2@example.com"} }},
+		{"POST", "/v1/invitations/resend", func(f *fixture) any { return map[string]any{"realm": f.realm, "email": "fuzz@example.com"} }},
 		{"DELETE", "/v1/users/{id}", noBody},
 		{"POST", "/v1/apps", func(*fixture) any {
 			return map[string]any{"name": "fuzz", "redirectUris": []string{"https://a.example/cb", "http://127.0.0.1:9/cb"}}
@@ -935,6 +937,7 @@ func TestAPI_RandomInput(t *testing.T) {
 		{"PUT", "/v1/identities/{id}/roles/{id}", noBody},
 		{"DELETE", "/v1/identities/{id}/roles/{id}", noBody},
 		{"GET", "/v1/identities/{id}/permissions", noBody},
+		{"GET", "/v1/groups/{id}/permissions", noBody},
 		{"POST", "/v1/policies", func(f *fixture) any {
 			return map[string]any{"name": "fuzz", "statements": []any{
 				map[string]any{"effect": "allow", "actions": []string{"read", "*"}, "resources": []string{f.hrn("catalog/*"), f.hrn("x")}},

@@ -105,6 +105,7 @@ func (s *Server) identityRoutes(m *http.ServeMux, h handle) {
 	m.HandleFunc("POST /v1/passwordResets", s.requestPasswordReset)
 	m.HandleFunc("POST /v1/passwordResets/confirm", s.confirmPasswordReset)
 	m.HandleFunc("POST /v1/invitations/accept", s.acceptInvitation)
+	m.HandleFunc("POST /v1/invitations/resend", s.requestInvitationResend) // people.go
 
 	h("PUT /v1/users/{id}/password", false, s.changePassword)
 	h("POST /v1/users/{id}/revokeTokens", false, s.revokeTokens)

@@ -76,27 +76,7 @@ func (s *Server) createApp(w http.ResponseWriter, r *http.Request) error {
 		"id": cmd.ID, "hrn": iam.AppHRN(c.p.Realm, cmd.ID), "name": in.Name, "redirectUris": in.RedirectURIs, "status": iam.StatusActive})
 }
 
-// setStatus serves PATCH /v1/users/{id} (and an app's status, for patchApp).
-func (s *Server) setStatus(w http.ResponseWriter, r *http.Request) error {
-	id := r.PathValue("id")
-	var skeleton iam.Command = iam.SetIdentityStatus{ID: id}
-	if principal(r).ID == id {
-		skeleton = nil // a user may deactivate itself; Decide judges the rest
-	}
-	c, err := s.beginWrite(w, r, skeleton)
-	if err != nil {
-		return err
-	}
-	var in struct {
-		Status iam.IdentityStatus `json:"status"`
-	}
-	if err := c.decode(&in, false); err != nil {
-		return err
-	}
-	return c.run(iam.SetIdentityStatus{ID: id, Status: in.Status, At: s.now()}, http.StatusOK, map[string]any{"id": id, "status": in.Status})
-}
-
-// patchApp serves PATCH /v1/apps/{id}: the app's status, as setStatus, or
+// patchApp serves PATCH /v1/apps/{id}: the app's status (as patchUser a user's), or
 // its default project (a project HRN; null or "" clears it). Each is its
 // own command, so a request changes one of them.
 func (s *Server) patchApp(w http.ResponseWriter, r *http.Request) error {
@@ -151,7 +131,11 @@ func (s *Server) patchApp(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) deleteIdentity(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
-	c, err := s.beginWrite(w, r, iam.DeleteIdentity{ID: id})
+	var skeleton iam.Command = iam.DeleteIdentity{ID: id}
+	if principal(r).ID == id {
+		skeleton = nil // a user may delete itself for good; Decide judges the rest
+	}
+	c, err := s.beginWrite(w, r, skeleton)
 	if err != nil {
 		return err
 	}

@@ -29,7 +29,7 @@ func (s *Server) routes() {
 	h("GET /v1/changes", false, s.changes)
 
 	h("POST /v1/users", false, s.createUser)
-	h("PATCH /v1/users/{id}", false, s.setStatus)
+	h("PATCH /v1/users/{id}", false, s.patchUser) // people.go
 	h("DELETE /v1/users/{id}", false, s.deleteIdentity)
 	h("POST /v1/apps", false, s.createApp)
 	h("PATCH /v1/apps/{id}", false, s.patchApp)
@@ -46,6 +46,7 @@ func (s *Server) routes() {
 	h("PUT /v1/groups/{id}/members/{identityId}", false, s.pathWrite(func(r *http.Request) iam.Command {
 		return iam.AddMember{Group: r.PathValue("id"), Identity: r.PathValue("identityId")}
 	}))
+	h("GET /v1/groups/{id}/permissions", true, s.groupPermissions) // people.go
 	h("DELETE /v1/groups/{id}/members/{identityId}", false, s.pathWrite(func(r *http.Request) iam.Command {
 		return iam.RemoveMember{Group: r.PathValue("id"), Identity: r.PathValue("identityId")}
 	}))

@@ -12,7 +12,6 @@ import (
 
 	"github.com/iam-project/iam"
 	"github.com/iam-project/iam/api/auth"
-	"github.com/iam-project/iam/eventlog/writer"
 )
 
 // The sign-in page of the authorization-code flow (RFC 6749 §4.1, PKCE
@@ -203,70 +202,71 @@ func (s *Server) authorizeSubmit(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, "temporarily_unavailable", "the sign-in service is unavailable")
 		return
 	}
-	var locked time.Time
-	_ = s.latest(r.Context(), func(st *iam.State) error {
-		if u := st.Identity(a.realm, user); u != nil && u.Locked(now) {
-			locked = u.LockedUntil
-		}
-		return nil
-	})
-	if !locked.IsZero() { // fast path; the writer judges again below
-		s.renderSignIn(w, http.StatusForbidden, a, email, lockedMessage(locked))
-		return
-	}
-	if user == "" {
-		hash = "" // the dummy hash
-	}
+	// The password is verified first, against the dummy hash when the email
+	// names no one: only who knows the password learns that the account is
+	// locked or deactivated; every other attempt gets wrongCredentials.
 	ok, err := s.verifyPassword(r.Context(), password, hash)
 	if err != nil {
 		retryAfter(w, 0)
 		s.renderSignIn(w, http.StatusServiceUnavailable, a, email, "The sign-in service is busy; try again in a moment.")
 		return
 	}
-	if hash == "" {
-		s.renderSignIn(w, http.StatusUnauthorized, a, email, "Wrong email or password.")
+	if !ok {
+		if user != "" && hash != "" {
+			// Counted towards the lock; a locked account's refusal is
+			// not shown, as it would confirm the email.
+			_, err := s.system(r.Context(), a.realm, now, iam.RecordSignIn{User: user, PasswordHash: hash, At: now,
+				MaxFailures: cfg.MaxFailedSignIns, LockoutPeriod: cfg.LockoutPeriod})
+			if err != nil && iam.ErrorField(err) != iam.FieldAccountLocked {
+				s.log.Warn("sign-in", "err", err, "correlationId", correlationID(r))
+				a.fail(w, r, "temporarily_unavailable", "the sign-in could not be recorded; try again")
+				return
+			}
+		}
+		s.renderSignIn(w, http.StatusUnauthorized, a, email, wrongCredentials)
+		return
+	}
+	if until := s.lockedUntil(r, a.realm, user); until.After(now) { // fast path; the writer judges again below
+		s.renderSignIn(w, http.StatusForbidden, a, email, lockedMessage(until))
 		return
 	}
 	code := auth.NewSecret()
-	cmd := iam.RecordSignIn{User: user, PasswordHash: hash, Success: ok, At: now, MaxFailures: cfg.MaxFailedSignIns, LockoutPeriod: cfg.LockoutPeriod}
-	if ok {
-		cmd.Code = &iam.CodeGrant{CodeHash: iam.HashSecret(code), Max: cfg.MaxAuthCodes,
-			Code: iam.AuthCode{Client: a.app, RedirectURI: a.redirect, Challenge: a.challenge, ExpiresAt: now.Add(cfg.AuthCodeTTL)}}
-	}
-	res, err := s.system(r.Context(), a.realm, now, cmd)
+	cmd := iam.RecordSignIn{User: user, PasswordHash: hash, Success: true, At: now, MaxFailures: cfg.MaxFailedSignIns, LockoutPeriod: cfg.LockoutPeriod,
+		Code: &iam.CodeGrant{CodeHash: iam.HashSecret(code), Max: cfg.MaxAuthCodes,
+			Code: iam.AuthCode{Client: a.app, RedirectURI: a.redirect, Challenge: a.challenge, ExpiresAt: now.Add(cfg.AuthCodeTTL)}}}
+	_, err = s.system(r.Context(), a.realm, now, cmd)
 	switch {
 	case iam.ErrorField(err) == iam.FieldAccountLocked:
-		var until time.Time
-		_ = s.latest(r.Context(), func(st *iam.State) error {
-			if u := st.Identity(a.realm, user); u != nil {
-				until = u.LockedUntil
-			}
-			return nil
-		})
-		s.renderSignIn(w, http.StatusForbidden, a, email, lockedMessage(until))
+		s.renderSignIn(w, http.StatusForbidden, a, email, lockedMessage(s.lockedUntil(r, a.realm, user)))
+	case iam.ErrorField(err) == iam.FieldAccountDeactivated:
+		s.renderSignIn(w, http.StatusForbidden, a, email, deactivatedMessage)
 	case iam.ErrorCode(err) == iam.ELimitExceeded:
 		a.fail(w, r, "invalid_request", iam.ErrMaxAuthCodesExceeded)
 	case err != nil:
 		s.log.Warn("sign-in", "err", err, "correlationId", correlationID(r))
 		a.fail(w, r, "temporarily_unavailable", "the sign-in could not be recorded; try again")
-	case !ok:
-		msg := "Wrong email or password."
-		if until := lockedBy(res); !until.IsZero() {
-			msg = "Wrong email or password. " + lockedMessage(until)
-		}
-		s.renderSignIn(w, http.StatusUnauthorized, a, email, msg)
 	default:
 		a.redirectTo(w, r, url.Values{"code": {code}})
 	}
 }
 
-func lockedBy(res writer.Result) time.Time {
-	for _, ev := range res.Events {
-		if f, ok := ev.(iam.SignInFailed); ok {
-			return f.LockedUntil
+// What the sign-in page says, in words a person understands. A wrong
+// password and an unknown email read the same.
+const (
+	wrongCredentials   = "Wrong email or password."
+	deactivatedMessage = "This account was deactivated by an administrator. Ask your administrator to reactivate it."
+)
+
+// lockedUntil is the end of user's lock on the latest state (zero if none).
+func (s *Server) lockedUntil(r *http.Request, realm, user string) time.Time {
+	var until time.Time
+	_ = s.latest(r.Context(), func(st *iam.State) error {
+		if u := st.Identity(realm, user); u != nil {
+			until = u.LockedUntil
 		}
-	}
-	return time.Time{}
+		return nil
+	})
+	return until
 }
 
 func lockedMessage(until time.Time) string {

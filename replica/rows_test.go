@@ -556,7 +556,7 @@ func sameRealms(t *testing.T, got, want *iam.State) {
 // pools as next, so that rows_test's property tests cover its state.
 func (g randomCommands) authCommand() iam.Command {
 	at := time.Unix(1_700_000_000+int64(g.rng.IntN(600)), 0).UTC()
-	switch g.rng.IntN(13) {
+	switch g.rng.IntN(14) {
 	case 0, 1, 2:
 		c := iam.RecordSignIn{User: g.pick("u", 12), PasswordHash: argon, Success: g.rng.IntN(2) == 0, At: at, MaxFailures: 3, LockoutPeriod: 100 * time.Second}
 		if c.Success && g.rng.IntN(2) == 0 {
@@ -584,6 +584,15 @@ func (g randomCommands) authCommand() iam.Command {
 	case 10:
 		return iam.CreateInvitation{ID: g.pick("inv", 4), Invitation: iam.Invitation{UserID: g.pick("u", 12), EmailIndex: g.pick("bi", 14),
 			Sealed: []byte("sealed"), Roles: []string{iam.RoleOrgInviter}, Groups: []string{g.pick("g", 6)}, TokenHash: g.pick("it", 6), ExpiresAt: at.Add(time.Minute)}}
+	case 12:
+		// Over the pool of CreateSealedUser's indexes: moves, and conflicts.
+		// Was: what CreateSealedUser seals, or nothing as for CreateUser's
+		// plain users, so that some are not conflicts.
+		was := []byte("sealed")
+		if g.rng.IntN(2) == 0 {
+			was = nil
+		}
+		return iam.ChangePersonalData{User: g.pick("u", 12), EmailIndex: g.pick("bi", 14), Sealed: []byte("sealed"), Was: was}
 	case 11:
 		return iam.RenewInvitation{ID: g.pick("inv", 4), TokenHash: g.pick("it", 6), ExpiresAt: at.Add(time.Minute)}
 	default:
