@@ -65,6 +65,10 @@ type Region struct {
 	Relay relay.Forwarder
 	// Timeout bounds one relayed request. Default DefaultForwardTimeout.
 	Timeout time.Duration
+	// JWKSMaxAge is how old the region's copy of the hub's keys may grow
+	// before it is fetched again (auth.RemoteKeySet.MaxAge): a key the hub
+	// dropped is refused here within it. Default auth.DefaultJWKSMaxAge.
+	JWKSMaxAge time.Duration
 }
 
 // DefaultForwardTimeout bounds one request a region relays to the hub.
@@ -159,7 +163,7 @@ func (r *Region) newMode(s *Server) mode {
 	}
 	m.keys = &auth.RemoteKeySet{Fetch: func(ctx context.Context) ([]byte, error) {
 		return m.client.Get(ctx, "/.well-known/jwks.json")
-	}, Now: s.cfg.Now}
+	}, Now: s.cfg.Now, MaxAge: r.JWKSMaxAge, Log: s.log}
 	if s.metrics != nil {
 		m.forwarded = prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "iam_forwarded_requests_total", Help: "Requests relayed from this region to the hub, by result.",
