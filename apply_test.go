@@ -51,6 +51,7 @@ func everyEvent() []iam.Event {
 		iam.InvitationAccepted{InRealm: in, ID: "i", User: "v"},
 		iam.IdentityStatusChanged{InRealm: in, ID: "u", Status: iam.StatusDeactivated},
 		iam.IdentityDeleted{InRealm: in, ID: "u"},
+		iam.SigningKeyRevoked{InRealm: in, KID: "kid-1", At: at},
 	}
 }
 

@@ -67,6 +67,8 @@ var eventTypes = []Event{
 	InvitationCreated{},
 	InvitationRenewed{},
 	InvitationAccepted{},
+	// signingkey.go
+	SigningKeyRevoked{},
 }
 
 // Derived from eventTypes: the decoder's types by name, and the set of

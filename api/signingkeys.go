@@ -8,9 +8,9 @@ import (
 	"github.com/iam-project/iam/api/auth"
 )
 
-// ActionManageSigningKeys is the permission to rotate the token signing keys
-// (on the realm's HRN; OrgAdmin has it).
-const ActionManageSigningKeys = "manageSigningKeys"
+// ActionManageSigningKeys is the permission to rotate and revoke the token
+// signing keys (on the realm's HRN; OrgAdmin has it).
+const ActionManageSigningKeys = iam.ActionManageSigningKeys
 
 // rotateKeys makes a new signer, prunes keys whose tokens have all expired,
 // and persists the set. The caller holds s.idp.mu.

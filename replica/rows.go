@@ -34,6 +34,7 @@ const (
 	edgeAPIKey          = "k"
 	edgeAPIKeyDisabled  = "kd"
 	edgeAuthCode        = "ac"
+	edgeRevokedKey      = "sk"
 )
 
 // entityRows and edgeRows name the row of each kind of iam.Change.
@@ -55,6 +56,7 @@ var (
 		iam.ChangeAPIKey:          edgeAPIKey,
 		iam.ChangeAPIKeyStatus:    edgeAPIKeyDisabled,
 		iam.ChangeAuthCode:        edgeAuthCode,
+		iam.ChangeRevokedKey:      edgeRevokedKey,
 	}
 )
 
@@ -162,6 +164,11 @@ type (
 		ClientID   string `json:"clientId"`
 		SecretHash string `json:"secretHash"`
 		Disabled   bool   `json:"disabled,omitempty"`
+	}
+	// revokedKeyRow is a revoked signing key, an edge of the system realm
+	// keyed by kid.
+	revokedKeyRow struct {
+		At time.Time `json:"at"`
 	}
 	authCodeRow struct {
 		Client      string    `json:"client"`
@@ -272,6 +279,10 @@ func rowValue(st *iam.State, c iam.Change) ([]byte, bool) {
 				return mustJSON(authCodeRow{ac.Client, ac.RedirectURI, ac.Challenge, ac.ExpiresAt, ac.Redeemed}), true
 			}
 		}
+	case iam.ChangeRevokedKey:
+		if k, ok := st.RevokedKey(c.From); ok && k.Realm == c.Realm && c.To == "" {
+			return mustJSON(revokedKeyRow{k.At}), true
+		}
 	}
 	return nil, false
 }
@@ -333,6 +344,10 @@ func Rows(st *iam.State, fn func(key string, value []byte) error) error {
 		for id := range r.Invitations {
 			add(iam.ChangeInvitation, rid, id, "")
 		}
+	}
+	for _, kid := range st.RevokedKeys() {
+		k, _ := st.RevokedKey(kid)
+		add(iam.ChangeRevokedKey, k.Realm, kid, "")
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
@@ -442,6 +457,15 @@ func loadRow(st *iam.State, c iam.Change, value []byte) error {
 			return fmt.Errorf("resource of a missing project")
 		}
 		return apply(iam.ProjectResourceAdded{InRealm: in, Project: from, HRN: to, Relation: iam.Relation(value)})
+	case iam.ChangeRevokedKey:
+		var row revokedKeyRow
+		if err := json.Unmarshal(value, &row); err != nil {
+			return err
+		}
+		if to != "" {
+			return fmt.Errorf("revoked key row with a second end")
+		}
+		return apply(iam.SigningKeyRevoked{InRealm: in, KID: from, At: row.At})
 	}
 	// The remaining edges belong to an identity.
 	if r.Identities[from] == nil {
