@@ -108,6 +108,7 @@ func (s *Server) identityRoutes(m *http.ServeMux, h handle) {
 	h("GET /v1/invitations/{id}", true, s.getInvitation)
 	h("GET /v1/signingKeys", false, s.listSigningKeys)
 	h("POST /v1/signingKeys/rotate", false, s.rotateSigningKeys)
+	h("DELETE /v1/signingKeys/{kid}", false, s.revokeSigningKey)
 }
 
 func newIdentityProvider(c Config) *identityProvider {

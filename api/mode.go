@@ -92,6 +92,9 @@ type mode interface {
 	// rotateKeys rotates and persists the signing keys (signingkeys.go);
 	// unavailable in a region.
 	rotateKeys(now time.Time) error
+	// dropKey removes a revoked key from the signing keys and persists
+	// them (signingkeys.go); unavailable in a region.
+	dropKey(kid string) error
 	// handler wraps the server's routes (a region relays some requests).
 	handler(next http.Handler) http.Handler
 	start(ctx context.Context)
