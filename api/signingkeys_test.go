@@ -38,7 +38,9 @@ func TestSigningKeys_Revoke(t *testing.T) {
 	other := otherRealmAdmin(t, m)
 	app := admin.Must(http.StatusCreated, "POST", "/v1/apps", map[string]any{"name": "svc"}).Str("id")
 	cred := admin.Must(http.StatusCreated, "POST", "/v1/apps/"+app+"/credentials", nil)
-	token := func() string { return daemontest.ClientToken(t, base, cred.Str("clientId"), cred.Str("clientSecret"), "") }
+	token := func() string {
+		return daemontest.ClientToken(t, base, cred.Str("clientId"), cred.Str("clientSecret"), "")
+	}
 	svc := &daemontest.Client{TB: t, Base: base, Token: token()}
 	kid := tokenKID(t, svc.Token)
 	svc.Must(http.StatusOK, "GET", "/v1/roles", nil)
