@@ -62,7 +62,7 @@ func TestRemoteKeySet_Verify(t *testing.T) {
 	ks := signer(t, now)
 	var fetches atomic.Int32
 	var down atomic.Bool
-	r := &auth.RemoteKeySet{MinRefresh: time.Hour, Fetch: func(context.Context) ([]byte, error) {
+	r := &auth.RemoteKeySet{MinRefresh: time.Hour, Log: slog.New(slog.DiscardHandler), Fetch: func(context.Context) ([]byte, error) {
 		fetches.Add(1)
 		if down.Load() {
 			return nil, errors.New("hub unreachable")
@@ -79,7 +79,7 @@ func TestRemoteKeySet_Verify(t *testing.T) {
 		t.Fatal(err)
 	}
 	tok2, _ := ks.Sign(claimsAt(now))
-	fresh := &auth.RemoteKeySet{Fetch: r.Fetch}
+	fresh := &auth.RemoteKeySet{Fetch: r.Fetch, Log: r.Log}
 	if _, err := fresh.Verify(tok2, "http://iam.test", "iam", now); err != nil {
 		t.Fatalf("verify with a new key: %v", err)
 	}
@@ -99,7 +99,7 @@ func TestRemoteKeySet_Verify(t *testing.T) {
 	if _, err := r.Verify(tok, "http://iam.test", "iam", now); err != nil {
 		t.Fatalf("verify with a cached key while the issuer is down: %v", err)
 	}
-	cold := &auth.RemoteKeySet{Fetch: r.Fetch}
+	cold := &auth.RemoteKeySet{Fetch: r.Fetch, Log: r.Log}
 	if _, err := cold.Verify(tok, "http://iam.test", "iam", now); !errors.Is(err, auth.ErrKeysUnavailable) {
 		t.Fatalf("verify with no keys and the issuer down: got %v, want ErrKeysUnavailable", err)
 	}
