@@ -152,7 +152,7 @@ func (s *Server) signUserToken(r *http.Request, realm, user string, pos uint64, 
 		return "", err
 	}
 	now := s.cfg.Now()
-	s.maybeRotate(keys, now)
+	s.maybeRotate(r.Context(), keys, now)
 	return keys.Sign(auth.Claims{Position: pos, Issuer: s.issuer(), Subject: user, Audience: s.cfg.Audience, Realm: realm,
 		ID: auth.NewID("t", 16), IssuedAt: now, ExpiresAt: now.Add(lifetime), Kind: auth.KindUser})
 }

@@ -1,12 +1,14 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"slices"
 	"time"
 
 	iam "github.com/iam-project/iam"
 	"github.com/iam-project/iam/api/auth"
+	"github.com/iam-project/iam/replica"
 )
 
 // ActionManageSigningKeys is the permission to rotate and revoke the token
@@ -55,7 +57,25 @@ func (m *regionMode) dropKey(string) error {
 
 // maybeRotate rotates keys when the signer is older than KeyRotation; it
 // runs on the token paths, so an idle server rotates on its next token.
-func (s *Server) maybeRotate(keys *auth.KeySet, now time.Time) {
+// It also replaces, and drops, a signer its replica holds revoked: the
+// nodes of a hub share their key file but not their memory, so a
+// revocation on one reaches the others only through the log.
+func (s *Server) maybeRotate(ctx context.Context, keys *auth.KeySet, now time.Time) {
+	if kid := keys.SigningKID(); kid != "" && s.keyRevoked(ctx, kid) {
+		s.idp.mu.Lock()
+		defer s.idp.mu.Unlock()
+		if keys.SigningKID() != kid {
+			return // another request replaced it meanwhile
+		}
+		err := s.mode.rotateKeys(now)
+		if err == nil {
+			err = s.mode.dropKey(kid)
+		}
+		if err != nil {
+			s.log.Error("replace a revoked signing key", "kid", kid, "err", err)
+		}
+		return
+	}
 	infos := keys.Keys()
 	if len(infos) == 0 || !infos[0].NotAfter.IsZero() || now.Sub(infos[0].Created) >= s.identityConfig().KeyRotation {
 		s.idp.mu.Lock()
@@ -67,6 +87,21 @@ func (s *Server) maybeRotate(keys *auth.KeySet, now time.Time) {
 			}
 		}
 	}
+}
+
+// keyRevoked reports whether the default region's replica, as it stands,
+// holds kid revoked. A process without replicas reports false.
+func (s *Server) keyRevoked(ctx context.Context, kid string) bool {
+	rep := s.replicas[s.cfg.DefaultRegion]
+	if rep == nil {
+		return false
+	}
+	var revoked bool
+	_, err := rep.Read(ctx, replica.Consistency{Mode: iam.MinimizeLatency}, func(st *iam.State) error {
+		_, revoked = st.RevokedKey(kid)
+		return nil
+	})
+	return err == nil && revoked
 }
 
 type signingKeyView struct {
