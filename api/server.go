@@ -257,7 +257,7 @@ type Principal struct {
 // from the keys: a region's copy of the hub's keys and the verified-token
 // cache both outlive a revocation, the replica does not.
 func (p Principal) stillValid(st *iam.State) error {
-	if _, revoked := st.RevokedKey(p.keyID); revoked && p.keyID != "" {
+	if _, revoked := st.RevokedKey(p.keyID); p.keyID != "" && revoked {
 		return iam.Errorf(iam.EUnauthenticated, "the token's signing key was revoked")
 	}
 	id := st.Identity(p.Realm, p.ID)

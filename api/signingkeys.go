@@ -165,9 +165,9 @@ func (s *Server) rotateSigningKeys(w http.ResponseWriter, r *http.Request) error
 }
 
 // revokeSigningKey serves DELETE /v1/signingKeys/{kid}: every token the key
-// signed is refused from now on, on the hub at once and in each region as
-// soon as its replica applies the revocation (the answer's consistency
-// token), whatever copy of the keys it caches. Only an operator of the
+// signed is refused by each process (hub or region) as soon as its replica
+// applies the revocation (the answer's consistency token), whatever copy
+// of the keys or cache of verified tokens it holds. Only an operator of the
 // system realm may: the keys sign every realm's tokens. A revoked signer is
 // first replaced, so that signing goes on. Revoking a revoked key again
 // succeeds and changes nothing; an unknown kid is not_found.
