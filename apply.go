@@ -26,6 +26,7 @@ const (
 	ChangeAppManager                            // app From has manager To (identity or group)
 	ChangeGroupManager                          // group From has manager To
 	ChangeProjectManager                        // project From has manager To
+	ChangeRevokedKey                            // signing key From is revoked (To empty)
 )
 
 // Change names one entity or edge of a realm whose value may have changed

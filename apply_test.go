@@ -56,6 +56,7 @@ func everyEvent() []iam.Event {
 		iam.PersonalDataChanged{InRealm: in, User: "u", EmailIndex: "bi2", Sealed: []byte("s2")},
 		iam.IdentityStatusChanged{InRealm: in, ID: "u", Status: iam.StatusDeactivated},
 		iam.IdentityDeleted{InRealm: in, ID: "u"},
+		iam.SigningKeyRevoked{InRealm: in, KID: "kid-1", At: at},
 	}
 }
 

@@ -72,6 +72,8 @@ var eventTypes = []Event{
 	// manager.go
 	ManagerAdded{},
 	ManagerRemoved{},
+	// signingkey.go
+	SigningKeyRevoked{},
 }
 
 // Derived from eventTypes: the decoder's types by name, and the set of

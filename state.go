@@ -36,6 +36,9 @@ type State struct {
 	realms  map[string]*Realm
 	clients map[string]credentialRef // OAuth client id → credential
 	apiKeys map[string]credentialRef // API key id → app
+	// revokedKeys are the token signing keys revoked, by kid
+	// (signingkey.go).
+	revokedKeys map[string]RevokedKey
 }
 
 type credentialRef struct{ realm, app, credential string }
@@ -155,7 +158,7 @@ type IdempotencyRecord struct {
 
 // NewState returns an empty state with the default limits.
 func NewState() *State {
-	return &State{Limits: DefaultLimits(), realms: map[string]*Realm{}, clients: map[string]credentialRef{}, apiKeys: map[string]credentialRef{}}
+	return &State{Limits: DefaultLimits(), realms: map[string]*Realm{}, clients: map[string]credentialRef{}, apiKeys: map[string]credentialRef{}, revokedKeys: map[string]RevokedKey{}}
 }
 
 // Seq is the sequence of the last applied log entry.

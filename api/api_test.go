@@ -1279,7 +1279,20 @@ func TestAPI_AuthenticationAfterWrite(t *testing.T) {
 func TestAPI_ReplicasSystemRealmOnly(t *testing.T) {
 	m := daemontest.Start(t, "")
 	admin := daemontest.AdminClient(t, m)
-	ctx := context.Background()
+	other := otherRealmAdmin(t, m)
+	region := m.Replicas()[0].Region()
+	// The other realm's OrgAdmin is an OrgAdmin: it manages its realm.
+	other.Must(http.StatusCreated, "POST", "/v1/groups", map[string]any{"name": "g"})
+	wantProblem(t, other.Do("GET", "/v1/replicas/"+region+"/digest", nil), http.StatusForbidden, "permission_denied", "")
+	wantProblem(t, other.Do("POST", "/v1/replicas/snapshot", nil), http.StatusForbidden, "permission_denied", "")
+	admin.Must(http.StatusOK, "GET", "/v1/replicas/"+region+"/digest", nil)
+	admin.Must(http.StatusCreated, "POST", "/v1/replicas/snapshot", nil)
+}
+
+// otherRealmAdmin creates a realm besides the system realm and returns a
+// client holding a token of its OrgAdmin.
+func otherRealmAdmin(t *testing.T, m *daemon.Main) *daemontest.Client {
+	t.Helper()
 	realm, app, clientID, secret := "other-realm", "a-otheradmin", "otheradminclient", "other admin secret"
 	hash, err := auth.Hash(secret, auth.LowCostHashParams())
 	if err != nil {
@@ -1291,16 +1304,9 @@ func TestAPI_ReplicasSystemRealmOnly(t *testing.T) {
 		iam.GrantRole{Identity: app, Role: iam.RoleOrgAdmin},
 		iam.AddCredential{App: app, CredentialID: "cred-otheradmin", ClientID: clientID, SecretHash: hash},
 	} {
-		if _, err := m.Writer().Execute(ctx, iam.Request{Realm: realm, Command: cmd}); err != nil {
+		if _, err := m.Writer().Execute(context.Background(), iam.Request{Realm: realm, Command: cmd}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	other := &daemontest.Client{TB: t, Base: daemontest.URL(m), Token: daemontest.ClientToken(t, daemontest.URL(m), clientID, secret, "")}
-	region := m.Replicas()[0].Region()
-	// The other realm's OrgAdmin is an OrgAdmin: it manages its realm.
-	other.Must(http.StatusCreated, "POST", "/v1/groups", map[string]any{"name": "g"})
-	wantProblem(t, other.Do("GET", "/v1/replicas/"+region+"/digest", nil), http.StatusForbidden, "permission_denied", "")
-	wantProblem(t, other.Do("POST", "/v1/replicas/snapshot", nil), http.StatusForbidden, "permission_denied", "")
-	admin.Must(http.StatusOK, "GET", "/v1/replicas/"+region+"/digest", nil)
-	admin.Must(http.StatusCreated, "POST", "/v1/replicas/snapshot", nil)
+	return &daemontest.Client{TB: t, Base: daemontest.URL(m), Token: daemontest.ClientToken(t, daemontest.URL(m), clientID, secret, "")}
 }

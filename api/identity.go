@@ -116,6 +116,7 @@ func (s *Server) identityRoutes(m *http.ServeMux, h handle) {
 	h("GET /v1/invitations/{id}", true, s.getInvitation)
 	h("GET /v1/signingKeys", false, s.listSigningKeys)
 	h("POST /v1/signingKeys/rotate", false, s.rotateSigningKeys)
+	h("DELETE /v1/signingKeys/{kid}", false, s.revokeSigningKey)
 }
 
 func newIdentityProvider(c Config) *identityProvider {
@@ -161,7 +162,7 @@ func (s *Server) signUserToken(r *http.Request, realm, user string, pos uint64, 
 		return "", err
 	}
 	now := s.cfg.Now()
-	s.maybeRotate(keys, now)
+	s.maybeRotate(r.Context(), keys, now)
 	return keys.Sign(auth.Claims{Position: pos, Issuer: s.issuer(), Subject: user, Audience: s.cfg.Audience, Realm: realm,
 		ID: auth.NewID("t", 16), IssuedAt: now, ExpiresAt: now.Add(lifetime), Kind: auth.KindUser})
 }

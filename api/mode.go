@@ -65,6 +65,10 @@ type Region struct {
 	Relay relay.Forwarder
 	// Timeout bounds one relayed request. Default DefaultForwardTimeout.
 	Timeout time.Duration
+	// JWKSMaxAge is how old the region's copy of the hub's keys may grow
+	// before it is fetched again (auth.RemoteKeySet.MaxAge): a key the hub
+	// dropped is refused here within it. Default auth.DefaultJWKSMaxAge.
+	JWKSMaxAge time.Duration
 }
 
 // DefaultForwardTimeout bounds one request a region relays to the hub.
@@ -88,6 +92,9 @@ type mode interface {
 	// rotateKeys rotates and persists the signing keys (signingkeys.go);
 	// unavailable in a region.
 	rotateKeys(now time.Time) error
+	// dropKey removes a revoked key from the signing keys and persists
+	// them (signingkeys.go); unavailable in a region.
+	dropKey(kid string) error
 	// handler wraps the server's routes (a region relays some requests).
 	handler(next http.Handler) http.Handler
 	start(ctx context.Context)
@@ -159,7 +166,7 @@ func (r *Region) newMode(s *Server) mode {
 	}
 	m.keys = &auth.RemoteKeySet{Fetch: func(ctx context.Context) ([]byte, error) {
 		return m.client.Get(ctx, "/.well-known/jwks.json")
-	}, Now: s.cfg.Now}
+	}, Now: s.cfg.Now, MaxAge: r.JWKSMaxAge, Log: s.log}
 	if s.metrics != nil {
 		m.forwarded = prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "iam_forwarded_requests_total", Help: "Requests relayed from this region to the hub, by result.",

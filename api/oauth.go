@@ -147,7 +147,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	var tok string
 	keys, serr := s.mode.signer()
 	if serr == nil {
-		s.maybeRotate(keys, now)
+		s.maybeRotate(r.Context(), keys, now)
 		tok, serr = keys.Sign(auth.Claims{Position: pos,
 			Issuer: s.issuer(), Subject: p.ID, Audience: s.cfg.Audience, Realm: p.Realm, Scope: scope,
 			ID: auth.NewID("t", 16), IssuedAt: now, ExpiresAt: now.Add(lifetime), Kind: p.Kind,

@@ -270,12 +270,19 @@ type Principal struct {
 	// ExpiresAt is the token's exp (zero for an API key).
 	ExpiresAt time.Time
 	issuedAt  time.Time // the token's iat
+	keyID     string    // the kid of the token's signing key
 }
 
 // stillValid says whether the caller's token still stands on st: its
-// identity active, the token issued after TokensNotBefore, and its client
-// credential, if any, present and enabled.
+// signing key not revoked, its identity active, the token issued after
+// TokensNotBefore, and its client credential, if any, present and enabled.
+// The key is judged here, on the replica, rather than only by dropping it
+// from the keys: a region's copy of the hub's keys and the verified-token
+// cache both outlive a revocation, the replica does not.
 func (p Principal) stillValid(st *iam.State) error {
+	if _, revoked := st.RevokedKey(p.keyID); p.keyID != "" && revoked {
+		return iam.Errorf(iam.EUnauthenticated, "the token's signing key was revoked")
+	}
 	id := st.Identity(p.Realm, p.ID)
 	if id == nil || id.Status != iam.StatusActive {
 		return iam.Errorf(iam.EUnauthenticated, "the token's identity is not active")
@@ -340,7 +347,7 @@ func (s *Server) tokenPrincipal(r *http.Request, token string) (Principal, error
 	} else if err != nil {
 		return Principal{}, iam.Errorf(iam.EUnauthenticated, "the access token is not valid: %v", err)
 	}
-	p := Principal{Realm: c.Realm, ID: c.Subject, Kind: c.Kind, Scope: c.Scope, Credential: c.Credential, ExpiresAt: c.ExpiresAt, issuedAt: c.IssuedAt}
+	p := Principal{Realm: c.Realm, ID: c.Subject, Kind: c.Kind, Scope: c.Scope, Credential: c.Credential, ExpiresAt: c.ExpiresAt, issuedAt: c.IssuedAt, keyID: c.KeyID}
 	// A token outlives nothing: an identity deactivated or deleted since the
 	// token was issued is refused by the region's replica once the change
 	// has reached it. The replica is first brought to the token's own

@@ -39,6 +39,7 @@ const (
 	edgeAppManager      = "ma"
 	edgeGroupManager    = "mg"
 	edgeProjectManager  = "mp"
+	edgeRevokedKey      = "sk"
 )
 
 // entityRows and edgeRows name the row of each kind of iam.Change.
@@ -64,6 +65,7 @@ var (
 		iam.ChangeAppManager:      edgeAppManager,
 		iam.ChangeGroupManager:    edgeGroupManager,
 		iam.ChangeProjectManager:  edgeProjectManager,
+		iam.ChangeRevokedKey:      edgeRevokedKey,
 	}
 	// managedKinds is the managed entity's kind of each manager edge.
 	managedKinds = map[iam.ChangeKind]iam.ManagedKind{
@@ -177,6 +179,11 @@ type (
 		ClientID   string `json:"clientId"`
 		SecretHash string `json:"secretHash"`
 		Disabled   bool   `json:"disabled,omitempty"`
+	}
+	// revokedKeyRow is a revoked signing key, an edge of the system realm
+	// keyed by kid.
+	revokedKeyRow struct {
+		At time.Time `json:"at"`
 	}
 	authCodeRow struct {
 		Client      string    `json:"client"`
@@ -297,6 +304,10 @@ func rowValue(st *iam.State, c iam.Change) ([]byte, bool) {
 		if ms, ok := st.Managers(c.Realm, iam.ManagedRef{Kind: managedKinds[c.Kind], ID: c.From}); ok && slices.Contains(ms, c.To) {
 			return present, true
 		}
+	case iam.ChangeRevokedKey:
+		if k, ok := st.RevokedKey(c.From); ok && k.Realm == c.Realm && c.To == "" {
+			return mustJSON(revokedKeyRow{k.At}), true
+		}
 	}
 	return nil, false
 }
@@ -370,6 +381,10 @@ func Rows(st *iam.State, fn func(key string, value []byte) error) error {
 		for id := range r.Invitations {
 			add(iam.ChangeInvitation, rid, id, "")
 		}
+	}
+	for _, kid := range st.RevokedKeys() {
+		k, _ := st.RevokedKey(kid)
+		add(iam.ChangeRevokedKey, k.Realm, kid, "")
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
@@ -485,6 +500,15 @@ func loadRow(st *iam.State, c iam.Change, value []byte) error {
 			return fmt.Errorf("manager edge of missing entities")
 		}
 		return apply(iam.ManagerAdded{InRealm: in, Kind: kind, ID: from, Manager: to})
+	case iam.ChangeRevokedKey:
+		var row revokedKeyRow
+		if err := json.Unmarshal(value, &row); err != nil {
+			return err
+		}
+		if to != "" {
+			return fmt.Errorf("revoked key row with a second end")
+		}
+		return apply(iam.SigningKeyRevoked{InRealm: in, KID: from, At: row.At})
 	}
 	// The remaining edges belong to an identity.
 	if r.Identities[from] == nil {

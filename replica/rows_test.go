@@ -663,3 +663,33 @@ func TestRows_ManagerEdges(t *testing.T) {
 		}
 	}
 }
+
+// TestRows_RevokedKey: a signing key's revocation is a row of its own, so a
+// replica rebuilt from rows (a snapshot) still refuses the key's tokens.
+func TestRows_RevokedKey(t *testing.T) {
+	w := newWorld(t)
+	var touched []string
+	w.touch = func(c iam.Change) { touched = append(touched, replica.RowKey(c)) }
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	w.do(iam.RevokeSigningKey{KID: "kid-1", At: at})
+	if want := "6" + realm + "\x00sk\x00kid-1\x00"; len(touched) != 1 || touched[0] != want {
+		t.Fatalf("touched by RevokeSigningKey: got %q, want [%q]", touched, want)
+	}
+	touched = nil
+	w.do(iam.RevokeSigningKey{KID: "kid-1", At: at.Add(time.Hour)})
+	if len(touched) != 0 {
+		t.Fatalf("touched by a repeated revocation: got %q, want nothing", touched)
+	}
+	rows := dumpRows(t, w.s)
+	loaded := loadRows(t, rows)
+	if d := diffRows(dumpRows(t, loaded), rows); d != "" {
+		t.Fatalf("rows after LoadRow: %s", d)
+	}
+	got, ok := loaded.RevokedKey("kid-1")
+	if want := (iam.RevokedKey{Realm: realm, At: at}); !ok || got != want {
+		t.Fatalf("RevokedKey after LoadRow: got %+v, %v, want %+v", got, ok, want)
+	}
+	if err := replica.LoadRow(iam.NewState(), "6"+realm+"\x00sk\x00kid-2\x00", []byte(`{"at":"2026-01-02T03:04:05Z"}`)); err == nil {
+		t.Fatal("LoadRow of a revoked key in an unknown realm: got no error, want one")
+	}
+}

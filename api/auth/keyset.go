@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 )
@@ -108,6 +109,23 @@ func (ks *KeySet) Prune(now time.Time) []string {
 	clear(ks.keys[len(kept):])
 	ks.keys = kept
 	return pruned
+}
+
+// Remove drops the key kid at once, whatever its NotAfter, and reports
+// whether it was in the set: tokens it signed then fail Verify with
+// ErrTokenUnknownKey. Removing the signer leaves the set without one (Sign
+// fails with ErrNoSigningKey) until the next Rotate, so rotate first to keep
+// signing.
+func (ks *KeySet) Remove(kid string) bool {
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	for i, k := range ks.keys {
+		if k.kid == kid {
+			ks.keys = slices.Delete(ks.keys, i, i+1)
+			return true
+		}
+	}
+	return false
 }
 
 // Keys describes the keys in the set, newest (the signer) first.

@@ -268,3 +268,28 @@ func mustPKCS8(t testing.TB, k *ecdsa.PrivateKey) []byte {
 	}
 	return der
 }
+
+// TestKeySet_Remove: a removed key stops verifying at once, whatever its
+// NotAfter, and Verify reports the kid of the key that signed.
+func TestKeySet_Remove(t *testing.T) {
+	now := time.Now()
+	ks := signer(t, now)
+	old := ks.SigningKID()
+	tok, _ := ks.Sign(claimsAt(now))
+	c, err := ks.Verify(tok, "http://iam.test", "iam", now)
+	if err != nil || c.KeyID != old {
+		t.Fatalf("verify: got kid %q, %v, want %q", c.KeyID, err, old)
+	}
+	if err := ks.Rotate(now, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if !ks.Remove(old) || ks.Remove(old) {
+		t.Fatal("Remove: want true once, then false")
+	}
+	if _, err := ks.Verify(tok, "http://iam.test", "iam", now); !errors.Is(err, auth.ErrTokenUnknownKey) {
+		t.Fatalf("verify after Remove: got %v, want ErrTokenUnknownKey", err)
+	}
+	if strings.Contains(string(ks.JWKS()), old) || len(ks.Keys()) != 1 {
+		t.Fatalf("after Remove: got keys %+v, want only the new signer", ks.Keys())
+	}
+}

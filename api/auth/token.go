@@ -61,6 +61,10 @@ type Claims struct {
 	// token was issued through (claim cid), "" otherwise: the token dies
 	// with its credential.
 	Credential string
+	// KeyID is the kid of the key that signed the token (its header, set
+	// by Verify; Sign ignores it): the token dies with the key's
+	// revocation.
+	KeyID string
 }
 
 // tokenClaims is the JWT payload. aud is written as a single string (as most
@@ -167,7 +171,7 @@ func (ks *KeySet) Verify(token, issuer, audience string, now time.Time) (Claims,
 		return Claims{}, fmt.Errorf("%w: longer than %d bytes", ErrTokenMalformed, MaxTokenSize)
 	}
 	var tc tokenClaims
-	_, err := jwt.ParseWithClaims(token, &tc, ks.keyFunc,
+	t, err := jwt.ParseWithClaims(token, &tc, ks.keyFunc,
 		jwt.WithValidMethods([]string{jwt.SigningMethodES256.Alg()}),
 		jwt.WithStrictDecoding(),
 		jwt.WithIssuer(issuer),
@@ -195,11 +199,18 @@ func (ks *KeySet) Verify(token, issuer, audience string, now time.Time) (Claims,
 		Kind:       tc.Kind,
 		Position:   tc.Position,
 		Credential: tc.CID,
+		KeyID:      kidOf(t),
 	}, nil
 }
 
 // errUnknownKid is returned by keyFunc and becomes ErrTokenUnknownKey.
 var errUnknownKid = errors.New("unknown kid")
+
+// kidOf returns the kid header of a parsed token.
+func kidOf(t *jwt.Token) string {
+	kid, _ := t.Header["kid"].(string)
+	return kid
+}
 
 func (ks *KeySet) keyFunc(t *jwt.Token) (any, error) {
 	// WithValidMethods has already refused other algorithms; check again so
@@ -207,7 +218,7 @@ func (ks *KeySet) keyFunc(t *jwt.Token) (any, error) {
 	if t.Method != jwt.SigningMethodES256 {
 		return nil, fmt.Errorf("%w: alg %v", ErrTokenSignatureInvalid, t.Header["alg"])
 	}
-	kid, _ := t.Header["kid"].(string)
+	kid := kidOf(t)
 	if pub := ks.lookup(kid); pub != nil {
 		return pub, nil
 	}

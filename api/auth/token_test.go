@@ -170,6 +170,7 @@ func TestKeySet_SignVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	c.KeyID = ks.SigningKID() // Verify reports the signing key; Sign ignores it
 	if got != c {
 		t.Errorf("got %+v, want %+v", got, c)
 	}
@@ -178,6 +179,7 @@ func TestKeySet_SignVerify(t *testing.T) {
 		c := testClaims(t0)
 		c.Scope, c.Kind = "", auth.KindUser
 		tok := mustSign(t, ks, c)
+		c.KeyID = ks.SigningKID()
 		if _, payload := segments(t, tok); payload["scope"] != nil {
 			t.Errorf("got scope %v, want none", payload["scope"])
 		}

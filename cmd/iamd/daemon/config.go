@@ -94,6 +94,9 @@ type Config struct {
 	ProjectorMaxBackoff time.Duration
 	// HubWait bounds how long a region waits at start for the hub's stream.
 	HubWait time.Duration
+	// JWKSMaxAge bounds how long a region trusts its copy of the hub's
+	// signing keys before fetching them again (api.Region.JWKSMaxAge).
+	JWKSMaxAge time.Duration
 	// JoinFromSnapshot: a region whose read model is empty loads the
 	// hub's newest snapshot and follows the log from there (join.go).
 	// Default true.
@@ -133,6 +136,7 @@ func DefaultConfig() Config {
 		ClusterName:       "iam-hub",
 		LeafReconnect:     natsnode.DefaultLeafReconnect,
 		HubWait:           time.Minute,
+		JWKSMaxAge:        auth.DefaultJWKSMaxAge,
 		JoinFromSnapshot:  true,
 		SnapshotEvery:     replica.DefaultSnapshotEvery,
 		SnapshotInterval:  replica.DefaultSnapshotInterval,
@@ -277,6 +281,7 @@ func (m *Main) ParseFlags(args []string) error {
 		fs.StringVar(&hubLeaf, "hub-leaf", "", "comma-separated leaf URLs of the hub nodes, nats-leaf://host:port")
 		fs.StringVar(&c.LogKeys, "log-keys", c.LogKeys, "file of the hub's log public keys (the hub writes it as log-keys.pub.json in its secrets directory)")
 		fs.DurationVar(&c.HubWait, "hub-wait", c.HubWait, "how long to wait at start for the hub's stream")
+		fs.DurationVar(&c.JWKSMaxAge, "jwks-max-age", c.JWKSMaxAge, "fetch the hub's signing keys again when the copy is this old: a key the hub dropped is refused within it")
 		fs.BoolVar(&c.JoinFromSnapshot, "join-snapshot", c.JoinFromSnapshot, "start an empty read model from the hub's newest snapshot instead of replaying the log")
 	}
 	if err := fs.Parse(args); err != nil {

@@ -212,7 +212,7 @@ func (m *Main) openLog(ctx, runCtx context.Context, c Config) (api.Mode, error) 
 		}
 		return &api.Region{Relay: func(ctx context.Context, data []byte) ([]byte, error) {
 			return m.bus.Request(ctx, bus.RPCSubject, data)
-		}}, nil
+		}, JWKSMaxAge: c.JWKSMaxAge}, nil
 	}
 	if c.Mode == ModeHub {
 		logCfg.Replicas = c.StreamReplicas

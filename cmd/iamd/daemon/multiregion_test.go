@@ -2,6 +2,8 @@ package daemon_test
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -459,4 +461,92 @@ func TestMultiRegion_CutAndHubLoss(t *testing.T) {
 		}
 	}
 	sameDigests(t, top.digests(maxSeq))
+}
+
+// TestMultiRegion_RevokedSigningKey: once a signing key's revocation has
+// reached a region's replica, the region refuses the tokens the key signed,
+// though its copy of the hub's keys (fetched before) and its cache of
+// verified tokens still hold them; a token of the new signer works there.
+func TestMultiRegion_RevokedSigningKey(t *testing.T) {
+	top := startTopology(t, topologyOptions{hubNodes: 1, regions: []string{"eu-west"}})
+	region := top.regions["eu-west"]
+	base := daemontest.URL(region)
+	admin := top.admin("eu-west")
+	realm := top.hubs[0].Bootstrap.Realm
+	_, clientID, secret, _, _ := setupSubject(t, admin, realm)
+	svc := &daemontest.Client{TB: t, Base: base, Token: daemontest.ClientToken(t, base, clientID, secret, "")}
+	svc.Must(http.StatusOK, "GET", "/v1/roles", nil)
+	// The signing keys are listed on the hub only; the token names its own.
+	head, _, _ := strings.Cut(svc.Token, ".")
+	raw, _ := base64.RawURLEncoding.DecodeString(head)
+	var header struct {
+		KID string `json:"kid"`
+	}
+	if err := json.Unmarshal(raw, &header); err != nil || header.KID == "" {
+		t.Fatalf("token header %s: got no kid (%v)", raw, err)
+	}
+	kid := header.KID
+
+	ct := admin.Must(http.StatusOK, "DELETE", "/v1/signingKeys/"+kid, nil).Str("consistencyToken")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := region.Replicas()[0].WaitFor(ctx, tokenSeq(t, ct), 10*time.Second); err != nil {
+		t.Fatalf("region replica at the revocation: %v", err)
+	}
+	if r := svc.Do("GET", "/v1/roles", nil); r.Status != http.StatusUnauthorized || r.Str("code") != "unauthenticated" {
+		t.Fatalf("the revoked key's token in the region: got %d %s, want 401 unauthenticated", r.Status, r.Raw)
+	}
+	// The new signer's kid is unknown to the region's copy of the keys,
+	// which it fetches again at most once per auth.DefaultJWKSRefresh.
+	svc.Token = daemontest.ClientToken(t, base, clientID, secret, "")
+	eventlogtest.Eventually(t, 2*auth.DefaultJWKSRefresh, "the new signer's token works in the region", func() bool {
+		return svc.Do("GET", "/v1/roles", nil).Status == http.StatusOK
+	})
+}
+
+// TestMultiRegion_RevokedSignerOnEveryHubNode: hub nodes share their key
+// file but not their memory; a signer revoked through one node is replaced
+// on another as soon as that node's replica holds the revocation, so no node
+// goes on signing tokens that are refused.
+func TestMultiRegion_RevokedSignerOnEveryHubNode(t *testing.T) {
+	top := startTopology(t, topologyOptions{hubNodes: 3})
+	b := top.hubs[0].Bootstrap
+	client := func(m *daemon.Main) *daemontest.Client {
+		base := daemontest.URL(m)
+		return &daemontest.Client{TB: t, Base: base, Token: daemontest.ClientToken(t, base, b.ClientID, b.ClientSecret, "")}
+	}
+	kidOf := func(token string) string {
+		head, _, _ := strings.Cut(token, ".")
+		raw, _ := base64.RawURLEncoding.DecodeString(head)
+		var header struct {
+			KID string `json:"kid"`
+		}
+		if err := json.Unmarshal(raw, &header); err != nil || header.KID == "" {
+			t.Fatalf("token header %s: got no kid (%v)", raw, err)
+		}
+		return header.KID
+	}
+	first, second := client(top.hubs[0]), client(top.hubs[1])
+	kid := kidOf(first.Token)
+	if got := kidOf(second.Token); got != kid {
+		t.Fatalf("signers of two hub nodes: got %s and %s, want one key from the shared file", kid, got)
+	}
+
+	ct := first.Must(http.StatusOK, "DELETE", "/v1/signingKeys/"+kid, nil).Str("consistencyToken")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := top.hubs[1].Replicas()[0].WaitFor(ctx, tokenSeq(t, ct), 10*time.Second); err != nil {
+		t.Fatalf("second node's replica at the revocation: %v", err)
+	}
+	if r := second.Do("GET", "/v1/roles", nil); r.Status != http.StatusUnauthorized {
+		t.Fatalf("the revoked key's token on the second node: got %d %s, want 401", r.Status, r.Raw)
+	}
+	second = client(top.hubs[1])
+	if got := kidOf(second.Token); got == kid {
+		t.Fatalf("a new token of the second node: signed by the revoked %s, want another key", kid)
+	}
+	second.Must(http.StatusOK, "GET", "/v1/roles", nil)
+	if jwks := second.Must(http.StatusOK, "GET", "/.well-known/jwks.json", nil); strings.Contains(string(jwks.Raw), kid) {
+		t.Errorf("second node's JWKS: got %s, want no %s", jwks.Raw, kid)
+	}
 }
