@@ -22,6 +22,7 @@ const (
 	ChangeAPIKey                                // app From has API key To
 	ChangeAPIKeyStatus                          // API key To of app From is disabled
 	ChangeAuthCode                              // user From holds the code with hash To
+	ChangeRefreshFamily                         // user From holds the refresh-token family To
 )
 
 // Change names one entity or edge of a realm whose value may have changed

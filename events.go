@@ -63,6 +63,10 @@ var eventTypes = []Event{
 	AuthCodeRedeemed{},
 	PasswordChanged{},
 	PasswordResetRequested{},
+	// refresh.go
+	RefreshFamilyStarted{},
+	RefreshTokenRotated{},
+	RefreshFamilyRevoked{},
 	// invitation.go
 	InvitationCreated{},
 	InvitationRenewed{},

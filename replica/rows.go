@@ -34,6 +34,7 @@ const (
 	edgeAPIKey          = "k"
 	edgeAPIKeyDisabled  = "kd"
 	edgeAuthCode        = "ac"
+	edgeRefreshFamily   = "rf"
 )
 
 // entityRows and edgeRows name the row of each kind of iam.Change.
@@ -55,6 +56,7 @@ var (
 		iam.ChangeAPIKey:          edgeAPIKey,
 		iam.ChangeAPIKeyStatus:    edgeAPIKeyDisabled,
 		iam.ChangeAuthCode:        edgeAuthCode,
+		iam.ChangeRefreshFamily:   edgeRefreshFamily,
 	}
 )
 
@@ -169,6 +171,9 @@ type (
 		Challenge   string    `json:"challenge"`
 		ExpiresAt   time.Time `json:"expiresAt"`
 		Redeemed    bool      `json:"redeemed,omitempty"`
+		Scope       string    `json:"scope,omitempty"`
+		Nonce       string    `json:"nonce,omitempty"`
+		AuthTime    time.Time `json:"authTime,omitzero"`
 	}
 	invitationRow struct {
 		UserID     string    `json:"userId"`
@@ -269,7 +274,14 @@ func rowValue(st *iam.State, c iam.Change) ([]byte, bool) {
 	case iam.ChangeAuthCode:
 		if id := r.Identities[c.From]; id != nil {
 			if ac, ok := id.AuthCodes[c.To]; ok {
-				return mustJSON(authCodeRow{ac.Client, ac.RedirectURI, ac.Challenge, ac.ExpiresAt, ac.Redeemed}), true
+				return mustJSON(authCodeRow{ac.Client, ac.RedirectURI, ac.Challenge, ac.ExpiresAt, ac.Redeemed, ac.Scope, ac.Nonce, ac.AuthTime}), true
+			}
+		}
+	case iam.ChangeRefreshFamily:
+		// The family's JSON is its row: it holds only hashes.
+		if id := r.Identities[c.From]; id != nil {
+			if f, ok := id.RefreshFamilies[c.To]; ok {
+				return mustJSON(f), true
 			}
 		}
 	}
@@ -307,6 +319,9 @@ func Rows(st *iam.State, fn func(key string, value []byte) error) error {
 			}
 			for h := range ident.AuthCodes {
 				add(iam.ChangeAuthCode, rid, id, h)
+			}
+			for f := range ident.RefreshFamilies {
+				add(iam.ChangeRefreshFamily, rid, id, f)
 			}
 		}
 		for id, g := range r.Groups {
@@ -471,7 +486,15 @@ func loadRow(st *iam.State, c iam.Change, value []byte) error {
 		// At is left zero: issuing prunes the codes expired at At, and
 		// none of the loaded ones is.
 		return apply(iam.AuthCodeIssued{InRealm: in, User: from, CodeHash: to,
-			Code: iam.AuthCode{Client: row.Client, RedirectURI: row.RedirectURI, Challenge: row.Challenge, ExpiresAt: row.ExpiresAt, Redeemed: row.Redeemed}})
+			Code: iam.AuthCode{Client: row.Client, RedirectURI: row.RedirectURI, Challenge: row.Challenge, ExpiresAt: row.ExpiresAt, Redeemed: row.Redeemed,
+				Scope: row.Scope, Nonce: row.Nonce, AuthTime: row.AuthTime}})
+	case iam.ChangeRefreshFamily:
+		var f iam.RefreshFamily
+		if err := json.Unmarshal(value, &f); err != nil {
+			return err
+		}
+		// At is left zero, as for codes: nothing loaded is pruned.
+		return apply(iam.RefreshFamilyStarted{InRealm: in, User: from, ID: to, Family: f})
 	}
 	return fmt.Errorf("unknown row kind")
 }
