@@ -92,7 +92,7 @@ func (c RotateRefreshToken) decide(s *State, r *Realm) ([]Event, error) {
 	if _, taken := r.refreshTokens[c.NewHash]; taken {
 		return nil, Errorf(EConflict, "refresh token collision; try again")
 	}
-	return []Event{RefreshTokenRotated{InRealm: InRealm{r.ID}, User: ref.user, Family: ref.family, NewHash: c.NewHash, At: c.At}}, nil
+	return []Event{RefreshTokenRotated{InRealm: InRealm{r.ID}, User: ref.user, Family: ref.family, NewHash: c.NewHash, At: c.At, Scope: f.Scope}}, nil
 }
 
 // --- events --------------------------------------------------------------------
@@ -115,6 +115,9 @@ type RefreshTokenRotated struct {
 	Family  string    `json:"family"`
 	NewHash string    `json:"newHash"`
 	At      time.Time `json:"at"`
+	// Scope repeats the family's, for the token endpoint to answer from
+	// the decision itself.
+	Scope string `json:"scope,omitempty"`
 }
 
 // RefreshFamilyRevoked ends a family: none of its tokens refreshes again.

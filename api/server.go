@@ -240,7 +240,10 @@ type Principal struct {
 	Realm string
 	ID    string
 	Kind  string
-	Scope string // project HRN of a project-scoped token
+	// Scope is the token's scope: a project HRN for a project-scoped
+	// client-credentials token, the granted OIDC scopes (oidcScopes) for
+	// a user's token from the authorization-code flow.
+	Scope string
 	// Credential is the client credential the caller's token was issued
 	// through, if any (the token's cid).
 	Credential string
