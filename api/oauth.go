@@ -323,19 +323,19 @@ func (s *Server) userClaims(ctx context.Context, realm, user, scope string) (ema
 	if !wantEmail && !wantName {
 		return "", ""
 	}
-	var id iam.Identity
+	// Users created before personal data was sealed have it in plain.
+	var p personal
+	var sealed []byte
 	_ = s.latest(ctx, func(st *iam.State) error {
 		if u := st.Identity(realm, user); u != nil {
-			id = iam.Identity{ID: u.ID, Email: u.Email, Name: u.Name, Sealed: u.Sealed}
+			p, sealed = personal{Email: u.Email, Name: u.Name}, u.Sealed
 		}
 		return nil
 	})
-	p := personal{Email: id.Email, Name: id.Name}
-	if len(id.Sealed) > 0 {
-		p = personal{}
+	if len(sealed) > 0 {
 		key, err := s.dataKey(ctx, realm, user, false)
 		if err == nil {
-			p, err = openPersonal(key, id.Sealed, realm, user)
+			p, err = openPersonal(key, sealed, realm, user)
 		}
 		if err != nil && !errors.Is(err, keyvault.ErrKeyDestroyed) {
 			s.log.Warn("personal data unavailable", "realm", realm, "user", user, "err", err)
