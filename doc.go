@@ -20,6 +20,7 @@
 //	project.go     projects, their members and their resources
 //	signin.go      sign-in and lockout, authorization codes, passwords and
 //	               their resets
+//	refresh.go     refresh-token families: rotation, reuse detection, their end
 //	invitation.go  invitations: create, renew, accept
 //
 // and the cross-cutting parts:
