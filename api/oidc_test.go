@@ -118,6 +118,13 @@ func TestOIDC_IDToken(t *testing.T) {
 		if err != nil || idt.Nonce == "n-victim" || idt.Nonce != "n-attacker" {
 			t.Fatalf("got nonce %q %v, want the attacker's, not the victim's", idt.Nonce, err)
 		}
+		// Rewriting the nonce breaks the signature.
+		parts := strings.Split(tok.Extra("id_token").(string), ".")
+		_, claims := segmentsOf(t, tok.Extra("id_token").(string))
+		claims["nonce"] = "n-victim"
+		if _, err := verifier.Verify(ctx, parts[0]+"."+b64(claims)+"."+parts[2]); err == nil {
+			t.Fatal("ID token with a rewritten nonce: got valid, want the signature refused")
+		}
 	})
 	t.Run("another client's verifier refuses it", func(t *testing.T) {
 		if _, err := provider.Verifier(&oidc.Config{ClientID: "someone-else"}).Verify(ctx, raw); err == nil {
