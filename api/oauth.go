@@ -132,7 +132,9 @@ func (s *Server) authenticateClient(ctx context.Context, clientID, secret string
 	bad := &oauthError{http.StatusUnauthorized, "invalid_client", "unknown client or wrong secret"}
 	var p Principal
 	var hash string
-	_ = s.latest(ctx, func(st *iam.State) error {
+	// A state that cannot be read (a clustered hub between stream leaders,
+	// say) is no proof that the client is unknown: retry, not invalid_client.
+	err := s.latest(ctx, func(st *iam.State) error {
 		realm, app, cred, ok := st.ClientCredential(clientID)
 		if ok && !cred.Disabled && app.Status == iam.StatusActive {
 			p, hash = Principal{Realm: realm, ID: app.ID, Kind: auth.KindApp}, cred.SecretHash
@@ -144,6 +146,10 @@ func (s *Server) authenticateClient(ctx context.Context, clientID, secret string
 		}
 		return nil
 	})
+	if err != nil {
+		s.log.Warn("client lookup", "err", err)
+		return Principal{}, &oauthError{http.StatusServiceUnavailable, "temporarily_unavailable", "the client cannot be checked now; retry"}
+	}
 	if hash == "" {
 		return Principal{}, bad
 	}
