@@ -27,6 +27,7 @@ const (
 	ChangeGroupManager                          // group From has manager To
 	ChangeProjectManager                        // project From has manager To
 	ChangeRevokedKey                            // signing key From is revoked (To empty)
+	ChangeRefreshFamily                         // user From holds the refresh-token family To
 )
 
 // Change names one entity or edge of a realm whose value may have changed

@@ -22,6 +22,7 @@
 //	               creators first); AddManager, RemoveManager
 //	signin.go      sign-in and lockout, authorization codes, passwords and
 //	               their resets
+//	refresh.go     refresh-token families: rotation, reuse detection, their end
 //	invitation.go  invitations: create, renew, accept
 //
 // and the cross-cutting parts:

@@ -65,6 +65,10 @@ var eventTypes = []Event{
 	AuthCodeRedeemed{},
 	PasswordChanged{},
 	PasswordResetRequested{},
+	// refresh.go
+	RefreshFamilyStarted{},
+	RefreshTokenRotated{},
+	RefreshFamilyRevoked{},
 	// invitation.go
 	InvitationCreated{},
 	InvitationRenewed{},

@@ -395,6 +395,7 @@ func (e IdentityCreated) apply(s *State, touch Touch) {
 		Groups: set{}, Roles: set{}, Policies: set{}, Projects: set{}, Managers: set{},
 		Credentials: map[string]Credential{}, APIKeys: map[string]string{},
 		EmailIndex: e.EmailIndex, Sealed: e.Sealed, AuthCodes: map[string]AuthCode{}, DisabledAPIKeys: set{},
+		RefreshFamilies: map[string]RefreshFamily{},
 	}
 	if e.Email != "" {
 		r.emails[strings.ToLower(e.Email)] = e.ID
@@ -408,6 +409,11 @@ func (e IdentityCreated) apply(s *State, touch Touch) {
 func (e IdentityStatusChanged) apply(s *State, touch Touch) {
 	id := s.realms[e.Realm].Identities[e.ID]
 	id.Status, id.SelfDeactivated = e.Status, e.Status == StatusDeactivated && e.BySelf
+	if e.Status != StatusActive {
+		// A deactivated user's refresh tokens end for good: signing in
+		// again starts new ones, an old copy must not come back to life.
+		s.realms[e.Realm].endRefreshBefore(id, time.Time{}, touch)
+	}
 	touch(Change{Kind: ChangeIdentity, Realm: e.Realm, From: e.ID})
 }
 
@@ -435,7 +441,7 @@ func (e IdentityDeleted) apply(s *State, touch Touch) {
 	r.Identities[e.ID] = &Identity{ID: e.ID, Kind: id.Kind, Status: StatusDeleted,
 		Groups: set{}, Roles: set{}, Policies: set{}, Projects: set{}, Managers: set{},
 		Credentials: map[string]Credential{}, APIKeys: map[string]string{},
-		AuthCodes: map[string]AuthCode{}, DisabledAPIKeys: set{}}
+		AuthCodes: map[string]AuthCode{}, DisabledAPIKeys: set{}, RefreshFamilies: map[string]RefreshFamily{}}
 	touch(Change{Kind: ChangeIdentity, Realm: e.Realm, From: e.ID})
 }
 
@@ -446,6 +452,7 @@ func (r *Realm) forgetAuth(u *Identity, touch Touch) {
 		delete(r.authCodes, h)
 		touch(Change{Kind: ChangeAuthCode, Realm: r.ID, From: u.ID, To: h})
 	}
+	r.endRefreshBefore(u, time.Time{}, touch)
 	for k := range u.DisabledAPIKeys {
 		touch(Change{Kind: ChangeAPIKeyStatus, Realm: r.ID, From: u.ID, To: k})
 	}
@@ -456,7 +463,15 @@ func (r *Realm) forgetAuth(u *Identity, touch Touch) {
 }
 
 func (e TokensRevoked) apply(s *State, touch Touch) {
-	if u := s.realms[e.Realm].Identities[e.Identity]; u != nil && e.Before.After(u.TokensNotBefore) {
+	r := s.realms[e.Realm]
+	u := r.Identities[e.Identity]
+	if u == nil {
+		return
+	}
+	// Refresh tokens are revoked with the access tokens (a reused code
+	// included, RFC 6749 §4.1.2).
+	r.endRefreshBefore(u, e.Before, touch)
+	if e.Before.After(u.TokensNotBefore) {
 		u.TokensNotBefore = e.Before
 		touch(Change{Kind: ChangeIdentity, Realm: e.Realm, From: e.Identity})
 	}

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"slices"
 	"strings"
 	"time"
 )
@@ -35,6 +36,12 @@ type AuthCode struct {
 	Challenge   string    `json:"challenge"` // PKCE S256 challenge
 	ExpiresAt   time.Time `json:"expiresAt"`
 	Redeemed    bool      `json:"redeemed,omitempty"`
+	// What the token endpoint needs for OIDC: the granted scopes, the
+	// client's nonce (echoed in the ID token; not a secret) and the time
+	// of the sign-in (auth_time).
+	Scope    string    `json:"scope,omitempty"`
+	Nonce    string    `json:"nonce,omitempty"`
+	AuthTime time.Time `json:"authTime,omitzero"`
 }
 
 // HashSecret is the SHA-256 (base64url) under which codes and tokens are
@@ -150,6 +157,9 @@ func (c RecordSignIn) decide(s *State, r *Realm) ([]Event, error) {
 // the client, the redirect URI and the PKCE verifier. A code presented again
 // after its redemption revokes the tokens of its user (RFC 6749 §4.1.2): the
 // decision then returns TokensRevoked and the API refuses the request.
+// Refresh starts a refresh-token family if the code's scope has
+// offline_access (the API cannot know the scope before the writer judges
+// the code, so it always offers one).
 type RedeemAuthCode struct {
 	systemOnly
 	CodeHash    string
@@ -157,6 +167,7 @@ type RedeemAuthCode struct {
 	RedirectURI string
 	Verifier    string
 	At          time.Time
+	Refresh     *RefreshGrant
 }
 
 func (c RedeemAuthCode) validate() error {
@@ -194,7 +205,19 @@ func (c RedeemAuthCode) decide(s *State, r *Realm) ([]Event, error) {
 	if u.Status != StatusActive {
 		return nil, codeErr("the user is not active")
 	}
-	return []Event{AuthCodeRedeemed{InRealm: InRealm{r.ID}, User: u.ID, CodeHash: c.CodeHash, At: c.At}}, nil
+	evs := []Event{AuthCodeRedeemed{InRealm: InRealm{r.ID}, User: u.ID, CodeHash: c.CodeHash, At: c.At,
+		Scope: code.Scope, Nonce: code.Nonce, AuthTime: code.AuthTime}}
+	if g := c.Refresh; g != nil && slices.Contains(strings.Fields(code.Scope), ScopeOfflineAccess) {
+		if g.Family == "" || g.TokenHash == "" || !g.ExpiresAt.After(c.At) {
+			return nil, Errorf(EInternal, "a refresh grant needs a family, a hash and a future expiry")
+		}
+		if _, taken := r.refreshTokens[g.TokenHash]; taken || u.RefreshFamilies[g.Family].Current != "" {
+			return nil, Errorf(EConflict, "refresh token collision; try again")
+		}
+		evs = append(evs, RefreshFamilyStarted{InRealm: InRealm{r.ID}, User: u.ID, ID: g.Family, At: c.At,
+			Family: RefreshFamily{Client: code.Client, Scope: code.Scope, AuthTime: code.AuthTime, StartedAt: c.At, ExpiresAt: g.ExpiresAt, Current: g.TokenHash}})
+	}
+	return evs, nil
 }
 
 // pkceS256 is RFC 7636 §4.6 for S256, the only method accepted.
@@ -334,11 +357,16 @@ type AuthCodeIssued struct {
 }
 
 // AuthCodeRedeemed marks a code used (kept until it expires, to spot reuse).
+// Scope, Nonce and AuthTime repeat the code's, for the token endpoint to
+// answer from the decision itself rather than a second read of the state.
 type AuthCodeRedeemed struct {
 	InRealm
 	User     string    `json:"user"`
 	CodeHash string    `json:"codeHash"`
 	At       time.Time `json:"at"`
+	Scope    string    `json:"scope,omitempty"`
+	Nonce    string    `json:"nonce,omitempty"`
+	AuthTime time.Time `json:"authTime,omitzero"`
 }
 
 // PasswordChanged sets a new argon2id hash; it consumes any reset token,
@@ -419,6 +447,7 @@ func (e PasswordChanged) apply(s *State, touch Touch) {
 	u.PasswordHash = e.PasswordHash
 	u.FailedSignIns, u.LockedUntil = 0, time.Time{}
 	r.clearReset(u)
+	r.endRefreshBefore(u, time.Time{}, touch)
 	if e.At.After(u.TokensNotBefore) {
 		u.TokensNotBefore = e.At
 	}

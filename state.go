@@ -64,9 +64,10 @@ type Realm struct {
 
 	// Identity provider (signin.go, invitation.go).
 	Invitations      map[string]*Invitation
-	authCodes        map[string]string // code hash → user
-	resetTokens      map[string]string // reset token hash → user
-	invitationTokens map[string]string // invitation token hash → invitation
+	authCodes        map[string]string     // code hash → user
+	refreshTokens    map[string]refreshRef // refresh token hash (current or used) → family
+	resetTokens      map[string]string     // reset token hash → user
+	invitationTokens map[string]string     // invitation token hash → invitation
 }
 
 // Identity is a user or an app of a realm.
@@ -97,7 +98,8 @@ type Identity struct {
 	TokensNotBefore time.Time
 	ResetTokenHash  string
 	ResetExpiresAt  time.Time
-	AuthCodes       map[string]AuthCode // code hash → code
+	AuthCodes       map[string]AuthCode      // code hash → code
+	RefreshFamilies map[string]RefreshFamily // family id → family (refresh.go)
 	DisabledAPIKeys set
 	// DefaultProject is the project id an app's token is scoped to when
 	// asked for without a scope ("" for none); see SetDefaultProject.

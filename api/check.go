@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/http"
+	"strings"
 	"time"
 
 	iam "github.com/iam-project/iam"
@@ -44,7 +45,7 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) error {
 	// project resources need a project-scoped token, so a body scope
 	// cannot widen an unscoped one), the body's when another subject is
 	// checked by right.
-	realm, scope := p.Realm, p.Scope
+	realm, scope := p.Realm, projectScope(p.Scope)
 	var subject Principal // the subjectToken's, once verified
 	var denied string     // why the subjectToken does not stand, if it does not
 	switch {
@@ -60,7 +61,7 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) error {
 		} else if err != nil {
 			return err
 		}
-		in.Subject, realm, scope = subject.ID, subject.Realm, subject.Scope
+		in.Subject, realm, scope = subject.ID, subject.Realm, projectScope(subject.Scope)
 	case in.Subject == "":
 		in.Subject = p.ID
 	}
@@ -180,4 +181,15 @@ func allowedLabel(b bool) string {
 		return "true"
 	}
 	return "false"
+}
+
+// projectScope is the project a token's scope names: a client-credentials
+// token's scope is a project HRN, while a user's token from the
+// authorization-code flow carries OIDC scopes ("openid email"), which name
+// no project and leave its checks unscoped.
+func projectScope(scope string) string {
+	if strings.HasPrefix(scope, "hrn:") {
+		return scope
+	}
+	return ""
 }

@@ -155,15 +155,16 @@ func (s *Server) system(ctx context.Context, realm string, at time.Time, cmd iam
 	return res, err
 }
 
-// signUserToken issues an access token for a user at log position pos.
-func (s *Server) signUserToken(r *http.Request, realm, user string, pos uint64, lifetime time.Duration) (string, error) {
+// signUserToken issues an access token for a user at log position pos,
+// granted scope (OIDC scopes, "" for none).
+func (s *Server) signUserToken(r *http.Request, realm, user, scope string, pos uint64, lifetime time.Duration) (string, error) {
 	keys, err := s.mode.signer()
 	if err != nil {
 		return "", err
 	}
 	now := s.cfg.Now()
 	s.maybeRotate(r.Context(), keys, now)
-	return keys.Sign(auth.Claims{Position: pos, Issuer: s.issuer(), Subject: user, Audience: s.cfg.Audience, Realm: realm,
+	return keys.Sign(auth.Claims{Position: pos, Issuer: s.issuer(), Subject: user, Audience: s.cfg.Audience, Realm: realm, Scope: scope,
 		ID: auth.NewID("t", 16), IssuedAt: now, ExpiresAt: now.Add(lifetime), Kind: auth.KindUser})
 }
 

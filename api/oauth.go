@@ -5,12 +5,14 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	iam "github.com/iam-project/iam"
 	"github.com/iam-project/iam/api/auth"
+	"github.com/iam-project/iam/eventlog/keyvault"
 )
 
 // oauthError is an RFC 6749 §5.2 error answer.
@@ -74,7 +76,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	}
 	gt := r.PostForm.Get("grant_type")
 	switch gt {
-	case "client_credentials", "authorization_code":
+	case "client_credentials", "authorization_code", "refresh_token":
 	case "":
 		writeOAuthError(w, &oauthError{http.StatusBadRequest, "invalid_request", "grant_type is required"}, basic)
 		return
@@ -83,6 +85,10 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	lifetime := s.cfg.MaxTokenLifetime
+	if gt != "client_credentials" {
+		// A user's token lives shorter unless the client asks otherwise.
+		lifetime = min(userTokenLifetime, s.cfg.MaxTokenLifetime)
+	}
 	if v := r.PostForm.Get("expires_in"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || time.Duration(n)*time.Second > s.cfg.MaxTokenLifetime {
@@ -123,8 +129,12 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, err, basic)
 		return
 	}
-	if gt == "authorization_code" {
-		s.tokenFromCode(w, r, p, basic)
+	switch gt {
+	case "authorization_code":
+		s.tokenFromCode(w, r, p, clientID, lifetime, basic)
+		return
+	case "refresh_token":
+		s.tokenFromRefresh(w, r, p, lifetime, basic)
 		return
 	}
 	scope := r.PostForm.Get("scope")
@@ -154,7 +164,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 			Credential: p.Credential,
 		})
 	}
-	s.answerToken(w, tok, serr, lifetime, scope, basic)
+	s.answerToken(w, tokenAnswer{access: tok, lifetime: lifetime, scope: scope}, serr, basic)
 }
 
 // authenticateClient finds the credential by client id on the latest state
@@ -164,7 +174,9 @@ func (s *Server) authenticateClient(ctx context.Context, clientID, secret string
 	bad := &oauthError{http.StatusUnauthorized, "invalid_client", "unknown client or wrong secret"}
 	var p Principal
 	var hash string
-	_ = s.latest(ctx, func(st *iam.State) error {
+	// A state that cannot be read (a clustered hub between stream leaders,
+	// say) is no proof that the client is unknown: retry, not invalid_client.
+	err := s.latest(ctx, func(st *iam.State) error {
 		realm, app, cred, ok := st.ClientCredential(clientID)
 		if ok && !cred.Disabled && app.Status == iam.StatusActive {
 			p, hash = Principal{Realm: realm, ID: app.ID, Kind: auth.KindApp}, cred.SecretHash
@@ -180,6 +192,10 @@ func (s *Server) authenticateClient(ctx context.Context, clientID, secret string
 		}
 		return nil
 	})
+	if err != nil {
+		s.log.Warn("client lookup", "err", err)
+		return Principal{}, &oauthError{http.StatusServiceUnavailable, "temporarily_unavailable", "the client cannot be checked now; retry"}
+	}
 	if hash == "" {
 		return Principal{}, bad
 	}
@@ -231,14 +247,17 @@ func (s *Server) discovery(w http.ResponseWriter, r *http.Request) {
 		"authorization_endpoint":                iss + "/oauth2/authorize",
 		"token_endpoint":                        iss + "/oauth2/token",
 		"jwks_uri":                              iss + "/.well-known/jwks.json",
-		"grant_types_supported":                 []string{"client_credentials", "authorization_code"},
+		"userinfo_endpoint":                     iss + "/oauth2/userinfo",
+		"grant_types_supported":                 []string{"client_credentials", "authorization_code", "refresh_token"},
 		"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
 		"response_types_supported":              []string{"code"},
 		"code_challenge_methods_supported":      []string{"S256"},
 		"subject_types_supported":               []string{"public"},
 		"id_token_signing_alg_values_supported": []string{"ES256"},
-		"scopes_supported":                      []string{"openid"},
-		"claims_supported":                      []string{"iss", "sub", "aud", "exp", "iat", "jti", "realm", "scope", "kind", "cid"},
+		"scopes_supported":                      oidcScopes,
+		// The ID token's claims and the access token's (jti onwards).
+		"claims_supported": []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "email", "name",
+			"jti", "realm", "scope", "kind", "cid"},
 	})
 }
 
@@ -254,22 +273,54 @@ func (s *Server) jwks(w http.ResponseWriter, r *http.Request) {
 }
 
 // userTokenLifetime is the life of a token issued to a user by the
-// authorization-code flow (at most MaxTokenLifetime).
+// authorization-code flow and its refreshes when the client asks no
+// expires_in (at most MaxTokenLifetime).
 const userTokenLifetime = time.Hour
+
+// maxNonceBytes bounds the nonce of an authorization request (it travels
+// with the code through the log).
+const maxNonceBytes = 512
+
+// oidcScopes are the scopes of the authorization-code flow, as discovery
+// lists them: openid (an ID token, userinfo), email and profile (the email
+// and name claims), offline_access (a refresh token). A client-credentials
+// token is scoped to a project instead (checkScope).
+var oidcScopes = []string{"openid", "email", "profile", iam.ScopeOfflineAccess}
+
+// supportedScopes says whether every scope of a space-separated list is one
+// of oidcScopes.
+func supportedScopes(scope string) bool {
+	for _, sc := range strings.Fields(scope) {
+		if !slices.Contains(oidcScopes, sc) {
+			return false
+		}
+	}
+	return true
+}
+
+func hasScope(scope, want string) bool { return slices.Contains(strings.Fields(scope), want) }
 
 // tokenFromCode serves grant_type=authorization_code (RFC 6749 §4.1.3 with
 // RFC 7636): the code is single-use and bound to the authenticated client,
 // the redirect URI and the PKCE verifier, all judged by the writer. A code
 // presented again revokes the tokens of its user (§4.1.2) and is refused.
-func (s *Server) tokenFromCode(w http.ResponseWriter, r *http.Request, p Principal, basic bool) {
+// With openid the answer has an ID token for clientID; with offline_access a
+// refresh token, the first of its family: a refresh token is issued only when
+// asked for (OIDC Core §11), so a client that never asked holds no
+// long-lived secret.
+func (s *Server) tokenFromCode(w http.ResponseWriter, r *http.Request, p Principal, clientID string, lifetime time.Duration, basic bool) {
 	code := r.PostForm.Get("code")
 	if code == "" || len(code) > 256 {
 		writeOAuthError(w, &oauthError{http.StatusBadRequest, "invalid_request", "code is required"}, basic)
 		return
 	}
 	now := s.now()
+	// The refresh token is made before the writer judges the code: only the
+	// writer knows whether the code asked for one, and it keeps only the hash.
+	refresh := auth.NewSecret()
 	res, err := s.system(r.Context(), p.Realm, now, iam.RedeemAuthCode{CodeHash: iam.HashSecret(code), Client: p.ID,
-		RedirectURI: r.PostForm.Get("redirect_uri"), Verifier: r.PostForm.Get("code_verifier"), At: now})
+		RedirectURI: r.PostForm.Get("redirect_uri"), Verifier: r.PostForm.Get("code_verifier"), At: now,
+		Refresh: &iam.RefreshGrant{Family: auth.NewID("rf", 16), TokenHash: iam.HashSecret(refresh), ExpiresAt: now.Add(iam.DefaultRefreshLifetime)}})
 	if err != nil {
 		if iam.ErrorField(err) == iam.FieldAuthorizationCodeErr {
 			writeOAuthError(w, &oauthError{http.StatusBadRequest, "invalid_grant", iam.ErrorMessage(err)}, basic)
@@ -278,28 +329,130 @@ func (s *Server) tokenFromCode(w http.ResponseWriter, r *http.Request, p Princip
 		s.writeOAuthUnavailable(w, r, http.StatusServiceUnavailable, 0, "the code could not be redeemed; retry", basic)
 		return
 	}
-	var user string
+	var redeemed iam.AuthCodeRedeemed
+	started := false
 	for _, ev := range res.Events {
 		switch e := ev.(type) {
 		case iam.TokensRevoked:
 			writeOAuthError(w, &oauthError{http.StatusBadRequest, "invalid_grant", "the authorization code was used already; the tokens issued for it are revoked"}, basic)
 			return
 		case iam.AuthCodeRedeemed:
-			user = e.User
+			redeemed = e
+		case iam.RefreshFamilyStarted:
+			started = true
 		}
 	}
-	if user == "" {
+	if redeemed.User == "" {
 		writeOAuthError(w, &oauthError{http.StatusBadRequest, "invalid_grant", "the authorization code is unknown or expired"}, basic)
 		return
 	}
-	lifetime := min(userTokenLifetime, s.cfg.MaxTokenLifetime)
-	tok, err := s.signUserToken(r, p.Realm, user, res.Seq, lifetime)
-	s.answerToken(w, tok, err, lifetime, "", basic)
+	ans := tokenAnswer{lifetime: lifetime, scope: redeemed.Scope}
+	if started {
+		ans.refresh = refresh
+	}
+	ans.access, err = s.signUserToken(r, p.Realm, redeemed.User, redeemed.Scope, res.Seq, lifetime)
+	if err == nil && hasScope(redeemed.Scope, "openid") {
+		ans.id, err = s.signIDToken(r.Context(), p.Realm, redeemed, clientID, ans.access, lifetime)
+	}
+	s.answerToken(w, ans, err, basic)
 }
 
-// answerToken answers a token request with the token signed (or the error
-// signing it), per RFC 6749 §5.1: never cached.
-func (s *Server) answerToken(w http.ResponseWriter, tok string, signErr error, lifetime time.Duration, scope string, basic bool) {
+// signIDToken issues the ID token of a redeemed code for clientID (OIDC
+// Core §3.1.3.3): it lives as long as the access token issued with it.
+func (s *Server) signIDToken(ctx context.Context, realm string, c iam.AuthCodeRedeemed, clientID, access string, lifetime time.Duration) (string, error) {
+	keys, err := s.mode.signer()
+	if err != nil {
+		return "", err
+	}
+	now := s.cfg.Now()
+	claims := auth.IDClaims{Issuer: s.issuer(), Subject: c.User, Audience: clientID, IssuedAt: now, ExpiresAt: now.Add(lifetime),
+		AuthTime: c.AuthTime, Nonce: c.Nonce, AtHash: auth.AccessTokenHash(access)}
+	claims.Email, claims.Name = s.userClaims(ctx, realm, c.User, c.Scope)
+	return keys.SignIDToken(claims)
+}
+
+// userClaims returns the user's email and name as far as scope grants them
+// (email, profile). They are sealed personal data: a destroyed or
+// unreachable data key leaves them out, never fails the answer.
+func (s *Server) userClaims(ctx context.Context, realm, user, scope string) (email, name string) {
+	wantEmail, wantName := hasScope(scope, "email"), hasScope(scope, "profile")
+	if !wantEmail && !wantName {
+		return "", ""
+	}
+	// Users created before personal data was sealed have it in plain.
+	var p personal
+	var sealed []byte
+	_ = s.latest(ctx, func(st *iam.State) error {
+		if u := st.Identity(realm, user); u != nil {
+			p, sealed = personal{Email: u.Email, Name: u.Name}, u.Sealed
+		}
+		return nil
+	})
+	if len(sealed) > 0 {
+		key, err := s.dataKey(ctx, realm, user, false)
+		if err == nil {
+			p, err = openPersonal(key, sealed, realm, user)
+		}
+		if err != nil && !errors.Is(err, keyvault.ErrKeyDestroyed) {
+			s.log.Warn("personal data unavailable", "realm", realm, "user", user, "err", err)
+		}
+	}
+	if wantEmail {
+		email = p.Email
+	}
+	if wantName {
+		name = p.Name
+	}
+	return email, name
+}
+
+// tokenFromRefresh serves grant_type=refresh_token (RFC 6749 §6) for the
+// client that holds the token: every use rotates it, and a token used
+// already (a replay) ends its whole family, the writer deciding both. The
+// scope is the family's; a scope parameter cannot widen it and is ignored.
+func (s *Server) tokenFromRefresh(w http.ResponseWriter, r *http.Request, p Principal, lifetime time.Duration, basic bool) {
+	old := r.PostForm.Get("refresh_token")
+	if old == "" || len(old) > 256 {
+		writeOAuthError(w, &oauthError{http.StatusBadRequest, "invalid_request", "refresh_token is required"}, basic)
+		return
+	}
+	now := s.now()
+	next := auth.NewSecret()
+	res, err := s.system(r.Context(), p.Realm, now, iam.RotateRefreshToken{TokenHash: iam.HashSecret(old), NewHash: iam.HashSecret(next), Client: p.ID, At: now})
+	if err != nil {
+		if iam.ErrorField(err) == iam.FieldRefreshTokenErr {
+			writeOAuthError(w, &oauthError{http.StatusBadRequest, "invalid_grant", iam.ErrorMessage(err)}, basic)
+			return
+		}
+		writeOAuthError(w, &oauthError{http.StatusServiceUnavailable, "temporarily_unavailable", "the refresh token could not be used; retry"}, basic)
+		return
+	}
+	var rotated iam.RefreshTokenRotated
+	for _, ev := range res.Events {
+		switch e := ev.(type) {
+		case iam.RefreshFamilyRevoked:
+			s.log.Warn("refresh token reused; its family is revoked", "realm", p.Realm, "user", e.User, "family", e.Family)
+			writeOAuthError(w, &oauthError{http.StatusBadRequest, "invalid_grant", "the refresh token was used already; every refresh token of its sign-in is revoked"}, basic)
+			return
+		case iam.RefreshTokenRotated:
+			rotated = e
+		}
+	}
+	tok, err := s.signUserToken(r, p.Realm, rotated.User, rotated.Scope, res.Seq, lifetime)
+	s.answerToken(w, tokenAnswer{access: tok, refresh: next, lifetime: lifetime, scope: rotated.Scope}, err, basic)
+}
+
+// tokenAnswer is a successful token response (RFC 6749 §5.1): the access
+// token, and, if issued, a refresh token and an ID token.
+type tokenAnswer struct {
+	access, refresh, id string
+	lifetime            time.Duration
+	scope               string
+}
+
+// answerToken answers a token request with the tokens signed (or the error
+// signing them), per RFC 6749 §5.1: never cached.
+func (s *Server) answerToken(w http.ResponseWriter, a tokenAnswer, signErr error, basic bool) {
 	if signErr != nil {
 		s.log.Error("sign token", "err", signErr)
 		writeOAuthError(w, &oauthError{http.StatusInternalServerError, "server_error", "the token could not be signed"}, basic)
@@ -308,8 +461,42 @@ func (s *Server) answerToken(w http.ResponseWriter, tok string, signErr error, l
 	if s.metrics != nil {
 		s.metrics.tokens.Inc()
 	}
+	body := map[string]any{
+		"access_token": a.access, "token_type": "bearer", "expires_in": int(a.lifetime / time.Second), "scope": a.scope,
+	}
+	if a.refresh != "" {
+		body["refresh_token"] = a.refresh
+	}
+	if a.id != "" {
+		body["id_token"] = a.id
+	}
 	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusOK, map[string]any{
-		"access_token": tok, "token_type": "bearer", "expires_in": int(lifetime / time.Second), "scope": scope,
-	})
+	writeJSON(w, http.StatusOK, body)
+}
+
+// userinfo serves GET and POST /oauth2/userinfo (OIDC Core §5.3): the
+// claims of the user of a bearer access token granted openid. The token is
+// judged as on every other route (signature, expiry, the user still active,
+// not revoked); a failure is 401 with WWW-Authenticate (RFC 6750 §3).
+func (s *Server) userinfo(w http.ResponseWriter, r *http.Request) {
+	p, err := s.authenticate(r, false)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if p.Kind != auth.KindUser || !hasScope(p.Scope, "openid") {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="iam", error="insufficient_scope", scope="openid"`)
+		writeJSON(w, http.StatusForbidden, map[string]string{"error": "insufficient_scope", "error_description": "the access token was not granted the openid scope"})
+		return
+	}
+	body := map[string]string{"sub": p.ID}
+	email, name := s.userClaims(r.Context(), p.Realm, p.ID, p.Scope)
+	if email != "" {
+		body["email"] = email
+	}
+	if name != "" {
+		body["name"] = name
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, body)
 }

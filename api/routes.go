@@ -18,6 +18,8 @@ func (s *Server) routes() {
 	}
 	// Public: tokens, discovery, health, metrics.
 	m.HandleFunc("POST /oauth2/token", s.token)
+	m.HandleFunc("GET /oauth2/userinfo", s.userinfo)
+	m.HandleFunc("POST /oauth2/userinfo", s.userinfo)
 	m.HandleFunc("GET /.well-known/openid-configuration", s.discovery)
 	m.HandleFunc("GET /.well-known/jwks.json", s.jwks)
 	m.HandleFunc("GET /healthz", s.healthz)

@@ -260,9 +260,11 @@ type Principal struct {
 	Realm string
 	ID    string
 	Kind  string
-	// Scope is the project HRN of a project-scoped token ("" unscoped); for
-	// a client at the token endpoint, its default project's, the scope its
-	// token gets when it asks for none.
+	// Scope is the token's scope: a project HRN for a project-scoped
+	// client-credentials token (for a client at the token endpoint, its
+	// default project's, the scope its token gets when it asks for none);
+	// the granted OIDC scopes (oidcScopes) for a user's token from the
+	// authorization-code flow.
 	Scope string
 	// Credential is the client credential the caller's token was issued
 	// through, if any (the token's cid).

@@ -44,6 +44,7 @@ type authzRequest struct {
 	realm, app, appName       string
 	clientID, redirect, state string
 	challenge, method, scope  string
+	nonce                     string
 	redirectErr, responseType string
 	redirectDesc              string
 	redirectURL               *url.URL // redirect, parsed
@@ -53,7 +54,7 @@ type authzRequest struct {
 // page (never a redirect, §4.1.2.1); other errors are redirected.
 func (s *Server) parseAuthz(ctx context.Context, v url.Values) (*authzRequest, error) {
 	a := &authzRequest{clientID: v.Get("client_id"), redirect: v.Get("redirect_uri"), state: v.Get("state"),
-		challenge: v.Get("code_challenge"), method: v.Get("code_challenge_method"), scope: v.Get("scope"), responseType: v.Get("response_type")}
+		challenge: v.Get("code_challenge"), method: v.Get("code_challenge_method"), scope: strings.Join(strings.Fields(v.Get("scope")), " "), nonce: v.Get("nonce"), responseType: v.Get("response_type")}
 	var uris []string
 	found := false
 	_ = s.latest(ctx, func(st *iam.State) error {
@@ -84,6 +85,11 @@ func (s *Server) parseAuthz(ctx context.Context, v url.Values) (*authzRequest, e
 		a.redirectErr, a.redirectDesc = "unsupported_response_type", "response_type must be code"
 	case a.method != auth.PKCEMethodS256 || len(a.challenge) != 43:
 		a.redirectErr, a.redirectDesc = "invalid_request", "PKCE is required: code_challenge with code_challenge_method=S256"
+	case !supportedScopes(a.scope):
+		a.redirectErr, a.redirectDesc = "invalid_scope", "scope may hold only "+strings.Join(oidcScopes, ", ")
+	case len(a.nonce) > maxNonceBytes:
+		// The nonce travels with the code into the log: bounded.
+		a.redirectErr, a.redirectDesc = "invalid_request", "nonce is too long"
 	}
 	return a, nil
 }
@@ -109,7 +115,7 @@ func (a *authzRequest) fail(w http.ResponseWriter, r *http.Request, code, desc s
 
 func (s *Server) renderSignIn(w http.ResponseWriter, status int, a *authzRequest, email, msg string) {
 	hidden := map[string]string{"response_type": a.responseType, "client_id": a.clientID, "redirect_uri": a.redirect,
-		"state": a.state, "code_challenge": a.challenge, "code_challenge_method": a.method, "scope": a.scope}
+		"state": a.state, "code_challenge": a.challenge, "code_challenge_method": a.method, "scope": a.scope, "nonce": a.nonce}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Frame-Options", "DENY")
@@ -233,7 +239,8 @@ func (s *Server) authorizeSubmit(w http.ResponseWriter, r *http.Request) {
 	code := auth.NewSecret()
 	cmd := iam.RecordSignIn{User: user, PasswordHash: hash, Success: true, At: now, MaxFailures: cfg.MaxFailedSignIns, LockoutPeriod: cfg.LockoutPeriod,
 		Code: &iam.CodeGrant{CodeHash: iam.HashSecret(code), Max: cfg.MaxAuthCodes,
-			Code: iam.AuthCode{Client: a.app, RedirectURI: a.redirect, Challenge: a.challenge, ExpiresAt: now.Add(cfg.AuthCodeTTL)}}}
+			Code: iam.AuthCode{Client: a.app, RedirectURI: a.redirect, Challenge: a.challenge, ExpiresAt: now.Add(cfg.AuthCodeTTL),
+				Scope: a.scope, Nonce: a.nonce, AuthTime: now}}}
 	_, err = s.system(r.Context(), a.realm, now, cmd)
 	switch {
 	case iam.ErrorField(err) == iam.FieldAccountLocked:

@@ -40,6 +40,7 @@ const (
 	edgeGroupManager    = "mg"
 	edgeProjectManager  = "mp"
 	edgeRevokedKey      = "sk"
+	edgeRefreshFamily   = "rf"
 )
 
 // entityRows and edgeRows name the row of each kind of iam.Change.
@@ -66,6 +67,7 @@ var (
 		iam.ChangeGroupManager:    edgeGroupManager,
 		iam.ChangeProjectManager:  edgeProjectManager,
 		iam.ChangeRevokedKey:      edgeRevokedKey,
+		iam.ChangeRefreshFamily:   edgeRefreshFamily,
 	}
 	// managedKinds is the managed entity's kind of each manager edge.
 	managedKinds = map[iam.ChangeKind]iam.ManagedKind{
@@ -191,6 +193,9 @@ type (
 		Challenge   string    `json:"challenge"`
 		ExpiresAt   time.Time `json:"expiresAt"`
 		Redeemed    bool      `json:"redeemed,omitempty"`
+		Scope       string    `json:"scope,omitempty"`
+		Nonce       string    `json:"nonce,omitempty"`
+		AuthTime    time.Time `json:"authTime,omitzero"`
 	}
 	invitationRow struct {
 		UserID     string    `json:"userId"`
@@ -291,7 +296,14 @@ func rowValue(st *iam.State, c iam.Change) ([]byte, bool) {
 	case iam.ChangeAuthCode:
 		if id := r.Identities[c.From]; id != nil {
 			if ac, ok := id.AuthCodes[c.To]; ok {
-				return mustJSON(authCodeRow{ac.Client, ac.RedirectURI, ac.Challenge, ac.ExpiresAt, ac.Redeemed}), true
+				return mustJSON(authCodeRow{ac.Client, ac.RedirectURI, ac.Challenge, ac.ExpiresAt, ac.Redeemed, ac.Scope, ac.Nonce, ac.AuthTime}), true
+			}
+		}
+	case iam.ChangeRefreshFamily:
+		// The family's JSON is its row: it holds only hashes.
+		if id := r.Identities[c.From]; id != nil {
+			if f, ok := id.RefreshFamilies[c.To]; ok {
+				return mustJSON(f), true
 			}
 		}
 	case iam.ChangeDefaultProject:
@@ -349,6 +361,9 @@ func Rows(st *iam.State, fn func(key string, value []byte) error) error {
 			}
 			for m := range ident.Managers {
 				add(iam.ChangeAppManager, rid, id, m)
+			}
+			for f := range ident.RefreshFamilies {
+				add(iam.ChangeRefreshFamily, rid, id, f)
 			}
 		}
 		for id, g := range r.Groups {
@@ -538,7 +553,15 @@ func loadRow(st *iam.State, c iam.Change, value []byte) error {
 		// At is left zero: issuing prunes the codes expired at At, and
 		// none of the loaded ones is.
 		return apply(iam.AuthCodeIssued{InRealm: in, User: from, CodeHash: to,
-			Code: iam.AuthCode{Client: row.Client, RedirectURI: row.RedirectURI, Challenge: row.Challenge, ExpiresAt: row.ExpiresAt, Redeemed: row.Redeemed}})
+			Code: iam.AuthCode{Client: row.Client, RedirectURI: row.RedirectURI, Challenge: row.Challenge, ExpiresAt: row.ExpiresAt, Redeemed: row.Redeemed,
+				Scope: row.Scope, Nonce: row.Nonce, AuthTime: row.AuthTime}})
+	case iam.ChangeRefreshFamily:
+		var f iam.RefreshFamily
+		if err := json.Unmarshal(value, &f); err != nil {
+			return err
+		}
+		// At is left zero, as for codes: nothing loaded is pruned.
+		return apply(iam.RefreshFamilyStarted{InRealm: in, User: from, ID: to, Family: f})
 	case iam.ChangeDefaultProject:
 		if r.Projects[to] == nil {
 			return fmt.Errorf("default project %q is missing", to)
