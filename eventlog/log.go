@@ -2,6 +2,7 @@ package eventlog
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -390,18 +391,49 @@ func (l *Log) Head(ctx context.Context) (uint64, error) {
 }
 
 // LastForRealm returns the sequence of the last message on any subject of
-// realm, 0 when it has none: the value to pass as ExpectSeq.
+// realm, 0 when it has none: the value to pass as ExpectSeq. It asks the
+// stream's leader (STREAM.MSG.GET), never a direct get, which any replica
+// may answer from behind: a writer judges with it that its state is current
+// before it answers a refusal, and a lagging replica would make a stale
+// state look current.
 func (l *Log) LastForRealm(ctx context.Context, realm string) (uint64, error) {
 	if err := validToken("realm", realm); err != nil {
 		return 0, fmt.Errorf("last for realm: %w", err)
 	}
-	m, err := l.stream.GetLastMsgForSubject(ctx, RealmSubjects(realm))
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return 0, nil
-	} else if err != nil {
+	req, err := json.Marshal(struct {
+		LastBySubject string `json:"last_by_subj"`
+	}{RealmSubjects(realm)})
+	if err != nil {
+		return 0, err
+	}
+	api := "$JS.API."
+	if l.cfg.Domain != "" {
+		api = "$JS." + l.cfg.Domain + ".API."
+	}
+	rctx, cancel := context.WithTimeout(ctx, l.cfg.PublishTimeout)
+	defer cancel()
+	msg, err := l.js.Conn().RequestWithContext(rctx, api+"STREAM.MSG.GET."+l.cfg.Stream, req)
+	if err != nil {
 		return 0, fmt.Errorf("last for realm %s: %w", realm, err)
 	}
-	return m.Sequence, nil
+	var resp struct {
+		Message *struct {
+			Seq uint64 `json:"seq"`
+		} `json:"message"`
+		Error *jetstream.APIError `json:"error"`
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return 0, fmt.Errorf("last for realm %s: %w", realm, err)
+	}
+	switch {
+	case resp.Error != nil && resp.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound:
+		return 0, nil
+	case resp.Error != nil:
+		return 0, fmt.Errorf("last for realm %s: %w", realm, resp.Error)
+	case resp.Message == nil:
+		return 0, fmt.Errorf("last for realm %s: an answer without a message", realm)
+	}
+	return resp.Message.Seq, nil
 }
 
 // Get returns the entry stored at seq. Errors: not_found when there is no

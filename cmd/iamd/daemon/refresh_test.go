@@ -49,11 +49,11 @@ func codeFrom(t *testing.T, base string, conf *oauth2.Config, email, password, v
 // process's: a token rotated through one hub node is spent for every other,
 // and its replay through a third ends the family for all.
 //
-// Not covered: a replay through a node right after the stream's leader is
-// lost. The writer then checks a refusal ("unknown token") against the
-// realm's last sequence read by direct get (eventlog.Log.LastForRealm,
-// AllowDirect), which a lagging replica may answer: the node refuses the
-// token without ending its family (seen in 1 run of 5; see the report).
+// A replay through a node right after the stream's leader is lost is not
+// driven here: the writer then checks its refusal against the realm's last
+// sequence asked of the stream's leader (eventlog.Log.LastForRealm, no
+// direct get), so a lagging node catches up rather than calling the token
+// unknown.
 func TestRefresh_AcrossHubNodes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a 3-node hub")
