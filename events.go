@@ -71,6 +71,10 @@ var eventTypes = []Event{
 	// manager.go
 	ManagerAdded{},
 	ManagerRemoved{},
+	// share.go
+	AppShared{},
+	AppUnshared{},
+	ResourceLinkableSet{},
 }
 
 // Derived from eventTypes: the decoder's types by name, and the set of

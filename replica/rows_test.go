@@ -143,7 +143,7 @@ func (g randomCommands) next(i, n int) iam.Command {
 	if g.rng.IntN(5) == 0 {
 		return g.authCommand() // sign-in, codes, passwords, invitations: auth_test.go
 	}
-	op := g.rng.IntN(28)
+	op := g.rng.IntN(31)
 	if g.rng.IntN(n) >= 4*i {
 		op = g.rng.IntN(6)
 	}
@@ -212,8 +212,14 @@ func (g randomCommands) next(i, n int) iam.Command {
 		return iam.SetDefaultProject{App: g.pick("a", 6), Project: project}
 	case 25, 26:
 		return iam.AddManager{Entity: g.managed(), Manager: g.member()}
-	default:
+	case 27:
 		return iam.RemoveManager{Entity: g.managed(), Manager: g.member()}
+	case 28:
+		return iam.ShareApp{App: g.pick("a", 6), With: g.member()}
+	case 29:
+		return iam.UnshareApp{App: g.pick("a", 6), With: g.member()}
+	default:
+		return iam.SetResourceLinkable{Project: g.pick("proj", 4), HRN: g.resource(), Linkable: g.rng.IntN(3) == 0}
 	}
 }
 
