@@ -660,3 +660,48 @@ func TestRows_ManagerEdges(t *testing.T) {
 		}
 	}
 }
+
+// TestRows_ShareEdges: each share of an app and each not linkable mark is
+// its own edge row, loaded back as it was; the mark goes with the home,
+// a share with the sharee; a row whose ends are missing is refused on load.
+func TestRows_ShareEdges(t *testing.T) {
+	w := newWorld(t)
+	w.do(iam.CreateUser{ID: "u", Email: "u@example.com", Name: "User u"})
+	w.do(iam.CreateApp{ID: "a", Name: "A"})
+	w.do(iam.CreateProject{ID: "proj", Name: "P"})
+	w.do(iam.AddProjectResource{Project: "proj", HRN: data("x"), Relation: iam.RelationHome})
+	var touched []string
+	w.touch = func(c iam.Change) { touched = append(touched, replica.RowKey(c)) }
+	w.do(iam.ShareApp{App: "a", With: "u"})
+	w.do(iam.SetResourceLinkable{Project: "proj", HRN: data("x"), Linkable: false})
+	share, mark := "6r1\x00sa\x00a\x00u", "6r1\x00rn\x00proj\x00"+data("x")
+	if want := []string{share, mark}; !reflect.DeepEqual(touched, want) {
+		t.Fatalf("touched: got %q, want %q", touched, want)
+	}
+	rows := dumpRows(t, w.s)
+	if d := diffRows(dumpRows(t, loadRows(t, rows)), rows); d != "" {
+		t.Fatalf("rows loaded back: %s", d)
+	}
+	for _, k := range []string{share, mark} {
+		if _, ok := replica.Row(w.s, k); !ok {
+			t.Errorf("Row(%q): got none, want one", k)
+		}
+	}
+	touched = nil
+	w.do(iam.RemoveProjectResource{Project: "proj", HRN: data("x")})
+	w.do(iam.DeleteIdentity{ID: "u"})
+	for _, k := range []string{share, mark} {
+		if !slices.Contains(touched, k) {
+			t.Errorf("touched: got %q, want %q among them", touched, k)
+		}
+		if v, ok := replica.Row(w.s, k); ok {
+			t.Errorf("Row(%q) after the home and the sharee went: got %q, want none", k, v)
+		}
+	}
+	loaded := loadRows(t, dumpRows(t, w.s))
+	for _, k := range []string{"6r1\x00sa\x00nosuch\x00u", "6r1\x00sa\x00a\x00nobody", mark} {
+		if err := replica.LoadRow(loaded, k, []byte{}); err == nil {
+			t.Errorf("LoadRow(%q): got no error, want one", k)
+		}
+	}
+}
