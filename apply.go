@@ -7,27 +7,29 @@ type ChangeKind uint8
 // Kinds of change. For an entity, From is its id and To is empty; for an
 // edge, From and To are its ends, as noted.
 const (
-	ChangeRealm           ChangeKind = iota + 1 // the realm itself (From empty)
-	ChangeIdentity                              // a user or an app
-	ChangeGroup                                 // a group
-	ChangePolicy                                // a policy
-	ChangeProject                               // a project
-	ChangeInvitation                            // an invitation
-	ChangeMember                                // group From has identity To as member
-	ChangeRole                                  // identity From holds role To
-	ChangeAttachment                            // policy To is attached to identity or group From
-	ChangeProjectMember                         // project From has member To, with policies
-	ChangeProjectResource                       // project From holds resource HRN To
-	ChangeCredential                            // app From has client credential To
-	ChangeAPIKey                                // app From has API key To
-	ChangeAPIKeyStatus                          // API key To of app From is disabled
-	ChangeAuthCode                              // user From holds the code with hash To
-	ChangeDefaultProject                        // app From has project To as its default
-	ChangeAppManager                            // app From has manager To (identity or group)
-	ChangeGroupManager                          // group From has manager To
-	ChangeProjectManager                        // project From has manager To
-	ChangeRevokedKey                            // signing key From is revoked (To empty)
-	ChangeRefreshFamily                         // user From holds the refresh-token family To
+	ChangeRealm               ChangeKind = iota + 1 // the realm itself (From empty)
+	ChangeIdentity                                  // a user or an app
+	ChangeGroup                                     // a group
+	ChangePolicy                                    // a policy
+	ChangeProject                                   // a project
+	ChangeInvitation                                // an invitation
+	ChangeMember                                    // group From has identity To as member
+	ChangeRole                                      // identity From holds role To
+	ChangeAttachment                                // policy To is attached to identity or group From
+	ChangeProjectMember                             // project From has member To, with policies
+	ChangeProjectResource                           // project From holds resource HRN To
+	ChangeCredential                                // app From has client credential To
+	ChangeAPIKey                                    // app From has API key To
+	ChangeAPIKeyStatus                              // API key To of app From is disabled
+	ChangeAuthCode                                  // user From holds the code with hash To
+	ChangeDefaultProject                            // app From has project To as its default
+	ChangeAppManager                                // app From has manager To (identity or group)
+	ChangeGroupManager                              // group From has manager To
+	ChangeProjectManager                            // project From has manager To
+	ChangeRevokedKey                                // signing key From is revoked (To empty)
+	ChangeRefreshFamily                             // user From holds the refresh-token family To
+	ChangeAppShare                                  // app From is shared with To (identity or group)
+	ChangeResourceNotLinkable                       // resource HRN To, at home in project From, may not be linked
 )
 
 // Change names one entity or edge of a realm whose value may have changed

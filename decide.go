@@ -59,6 +59,9 @@ func Decide(s *State, req Request) ([]Event, error) {
 	if c, ok := req.Command.(creation); ok && req.Actor != "" {
 		req.Command = c.createdBy(req.Actor)
 	}
+	if c, ok := req.Command.(byActor); ok {
+		req.Command = c.by(req.Actor)
+	}
 	switch c := req.Command.(type) {
 	case SetIdentityStatus:
 		c.bySelf = req.Actor != "" && req.Actor == c.ID
@@ -90,6 +93,15 @@ func Authorize(s *State, realm, actor string, cmd Command) error {
 	}
 	action, hrn := cmd.permission(r)
 	return AuthorizeAction(s, realm, actor, action, hrn)
+}
+
+// byActor is a command whose decision depends on who asks beyond its one
+// permission (linking needs share on the resource too, judged where the
+// resource lives, which only the state knows). Decide sets the actor, so
+// that an API caller never names another.
+type byActor interface {
+	Command
+	by(actor string) Command
 }
 
 // selfService reports whether cmd is one an identity may do to itself: a

@@ -500,7 +500,6 @@ func TestDecide_Invalid(t *testing.T) {
 		{"relation", iam.AddProjectResource{Project: "proj", HRN: data("a"), Relation: "owner"}, "relation"},
 		{"resource HRN", iam.AddProjectResource{Project: "proj", HRN: "cat-1", Relation: iam.RelationHome}, "hrn"},
 		{"resource pattern", iam.AddProjectResource{Project: "proj", HRN: data("*"), Relation: iam.RelationHome}, "hrn"},
-		{"link without home", iam.AddProjectResource{Project: "proj", HRN: data("nowhere"), Relation: iam.RelationLink}, "relation"},
 		{"unresource HRN", iam.RemoveProjectResource{Project: "proj", HRN: "x"}, "hrn"},
 	}
 	for _, tt := range tests {

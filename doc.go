@@ -20,6 +20,8 @@
 //	project.go     projects, their members and their resources
 //	manager.go     ownership: managers of apps, groups and projects (their
 //	               creators first); AddManager, RemoveManager
+//	share.go       sharing apps (ShareApp, UnshareApp), share as what linking
+//	               needs, a resource's linkability (SetResourceLinkable)
 //	signin.go      sign-in and lockout, authorization codes, passwords and
 //	               their resets
 //	refresh.go     refresh-token families: rotation, reuse detection, their end

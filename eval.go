@@ -30,6 +30,10 @@ const (
 	SourceManager = "manager" // ID is the managed entity, "<kind>/<id>"
 )
 
+// sourceWords says how a grant that is no policy statement reaches a
+// subject: a manager's right, a sharee's.
+var sourceWords = map[string]string{SourceManager: "manager of ", SourceShare: "share of "}
+
 // Source says where a statement reaches a subject from.
 type Source struct {
 	Kind    string `json:"kind"`              // policy, role or manager
@@ -40,8 +44,8 @@ type Source struct {
 
 func (src Source) describe(stmt int) string {
 	s := src.Kind + " " + src.ID + " statement " + strconv.Itoa(stmt)
-	if src.Kind == SourceManager {
-		s = "manager of " + src.ID // a manager's right is no statement of a policy
+	if w, ok := sourceWords[src.Kind]; ok {
+		s = w + src.ID // a manager's or sharee's right is no statement of a policy
 	}
 	if src.Via != "" {
 		s += " via group " + src.Via
@@ -139,11 +143,16 @@ func (e *evaluation) policySet(r *Realm, ids set, src Source) {
 }
 
 // managed offers the manager's right when the resource is an app, a group
-// or a project that the subject manages, directly or through a group. Like
-// any allow, an explicit deny beats it.
+// or a project that the subject manages, directly or through a group, and
+// a sharee's right when it is an app shared with the subject. Like any
+// allow, an explicit deny beats it.
 func (e *evaluation) managed(r *Realm, id *Identity) {
 	m, ok := r.managedEntity(e.resource)
-	if !ok || !slices.Contains(managerActions[m.Kind], e.action) {
+	if !ok {
+		return
+	}
+	e.shared(r, id, m)
+	if !slices.Contains(managerActions[m.Kind], e.action) {
 		return
 	}
 	ms, ok := r.managers(m)
@@ -160,6 +169,36 @@ func (e *evaluation) managed(r *Realm, id *Identity) {
 			e.allow.offer(src, 0)
 		}
 	}
+}
+
+// realmWide offers what reaches the subject outside projects: realm-wide
+// policies and roles (direct or through groups), managers' and sharees'
+// rights.
+func (e *evaluation) realmWide(r *Realm, id *Identity) {
+	e.policySet(r, id.Policies, Source{Kind: SourcePolicy})
+	for g := range id.Groups {
+		if grp := r.Groups[g]; grp != nil {
+			e.policySet(r, grp.Policies, Source{Kind: SourcePolicy, Via: g})
+		}
+	}
+	for role := range id.Roles {
+		e.statements(r.roleCache[role], Source{Kind: SourceRole, ID: role})
+	}
+	e.managed(r, id)
+}
+
+// realmWide decides as an unscoped check of an active subject does, but
+// whether or not the resource is in a project: what the realm itself
+// grants on a resource it holds outside any home (linking it needs share
+// from the realm even once it is linked somewhere).
+func (s *State) realmWide(r *Realm, subject, action, resource string) Decision {
+	id := r.Identities[subject]
+	if id == nil || id.Status != StatusActive {
+		return Decision{Reason: "subject " + subject + " is not an active identity"}
+	}
+	ev := evaluation{action: action, resource: resource}
+	ev.realmWide(r, id)
+	return ev.decision()
 }
 
 func (e *evaluation) decision() Decision {
@@ -202,16 +241,7 @@ func (s *State) Check(q CheckRequest) Decision {
 			}
 			return Decision{Reason: q.Resource + " is in project " + home + ": only a check scoped to a project holding it can reach it"}
 		}
-		ev.policySet(r, id.Policies, Source{Kind: SourcePolicy})
-		for g := range id.Groups {
-			if grp := r.Groups[g]; grp != nil {
-				ev.policySet(r, grp.Policies, Source{Kind: SourcePolicy, Via: g})
-			}
-		}
-		for role := range id.Roles {
-			ev.statements(r.roleCache[role], Source{Kind: SourceRole, ID: role})
-		}
-		ev.managed(r, id)
+		ev.realmWide(r, id)
 		return ev.decision()
 	}
 	p := r.Projects[q.Scope]
@@ -309,9 +339,19 @@ func (r *Realm) permissions(member string, policies, roles set, groups []string,
 			}
 		}
 	}
+	addShared := func(sharee, via string) {
+		for _, app := range sortedKeys(r.sharedWith[sharee]) {
+			src := Source{Kind: SourceShare, ID: string(ManagedApp) + "/" + app, Via: via}
+			for _, a := range shareeActions {
+				out = append(out, Permission{Effect: Allow, Action: a, Resource: AppHRN(r.ID, app), Source: src})
+			}
+		}
+	}
 	addManaged(member, "")
+	addShared(member, "")
 	for _, g := range groups {
 		addManaged(g, g)
+		addShared(g, g)
 	}
 	projects := set{}
 	for p := range direct {

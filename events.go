@@ -78,6 +78,10 @@ var eventTypes = []Event{
 	ManagerRemoved{},
 	// signingkey.go
 	SigningKeyRevoked{},
+	// share.go
+	AppShared{},
+	AppUnshared{},
+	ResourceLinkableSet{},
 }
 
 // Derived from eventTypes: the decoder's types by name, and the set of

@@ -44,6 +44,9 @@ func sampleEvents() []iam.Event {
 		iam.ProjectMemberRemoved{InRealm: in, Project: "proj", Member: "g"},
 		iam.ProjectResourceAdded{InRealm: in, Project: "proj", HRN: data("a"), Relation: iam.RelationLink},
 		iam.ProjectResourceRemoved{InRealm: in, Project: "proj", HRN: data("a")},
+		iam.ResourceLinkableSet{InRealm: in, Project: "proj", HRN: data("a"), Linkable: false},
+		iam.AppShared{InRealm: in, App: "a", With: "g"},
+		iam.AppUnshared{InRealm: in, App: "a", With: "g"},
 	}
 }
 
@@ -53,7 +56,7 @@ func TestMarshalCommits_RoundTrip(t *testing.T) {
 	for _, e := range evs {
 		types[e.EventType()] = true
 	}
-	if got, want := len(types), 23; got != want {
+	if got, want := len(types), 26; got != want {
 		t.Fatalf("event types sampled: got %d, want %d", got, want)
 	}
 	at := time.Date(2026, 5, 6, 7, 8, 9, 123456789, time.UTC)

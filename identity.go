@@ -250,6 +250,13 @@ func (c DeleteIdentity) decide(s *State, r *Realm) ([]Event, error) {
 	for _, m := range sortedKeys(id.Managers) {
 		evs = append(evs, ManagerRemoved{in, ManagedApp, c.ID, m})
 	}
+	// Shares go the same way: those with the identity, and an app's own.
+	for _, app := range sortedKeys(r.sharedWith[c.ID]) {
+		evs = append(evs, AppUnshared{in, app, c.ID})
+	}
+	for _, with := range sortedKeys(id.Sharees) {
+		evs = append(evs, AppUnshared{in, c.ID, with})
+	}
 	return append(evs, IdentityDeleted{in, c.ID}), nil
 }
 
@@ -392,7 +399,7 @@ func (e IdentityCreated) apply(s *State, touch Touch) {
 	r.Identities[e.ID] = &Identity{
 		ID: e.ID, Kind: e.Kind, Status: StatusActive, Email: e.Email, Name: e.Name,
 		PasswordHash: e.PasswordHash, RedirectURIs: e.RedirectURIs, Owner: e.Owner,
-		Groups: set{}, Roles: set{}, Policies: set{}, Projects: set{}, Managers: set{},
+		Groups: set{}, Roles: set{}, Policies: set{}, Projects: set{}, Managers: set{}, Sharees: set{},
 		Credentials: map[string]Credential{}, APIKeys: map[string]string{},
 		EmailIndex: e.EmailIndex, Sealed: e.Sealed, AuthCodes: map[string]AuthCode{}, DisabledAPIKeys: set{},
 		RefreshFamilies: map[string]RefreshFamily{},
@@ -439,7 +446,7 @@ func (e IdentityDeleted) apply(s *State, touch Touch) {
 	r.forgetAuth(id, touch)
 	// Keep a tombstone without personal data, so the id is never reused.
 	r.Identities[e.ID] = &Identity{ID: e.ID, Kind: id.Kind, Status: StatusDeleted,
-		Groups: set{}, Roles: set{}, Policies: set{}, Projects: set{}, Managers: set{},
+		Groups: set{}, Roles: set{}, Policies: set{}, Projects: set{}, Managers: set{}, Sharees: set{},
 		Credentials: map[string]Credential{}, APIKeys: map[string]string{},
 		AuthCodes: map[string]AuthCode{}, DisabledAPIKeys: set{}, RefreshFamilies: map[string]RefreshFamily{}}
 	touch(Change{Kind: ChangeIdentity, Realm: e.Realm, From: e.ID})

@@ -144,12 +144,19 @@ func (c RemoveProjectMember) decide(s *State, r *Realm) ([]Event, error) {
 }
 
 // AddProjectResource puts a resource into a project: as its one home, or as
-// a link from its home into another project.
+// a link from its home into another project. Beyond managing the project,
+// a link needs share on the resource where it lives (mayShareFrom), and the
+// resource linkable. Errors: not_found (project), permission_denied (share),
+// invalid_argument, conflict (already placed, home elsewhere, not
+// linkable), limit_exceeded.
 type AddProjectResource struct {
 	Project  string
 	HRN      string
 	Relation Relation
+	actor    string // "" for the system, whose links are not judged
 }
+
+func (c AddProjectResource) by(actor string) Command { c.actor = actor; return c }
 
 func (c AddProjectResource) permission(r *Realm) (string, string) {
 	return ActionManageProject, ProjectHRN(r.ID, c.Project)
@@ -184,14 +191,26 @@ func (c AddProjectResource) decide(s *State, r *Realm) ([]Event, error) {
 	pl := r.Resources[c.HRN]
 	switch c.Relation {
 	case RelationHome:
+		// Placements are of this realm only, so the project named is the
+		// caller's realm's: nothing of another realm is told.
 		if pl != nil && pl.Home != "" {
-			return nil, Errorf(EConflict, "%s already has its home in project %s", c.HRN, pl.Home)
+			return nil, &Error{Code: EConflict, Field: "relation", Message: c.HRN + " already has its home in project " + pl.Home +
+				": link it from there (relation link), with share on it"}
+		}
+		if pl != nil {
+			return nil, &Error{Code: EConflict, Field: "relation", Message: c.HRN + " is linked from outside projects into project " +
+				sortedKeys(pl.Links)[0] + ": a resource the realm shares is not taken home by one project"}
 		}
 	case RelationLink:
-		if pl == nil || pl.Home == "" {
-			return nil, &Error{Code: EInvalid, Field: "relation", Message: c.HRN + " has no home project to be linked from"}
+		if c.actor != "" {
+			if ok, why := s.mayShareFrom(r, c.actor, c.HRN, pl); !ok {
+				return nil, &Error{Code: EPermissionDenied, Field: "hrn", Message: "permission share on " + c.HRN + " is missing: " + why}
+			}
 		}
-		if len(pl.Links) >= s.Limits.LinksPerResource {
+		if pl != nil && pl.NotLinkable {
+			return nil, &Error{Code: EConflict, Field: "hrn", Message: c.HRN + " is marked not linkable by its home project " + pl.Home}
+		}
+		if pl != nil && len(pl.Links) >= s.Limits.LinksPerResource {
 			return nil, limitErr("a resource is linked into at most %d projects", s.Limits.LinksPerResource)
 		}
 	}
@@ -361,6 +380,11 @@ func (e ProjectResourceRemoved) apply(s *State, touch Touch) {
 	if pl := r.Resources[e.HRN]; pl != nil {
 		if pl.Home == e.Project {
 			pl.Home = ""
+			// Not linkable is the home's word: it goes with the home.
+			if pl.NotLinkable {
+				pl.NotLinkable = false
+				touch(Change{Kind: ChangeResourceNotLinkable, Realm: e.Realm, From: e.Project, To: e.HRN})
+			}
 		}
 		delete(pl.Links, e.Project)
 		if pl.Home == "" && len(pl.Links) == 0 {

@@ -43,6 +43,7 @@ func (e RealmCreated) apply(s *State, touch Touch) {
 		Identities: map[string]*Identity{}, Groups: map[string]*Group{}, Policies: map[string]*Policy{},
 		Projects: map[string]*Project{}, Resources: map[string]*ResourcePlacement{}, emails: map[string]string{},
 		roleCache: roleStatementsFor(e.Realm), manages: map[string]map[ManagedRef]struct{}{},
+		sharedWith:  map[string]set{},
 		Invitations: map[string]*Invitation{}, authCodes: map[string]string{}, refreshTokens: map[string]refreshRef{}, resetTokens: map[string]string{}, invitationTokens: map[string]string{},
 	}
 	touch(Change{Kind: ChangeRealm, Realm: e.Realm})

@@ -61,6 +61,9 @@ type Realm struct {
 	// manages is the reverse of the entities' Managers: manager id → what
 	// it manages, for the apps-per-user limit and deletions.
 	manages map[string]map[ManagedRef]struct{}
+	// sharedWith is the reverse of the apps' Sharees: identity or group id
+	// → the apps shared with it, for its permissions and its deletion.
+	sharedWith map[string]set
 
 	// Identity provider (signin.go, invitation.go).
 	Invitations      map[string]*Invitation
@@ -83,6 +86,7 @@ type Identity struct {
 	RedirectURIs    []string
 	Owner           string
 	Managers        set // an app's managers: identities and groups (manager.go)
+	Sharees         set // those an app is shared with: identities and groups (share.go)
 	Groups          set
 	Roles           set
 	Policies        set // attached realm-wide
@@ -149,6 +153,9 @@ type Project struct {
 type ResourcePlacement struct {
 	Home  string
 	Links set
+	// NotLinkable: its home project refuses new links (links made
+	// before stay); see SetResourceLinkable.
+	NotLinkable bool
 }
 
 // IdempotencyRecord remembers the first answer to an idempotency key.

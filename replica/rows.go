@@ -41,6 +41,10 @@ const (
 	edgeProjectManager  = "mp"
 	edgeRevokedKey      = "sk"
 	edgeRefreshFamily   = "rf"
+	// Sharing and linking (iam share.go). "rn" sorts after "pr", so that a
+	// load meets a resource's home before the home's word on linking it.
+	edgeAppShare            = "sa"
+	edgeResourceNotLinkable = "rn"
 )
 
 // entityRows and edgeRows name the row of each kind of iam.Change.
@@ -53,21 +57,23 @@ var (
 		iam.ChangeInvitation: rowInvitation,
 	}
 	edgeRows = [...]string{
-		iam.ChangeMember:          edgeMember,
-		iam.ChangeRole:            edgeRole,
-		iam.ChangeAttachment:      edgeAttachment,
-		iam.ChangeProjectMember:   edgeProjectMember,
-		iam.ChangeProjectResource: edgeProjectResource,
-		iam.ChangeCredential:      edgeCredential,
-		iam.ChangeAPIKey:          edgeAPIKey,
-		iam.ChangeAPIKeyStatus:    edgeAPIKeyDisabled,
-		iam.ChangeAuthCode:        edgeAuthCode,
-		iam.ChangeDefaultProject:  edgeDefaultProject,
-		iam.ChangeAppManager:      edgeAppManager,
-		iam.ChangeGroupManager:    edgeGroupManager,
-		iam.ChangeProjectManager:  edgeProjectManager,
-		iam.ChangeRevokedKey:      edgeRevokedKey,
-		iam.ChangeRefreshFamily:   edgeRefreshFamily,
+		iam.ChangeMember:              edgeMember,
+		iam.ChangeRole:                edgeRole,
+		iam.ChangeAttachment:          edgeAttachment,
+		iam.ChangeProjectMember:       edgeProjectMember,
+		iam.ChangeProjectResource:     edgeProjectResource,
+		iam.ChangeCredential:          edgeCredential,
+		iam.ChangeAPIKey:              edgeAPIKey,
+		iam.ChangeAPIKeyStatus:        edgeAPIKeyDisabled,
+		iam.ChangeAuthCode:            edgeAuthCode,
+		iam.ChangeDefaultProject:      edgeDefaultProject,
+		iam.ChangeAppManager:          edgeAppManager,
+		iam.ChangeGroupManager:        edgeGroupManager,
+		iam.ChangeProjectManager:      edgeProjectManager,
+		iam.ChangeRevokedKey:          edgeRevokedKey,
+		iam.ChangeRefreshFamily:       edgeRefreshFamily,
+		iam.ChangeAppShare:            edgeAppShare,
+		iam.ChangeResourceNotLinkable: edgeResourceNotLinkable,
 	}
 	// managedKinds is the managed entity's kind of each manager edge.
 	managedKinds = map[iam.ChangeKind]iam.ManagedKind{
@@ -320,6 +326,14 @@ func rowValue(st *iam.State, c iam.Change) ([]byte, bool) {
 		if k, ok := st.RevokedKey(c.From); ok && k.Realm == c.Realm && c.To == "" {
 			return mustJSON(revokedKeyRow{k.At}), true
 		}
+	case iam.ChangeAppShare:
+		if ss, ok := st.Shares(c.Realm, c.From); ok && slices.Contains(ss, c.To) {
+			return present, true
+		}
+	case iam.ChangeResourceNotLinkable:
+		if pl := r.Resources[c.To]; pl != nil && pl.NotLinkable && pl.Home == c.From {
+			return present, true
+		}
 	}
 	return nil, false
 }
@@ -365,6 +379,9 @@ func Rows(st *iam.State, fn func(key string, value []byte) error) error {
 			for f := range ident.RefreshFamilies {
 				add(iam.ChangeRefreshFamily, rid, id, f)
 			}
+			for s := range ident.Sharees {
+				add(iam.ChangeAppShare, rid, id, s)
+			}
 		}
 		for id, g := range r.Groups {
 			add(iam.ChangeGroup, rid, id, "")
@@ -386,8 +403,11 @@ func Rows(st *iam.State, fn func(key string, value []byte) error) error {
 			for m := range p.Members {
 				add(iam.ChangeProjectMember, rid, id, m)
 			}
-			for h := range p.Resources {
+			for h, rel := range p.Resources {
 				add(iam.ChangeProjectResource, rid, id, h)
+				if pl := r.Resources[h]; rel == iam.RelationHome && pl != nil && pl.NotLinkable {
+					add(iam.ChangeResourceNotLinkable, rid, id, h)
+				}
 			}
 			for m := range p.Managers {
 				add(iam.ChangeProjectManager, rid, id, m)
@@ -524,6 +544,16 @@ func loadRow(st *iam.State, c iam.Change, value []byte) error {
 			return fmt.Errorf("revoked key row with a second end")
 		}
 		return apply(iam.SigningKeyRevoked{InRealm: in, KID: from, At: row.At})
+	case iam.ChangeAppShare:
+		if _, ok := st.Shares(c.Realm, from); !ok || (r.Groups[to] == nil && r.Identities[to] == nil) {
+			return fmt.Errorf("share edge of missing entities")
+		}
+		return apply(iam.AppShared{InRealm: in, App: from, With: to})
+	case iam.ChangeResourceNotLinkable:
+		if p := r.Projects[from]; p == nil || p.Resources[to] != iam.RelationHome {
+			return fmt.Errorf("not-linkable mark of a resource not at home in project %q", from)
+		}
+		return apply(iam.ResourceLinkableSet{InRealm: in, Project: from, HRN: to, Linkable: false})
 	}
 	// The remaining edges belong to an identity.
 	if r.Identities[from] == nil {

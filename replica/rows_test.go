@@ -143,7 +143,7 @@ func (g randomCommands) next(i, n int) iam.Command {
 	if g.rng.IntN(5) == 0 {
 		return g.authCommand() // sign-in, codes, passwords, invitations: auth_test.go
 	}
-	op := g.rng.IntN(28)
+	op := g.rng.IntN(31)
 	if g.rng.IntN(n) >= 4*i {
 		op = g.rng.IntN(6)
 	}
@@ -212,8 +212,14 @@ func (g randomCommands) next(i, n int) iam.Command {
 		return iam.SetDefaultProject{App: g.pick("a", 6), Project: project}
 	case 25, 26:
 		return iam.AddManager{Entity: g.managed(), Manager: g.member()}
-	default:
+	case 27:
 		return iam.RemoveManager{Entity: g.managed(), Manager: g.member()}
+	case 28:
+		return iam.ShareApp{App: g.pick("a", 6), With: g.member()}
+	case 29:
+		return iam.UnshareApp{App: g.pick("a", 6), With: g.member()}
+	default:
+		return iam.SetResourceLinkable{Project: g.pick("proj", 4), HRN: g.resource(), Linkable: g.rng.IntN(3) == 0}
 	}
 }
 
@@ -735,6 +741,51 @@ func TestRows_RefreshFamilies(t *testing.T) {
 	for _, r := range dumpRows(t, w.s) {
 		if r.key == gone {
 			t.Fatalf("after RevokeTokens: got row %q, want the family gone", r.key)
+		}
+	}
+}
+
+// TestRows_ShareEdges: each share of an app and each not linkable mark is
+// its own edge row, loaded back as it was; the mark goes with the home,
+// a share with the sharee; a row whose ends are missing is refused on load.
+func TestRows_ShareEdges(t *testing.T) {
+	w := newWorld(t)
+	w.do(iam.CreateUser{ID: "u", Email: "u@example.com", Name: "User u"})
+	w.do(iam.CreateApp{ID: "a", Name: "A"})
+	w.do(iam.CreateProject{ID: "proj", Name: "P"})
+	w.do(iam.AddProjectResource{Project: "proj", HRN: data("x"), Relation: iam.RelationHome})
+	var touched []string
+	w.touch = func(c iam.Change) { touched = append(touched, replica.RowKey(c)) }
+	w.do(iam.ShareApp{App: "a", With: "u"})
+	w.do(iam.SetResourceLinkable{Project: "proj", HRN: data("x"), Linkable: false})
+	share, mark := "6r1\x00sa\x00a\x00u", "6r1\x00rn\x00proj\x00"+data("x")
+	if want := []string{share, mark}; !reflect.DeepEqual(touched, want) {
+		t.Fatalf("touched: got %q, want %q", touched, want)
+	}
+	rows := dumpRows(t, w.s)
+	if d := diffRows(dumpRows(t, loadRows(t, rows)), rows); d != "" {
+		t.Fatalf("rows loaded back: %s", d)
+	}
+	for _, k := range []string{share, mark} {
+		if _, ok := replica.Row(w.s, k); !ok {
+			t.Errorf("Row(%q): got none, want one", k)
+		}
+	}
+	touched = nil
+	w.do(iam.RemoveProjectResource{Project: "proj", HRN: data("x")})
+	w.do(iam.DeleteIdentity{ID: "u"})
+	for _, k := range []string{share, mark} {
+		if !slices.Contains(touched, k) {
+			t.Errorf("touched: got %q, want %q among them", touched, k)
+		}
+		if v, ok := replica.Row(w.s, k); ok {
+			t.Errorf("Row(%q) after the home and the sharee went: got %q, want none", k, v)
+		}
+	}
+	loaded := loadRows(t, dumpRows(t, w.s))
+	for _, k := range []string{"6r1\x00sa\x00nosuch\x00u", "6r1\x00sa\x00a\x00nobody", mark} {
+		if err := replica.LoadRow(loaded, k, []byte{}); err == nil {
+			t.Errorf("LoadRow(%q): got no error, want one", k)
 		}
 	}
 }

@@ -37,6 +37,7 @@ type step struct {
 	Policies     []string          `json:"policies"`
 	Resource     string            `json:"resource"`
 	Relation     string            `json:"relation"`
+	Linkable     *bool             `json:"linkable"`
 	User         string            `json:"user"`
 	App          string            `json:"app"`
 	By           string            `json:"by"`
@@ -184,6 +185,11 @@ func (r *runner) step(i int, st step) {
 	case "manager", "unmanager":
 		method = map[string]string{"manager": "PUT", "unmanager": "DELETE"}[st.Op]
 		path = r.managedPath(st) + "/managers/" + r.id(st.Identity)
+	case "share", "unshare":
+		method = map[string]string{"share": "PUT", "unshare": "DELETE"}[st.Op]
+		path = "/v1/apps/" + r.id(st.App) + "/shares/" + r.id(st.Identity)
+	case "linkable":
+		method, path, body = "PATCH", "/v1/projects/"+r.id(st.Project)+"/resources/"+url.PathEscape(r.expand(st.Resource)), map[string]any{"linkable": st.Linkable}
 	case "check":
 		r.check(i, st)
 		return
