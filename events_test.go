@@ -56,7 +56,7 @@ func TestMarshalCommits_RoundTrip(t *testing.T) {
 	for _, e := range evs {
 		types[e.EventType()] = true
 	}
-	if got, want := len(types), 26; got != want {
+	if got, want := len(types), 27; got != want {
 		t.Fatalf("event types sampled: got %d, want %d", got, want)
 	}
 	at := time.Date(2026, 5, 6, 7, 8, 9, 123456789, time.UTC)

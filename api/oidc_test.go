@@ -278,8 +278,10 @@ func TestOIDC_UserInfo(t *testing.T) {
 		})
 	}
 	t.Run("revoked", func(t *testing.T) {
-		f.admin.Must(200, "POST", "/v1/users/"+f.user+"/revokeTokens", nil)
-		r := me.Do("GET", "/oauth2/userinfo", nil)
+		// Judged on a replica that has applied the revocation: its
+		// consistency token in the header.
+		rev := f.admin.Must(200, "POST", "/v1/users/"+f.user+"/revokeTokens", nil)
+		r := me.Do("GET", "/oauth2/userinfo", nil, "Consistency-Token", rev.Str("consistencyToken"))
 		if r.Status != 401 || !strings.Contains(r.Header.Get("WWW-Authenticate"), `error="invalid_token"`) {
 			t.Fatalf("revoked token: got %d %q, want 401 invalid_token", r.Status, r.Header.Get("WWW-Authenticate"))
 		}
