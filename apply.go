@@ -26,6 +26,10 @@ const (
 	ChangeAppManager                            // app From has manager To (identity or group)
 	ChangeGroupManager                          // group From has manager To
 	ChangeProjectManager                        // project From has manager To
+	ChangeProjectPolicy                         // project From has its own policy To
+	ChangeProjectDefaults                       // project From's default member policies (To empty)
+	ChangePlan                                  // plan From (To empty; an edge row, see replica/rows.go)
+	ChangePlanAttachment                        // plan To is attached to identity or group From
 )
 
 // Change names one entity or edge of a realm whose value may have changed

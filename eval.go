@@ -35,6 +35,7 @@ type Source struct {
 	Kind    string `json:"kind"`              // policy, role or manager
 	ID      string `json:"id"`                // policy id, role name or managed entity
 	Via     string `json:"via,omitempty"`     // group id, when inherited through a group
+	Plan    string `json:"plan,omitempty"`    // plan id, when the policy comes with a plan
 	Project string `json:"project,omitempty"` // project id, for project memberships
 }
 
@@ -42,6 +43,9 @@ func (src Source) describe(stmt int) string {
 	s := src.Kind + " " + src.ID + " statement " + strconv.Itoa(stmt)
 	if src.Kind == SourceManager {
 		s = "manager of " + src.ID // a manager's right is no statement of a policy
+	}
+	if src.Plan != "" {
+		s += " of plan " + src.Plan
 	}
 	if src.Via != "" {
 		s += " via group " + src.Via
@@ -83,6 +87,8 @@ func (a Source) less(aStmt int, b Source, bStmt int) bool {
 		return a.Via < b.Via
 	case a.Project != b.Project:
 		return a.Project < b.Project
+	case a.Plan != b.Plan:
+		return a.Plan < b.Plan
 	}
 	return aStmt < bStmt
 }
@@ -120,11 +126,25 @@ func (st *Statement) matches(action, resource string) bool {
 	return false
 }
 
-func (e *evaluation) policies(r *Realm, ids []string, src Source) {
+// policies evaluates the policies given to a membership of project p.
+func (e *evaluation) policies(r *Realm, p *Project, ids []string, src Source) {
 	for _, id := range ids {
-		if p := r.Policies[id]; p != nil {
+		if pol := r.MemberPolicy(p, id); pol != nil {
 			src.ID = id
-			e.statements(p.Statements, src)
+			e.statements(pol.Statements, src)
+		}
+	}
+}
+
+// plans evaluates the policies of plans, as realm-wide policies.
+func (e *evaluation) plans(r *Realm, plans set, via string) {
+	for plan := range plans {
+		if pl := r.Plans[plan]; pl != nil {
+			for _, id := range pl.Policies {
+				if pol := r.Policies[id]; pol != nil {
+					e.statements(pol.Statements, Source{Kind: SourcePolicy, ID: id, Via: via, Plan: plan})
+				}
+			}
 		}
 	}
 }
@@ -203,9 +223,11 @@ func (s *State) Check(q CheckRequest) Decision {
 			return Decision{Reason: q.Resource + " is in project " + home + ": only a check scoped to a project holding it can reach it"}
 		}
 		ev.policySet(r, id.Policies, Source{Kind: SourcePolicy})
+		ev.plans(r, id.Plans, "")
 		for g := range id.Groups {
 			if grp := r.Groups[g]; grp != nil {
 				ev.policySet(r, grp.Policies, Source{Kind: SourcePolicy, Via: g})
+				ev.plans(r, grp.Plans, g)
 			}
 		}
 		for role := range id.Roles {
@@ -223,12 +245,12 @@ func (s *State) Check(q CheckRequest) Decision {
 	}
 	pols, member := p.Members[q.Subject]
 	if member {
-		ev.policies(r, pols, Source{Kind: SourcePolicy, Project: q.Scope})
+		ev.policies(r, p, pols, Source{Kind: SourcePolicy, Project: q.Scope})
 	}
 	for g := range id.Groups {
 		if pols, ok := p.Members[g]; ok {
 			member = true
-			ev.policies(r, pols, Source{Kind: SourcePolicy, Via: g, Project: q.Scope})
+			ev.policies(r, p, pols, Source{Kind: SourcePolicy, Via: g, Project: q.Scope})
 		}
 	}
 	if !member {
@@ -264,22 +286,37 @@ func (s *State) Permissions(realm, identity string) ([]Permission, error) {
 			}
 		}
 	}
-	addPolicies := func(ids []string, src Source) {
+	// addPolicies adds realm policies (project nil) or those given to a
+	// membership of project.
+	addPolicies := func(project *Project, ids []string, src Source) {
 		for _, pid := range ids {
-			if p := r.Policies[pid]; p != nil {
+			p := r.Policies[pid]
+			if project != nil {
+				p = r.MemberPolicy(project, pid)
+			}
+			if p != nil {
 				src.ID = pid
 				add(p.Statements, src)
 			}
 		}
 	}
-	addPolicies(sortedKeys(id.Policies), Source{Kind: SourcePolicy})
+	addPlans := func(plans set, via string) {
+		for _, plan := range sortedKeys(plans) {
+			if pl := r.Plans[plan]; pl != nil {
+				addPolicies(nil, pl.Policies, Source{Kind: SourcePolicy, Via: via, Plan: plan})
+			}
+		}
+	}
+	addPolicies(nil, sortedKeys(id.Policies), Source{Kind: SourcePolicy})
+	addPlans(id.Plans, "")
 	for _, role := range sortedKeys(id.Roles) {
 		add(r.roleCache[role], Source{Kind: SourceRole, ID: role})
 	}
 	groups := sortedKeys(id.Groups)
 	for _, g := range groups {
 		if grp := r.Groups[g]; grp != nil {
-			addPolicies(sortedKeys(grp.Policies), Source{Kind: SourcePolicy, Via: g})
+			addPolicies(nil, sortedKeys(grp.Policies), Source{Kind: SourcePolicy, Via: g})
+			addPlans(grp.Plans, g)
 		}
 	}
 	addManaged := func(manager, via string) {
@@ -308,11 +345,11 @@ func (s *State) Permissions(realm, identity string) ([]Permission, error) {
 	for _, pid := range sortedKeys(projects) {
 		p := r.Projects[pid]
 		if pols, ok := p.Members[identity]; ok {
-			addPolicies(pols, Source{Kind: SourcePolicy, Project: pid})
+			addPolicies(p, pols, Source{Kind: SourcePolicy, Project: pid})
 		}
 		for _, g := range groups {
 			if pols, ok := p.Members[g]; ok {
-				addPolicies(pols, Source{Kind: SourcePolicy, Project: pid, Via: g})
+				addPolicies(p, pols, Source{Kind: SourcePolicy, Project: pid, Via: g})
 			}
 		}
 	}
