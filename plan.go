@@ -196,6 +196,14 @@ func (e PlanAttached) apply(s *State, touch Touch) {
 func (e PlanDetached) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
 	delete(r.Plans[e.Plan].AttachedTo, e.Target)
-	delete(r.plansOf(e.Target), e.Plan)
+	plans := r.plansOf(e.Target)
+	delete(plans, e.Plan)
+	if len(plans) == 0 { // nil again, as for one never given a plan and as loaded from rows
+		if g := r.Groups[e.Target]; g != nil {
+			g.Plans = nil
+		} else {
+			r.Identities[e.Target].Plans = nil
+		}
+	}
 	touch(Change{Kind: ChangePlanAttachment, Realm: e.Realm, From: e.Target, To: e.Plan})
 }

@@ -1,6 +1,5 @@
 package iam
 
-
 // Projects: their members (identities and groups, each with project
 // policies) and the resources they hold, at home or linked from elsewhere.
 

@@ -201,7 +201,7 @@ func (c SetProjectDefaults) decide(s *State, r *Realm) ([]Event, error) {
 	if equalStrings(p.DefaultMemberPolicies, c.DefaultMemberPolicies) {
 		return nil, nil
 	}
-	return []Event{ProjectDefaultsSet{InRealm{r.ID}, c.Project, append([]string{}, c.DefaultMemberPolicies...)}}, nil
+	return []Event{ProjectDefaultsSet{InRealm{r.ID}, c.Project, c.DefaultMemberPolicies}}, nil
 }
 
 // --- events --------------------------------------------------------------------
@@ -253,9 +253,12 @@ func (e ProjectPolicyCreated) apply(s *State, touch Touch) {
 func (e ProjectPolicyDeleted) apply(s *State, touch Touch) {
 	p := s.realms[e.Realm].Projects[e.Project]
 	delete(p.Policies, e.ID)
+	if len(p.Policies) == 0 {
+		p.Policies = nil // as a project that never had one, and as loaded from rows
+	}
 	hrn := ProjectPolicyHRN(e.Realm, e.Project, e.ID)
 	without := func(pols []string) ([]string, bool) {
-		out := make([]string, 0, len(pols))
+		var out []string // nil when empty, as ProjectMemberSet leaves it
 		for _, x := range pols {
 			if x != hrn {
 				out = append(out, x)
@@ -277,6 +280,6 @@ func (e ProjectPolicyDeleted) apply(s *State, touch Touch) {
 }
 
 func (e ProjectDefaultsSet) apply(s *State, touch Touch) {
-	s.realms[e.Realm].Projects[e.Project].DefaultMemberPolicies = append([]string{}, e.Policies...)
+	s.realms[e.Realm].Projects[e.Project].DefaultMemberPolicies = append([]string(nil), e.Policies...)
 	touch(Change{Kind: ChangeProjectDefaults, Realm: e.Realm, From: e.Project})
 }
