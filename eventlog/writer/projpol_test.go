@@ -19,7 +19,7 @@ import (
 // with limit_exceeded. Any error but limit_exceeded, conflict (a writer
 // that gave up re-deciding, or a creation of what exists) and not_found (a
 // deletion of what another racer deleted first) fails the test.
-func raceWriters(t *testing.T, writers []*writer.Writer, goroutines, budget int, next func(rng *rand.Rand, i, n int) iam.Command) int64 {
+func raceWriters(t *testing.T, writers []*writer.Writer, goroutines, budget int, next func(rng *rand.Rand) iam.Command) int64 {
 	t.Helper()
 	var (
 		limitErrs atomic.Int64
@@ -35,8 +35,8 @@ func raceWriters(t *testing.T, writers []*writer.Writer, goroutines, budget int,
 		rng := rand.New(rand.NewPCG(11, uint64(i)))
 		wg.Go(func() {
 			<-startLine
-			for n := range budget {
-				_, err := w.Execute(ctx, iam.Request{Realm: "pp", Command: next(rng, i, n)})
+			for range budget {
+				_, err := w.Execute(ctx, iam.Request{Realm: "pp", Command: next(rng)})
 				switch code := iam.ErrorCode(err); {
 				case err == nil, code == iam.EConflict, code == iam.ENotFound:
 				case code == iam.ELimitExceeded:
@@ -98,9 +98,11 @@ func readPolicy(actions ...string) []iam.Statement {
 func TestWriter_ProjectPoliciesUnderConcurrency(t *testing.T) {
 	limits := iam.DefaultLimits()
 	writers, conflicts, entries := projPolWorld(t, limits, nil)
-	refused := raceWriters(t, writers, 12, 30, func(rng *rand.Rand, i, n int) iam.Command {
-		id := fmt.Sprintf("x%d", rng.IntN(8)) // more ids than the limit, few enough to meet
-		if rng.IntN(4) == 0 { // frees a slot to race for
+	refused := raceWriters(t, writers, 12, 30, func(rng *rand.Rand) iam.Command {
+		// More ids than the limit, few enough that racers meet; a delete
+		// frees a slot to race for.
+		id := fmt.Sprintf("x%d", rng.IntN(8))
+		if rng.IntN(4) == 0 {
 			return iam.DeleteProjectPolicy{Project: "proj", ID: id}
 		}
 		return iam.CreateProjectPolicy{Project: "proj", ID: id, Name: "X", Statements: readPolicy("read")}
@@ -144,7 +146,7 @@ func TestWriter_PermissionsPerIdentityUnderConcurrency(t *testing.T) {
 		setup = append(setup, iam.CreateProjectPolicy{Project: "proj", ID: fmt.Sprintf("pp%d", k), Name: "PP", Statements: readPolicy("read", "write")})
 	}
 	writers, conflicts, entries := projPolWorld(t, limits, setup)
-	refused := raceWriters(t, writers, 12, 30, func(rng *rand.Rand, i, n int) iam.Command {
+	refused := raceWriters(t, writers, 12, 30, func(rng *rand.Rand) iam.Command {
 		policy, plan := fmt.Sprintf("p%d", rng.IntN(8)), fmt.Sprintf("plan%d", rng.IntN(3))
 		switch k := rng.IntN(10); {
 		case k < 4:
