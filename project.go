@@ -96,7 +96,9 @@ func (c SetProjectMember) decide(s *State, r *Realm) ([]Event, error) {
 	if isMember && equalStrings(old, c.Policies) {
 		return nil, nil
 	}
-	taken, _ := r.memberPolicies(p, "", old) // resolvable: deleted policies leave assignments
+	// The old policies all resolve: a deleted project policy leaves every
+	// assignment with it (ProjectPolicyDeleted).
+	taken, _ := r.memberPolicies(p, "", old)
 	if err := r.checkPermissions(s, c.Member, countPermissions(given...)-countPermissions(taken...)); err != nil {
 		return nil, err
 	}

@@ -246,7 +246,9 @@ func (e ProjectPolicyCreated) apply(s *State, touch Touch) {
 	if p.Policies == nil {
 		p.Policies = map[string]*Policy{}
 	}
-	p.Policies[e.ID] = &Policy{ID: e.ID, Name: e.Name, Statements: e.Statements, AttachedTo: set{}, InProjects: set{e.Project: {}}}
+	// No AttachedTo or InProjects: a project policy is never attached
+	// realm-wide, and lives in one project.
+	p.Policies[e.ID] = &Policy{ID: e.ID, Name: e.Name, Statements: e.Statements}
 	touch(Change{Kind: ChangeProjectPolicy, Realm: e.Realm, From: e.Project, To: e.ID})
 }
 
