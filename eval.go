@@ -194,10 +194,10 @@ func (e *evaluation) decision() Decision {
 
 // Check evaluates a request: default deny, an explicit deny beats any allow.
 // Unscoped, it reaches only resources outside projects, through realm-wide
-// policies and roles (direct or through groups). Scoped to a project, it
-// reaches only that project's resources (home or linked), through the
-// policies given to the subject's membership of that project, directly or
-// through a group that is a member.
+// policies, plans and roles (direct or through groups). Scoped to a project,
+// it reaches only that project's resources (home or linked), through the
+// policies given to the subject's membership of that project (realm policies
+// or the project's own), directly or through a group that is a member.
 func (s *State) Check(q CheckRequest) Decision {
 	r := s.realms[q.Realm]
 	if r == nil {
