@@ -30,6 +30,10 @@ const (
 	ChangeRefreshFamily                             // user From holds the refresh-token family To
 	ChangeAppShare                                  // app From is shared with To (identity or group)
 	ChangeResourceNotLinkable                       // resource HRN To, at home in project From, may not be linked
+	ChangeProjectPolicy                             // project From has its own policy To
+	ChangeProjectDefaults                           // project From's default member policies (To empty)
+	ChangePlan                                      // plan From (To empty; an edge row, see replica/rows.go)
+	ChangePlanAttachment                            // plan To is attached to identity or group From
 )
 
 // Change names one entity or edge of a realm whose value may have changed

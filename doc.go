@@ -18,6 +18,8 @@
 //	role.go        built-in roles, management actions; GrantRole, RevokeRole
 //	policy.go      Statement, policies and their realm-wide attachments
 //	project.go     projects, their members and their resources
+//	projectpolicy.go  policies living in a project; its default member policies
+//	plan.go        plans: named sets of realm policies, attached like a policy
 //	manager.go     ownership: managers of apps, groups and projects (their
 //	               creators first); AddManager, RemoveManager
 //	share.go       sharing apps (ShareApp, UnshareApp), share as what linking
@@ -30,7 +32,8 @@
 // and the cross-cutting parts:
 //
 //	state.go   State, Realm and the entity structs, and the state's lookups
-//	limits.go  Limits, the published limits Decide enforces
+//	limits.go  Limits, the published limits Decide enforces; the count of
+//	           permissions assigned to an identity or group
 //	decide.go  Request, Command, Decide, Authorize; shared validation helpers
 //	events.go  the Event interface, the one registry of event types, Commit,
 //	           LogEntry and their codec

@@ -39,6 +39,7 @@ type Source struct {
 	Kind    string `json:"kind"`              // policy, role or manager
 	ID      string `json:"id"`                // policy id, role name or managed entity
 	Via     string `json:"via,omitempty"`     // group id, when inherited through a group
+	Plan    string `json:"plan,omitempty"`    // plan id, when the policy comes with a plan
 	Project string `json:"project,omitempty"` // project id, for project memberships
 }
 
@@ -46,6 +47,9 @@ func (src Source) describe(stmt int) string {
 	s := src.Kind + " " + src.ID + " statement " + strconv.Itoa(stmt)
 	if w, ok := sourceWords[src.Kind]; ok {
 		s = w + src.ID // a manager's or sharee's right is no statement of a policy
+	}
+	if src.Plan != "" {
+		s += " of plan " + src.Plan
 	}
 	if src.Via != "" {
 		s += " via group " + src.Via
@@ -87,6 +91,8 @@ func (a Source) less(aStmt int, b Source, bStmt int) bool {
 		return a.Via < b.Via
 	case a.Project != b.Project:
 		return a.Project < b.Project
+	case a.Plan != b.Plan:
+		return a.Plan < b.Plan
 	}
 	return aStmt < bStmt
 }
@@ -124,11 +130,25 @@ func (st *Statement) matches(action, resource string) bool {
 	return false
 }
 
-func (e *evaluation) policies(r *Realm, ids []string, src Source) {
+// policies evaluates the policies given to a membership of project p.
+func (e *evaluation) policies(r *Realm, p *Project, ids []string, src Source) {
 	for _, id := range ids {
-		if p := r.Policies[id]; p != nil {
+		if pol := r.MemberPolicy(p, id); pol != nil {
 			src.ID = id
-			e.statements(p.Statements, src)
+			e.statements(pol.Statements, src)
+		}
+	}
+}
+
+// plans evaluates the policies of plans, as realm-wide policies.
+func (e *evaluation) plans(r *Realm, plans set, via string) {
+	for plan := range plans {
+		if pl := r.Plans[plan]; pl != nil {
+			for _, id := range pl.Policies {
+				if pol := r.Policies[id]; pol != nil {
+					e.statements(pol.Statements, Source{Kind: SourcePolicy, ID: id, Via: via, Plan: plan})
+				}
+			}
 		}
 	}
 }
@@ -172,13 +192,15 @@ func (e *evaluation) managed(r *Realm, id *Identity) {
 }
 
 // realmWide offers what reaches the subject outside projects: realm-wide
-// policies and roles (direct or through groups), managers' and sharees'
-// rights.
+// policies, plans and roles (direct or through groups), managers' and
+// sharees' rights.
 func (e *evaluation) realmWide(r *Realm, id *Identity) {
 	e.policySet(r, id.Policies, Source{Kind: SourcePolicy})
+	e.plans(r, id.Plans, "")
 	for g := range id.Groups {
 		if grp := r.Groups[g]; grp != nil {
 			e.policySet(r, grp.Policies, Source{Kind: SourcePolicy, Via: g})
+			e.plans(r, grp.Plans, g)
 		}
 	}
 	for role := range id.Roles {
@@ -213,10 +235,10 @@ func (e *evaluation) decision() Decision {
 
 // Check evaluates a request: default deny, an explicit deny beats any allow.
 // Unscoped, it reaches only resources outside projects, through realm-wide
-// policies and roles (direct or through groups). Scoped to a project, it
-// reaches only that project's resources (home or linked), through the
-// policies given to the subject's membership of that project, directly or
-// through a group that is a member.
+// policies, plans and roles (direct or through groups). Scoped to a project,
+// it reaches only that project's resources (home or linked), through the
+// policies given to the subject's membership of that project (realm policies
+// or the project's own), directly or through a group that is a member.
 func (s *State) Check(q CheckRequest) Decision {
 	r := s.realms[q.Realm]
 	if r == nil {
@@ -253,12 +275,12 @@ func (s *State) Check(q CheckRequest) Decision {
 	}
 	pols, member := p.Members[q.Subject]
 	if member {
-		ev.policies(r, pols, Source{Kind: SourcePolicy, Project: q.Scope})
+		ev.policies(r, p, pols, Source{Kind: SourcePolicy, Project: q.Scope})
 	}
 	for g := range id.Groups {
 		if pols, ok := p.Members[g]; ok {
 			member = true
-			ev.policies(r, pols, Source{Kind: SourcePolicy, Via: g, Project: q.Scope})
+			ev.policies(r, p, pols, Source{Kind: SourcePolicy, Via: g, Project: q.Scope})
 		}
 	}
 	if !member {
@@ -284,7 +306,7 @@ func (s *State) Permissions(realm, identity string) ([]Permission, error) {
 		return nil, Errorf(ENotFound, "identity %s not found", identity)
 	}
 	id := r.Identities[identity]
-	return r.permissions(identity, id.Policies, id.Roles, sortedKeys(id.Groups), id.Projects), nil
+	return r.permissions(identity, id.Policies, id.Plans, id.Roles, sortedKeys(id.Groups), id.Projects), nil
 }
 
 // GroupPermissions lists what a group's members get from the group itself:
@@ -297,13 +319,14 @@ func (s *State) GroupPermissions(realm, group string) ([]Permission, error) {
 		return nil, &Error{Code: ENotFound, Field: "id", Message: "group " + group + " not found"}
 	}
 	g := r.Groups[group]
-	return r.permissions(group, g.Policies, nil, nil, g.Projects), nil
+	return r.permissions(group, g.Policies, g.Plans, nil, nil, g.Projects), nil
 }
 
 // permissions is the one evaluation behind Permissions and GroupPermissions:
-// member's attached policies and roles, those of its groups, and the project
-// memberships of member (direct projects) and of its groups; denies first.
-func (r *Realm) permissions(member string, policies, roles set, groups []string, direct set) []Permission {
+// member's attached policies, plans and roles, those of its groups, and the
+// project memberships of member (direct projects) and of its groups; denies
+// first.
+func (r *Realm) permissions(member string, policies, plans, roles set, groups []string, direct set) []Permission {
 	var out []Permission
 	add := func(stmts []Statement, src Source) {
 		for _, st := range stmts {
@@ -314,21 +337,36 @@ func (r *Realm) permissions(member string, policies, roles set, groups []string,
 			}
 		}
 	}
-	addPolicies := func(ids []string, src Source) {
+	// addPolicies adds realm policies (project nil) or those given to a
+	// membership of project.
+	addPolicies := func(project *Project, ids []string, src Source) {
 		for _, pid := range ids {
-			if p := r.Policies[pid]; p != nil {
+			p := r.Policies[pid]
+			if project != nil {
+				p = r.MemberPolicy(project, pid)
+			}
+			if p != nil {
 				src.ID = pid
 				add(p.Statements, src)
 			}
 		}
 	}
-	addPolicies(sortedKeys(policies), Source{Kind: SourcePolicy})
+	addPlans := func(plans set, via string) {
+		for _, plan := range sortedKeys(plans) {
+			if pl := r.Plans[plan]; pl != nil {
+				addPolicies(nil, pl.Policies, Source{Kind: SourcePolicy, Via: via, Plan: plan})
+			}
+		}
+	}
+	addPolicies(nil, sortedKeys(policies), Source{Kind: SourcePolicy})
+	addPlans(plans, "")
 	for _, role := range sortedKeys(roles) {
 		add(r.roleCache[role], Source{Kind: SourceRole, ID: role})
 	}
 	for _, g := range groups {
 		if grp := r.Groups[g]; grp != nil {
-			addPolicies(sortedKeys(grp.Policies), Source{Kind: SourcePolicy, Via: g})
+			addPolicies(nil, sortedKeys(grp.Policies), Source{Kind: SourcePolicy, Via: g})
+			addPlans(grp.Plans, g)
 		}
 	}
 	addManaged := func(manager, via string) {
@@ -367,11 +405,11 @@ func (r *Realm) permissions(member string, policies, roles set, groups []string,
 	for _, pid := range sortedKeys(projects) {
 		p := r.Projects[pid]
 		if pols, ok := p.Members[member]; ok {
-			addPolicies(pols, Source{Kind: SourcePolicy, Project: pid})
+			addPolicies(p, pols, Source{Kind: SourcePolicy, Project: pid})
 		}
 		for _, g := range groups {
 			if pols, ok := p.Members[g]; ok {
-				addPolicies(pols, Source{Kind: SourcePolicy, Project: pid, Via: g})
+				addPolicies(p, pols, Source{Kind: SourcePolicy, Project: pid, Via: g})
 			}
 		}
 	}

@@ -58,6 +58,14 @@ var eventTypes = []Event{
 	ProjectMemberRemoved{},
 	ProjectResourceAdded{},
 	ProjectResourceRemoved{},
+	// projectpolicy.go
+	ProjectPolicyCreated{},
+	ProjectPolicyDeleted{},
+	ProjectDefaultsSet{},
+	// plan.go
+	PlanCreated{},
+	PlanAttached{},
+	PlanDetached{},
 	// signin.go
 	SignInFailed{},
 	SignInSucceeded{},

@@ -230,6 +230,9 @@ func (c DeleteIdentity) decide(s *State, r *Realm) ([]Event, error) {
 	for _, p := range sortedKeys(id.Policies) {
 		evs = append(evs, PolicyDetached{in, p, c.ID})
 	}
+	for _, p := range sortedKeys(id.Plans) {
+		evs = append(evs, PlanDetached{in, p, c.ID})
+	}
 	for _, p := range sortedKeys(id.Projects) {
 		evs = append(evs, ProjectMemberRemoved{in, p, c.ID})
 	}

@@ -43,10 +43,29 @@ func (c CreatePolicy) validate() error {
 	if err := validName("name", c.Name); err != nil {
 		return err
 	}
-	if len(c.Statements) == 0 {
+	if err := validStatements(c.Statements); err != nil {
+		return err
+	}
+	return ValidID("id", c.ID)
+}
+
+func (c CreatePolicy) decide(s *State, r *Realm) ([]Event, error) {
+	if err := checkStatements(s, r, c.Statements); err != nil {
+		return nil, err
+	}
+	if r.Policies[c.ID] != nil {
+		return nil, Errorf(EConflict, "policy %s already exists", c.ID)
+	}
+	return []Event{PolicyCreated{InRealm{r.ID}, c.ID, c.Name, c.Statements}}, nil
+}
+
+// validStatements judges a policy's statements alone; CreatePolicy and
+// CreateProjectPolicy share it.
+func validStatements(stmts []Statement) error {
+	if len(stmts) == 0 {
 		return FieldErrorf("statements", "at least one statement is needed")
 	}
-	for i, st := range c.Statements {
+	for i, st := range stmts {
 		f := "statements[" + strconv.Itoa(i) + "]"
 		if st.Effect != Allow && st.Effect != Deny {
 			return FieldErrorf(f+".effect", "must be \"allow\" or \"deny\"")
@@ -68,29 +87,29 @@ func (c CreatePolicy) validate() error {
 			}
 		}
 	}
-	return ValidID("id", c.ID)
+	return nil
 }
 
-func (c CreatePolicy) decide(s *State, r *Realm) ([]Event, error) {
-	if len(c.Statements) > s.Limits.StatementsPerPolicy {
-		return nil, limitErr("a policy holds at most %d statements, this one %d", s.Limits.StatementsPerPolicy, len(c.Statements))
+// checkStatements judges statements against the realm and the limits:
+// patterns within the realm, at most StatementsPerPolicy statements and
+// PermissionsPerPolicy permissions.
+func checkStatements(s *State, r *Realm, stmts []Statement) error {
+	if len(stmts) > s.Limits.StatementsPerPolicy {
+		return limitErr("a policy holds at most %d statements, this one %d", s.Limits.StatementsPerPolicy, len(stmts))
 	}
 	perms := 0
-	for i, st := range c.Statements {
+	for i, st := range stmts {
 		perms += len(st.Actions) * len(st.Resources)
 		for j, res := range st.Resources {
 			if err := ValidateRealmPattern("statements["+strconv.Itoa(i)+"].resources["+strconv.Itoa(j)+"]", r.ID, res); err != nil {
-				return nil, err
+				return err
 			}
 		}
 	}
 	if perms > s.Limits.PermissionsPerPolicy {
-		return nil, limitErr("a policy holds at most %d permissions (actions × resources), this one %d", s.Limits.PermissionsPerPolicy, perms)
+		return limitErr("a policy holds at most %d permissions (actions × resources), this one %d", s.Limits.PermissionsPerPolicy, perms)
 	}
-	if r.Policies[c.ID] != nil {
-		return nil, Errorf(EConflict, "policy %s already exists", c.ID)
-	}
-	return []Event{PolicyCreated{InRealm{r.ID}, c.ID, c.Name, c.Statements}}, nil
+	return nil
 }
 
 func validAction(field, a string) error {
@@ -127,6 +146,9 @@ func (c AttachPolicy) decide(s *State, r *Realm) ([]Event, error) {
 	}
 	if p.AttachedTo.has(c.Target) {
 		return nil, nil
+	}
+	if err := r.checkPermissions(s, c.Target, countPermissions(p)); err != nil {
+		return nil, err
 	}
 	return []Event{PolicyAttached{InRealm{r.ID}, c.Policy, c.Target}}, nil
 }

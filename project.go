@@ -1,7 +1,5 @@
 package iam
 
-import "strconv"
-
 // Projects: their members (identities and groups, each with project
 // policies) and the resources they hold, at home or linked from elsewhere.
 
@@ -58,32 +56,24 @@ func (c SetProjectMember) permission(r *Realm) (string, string) {
 	return ActionManageProject, ProjectHRN(r.ID, c.Project)
 }
 func (c SetProjectMember) validate() error {
-	seen := set{}
-	for i, p := range c.Policies {
-		if err := ValidID("policies["+strconv.Itoa(i)+"]", p); err != nil {
-			return err
-		}
-		if seen.has(p) {
-			return FieldErrorf("policies["+strconv.Itoa(i)+"]", "policy %s is listed twice", p)
-		}
-		seen.add(p)
-	}
-	return nil
+	return validMemberPolicies("policies", c.Policies)
 }
 func (c SetProjectMember) decide(s *State, r *Realm) ([]Event, error) {
 	p, err := r.project("project", c.Project)
 	if err != nil {
 		return nil, err
 	}
-	for i, pol := range c.Policies {
-		if _, err := r.policy("policies["+strconv.Itoa(i)+"]", pol); err != nil {
-			return nil, err
-		}
+	old, isMember := p.Members[c.Member]
+	if !isMember && len(c.Policies) == 0 {
+		c.Policies = p.DefaultMemberPolicies // a member added without policies gets the project's defaults
+	}
+	given, err := r.memberPolicies(p, "policies", c.Policies)
+	if err != nil {
+		return nil, err
 	}
 	if len(c.Policies) > s.Limits.PoliciesPerProjectMember {
 		return nil, limitErr("a project member has at most %d project policies", s.Limits.PoliciesPerProjectMember)
 	}
-	old, isMember := p.Members[c.Member]
 	if g := r.Groups[c.Member]; g != nil {
 		if !isMember && p.groups >= s.Limits.GroupsPerProject {
 			return nil, limitErr("a project has at most %d groups as members", s.Limits.GroupsPerProject)
@@ -105,6 +95,12 @@ func (c SetProjectMember) decide(s *State, r *Realm) ([]Event, error) {
 	}
 	if isMember && equalStrings(old, c.Policies) {
 		return nil, nil
+	}
+	// The old policies all resolve: a deleted project policy leaves every
+	// assignment with it (ProjectPolicyDeleted).
+	taken, _ := r.memberPolicies(p, "", old)
+	if err := r.checkPermissions(s, c.Member, countPermissions(given...)-countPermissions(taken...)); err != nil {
+		return nil, err
 	}
 	pols := c.Policies
 	if pols == nil {
@@ -319,7 +315,9 @@ func (e ProjectMemberSet) apply(s *State, touch Touch) {
 		r.Identities[e.Member].Projects.add(p.ID)
 	}
 	for _, pol := range e.Policies {
-		r.Policies[pol].InProjects.add(p.ID)
+		if rp := r.Policies[pol]; rp != nil { // a project policy HRN is no realm policy
+			rp.InProjects.add(p.ID)
+		}
 	}
 	touch(Change{Kind: ChangeProjectMember, Realm: e.Realm, From: e.Project, To: e.Member})
 }

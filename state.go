@@ -54,6 +54,7 @@ type Realm struct {
 	Policies   map[string]*Policy
 	Projects   map[string]*Project
 	Resources  map[string]*ResourcePlacement // by HRN
+	Plans      map[string]*Plan              // plan.go; nil until the first plan
 	emails     map[string]string             // lower-case email → user id
 	idem       map[string]IdempotencyRecord
 	idemOrder  []string
@@ -90,6 +91,7 @@ type Identity struct {
 	Groups          set
 	Roles           set
 	Policies        set // attached realm-wide
+	Plans           set // plans attached (plan.go); nil until the first
 	Projects        set // direct project memberships
 	Credentials     map[string]Credential
 	APIKeys         map[string]string // key id → argon2id hash
@@ -124,6 +126,7 @@ type Group struct {
 	Name     string
 	Members  set
 	Policies set
+	Plans    set // plans attached (plan.go); nil until the first
 	Projects set
 	Managers set // its group admins: identities and groups
 }
@@ -140,12 +143,18 @@ type Policy struct {
 
 // Project holds resources and grants its members policies on them.
 type Project struct {
-	ID        string
-	Name      string
-	Members   map[string][]string // identity or group id → project policies
+	ID   string
+	Name string
+	// Members maps an identity or group id to the policies given to it
+	// here: realm policy ids, or HRNs of this project's own policies.
+	Members   map[string][]string
 	Resources map[string]Relation // HRN → relation
 	Managers  set                 // its project admins: identities and groups
-	groups    int
+	// Policies live in the project (projectpolicy.go); nil until the first.
+	Policies map[string]*Policy
+	// DefaultMemberPolicies are given to a member added without policies.
+	DefaultMemberPolicies []string
+	groups                int
 }
 
 // ResourcePlacement is where a resource lives: its home project and the

@@ -83,7 +83,8 @@ func (s *Server) routes() {
 	// Each feature area registers its own routes in its own file.
 	s.identityRoutes(m, h)
 	s.managerRoutes(h)
-	s.shareRoutes(h) // shares.go
+	s.shareRoutes(h)         // shares.go
+	s.projectPolicyRoutes(h) // projectpolicies.go
 	s.uiRoutes(m, h)
 	s.joinRoutes(m, h) // digest.go
 	// Anything else is a problem-details 404, and a wrong method a 405.

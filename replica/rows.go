@@ -45,6 +45,16 @@ const (
 	// load meets a resource's home before the home's word on linking it.
 	edgeAppShare            = "sa"
 	edgeResourceNotLinkable = "rn"
+	// Project policies and plans (issue 10). Each sorts before what refers
+	// to it, since rows load in key order: "pd" (a project's own policy)
+	// and "pdm" (its default member policies) before "pm" (memberships
+	// naming them); "pl" (a plan) before "pla" (its attachments). A plan is
+	// an edge row with an empty To rather than an entity kind of its own:
+	// an entity kind after "7" would load after the edges that attach it.
+	edgeProjectPolicy   = "pd"
+	edgeProjectDefaults = "pdm"
+	edgePlan            = "pl"
+	edgePlanAttachment  = "pla"
 )
 
 // entityRows and edgeRows name the row of each kind of iam.Change.
@@ -74,6 +84,10 @@ var (
 		iam.ChangeRefreshFamily:       edgeRefreshFamily,
 		iam.ChangeAppShare:            edgeAppShare,
 		iam.ChangeResourceNotLinkable: edgeResourceNotLinkable,
+		iam.ChangeProjectPolicy:       edgeProjectPolicy,
+		iam.ChangeProjectDefaults:     edgeProjectDefaults,
+		iam.ChangePlan:                edgePlan,
+		iam.ChangePlanAttachment:      edgePlanAttachment,
 	}
 	// managedKinds is the managed entity's kind of each manager edge.
 	managedKinds = map[iam.ChangeKind]iam.ManagedKind{
@@ -203,6 +217,10 @@ type (
 		Nonce       string    `json:"nonce,omitempty"`
 		AuthTime    time.Time `json:"authTime,omitzero"`
 	}
+	planRow struct {
+		Name     string   `json:"name"`
+		Policies []string `json:"policies"`
+	}
 	invitationRow struct {
 		UserID     string    `json:"userId"`
 		EmailIndex string    `json:"emailIndex"`
@@ -318,6 +336,22 @@ func rowValue(st *iam.State, c iam.Change) ([]byte, bool) {
 		if id := r.Identities[c.From]; id != nil && c.To != "" && id.DefaultProject == c.To {
 			return present, true
 		}
+	case iam.ChangeProjectPolicy:
+		if p := r.Projects[c.From]; p != nil && p.Policies[c.To] != nil {
+			return mustJSON(policyRow{p.Policies[c.To].Name, p.Policies[c.To].Statements}), true
+		}
+	case iam.ChangeProjectDefaults:
+		if p := r.Projects[c.From]; p != nil && c.To == "" && len(p.DefaultMemberPolicies) > 0 {
+			return mustJSON(p.DefaultMemberPolicies), true
+		}
+	case iam.ChangePlan:
+		if pl := r.Plans[c.From]; pl != nil && c.To == "" {
+			return mustJSON(planRow{pl.Name, pl.Policies}), true
+		}
+	case iam.ChangePlanAttachment:
+		if pl := r.Plans[c.To]; pl != nil && has(pl.AttachedTo, c.From) {
+			return present, true
+		}
 	case iam.ChangeAppManager, iam.ChangeGroupManager, iam.ChangeProjectManager:
 		if ms, ok := st.Managers(c.Realm, iam.ManagedRef{Kind: managedKinds[c.Kind], ID: c.From}); ok && slices.Contains(ms, c.To) {
 			return present, true
@@ -411,6 +445,18 @@ func Rows(st *iam.State, fn func(key string, value []byte) error) error {
 			}
 			for m := range p.Managers {
 				add(iam.ChangeProjectManager, rid, id, m)
+			}
+			for pol := range p.Policies {
+				add(iam.ChangeProjectPolicy, rid, id, pol)
+			}
+			if len(p.DefaultMemberPolicies) > 0 {
+				add(iam.ChangeProjectDefaults, rid, id, "")
+			}
+		}
+		for id, pl := range r.Plans {
+			add(iam.ChangePlan, rid, id, "")
+			for t := range pl.AttachedTo {
+				add(iam.ChangePlanAttachment, rid, t, id)
 			}
 		}
 		for id := range r.Invitations {
@@ -518,10 +564,8 @@ func loadRow(st *iam.State, c iam.Change, value []byte) error {
 		if r.Projects[from] == nil || (r.Groups[to] == nil && r.Identities[to] == nil) {
 			return fmt.Errorf("project membership of missing entities")
 		}
-		for _, p := range pols {
-			if r.Policies[p] == nil {
-				return fmt.Errorf("project membership uses missing policy %q", p)
-			}
+		if err := memberPolicies(r, r.Projects[from], pols); err != nil {
+			return fmt.Errorf("project membership %w", err)
 		}
 		return apply(iam.ProjectMemberSet{InRealm: in, Project: from, Member: to, Policies: pols})
 	case iam.ChangeProjectResource:
@@ -529,6 +573,46 @@ func loadRow(st *iam.State, c iam.Change, value []byte) error {
 			return fmt.Errorf("resource of a missing project")
 		}
 		return apply(iam.ProjectResourceAdded{InRealm: in, Project: from, HRN: to, Relation: iam.Relation(value)})
+	case iam.ChangeProjectPolicy:
+		var row policyRow
+		if err := json.Unmarshal(value, &row); err != nil {
+			return err
+		}
+		if r.Projects[from] == nil {
+			return fmt.Errorf("policy of a missing project")
+		}
+		return apply(iam.ProjectPolicyCreated{InRealm: in, Project: from, ID: to, Name: row.Name, Statements: row.Statements})
+	case iam.ChangeProjectDefaults:
+		var pols []string
+		if err := json.Unmarshal(value, &pols); err != nil {
+			return err
+		}
+		if r.Projects[from] == nil || to != "" {
+			return fmt.Errorf("default member policies of a missing project")
+		}
+		if err := memberPolicies(r, r.Projects[from], pols); err != nil {
+			return fmt.Errorf("default member policies %w", err)
+		}
+		return apply(iam.ProjectDefaultsSet{InRealm: in, Project: from, Policies: pols})
+	case iam.ChangePlan:
+		var row planRow
+		if err := json.Unmarshal(value, &row); err != nil {
+			return err
+		}
+		if to != "" {
+			return fmt.Errorf("plan row with a target")
+		}
+		for _, p := range row.Policies {
+			if r.Policies[p] == nil {
+				return fmt.Errorf("plan uses missing policy %q", p)
+			}
+		}
+		return apply(iam.PlanCreated{InRealm: in, ID: from, Name: row.Name, Policies: row.Policies})
+	case iam.ChangePlanAttachment:
+		if r.Plans[to] == nil || (r.Groups[from] == nil && r.Identities[from] == nil) {
+			return fmt.Errorf("plan attachment of missing entities")
+		}
+		return apply(iam.PlanAttached{InRealm: in, Target: from, Plan: to})
 	case iam.ChangeAppManager, iam.ChangeGroupManager, iam.ChangeProjectManager:
 		kind := managedKinds[c.Kind]
 		if _, ok := st.Managers(c.Realm, iam.ManagedRef{Kind: kind, ID: from}); !ok || (r.Groups[to] == nil && r.Identities[to] == nil) {
@@ -599,6 +683,17 @@ func loadRow(st *iam.State, c iam.Change, value []byte) error {
 		return apply(iam.DefaultProjectSet{InRealm: in, App: from, Project: to})
 	}
 	return fmt.Errorf("unknown row kind")
+}
+
+// memberPolicies checks that every policy of a stored member assignment (or
+// default) of project p is loaded already: a realm policy, or p's own.
+func memberPolicies(r *iam.Realm, p *iam.Project, pols []string) error {
+	for _, pol := range pols {
+		if r.MemberPolicy(p, pol) == nil {
+			return fmt.Errorf("uses missing policy %q", pol)
+		}
+	}
+	return nil
 }
 
 // maxLoadedFailures bounds the failed sign-ins a row may claim: they are

@@ -143,7 +143,7 @@ func (g randomCommands) next(i, n int) iam.Command {
 	if g.rng.IntN(5) == 0 {
 		return g.authCommand() // sign-in, codes, passwords, invitations: auth_test.go
 	}
-	op := g.rng.IntN(31)
+	op := g.rng.IntN(39)
 	if g.rng.IntN(n) >= 4*i {
 		op = g.rng.IntN(6)
 	}
@@ -193,7 +193,7 @@ func (g randomCommands) next(i, n int) iam.Command {
 	case 18:
 		return iam.DetachPolicy{Policy: g.pick("p", 8), Target: g.member()}
 	case 19, 20:
-		return iam.SetProjectMember{Project: g.pick("proj", 4), Member: g.member(), Policies: g.policyIDs()}
+		return iam.SetProjectMember{Project: g.pick("proj", 4), Member: g.member(), Policies: g.memberPolicies()}
 	case 21:
 		return iam.RemoveProjectMember{Project: g.pick("proj", 4), Member: g.member()}
 	case 22:
@@ -201,7 +201,11 @@ func (g randomCommands) next(i, n int) iam.Command {
 		if g.rng.IntN(2) == 0 {
 			rel = iam.RelationLink
 		}
-		return iam.AddProjectResource{Project: g.pick("proj", 4), HRN: g.resource(), Relation: rel}
+		hrn := g.resource()
+		if g.rng.IntN(2) == 0 {
+			hrn = data(g.pick("res", 3)) // the ones project policies name
+		}
+		return iam.AddProjectResource{Project: g.pick("proj", 4), HRN: hrn, Relation: rel}
 	case 23:
 		return iam.RemoveProjectResource{Project: g.pick("proj", 4), HRN: g.resource()}
 	case 24:
@@ -212,6 +216,20 @@ func (g randomCommands) next(i, n int) iam.Command {
 		return iam.SetDefaultProject{App: g.pick("a", 6), Project: project}
 	case 25, 26:
 		return iam.AddManager{Entity: g.managed(), Manager: g.member()}
+	case 31, 32, 33:
+		// Few resources, so that the one named is often in the project.
+		return iam.CreateProjectPolicy{Project: g.pick("proj", 4), ID: g.pick("pp", 3), Name: "Project policy",
+			Statements: []iam.Statement{{Effect: iam.Allow, Actions: []string{"read"}, Resources: []string{data(g.pick("res", 3))}}}}
+	case 34:
+		return iam.DeleteProjectPolicy{Project: g.pick("proj", 4), ID: g.pick("pp", 3)}
+	case 35:
+		return iam.SetProjectDefaults{Project: g.pick("proj", 4), DefaultMemberPolicies: g.memberPolicies()}
+	case 36:
+		return iam.CreatePlan{ID: g.pick("plan", 3), Name: "Plan", Policies: []string{g.pick("p", 8)}}
+	case 37:
+		return iam.AttachPlan{Plan: g.pick("plan", 3), Target: g.member()}
+	case 38:
+		return iam.DetachPlan{Plan: g.pick("plan", 3), Target: g.member()}
 	case 27:
 		return iam.RemoveManager{Entity: g.managed(), Manager: g.member()}
 	case 28:
@@ -221,6 +239,16 @@ func (g randomCommands) next(i, n int) iam.Command {
 	default:
 		return iam.SetResourceLinkable{Project: g.pick("proj", 4), HRN: g.resource(), Linkable: g.rng.IntN(3) == 0}
 	}
+}
+
+// memberPolicies mixes realm policy ids with project policy HRNs, of any of
+// the projects (so that some name another project's and are refused).
+func (g randomCommands) memberPolicies() []string {
+	out := g.policyIDs()
+	if g.rng.IntN(2) == 0 {
+		out = append(out, iam.ProjectPolicyHRN(realm, g.pick("proj", 4), g.pick("pp", 3)))
+	}
+	return out
 }
 
 // managedEntities lists every app, group and project the random commands
@@ -307,6 +335,8 @@ func randomHistory(tb testing.TB, seed uint64, n int, touched func(s *iam.State,
 	s.Limits.CredentialsPerApp = 2
 	s.Limits.LinksPerResource = 2
 	s.Limits.ResourcesPerProject = 6
+	s.Limits.PoliciesPerProject = 2
+	s.Limits.PermissionsPerIdentity = 12
 	gen := randomCommands{rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
 	var log []iam.LogEntry
 	var keys []string

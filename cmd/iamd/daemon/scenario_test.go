@@ -35,6 +35,7 @@ type step struct {
 	Role         string            `json:"role"`
 	Project      string            `json:"project"`
 	Policies     []string          `json:"policies"`
+	Plan         string            `json:"plan"`
 	Resource     string            `json:"resource"`
 	Relation     string            `json:"relation"`
 	Linkable     *bool             `json:"linkable"`
@@ -82,7 +83,7 @@ func TestIamd_Scenarios(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			m := daemontest.Start(t, "")
-			r := &runner{t: t, m: m, admin: daemontest.AdminClient(t, m), ids: map[string]string{}, tokens: map[string]string{}}
+			r := &runner{t: t, m: m, admin: daemontest.AdminClient(t, m), ids: map[string]string{}, tokens: map[string]string{}, hrns: map[string]string{}}
 			for i, st := range sc.Steps {
 				r.step(i, st)
 			}
@@ -96,6 +97,7 @@ type runner struct {
 	admin  *daemontest.Client
 	ids    map[string]string // label → id
 	tokens map[string]string // app label → access token
+	hrns   map[string]string // project policy label → its HRN, which member assignments name
 	last   string            // consistency token of the last write
 	n      int
 }
@@ -144,13 +146,23 @@ func (r *runner) step(i int, st step) {
 	case "project":
 		method, path, body = "POST", "/v1/projects", map[string]any{"name": st.As}
 	case "policy":
-		var stmts []any
-		for _, raw := range st.Statements {
-			var v any
-			_ = json.Unmarshal([]byte(r.expand(string(raw))), &v)
-			stmts = append(stmts, v)
+		method, path, body = "POST", "/v1/policies", map[string]any{"name": st.As, "statements": r.statements(st)}
+	case "project-policy":
+		method, path, body = "POST", "/v1/projects/"+r.id(st.Project)+"/policies", map[string]any{"name": st.As, "statements": r.statements(st)}
+	case "project-unpolicy":
+		method, path = "DELETE", "/v1/projects/"+r.id(st.Project)+"/policies/"+r.id(st.Policy)
+	case "project-defaults":
+		method, path, body = "PATCH", "/v1/projects/"+r.id(st.Project), map[string]any{"defaultMemberPolicies": r.memberPolicies(st)}
+	case "plan":
+		pols := []string{}
+		for _, p := range st.Policies {
+			pols = append(pols, r.id(p))
 		}
-		method, path, body = "POST", "/v1/policies", map[string]any{"name": st.As, "statements": stmts}
+		method, path, body = "POST", "/v1/plans", map[string]any{"name": st.As, "policies": pols}
+	case "attach-plan":
+		method, path = "PUT", "/v1/plans/"+r.id(st.Plan)+"/attachments/"+r.id(st.To)
+	case "detach-plan":
+		method, path = "DELETE", "/v1/plans/"+r.id(st.Plan)+"/attachments/"+r.id(st.From)
 	case "attach":
 		method, path = "PUT", "/v1/policies/"+r.id(st.Policy)+"/attachments/"+r.id(st.To)
 	case "detach":
@@ -164,11 +176,7 @@ func (r *runner) step(i int, st step) {
 	case "unrole":
 		method, path = "DELETE", "/v1/identities/"+r.id(st.Identity)+"/roles/"+st.Role
 	case "project-member":
-		pols := []string{}
-		for _, p := range st.Policies {
-			pols = append(pols, r.id(p))
-		}
-		method, path, body = "PUT", "/v1/projects/"+r.id(st.Project)+"/members/"+r.id(st.Identity), map[string]any{"policies": pols}
+		method, path, body = "PUT", "/v1/projects/"+r.id(st.Project)+"/members/"+r.id(st.Identity), map[string]any{"policies": r.memberPolicies(st)}
 	case "project-unmember":
 		method, path = "DELETE", "/v1/projects/"+r.id(st.Project)+"/members/"+r.id(st.Identity)
 	case "project-resource":
@@ -227,9 +235,37 @@ func (r *runner) step(i int, st step) {
 	if st.As != "" {
 		r.ids[st.As] = resp.Str("id")
 	}
+	if st.Op == "project-policy" {
+		r.hrns[st.As] = resp.Str("hrn")
+	}
 	if st.Op == "credentials" {
 		r.tokens[st.App] = daemontest.ClientToken(t, daemontest.URL(r.m), resp.Str("clientId"), resp.Str("clientSecret"), "")
 	}
+}
+
+// statements are a policy step's statements, labels expanded.
+func (r *runner) statements(st step) []any {
+	var stmts []any
+	for _, raw := range st.Statements {
+		var v any
+		_ = json.Unmarshal([]byte(r.expand(string(raw))), &v)
+		stmts = append(stmts, v)
+	}
+	return stmts
+}
+
+// memberPolicies are the policies a step gives project members: a realm
+// policy by id, a project policy by its HRN.
+func (r *runner) memberPolicies(st step) []string {
+	pols := []string{}
+	for _, p := range st.Policies {
+		if hrn, ok := r.hrns[p]; ok {
+			pols = append(pols, hrn)
+		} else {
+			pols = append(pols, r.id(p))
+		}
+	}
+	return pols
 }
 
 // managedPath is the path of the app, group or project a manager step
