@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"strings"
 	"time"
 
@@ -43,6 +44,11 @@ type Config struct {
 	// InsecureHTTP allows plaintext HTTP on a non-loopback address, for a
 	// TLS-terminating proxy in front. Loopback addresses need no flag.
 	InsecureHTTP bool
+	// InsecureNATS allows plaintext, unauthenticated NATS links (listeners,
+	// routes, the hub's leaf URLs) off loopback in hub and region mode,
+	// where --nats-tls-dir is missing: only on a network nobody else
+	// reaches. Loopback needs no flag.
+	InsecureNATS bool
 	// MaxConns caps the HTTP connections served at once. Default
 	// DefaultMaxConns.
 	MaxConns int
@@ -152,6 +158,9 @@ func (c Config) Validate() error {
 	if err := c.validateHTTP(); err != nil {
 		return err
 	}
+	if err := c.validateNATS(); err != nil {
+		return err
+	}
 	switch c.Mode {
 	case ModeAll, ModeHub:
 		if c.Mode == ModeAll && c.NATSTLSDir != "" {
@@ -226,6 +235,40 @@ func (c Config) validateHTTP() error {
 	return nil
 }
 
+// validateNATS refuses plaintext NATS off loopback in hub and region mode:
+// whoever reaches an open NATS port can write to the log (issue 9), so a
+// link between hosts is secured (--nats-tls-dir) unless --insecure-nats
+// says the network is trusted.
+func (c Config) validateNATS() error {
+	if c.Mode == ModeAll || c.NATSTLSDir != "" || c.InsecureNATS {
+		return nil
+	}
+	check := func(flag, addr string) error {
+		if addr == "" || loopback(addr) {
+			return nil
+		}
+		return fmt.Errorf("--%s %q is not a loopback address: secure NATS with --nats-tls-dir "+
+			"(docs/deploy/nats-security.md), or pass --insecure-nats on a network nobody else reaches", flag, addr)
+	}
+	for flag, addr := range map[string]string{"nats-listen": c.NATSListen, "cluster": c.ClusterListen, "leaf-listen": c.LeafListen} {
+		if err := check(flag, addr); err != nil {
+			return err
+		}
+	}
+	for flag, urls := range map[string][]string{"routes": c.Routes, "hub-leaf": c.HubLeaf} {
+		for _, raw := range urls {
+			u, err := url.Parse(raw)
+			if err != nil || u.Host == "" {
+				return fmt.Errorf("--%s %q is not a URL", flag, raw)
+			}
+			if err := check(flag, u.Host); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // ParseFlags reads the command line into m.Config: an optional mode
 // (hub, region) then flags.
 func (m *Main) ParseFlags(args []string) error {
@@ -251,6 +294,9 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "PEM certificate (chain) file: serve HTTPS; reloaded on SIGHUP")
 	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "PEM private key file of --tls-cert")
 	fs.BoolVar(&c.InsecureHTTP, "insecure-http", c.InsecureHTTP, "allow plaintext HTTP on a non-loopback --http (a TLS-terminating proxy in front)")
+	if c.Mode != ModeAll {
+		fs.BoolVar(&c.InsecureNATS, "insecure-nats", c.InsecureNATS, "allow plaintext NATS links off loopback without --nats-tls-dir (a network nobody else reaches)")
+	}
 	fs.IntVar(&c.MaxConns, "max-conns", c.MaxConns, "maximum HTTP connections served at once (0: default)")
 	fs.IntVar(&c.MaxConcurrentHashes, "max-concurrent-hashes", c.MaxConcurrentHashes, "maximum argon2id hashes and verifications at once; past it they wait up to 1s, then answer 503 (0: 2×GOMAXPROCS)")
 	fs.StringVar(&c.AddrFile, "addr-file", c.AddrFile, "write the listeners' URLs and the pid as JSON to this file once ready")

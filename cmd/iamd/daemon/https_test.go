@@ -240,3 +240,33 @@ func TestReadyz_Cached(t *testing.T) {
 		return public.Do("GET", "/readyz", nil).Status == http.StatusOK
 	})
 }
+
+// TestNATSPlaintextOnlyOnLoopback: a hub or region whose NATS links leave
+// loopback needs --nats-tls-dir, or --insecure-nats for a trusted network;
+// on loopback (the tests, local runs) it needs neither.
+func TestNATSPlaintextOnlyOnLoopback(t *testing.T) {
+	hub := []string{"hub", "--issuer", "https://iam.example", "--regions", "hub-1", "--leaf-listen", "127.0.0.1:7422"}
+	region := []string{"region", "--issuer", "https://iam.example", "--region", "eu-west", "--log-keys", "keys.json", "--hub-leaf", "nats-leaf://127.0.0.1:7422"}
+	for _, args := range [][]string{hub, region} {
+		if err := daemon.NewMain().ParseFlags(args); err != nil {
+			t.Fatalf("%s on loopback: %v", args[0], err)
+		}
+	}
+	for _, tc := range []struct{ args []string }{
+		{append(append([]string{}, hub...), "--leaf-listen", "0.0.0.0:7422")},
+		{append(append([]string{}, hub...), "--nats-listen", "10.0.0.1:4222")},
+		{append(append([]string{}, hub...), "--cluster", "[::]:6222", "--routes", "nats-route://127.0.0.1:6222")},
+		{append(append([]string{}, hub...), "--cluster", "127.0.0.1:6222", "--routes", "nats-route://10.0.0.2:6222")},
+		{append(append([]string{}, region...), "--hub-leaf", "nats-leaf://hub.example:7422")},
+	} {
+		if err := daemon.NewMain().ParseFlags(tc.args); err == nil || !strings.Contains(err.Error(), "--insecure-nats") {
+			t.Errorf("%v: got %v, want an error naming --insecure-nats", tc.args, err)
+		}
+		if err := daemon.NewMain().ParseFlags(append(tc.args, "--insecure-nats")); err != nil {
+			t.Errorf("%v --insecure-nats: got %v, want it accepted", tc.args, err)
+		}
+		if err := daemon.NewMain().ParseFlags(append(tc.args, "--nats-tls-dir", "pki")); err != nil {
+			t.Errorf("%v --nats-tls-dir: got %v, want it accepted", tc.args, err)
+		}
+	}
+}
