@@ -87,7 +87,7 @@ func newWorkload(tb testing.TB, seed uint64, events int) *workload {
 	for w.events < events {
 		u := w.realms[rng.IntN(len(w.realms))]
 		r := u.id
-		switch x := rng.IntN(100); {
+		switch x := rng.IntN(108); {
 		case x < 14 || len(u.users) < 20:
 			nUser++
 			id := fmt.Sprintf("u%d", nUser)
@@ -185,11 +185,33 @@ func newWorkload(tb testing.TB, seed uint64, events int) *workload {
 		case x < 95:
 			n := rng.IntN(1 << 30)
 			commit(r, iam.AddAPIKey{App: pick(u.apps), KeyID: fmt.Sprintf("k%d", n), KeyHash: "$argon2id$v=19$m=65536,t=1,p=4$c2FsdA$aGFzaA"})
-		default:
+		case x < 100:
 			if app := st.Identity(r, pick(u.apps)); app != nil && len(app.Credentials) > 0 {
 				creds := slices.Sorted(maps.Keys(app.Credentials)) // not map order: the workload must be reproducible
 				commit(r, iam.RemoveCredential{App: app.ID, CredentialID: creds[rng.IntN(len(creds))]})
 			}
+		// Ownership, sharing, project policies, plans and default projects
+		// (issue 10): their rows must survive a crash like the others.
+		case x < 102:
+			entity := iam.ManagedRef{Kind: iam.ManagedApp, ID: pick(u.apps)}
+			if rng.IntN(2) == 0 {
+				entity = iam.ManagedRef{Kind: iam.ManagedProject, ID: pick(u.projs)}
+			}
+			commit(r, iam.AddManager{Entity: entity, Manager: pickIdentity(rng, u)})
+		case x < 103:
+			commit(r, iam.ShareApp{App: pick(u.apps), With: pickIdentity(rng, u)})
+		case x < 104:
+			commit(r, iam.SetResourceLinkable{Project: pick(u.projs), HRN: pick(u.resources), Linkable: rng.IntN(2) == 0})
+		case x < 105:
+			commit(r, iam.CreateProjectPolicy{Project: pick(u.projs), ID: fmt.Sprintf("pp%d", rng.IntN(1<<30)), Name: "Project policy",
+				Statements: []iam.Statement{{Effect: iam.Allow, Actions: []string{"read"}, Resources: []string{pick(u.resources)}}}})
+		case x < 107:
+			plan := fmt.Sprintf("plan%d", rng.IntN(1<<30))
+			if commit(r, iam.CreatePlan{ID: plan, Name: "Plan", Policies: []string{pick(u.policies)}}) {
+				commit(r, iam.AttachPlan{Plan: plan, Target: pickIdentity(rng, u)})
+			}
+		default:
+			commit(r, iam.SetDefaultProject{App: pick(u.apps), Project: pick(u.projs)})
 		}
 	}
 	return w
