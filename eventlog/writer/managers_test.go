@@ -1,13 +1,10 @@
 package writer_test
 
 import (
-	"context"
 	"fmt"
 	"math/rand/v2"
-	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/iam-project/iam"
 	"github.com/iam-project/iam/eventlog/eventlogtest"
@@ -52,55 +49,19 @@ func TestWriter_AppsPerUserUnderConcurrency(t *testing.T) {
 	wB := runWriter(t, logB, cfg)
 	writers := []*writer.Writer{wA, wB}
 
-	var (
-		limitErrs atomic.Int64
-		mu        sync.Mutex
-		otherErrs []error
-	)
-	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
-	defer cancel()
-	var wg sync.WaitGroup
-	startLine := make(chan struct{})
-	for i := range goroutines {
-		w := writers[i%2]
-		rng := rand.New(rand.NewPCG(7, uint64(i)))
-		wg.Go(func() {
-			<-startLine
-			for n := range budget {
-				other := iam.ManagedRef{Kind: iam.ManagedApp, ID: fmt.Sprintf("o%02d", rng.IntN(others))}
-				var cmd iam.Command
-				switch k := rng.IntN(10); {
-				case k < 4:
-					cmd = iam.CreateApp{ID: fmt.Sprintf("n-%d-%d", i, n), Name: "N"}
-				case k < 8:
-					cmd = iam.AddManager{Entity: other, Manager: "u"}
-				default: // frees a slot to race for
-					cmd = iam.RemoveManager{Entity: other, Manager: "u"}
-				}
-				_, err := w.Execute(ctx, iam.Request{Realm: realm, Actor: "u", Command: cmd})
-				switch code := iam.ErrorCode(err); {
-				case err == nil, code == iam.EConflict: // a writer that gave up re-deciding: the client retries
-				case code == iam.ELimitExceeded:
-					limitErrs.Add(1)
-				default:
-					mu.Lock()
-					otherErrs = append(otherErrs, err)
-					mu.Unlock()
-				}
-				if ctx.Err() != nil {
-					return
-				}
-			}
-		})
-	}
-	close(startLine)
-	wg.Wait()
-	if ctx.Err() != nil {
-		t.Fatalf("the workload did not finish in time: %v", ctx.Err())
-	}
-	for _, err := range otherErrs[:min(len(otherErrs), 5)] {
-		t.Errorf("unexpected error: %v", err)
-	}
+	refused := raceWriters(t, writers, 7, goroutines, budget, func(i, n int, rng *rand.Rand) iam.Request {
+		other := iam.ManagedRef{Kind: iam.ManagedApp, ID: fmt.Sprintf("o%02d", rng.IntN(others))}
+		var cmd iam.Command
+		switch k := rng.IntN(10); {
+		case k < 4:
+			cmd = iam.CreateApp{ID: fmt.Sprintf("n-%d-%d", i, n), Name: "N"}
+		case k < 8:
+			cmd = iam.AddManager{Entity: other, Manager: "u"}
+		default: // frees a slot to race for
+			cmd = iam.RemoveManager{Entity: other, Manager: "u"}
+		}
+		return iam.Request{Realm: realm, Actor: "u", Command: cmd}
+	})
 	// Replay the log, counting u's apps after every entry.
 	st := iam.NewState()
 	managed, most := 0, 0
@@ -127,9 +88,9 @@ func TestWriter_AppsPerUserUnderConcurrency(t *testing.T) {
 		}
 		most = max(most, managed)
 	}
-	if most != limits.AppsPerManager || limitErrs.Load() == 0 {
+	if most != limits.AppsPerManager || refused == 0 {
 		t.Errorf("u managed at most %d apps with %d refusals; want the limit %d reached and refusals (not contended)",
-			most, limitErrs.Load(), limits.AppsPerManager)
+			most, refused, limits.AppsPerManager)
 	}
 	if conflicts.Load() == 0 {
 		t.Error("no conflict between the two writers, want some (the writers did not race)")

@@ -14,12 +14,13 @@ import (
 	"github.com/iam-project/iam/eventlog/writer"
 )
 
-// raceWriters runs goroutines commands each, made by next, through two
-// writer processes on the same stream, and returns how many were refused
+// raceWriters runs goroutines × budget requests, made by next (each
+// goroutine with its own generator seeded by seed), through two writer
+// processes on the same stream, and returns how many were refused
 // with limit_exceeded. Any error but limit_exceeded, conflict (a writer
 // that gave up re-deciding, or a creation of what exists) and not_found (a
 // deletion of what another racer deleted first) fails the test.
-func raceWriters(t *testing.T, writers []*writer.Writer, goroutines, budget int, next func(rng *rand.Rand) iam.Command) int64 {
+func raceWriters(t *testing.T, writers []*writer.Writer, seed uint64, goroutines, budget int, next func(worker, n int, rng *rand.Rand) iam.Request) int64 {
 	t.Helper()
 	var (
 		limitErrs atomic.Int64
@@ -32,11 +33,11 @@ func raceWriters(t *testing.T, writers []*writer.Writer, goroutines, budget int,
 	startLine := make(chan struct{})
 	for i := range goroutines {
 		w := writers[i%2]
-		rng := rand.New(rand.NewPCG(11, uint64(i)))
+		rng := rand.New(rand.NewPCG(seed, uint64(i)))
 		wg.Go(func() {
 			<-startLine
-			for range budget {
-				_, err := w.Execute(ctx, iam.Request{Realm: "pp", Command: next(rng)})
+			for n := range budget {
+				_, err := w.Execute(ctx, next(i, n, rng))
 				switch code := iam.ErrorCode(err); {
 				case err == nil, code == iam.EConflict, code == iam.ENotFound:
 				case code == iam.ELimitExceeded:
@@ -98,7 +99,7 @@ func readPolicy(actions ...string) []iam.Statement {
 func TestWriter_ProjectPoliciesUnderConcurrency(t *testing.T) {
 	limits := iam.DefaultLimits()
 	writers, conflicts, entries := projPolWorld(t, limits, nil)
-	refused := raceWriters(t, writers, 12, 30, func(rng *rand.Rand) iam.Command {
+	refused := raceWriters(t, writers, 11, 12, 30, inPP(func(rng *rand.Rand) iam.Command {
 		// More ids than the limit, few enough that racers meet; a delete
 		// frees a slot to race for.
 		id := fmt.Sprintf("x%d", rng.IntN(8))
@@ -106,7 +107,7 @@ func TestWriter_ProjectPoliciesUnderConcurrency(t *testing.T) {
 			return iam.DeleteProjectPolicy{Project: "proj", ID: id}
 		}
 		return iam.CreateProjectPolicy{Project: "proj", ID: id, Name: "X", Statements: readPolicy("read")}
-	})
+	}))
 	st, most := iam.NewState(), 0
 	for _, e := range entries() {
 		if err := st.ApplyEntry(e, nil); err != nil {
@@ -146,7 +147,7 @@ func TestWriter_PermissionsPerIdentityUnderConcurrency(t *testing.T) {
 		setup = append(setup, iam.CreateProjectPolicy{Project: "proj", ID: fmt.Sprintf("pp%d", k), Name: "PP", Statements: readPolicy("read", "write")})
 	}
 	writers, conflicts, entries := projPolWorld(t, limits, setup)
-	refused := raceWriters(t, writers, 12, 30, func(rng *rand.Rand) iam.Command {
+	refused := raceWriters(t, writers, 11, 12, 30, inPP(func(rng *rand.Rand) iam.Command {
 		policy, plan := fmt.Sprintf("p%d", rng.IntN(8)), fmt.Sprintf("plan%d", rng.IntN(3))
 		switch k := rng.IntN(10); {
 		case k < 4:
@@ -164,7 +165,7 @@ func TestWriter_PermissionsPerIdentityUnderConcurrency(t *testing.T) {
 		default:
 			return iam.DetachPlan{Plan: plan, Target: "u"}
 		}
-	})
+	}))
 	st, most := iam.NewState(), 0
 	for _, e := range entries() {
 		if err := st.ApplyEntry(e, nil); err != nil {
@@ -184,4 +185,9 @@ func TestWriter_PermissionsPerIdentityUnderConcurrency(t *testing.T) {
 		t.Errorf("u held at most %d permissions, %d refusals, %d conflicts; want near the limit %d, refusals and conflicts (not contended)",
 			most, refused, conflicts.Load(), limits.PermissionsPerIdentity)
 	}
+}
+
+// inPP makes raceWriters' requests of commands in realm "pp", as anyone.
+func inPP(next func(*rand.Rand) iam.Command) func(int, int, *rand.Rand) iam.Request {
+	return func(_, _ int, rng *rand.Rand) iam.Request { return iam.Request{Realm: "pp", Command: next(rng)} }
 }
