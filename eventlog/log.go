@@ -378,13 +378,14 @@ func (l *Log) Head(ctx context.Context) (uint64, error) {
 		defer cancel()
 		var err error
 		info, err = l.stream.Info(actx)
-		if errors.Is(err, jetstream.ErrStreamNotFound) {
-			return backoff.Permanent(fmt.Errorf("%w: %w", ErrStreamGone, err))
-		}
 		return err
 	}
 	b := backoff.WithContext(backoff.WithMaxRetries(l.cfg.Backoff(), uint64(l.cfg.MaxRetries)), ctx)
-	if err := backoff.Retry(op, b); err != nil {
+	if err := backoff.Retry(op, b); errors.Is(err, jetstream.ErrStreamNotFound) {
+		// Retried too: a node of a clustered hub can answer "not found"
+		// for a stream created a moment ago. Still missing, it is gone.
+		return 0, fmt.Errorf("head %s: %w: %w", l.cfg.Stream, ErrStreamGone, err)
+	} else if err != nil {
 		return 0, fmt.Errorf("head %s: %w", l.cfg.Stream, err)
 	}
 	return info.State.LastSeq, nil
