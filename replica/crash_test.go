@@ -129,7 +129,7 @@ func (p *prefixChecker) requirePrefix(tb testing.TB, rep *replica.Replica, what 
 // key, to a fresh replay, and answers checks alike.
 func TestReplica_CrashResume(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	w := sharedWorkload(t, 2026, crashEvents)
 	total := uint64(len(w.entries))
