@@ -153,3 +153,28 @@ func TestLookupSubjects(t *testing.T) {
 		}
 	})
 }
+
+// TestLookupSubjects_PageTokenPosition shows that a page token carries the
+// position its page was read at: a region that has not applied it answers
+// the next page 503 replica_behind, never from before the first page.
+func TestLookupSubjects_PageTokenPosition(t *testing.T) {
+	f := newFixture(t)
+	m := f.m
+	m.Projectors()[daemontest.RegionIndex(t, m, "eu-west")].Stop()
+	for i := range 3 {
+		u := f.create("/v1/users", map[string]any{"email": "late" + strconv.Itoa(i) + "@example.com", "name": "Late"})
+		f.write("PUT", "/v1/groups/"+f.group+"/members/"+u, nil)
+	}
+	us, eu := *f.admin, *f.admin
+	us.Region, eu.Region = "us-east", "eu-west"
+	body := map[string]any{"action": "read", "resource": f.hrn("catalog/x"), "pageSize": 1,
+		"consistency": map[string]any{"mode": "at_least_as_fresh", "token": f.last}}
+	first := us.Must(http.StatusOK, "POST", "/v1/lookup/subjects", body)
+	if first.Str("nextPageToken") == "" {
+		t.Fatalf("got %s, want a next page", first.Raw)
+	}
+	next := map[string]any{"action": "read", "resource": f.hrn("catalog/x"), "pageSize": 1, "pageToken": first.Str("nextPageToken"),
+		"consistency": map[string]any{"mode": "minimize_latency", "waitMs": 0}}
+	wantProblem(t, eu.Do("POST", "/v1/lookup/subjects", next), http.StatusServiceUnavailable, "replica_behind", "")
+	us.Must(http.StatusOK, "POST", "/v1/lookup/subjects", next)
+}
