@@ -85,6 +85,7 @@ func (s *Server) routes() {
 	s.managerRoutes(h)
 	s.shareRoutes(h)         // shares.go
 	s.projectPolicyRoutes(h) // projectpolicies.go
+	s.lookupRoutes(h)        // lookup.go
 	s.uiRoutes(m, h)
 	s.joinRoutes(m, h) // digest.go
 	// Anything else is a problem-details 404, and a wrong method a 405.
