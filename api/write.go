@@ -84,7 +84,7 @@ func (c *writeCall) execute(cmd iam.Command) (writer.Result, error) {
 		m.Write(c.body)
 		req.RequestHash = hex.EncodeToString(m.Sum(nil))
 	}
-	res, err := c.s.mode.execute(c.r.Context(), req)
+	res, err := c.s.execute(c.r.Context(), req)
 	if err == nil && c.s.metrics != nil {
 		c.s.metrics.writes.Inc()
 	}

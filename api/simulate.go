@@ -1,0 +1,396 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"net/http"
+	"slices"
+	"strings"
+
+	iam "github.com/iam-project/iam"
+	"github.com/iam-project/iam/eventlog/writer"
+)
+
+// Dry-run (issue 11 item 4): POST /v1/simulate decides proposed writes on a
+// copy of the latest state and reports who would gain or lose what. Each
+// proposed write is served by the very handler that serves it for real,
+// through the server's own mux, with a simulation in the request context:
+// the handler parses and authorizes it as ever, and the two points where a
+// write leaves the process — the writer (Server.execute) and the latest
+// state it is judged on (Server.latest) — are answered by the copy instead.
+// The side effects that are not log writes (the vault's keys, mail, signing
+// keys, snapshots) are skipped or refused where they happen. See
+// docs/history.md.
+
+// maxSimulatedChanges bounds the changes (and checks) of one simulation.
+const maxSimulatedChanges = 100
+
+// simulation is one dry-run in progress: the caller, and the state its
+// proposed writes are decided on and applied to, one after the other.
+type simulation struct {
+	p  Principal
+	st *iam.State
+	// pepper stands in for the realm's blind-index pepper, which the vault
+	// would make on first use: an email index computed under it matches
+	// the same email within this simulation, never a real user's.
+	pepper []byte
+	// keys are the data keys of the users the simulation created, by
+	// their cache name (Server.dataKey).
+	keys map[string][]byte
+}
+
+const ctxSimulation ctxKey = 100 // beside ctxCorrelation and ctxPrincipal
+
+func simulationFrom(ctx context.Context) *simulation {
+	sim, _ := ctx.Value(ctxSimulation).(*simulation)
+	return sim
+}
+
+// errNotSimulated refuses, inside a simulation, a write whose effect is not
+// (only) a log entry.
+func errNotSimulated(what string) error {
+	return iam.Errorf(iam.EInvalid, "%s is not simulated: its effect is not a change of the access state", what)
+}
+
+// execute runs req through the writer — or, in a simulation, decides it
+// with iam.Decide on the simulation's state and applies it there, exactly
+// as the writer does before it appends. Errors: see Writer.Execute.
+func (s *Server) execute(ctx context.Context, req iam.Request) (writer.Result, error) {
+	sim := simulationFrom(ctx)
+	if sim == nil {
+		return s.mode.execute(ctx, req)
+	}
+	// No idempotency key reaches here (proposed writes carry no headers),
+	// so there is no earlier request to replay.
+	evs, err := iam.Decide(sim.st, req)
+	if err != nil {
+		return writer.Result{}, err
+	}
+	if err := sim.st.ApplyEvents(evs, nil); err != nil {
+		return writer.Result{}, iam.Errorf(iam.EInternal, "apply decided events: %v", err)
+	}
+	return writer.Result{Seq: sim.st.Seq(), Events: evs}, nil
+}
+
+// copyLatest returns a private copy of the latest state, made by replaying
+// the log up to the latest state's position. The state has no deep copy, and
+// one written by hand would silently share whatever map a later field adds;
+// a replay is correct by construction, at the cost of reading the log
+// (docs/history.md has the figures).
+func (s *Server) copyLatest(ctx context.Context) (*iam.State, error) {
+	var seq uint64
+	var limits iam.Limits
+	if err := s.latest(ctx, func(st *iam.State) error {
+		seq, limits = st.Seq(), st.Limits
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	if s.evlog == nil {
+		return nil, iam.Errorf(iam.EUnavailable, "this server reads no log to simulate on")
+	}
+	st := iam.NewState()
+	st.Limits = limits
+	if seq == 0 {
+		return st, nil
+	}
+	errDone := errors.New("done")
+	err := s.evlog.Read(ctx, 1, func(e iam.LogEntry) error {
+		if err := st.ApplyEntry(e, nil); err != nil {
+			return iam.Errorf(iam.EInternal, "entry %d: %v", e.Seq, err)
+		}
+		if e.Seq >= seq {
+			return errDone
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errDone) {
+		return nil, err
+	}
+	if st.Seq() < seq {
+		return nil, iam.Errorf(iam.EUnavailable, "the log ends at %d, before the latest state's %d", st.Seq(), seq)
+	}
+	return st, nil
+}
+
+type simulateRequest struct {
+	Changes []simulatedChange `json:"changes"`
+	Checks  []simulatedCheck  `json:"checks"`
+}
+
+type simulatedChange struct {
+	Method string          `json:"method"`
+	Path   string          `json:"path"`
+	Body   json.RawMessage `json:"body"`
+}
+
+// simulatedCheck is a /v1/check request without consistency (the answers
+// come from the two states of the simulation) nor subjectToken (a token
+// stands on the real state, not on a proposed one).
+type simulatedCheck struct {
+	Subject  string `json:"subject"`
+	Action   string `json:"action"`
+	Resource string `json:"resource"`
+	Scope    string `json:"scope"`
+}
+
+type simulatedAccess struct {
+	IdentityID string           `json:"identityId"`
+	Gained     []iam.Permission `json:"gained"`
+	Lost       []iam.Permission `json:"lost"`
+}
+
+type simulatedAnswer struct {
+	Before bool   `json:"before"`
+	After  bool   `json:"after"`
+	Reason string `json:"reason"`
+}
+
+type simulatedError struct {
+	Index  int    `json:"index"`
+	Status int    `json:"status"`
+	Code   string `json:"code"`
+	Detail string `json:"detail"`
+	Field  string `json:"field,omitempty"`
+}
+
+// simulate serves POST /v1/simulate.
+func (s *Server) simulate(w http.ResponseWriter, r *http.Request) error {
+	p := principal(r)
+	var in simulateRequest
+	if err := decodeJSON(w, r, &in); err != nil {
+		return err
+	}
+	if len(in.Changes) == 0 {
+		return iam.FieldErrorf("changes", "at least one change is required")
+	}
+	if len(in.Changes) > maxSimulatedChanges {
+		return iam.FieldErrorf("changes", "at most %d changes", maxSimulatedChanges)
+	}
+	if len(in.Checks) > maxSimulatedChanges {
+		return iam.FieldErrorf("checks", "at most %d checks", maxSimulatedChanges)
+	}
+	for i, ch := range in.Changes {
+		if err := s.simulable(ch); err != nil {
+			var e *iam.Error
+			if errors.As(err, &e) {
+				e.Field = fmt.Sprintf("changes[%d].%s", i, e.Field)
+			}
+			return err
+		}
+	}
+	for i, q := range in.Checks {
+		if q.Action == "" || len(q.Action) > iam.MaxActionLength {
+			return iam.FieldErrorf(fmt.Sprintf("checks[%d].action", i), "must be an action name of 1 to %d characters", iam.MaxActionLength)
+		}
+		if _, err := iam.ParseHRN(fmt.Sprintf("checks[%d].resource", i), q.Resource); err != nil {
+			return err
+		}
+	}
+	before, err := s.copyLatest(r.Context())
+	if err != nil {
+		return err
+	}
+	after, err := s.copyLatest(r.Context())
+	if err != nil {
+		return err
+	}
+	var pepper [32]byte
+	_, _ = rand.Read(pepper[:])
+	sim := &simulation{p: p, st: after, pepper: pepper[:], keys: map[string][]byte{}}
+	errs := []simulatedError{}
+	for i, ch := range in.Changes {
+		if e := s.simulateChange(r, sim, ch); e != nil {
+			e.Index = i
+			errs = append(errs, *e)
+		}
+	}
+	checks := make([]simulatedAnswer, 0, len(in.Checks))
+	for i, q := range in.Checks {
+		a, err := simulateCheck(p, before, after, i, q)
+		if err != nil {
+			return err
+		}
+		checks = append(checks, a)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"affected":         affected(p, before, after),
+		"checks":           checks,
+		"errors":           errs,
+		"consistencyToken": FormatToken(before.Seq()),
+	})
+	return nil
+}
+
+// simulable refuses what is not a proposed write to this API: only writes
+// under /v1/ that a caller makes as itself are simulated, never a
+// simulation itself.
+func (s *Server) simulable(ch simulatedChange) error {
+	switch ch.Method {
+	case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
+	default:
+		return iam.FieldErrorf("method", "%q is not a write (POST, PUT, PATCH or DELETE)", ch.Method)
+	}
+	if !strings.HasPrefix(ch.Path, "/v1/") || ch.Path == "/v1/simulate" || ch.Path == "/v1/check" {
+		return iam.FieldErrorf("path", "%q is not a write under /v1/", ch.Path)
+	}
+	return nil
+}
+
+// simulateChange serves one proposed write through the mux in sim, and
+// returns its refusal, if any, as the real endpoint would have answered it.
+func (s *Server) simulateChange(outer *http.Request, sim *simulation, ch simulatedChange) *simulatedError {
+	req, err := http.NewRequestWithContext(context.WithValue(outer.Context(), ctxSimulation, sim), ch.Method, ch.Path, bytes.NewReader(ch.Body))
+	if err != nil {
+		return &simulatedError{Status: http.StatusBadRequest, Code: iam.EInvalid, Detail: "path: " + err.Error(), Field: "path"}
+	}
+	h, pattern := s.mux.Handler(req)
+	// Only an authenticated handler acts as the caller: a public one
+	// (password resets, invitation acceptance) acts for whoever holds a
+	// token or an email, and its effects (mail) are not the state's. An
+	// unknown path ("/", the 404) or method ("", the 405) is answered as
+	// for real.
+	if _, ok := h.(authedHandler); !ok && pattern != "/" && pattern != "" {
+		return &simulatedError{Status: http.StatusBadRequest, Code: iam.EInvalid,
+			Detail: fmt.Sprintf("path: %s %s is public, not a write a caller makes as itself", ch.Method, ch.Path), Field: "path"}
+	}
+	rec := &recorder{header: http.Header{}}
+	h.ServeHTTP(rec, req)
+	if rec.status < 300 {
+		return nil
+	}
+	var pr Problem
+	if err := json.Unmarshal(rec.body.Bytes(), &pr); err != nil || pr.Code == "" {
+		return &simulatedError{Status: rec.status, Code: iam.EInternal, Detail: http.StatusText(rec.status)}
+	}
+	return &simulatedError{Status: pr.Status, Code: pr.Code, Detail: pr.Detail, Field: pr.Field}
+}
+
+// recorder keeps a simulated write's answer: its status and, for a
+// refusal, its problem details.
+type recorder struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (r *recorder) Header() http.Header { return r.header }
+
+func (r *recorder) WriteHeader(status int) {
+	if r.status == 0 {
+		r.status = status
+	}
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	r.WriteHeader(http.StatusOK)
+	return r.body.Write(b)
+}
+
+// simulateCheck answers check i before and after. Checking another
+// identity needs checkAccess on it, as at /v1/check, judged on each state
+// the identity exists in (on the after state for one the changes create).
+func simulateCheck(p Principal, before, after *iam.State, i int, q simulatedCheck) (simulatedAnswer, error) {
+	subject, scope := q.Subject, projectScope(p.Scope)
+	if subject == "" {
+		subject = p.ID
+	}
+	field := fmt.Sprintf("checks[%d]", i)
+	if err := iam.ValidID(field+".subject", subject); err != nil {
+		return simulatedAnswer{}, err
+	}
+	if subject != p.ID {
+		scope = q.Scope
+		for _, st := range []*iam.State{before, after} {
+			if st == after || st.Identity(p.Realm, subject) != nil {
+				if err := iam.AuthorizeAction(st, p.Realm, p.ID, iam.ActionCheckAccess, st.IdentityHRN(p.Realm, subject)); err != nil {
+					return simulatedAnswer{}, err
+				}
+			}
+		}
+	} else if q.Scope != "" && q.Scope != scope {
+		return simulatedAnswer{}, iam.FieldErrorf(field+".scope", "%q differs from the scope of your token: a check of one's own access takes the scope of one's own token", q.Scope)
+	}
+	cq := iam.CheckRequest{Realm: p.Realm, Subject: subject, Action: q.Action, Resource: q.Resource}
+	if scope != "" {
+		id, err := iam.ProjectIDFromHRN(field+".scope", p.Realm, scope)
+		if err != nil {
+			return simulatedAnswer{}, err
+		}
+		cq.Scope = id
+	}
+	b, a := before.Check(cq), after.Check(cq)
+	return simulatedAnswer{Before: b.Allowed, After: a.Allowed, Reason: a.Reason}, nil
+}
+
+// affected lists the identities of the caller's realm whose effective
+// permissions differ between before and after, as sets of (effect, action,
+// resource): the provenance of a permission that stays is no change of
+// access. Only identities whose permissions the caller may read (on the
+// state they exist in; itself always) are listed, so a simulation tells
+// no more than GET /v1/identities/{id}/permissions would.
+func affected(p Principal, before, after *iam.State) []simulatedAccess {
+	ids := map[string]bool{}
+	for _, st := range []*iam.State{before, after} {
+		if r := st.Realm(p.Realm); r != nil {
+			for id := range r.Identities {
+				ids[id] = true
+			}
+		}
+	}
+	out := []simulatedAccess{}
+	for _, id := range slices.Sorted(maps.Keys(ids)) {
+		if !mayReadPermissions(p, before, id) && !mayReadPermissions(p, after, id) {
+			continue
+		}
+		b, a := permissionSet(before, p.Realm, id), permissionSet(after, p.Realm, id)
+		gained, lost := difference(a, b), difference(b, a)
+		if len(gained) > 0 || len(lost) > 0 {
+			out = append(out, simulatedAccess{IdentityID: id, Gained: gained, Lost: lost})
+		}
+	}
+	return out
+}
+
+func mayReadPermissions(p Principal, st *iam.State, id string) bool {
+	if st.Identity(p.Realm, id) == nil {
+		return false
+	}
+	return id == p.ID || iam.AuthorizeAction(st, p.Realm, p.ID, iam.ActionRead, st.IdentityHRN(p.Realm, id)) == nil
+}
+
+// permissionKey is a permission without its provenance.
+type permissionKey struct{ effect, action, resource string }
+
+// permissionSet is id's effective permissions on st, each with one of its
+// sources; none for an identity that does not exist (or is deleted) there.
+func permissionSet(st *iam.State, realm, id string) map[permissionKey]iam.Permission {
+	perms, _ := st.Permissions(realm, id)
+	out := make(map[permissionKey]iam.Permission, len(perms))
+	for _, pm := range perms {
+		k := permissionKey{string(pm.Effect), pm.Action, pm.Resource}
+		if _, ok := out[k]; !ok {
+			out[k] = pm
+		}
+	}
+	return out
+}
+
+// difference lists what a holds and b does not, in a stable order.
+func difference(a, b map[permissionKey]iam.Permission) []iam.Permission {
+	out := []iam.Permission{}
+	for k, pm := range a {
+		if _, ok := b[k]; !ok {
+			out = append(out, pm)
+		}
+	}
+	slices.SortFunc(out, func(x, y iam.Permission) int {
+		return strings.Compare(string(x.Effect)+"\x00"+x.Action+"\x00"+x.Resource, string(y.Effect)+"\x00"+y.Action+"\x00"+y.Resource)
+	})
+	return out
+}
