@@ -260,7 +260,7 @@ func (s *Server) simulateChange(outer *http.Request, sim *simulation, ch simulat
 			Detail: fmt.Sprintf("path: %s %s is public, not a write a caller makes as itself", ch.Method, ch.Path), Field: "path"}
 	}
 	rec := &recorder{header: http.Header{}}
-	h.ServeHTTP(rec, req)
+	s.mux.ServeHTTP(rec, req) // routed again: the mux sets the path values
 	if rec.status < 300 {
 		return nil
 	}
