@@ -184,25 +184,27 @@ func (s *Server) simulate(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
+	queries := make([]iam.CheckRequest, len(in.Checks))
 	for i, q := range in.Checks {
-		if q.Action == "" || len(q.Action) > iam.MaxActionLength {
-			return iam.FieldErrorf(fmt.Sprintf("checks[%d].action", i), "must be an action name of 1 to %d characters", iam.MaxActionLength)
-		}
-		if _, err := iam.ParseHRN(fmt.Sprintf("checks[%d].resource", i), q.Resource); err != nil {
+		var err error
+		if queries[i], err = checkQuery(p, i, q); err != nil {
 			return err
 		}
 	}
-	before, err := s.copyLatest(r.Context())
+	// One copy, observed before and after the changes: a copy is a replay
+	// of the log, the one cost that grows with it.
+	st, err := s.copyLatest(r.Context())
 	if err != nil {
 		return err
 	}
-	after, err := s.copyLatest(r.Context())
+	seq := st.Seq()
+	before, err := observe(p, st, queries, false)
 	if err != nil {
 		return err
 	}
 	var pepper [32]byte
 	_, _ = rand.Read(pepper[:])
-	sim := &simulation{p: p, st: after, pepper: pepper[:], keys: map[string][]byte{}}
+	sim := &simulation{p: p, st: st, pepper: pepper[:], keys: map[string][]byte{}}
 	errs := []simulatedError{}
 	for i, ch := range in.Changes {
 		if e := s.simulateChange(r, sim, ch); e != nil {
@@ -210,19 +212,19 @@ func (s *Server) simulate(w http.ResponseWriter, r *http.Request) error {
 			errs = append(errs, *e)
 		}
 	}
-	checks := make([]simulatedAnswer, 0, len(in.Checks))
-	for i, q := range in.Checks {
-		a, err := simulateCheck(p, before, after, i, q)
-		if err != nil {
-			return err
-		}
-		checks = append(checks, a)
+	after, err := observe(p, st, queries, true)
+	if err != nil {
+		return err
+	}
+	checks := make([]simulatedAnswer, len(queries))
+	for i := range queries {
+		checks[i] = simulatedAnswer{Before: before.checks[i].Allowed, After: after.checks[i].Allowed, Reason: after.checks[i].Reason}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
-		"affected":         affected(p, before, after),
+		"affected":         affected(before, after),
 		"checks":           checks,
 		"errors":           errs,
-		"consistencyToken": FormatToken(before.Seq()),
+		"consistencyToken": FormatToken(seq),
 	})
 	return nil
 }
@@ -292,76 +294,98 @@ func (r *recorder) Write(b []byte) (int, error) {
 	return r.body.Write(b)
 }
 
-// simulateCheck answers check i before and after. Checking another
-// identity needs checkAccess on it, as at /v1/check, judged on each state
-// the identity exists in (on the after state for one the changes create).
-func simulateCheck(p Principal, before, after *iam.State, i int, q simulatedCheck) (simulatedAnswer, error) {
+// checkQuery reads check i as /v1/check reads its body: the subject is
+// the caller unless named, and a check of one's own access takes the scope
+// of one's own token.
+func checkQuery(p Principal, i int, q simulatedCheck) (iam.CheckRequest, error) {
+	field := fmt.Sprintf("checks[%d]", i)
 	subject, scope := q.Subject, projectScope(p.Scope)
 	if subject == "" {
 		subject = p.ID
 	}
-	field := fmt.Sprintf("checks[%d]", i)
 	if err := iam.ValidID(field+".subject", subject); err != nil {
-		return simulatedAnswer{}, err
+		return iam.CheckRequest{}, err
 	}
 	if subject != p.ID {
 		scope = q.Scope
-		for _, st := range []*iam.State{before, after} {
-			if st == after || st.Identity(p.Realm, subject) != nil {
-				if err := iam.AuthorizeAction(st, p.Realm, p.ID, iam.ActionCheckAccess, st.IdentityHRN(p.Realm, subject)); err != nil {
-					return simulatedAnswer{}, err
-				}
-			}
-		}
 	} else if q.Scope != "" && q.Scope != scope {
-		return simulatedAnswer{}, iam.FieldErrorf(field+".scope", "%q differs from the scope of your token: a check of one's own access takes the scope of one's own token", q.Scope)
+		return iam.CheckRequest{}, iam.FieldErrorf(field+".scope", "%q differs from the scope of your token: a check of one's own access takes the scope of one's own token", q.Scope)
+	}
+	if q.Action == "" || len(q.Action) > iam.MaxActionLength {
+		return iam.CheckRequest{}, iam.FieldErrorf(field+".action", "must be an action name of 1 to %d characters", iam.MaxActionLength)
+	}
+	if _, err := iam.ParseHRN(field+".resource", q.Resource); err != nil {
+		return iam.CheckRequest{}, err
 	}
 	cq := iam.CheckRequest{Realm: p.Realm, Subject: subject, Action: q.Action, Resource: q.Resource}
 	if scope != "" {
 		id, err := iam.ProjectIDFromHRN(field+".scope", p.Realm, scope)
 		if err != nil {
-			return simulatedAnswer{}, err
+			return iam.CheckRequest{}, err
 		}
 		cq.Scope = id
 	}
-	b, a := before.Check(cq), after.Check(cq)
-	return simulatedAnswer{Before: b.Allowed, After: a.Allowed, Reason: a.Reason}, nil
+	return cq, nil
 }
 
-// affected lists the identities of the caller's realm whose effective
-// permissions differ between before and after, as sets of (effect, action,
-// resource): the provenance of a permission that stays is no change of
-// access. Only identities whose permissions the caller may read (on the
-// state they exist in; itself always) are listed, so a simulation tells
-// no more than GET /v1/identities/{id}/permissions would.
-func affected(p Principal, before, after *iam.State) []simulatedAccess {
-	ids := map[string]bool{}
-	for _, st := range []*iam.State{before, after} {
-		if r := st.Realm(p.Realm); r != nil {
-			for id := range r.Identities {
-				ids[id] = true
+// view is one state as a simulation compares it: the effective permissions
+// of the realm's identities, which of them the caller may read, and the
+// answers of its checks.
+type view struct {
+	perms    map[string]map[permissionKey]iam.Permission
+	readable map[string]bool
+	checks   []iam.Decision
+}
+
+// observe takes p's view of st. Checking another identity needs
+// checkAccess on it, as at /v1/check, judged on each state the identity
+// exists in, and on the final one (after the changes) in any case, so that
+// an identity the changes create is judged too.
+func observe(p Principal, st *iam.State, queries []iam.CheckRequest, final bool) (view, error) {
+	v := view{perms: map[string]map[permissionKey]iam.Permission{}, readable: map[string]bool{}, checks: make([]iam.Decision, len(queries))}
+	for i, q := range queries {
+		if q.Subject != p.ID && (final || st.Identity(p.Realm, q.Subject) != nil) {
+			if err := iam.AuthorizeAction(st, p.Realm, p.ID, iam.ActionCheckAccess, st.IdentityHRN(p.Realm, q.Subject)); err != nil {
+				return view{}, err
 			}
+		}
+		v.checks[i] = st.Check(q)
+	}
+	if r := st.Realm(p.Realm); r != nil {
+		for id := range r.Identities {
+			v.perms[id] = permissionSet(st, p.Realm, id)
+			v.readable[id] = id == p.ID || iam.AuthorizeAction(st, p.Realm, p.ID, iam.ActionRead, st.IdentityHRN(p.Realm, id)) == nil
+		}
+	}
+	return v, nil
+}
+
+// affected lists the identities whose effective permissions differ
+// between before and after, as sets of (effect, action, resource): the
+// provenance of a permission that stays is no change of access. Only
+// identities the caller may read on one state or the other are listed, so
+// a simulation tells no more than GET /v1/identities/{id}/permissions
+// would (before the changes, or after them).
+func affected(before, after view) []simulatedAccess {
+	ids := map[string]bool{}
+	for _, v := range []view{before, after} {
+		for id, ok := range v.readable {
+			ids[id] = ids[id] || ok
 		}
 	}
 	out := []simulatedAccess{}
 	for _, id := range slices.Sorted(maps.Keys(ids)) {
-		if !mayReadPermissions(p, before, id) && !mayReadPermissions(p, after, id) {
+		if !ids[id] {
 			continue
 		}
-		b, a := permissionSet(before, p.Realm, id), permissionSet(after, p.Realm, id)
+		// A set missing (an identity not yet created) is empty.
+		b, a := before.perms[id], after.perms[id]
 		gained, lost := difference(a, b), difference(b, a)
 		if len(gained) > 0 || len(lost) > 0 {
 			out = append(out, simulatedAccess{IdentityID: id, Gained: gained, Lost: lost})
 		}
 	}
 	return out
-}
-
-func mayReadPermissions(p Principal, st *iam.State, id string) bool {
-	if st.Identity(p.Realm, id) == nil {
-		return false
-	}
-	return id == p.ID || iam.AuthorizeAction(st, p.Realm, p.ID, iam.ActionRead, st.IdentityHRN(p.Realm, id)) == nil
 }
 
 // permissionKey is a permission without its provenance.
