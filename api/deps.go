@@ -49,10 +49,6 @@ type Log interface {
 	// Follow returns a follower of the entries from sequence from on;
 	// unavailable when the log cannot be reached.
 	Follow(ctx context.Context, from uint64) (*eventlog.Follower, error)
-	// Read calls fn for every entry from sequence from up to the head, in
-	// order, and returns fn's first error; a simulation replays the log
-	// with it (simulate.go). Errors: unavailable; fn's own.
-	Read(ctx context.Context, from uint64, fn func(iam.LogEntry) error) error
 }
 
 // Vault keeps the keys that protect personal data (keyvault.Vault).

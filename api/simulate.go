@@ -77,45 +77,18 @@ func (s *Server) execute(ctx context.Context, req iam.Request) (writer.Result, e
 	return writer.Result{Seq: sim.st.Seq(), Events: evs}, nil
 }
 
-// copyLatest returns a private copy of the latest state, made by replaying
-// the log up to the latest state's position. The state has no deep copy, and
-// one written by hand would silently share whatever map a later field adds;
-// a replay is correct by construction, at the cost of reading the log
+// copyLatest returns a private copy of the latest state: a deep copy
+// (iam.State.Clone), made under the state's read lock. Replaying the log
+// into a fresh state would be as correct, but costs time in proportion to
+// the log (about 0.1 ms an entry), a clone in proportion to the state
 // (docs/history.md has the figures).
 func (s *Server) copyLatest(ctx context.Context) (*iam.State, error) {
-	var seq uint64
-	var limits iam.Limits
-	if err := s.latest(ctx, func(st *iam.State) error {
-		seq, limits = st.Seq(), st.Limits
-		return nil
-	}); err != nil {
-		return nil, err
-	}
-	if s.evlog == nil {
-		return nil, iam.Errorf(iam.EUnavailable, "this server reads no log to simulate on")
-	}
-	st := iam.NewState()
-	st.Limits = limits
-	if seq == 0 {
-		return st, nil
-	}
-	errDone := errors.New("done")
-	err := s.evlog.Read(ctx, 1, func(e iam.LogEntry) error {
-		if err := st.ApplyEntry(e, nil); err != nil {
-			return iam.Errorf(iam.EInternal, "entry %d: %v", e.Seq, err)
-		}
-		if e.Seq >= seq {
-			return errDone
-		}
+	var c *iam.State
+	err := s.latest(ctx, func(st *iam.State) error {
+		c = st.Clone()
 		return nil
 	})
-	if err != nil && !errors.Is(err, errDone) {
-		return nil, err
-	}
-	if st.Seq() < seq {
-		return nil, iam.Errorf(iam.EUnavailable, "the log ends at %d, before the latest state's %d", st.Seq(), seq)
-	}
-	return st, nil
+	return c, err
 }
 
 type simulateRequest struct {
