@@ -8,7 +8,7 @@ import (
 // Clone returns a deep copy of the state: applying events to either never
 // changes the other. A dry-run (the API's /v1/simulate) decides proposed
 // commands on a clone of the latest state; replaying the log instead costs
-// time in proportion to the log's length (docs/history.md has figures),
+// time in proportion to the log's length (docs/dry-run.md has figures),
 // a clone in proportion to the state's size.
 //
 // Every field is copied: values by assignment, maps and slices afresh, down

@@ -25,7 +25,7 @@ import (
 // state it is judged on (Server.latest) — are answered by the copy instead.
 // The side effects that are not log writes (the vault's keys, mail, signing
 // keys, snapshots) are skipped or refused where they happen. See
-// docs/history.md.
+// docs/dry-run.md.
 
 // maxSimulatedChanges bounds the changes (and checks) of one simulation.
 const maxSimulatedChanges = 100
@@ -81,7 +81,7 @@ func (s *Server) execute(ctx context.Context, req iam.Request) (writer.Result, e
 // (iam.State.Clone), made under the state's read lock. Replaying the log
 // into a fresh state would be as correct, but costs time in proportion to
 // the log (about 0.1 ms an entry), a clone in proportion to the state
-// (docs/history.md has the figures).
+// (docs/dry-run.md has the figures).
 func (s *Server) copyLatest(ctx context.Context) (*iam.State, error) {
 	var c *iam.State
 	err := s.latest(ctx, func(st *iam.State) error {
