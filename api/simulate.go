@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"net/url"
+	"path"
 	"slices"
 	"strings"
 
@@ -149,7 +151,7 @@ func (s *Server) simulate(w http.ResponseWriter, r *http.Request) error {
 		return iam.FieldErrorf("checks", "at most %d checks", maxSimulatedChanges)
 	}
 	for i, ch := range in.Changes {
-		if err := s.simulable(ch); err != nil {
+		if err := simulable(ch); err != nil {
 			var e *iam.Error
 			if errors.As(err, &e) {
 				e.Field = fmt.Sprintf("changes[%d].%s", i, e.Field)
@@ -164,8 +166,7 @@ func (s *Server) simulate(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	// One copy, observed before and after the changes: a copy is a replay
-	// of the log, the one cost that grows with it.
+	// One copy, observed before the changes and again after them.
 	st, err := s.copyLatest(r.Context())
 	if err != nil {
 		return err
@@ -203,16 +204,18 @@ func (s *Server) simulate(w http.ResponseWriter, r *http.Request) error {
 }
 
 // simulable refuses what is not a proposed write to this API: only writes
-// under /v1/ that a caller makes as itself are simulated, never a
-// simulation itself.
-func (s *Server) simulable(ch simulatedChange) error {
+// under /v1/ are simulated, never a check nor a simulation itself. The path
+// must be clean, as the mux would redirect it rather than serve it.
+func simulable(ch simulatedChange) error {
 	switch ch.Method {
 	case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
 	default:
 		return iam.FieldErrorf("method", "%q is not a write (POST, PUT, PATCH or DELETE)", ch.Method)
 	}
-	if !strings.HasPrefix(ch.Path, "/v1/") || ch.Path == "/v1/simulate" || ch.Path == "/v1/check" {
-		return iam.FieldErrorf("path", "%q is not a write under /v1/", ch.Path)
+	u, err := url.Parse(ch.Path)
+	if err != nil || u.Scheme != "" || u.Host != "" || path.Clean(u.Path) != u.Path ||
+		!strings.HasPrefix(u.Path, "/v1/") || u.Path == "/v1/simulate" || u.Path == "/v1/check" {
+		return iam.FieldErrorf("path", "%q is not the clean path of a write under /v1/", ch.Path)
 	}
 	return nil
 }
@@ -228,9 +231,8 @@ func (s *Server) simulateChange(outer *http.Request, sim *simulation, ch simulat
 	// Only an authenticated handler acts as the caller: a public one
 	// (password resets, invitation acceptance) acts for whoever holds a
 	// token or an email, and its effects (mail) are not the state's. An
-	// unknown path ("/", the 404) or method ("", the 405) is answered as
-	// for real.
-	if _, ok := h.(authedHandler); !ok && pattern != "/" && pattern != "" {
+	// unknown path or method (the catch-all "/") is the real 404.
+	if _, authed := h.(authedHandler); !authed && pattern != "/" {
 		return &simulatedError{Status: http.StatusBadRequest, Code: iam.EInvalid,
 			Detail: fmt.Sprintf("path: %s %s is public, not a write a caller makes as itself", ch.Method, ch.Path), Field: "path"}
 	}

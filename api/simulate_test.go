@@ -273,6 +273,8 @@ func TestAPI_Simulate(t *testing.T) {
 			change("POST", "/oauth2/token", nil),
 			change("POST", "/v1/check", readX),
 			change("POST", "/v1/simulate", nil),
+			change("POST", "/v1/../oauth2/token", nil),
+			change("POST", "http://example.com/v1/groups", nil),
 		} {
 			wantProblem(t, o.admin.Do("POST", "/v1/simulate", map[string]any{"changes": []any{c}}), http.StatusBadRequest, "invalid_argument", "changes[0].method|changes[0].path")
 		}
@@ -285,14 +287,18 @@ func TestAPI_Simulate(t *testing.T) {
 			change("POST", "/v1/signingKeys/rotate", nil),
 			change("POST", "/v1/replicas/snapshot", nil),
 			change("POST", "/v1/nothing", nil),
+			change("POST", "/v1/roles", nil),
 		})
-		want := []string{"invalid_argument", "invalid_argument", "invalid_argument", "not_found"}
+		want := []string{"invalid_argument", "invalid_argument", "invalid_argument", "not_found", "not_found"}
 		var got []string
 		for _, e := range sim.errors {
 			got = append(got, e["code"].(string))
 		}
 		if !slices.Equal(got, want) {
 			t.Errorf("error codes: got %v, want %v", got, want)
+		}
+		if e, real := sim.errors[len(sim.errors)-1], o.admin.Do("POST", "/v1/roles", nil); e["status"] != float64(real.Status) || e["detail"] != real.Str("detail") {
+			t.Errorf("POST /v1/roles: got %v, want the real %s", e, real.Raw)
 		}
 		if p := o.m.Writer().Position(); p != pos {
 			t.Errorf("log position: got %d, want %d", p, pos)
