@@ -59,13 +59,18 @@ func errNotSimulated(what string) error {
 	return iam.Errorf(iam.EInvalid, "%s is not simulated: its effect is not a change of the access state", what)
 }
 
-// execute runs req through the writer — or, in a simulation, decides it
-// with iam.Decide on the simulation's state and applies it there, exactly
-// as the writer does before it appends. Errors: see Writer.Execute.
+// execute runs req through the writer, counting the write — or, in a
+// simulation, decides it with iam.Decide on the simulation's state and
+// applies it there, exactly as the writer does before it appends, and
+// counts nothing. Errors: see Writer.Execute.
 func (s *Server) execute(ctx context.Context, req iam.Request) (writer.Result, error) {
 	sim := simulationFrom(ctx)
 	if sim == nil {
-		return s.mode.execute(ctx, req)
+		res, err := s.mode.execute(ctx, req)
+		if err == nil && s.metrics != nil {
+			s.metrics.writes.Inc()
+		}
+		return res, err
 	}
 	// No idempotency key reaches here (proposed writes carry no headers),
 	// so there is no earlier request to replay.
