@@ -134,6 +134,9 @@ func (s *Server) takeSnapshot(w http.ResponseWriter, r *http.Request) error {
 	if err := s.authorizeReplicas(r, nil); err != nil {
 		return err
 	}
+	if simulationFrom(r.Context()) != nil {
+		return errNotSimulated("a snapshot")
+	}
 	pub := s.cfg.Snapshots
 	if pub == nil {
 		return iam.Errorf(iam.EUnavailable, "no replica to snapshot here")

@@ -148,11 +148,7 @@ func (s *Server) now() time.Time { return s.cfg.Now().UTC() }
 // provider's self-service commands, whose caller proved who it is otherwise
 // (a password, a code, a token from a mail).
 func (s *Server) system(ctx context.Context, realm string, at time.Time, cmd iam.Command) (writer.Result, error) {
-	res, err := s.mode.execute(ctx, iam.Request{Realm: realm, At: at, Command: cmd})
-	if err == nil && s.metrics != nil {
-		s.metrics.writes.Inc()
-	}
-	return res, err
+	return s.execute(ctx, iam.Request{Realm: realm, At: at, Command: cmd})
 }
 
 // signUserToken issues an access token for a user at log position pos,

@@ -123,6 +123,18 @@ func (c *keyCache) drop(name string) {
 
 func (s *Server) dataKey(ctx context.Context, realm, user string, create bool) ([]byte, error) {
 	name := "dk/" + realm + "/" + user
+	if sim := simulationFrom(ctx); sim != nil {
+		if k, ok := sim.keys[name]; ok || create {
+			// Made here, never in the vault: a simulated user's data is
+			// sealed under a key that dies with the simulation.
+			if !ok {
+				k = make([]byte, 32)
+				_, _ = rand.Read(k)
+				sim.keys[name] = k
+			}
+			return k, nil
+		}
+	}
 	now := s.cfg.Now()
 	if k := s.idp.keys.get(name, now); k != nil {
 		return k, nil
@@ -136,6 +148,11 @@ func (s *Server) dataKey(ctx context.Context, realm, user string, create bool) (
 }
 
 func (s *Server) emailIndex(ctx context.Context, realm, email string) (string, error) {
+	if sim := simulationFrom(ctx); sim != nil {
+		// The vault makes a realm's pepper on first use: a simulation
+		// makes none (see simulation.pepper).
+		return blindIndex(sim.pepper, email), nil
+	}
 	name := "pepper/" + realm
 	now := s.cfg.Now()
 	pepper := s.idp.keys.get(name, now)
@@ -154,6 +171,9 @@ func (s *Server) emailIndex(ctx context.Context, realm, email string) (string, e
 
 // destroyPersonal purges the user's data key (crypto-shredding).
 func (s *Server) destroyPersonal(ctx context.Context, realm, user string) error {
+	if simulationFrom(ctx) != nil {
+		return nil // a simulated deletion shreds nothing
+	}
 	s.idp.keys.drop("dk/" + realm + "/" + user)
 	return s.vault.Destroy(ctx, realm, user)
 }

@@ -27,6 +27,7 @@ func (s *Server) routes() {
 	m.Handle("GET /metrics", s.metricsHandler())
 
 	h("POST /v1/check", true, s.check)
+	h("POST /v1/simulate", false, s.simulate) // simulate.go
 	h("GET /v1/replicas", true, s.listReplicas)
 	h("GET /v1/changes", false, s.changes)
 

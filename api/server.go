@@ -303,9 +303,17 @@ func principal(r *http.Request) Principal {
 
 // authed wraps a handler that needs a caller: a bearer token (or, where
 // apiKeyOK, an API key). Authentication comes before anything else.
+// Inside a simulation (simulate.go) the caller is the simulation's, already
+// authenticated.
 func (s *Server) authed(apiKeyOK bool, h func(http.ResponseWriter, *http.Request) error) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, err := s.authenticate(r, apiKeyOK)
+	return authedHandler(func(w http.ResponseWriter, r *http.Request) {
+		var p Principal
+		var err error
+		if sim := simulationFrom(r.Context()); sim != nil {
+			p = sim.p
+		} else {
+			p, err = s.authenticate(r, apiKeyOK)
+		}
 		if err != nil {
 			s.writeError(w, r, err)
 			return
@@ -316,6 +324,12 @@ func (s *Server) authed(apiKeyOK bool, h func(http.ResponseWriter, *http.Request
 		}
 	})
 }
+
+// authedHandler is a handler that needs a caller: its type tells a
+// simulation which routes act as the caller.
+type authedHandler func(http.ResponseWriter, *http.Request)
+
+func (h authedHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h(w, r) }
 
 func (s *Server) authenticate(r *http.Request, apiKeyOK bool) (Principal, error) {
 	// A key in a URL lands in access logs, proxies and browser histories:
@@ -429,7 +443,12 @@ func (s *Server) authenticateAPIKey(r *http.Request, key string) (Principal, err
 // once that has applied the log's head as of now (fully_consistent), and
 // answers replica_behind when it cannot learn the head (a region cut off
 // from the hub). ctx is the request's: a cancelled request stops waiting.
+//
+// In a simulation, the latest state is the simulation's own.
 func (s *Server) latest(ctx context.Context, fn func(*iam.State) error) error {
+	if sim := simulationFrom(ctx); sim != nil {
+		return fn(sim.st)
+	}
 	return s.mode.latest(ctx, fn)
 }
 

@@ -150,6 +150,9 @@ func (s *Server) rotateSigningKeys(w http.ResponseWriter, r *http.Request) error
 	if err := s.authorizeKeys(r); err != nil {
 		return err
 	}
+	if simulationFrom(r.Context()) != nil {
+		return errNotSimulated("a signing key rotation")
+	}
 	keys, err := s.mode.signer()
 	if err != nil {
 		return iam.Errorf(iam.EUnavailable, "this server does not sign tokens; rotate on the hub")
@@ -187,6 +190,9 @@ func (s *Server) revokeSigningKey(w http.ResponseWriter, r *http.Request) error 
 	})
 	if err != nil {
 		return err
+	}
+	if simulationFrom(r.Context()) != nil {
+		return errNotSimulated("a signing key revocation") // it drops the key from the key set too
 	}
 	keys, err := s.mode.signer()
 	if err != nil {

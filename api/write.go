@@ -84,11 +84,7 @@ func (c *writeCall) execute(cmd iam.Command) (writer.Result, error) {
 		m.Write(c.body)
 		req.RequestHash = hex.EncodeToString(m.Sum(nil))
 	}
-	res, err := c.s.mode.execute(c.r.Context(), req)
-	if err == nil && c.s.metrics != nil {
-		c.s.metrics.writes.Inc()
-	}
-	return res, err
+	return c.s.execute(c.r.Context(), req)
 }
 
 // answer writes a successful write's body with its consistency token.

@@ -1,0 +1,97 @@
+package iam_test
+
+import (
+	"fmt"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/iam-project/iam"
+)
+
+// TestState_Clone: a clone shares no map, slice or pointer with its
+// original, at every step of a state that holds one of each event type's
+// effects, so applying to one never changes the other; and it answers
+// alike.
+func TestState_Clone(t *testing.T) {
+	s := iam.NewState()
+	s.TrackIdempotency = true
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for i, e := range everyEvent() {
+		seq := uint64(i + 1)
+		entry := iam.LogEntry{Seq: seq, Commits: []iam.Commit{{IdempotencyKey: fmt.Sprint("k", i), RequestHash: "h", At: at, Events: []iam.Event{e}}}}
+		if err := s.ApplyEntry(entry, nil); err != nil {
+			t.Fatalf("apply %s: %v", e.EventType(), err)
+		}
+		c := s.Clone()
+		if c.Seq() != s.Seq() || c.Limits != s.Limits || c.TrackIdempotency != s.TrackIdempotency {
+			t.Fatalf("after %s: clone seq %d limits %v, want %d %v", e.EventType(), c.Seq(), c.Limits, s.Seq(), s.Limits)
+		}
+		if !reflect.DeepEqual(c, s) {
+			t.Fatalf("after %s: the clone differs from its original", e.EventType())
+		}
+		noneShared(t, e.EventType(), reflect.ValueOf(s), reflect.ValueOf(c))
+	}
+	// Applying to the clone leaves the original as it was.
+	c := s.Clone()
+	want := s.Check(iam.CheckRequest{Realm: realm, Subject: "a", Action: "read", Resource: data("x")})
+	for _, e := range everyEvent()[2:8] {
+		if err := c.ApplyEvents([]iam.Event{e}, nil); err != nil {
+			t.Fatalf("apply %s to the clone: %v", e.EventType(), err)
+		}
+	}
+	c.Realm(realm).Identities["a"].Groups["g"] = struct{}{}
+	if got := s.Check(iam.CheckRequest{Realm: realm, Subject: "a", Action: "read", Resource: data("x")}); got != want {
+		t.Errorf("original after changing the clone: got %v, want %v", got, want)
+	}
+	if _, ok := s.Realm(realm).Identities["a"].Groups["g"]; ok {
+		t.Error("original's identity changed with the clone's")
+	}
+}
+
+// noneShared fails for each non-empty map, slice or non-nil pointer that a
+// and b (a's clone) hold at the same address.
+func noneShared(t *testing.T, path string, a, b reflect.Value) {
+	t.Helper()
+	switch a.Kind() {
+	case reflect.Pointer:
+		if a.IsNil() {
+			return
+		}
+		if a.Pointer() == b.Pointer() {
+			t.Errorf("%s: pointer shared by the clone", path)
+			return
+		}
+		noneShared(t, path, a.Elem(), b.Elem())
+	case reflect.Map:
+		if a.Len() == 0 {
+			return
+		}
+		if a.Pointer() == b.Pointer() {
+			t.Errorf("%s: map shared by the clone", path)
+			return
+		}
+		for _, k := range a.MapKeys() {
+			noneShared(t, fmt.Sprintf("%s[%v]", path, k), a.MapIndex(k), b.MapIndex(k))
+		}
+	case reflect.Slice:
+		if a.Len() == 0 {
+			return
+		}
+		if a.Pointer() == b.Pointer() {
+			t.Errorf("%s: slice shared by the clone", path)
+			return
+		}
+		for i := range a.Len() {
+			noneShared(t, fmt.Sprintf("%s[%d]", path, i), a.Index(i), b.Index(i))
+		}
+	case reflect.Struct:
+		for i := range a.NumField() {
+			noneShared(t, path+"."+a.Type().Field(i).Name, a.Field(i), b.Field(i))
+		}
+	case reflect.Interface:
+		if !a.IsNil() {
+			noneShared(t, path, a.Elem(), b.Elem())
+		}
+	}
+}
