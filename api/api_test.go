@@ -833,10 +833,33 @@ func TestAPI_Changes(t *testing.T) {
 			t.Errorf("the change feed shows %q", secret)
 		}
 	}
+	// Every change names who made it and when: "system" for the
+	// bootstrap's, the admin for the writes made here.
+	actors := map[string]bool{}
 	for _, ev := range all {
-		if !json.Valid([]byte(ev.Data)) {
-			t.Errorf("event %s data is not JSON: %s", ev.ID, ev.Data)
+		var c struct {
+			Commits []struct {
+				Actor string    `json:"actor"`
+				At    time.Time `json:"at"`
+			} `json:"commits"`
 		}
+		if err := json.Unmarshal([]byte(ev.Data), &c); err != nil {
+			t.Errorf("event %s data is not JSON: %s", ev.ID, ev.Data)
+			continue
+		}
+		seq, _ := api.ParseToken("t", ev.ID)
+		for _, cm := range c.Commits {
+			if cm.Actor == "" || cm.At.IsZero() {
+				t.Errorf("event %s: a commit without actor or time: %s", ev.ID, ev.Data)
+			}
+			if seq >= firstWrite && cm.Actor == "system" {
+				t.Errorf("event %s, an admin's write: actor system, want the admin", ev.ID)
+			}
+			actors[cm.Actor] = true
+		}
+	}
+	if !actors["system"] || len(actors) < 2 {
+		t.Errorf("actors in the feed: got %v, want system (the bootstrap) and the admin", actors)
 	}
 
 	// Resume after each of a few ids: exactly the rest, in order.

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -22,7 +23,9 @@ type changeEvent struct {
 }
 
 type changeCommit struct {
-	Actor  string        `json:"actor,omitempty"`
+	// Actor is who made the change: an identity id, or "system" for what
+	// the server does itself (the bootstrap, sign-in bookkeeping).
+	Actor  string        `json:"actor"`
 	At     time.Time     `json:"at"`
 	Events []changeEvent `json:"events"`
 }
@@ -161,7 +164,7 @@ func (s *Server) changes(w http.ResponseWriter, r *http.Request) error {
 				if len(cm.Events) == 0 || iam.RealmOf(cm.Events[0]) != p.Realm {
 					continue
 				}
-				cc := changeCommit{Actor: cm.Actor, At: cm.At}
+				cc := changeCommit{Actor: cmp.Or(cm.Actor, "system"), At: cm.At}
 				for _, ev := range cm.Events {
 					cc.Events = append(cc.Events, changeEvent{Type: ev.EventType(), Data: iam.Redact(ev)})
 				}
