@@ -16,7 +16,7 @@ import (
 )
 
 // errUsage marks a command line that cannot be run.
-var errUsage = errors.New("usage: iamctl lag|check|token [flags]; iamctl COMMAND -h for its flags")
+var errUsage = errors.New("usage: iamctl lag|check|who-can|token [flags]; iamctl COMMAND -h for its flags")
 
 // Main runs one iamctl command. Tests set its fields and call Run.
 type Main struct {
@@ -42,6 +42,8 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return m.lag(ctx, args[1:])
 	case "check":
 		return m.check(ctx, args[1:])
+	case "who-can":
+		return m.whoCan(ctx, args[1:])
 	case "token":
 		return m.token(ctx, args[1:])
 	case "-h", "--help", "help":
@@ -237,6 +239,45 @@ func (m *Main) check(ctx context.Context, args []string) error {
 	enc.SetIndent("", "  ")
 	return enc.Encode(map[string]any{"allowed": res.Allowed, "reason": res.Reason, "region": res.Region,
 		"consistencyToken": res.ConsistencyToken, "endpoint": res.Endpoint})
+}
+
+// whoCan prints every identity that may do an action on a resource, one per
+// line with the reason its check gives, following the pages to the end.
+func (m *Main) whoCan(ctx context.Context, args []string) error {
+	var c conn
+	var q client.LookupRequest
+	fs := m.flags("who-can", &c)
+	fs.StringVar(&q.Action, "action", "", "action, e.g. read")
+	fs.StringVar(&q.Resource, "resource", "", "resource HRN")
+	fs.StringVar(&q.Scope, "scope", "", "project HRN, for a resource in a project")
+	fs.StringVar(&q.Consistency.Mode, "mode", "", "minimize_latency, at_least_as_fresh or fully_consistent")
+	fs.StringVar(&q.Consistency.Token, "ct", "", "consistency token the answer must be at least as fresh as")
+	fs.IntVar(&q.PageSize, "page-size", 0, "subjects per request (default: the server's)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if q.Action == "" || q.Resource == "" {
+		return fmt.Errorf("%w: who-can needs --action and --resource", errUsage)
+	}
+	cl, err := m.client(ctx, &c)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SUBJECT\tKIND\tREASON")
+	for {
+		page, err := cl.LookupSubjects(ctx, q)
+		if err != nil {
+			return err
+		}
+		for _, s := range page.Subjects {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", s.ID, s.Kind, s.Reason)
+		}
+		if page.NextPageToken == "" {
+			return tw.Flush()
+		}
+		q.PageToken = page.NextPageToken
+	}
 }
 
 // token prints an access token for the credentials given.

@@ -2,6 +2,7 @@
 //
 //	iamctl lag   [--watch] [--interval 2s]   each region's replication lag, as a table
 //	iamctl check --subject ID --action A --resource HRN [--scope HRN] [--mode M] [--ct TOKEN]
+//	iamctl who-can --action A --resource HRN [--scope HRN] [--mode M] [--ct TOKEN]
 //	iamctl token                             print an access token
 //
 // Every command takes --url (repeatable or comma-separated, nearest region
