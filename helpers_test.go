@@ -19,6 +19,7 @@ type world struct {
 	s     *iam.State
 	seq   uint64
 	touch iam.Touch
+	log   []iam.LogEntry // every entry applied, in order
 }
 
 // newWorld returns a state holding realm r1, created by the system.
@@ -52,7 +53,9 @@ func (w *world) do(actor string, cmd iam.Command) []iam.Event {
 // apply appends evs as one log entry with one commit.
 func (w *world) apply(evs ...iam.Event) {
 	w.seq++
-	if err := w.s.ApplyEntry(iam.LogEntry{Seq: w.seq, Commits: []iam.Commit{{Events: evs}}}, w.touch); err != nil {
+	e := iam.LogEntry{Seq: w.seq, Commits: []iam.Commit{{Events: evs}}}
+	w.log = append(w.log, e)
+	if err := w.s.ApplyEntry(e, w.touch); err != nil {
 		w.tb.Fatalf("apply: %v", err)
 	}
 }

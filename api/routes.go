@@ -61,6 +61,7 @@ func (s *Server) routes() {
 		return iam.RevokeRole{Identity: r.PathValue("identityId"), Role: r.PathValue("role")}
 	}))
 	h("GET /v1/identities/{identityId}/permissions", true, s.permissions)
+	h("GET /v1/identities/{identityId}/accessChanges", true, s.accessChanges) // history.go
 	h("POST /v1/policies", false, s.createPolicy)
 	h("PUT /v1/policies/{id}/attachments/{targetId}", false, s.pathWrite(func(r *http.Request) iam.Command {
 		return iam.AttachPolicy{Policy: r.PathValue("id"), Target: r.PathValue("targetId")}
