@@ -11,12 +11,12 @@ import (
 // identity's realm (redacted) — the membership, attachment or deny that
 // caused it, even when it reached the identity through a group.
 type AccessChange struct {
-	Seq    uint64       `json:"-"`
-	Time   time.Time    `json:"time"`
-	Actor  string       `json:"actor"`
-	Gained []Permission `json:"gained"`
-	Lost   []Permission `json:"lost"`
-	Events []AccessEvent    `json:"events"`
+	Seq    uint64        `json:"-"`
+	Time   time.Time     `json:"time"`
+	Actor  string        `json:"actor"`
+	Gained []Permission  `json:"gained"`
+	Lost   []Permission  `json:"lost"`
+	Events []AccessEvent `json:"events"`
 }
 
 // AccessEvent is one event of an AccessChange: its type and its redacted data.
