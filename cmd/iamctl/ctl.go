@@ -16,10 +16,11 @@ import (
 )
 
 // errUsage marks a command line that cannot be run.
-var errUsage = errors.New("usage: iamctl lag|check|who-can|token [flags]; iamctl COMMAND -h for its flags")
+var errUsage = errors.New("usage: iamctl lag|check|who-can|history|simulate|token [flags]; iamctl COMMAND -h for its flags")
 
 // Main runs one iamctl command. Tests set its fields and call Run.
 type Main struct {
+	Stdin          io.Reader
 	Stdout, Stderr io.Writer
 	Getenv         func(string) string
 	Now            func() time.Time
@@ -29,7 +30,7 @@ type Main struct {
 
 // NewMain returns a Main on the process's stdio and environment.
 func NewMain() *Main {
-	return &Main{Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv, Now: time.Now}
+	return &Main{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv, Now: time.Now}
 }
 
 // Run runs the command in args.
@@ -44,6 +45,10 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return m.check(ctx, args[1:])
 	case "who-can":
 		return m.whoCan(ctx, args[1:])
+	case "history":
+		return m.history(ctx, args[1:])
+	case "simulate":
+		return m.simulate(ctx, args[1:])
 	case "token":
 		return m.token(ctx, args[1:])
 	case "-h", "--help", "help":
@@ -278,6 +283,72 @@ func (m *Main) whoCan(ctx context.Context, args []string) error {
 		}
 		q.PageToken = page.NextPageToken
 	}
+}
+
+// history prints, as JSON, each change of an identity's effective
+// permissions between two tokens, with the event that caused it.
+func (m *Main) history(ctx context.Context, args []string) error {
+	var c conn
+	fs := m.flags("history", &c)
+	identity := fs.String("identity", "", "identity id")
+	from := fs.String("from", "", "changes after this consistency token (default: from the first)")
+	to := fs.String("to", "", "changes up to this consistency token (default: the log's head)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *identity == "" {
+		return fmt.Errorf("%w: history needs --identity", errUsage)
+	}
+	cl, err := m.client(ctx, &c)
+	if err != nil {
+		return err
+	}
+	changes, err := cl.AccessChanges(ctx, *identity, *from, *to)
+	if err != nil {
+		return err
+	}
+	return m.printJSON(map[string]any{"identityId": *identity, "changes": changes})
+}
+
+// simulate sends a dry run read as JSON from --file (or stdin: "-"),
+// {changes: [{method, path, body}], checks: [...]}, and prints its answer.
+func (m *Main) simulate(ctx context.Context, args []string) error {
+	var c conn
+	fs := m.flags("simulate", &c)
+	file := fs.String("file", "-", "JSON file of the changes and checks (\"-\": stdin)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	in := m.Stdin
+	if *file != "-" {
+		f, err := os.Open(*file)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		in = f
+	}
+	var q client.SimulateRequest
+	dec := json.NewDecoder(in)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&q); err != nil {
+		return fmt.Errorf("%w: simulate reads {changes, checks} as JSON: %v", errUsage, err)
+	}
+	cl, err := m.client(ctx, &c)
+	if err != nil {
+		return err
+	}
+	res, err := cl.Simulate(ctx, q)
+	if err != nil {
+		return err
+	}
+	return m.printJSON(res)
+}
+
+func (m *Main) printJSON(v any) error {
+	enc := json.NewEncoder(m.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
 
 // token prints an access token for the credentials given.

@@ -3,6 +3,8 @@
 //	iamctl lag   [--watch] [--interval 2s]   each region's replication lag, as a table
 //	iamctl check --subject ID --action A --resource HRN [--scope HRN] [--mode M] [--ct TOKEN]
 //	iamctl who-can --action A --resource HRN [--scope HRN] [--mode M] [--ct TOKEN]
+//	iamctl history --identity ID [--from TOKEN] [--to TOKEN]   its access changes
+//	iamctl simulate [--file F]                a dry run of {changes, checks} (JSON; stdin by default)
 //	iamctl token                             print an access token
 //
 // Every command takes --url (repeatable or comma-separated, nearest region
