@@ -6,7 +6,6 @@ package replica
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 
@@ -151,9 +150,6 @@ func (r *Replica) readAt(ctx context.Context, c Consistency, fn func(*iam.State)
 	return t, fn(st)
 }
 
-// errReached stops a log read at the wanted position.
-var errReached = errors.New("position reached")
-
 // StateAt returns the state at exactly seq, which the replica must have
 // applied: a recently built one from the cache, else one loaded from the
 // nearest checkpoint at or before seq and brought to seq by replaying the
@@ -218,22 +214,16 @@ func (r *Replica) build(ctx context.Context, seq uint64) (*iam.State, error) {
 	if r.cfg.History == nil {
 		return nil, iam.Errorf(iam.EUnavailable, "region %s cannot read the log to go back to %d", r.cfg.Region, seq)
 	}
-	err := r.cfg.History(ctx, st.Seq()+1, func(e iam.LogEntry) error {
-		if e.Seq > seq {
-			return errReached
-		}
+	err := r.cfg.History(ctx, st.Seq()+1, seq, func(e iam.LogEntry) error {
 		if e.Seq != st.Seq()+1 {
 			return fmt.Errorf("entry %d does not follow %d", e.Seq, st.Seq())
 		}
 		if err := st.ApplyEntry(e, nil); err != nil {
 			return fmt.Errorf("entry %d: %w", e.Seq, err)
 		}
-		if e.Seq == seq {
-			return errReached
-		}
 		return nil
 	})
-	if err != nil && !errors.Is(err, errReached) {
+	if err != nil {
 		return nil, iam.Errorf(iam.EUnavailable, "region %s: replay to %d: %v", r.cfg.Region, seq, err)
 	}
 	if st.Seq() != seq {

@@ -54,11 +54,12 @@ type Config struct {
 	// loaded (LoadSnapshot, Join): an unsigned or forged one is refused
 	// as corrupt.
 	SnapshotVerifier SnapshotVerifier
-	// History reads verified log entries from a sequence on, in order,
-	// until fn returns an error (eventlog.Log.Read): at_exact_snapshot
-	// replays it from a checkpoint. Nil: only checkpointed positions and
-	// the current one are answered.
-	History func(ctx context.Context, from uint64, fn func(iam.LogEntry) error) error
+	// History reads the verified log entries from one sequence to
+	// another, in order, until fn returns an error
+	// (eventlog.Log.ReadRange): at_exact_snapshot replays it from a
+	// checkpoint. Nil: only checkpointed positions and the current one
+	// are answered.
+	History func(ctx context.Context, from, to uint64, fn func(iam.LogEntry) error) error
 	// CheckpointEvery is the spacing, in log entries, of the checkpoints
 	// at_exact_snapshot starts from (default DefaultCheckpointEvery);
 	// MaxCheckpoints bounds how many are kept (DefaultMaxCheckpoints);
