@@ -37,6 +37,10 @@ type checkpoint struct {
 // history holds the checkpoints and the last states built; its mutex is
 // never held across a scan or a log read.
 type history struct {
+	// builds holds a slot per build under way: each holds a whole state,
+	// and a burst of audits must not hold one each.
+	builds chan struct{}
+
 	mu     sync.Mutex
 	cps    []*checkpoint // ascending seq
 	cache  []*iam.State  // most recently used last
@@ -154,13 +158,26 @@ func (r *Replica) readAt(ctx context.Context, c Consistency, fn func(*iam.State)
 // applied: a recently built one from the cache, else one loaded from the
 // nearest checkpoint at or before seq and brought to seq by replaying the
 // log (Config.History; from the first entry when no checkpoint is that
-// old). The state is shared with other readers and must not be changed.
+// old). At most GOMAXPROCS builds run at once; the others wait for a
+// slot. The state is shared with other readers and must not be changed.
 // Errors: invalid_argument for a position not applied yet; unavailable
-// when the log cannot be read; internal when it does not hold seq.
+// when the log cannot be read or ctx ends first; internal when the log
+// does not hold seq.
 func (r *Replica) StateAt(ctx context.Context, seq uint64) (*iam.State, error) {
 	if applied := r.Applied(); seq > applied {
 		return nil, iam.FieldErrorf("consistency.token", "position %d is past the %d region %s has applied", seq, applied, r.cfg.Region)
 	}
+	if st := r.cached(seq); st != nil {
+		return st, nil
+	}
+	select {
+	case r.hist.builds <- struct{}{}:
+	case <-ctx.Done():
+		return nil, iam.Errorf(iam.EUnavailable, "region %s: waiting to build the state at %d: %v", r.cfg.Region, seq, ctx.Err())
+	}
+	defer func() { <-r.hist.builds }()
+	// The same position is often asked for by several requests at once:
+	// the first build may have finished while this one waited.
 	if st := r.cached(seq); st != nil {
 		return st, nil
 	}
