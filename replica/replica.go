@@ -26,7 +26,8 @@ const (
 )
 
 // Consistency says how fresh a read must be. Token is a log sequence (for
-// at_least_as_fresh, and the exact position for at_exact_snapshot); Wait bounds how long the read may wait for the replica.
+// at_least_as_fresh; the exact position for at_exact_snapshot); Wait bounds
+// how long the read may wait for the replica.
 type Consistency struct {
 	Mode  string
 	Token uint64
@@ -142,7 +143,7 @@ func Open(cfg Config) (*Replica, error) {
 	if pos.Seq > 0 {
 		// Checkpoints are not kept across restarts: the read model as
 		// loaded is the first, so positions since it need no replay from
-		// the start.
+		// the start. (Nothing is applied yet: applyMu need not be held.)
 		r.checkpointLocked(pos.Seq)
 	}
 	return r, nil

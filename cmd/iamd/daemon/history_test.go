@@ -30,7 +30,8 @@ type pastPermissions struct {
 // history of writes, with checks and /permissions answered at each write's
 // token; afterwards at_exact_snapshot and ?at= at every recorded token
 // give exactly the recorded answers, reasons included, in every region,
-// and again after a restart on the same data directory. Checkpoints are
+// and again after a restart on the same data directory, asked by an
+// auditor that did not exist at any of those tokens. Checkpoints are
 // closely spaced so that most answers are built from one plus a replay;
 // after the restart, tokens before the reopened read model are replayed
 // from the log's start.
@@ -206,10 +207,15 @@ func TestHistory_AtExactSnapshot(t *testing.T) {
 		}
 	}
 	t.Run("live", func(t *testing.T) { verify(t, admin) })
+	// An auditor made after the whole history asks about it: its right to
+	// check others and read is judged now, not at the token.
+	auditor := admin.Must(http.StatusCreated, "POST", "/v1/apps", map[string]any{"name": "auditor"}).Str("id")
+	cred := admin.Must(http.StatusCreated, "POST", "/v1/apps/"+auditor+"/credentials", nil)
+	admin.Must(http.StatusOK, "PUT", "/v1/identities/"+auditor+"/roles/OrgAdmin", nil)
 	stopIamd(t, m)
-	t.Run("restarted", func(t *testing.T) {
+	t.Run("restarted, by a later auditor", func(t *testing.T) {
 		m := start(t)
-		c := &daemontest.Client{TB: t, Base: daemontest.URL(m), Token: daemontest.ClientToken(t, daemontest.URL(m), boot.ClientID, boot.ClientSecret, "")}
+		c := &daemontest.Client{TB: t, Base: daemontest.URL(m), Token: daemontest.ClientToken(t, daemontest.URL(m), cred.Str("clientId"), cred.Str("clientSecret"), "")}
 		verify(t, c)
 		stopIamd(t, m)
 	})
