@@ -50,7 +50,7 @@ func BenchmarkAtExactSnapshot(b *testing.B) {
 	applied := time.Since(start)
 	head := rep.Applied()
 	cps := rep.Checkpoints()
-	b.Logf("%d entries applied in %s; %d checkpoints (spacing %d, the older half thinned): %v…%v",
+	b.Logf("%d entries applied in %s; %d checkpoints (spacing %d at first, doubled as they are thinned): %v…%v",
 		head, applied.Round(time.Millisecond), len(cps), replica.DefaultCheckpointEvery, cps[:min(4, len(cps))], cps[max(0, len(cps)-4):])
 	qs := benchQueries(*historyUsers, 1<<12)
 	ctx := context.Background()

@@ -140,6 +140,7 @@ func Open(cfg Config) (*Replica, error) {
 	r := &Replica{cfg: cfg, store: store, state: state, pos: pos, advanced: make(chan struct{}),
 		heads: headCoalescer{head: cfg.Head}}
 	r.hist.builds = make(chan struct{}, max(1, runtime.GOMAXPROCS(0)))
+	r.hist.every = cfg.CheckpointEvery
 	if pos.Seq > 0 {
 		// Checkpoints are not kept across restarts: the read model as
 		// loaded is the first, so positions since it need no replay from

@@ -21,14 +21,15 @@ type pastCheck struct {
 	token   string
 }
 
-// pastPermissions is /permissions as it answered at the time.
-type pastPermissions struct {
-	id, token, raw string
+// pastRead is a management read (/permissions, a group) as it answered
+// at the time.
+type pastRead struct {
+	path, token, raw string
 }
 
 // TestHistory_AtExactSnapshot is issue 11's "time-travel reads": a random
-// history of writes, with checks and /permissions answered at each write's
-// token; afterwards at_exact_snapshot and ?at= at every recorded token
+// history of writes, with checks, /permissions and a group answered at
+// each write's token; afterwards at_exact_snapshot and ?at= at every recorded token
 // give exactly the recorded answers, reasons included, in every region,
 // and again after a restart on the same data directory, asked by an
 // auditor that did not exist at any of those tokens. Checkpoints are
@@ -75,7 +76,7 @@ func TestHistory_AtExactSnapshot(t *testing.T) {
 
 	on := map[string]bool{}
 	var checks []pastCheck
-	var perms []pastPermissions
+	var perms []pastRead
 	began := time.Now()
 	for it := range writes {
 		// Each write changes something (a repeat would append nothing and
@@ -118,14 +119,16 @@ func TestHistory_AtExactSnapshot(t *testing.T) {
 			allowed, _ := r.Body["allowed"].(bool)
 			checks = append(checks, pastCheck{req: req, allowed: allowed, reason: r.Str("reason"), token: r.Str("consistencyToken")})
 		}
-		r := admin.Must(http.StatusOK, "GET", "/v1/identities/"+u+"/permissions", nil, "Consistency-Token", wtok)
-		perms = append(perms, pastPermissions{id: u, token: r.Header.Get("Consistency-Token"), raw: string(r.Raw)})
+		for _, path := range []string{"/v1/identities/" + u + "/permissions", "/v1/groups/" + g} {
+			r := admin.Must(http.StatusOK, "GET", path, nil, "Consistency-Token", wtok)
+			perms = append(perms, pastRead{path: path, token: r.Header.Get("Consistency-Token"), raw: string(r.Raw)})
+		}
 		if it == 0 {
 			t.Logf("first write at %s", wtok)
 		}
 	}
 	head := checks[len(checks)-1].token
-	t.Logf("%d writes, %d checks and %d permission reads recorded in %v; head %s (%d)",
+	t.Logf("%d writes, %d checks and %d reads (/permissions, groups) recorded in %v; head %s (%d)",
 		writes, len(checks), len(perms), time.Since(began).Round(time.Millisecond), head, tokenSeq(t, head))
 
 	verify := func(t *testing.T, c *daemontest.Client) {
@@ -142,7 +145,7 @@ func TestHistory_AtExactSnapshot(t *testing.T) {
 			}
 			byToken[pc.token] = append(byToken[pc.token], i)
 		}
-		permsAt := map[string][]pastPermissions{}
+		permsAt := map[string][]pastRead{}
 		for _, pp := range perms {
 			permsAt[pp.token] = append(permsAt[pp.token], pp)
 		}
@@ -166,9 +169,9 @@ func TestHistory_AtExactSnapshot(t *testing.T) {
 					}
 				}
 				for _, pp := range permsAt[tok] {
-					r := rc.Must(http.StatusOK, "GET", "/v1/identities/"+pp.id+"/permissions?at="+tok, nil)
+					r := rc.Must(http.StatusOK, "GET", pp.path+"?at="+tok, nil)
 					if string(r.Raw) != pp.raw || r.Header.Get("Consistency-Token") != tok {
-						t.Fatalf("region %s: permissions of %s at %s: got %s at %s, want %s", region, pp.id, tok, r.Raw, r.Header.Get("Consistency-Token"), pp.raw)
+						t.Fatalf("region %s: %s at %s: got %s at %s, want %s", region, pp.path, tok, r.Raw, r.Header.Get("Consistency-Token"), pp.raw)
 					}
 				}
 			}
