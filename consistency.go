@@ -9,4 +9,7 @@ const (
 	AtLeastAsFresh = "at_least_as_fresh"
 	// FullyConsistent answers once the replica has applied the log's head.
 	FullyConsistent = "fully_consistent"
+	// AtExactSnapshot answers as of exactly a given token, however old
+	// (docs/history.md).
+	AtExactSnapshot = "at_exact_snapshot"
 )

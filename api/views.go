@@ -21,7 +21,8 @@ func (s *Server) authorizeRead(ctx context.Context, p Principal, action, hrn, se
 }
 
 // read runs fn on the caller's region's replica at least as fresh as the
-// request asks and the server has acknowledged, and answers its result.
+// request asks and the server has acknowledged, or with ?at=TOKEN on the
+// state at exactly that token, and answers its result.
 func (s *Server) read(w http.ResponseWriter, r *http.Request, fn func(st *iam.State, realm *iam.Realm) (any, error)) error {
 	rep, err := s.region(r)
 	if err != nil {
@@ -31,12 +32,21 @@ func (s *Server) read(w http.ResponseWriter, r *http.Request, fn func(st *iam.St
 	if err != nil {
 		return err
 	}
+	past := r.URL.Query().Has("at")
+	if past {
+		if c.Token, err = ParseToken("at", r.URL.Query().Get("at")); err != nil {
+			return err
+		}
+		c.Mode = iam.AtExactSnapshot
+	}
 	p := principal(r)
 	var out any
 	seq, err := rep.Read(r.Context(), c, func(st *iam.State) error {
 		// The caller was authenticated on a state possibly older than this
-		// one: an identity deactivated in between reads nothing.
-		if id := st.Identity(p.Realm, p.ID); id == nil || id.Status != iam.StatusActive {
+		// one: an identity deactivated in between reads nothing. A past
+		// state is not where the caller stands: it was authenticated and
+		// authorized now, and may not have existed then.
+		if id := st.Identity(p.Realm, p.ID); !past && (id == nil || id.Status != iam.StatusActive) {
 			return iam.Errorf(iam.EUnauthenticated, "the caller's identity is not active")
 		}
 		realm := st.Realm(p.Realm)

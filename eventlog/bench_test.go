@@ -204,3 +204,51 @@ func BenchmarkReadTransport(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkReadRange compares, over ranges of a 20k-entry log (the replay
+// at_exact_snapshot does after a checkpoint), a consumer made and deleted
+// for each range against one Get per entry: ReadRange's two ways.
+func BenchmarkReadRange(b *testing.B) {
+	const n = 20000
+	l := eventlogtest.MustOpenLog(b, eventlog.Config{})
+	js := l.JetStream()
+	data, _ := iam.MarshalCommits(commit("r", "g"))
+	for range n {
+		if _, err := js.PublishMsgAsync(newEnvelopeMsg("iam.evt.r.g", data)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	<-js.PublishAsyncComplete()
+	ctx := context.Background()
+	for _, size := range []uint64{1, 16, 128, 1000} {
+		b.Run(fmt.Sprintf("consumer/%d", size), func(b *testing.B) {
+			from := uint64(1)
+			for b.Loop() {
+				f, err := l.Follow(ctx, from)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for got := uint64(0); got < size; {
+					batch, err := f.Next(ctx, int(size-got))
+					if err != nil {
+						b.Fatal(err)
+					}
+					got += uint64(len(batch))
+				}
+				eventlog.DeleteConsumer(l, f)
+				from = from%(n-size) + 1
+			}
+		})
+		b.Run(fmt.Sprintf("get/%d", size), func(b *testing.B) {
+			from := uint64(1)
+			for b.Loop() {
+				for s := from; s < from+size; s++ {
+					if _, err := l.Get(ctx, s); err != nil {
+						b.Fatal(err)
+					}
+				}
+				from = from%(n-size) + 1
+			}
+		})
+	}
+}

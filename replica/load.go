@@ -101,10 +101,15 @@ func (r *Replica) LoadSnapshot(ctx context.Context, rd io.Reader, o LoadOptions)
 	pos := Position{Seq: h.Seq, MsgID: h.MsgID}
 	st.SetSeq(pos.Seq)
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.state, r.pos = st, pos
 	close(r.advanced)
 	r.advanced = make(chan struct{})
+	r.mu.Unlock()
+	// The log before the snapshot may be long: past positions after it
+	// start here rather than from the first entry.
+	r.applyMu.Lock()
+	r.checkpointLocked(pos.Seq)
+	r.applyMu.Unlock()
 	return h, nil
 }
 

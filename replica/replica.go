@@ -3,6 +3,7 @@ package replica
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,7 +26,8 @@ const (
 )
 
 // Consistency says how fresh a read must be. Token is a log sequence (for
-// at_least_as_fresh); Wait bounds how long the read may wait for the replica.
+// at_least_as_fresh; the exact position for at_exact_snapshot); Wait bounds
+// how long the read may wait for the replica.
 type Consistency struct {
 	Mode  string
 	Token uint64
@@ -54,6 +56,20 @@ type Config struct {
 	// loaded (LoadSnapshot, Join): an unsigned or forged one is refused
 	// as corrupt.
 	SnapshotVerifier SnapshotVerifier
+	// History reads the verified log entries from one sequence to
+	// another, in order, until fn returns an error
+	// (eventlog.Log.ReadRange): at_exact_snapshot replays it from a
+	// checkpoint. Nil: only checkpointed positions and the current one
+	// are answered.
+	History func(ctx context.Context, from, to uint64, fn func(iam.LogEntry) error) error
+	// CheckpointEvery is the spacing, in log entries, of the checkpoints
+	// at_exact_snapshot starts from (default DefaultCheckpointEvery);
+	// MaxCheckpoints bounds how many are kept (DefaultMaxCheckpoints);
+	// HistoryCache how many past states built are kept for the next
+	// reads (DefaultHistoryCache). See docs/history.md.
+	CheckpointEvery uint64
+	MaxCheckpoints  int
+	HistoryCache    int
 }
 
 // Replica is one region's read model. All methods are safe for concurrent
@@ -79,6 +95,8 @@ type Replica struct {
 	stops   map[uint64][]chan *pebble.Snapshot // positions DigestAt waits at
 	recent  []Digest                           // last digests taken, newest last
 	entries atomic.Uint64                      // entries applied since Open
+
+	hist history // checkpoints and built states for at_exact_snapshot (history.go)
 }
 
 // Open opens the read model in cfg.Dir and loads its index.
@@ -91,6 +109,15 @@ func Open(cfg Config) (*Replica, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.CheckpointEvery == 0 {
+		cfg.CheckpointEvery = DefaultCheckpointEvery
+	}
+	if cfg.MaxCheckpoints <= 0 {
+		cfg.MaxCheckpoints = DefaultMaxCheckpoints
+	}
+	if cfg.HistoryCache <= 0 {
+		cfg.HistoryCache = DefaultHistoryCache
 	}
 	store, err := OpenStore(cfg.Dir, StoreOptions{FS: cfg.FS, CacheSize: cfg.CacheSize})
 	if err != nil {
@@ -110,12 +137,24 @@ func Open(cfg Config) (*Replica, error) {
 		return nil, err
 	}
 	state.SetSeq(pos.Seq)
-	return &Replica{cfg: cfg, store: store, state: state, pos: pos, advanced: make(chan struct{}),
-		heads: headCoalescer{head: cfg.Head}}, nil
+	r := &Replica{cfg: cfg, store: store, state: state, pos: pos, advanced: make(chan struct{}),
+		heads: headCoalescer{head: cfg.Head}}
+	r.hist.builds = make(chan struct{}, max(1, runtime.GOMAXPROCS(0)))
+	r.hist.every = cfg.CheckpointEvery
+	if pos.Seq > 0 {
+		// Checkpoints are not kept across restarts: the read model as
+		// loaded is the first, so positions since it need no replay from
+		// the start. (Nothing is applied yet: applyMu need not be held.)
+		r.checkpointLocked(pos.Seq)
+	}
+	return r, nil
 }
 
 // Close closes the read model.
-func (r *Replica) Close() error { return r.store.Close() }
+func (r *Replica) Close() error {
+	r.closeHistory()
+	return r.store.Close()
+}
 
 // Region names the region this replica serves.
 func (r *Replica) Region() string { return r.cfg.Region }
@@ -172,8 +211,9 @@ func (r *Replica) AppliedEntries() uint64 { return r.entries.Load() }
 // (iam.State.ApplyEntry) is an error, and so is every later call, as after
 // a failed commit: the index may then be ahead of Pebble.
 //
-// A batch that runs past a position a DigestAt waits for is applied in two
-// segments, with a Pebble snapshot pinned between them for that DigestAt.
+// A batch that runs past a position a DigestAt waits for, or past a
+// checkpoint position (history.go), is applied in segments, with a Pebble
+// snapshot pinned at the end of each.
 func (r *Replica) ApplyEntries(entries []iam.LogEntry) error {
 	for len(entries) > 0 {
 		r.applyMu.Lock()
@@ -184,10 +224,18 @@ func (r *Replica) ApplyEntries(entries []iam.LogEntry) error {
 				n = int(s - first + 1)
 			}
 		}
+		cp := r.nextCheckpoint(first - 1)
+		if cp-first+1 < uint64(n) {
+			n = int(cp - first + 1)
+		}
 		err := r.apply(entries[:n])
 		if err == nil {
 			r.entries.Add(uint64(n))
-			r.releaseLocked(entries[n-1].Seq)
+			last := entries[n-1].Seq
+			r.releaseLocked(last)
+			if last == cp {
+				r.checkpointLocked(last)
+			}
 		}
 		r.applyMu.Unlock()
 		if err != nil {
@@ -302,11 +350,7 @@ func (r *Replica) WaitFor(ctx context.Context, seq uint64, wait time.Duration) e
 // Ensure waits until the replica satisfies c. It returns replica_behind when
 // the wait ends first, and invalid_argument for an unknown mode.
 func (r *Replica) Ensure(ctx context.Context, c Consistency) error {
-	wait := c.Wait
-	if wait <= 0 {
-		wait = r.cfg.DefaultWait
-	}
-	wait = min(wait, r.cfg.MaxWait)
+	wait := r.waitOf(c)
 	switch c.Mode {
 	case "", MinimizeLatency:
 		return nil
@@ -327,9 +371,23 @@ func (r *Replica) Ensure(ctx context.Context, c Consistency) error {
 	return iam.FieldErrorf("consistency.mode", "%q is not one of %s, %s, %s", c.Mode, MinimizeLatency, AtLeastAsFresh, FullyConsistent)
 }
 
+// waitOf is how long a read at c may wait for the replica.
+func (r *Replica) waitOf(c Consistency) time.Duration {
+	wait := c.Wait
+	if wait <= 0 {
+		wait = r.cfg.DefaultWait
+	}
+	return min(wait, r.cfg.MaxWait)
+}
+
 // Check answers q at consistency c. It returns the decision and the log
 // position it was evaluated at.
 func (r *Replica) Check(ctx context.Context, q iam.CheckRequest, c Consistency) (iam.Decision, uint64, error) {
+	if c.Mode == AtExactSnapshot {
+		var d iam.Decision
+		seq, err := r.readAt(ctx, c, func(st *iam.State) error { d = st.Check(q); return nil })
+		return d, seq, err
+	}
 	if err := r.Ensure(ctx, c); err != nil {
 		return iam.Decision{}, 0, err
 	}
@@ -339,9 +397,15 @@ func (r *Replica) Check(ctx context.Context, q iam.CheckRequest, c Consistency) 
 }
 
 // Read calls fn with the state once the replica satisfies c, under a read
-// lock: fn must not keep references into the state. It returns the position
-// read at.
+// lock: fn must not keep references into the state nor change it. It
+// returns the position read at. With at_exact_snapshot fn gets the state at
+// exactly c.Token (history.go): invalid_argument when c.Token is 0 or past
+// the log's head, replica_behind when the replica does not reach it in
+// time.
 func (r *Replica) Read(ctx context.Context, c Consistency, fn func(*iam.State) error) (uint64, error) {
+	if c.Mode == AtExactSnapshot {
+		return r.readAt(ctx, c, fn)
+	}
 	if err := r.Ensure(ctx, c); err != nil {
 		return 0, err
 	}

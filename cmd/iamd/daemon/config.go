@@ -113,6 +113,10 @@ type Config struct {
 	// Defaults 100000 and 1h.
 	SnapshotEvery    uint64
 	SnapshotInterval time.Duration
+	// CheckpointEvery is the spacing, in log entries, of the checkpoints
+	// each replica keeps for at_exact_snapshot reads (docs/history.md).
+	// Default replica.DefaultCheckpointEvery.
+	CheckpointEvery uint64
 
 	// HashParams for new secrets; tests use cheap ones.
 	HashParams auth.HashParams
@@ -147,6 +151,7 @@ func DefaultConfig() Config {
 		SnapshotEvery:     replica.DefaultSnapshotEvery,
 		SnapshotInterval:  replica.DefaultSnapshotInterval,
 		MaxConns:          DefaultMaxConns,
+		CheckpointEvery:   replica.DefaultCheckpointEvery,
 	}
 }
 
@@ -301,6 +306,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.IntVar(&c.MaxConcurrentHashes, "max-concurrent-hashes", c.MaxConcurrentHashes, "maximum argon2id hashes and verifications at once; past it they wait up to 1s, then answer 503 (0: 2×GOMAXPROCS)")
 	fs.StringVar(&c.AddrFile, "addr-file", c.AddrFile, "write the listeners' URLs and the pid as JSON to this file once ready")
 	fs.DurationVar(&c.MaxLag, "max-lag", c.MaxLag, "a region lagging more is not ready (0: no threshold)")
+	fs.Uint64Var(&c.CheckpointEvery, "checkpoint-every", c.CheckpointEvery, "keep a read-model checkpoint for at_exact_snapshot reads every this many entries (0: default)")
 	if c.Mode != ModeRegion {
 		fs.StringVar(&regions, "regions", regions, "comma-separated regions served by in-process replicas")
 		fs.BoolVar(&c.SyncAlways, "fsync", c.SyncAlways, "fsync the log on every write")
