@@ -38,7 +38,7 @@ type pastRead struct {
 // from the log's start.
 func TestHistory_AtExactSnapshot(t *testing.T) {
 	writes := 500
-	if testing.Short() {
+	if testing.Short() || raceOn {
 		writes = 200
 	}
 	const (
