@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/nats-io/nats.go"
@@ -74,7 +75,8 @@ func (b *Bus) Request(ctx context.Context, subject string, data []byte) ([]byte,
 	return nil, fmt.Errorf("request %s: %w", subject, err)
 }
 
-// Serve answers requests on subject in queue group queue with fn's reply.
+// Serve answers requests on subject in queue group queue with fn's reply;
+// what a JetStream consumer pushed there is no request (streamDelivery).
 // Each request runs in its own goroutine (at most MaxInFlight at once; more
 // wait), with a context that stop (or Close) cancels. stop ends serving and
 // waits for the requests in flight.
@@ -89,7 +91,7 @@ func (b *Bus) Serve(subject, queue string, fn func(ctx context.Context, data []b
 	var mu sync.Mutex
 	stopped := false
 	sub, err := b.nc.QueueSubscribe(subject, queue, func(m *nats.Msg) {
-		if m.Reply == "" {
+		if m.Reply == "" || streamDelivery(m) {
 			return
 		}
 		mu.Lock()
@@ -141,10 +143,23 @@ func (b *Bus) Publish(subject string, data []byte) error {
 	return nil
 }
 
+// streamDelivery reports whether m was pushed by a JetStream consumer (its
+// reply is the consumer's ack subject) rather than published by a process:
+// whoever may create a consumer picks its deliver subject, so a region
+// credential could aim stream messages at iam.rpc.http or another region's
+// status subject (docs/deploy/nats-security.md). No iamd process publishes
+// with such a reply, so these are dropped.
+func streamDelivery(m *nats.Msg) bool { return strings.HasPrefix(m.Reply, "$JS.ACK.") }
+
 // Subscribe calls fn (from one goroutine, in order) with every message on
-// subject, which may hold wildcards.
+// subject, which may hold wildcards, except what a JetStream consumer
+// pushed there (streamDelivery).
 func (b *Bus) Subscribe(subject string, fn func(subject string, data []byte)) error {
-	sub, err := b.nc.Subscribe(subject, func(m *nats.Msg) { fn(m.Subject, m.Data) })
+	sub, err := b.nc.Subscribe(subject, func(m *nats.Msg) {
+		if !streamDelivery(m) {
+			fn(m.Subject, m.Data)
+		}
+	})
 	if err != nil {
 		return fmt.Errorf("subscribe %s: %w", subject, err)
 	}

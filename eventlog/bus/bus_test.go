@@ -3,9 +3,12 @@ package bus_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/iam-project/iam"
 	"github.com/iam-project/iam/eventlog/bus"
@@ -90,4 +93,72 @@ func TestWhileLeading_Lead(t *testing.T) {
 		t.Fatalf("leading again: served %t, OnLead ran %d times; want true, 2", served(), leads)
 	}
 	w.Lead(false)
+}
+
+// TestBus_DropsStreamDeliveries: a JetStream push consumer aimed at a
+// served or subscribed subject (whoever may create consumers picks their
+// deliver subject) reaches neither the handler nor the subscriber, while
+// what processes publish still does.
+func TestBus_DropsStreamDeliveries(t *testing.T) {
+	s := eventlogtest.MustRunJetStream(t)
+	nc := eventlogtest.MustConnect(t, s)
+	b := bus.New(eventlogtest.MustConnect(t, s))
+	t.Cleanup(b.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	served, subscribed := make(chan string, 8), make(chan string, 8)
+	if _, err := b.Serve("test.rpc", "q", func(_ context.Context, data []byte) []byte {
+		served <- string(data)
+		return []byte("ok")
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// A literal subject: nats-server binds a push consumer only to one.
+	if err := b.Subscribe("test.status.eu", func(_ string, data []byte) { subscribed <- string(data) }); err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "SRC", Subjects: []string{"src.>"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, "src.a", []byte("stream data")); err != nil {
+		t.Fatal(err)
+	}
+	for i, aim := range []struct{ subject, group string }{{"test.rpc", "q"}, {"test.status.eu", ""}} {
+		c, err := st.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{Name: fmt.Sprintf("aim%d", i), DeliverSubject: aim.subject,
+			DeliverGroup: aim.group, AckPolicy: jetstream.AckNonePolicy})
+		if err != nil {
+			t.Fatal(err)
+		}
+		eventlogtest.Eventually(t, 5*time.Second, "the stream message pushed to "+aim.subject, func() bool {
+			ci, err := c.Info(ctx)
+			return err == nil && ci.Delivered.Consumer == 1
+		})
+	}
+	// What processes send still arrives, after the deliveries were made.
+	if _, err := bus.New(nc).Request(ctx, "test.rpc", []byte("request")); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Publish("test.status.eu", []byte("status")); err != nil {
+		t.Fatal(err)
+	}
+	for name, ch := range map[string]chan string{"handler": served, "subscriber": subscribed} {
+		want := map[string]string{"handler": "request", "subscriber": "status"}[name]
+		select {
+		case got := <-ch:
+			if got != want {
+				t.Errorf("%s got %q first, want %q (a stream delivery got through)", name, got, want)
+			}
+		case <-ctx.Done():
+			t.Fatalf("%s got nothing", name)
+		}
+	}
+	info, err := st.Info(ctx)
+	if err != nil || info.State.Msgs != 1 {
+		t.Fatalf("stream: %v %v, want one message delivered to both consumers", info, err)
+	}
 }
