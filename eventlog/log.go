@@ -365,30 +365,41 @@ func isWrongLastSequence(err error) bool {
 // reader that had applied entries from it must not go on.
 var ErrStreamGone = errors.New("event log stream is gone")
 
-// Head returns the stream's last sequence (0 when empty). Each request has
-// its own timeout (PublishTimeout) and is retried with backoff up to
-// MaxRetries times: while a replicated stream elects its leader, an info
-// request can go unanswered, and one lost request must not cost a caller
-// its whole deadline. Errors:
-// one wrapping ErrStreamGone when the stream does not exist.
+// Head returns the stream's last sequence (0 when empty), in one request:
+// readers on the data path (a region's at_least_as_fresh wait, the lag
+// monitor) call it often and retry on their own terms. Errors: one
+// wrapping ErrStreamGone when the stream does not exist.
 func (l *Log) Head(ctx context.Context) (uint64, error) {
-	var info *jetstream.StreamInfo
-	op := func() error {
-		actx, cancel := context.WithTimeout(ctx, l.cfg.PublishTimeout)
-		defer cancel()
-		var err error
-		info, err = l.stream.Info(actx)
-		return err
-	}
-	b := backoff.WithContext(backoff.WithMaxRetries(l.cfg.Backoff(), uint64(l.cfg.MaxRetries)), ctx)
-	if err := backoff.Retry(op, b); errors.Is(err, jetstream.ErrStreamNotFound) {
-		// Retried too: a node of a clustered hub can answer "not found"
-		// for a stream created a moment ago. Still missing, it is gone.
+	info, err := l.stream.Info(ctx)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return 0, fmt.Errorf("head %s: %w: %w", l.cfg.Stream, ErrStreamGone, err)
 	} else if err != nil {
 		return 0, fmt.Errorf("head %s: %w", l.cfg.Stream, err)
 	}
 	return info.State.LastSeq, nil
+}
+
+// HeadRetry is Head for a process starting up: each request has its own
+// timeout (PublishTimeout) and is retried with backoff up to MaxRetries
+// times, "not found" included, because while a replicated stream elects
+// its leader, or was created a moment ago on another node, an info request
+// can go unanswered or be answered "not found"; one such request must not
+// cost a start its whole deadline. Still missing after the retries, the
+// stream is gone (ErrStreamGone).
+func (l *Log) HeadRetry(ctx context.Context) (uint64, error) {
+	var head uint64
+	op := func() error {
+		actx, cancel := context.WithTimeout(ctx, l.cfg.PublishTimeout)
+		defer cancel()
+		var err error
+		head, err = l.Head(actx)
+		return err
+	}
+	b := backoff.WithContext(backoff.WithMaxRetries(l.cfg.Backoff(), uint64(l.cfg.MaxRetries)), ctx)
+	if err := backoff.Retry(op, b); err != nil {
+		return 0, err
+	}
+	return head, nil
 }
 
 // LastForRealm returns the sequence of the last message on any subject of

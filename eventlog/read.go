@@ -223,7 +223,7 @@ func (l *Log) Read(ctx context.Context, from uint64, fn func(iam.LogEntry) error
 	if from == 0 {
 		from = 1
 	}
-	head, err := l.Head(ctx)
+	head, err := l.HeadRetry(ctx)
 	if err != nil {
 		return fmt.Errorf("read from %d: %w", from, err)
 	}

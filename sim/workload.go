@@ -307,11 +307,9 @@ func (wl *workload) write(ctx context.Context, region string, a *app, kind strin
 	case WriteRemoveMember:
 		res, err = cl.RemoveMember(ctx, u.groups[target], a.id)
 	case WriteDeactivate:
-		// PATCH /v1/users/{id} sets any identity's status; the client has
-		// no app-specific call.
-		res, err = cl.SetUserStatus(ctx, a.id, "deactivated")
+		res, err = cl.SetAppStatus(ctx, a.id, "deactivated")
 	case WriteActivate:
-		res, err = cl.SetUserStatus(ctx, a.id, "active")
+		res, err = cl.SetAppStatus(ctx, a.id, "active")
 	}
 	now := time.Now()
 	seq, ok := parseToken(res.ConsistencyToken)

@@ -132,6 +132,13 @@ func (c *Client) SetUserStatus(ctx context.Context, id, status string) (WriteRes
 	return r, err
 }
 
+// SetAppStatus sets an app "active" or "deactivated".
+func (c *Client) SetAppStatus(ctx context.Context, id, status string) (WriteResult, error) {
+	var r WriteResult
+	err := c.write(ctx, http.MethodPatch, "/v1/apps/"+seg(id), map[string]any{"status": status}, &r, &r)
+	return r, err
+}
+
 // DeleteUser deletes a user for good.
 func (c *Client) DeleteUser(ctx context.Context, id string) (WriteResult, error) {
 	var r WriteResult

@@ -228,7 +228,7 @@ func (m *Main) openLog(ctx, runCtx context.Context, c Config) (api.Mode, error) 
 	// reader, verifies with all of them. A key ring made now signs from the
 	// entry after the head: a log written before signing existed stays
 	// readable, and nothing can be slipped in below the head.
-	head, err := m.log.Head(ctx)
+	head, err := m.log.HeadRetry(ctx)
 	if err != nil {
 		return nil, err
 	}
