@@ -21,16 +21,7 @@ func TestAccessTracker(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 11))
 			w := newWorld(t)
 			ident, groups, projects := randomRealm(w, rng)
-			var resources []string
-			for i := range 6 {
-				resources = append(resources, data("d"+strconv.Itoa(i)), data("d"+strconv.Itoa(i)+"/x"))
-			}
-			for _, id := range ident {
-				resources = append(resources, iam.AppHRN(realm, id))
-			}
-			for _, g := range groups {
-				resources = append(resources, iam.GroupHRN(realm, g))
-			}
+			resources := universeResources(ident, groups)
 			scopes := append([]string{""}, projects...)
 			from := uint64(rng.IntN(len(w.log)))
 			for _, id := range ident {

@@ -22,16 +22,7 @@ func TestState_LookupSubjects(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 7))
 			w := newWorld(t)
 			ident, groups, projects := randomRealm(w, rng)
-			var resources []string
-			for i := range 6 {
-				resources = append(resources, data("d"+strconv.Itoa(i)), data("d"+strconv.Itoa(i)+"/x"))
-			}
-			for _, id := range ident {
-				resources = append(resources, iam.AppHRN(realm, id))
-			}
-			for _, g := range groups {
-				resources = append(resources, iam.GroupHRN(realm, g))
-			}
+			resources := universeResources(ident, groups)
 			resources = append(resources, "hrn:here:data::other:d0")
 			scopes := append([]string{""}, projects...)
 			scopes = append(scopes, "nope")
@@ -173,4 +164,20 @@ func randomRealm(w *world, rng *rand.Rand) (ident, groups, projects []string) {
 		}
 	}
 	return ident, groups, projects
+}
+
+// universeResources are the resources randomRealm's checks range over:
+// data HRNs in and out of projects, and its apps and groups.
+func universeResources(ident, groups []string) []string {
+	var resources []string
+	for i := range 6 {
+		resources = append(resources, data("d"+strconv.Itoa(i)), data("d"+strconv.Itoa(i)+"/x"))
+	}
+	for _, id := range ident {
+		resources = append(resources, iam.AppHRN(realm, id))
+	}
+	for _, g := range groups {
+		resources = append(resources, iam.GroupHRN(realm, g))
+	}
+	return resources
 }
