@@ -223,15 +223,8 @@ func (c *Client) attempt(ctx context.Context, ep *url.URL, req *request, body []
 		}
 	}
 	if !req.noAuth {
-		switch {
-		case c.opts.apiKey != "":
-			hr.Header.Set("X-API-Key", c.opts.apiKey)
-		case c.opts.token != nil:
-			tok, err := c.opts.token(ctx)
-			if err != nil {
-				return meta{}, &tokenError{err}
-			}
-			hr.Header.Set("Authorization", "Bearer "+tok)
+		if err := c.authorize(ctx, hr); err != nil {
+			return meta{}, err
 		}
 	}
 	resp, err := c.opts.httpClient.Do(hr)
@@ -254,6 +247,21 @@ func (c *Client) attempt(ctx context.Context, ep *url.URL, req *request, body []
 		}
 	}
 	return m, nil
+}
+
+// authorize sets the request's credentials: the API key, or a bearer token.
+func (c *Client) authorize(ctx context.Context, hr *http.Request) error {
+	switch {
+	case c.opts.apiKey != "":
+		hr.Header.Set("X-API-Key", c.opts.apiKey)
+	case c.opts.token != nil:
+		tok, err := c.opts.token(ctx)
+		if err != nil {
+			return &tokenError{err}
+		}
+		hr.Header.Set("Authorization", "Bearer "+tok)
+	}
+	return nil
 }
 
 func newIdempotencyKey() string {

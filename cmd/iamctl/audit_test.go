@@ -70,7 +70,7 @@ func TestHistoryAndSimulate(t *testing.T) {
 	creds := []string{"--url", daemontest.URL(m), "--client-id", m.Bootstrap.ClientID, "--client-secret", m.Bootstrap.ClientSecret, "--token-url", m.Bootstrap.TokenURL}
 
 	main, out := testMain(nil)
-	if err := main.Run(context.Background(), append([]string{"history", "--identity", u}, creds...)); err != nil {
+	if err := main.Run(context.Background(), append([]string{"history", u, "-o", "json"}, creds...)); err != nil {
 		t.Fatalf("history: %v", err)
 	}
 	var hist struct {
@@ -84,7 +84,7 @@ func TestHistoryAndSimulate(t *testing.T) {
 	main, out = testMain(nil)
 	main.Stdin = strings.NewReader(`{"changes": [{"method": "DELETE", "path": "/v1/policies/` + pol + `/attachments/` + u + `"}],
 		"checks": [{"subject": "` + u + `", "action": "read", "resource": "` + resource + `"}]}`)
-	if err := main.Run(context.Background(), append([]string{"simulate"}, creds...)); err != nil {
+	if err := main.Run(context.Background(), append([]string{"simulate", "-o", "json"}, creds...)); err != nil {
 		t.Fatalf("simulate: %v", err)
 	}
 	var sim client.SimulateResponse

@@ -4,19 +4,22 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+	"golang.org/x/oauth2"
+
 	"github.com/iam-project/iam/api/client"
 )
 
 // errUsage marks a command line that cannot be run.
-var errUsage = errors.New("usage: iamctl lag|check|who-can|history|simulate|token [flags]; iamctl COMMAND -h for its flags")
+var errUsage = errors.New("usage error (iamctl --help lists the commands, iamctl COMMAND --help their flags)")
 
 // Main runs one iamctl command. Tests set its fields and call Run.
 type Main struct {
@@ -33,80 +36,118 @@ func NewMain() *Main {
 	return &Main{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv, Now: time.Now}
 }
 
-// Run runs the command in args.
+// runError carries an error of a command's own run, as opposed to one of
+// parsing its command line (which Run reports as a usage error).
+type runError struct{ err error }
+
+func (e runError) Error() string { return e.err.Error() }
+func (e runError) Unwrap() error { return e.err }
+
+// Run runs the command in args. A command line that cannot be run is an
+// errUsage; an answer of the API is explained (see explain).
 func (m *Main) Run(ctx context.Context, args []string) error {
+	root := m.rootCommand()
+	root.SetArgs(args)
 	if len(args) == 0 {
-		return errUsage
+		return fmt.Errorf("%w: no command", errUsage)
 	}
-	switch args[0] {
-	case "lag":
-		return m.lag(ctx, args[1:])
-	case "check":
-		return m.check(ctx, args[1:])
-	case "who-can":
-		return m.whoCan(ctx, args[1:])
-	case "history":
-		return m.history(ctx, args[1:])
-	case "simulate":
-		return m.simulate(ctx, args[1:])
-	case "token":
-		return m.token(ctx, args[1:])
-	case "-h", "--help", "help":
-		fmt.Fprintln(m.Stdout, errUsage.Error())
+	_, err := root.ExecuteContextC(ctx)
+	if err == nil {
 		return nil
 	}
-	return fmt.Errorf("%w (unknown command %q)", errUsage, args[0])
+	var re runError
+	if errors.As(err, &re) {
+		return explain(re.err)
+	}
+	return fmt.Errorf("%w: %v", errUsage, err)
 }
 
-// conn is the flags every command takes: where iam is and who is calling.
-type conn struct {
+// session is one command's state: the flags every command takes (where iam
+// is, who is calling, how to print) and the client they make.
+type session struct {
+	m                      *Main
 	urls                   []string
 	token                  string
 	clientID, clientSecret string
 	tokenURL               string
 	bootstrap              string
+	output                 string
 }
 
-type urlList struct{ c *conn }
+func (m *Main) rootCommand() *cobra.Command {
+	s := &session{m: m}
+	root := &cobra.Command{
+		Use:   "iamctl",
+		Short: "The command line for iam: management, checks, the change feed, lag, export and import",
+		Long: `iamctl manages an iam realm and asks it questions.
 
-func (u urlList) String() string {
-	if u.c == nil {
-		return "" // flag.PrintDefaults calls it on a zero value
+Every command takes --url (repeatable or comma-separated, nearest region first;
+$IAM_URL) and credentials: --token ($IAM_TOKEN), or --client-id and
+--client-secret ($IAM_CLIENT_ID, $IAM_CLIENT_SECRET), or --bootstrap
+DATA/bootstrap-admin.json. -o json prints what scripts read; the default is a
+table for people. "iamctl completion bash|zsh|fish" prints shell completion.`,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if s.output != "table" && s.output != "json" {
+				return fmt.Errorf("%w: -o must be table or json, not %q", errUsage, s.output)
+			}
+			return nil
+		},
 	}
-	return strings.Join(u.c.urls, ",")
+	root.SetOut(m.Stdout)
+	root.SetErr(m.Stderr)
+	root.SetIn(m.Stdin)
+	pf := root.PersistentFlags()
+	pf.StringSliceVar(&s.urls, "url", nil, "iam endpoint, nearest region first; repeat or comma-separate for failover (default $IAM_URL or http://127.0.0.1:8080)")
+	pf.StringVar(&s.token, "token", "", "bearer access token (default $IAM_TOKEN)")
+	pf.StringVar(&s.clientID, "client-id", "", "client id for client credentials (default $IAM_CLIENT_ID)")
+	pf.StringVar(&s.clientSecret, "client-secret", "", "client secret (default $IAM_CLIENT_SECRET)")
+	pf.StringVar(&s.tokenURL, "token-url", "", "token endpoint (default: the first --url + /oauth2/token)")
+	pf.StringVar(&s.bootstrap, "bootstrap", "", "read client credentials from a bootstrap-admin.json")
+	pf.StringVarP(&s.output, "output", "o", "table", "output format: table or json")
+	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"table", "json"}, cobra.ShellCompDirectiveNoFileComp))
+	root.AddGroup(&cobra.Group{ID: "manage", Title: "Management:"}, &cobra.Group{ID: "ask", Title: "Questions, history and operations:"})
+	for _, c := range s.manageCommands() {
+		c.GroupID = "manage"
+		root.AddCommand(c)
+	}
+	for _, c := range s.askCommands() {
+		c.GroupID = "ask"
+		root.AddCommand(c)
+	}
+	return root
 }
-func (u urlList) Set(v string) error {
-	for _, s := range strings.Split(v, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			u.c.urls = append(u.c.urls, s)
+
+// run adapts a command's body to cobra: its errors are the run's, not the
+// command line's.
+func run(fn func(ctx context.Context, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := fn(cmd.Context(), args); err != nil {
+			if errors.Is(err, errUsage) {
+				return err
+			}
+			return runError{err}
 		}
+		return nil
 	}
-	return nil
-}
-
-func (m *Main) flags(name string, c *conn) *flag.FlagSet {
-	fs := flag.NewFlagSet("iamctl "+name, flag.ContinueOnError)
-	fs.SetOutput(m.Stderr)
-	fs.Var(urlList{c}, "url", "iam endpoint, nearest region first; repeat or comma-separate for failover (default $IAM_URL or http://127.0.0.1:8080)")
-	fs.StringVar(&c.token, "token", "", "bearer access token (default $IAM_TOKEN)")
-	fs.StringVar(&c.clientID, "client-id", "", "client id for client credentials (default $IAM_CLIENT_ID)")
-	fs.StringVar(&c.clientSecret, "client-secret", "", "client secret (default $IAM_CLIENT_SECRET)")
-	fs.StringVar(&c.tokenURL, "token-url", "", "token endpoint (default: the first --url + /oauth2/token)")
-	fs.StringVar(&c.bootstrap, "bootstrap", "", "read client credentials from a bootstrap-admin.json")
-	return fs
 }
 
 // client makes the API client the flags describe.
-func (m *Main) client(ctx context.Context, c *conn) (*client.Client, error) {
-	env := m.Getenv
-	if len(c.urls) == 0 {
-		_ = urlList{c}.Set(env("IAM_URL"))
+func (s *session) client(ctx context.Context) (*client.Client, error) {
+	env := s.m.Getenv
+	if len(s.urls) == 0 {
+		for _, u := range strings.Split(env("IAM_URL"), ",") {
+			if u = strings.TrimSpace(u); u != "" {
+				s.urls = append(s.urls, u)
+			}
+		}
 	}
-	if len(c.urls) == 0 {
-		c.urls = []string{"http://127.0.0.1:8080"}
+	if len(s.urls) == 0 {
+		s.urls = []string{"http://127.0.0.1:8080"}
 	}
-	if c.bootstrap != "" {
-		data, err := os.ReadFile(c.bootstrap)
+	if s.bootstrap != "" {
+		data, err := os.ReadFile(s.bootstrap)
 		if err != nil {
 			return nil, err
 		}
@@ -116,29 +157,29 @@ func (m *Main) client(ctx context.Context, c *conn) (*client.Client, error) {
 			TokenURL     string `json:"tokenUrl"`
 		}
 		if err := json.Unmarshal(data, &b); err != nil {
-			return nil, fmt.Errorf("%s: %w", c.bootstrap, err)
+			return nil, fmt.Errorf("%s: %w", s.bootstrap, err)
 		}
-		c.clientID, c.clientSecret = b.ClientID, b.ClientSecret
-		if c.tokenURL == "" {
-			c.tokenURL = b.TokenURL
+		s.clientID, s.clientSecret = b.ClientID, b.ClientSecret
+		if s.tokenURL == "" {
+			s.tokenURL = b.TokenURL
 		}
 	}
-	c.token = or(c.token, env("IAM_TOKEN"))
-	c.clientID = or(c.clientID, env("IAM_CLIENT_ID"))
-	c.clientSecret = or(c.clientSecret, env("IAM_CLIENT_SECRET"))
+	s.token = or(s.token, env("IAM_TOKEN"))
+	s.clientID = or(s.clientID, env("IAM_CLIENT_ID"))
+	s.clientSecret = or(s.clientSecret, env("IAM_CLIENT_SECRET"))
 	opts := []client.Option{client.WithUserAgent("iamctl")}
 	switch {
-	case c.token != "":
-		opts = append(opts, client.WithToken(c.token))
-	case c.clientID != "" && c.clientSecret != "":
-		if c.tokenURL == "" {
-			c.tokenURL = strings.TrimSuffix(strings.SplitN(c.urls[0], "?", 2)[0], "/") + "/oauth2/token"
+	case s.token != "":
+		opts = append(opts, client.WithToken(s.token))
+	case s.clientID != "" && s.clientSecret != "":
+		if s.tokenURL == "" {
+			s.tokenURL = strings.TrimSuffix(strings.SplitN(s.urls[0], "?", 2)[0], "/") + "/oauth2/token"
 		}
-		opts = append(opts, client.WithTokenSource(client.ClientCredentials(ctx, c.tokenURL, c.clientID, c.clientSecret, "", nil)))
+		opts = append(opts, client.WithTokenSource(client.ClientCredentials(ctx, s.tokenURL, s.clientID, s.clientSecret, "", nil)))
 	default:
-		return nil, fmt.Errorf("%w: no credentials (--token, --client-id/--client-secret or --bootstrap)", errUsage)
+		return nil, fmt.Errorf("%w: no credentials: pass --token (or set IAM_TOKEN), --client-id and --client-secret, or --bootstrap DATA/bootstrap-admin.json", errUsage)
 	}
-	return client.New(c.urls, append(opts, m.ClientOptions...)...)
+	return client.New(s.urls, append(opts, s.m.ClientOptions...)...)
 }
 
 func or(a, b string) string {
@@ -148,228 +189,88 @@ func or(a, b string) string {
 	return b
 }
 
-// lag prints every region's lag as a table; --watch reprints it every
-// interval until interrupted.
-func (m *Main) lag(ctx context.Context, args []string) error {
-	var c conn
-	fs := m.flags("lag", &c)
-	watch := fs.Bool("watch", false, "refresh the table until interrupted")
-	interval := fs.Duration("interval", 2*time.Second, "refresh interval with --watch")
-	if err := fs.Parse(args); err != nil {
-		return err
+// print writes v as JSON with -o json, else the table that table writes.
+func (s *session) print(v any, table func(w io.Writer)) error {
+	if s.output == "json" {
+		enc := json.NewEncoder(s.m.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
 	}
-	if *interval < 100*time.Millisecond {
-		return fmt.Errorf("%w: --interval must be at least 100ms", errUsage)
-	}
-	cl, err := m.client(ctx, &c)
-	if err != nil {
-		return err
-	}
-	if !*watch {
-		sts, err := cl.Replicas(ctx)
-		if err != nil {
-			return err
-		}
-		return writeLagTable(m.Stdout, sts)
-	}
-	t := time.NewTicker(*interval)
-	defer t.Stop()
-	for {
-		actx, cancel := context.WithTimeout(ctx, max(*interval, 5*time.Second))
-		sts, err := cl.Replicas(actx)
-		cancel()
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		// Clear the screen and home the cursor, as watch(1) does.
-		fmt.Fprintf(m.Stdout, "\x1b[H\x1b[2J")
-		fmt.Fprintf(m.Stdout, "Every %s: iamctl lag    %s\n\n", *interval, m.Now().Format(time.TimeOnly))
-		if err != nil {
-			fmt.Fprintf(m.Stdout, "error: %v\n", err)
-		} else if err := writeLagTable(m.Stdout, sts); err != nil {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-		}
-	}
-}
-
-// writeLagTable writes one row per region.
-func writeLagTable(w io.Writer, sts []client.ReplicaStatus) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "REGION\tAPPLIED\tHEAD\tLAG EVENTS\tLAG SECONDS\tSTATE")
-	for _, s := range sts {
-		state := "ready"
-		if !s.Healthy {
-			state = "NOT READY"
-		}
-		if s.Error != "" {
-			state += ": " + s.Error
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%.3f\t%s\n", s.Region, s.AppliedToken, s.HeadToken, s.LagEvents, s.LagSeconds, state)
-	}
+	tw := tabwriter.NewWriter(s.m.Stdout, 0, 4, 2, ' ', 0)
+	table(tw)
 	return tw.Flush()
 }
 
-// check asks one authorization question and prints the answer as JSON.
-func (m *Main) check(ctx context.Context, args []string) error {
-	var c conn
-	var q client.CheckRequest
-	fs := m.flags("check", &c)
-	fs.StringVar(&q.Subject, "subject", "", "identity id (default: the caller)")
-	fs.StringVar(&q.Action, "action", "", "action, e.g. read")
-	fs.StringVar(&q.Resource, "resource", "", "resource HRN")
-	fs.StringVar(&q.Scope, "scope", "", "project HRN, for a project-scoped check")
-	fs.StringVar(&q.Consistency.Mode, "mode", "", "minimize_latency, at_least_as_fresh or fully_consistent")
-	fs.StringVar(&q.Consistency.Token, "ct", "", "consistency token the answer must be at least as fresh as")
-	fs.DurationVar(&q.Consistency.Wait, "wait", 0, "how long a region may wait for its replica (default: the server's)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if q.Action == "" || q.Resource == "" {
-		return fmt.Errorf("%w: check needs --action and --resource", errUsage)
-	}
-	cl, err := m.client(ctx, &c)
-	if err != nil {
-		return err
-	}
-	res, err := cl.Check(ctx, q)
-	if err != nil {
-		return err
-	}
-	enc := json.NewEncoder(m.Stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(map[string]any{"allowed": res.Allowed, "reason": res.Reason, "region": res.Region,
-		"consistencyToken": res.ConsistencyToken, "endpoint": res.Endpoint})
-}
-
-// whoCan prints every identity that may do an action on a resource, one per
-// line with the reason its check gives, following the pages to the end.
-func (m *Main) whoCan(ctx context.Context, args []string) error {
-	var c conn
-	var q client.LookupRequest
-	fs := m.flags("who-can", &c)
-	fs.StringVar(&q.Action, "action", "", "action, e.g. read")
-	fs.StringVar(&q.Resource, "resource", "", "resource HRN")
-	fs.StringVar(&q.Scope, "scope", "", "project HRN, for a resource in a project")
-	fs.StringVar(&q.Consistency.Mode, "mode", "", "minimize_latency, at_least_as_fresh or fully_consistent")
-	fs.StringVar(&q.Consistency.Token, "ct", "", "consistency token the answer must be at least as fresh as")
-	fs.IntVar(&q.PageSize, "page-size", 0, "subjects per request (default: the server's)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if q.Action == "" || q.Resource == "" {
-		return fmt.Errorf("%w: who-can needs --action and --resource", errUsage)
-	}
-	cl, err := m.client(ctx, &c)
-	if err != nil {
-		return err
-	}
-	tw := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SUBJECT\tKIND\tREASON")
-	for {
-		page, err := cl.LookupSubjects(ctx, q)
-		if err != nil {
-			return err
+// row writes one tab-separated table row.
+func row(w io.Writer, cells ...any) {
+	for i, c := range cells {
+		if i > 0 {
+			fmt.Fprint(w, "\t")
 		}
-		for _, s := range page.Subjects {
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", s.ID, s.Kind, s.Reason)
+		fmt.Fprint(w, c)
+	}
+	fmt.Fprintln(w)
+}
+
+// printWrite prints a write's answer: what it did and its consistency token.
+func (s *session) printWrite(what string, r client.WriteResult) error {
+	return s.print(r, func(w io.Writer) {
+		row(w, "RESULT", "CONSISTENCY TOKEN")
+		row(w, what, r.ConsistencyToken)
+	})
+}
+
+// explain turns an error into one that says what to do about it.
+func explain(err error) error {
+	var apiErr *client.Error
+	var netErr *net.OpError
+	var tokenErr *oauth2.RetrieveError
+	switch {
+	case errors.As(err, &apiErr):
+		detail := apiErr.Detail
+		if apiErr.Field != "" && !strings.Contains(detail, apiErr.Field) {
+			detail = apiErr.Field + ": " + detail
 		}
-		if page.NextPageToken == "" {
-			return tw.Flush()
+		var hint string
+		switch apiErr.Code {
+		case client.CodeUnauthenticated:
+			hint = "the credentials were refused or the token expired or was revoked: run `iamctl token` with --client-id/--client-secret (or --bootstrap) and set IAM_TOKEN to what it prints, or pass those flags to this command"
+		case client.CodePermissionDenied:
+			hint = "the caller lacks the right named above: ask an OrgAdmin to grant it (`iamctl roles grant IDENTITY ROLE` or `iamctl policies attach POLICY IDENTITY`)"
+		case client.CodeNotFound:
+			hint = "no such id in this realm: list the ids with `iamctl users|apps|groups|policies|projects list`"
+		case client.CodeInvalidArgument:
+			hint = "fix the field named above and retry"
+		case client.CodeRateLimited, client.CodeReplicaBehind, client.CodeUnavailable:
+			hint = "retry later"
+			if apiErr.RetryAfter > 0 {
+				hint += fmt.Sprintf(" (the server asks for %s)", apiErr.RetryAfter)
+			}
+		case client.CodeConflict:
+			hint = "the realm's state does not allow it now: read the current state (`iamctl ... get`) and retry"
 		}
-		q.PageToken = page.NextPageToken
-	}
-}
-
-// history prints, as JSON, each change of an identity's effective
-// permissions between two tokens, with the event that caused it.
-func (m *Main) history(ctx context.Context, args []string) error {
-	var c conn
-	fs := m.flags("history", &c)
-	identity := fs.String("identity", "", "identity id")
-	from := fs.String("from", "", "changes after this consistency token (default: from the first)")
-	to := fs.String("to", "", "changes up to this consistency token (default: the log's head)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if *identity == "" {
-		return fmt.Errorf("%w: history needs --identity", errUsage)
-	}
-	cl, err := m.client(ctx, &c)
-	if err != nil {
-		return err
-	}
-	changes, err := cl.AccessChanges(ctx, *identity, *from, *to)
-	if err != nil {
-		return err
-	}
-	return m.printJSON(map[string]any{"identityId": *identity, "changes": changes})
-}
-
-// simulate sends a dry run read as JSON from --file (or stdin: "-"),
-// {changes: [{method, path, body}], checks: [...]}, and prints its answer.
-func (m *Main) simulate(ctx context.Context, args []string) error {
-	var c conn
-	fs := m.flags("simulate", &c)
-	file := fs.String("file", "-", "JSON file of the changes and checks (\"-\": stdin)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	in := m.Stdin
-	if *file != "-" {
-		f, err := os.Open(*file)
-		if err != nil {
-			return err
+		msg := fmt.Sprintf("%d %s: %s", apiErr.Status, apiErr.Code, detail)
+		if apiErr.CorrelationID != "" {
+			msg += " (correlation id " + apiErr.CorrelationID + ")"
 		}
-		defer f.Close()
-		in = f
+		if hint != "" {
+			msg += "\n  " + hint
+		}
+		return &explained{msg: msg, err: err}
+	case errors.As(err, &tokenErr):
+		return &explained{msg: err.Error() + "\n  check --client-id/--client-secret (or --bootstrap) and --token-url", err: err}
+	case errors.As(err, &netErr):
+		return &explained{msg: err.Error() + "\n  is iamd running there? set --url or IAM_URL to its address", err: err}
 	}
-	var q client.SimulateRequest
-	dec := json.NewDecoder(in)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&q); err != nil {
-		return fmt.Errorf("%w: simulate reads {changes, checks} as JSON: %v", errUsage, err)
-	}
-	cl, err := m.client(ctx, &c)
-	if err != nil {
-		return err
-	}
-	res, err := cl.Simulate(ctx, q)
-	if err != nil {
-		return err
-	}
-	return m.printJSON(res)
+	return err
 }
 
-func (m *Main) printJSON(v any) error {
-	enc := json.NewEncoder(m.Stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+// explained is an error with advice; errors.Is and errors.As see the
+// original.
+type explained struct {
+	msg string
+	err error
 }
 
-// token prints an access token for the credentials given.
-func (m *Main) token(ctx context.Context, args []string) error {
-	var c conn
-	fs := m.flags("token", &c)
-	scope := fs.String("scope", "", "project HRN, for a project-scoped token")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if _, err := m.client(ctx, &c); err != nil {
-		return err
-	}
-	if c.token != "" {
-		fmt.Fprintln(m.Stdout, c.token)
-		return nil
-	}
-	tok, err := client.ClientCredentials(ctx, c.tokenURL, c.clientID, c.clientSecret, *scope, nil).Token()
-	if err != nil {
-		return err
-	}
-	fmt.Fprintln(m.Stdout, tok.AccessToken)
-	return nil
-}
+func (e *explained) Error() string { return e.msg }
+func (e *explained) Unwrap() error { return e.err }
