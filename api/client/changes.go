@@ -24,7 +24,7 @@ type Change struct {
 
 // ChangeCommit is one command's events, who made it and when.
 type ChangeCommit struct {
-	Actor  string `json:"actor"`
+	Actor  string    `json:"actor"`
 	At     time.Time `json:"at"`
 	Events []struct {
 		Type string          `json:"type"`

@@ -249,7 +249,9 @@ func explain(err error) error {
 		case client.CodeConflict:
 			hint = "the realm's state does not allow it now: read the current state (`iamctl ... get`) and retry"
 		}
-		msg := fmt.Sprintf("%d %s: %s", apiErr.Status, apiErr.Code, detail)
+		// Keep the context the command wrapped the answer in ("user ann: ").
+		msg := strings.TrimSuffix(err.Error(), apiErr.Error())
+		msg += fmt.Sprintf("%d %s: %s", apiErr.Status, apiErr.Code, detail)
 		if apiErr.CorrelationID != "" {
 			msg += " (correlation id " + apiErr.CorrelationID + ")"
 		}
