@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -84,36 +85,63 @@ func populate(t *testing.T, m *daemon.Main) string {
 // {realm} in HRNs.
 type question struct{ subject, action, resource, scope string }
 
+// resolver fills in a realm's ids for document references, as a test
+// sees them through the lists.
+func resolver(t *testing.T, m *daemon.Main) func(string) string {
+	t.Helper()
+	ctx := context.Background()
+	cl, err := client.New([]string{daemontest.URL(m)}, client.WithTokenSource(
+		client.ClientCredentials(ctx, m.Bootstrap.TokenURL, m.Bootstrap.ClientID, m.Bootstrap.ClientSecret, "", nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]string{"realm": m.Bootstrap.Realm}
+	for _, kind := range []string{"users", "apps"} {
+		is, err := client.ListAll[client.Identity](ctx, cl, kind)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, i := range is {
+			ids["user:"+i.Email], ids["app:"+i.Name] = i.ID, i.ID
+		}
+	}
+	groups, err := client.ListAll[client.GroupInfo](ctx, cl, "groups")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range groups {
+		ids["group:"+g.Name] = g.ID
+	}
+	projects, err := client.ListAll[client.ProjectInfo](ctx, cl, "projects")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range projects {
+		ids["project:"+p.Name] = p.ID
+	}
+	return func(s string) string {
+		if id, ok := ids[s]; ok {
+			return id
+		}
+		return regexp.MustCompile(`\{[^{}]*\}`).ReplaceAllStringFunc(s, func(p string) string {
+			id, ok := ids[p[1:len(p)-1]]
+			if !ok {
+				t.Fatalf("%s names nothing in realm %s", p, m.Bootstrap.Realm)
+			}
+			return id
+		})
+	}
+}
+
 // answers asks each question of m's realm through `iamctl check`.
 func answers(t *testing.T, m *daemon.Main, qs []question) []bool {
 	t.Helper()
-	cl, err := client.New([]string{daemontest.URL(m)}, client.WithTokenSource(
-		client.ClientCredentials(context.Background(), m.Bootstrap.TokenURL, m.Bootstrap.ClientID, m.Bootstrap.ClientSecret, "", nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := readRealm(context.Background(), cl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	im := &importer{st: st}
+	fill := resolver(t, m)
 	var out []bool
 	for _, q := range qs {
-		subject, err := im.id(q.subject)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resource, err := im.hrn(q.resource)
-		if err != nil {
-			t.Fatal(err)
-		}
-		args := []string{"check", "--subject", subject, "--action", q.action, "--resource", resource, "--mode", "fully_consistent"}
+		args := []string{"check", "--subject", fill(q.subject), "--action", q.action, "--resource", fill(q.resource), "--mode", "fully_consistent"}
 		if q.scope != "" {
-			scope, err := im.hrn(q.scope)
-			if err != nil {
-				t.Fatal(err)
-			}
-			args = append(args, "--scope", scope)
+			args = append(args, "--scope", fill(q.scope))
 		}
 		out = append(out, ctlJSON(t, m, args...)["allowed"] == true)
 	}
@@ -139,7 +167,7 @@ func TestExportImport(t *testing.T) {
 	src, dst := daemontest.Start(t, ""), daemontest.Start(t, "")
 	populate(t, src)
 	doc := ctl(t, src, "export")
-	var d Document
+	var d client.RealmDocument
 	if err := json.Unmarshal(doc, &d); err != nil {
 		t.Fatalf("export: %v\n%s", err, doc)
 	}

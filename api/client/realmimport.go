@@ -1,32 +1,54 @@
-package main
+package client
 
 import (
 	"context"
 	"fmt"
-	"io"
 	"regexp"
 	"slices"
 	"strings"
 
-	"github.com/spf13/cobra"
-
-	"github.com/iam-project/iam/api/client"
+	iam "github.com/iam-project/iam"
 )
 
-// importer applies a Document to a realm: it creates what is missing and
+// importer applies a RealmDocument to a realm: it creates what is missing and
 // adds the relations that are missing, matching entities by name, so that
 // a second import of the same document writes nothing. It never removes:
 // what the realm holds beyond the document stays.
 type importer struct {
-	cl     *client.Client
+	cl     *Client
 	st     *realmState
-	warn   io.Writer
+	warn   func(string)
 	writes int
 	last   string // the last write's consistency token
 }
 
+// ImportResult is what an import wrote: how many writes, and the last
+// one's consistency token (empty when it wrote nothing).
+type ImportResult struct {
+	Writes           int    `json:"writes"`
+	ConsistencyToken string `json:"consistencyToken"`
+}
+
+// ImportRealm applies d to the caller's realm: it creates the users, apps,
+// groups, policies and projects the realm lacks (matched by email or name)
+// and adds the roles, members, attachments, project members, resources,
+// default policies, default projects, managers and shares it lacks, then
+// sets statuses. It removes nothing, so a second import of one document
+// writes nothing. A policy that exists with other statements is left as it
+// is, and warn (if not nil) is told. On an error, the result counts the
+// writes made before it.
+func (c *Client) ImportRealm(ctx context.Context, d *RealmDocument, warn func(string)) (ImportResult, error) {
+	st, err := readRealm(ctx, c)
+	if err != nil {
+		return ImportResult{}, err
+	}
+	im := &importer{cl: c, st: st, warn: warn}
+	err = im.run(ctx, d)
+	return ImportResult{Writes: im.writes, ConsistencyToken: im.last}, err
+}
+
 // wrote counts a write and keeps its token.
-func (im *importer) wrote(r client.WriteResult, err error) error {
+func (im *importer) wrote(r WriteResult, err error) error {
 	if err != nil {
 		return err
 	}
@@ -71,10 +93,10 @@ func (im *importer) hrn(h string) (string, error) {
 	return out, err
 }
 
-func (im *importer) statements(sts []client.Statement) ([]client.Statement, error) {
-	out := make([]client.Statement, len(sts))
+func (im *importer) statements(sts []Statement) ([]Statement, error) {
+	out := make([]Statement, len(sts))
 	for i, s := range sts {
-		out[i] = client.Statement{Effect: s.Effect, Actions: s.Actions, Resources: make([]string, len(s.Resources))}
+		out[i] = Statement{Effect: s.Effect, Actions: s.Actions, Resources: make([]string, len(s.Resources))}
 		for j, r := range s.Resources {
 			h, err := im.hrn(r)
 			if err != nil {
@@ -91,9 +113,9 @@ func (im *importer) remember(id, ref string) { im.st.ids[ref], im.st.refs[id] = 
 // run applies d: entities first (policies after the entities their
 // statements name), then relations, statuses last so that a deactivated
 // identity is set up before it is switched off.
-func (im *importer) run(ctx context.Context, d *Document) error {
+func (im *importer) run(ctx context.Context, d *RealmDocument) error {
 	if d.Version != documentVersion {
-		return fmt.Errorf("%w: document version %d; this iamctl reads version %d", errUsage, d.Version, documentVersion)
+		return fmt.Errorf("document version %d; this client reads version %d", d.Version, documentVersion)
 	}
 	cl := im.cl
 	for _, u := range d.Users {
@@ -147,8 +169,8 @@ func (im *importer) run(ctx context.Context, d *Document) error {
 // policies creates the missing realm and project policies; one that exists
 // with other statements is left as it is, with a warning, since the API
 // does not edit a policy's statements.
-func (im *importer) policies(ctx context.Context, d *Document) error {
-	existing := map[string][]client.Statement{}
+func (im *importer) policies(ctx context.Context, d *RealmDocument) error {
+	existing := map[string][]Statement{}
 	for _, p := range im.st.policies {
 		existing["policy:"+p.Name] = p.Statements
 	}
@@ -157,10 +179,12 @@ func (im *importer) policies(ctx context.Context, d *Document) error {
 			existing["projectPolicy:"+p.Name+"/"+pp.Name] = pp.Statements
 		}
 	}
-	check := func(ref string, want []client.Statement) bool {
+	check := func(ref string, want []Statement) bool {
 		have, ok := existing[ref]
 		if ok && !slices.EqualFunc(have, want, statementEqual) {
-			fmt.Fprintf(im.warn, "iamctl import: %s exists with other statements; left as it is\n", ref)
+			if im.warn != nil {
+				im.warn(ref + " exists with other statements; left as it is")
+			}
 		}
 		return ok
 	}
@@ -199,14 +223,14 @@ func (im *importer) policies(ctx context.Context, d *Document) error {
 	return nil
 }
 
-func statementEqual(a, b client.Statement) bool {
+func statementEqual(a, b Statement) bool {
 	return a.Effect == b.Effect && slices.Equal(a.Actions, b.Actions) && slices.Equal(a.Resources, b.Resources)
 }
 
 // resources puts the document's resources in their projects, every home
 // before any link (a link needs the resource's home), before the project
 // policies that name them are made.
-func (im *importer) resources(ctx context.Context, d *Document) error {
+func (im *importer) resources(ctx context.Context, d *RealmDocument) error {
 	have := im.existingRelations()
 	for _, relationKind := range []string{"home", "link"} {
 		for _, p := range d.Projects {
@@ -238,16 +262,16 @@ func (im *importer) resources(ctx context.Context, d *Document) error {
 // the write that adds it.
 type relation struct {
 	what string
-	add  func() (client.WriteResult, error)
+	add  func() (WriteResult, error)
 }
 
 // relations adds the roles, members, attachments, project members,
 // default policies, default projects, managers and shares that
 // the realm lacks.
-func (im *importer) relations(ctx context.Context, d *Document) error {
+func (im *importer) relations(ctx context.Context, d *RealmDocument) error {
 	have := im.existingRelations()
 	var todo []relation
-	need := func(key string, add func() (client.WriteResult, error)) {
+	need := func(key string, add func() (WriteResult, error)) {
 		if !have[key] {
 			have[key] = true
 			todo = append(todo, relation{key, add})
@@ -270,27 +294,27 @@ func (im *importer) relations(ctx context.Context, d *Document) error {
 	}
 	cl := im.cl
 	for _, u := range d.Users {
-		id := resolve("user:"+u.Email)
+		id := resolve("user:" + u.Email)
 		for _, r := range u.Roles {
-			need("role "+id+" "+r, func() (client.WriteResult, error) { return cl.GrantRole(ctx, id, r) })
+			need("role "+id+" "+r, func() (WriteResult, error) { return cl.GrantRole(ctx, id, r) })
 		}
 	}
 	for _, g := range d.Groups {
-		gid := resolve("group:"+g.Name)
+		gid := resolve("group:" + g.Name)
 		for _, m := range g.Members {
 			mid := resolve(m)
-			need("member "+gid+" "+mid, func() (client.WriteResult, error) { return cl.AddMember(ctx, gid, mid) })
+			need("member "+gid+" "+mid, func() (WriteResult, error) { return cl.AddMember(ctx, gid, mid) })
 		}
 	}
 	for _, p := range d.Policies {
-		pid := resolve("policy:"+p.Name)
+		pid := resolve("policy:" + p.Name)
 		for _, t := range p.AttachedTo {
 			tid := resolve(t)
-			need("attach "+pid+" "+tid, func() (client.WriteResult, error) { return cl.AttachPolicy(ctx, pid, tid) })
+			need("attach "+pid+" "+tid, func() (WriteResult, error) { return cl.AttachPolicy(ctx, pid, tid) })
 		}
 	}
 	for _, p := range d.Projects {
-		pid := resolve("project:"+p.Name)
+		pid := resolve("project:" + p.Name)
 		var defaults []string
 		for _, ref := range p.DefaultMemberPolicies {
 			defaults = append(defaults, resolvePolicy(ref))
@@ -298,7 +322,7 @@ func (im *importer) relations(ctx context.Context, d *Document) error {
 		// A project made by this import has none; say nothing of defaults
 		// the document does not give.
 		if len(defaults) > 0 || len(im.st.projPols[pid].DefaultMemberPolicies) > 0 {
-			need("defaults "+pid+" "+strings.Join(sorted(defaults), ","), func() (client.WriteResult, error) {
+			need("defaults "+pid+" "+strings.Join(sorted(defaults), ","), func() (WriteResult, error) {
 				return cl.SetDefaultMemberPolicies(ctx, pid, defaults...)
 			})
 		}
@@ -308,32 +332,32 @@ func (im *importer) relations(ctx context.Context, d *Document) error {
 			for _, ref := range m.Policies {
 				pols = append(pols, resolvePolicy(ref))
 			}
-			need("projectMember "+pid+" "+mid+" "+strings.Join(sorted(pols), ","), func() (client.WriteResult, error) {
+			need("projectMember "+pid+" "+mid+" "+strings.Join(sorted(pols), ","), func() (WriteResult, error) {
 				return cl.SetProjectMember(ctx, pid, mid, pols...)
 			})
 		}
 	}
 	for _, a := range d.Apps {
-		aid := resolve("app:"+a.Name)
+		aid := resolve("app:" + a.Name)
 		for _, r := range a.Roles {
-			need("role "+aid+" "+r, func() (client.WriteResult, error) { return cl.GrantRole(ctx, aid, r) })
+			need("role "+aid+" "+r, func() (WriteResult, error) { return cl.GrantRole(ctx, aid, r) })
 		}
 		if a.DefaultProject != "" {
-			pid := resolve("project:"+a.DefaultProject)
-			need("defaultProject "+aid+" "+pid, func() (client.WriteResult, error) {
+			pid := resolve("project:" + a.DefaultProject)
+			need("defaultProject "+aid+" "+pid, func() (WriteResult, error) {
 				return cl.SetAppDefaultProject(ctx, aid, im.projectHRN(pid))
 			})
 		}
 		for _, sh := range a.Shares {
 			sid := resolve(sh)
-			need("share "+aid+" "+sid, func() (client.WriteResult, error) { return cl.ShareApp(ctx, aid, sid) })
+			need("share "+aid+" "+sid, func() (WriteResult, error) { return cl.ShareApp(ctx, aid, sid) })
 		}
 	}
 	managed := func(kind, ref string, managers []string) {
 		id := resolve(ref)
 		for _, m := range managers {
 			mid := resolve(m)
-			need("manager "+kind+"/"+id+" "+mid, func() (client.WriteResult, error) { return cl.AddManager(ctx, kind, id, mid) })
+			need("manager "+kind+"/"+id+" "+mid, func() (WriteResult, error) { return cl.AddManager(ctx, kind, id, mid) })
 		}
 	}
 	for _, a := range d.Apps {
@@ -357,7 +381,7 @@ func (im *importer) relations(ctx context.Context, d *Document) error {
 }
 
 func (im *importer) projectHRN(id string) string {
-	return "hrn:here:authorization::" + im.st.realm + ":project/" + id
+	return iam.ProjectHRN(im.st.realm, id)
 }
 
 // existingRelations are the keys of the relations the realm holds, in the
@@ -406,7 +430,7 @@ func (im *importer) existingRelations() map[string]bool {
 }
 
 // statuses deactivates (or activates) identities whose status differs.
-func (im *importer) statuses(ctx context.Context, d *Document) error {
+func (im *importer) statuses(ctx context.Context, d *RealmDocument) error {
 	status := map[string]string{}
 	for _, i := range append(slices.Clone(im.st.users), im.st.apps...) {
 		status[i.ID] = i.Status
@@ -428,41 +452,4 @@ func (im *importer) statuses(ctx context.Context, d *Document) error {
 		}
 	}
 	return nil
-}
-
-func (s *session) importCommand() *cobra.Command {
-	var file string
-	c := &cobra.Command{Use: "import", Short: "apply an exported document to this realm (idempotent; matches by names)", Args: cobra.NoArgs,
-		Long: `import creates the users, apps, groups, policies and projects of the document
-that the realm lacks (matched by email or name) and adds the roles, members,
-attachments, project members, resources, managers and shares it lacks. It
-removes nothing, and a second import of the same document writes nothing.
-Credentials, API keys and passwords are not in a document: issue new ones.`,
-		Example: "  iamctl import --bootstrap new/bootstrap-admin.json -f realm.json"}
-	c.Flags().StringVarP(&file, "file", "f", "-", `the document ("-": stdin)`)
-	c.RunE = run(func(ctx context.Context, _ []string) error {
-		var d Document
-		if err := s.readJSON(file, &d); err != nil {
-			return fmt.Errorf("%w: import reads a document of iamctl export: %v", errUsage, err)
-		}
-		cl, err := s.client(ctx)
-		if err != nil {
-			return err
-		}
-		st, err := readRealm(ctx, cl)
-		if err != nil {
-			return err
-		}
-		im := &importer{cl: cl, st: st, warn: s.m.Stderr}
-		err = im.run(ctx, &d)
-		result := map[string]any{"writes": im.writes, "consistencyToken": im.last}
-		if perr := s.print(result, func(w io.Writer) {
-			row(w, "WRITES", "CONSISTENCY TOKEN")
-			row(w, im.writes, im.last)
-		}); err == nil {
-			err = perr
-		}
-		return err
-	})
-	return c
 }
