@@ -62,7 +62,10 @@ func TestClient_Requests(t *testing.T) {
 		{"Managers", "GET", "/v1/apps/a-1/managers", func(c *client.Client) error { _, err := c.Managers(ctx, "apps", "a-1"); return err }},
 		{"Shares", "GET", "/v1/apps/a-1/shares", func(c *client.Client) error { _, err := c.Shares(ctx, "a-1"); return err }},
 		{"ProjectPolicies", "GET", "/v1/projects/p-1/policies", func(c *client.Client) error { _, err := c.ProjectPolicies(ctx, "p-1"); return err }},
-		{"List", "GET", "/v1/groups", func(c *client.Client) error { _, err := client.List[client.GroupInfo](ctx, c, "groups", "", 0); return err }},
+		{"List", "GET", "/v1/groups", func(c *client.Client) error {
+			_, err := client.List[client.GroupInfo](ctx, c, "groups", "", 0)
+			return err
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := newScripted(t, ok(`{"consistencyToken":"ct1.1"}`))
