@@ -55,7 +55,7 @@ func (s *session) lagCommand() *cobra.Command {
 			fmt.Fprintf(s.m.Stdout, "\x1b[H\x1b[2J")
 			fmt.Fprintf(s.m.Stdout, "Every %s: iamctl lag    %s\n\n", interval, s.m.Now().Format(time.TimeOnly))
 			if err != nil {
-				fmt.Fprintf(s.m.Stdout, "error: %v\n", explain(err))
+				fmt.Fprintf(s.m.Stdout, "error: %v\n", explain(err, "lag"))
 			} else if err := s.print(map[string]any{"replicas": sts}, func(w io.Writer) { writeLagTable(w, sts) }); err != nil {
 				return err
 			}

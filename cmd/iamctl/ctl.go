@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -51,13 +52,18 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	if len(args) == 0 {
 		return fmt.Errorf("%w: no command", errUsage)
 	}
-	_, err := root.ExecuteContextC(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return nil
 	}
 	var re runError
 	if errors.As(err, &re) {
-		return explain(re.err)
+		// The noun the command is under ("groups") names the list that
+		// shows the ids it takes.
+		for cmd.HasParent() && cmd.Parent().HasParent() {
+			cmd = cmd.Parent()
+		}
+		return explain(re.err, cmd.Name())
 	}
 	return fmt.Errorf("%w: %v", errUsage, err)
 }
@@ -220,8 +226,9 @@ func (s *session) printWrite(what string, r client.WriteResult) error {
 	})
 }
 
-// explain turns an error into one that says what to do about it.
-func explain(err error) error {
+// explain turns an error of a command under noun into one that says what
+// to do about it.
+func explain(err error, noun string) error {
 	var apiErr *client.Error
 	var netErr *net.OpError
 	var tokenErr *oauth2.RetrieveError
@@ -239,6 +246,9 @@ func explain(err error) error {
 			hint = "the caller lacks the right named above: ask an OrgAdmin to grant it (`iamctl roles grant IDENTITY ROLE` or `iamctl policies attach POLICY IDENTITY`)"
 		case client.CodeNotFound:
 			hint = "no such id in this realm: list the ids with `iamctl users|apps|groups|policies|projects list`"
+			if slices.Contains([]string{"users", "apps", "groups", "policies", "projects"}, noun) {
+				hint = "no such id in this realm: `iamctl " + noun + " list` shows the ids (an id named as a member or target is listed under its own kind)"
+			}
 		case client.CodeInvalidArgument:
 			hint = "fix the field named above and retry"
 		case client.CodeRateLimited, client.CodeReplicaBehind, client.CodeUnavailable:
