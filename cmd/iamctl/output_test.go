@@ -1,16 +1,19 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/iam-project/iam/api/client"
 	"github.com/iam-project/iam/cmd/iamd/daemon/daemontest"
+	"github.com/iam-project/iam/eventlog/eventlogtest"
 )
 
 // TestOutput runs the same commands as tables and as -o json against a
@@ -164,5 +167,43 @@ func TestCompletion(t *testing.T) {
 		if !strings.Contains(out.String(), k) {
 			t.Errorf("completing managers list: got %q, want %s offered", out, k)
 		}
+	}
+}
+
+// TestWatchCommand follows a real iamd's feed with `iamctl watch`: a
+// group created before it starts shows up, as a line and as JSON (the
+// client's tests show resuming with Last-Event-ID).
+func TestWatchCommand(t *testing.T) {
+	m := daemontest.Start(t, "")
+	g := str(ctlJSON(t, m, "groups", "create", "--name", "watched"), "id")
+	for _, output := range []string{"table", "json"} {
+		t.Run(output, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var mu sync.Mutex
+			var buf bytes.Buffer
+			main, _ := testMain(nil)
+			main.Stdout = writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return buf.Write(p) })
+			done := make(chan error, 1)
+			go func() {
+				done <- main.Run(ctx, []string{"watch", "-o", output, "--url", daemontest.URL(m), "--client-id", m.Bootstrap.ClientID,
+					"--client-secret", m.Bootstrap.ClientSecret})
+			}()
+			seen := func() string { mu.Lock(); defer mu.Unlock(); return buf.String() }
+			eventlogtest.Eventually(t, 10*time.Second, "the group's creation in the feed", func() bool {
+				return strings.Contains(seen(), "GroupCreated") && strings.Contains(seen(), g)
+			})
+			cancel()
+			if err := <-done; !errors.Is(err, context.Canceled) {
+				t.Fatalf("got %v, want context.Canceled after the interrupt", err)
+			}
+			if output == "json" {
+				first, _, _ := strings.Cut(seen(), "\n")
+				var e client.FeedEvent
+				if err := json.Unmarshal([]byte(first), &e); err != nil || e.Change == nil || e.Change.Token == "" {
+					t.Fatalf("got %q (%v), want one change as JSON a line", first, err)
+				}
+			}
+		})
 	}
 }
