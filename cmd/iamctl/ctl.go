@@ -50,6 +50,7 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	root := m.rootCommand()
 	root.SetArgs(args)
 	if len(args) == 0 {
+		_ = root.Usage() // to stderr
 		return fmt.Errorf("%w: no command", errUsage)
 	}
 	cmd, err := root.ExecuteContextC(ctx)
@@ -64,6 +65,9 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 			cmd = cmd.Parent()
 		}
 		return explain(re.err, cmd.Name())
+	}
+	if errors.Is(err, errUsage) {
+		return err
 	}
 	return fmt.Errorf("%w: %v", errUsage, err)
 }
@@ -103,6 +107,8 @@ table for people. "iamctl completion bash|zsh|fish" prints shell completion.`,
 	}
 	root.SetOut(m.Stdout)
 	root.SetErr(m.Stderr)
+	root.SetHelpCommandGroupID("ask")
+	root.SetCompletionCommandGroupID("ask")
 	root.SetIn(m.Stdin)
 	pf := root.PersistentFlags()
 	pf.StringSliceVar(&s.urls, "url", nil, "iam endpoint, nearest region first; repeat or comma-separate for failover (default $IAM_URL or http://127.0.0.1:8080)")

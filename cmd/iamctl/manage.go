@@ -392,10 +392,10 @@ func (s *session) projectsCommand() *cobra.Command {
 	create.Flags().StringVar(&name, "name", "", "the project's name (required)")
 
 	var memberPolicies []string
-	setMember := s.write("set-member PROJECT IDENTITY_OR_GROUP", "make an identity or group a member with --policy policies (none: the defaults)", func(ctx context.Context, cl *client.Client, a []string) (client.WriteResult, error) {
+	setMember := s.write("set-member PROJECT IDENTITY_OR_GROUP", "make an identity or group a member, with the --policy policies (none: the project's defaults)", func(ctx context.Context, cl *client.Client, a []string) (client.WriteResult, error) {
 		return cl.SetProjectMember(ctx, a[0], a[1], memberPolicies...)
 	})
-	setMember.Flags().StringSliceVar(&memberPolicies, "policy", nil, "a realm or project policy id the membership gives (repeatable)")
+	setMember.Flags().StringSliceVar(&memberPolicies, "policy", nil, "a realm policy id or a project policy's HRN that the membership gives (repeatable)")
 
 	var relation string
 	addResource := s.write("add-resource PROJECT HRN", "put a resource in the project (--relation home or link)", func(ctx context.Context, cl *client.Client, a []string) (client.WriteResult, error) {
