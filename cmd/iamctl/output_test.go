@@ -136,6 +136,15 @@ func TestErrors(t *testing.T) {
 			}
 		})
 	}
+	t.Run("wrong client secret", func(t *testing.T) {
+		main, _ := testMain(nil)
+		main.ClientOptions = []client.Option{client.WithMaxElapsedTime(2 * time.Second)}
+		err := main.Run(context.Background(), []string{"users", "list", "--url", daemontest.URL(m),
+			"--client-id", m.Bootstrap.ClientID, "--client-secret", "wrong"})
+		if err == nil || !strings.Contains(err.Error(), "invalid_client") || !strings.Contains(err.Error(), "check --client-id/--client-secret") {
+			t.Fatalf("got %v, want the token endpoint's refusal and which flags to check", err)
+		}
+	})
 	for _, args := range [][]string{
 		{"users", "get"},                                         // no id
 		{"users", "set-status", "u-1", "gone"},                   // no such status
