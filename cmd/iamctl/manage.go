@@ -37,11 +37,41 @@ func (s *session) verb(use, short string, fn func(ctx context.Context, cl *clien
 	return c
 }
 
-// noun groups verbs under a kind.
-func noun(use, short string, verbs ...*cobra.Command) *cobra.Command {
+// noun groups verbs under a kind. The first argument of each verb that
+// takes one is an id of kind ("" for none): the shell completes it from
+// the realm's list.
+func (s *session) noun(use, kind, short string, verbs ...*cobra.Command) *cobra.Command {
 	c := &cobra.Command{Use: use, Short: short, Args: cobra.NoArgs}
+	for _, v := range verbs {
+		if kind != "" && v.ValidArgsFunction == nil && len(strings.Fields(v.Use)) > 1 {
+			v.ValidArgsFunction = s.completeIDs(kind)
+		}
+	}
 	c.AddCommand(verbs...)
 	return c
+}
+
+// completeIDs completes the first argument with the ids of kind, each
+// described by its name (or email).
+func (s *session) completeIDs(kind string) cobra.CompletionFunc {
+	return func(cmd *cobra.Command, args []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		if len(args) > 0 {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		cl, err := s.client(cmd.Context())
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		items, err := client.ListAll[struct{ ID, Name, Email string }](cmd.Context(), cl, kind)
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		var out []cobra.Completion
+		for _, it := range items {
+			out = append(out, cobra.CompletionWithDesc(it.ID, or(it.Email, it.Name)))
+		}
+		return out, cobra.ShellCompDirectiveNoFileComp
+	}
 }
 
 // write makes a verb for a write whose answer is a WriteResult.
@@ -88,7 +118,7 @@ func getVerb[T any](s *session, kind string, print func([]T) error) *cobra.Comma
 	})
 }
 
-func (s *session) statusVerb(set func(*client.Client, context.Context, string, string) (client.WriteResult, error)) *cobra.Command {
+func (s *session) statusVerb(kind string, set func(*client.Client, context.Context, string, string) (client.WriteResult, error)) *cobra.Command {
 	c := s.write("set-status ID active|deactivated", "activate or deactivate", func(ctx context.Context, cl *client.Client, args []string) (client.WriteResult, error) {
 		if args[1] != "active" && args[1] != "deactivated" {
 			return client.WriteResult{}, fmt.Errorf("%w: status must be active or deactivated, not %q", errUsage, args[1])
@@ -96,8 +126,11 @@ func (s *session) statusVerb(set func(*client.Client, context.Context, string, s
 		return set(cl, ctx, args[0], args[1])
 	})
 	c.Args = cobra.ExactArgs(2)
-	c.ValidArgsFunction = func(_ *cobra.Command, args []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
-		if len(args) == 1 {
+	c.ValidArgsFunction = func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		switch len(args) {
+		case 0:
+			return s.completeIDs(kind)(cmd, args, toComplete)
+		case 1:
 			return []cobra.Completion{"active", "deactivated"}, cobra.ShellCompDirectiveNoFileComp
 		}
 		return nil, cobra.ShellCompDirectiveNoFileComp
@@ -123,9 +156,9 @@ func (s *session) usersCommand() *cobra.Command {
 	create.Flags().StringVar(&email, "email", "", "the user's email (required)")
 	create.Flags().StringVar(&name, "name", "", "the user's name (required)")
 	create.Flags().StringVar(&password, "password", "", "an initial password (default: none; the user is invited)")
-	return noun("users", "people: create, list, get, set-status, delete",
+	return s.noun("users", "users", "people: create, list, get, set-status, delete",
 		listVerb(s, "users", s.printIdentities), getVerb(s, "users", s.printIdentities), create,
-		s.statusVerb((*client.Client).SetUserStatus),
+		s.statusVerb("users", (*client.Client).SetUserStatus),
 		s.write("delete ID", "delete a user for good", func(ctx context.Context, cl *client.Client, a []string) (client.WriteResult, error) {
 			return cl.DeleteUser(ctx, a[0])
 		}))
@@ -149,9 +182,9 @@ func (s *session) appsCommand() *cobra.Command {
 	})
 	create.Flags().StringVar(&name, "name", "", "the app's name (required)")
 	create.Flags().StringSliceVar(&redirects, "redirect-uri", nil, "an exact redirect URI for the authorization-code flow (repeatable)")
-	return noun("apps", "machine identities: create, list, get, set-status, set-default-project, delete",
+	return s.noun("apps", "apps", "machine identities: create, list, get, set-status, set-default-project, delete",
 		listVerb(s, "apps", s.printIdentities), getVerb(s, "apps", s.printIdentities), create,
-		s.statusVerb((*client.Client).SetAppStatus),
+		s.statusVerb("apps", (*client.Client).SetAppStatus),
 		s.write("set-default-project APP PROJECT_HRN", "scope the app's tokens to a project by default", func(ctx context.Context, cl *client.Client, a []string) (client.WriteResult, error) {
 			return cl.SetAppDefaultProject(ctx, a[0], a[1])
 		}),
@@ -183,7 +216,7 @@ func (s *session) credentialsCommand() *cobra.Command {
 			}
 		})
 	})
-	return noun("credentials", "an app's client credentials: add, list, remove", add, list,
+	return s.noun("credentials", "apps", "an app's client credentials: add, list, remove", add, list,
 		s.write("remove APP CREDENTIAL_ID", "remove a credential", func(ctx context.Context, cl *client.Client, a []string) (client.WriteResult, error) {
 			return cl.RemoveCredential(ctx, a[0], a[1])
 		}))
@@ -200,7 +233,7 @@ func (s *session) apiKeysCommand() *cobra.Command {
 			row(w, k.KeyID, k.Key, k.ConsistencyToken)
 		})
 	})
-	return noun("api-keys", "an app's API keys: add, remove", add,
+	return s.noun("api-keys", "apps", "an app's API keys: add, remove", add,
 		s.write("remove APP KEY_ID", "remove an API key", func(ctx context.Context, cl *client.Client, a []string) (client.WriteResult, error) {
 			return cl.RemoveAPIKey(ctx, a[0], a[1])
 		}))
@@ -231,7 +264,7 @@ func (s *session) groupsCommand() *cobra.Command {
 		})
 	})
 	create.Flags().StringVar(&name, "name", "", "the group's name (required)")
-	return noun("groups", "groups and their members: create, list, get, add-member, remove-member, permissions",
+	return s.noun("groups", "groups", "groups and their members: create, list, get, add-member, remove-member, permissions",
 		listVerb(s, "groups", s.printGroups), getVerb(s, "groups", s.printGroups), create,
 		s.write("add-member GROUP IDENTITY", "put an identity in a group", func(ctx context.Context, cl *client.Client, a []string) (client.WriteResult, error) {
 			return cl.AddMember(ctx, a[0], a[1])
@@ -261,7 +294,7 @@ func (s *session) rolesCommand() *cobra.Command {
 			}
 		})
 	})
-	return noun("roles", "predefined roles: list, grant, revoke", list,
+	return s.noun("roles", "", "predefined roles: list, grant, revoke", list,
 		s.write("grant IDENTITY ROLE", "grant a role to an identity", func(ctx context.Context, cl *client.Client, a []string) (client.WriteResult, error) {
 			return cl.GrantRole(ctx, a[0], a[1])
 		}),
@@ -348,7 +381,7 @@ func (s *session) policiesCommand() *cobra.Command {
 	})
 	create.Flags().StringVar(&name, "name", "", "the policy's name (required)")
 	sf.add(create)
-	return noun("policies", "realm policies and their attachments: create, list, get, attach, detach",
+	return s.noun("policies", "policies", "realm policies and their attachments: create, list, get, attach, detach",
 		listVerb(s, "policies", s.printPolicies), getVerb(s, "policies", s.printPolicies), create,
 		s.write("attach POLICY IDENTITY_OR_GROUP", "attach a policy", func(ctx context.Context, cl *client.Client, a []string) (client.WriteResult, error) {
 			return cl.AttachPolicy(ctx, a[0], a[1])
@@ -446,7 +479,7 @@ func (s *session) projectsCommand() *cobra.Command {
 		})
 	})
 
-	return noun("projects", "projects, their members, resources and policies",
+	return s.noun("projects", "projects", "projects, their members, resources and policies",
 		listVerb(s, "projects", s.printProjects), getVerb(s, "projects", s.printProjects), create,
 		setMember,
 		s.write("remove-member PROJECT IDENTITY_OR_GROUP", "take a member out of the project", func(ctx context.Context, cl *client.Client, a []string) (client.WriteResult, error) {
@@ -496,7 +529,7 @@ func (s *session) plansCommand() *cobra.Command {
 	})
 	create.Flags().StringVar(&name, "name", "", "the plan's name (required)")
 	create.Flags().StringSliceVar(&policies, "policy", nil, "a realm policy id (repeatable)")
-	return noun("plans", "plans: create, attach, detach", create,
+	return s.noun("plans", "", "plans: create, attach, detach", create,
 		s.write("attach PLAN IDENTITY_OR_GROUP", "attach a plan", func(ctx context.Context, cl *client.Client, a []string) (client.WriteResult, error) {
 			return cl.AttachPlan(ctx, a[0], a[1])
 		}),
@@ -515,7 +548,7 @@ func (s *session) printRefs(title string, refs []client.Ref) error {
 }
 
 func (s *session) sharesCommand() *cobra.Command {
-	return noun("shares", "who an app is shared with: list, add, remove",
+	return s.noun("shares", "apps", "who an app is shared with: list, add, remove",
 		s.verb("list APP", "list an app's sharees", func(ctx context.Context, cl *client.Client, a []string) error {
 			refs, err := cl.Shares(ctx, a[0])
 			if err != nil {
@@ -575,7 +608,7 @@ func (s *session) managersCommand() *cobra.Command {
 	for _, c := range []*cobra.Command{list, add, remove} {
 		c.ValidArgsFunction = completeKind
 	}
-	return noun("managers", "managers of apps, groups and projects: list, add, remove", list, add, remove)
+	return s.noun("managers", "", "managers of apps, groups and projects: list, add, remove", list, add, remove)
 }
 
 func (s *session) printPermissions(id string, ps []iam.Permission) error {

@@ -216,3 +216,30 @@ func TestWatchCommand(t *testing.T) {
 		})
 	}
 }
+
+// TestCompletion_IDs completes a verb's id from a real iamd's list, each
+// described by its name.
+func TestCompletion_IDs(t *testing.T) {
+	m := daemontest.Start(t, "")
+	g := str(ctlJSON(t, m, "groups", "create", "--name", "readers"), "id")
+	u := str(ctlJSON(t, m, "users", "create", "--email", "ann@example.com", "--name", "Ann"), "id")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"__complete", "groups", "add-member", ""}, g + "\treaders"},
+		{[]string{"__complete", "users", "set-status", ""}, u + "\tann@example.com"},
+		{[]string{"__complete", "users", "set-status", u, ""}, "deactivated"},
+	} {
+		// The word being completed comes last, after the credentials.
+		n := len(tc.args) - 1
+		main, buf := testMain(nil)
+		if err := main.Run(context.Background(), append(append(tc.args[:n:n], "--url", daemontest.URL(m), "--client-id", m.Bootstrap.ClientID,
+			"--client-secret", m.Bootstrap.ClientSecret), tc.args[n])); err != nil {
+			t.Fatal(err)
+		}
+		if out := buf.String(); !strings.Contains(out, tc.want) {
+			t.Errorf("%q: got %q, want %q offered", tc.args, out, tc.want)
+		}
+	}
+}
