@@ -56,6 +56,13 @@ func TestClient_Requests(t *testing.T) {
 		{"CreatePlan", "POST", "/v1/plans", func(c *client.Client) error { _, err := c.CreatePlan(ctx, "basic", "pol-1"); return err }},
 		{"AttachPlan", "PUT", "/v1/plans/plan-1/attachments/u-1", func(c *client.Client) error { _, err := c.AttachPlan(ctx, "plan-1", "u-1"); return err }},
 		{"DetachPlan", "DELETE", "/v1/plans/plan-1/attachments/u-1", func(c *client.Client) error { _, err := c.DetachPlan(ctx, "plan-1", "u-1"); return err }},
+		{"UpdateUser", "PATCH", "/v1/users/u-1", func(c *client.Client) error { _, err := c.UpdateUser(ctx, "u-1", "Ann", ""); return err }},
+		{"RevokeTokens", "POST", "/v1/users/u-1/revokeTokens", func(c *client.Client) error { _, err := c.RevokeTokens(ctx, "u-1"); return err }},
+		{"SetCredentialStatus", "PATCH", "/v1/apps/a-1/credentials/c-1", func(c *client.Client) error {
+			_, err := c.SetCredentialStatus(ctx, "a-1", "c-1", false)
+			return err
+		}},
+		{"SetAPIKeyStatus", "PATCH", "/v1/apps/a-1/apiKeys/k-1", func(c *client.Client) error { _, err := c.SetAPIKeyStatus(ctx, "a-1", "k-1", true); return err }},
 		{"Roles", "GET", "/v1/roles", func(c *client.Client) error { _, err := c.Roles(ctx); return err }},
 		{"Permissions", "GET", "/v1/identities/u-1/permissions", func(c *client.Client) error { _, err := c.Permissions(ctx, "u-1"); return err }},
 		{"GroupPermissions", "GET", "/v1/groups/g-1/permissions", func(c *client.Client) error { _, err := c.GroupPermissions(ctx, "g-1"); return err }},

@@ -120,3 +120,38 @@ func (c *Client) AttachPlan(ctx context.Context, planID, targetID string) (Write
 func (c *Client) DetachPlan(ctx context.Context, planID, targetID string) (WriteResult, error) {
 	return c.pathWrite(ctx, http.MethodDelete, "/v1/plans/"+seg(planID)+"/attachments/"+seg(targetID), nil)
 }
+
+// UpdateUser changes a user's name or email (an empty one is left as it
+// is); users may change their own.
+func (c *Client) UpdateUser(ctx context.Context, id, name, email string) (WriteResult, error) {
+	body := map[string]any{}
+	if name != "" {
+		body["name"] = name
+	}
+	if email != "" {
+		body["email"] = email
+	}
+	return c.pathWrite(ctx, http.MethodPatch, "/v1/users/"+seg(id), body)
+}
+
+// RevokeTokens revokes every token an identity holds now.
+func (c *Client) RevokeTokens(ctx context.Context, userID string) (WriteResult, error) {
+	return c.pathWrite(ctx, http.MethodPost, "/v1/users/"+seg(userID)+"/revokeTokens", nil)
+}
+
+// SetCredentialStatus enables or disables an app's client credential.
+func (c *Client) SetCredentialStatus(ctx context.Context, appID, credentialID string, enabled bool) (WriteResult, error) {
+	return c.pathWrite(ctx, http.MethodPatch, "/v1/apps/"+seg(appID)+"/credentials/"+seg(credentialID), map[string]any{"status": enabledWord(enabled)})
+}
+
+// SetAPIKeyStatus enables or disables an app's API key.
+func (c *Client) SetAPIKeyStatus(ctx context.Context, appID, keyID string, enabled bool) (WriteResult, error) {
+	return c.pathWrite(ctx, http.MethodPatch, "/v1/apps/"+seg(appID)+"/apiKeys/"+seg(keyID), map[string]any{"status": enabledWord(enabled)})
+}
+
+func enabledWord(enabled bool) string {
+	if enabled {
+		return "enabled"
+	}
+	return "disabled"
+}

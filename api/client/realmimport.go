@@ -33,7 +33,7 @@ type ImportResult struct {
 // groups, policies and projects the realm lacks (matched by email or name)
 // and adds the roles, members, attachments, project members, resources,
 // default policies, default projects, managers and shares it lacks, then
-// sets statuses. It removes nothing, so a second import of one document
+// sets names of users and statuses that differ. It removes nothing, so a second import of one document
 // writes nothing. A policy that exists with other statements is left as it
 // is, and warn (if not nil) is told. On an error, the result counts the
 // writes made before it.
@@ -118,7 +118,16 @@ func (im *importer) run(ctx context.Context, d *RealmDocument) error {
 		return fmt.Errorf("document version %d; this client reads version %d", d.Version, documentVersion)
 	}
 	cl := im.cl
+	names := map[string]string{}
+	for _, u := range im.st.users {
+		names[u.Email] = u.Name
+	}
 	for _, u := range d.Users {
+		if name, ok := names[u.Email]; ok && name != u.Name && u.Name != "" {
+			if err := im.wrote(cl.UpdateUser(ctx, im.st.ids["user:"+u.Email], u.Name, "")); err != nil {
+				return fmt.Errorf("user %s: %w", u.Email, err)
+			}
+		}
 		if _, ok := im.st.ids["user:"+u.Email]; !ok {
 			nu, err := cl.CreateUser(ctx, u.Email, u.Name, "")
 			if err := im.wrote(nu.WriteResult, err); err != nil {

@@ -215,6 +215,19 @@ func TestExportImport(t *testing.T) {
 		}
 	}
 
+	// A user renamed in the realm is named as the document says again.
+	annID := resolver(t, dst)("user:ann@example.com")
+	ctl(t, dst, "users", "update", annID, "--name", "Annette")
+	main, out = testMain(nil)
+	main.Stdin = bytes.NewReader(doc)
+	if err := main.Run(context.Background(), append([]string{"import", "-o", "json"}, creds...)); err != nil {
+		t.Fatalf("import over a rename: %v\n%s", err, out)
+	}
+	var rename struct{ Writes int }
+	if err := json.Unmarshal(out.Bytes(), &rename); err != nil || rename.Writes != 1 {
+		t.Fatalf("import over a rename: got %s (%v), want 1 write", out, err)
+	}
+
 	head := headToken(t, dst)
 	main, out = testMain(nil)
 	main.Stdin = bytes.NewReader(doc)

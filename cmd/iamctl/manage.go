@@ -156,9 +156,22 @@ func (s *session) usersCommand() *cobra.Command {
 	create.Flags().StringVar(&email, "email", "", "the user's email (required)")
 	create.Flags().StringVar(&name, "name", "", "the user's name (required)")
 	create.Flags().StringVar(&password, "password", "", "an initial password (default: none; the user is invited)")
-	return s.noun("users", "users", "people: create, list, get, set-status, delete",
+	var newName, newEmail string
+	update := s.write("update ID", "change a user's --name or --email", func(ctx context.Context, cl *client.Client, a []string) (client.WriteResult, error) {
+		if newName == "" && newEmail == "" {
+			return client.WriteResult{}, fmt.Errorf("%w: users update needs --name or --email", errUsage)
+		}
+		return cl.UpdateUser(ctx, a[0], newName, newEmail)
+	})
+	update.Flags().StringVar(&newName, "name", "", "the new name")
+	update.Flags().StringVar(&newEmail, "email", "", "the new email")
+	return s.noun("users", "users", "people: create, list, get, update, set-status, revoke-tokens, delete",
 		listVerb(s, "users", s.printIdentities), getVerb(s, "users", s.printIdentities), create,
 		s.statusVerb("users", (*client.Client).SetUserStatus),
+		update,
+		s.write("revoke-tokens ID", "revoke every token the user holds now", func(ctx context.Context, cl *client.Client, a []string) (client.WriteResult, error) {
+			return cl.RevokeTokens(ctx, a[0])
+		}),
 		s.write("delete ID", "delete a user for good", func(ctx context.Context, cl *client.Client, a []string) (client.WriteResult, error) {
 			return cl.DeleteUser(ctx, a[0])
 		}))
@@ -216,7 +229,8 @@ func (s *session) credentialsCommand() *cobra.Command {
 			}
 		})
 	})
-	return s.noun("credentials", "apps", "an app's client credentials: add, list, remove", add, list,
+	return s.noun("credentials", "apps", "an app's client credentials: add, list, set-status, remove", add, list,
+		enableVerb(s, "set-status APP CREDENTIAL_ID enabled|disabled", "enable or disable a credential (for rotation)", (*client.Client).SetCredentialStatus),
 		s.write("remove APP CREDENTIAL_ID", "remove a credential", func(ctx context.Context, cl *client.Client, a []string) (client.WriteResult, error) {
 			return cl.RemoveCredential(ctx, a[0], a[1])
 		}))
@@ -233,10 +247,22 @@ func (s *session) apiKeysCommand() *cobra.Command {
 			row(w, k.KeyID, k.Key, k.ConsistencyToken)
 		})
 	})
-	return s.noun("api-keys", "apps", "an app's API keys: add, remove", add,
+	return s.noun("api-keys", "apps", "an app's API keys: add, set-status, remove", add,
+		enableVerb(s, "set-status APP KEY_ID enabled|disabled", "enable or disable an API key", (*client.Client).SetAPIKeyStatus),
 		s.write("remove APP KEY_ID", "remove an API key", func(ctx context.Context, cl *client.Client, a []string) (client.WriteResult, error) {
 			return cl.RemoveAPIKey(ctx, a[0], a[1])
 		}))
+}
+
+// enableVerb makes a verb that enables or disables an app's credential or
+// key.
+func enableVerb(s *session, use, short string, set func(*client.Client, context.Context, string, string, bool) (client.WriteResult, error)) *cobra.Command {
+	return s.write(use, short, func(ctx context.Context, cl *client.Client, a []string) (client.WriteResult, error) {
+		if a[2] != "enabled" && a[2] != "disabled" {
+			return client.WriteResult{}, fmt.Errorf("%w: status must be enabled or disabled, not %q", errUsage, a[2])
+		}
+		return set(cl, ctx, a[0], a[1], a[2] == "enabled")
+	})
 }
 
 func (s *session) printGroups(gs []client.GroupInfo) error {
