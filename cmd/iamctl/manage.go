@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -139,10 +140,20 @@ func (s *session) statusVerb(kind string, set func(*client.Client, context.Conte
 }
 
 func (s *session) usersCommand() *cobra.Command {
-	var email, name, password string
+	var email, name string
+	var passwordStdin bool
 	create := s.verb("create", "create a user", func(ctx context.Context, cl *client.Client, _ []string) error {
 		if email == "" || name == "" {
 			return fmt.Errorf("%w: users create needs --email and --name", errUsage)
+		}
+		var password string
+		if passwordStdin {
+			// Read from stdin, not a flag: a flag stays in the shell's history.
+			line, err := bufio.NewReader(s.m.Stdin).ReadString('\n')
+			if err != nil && line == "" {
+				return fmt.Errorf("%w: --password-stdin: no password on stdin", errUsage)
+			}
+			password = strings.TrimRight(line, "\r\n")
 		}
 		u, err := cl.CreateUser(ctx, email, name, password)
 		if err != nil {
@@ -155,7 +166,7 @@ func (s *session) usersCommand() *cobra.Command {
 	})
 	create.Flags().StringVar(&email, "email", "", "the user's email (required)")
 	create.Flags().StringVar(&name, "name", "", "the user's name (required)")
-	create.Flags().StringVar(&password, "password", "", "an initial password (default: none; the user is invited)")
+	create.Flags().BoolVar(&passwordStdin, "password-stdin", false, "read an initial password from stdin's first line (default: none; the user is invited)")
 	var newName, newEmail string
 	update := s.write("update ID", "change a user's --name or --email", func(ctx context.Context, cl *client.Client, a []string) (client.WriteResult, error) {
 		if newName == "" && newEmail == "" {

@@ -243,3 +243,28 @@ func TestCompletion_IDs(t *testing.T) {
 		}
 	}
 }
+
+// TestUsersCreate_PasswordStdin creates a user whose password comes on
+// stdin (never a flag, which the shell's history keeps); an empty stdin is
+// a usage error.
+func TestUsersCreate_PasswordStdin(t *testing.T) {
+	m := daemontest.Start(t, "")
+	main, out := testMain(nil)
+	main.Stdin = strings.NewReader("correct horse battery staple\n")
+	err := main.Run(context.Background(), []string{"users", "create", "--email", "ann@example.com", "--name", "Ann", "--password-stdin",
+		"-o", "json", "--url", daemontest.URL(m), "--client-id", m.Bootstrap.ClientID, "--client-secret", m.Bootstrap.ClientSecret})
+	if err != nil {
+		t.Fatalf("users create: %v\n%s", err, out)
+	}
+	var u client.User
+	if err := json.Unmarshal(out.Bytes(), &u); err != nil || u.ID == "" {
+		t.Fatalf("got %s (%v), want the user", out, err)
+	}
+	main, _ = testMain(nil)
+	main.Stdin = strings.NewReader("")
+	err = main.Run(context.Background(), []string{"users", "create", "--email", "bob@example.com", "--name", "Bob", "--password-stdin",
+		"--url", daemontest.URL(m), "--token", "x"})
+	if !errors.Is(err, errUsage) {
+		t.Fatalf("--password-stdin with nothing on stdin: got %v, want a usage error", err)
+	}
+}
