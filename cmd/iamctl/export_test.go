@@ -241,4 +241,16 @@ func TestExportImport(t *testing.T) {
 	if got := headToken(t, dst); got != head {
 		t.Fatalf("second import moved the log's head from %s to %s, want it unchanged", head, got)
 	}
+
+	// A policy the document words otherwise is left as it is, and said so.
+	main, out = testMain(nil)
+	var stderr bytes.Buffer
+	main.Stderr = &stderr
+	main.Stdin = bytes.NewReader(bytes.Replace(doc, []byte("catalog-secret"), []byte("catalog-other"), 1))
+	if err := main.Run(context.Background(), append([]string{"import", "-o", "json"}, creds...)); err != nil {
+		t.Fatalf("import of another wording: %v\n%s", err, out)
+	}
+	if !strings.Contains(stderr.String(), "policy:no secret exists with other statements") || headToken(t, dst) != head {
+		t.Fatalf("import of another wording: got stderr %q and head %s, want a warning naming policy:no secret and head %s", stderr.String(), headToken(t, dst), head)
+	}
 }
