@@ -36,8 +36,8 @@ type ChangeCommit struct {
 // Checkpoint saying where its head is (a feed behind the head is lagging;
 // one at the head is idle).
 type FeedEvent struct {
-	Change     *Change     `json:",omitempty"`
-	Checkpoint *Checkpoint `json:",omitempty"`
+	Change     *Change     `json:"change,omitempty"`
+	Checkpoint *Checkpoint `json:"checkpoint,omitempty"`
 }
 
 // Checkpoint is the feed's periodic note of its position and the head's.
