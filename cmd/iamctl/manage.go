@@ -361,8 +361,12 @@ func (f *statementFlags) statements(s *session) ([]client.Statement, error) {
 			return nil, fmt.Errorf("%w: --file: %v", errUsage, err)
 		}
 	}
-	for effect, specs := range map[string][]string{"allow": f.allow, "deny": f.deny} {
-		for _, spec := range specs {
+	for _, e := range []struct {
+		effect string
+		specs  []string
+	}{{"allow", f.allow}, {"deny", f.deny}} {
+		effect := e.effect
+		for _, spec := range e.specs {
 			actions, resources, ok := strings.Cut(spec, "=")
 			if !ok || actions == "" || resources == "" {
 				return nil, fmt.Errorf("%w: --%s %q: want ACTIONS=RESOURCES", errUsage, effect, spec)
