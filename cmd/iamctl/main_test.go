@@ -145,6 +145,8 @@ func TestRun_Usage(t *testing.T) {
 		{"lag", "--url", "http://127.0.0.1:1"}, // no credentials
 		{"lag", "--interval", "1ms", "--token", "x"},
 		{"check", "--token", "x"},
+		{"users", "frob"},
+		{"groups", "add-member", "g-1"}, // one argument short
 	} {
 		m, _ := testMain(nil)
 		if err := m.Run(context.Background(), args); !errors.Is(err, errUsage) {

@@ -42,7 +42,9 @@ func (s *session) verb(use, short string, fn func(ctx context.Context, cl *clien
 // takes one is an id of kind ("" for none): the shell completes it from
 // the realm's list.
 func (s *session) noun(use, kind, short string, verbs ...*cobra.Command) *cobra.Command {
-	c := &cobra.Command{Use: use, Short: short, Args: cobra.NoArgs}
+	// Runnable, so that an unknown verb is refused (NoArgs) rather than
+	// answered with the help.
+	c := &cobra.Command{Use: use, Short: short, Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() }}
 	for _, v := range verbs {
 		if kind != "" && v.ValidArgsFunction == nil && len(strings.Fields(v.Use)) > 1 {
 			v.ValidArgsFunction = s.completeIDs(kind)
