@@ -166,7 +166,9 @@ func subjectKind(field, typ string) (iam.IdentityKind, error) {
 
 // checkOf maps one evaluation, its omitted keys taken from defaults, to a
 // check; prefix ("" or "evaluations[i].") names its fields in errors. The
-// consistency is the request's, never an item's.
+// consistency is the request's, never an item's. Errors in the subject
+// are returned, as no caller can be authorized without it; the others are
+// left in the check, judged once the caller is authorized.
 func checkOf(e, defaults azEvaluation, prefix string) (checkInput, error) {
 	if e.Subject == nil {
 		e.Subject = defaults.Subject
@@ -179,27 +181,31 @@ func checkOf(e, defaults azEvaluation, prefix string) (checkInput, error) {
 	}
 	if e.Context == nil {
 		e.Context = defaults.Context
-	} else if prefix != "" && e.Context.Consistency != nil {
-		return checkInput{}, iam.FieldErrorf(prefix+"context.consistency", "a batch is answered at one position: give consistency in the top-level context")
 	}
 	switch {
 	case e.Subject == nil:
 		return checkInput{}, iam.FieldErrorf(prefix+"subject", "is required (here or as the top-level default)")
-	case e.Action == nil:
-		return checkInput{}, iam.FieldErrorf(prefix+"action", "is required (here or as the top-level default)")
-	case e.Resource == nil:
-		return checkInput{}, iam.FieldErrorf(prefix+"resource", "is required (here or as the top-level default)")
 	case e.Subject.ID == "":
 		return checkInput{}, iam.FieldErrorf(prefix+"subject.id", "is required: the identity's id")
-	case e.Resource.Type == "":
-		return checkInput{}, iam.FieldErrorf(prefix+"resource.type", "is required")
 	}
 	kind, err := subjectKind(prefix+"subject.type", e.Subject.Type)
 	if err != nil {
 		return checkInput{}, err
 	}
-	in := checkInput{Subject: e.Subject.ID, Kind: kind, Action: e.Action.Name, Resource: e.Resource.ID,
+	in := checkInput{Subject: e.Subject.ID, Kind: kind,
 		fields: checkFields{Subject: prefix + "subject.id", Action: prefix + "action.name", Resource: prefix + "resource.id", Scope: prefix + "context.scope"}}
+	switch {
+	case e.Action == nil:
+		in.invalid = iam.FieldErrorf(prefix+"action", "is required (here or as the top-level default)")
+	case e.Resource == nil:
+		in.invalid = iam.FieldErrorf(prefix+"resource", "is required (here or as the top-level default)")
+	case e.Resource.Type == "":
+		in.invalid = iam.FieldErrorf(prefix+"resource.type", "is required")
+	case prefix != "" && e.Context != defaults.Context && e.Context.Consistency != nil:
+		in.invalid = iam.FieldErrorf(prefix+"context.consistency", "a batch is answered at one position: give consistency in the top-level context")
+	default:
+		in.Action, in.Resource = e.Action.Name, e.Resource.ID
+	}
 	if e.Context != nil {
 		in.Scope = e.Context.Scope
 	}

@@ -75,6 +75,9 @@ type checkInput struct {
 	Resource string
 	Scope    string
 	fields   checkFields
+	// invalid, if set, is what is wrong with the input besides its
+	// subject, returned once the caller is authorized.
+	invalid error
 }
 
 // pendingCheck is a checkInput judged as far as it can be before the read
@@ -196,6 +199,9 @@ func (s *Server) planChecks(r *http.Request, rep Replica, ins []checkInput, cons
 	}
 	for i, in := range ins {
 		pc := &plan.pending[i]
+		if in.invalid != nil {
+			return nil, in.invalid
+		}
 		if in.fields.Action != "" && (in.Action == "" || len(in.Action) > iam.MaxActionLength) {
 			return nil, iam.FieldErrorf(in.fields.Action, "must be an action name of 1 to %d characters", iam.MaxActionLength)
 		}
@@ -259,7 +265,7 @@ func (pc pendingCheck) decide(st *iam.State, action string) iam.Decision {
 	}
 	if pc.kind != "" {
 		if id := st.Identity(pc.q.Realm, pc.q.Subject); id != nil && id.Kind != pc.kind {
-			return iam.Decision{Reason: "subject " + pc.q.Subject + " is not a " + string(pc.kind)}
+			return iam.Decision{Reason: "subject " + pc.q.Subject + " is of type " + string(id.Kind) + ", not " + string(pc.kind)}
 		}
 	}
 	q := pc.q
