@@ -269,7 +269,9 @@ func TestAuthZEN_Errors(t *testing.T) {
 		{"scope of another realm", ev, with("context", map[string]any{"scope": "hrn:here:authorization::otherrealm:project/" + f.project}), "context.scope"},
 		{"item without a default", evs, map[string]any{"evaluations": []any{map[string]any{"action": map[string]any{"name": "read"}}}}, "evaluations[0].subject"},
 		{"bad item resource", evs, item(func(e map[string]any) { e["resource"] = map[string]any{"type": "book", "id": "hrn:bad"} }), "evaluations[1].resource.id"},
-		{"item consistency", evs, item(func(e map[string]any) { e["context"] = map[string]any{"consistency": map[string]any{"mode": "fully_consistent"}} }), "evaluations[1].context.consistency"},
+		{"item consistency", evs, item(func(e map[string]any) {
+			e["context"] = map[string]any{"consistency": map[string]any{"mode": "fully_consistent"}}
+		}), "evaluations[1].context.consistency"},
 		{"unknown semantic", evs, map[string]any{"evaluations": []any{ok()}, "options": map[string]any{"evaluations_semantic": "deny_all"}}, "options.evaluations_semantic"},
 		{"too many items", evs, map[string]any{"evaluations": many}, "evaluations"},
 		{"search without subject type", "/access/v1/search/subject", with("subject", map[string]any{}), "subject.type"},
