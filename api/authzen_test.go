@@ -1,6 +1,9 @@
 package api_test
 
 import (
+	"encoding/json"
+	"io"
+	"math/rand/v2"
 	"net/http"
 	"slices"
 	"strconv"
@@ -505,5 +508,64 @@ func TestAuthZEN_Configuration(t *testing.T) {
 	}
 	if _, ok := r.Body["search_resource_endpoint"]; ok {
 		t.Errorf("got %s, want no resource search (not served)", r.Raw)
+	}
+}
+
+// TestAuthZEN_RandomInput sends seeded random mutations of AuthZEN
+// requests (the random-input test's generator): never a 5xx other than
+// 503, every error a problem document, every 200 a decision or a page.
+func TestAuthZEN_RandomInput(t *testing.T) {
+	f := newFixture(t)
+	n := 600
+	if testing.Short() {
+		n = 150
+	}
+	one := func(f *fixture) map[string]any {
+		return map[string]any{"subject": azSubject("user", f.user), "action": azAction("read"), "resource": azResource(f.hrn("catalog/x")),
+			"context": azContext(map[string]any{"mode": "at_least_as_fresh", "token": f.last, "waitMs": 100})}
+	}
+	routes := []fuzzRoute{
+		{"GET", "/.well-known/authzen-configuration", func(*fixture) any { return nil }},
+		{"POST", "/access/v1/evaluation", func(f *fixture) any { return one(f) }},
+		{"POST", "/access/v1/evaluations", func(f *fixture) any {
+			b := one(f)
+			b["evaluations"] = []any{one(f), map[string]any{"resource": azResource(f.hrn("orders/1"))}, map[string]any{"action": azAction("write")}}
+			b["options"] = map[string]any{"evaluations_semantic": "deny_on_first_deny"}
+			return b
+		}},
+		{"POST", "/access/v1/search/subject", func(f *fixture) any {
+			b := one(f)
+			b["page"] = map[string]any{"limit": 2}
+			return b
+		}},
+		{"POST", "/access/v1/search/action", func(f *fixture) any { return one(f) }},
+	}
+	rng := rand.New(rand.NewPCG(20261203, 12))
+	statuses := map[int]int{}
+	for i := range n {
+		req := f.randomRequest(rng, routes, []string{"GET", "POST", "PUT", "DELETE"}, []string{f.user, f.app})
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("request %d %s %s: %v", i, req.Method, req.URL, err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		statuses[resp.StatusCode]++
+		ct := resp.Header.Get("Content-Type")
+		switch {
+		case resp.StatusCode >= 500 && resp.StatusCode != http.StatusServiceUnavailable:
+			t.Errorf("request %d %s %s: got %d %s", i, req.Method, req.URL, resp.StatusCode, raw)
+		case resp.StatusCode >= 400 && !strings.HasPrefix(ct, "application/problem+json"):
+			t.Errorf("request %d %s %s: got %d with Content-Type %q, want a problem document", i, req.Method, req.URL, resp.StatusCode, ct)
+		case resp.StatusCode == http.StatusOK && req.Method == "POST":
+			var body map[string]any
+			if json.Unmarshal(raw, &body) != nil || (body["decision"] == nil && body["evaluations"] == nil && body["results"] == nil) {
+				t.Errorf("request %d %s %s: got 200 %s, want a decision or a page", i, req.Method, req.URL, raw)
+			}
+		}
+	}
+	t.Logf("statuses of %d random AuthZEN requests: %v", n, statuses)
+	if statuses[http.StatusOK] == 0 || statuses[http.StatusBadRequest] == 0 {
+		t.Errorf("got statuses %v, want some answered and some refused (the mutations reach the decoder)", statuses)
 	}
 }
