@@ -9,7 +9,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/iam-project/iam/api/auth"
 	"github.com/iam-project/iam/cmd/iamd/daemon/daemontest"
 )
 
@@ -367,6 +369,27 @@ func TestAuthZEN_Attacks(t *testing.T) {
 		r := f.noRights.Must(http.StatusOK, "POST", "/access/v1/evaluation", fresh(eval("app", f.app, f.hrn("catalog/x"))))
 		if r.Body["decision"] != false {
 			t.Fatalf("got %s, want denied", r.Raw)
+		}
+	})
+	t.Run("expired token", func(t *testing.T) {
+		ks, err := auth.LoadSigningKeys(f.m.Config.DataDir, time.Now(), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Signed with the server's own key: only its exp is wrong, as the
+		// same token an hour later shows.
+		sign := func(exp time.Time) string {
+			tok, err := ks.Sign(auth.Claims{Issuer: daemontest.URL(f.m), Subject: f.app, Audience: "iam", Realm: f.realm, ID: "t-expired",
+				IssuedAt: exp.Add(-time.Hour), ExpiresAt: exp, Kind: auth.KindApp})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return tok
+		}
+		f.noRights.With(sign(time.Now().Add(time.Hour))).Must(http.StatusOK, "POST", "/access/v1/evaluation", fresh(eval("app", f.app, f.hrn("catalog/x"))))
+		expired := sign(time.Now().Add(-time.Hour))
+		for _, path := range []string{"/access/v1/evaluation", "/access/v1/evaluations", "/access/v1/search/subject", "/access/v1/search/action"} {
+			wantProblem(t, f.noRights.With(expired).Do("POST", path, eval("app", f.app, f.hrn("catalog/x"))), http.StatusUnauthorized, "unauthenticated", "")
 		}
 	})
 	t.Run("revoked token", func(t *testing.T) {
