@@ -182,9 +182,13 @@ func checkOf(e, defaults azEvaluation, prefix string) (checkInput, error) {
 	if e.Context == nil {
 		e.Context = defaults.Context
 	}
+	required := "is required"
+	if prefix != "" {
+		required += " (here or as the top-level default)"
+	}
 	switch {
 	case e.Subject == nil:
-		return checkInput{}, iam.FieldErrorf(prefix+"subject", "is required (here or as the top-level default)")
+		return checkInput{}, iam.FieldErrorf(prefix+"subject", "%s", required)
 	case e.Subject.ID == "":
 		return checkInput{}, iam.FieldErrorf(prefix+"subject.id", "is required: the identity's id")
 	}
@@ -196,9 +200,9 @@ func checkOf(e, defaults azEvaluation, prefix string) (checkInput, error) {
 		fields: checkFields{Subject: prefix + "subject.id", Action: prefix + "action.name", Resource: prefix + "resource.id", Scope: prefix + "context.scope"}}
 	switch {
 	case e.Action == nil:
-		in.invalid = iam.FieldErrorf(prefix+"action", "is required (here or as the top-level default)")
+		in.invalid = iam.FieldErrorf(prefix+"action", "%s", required)
 	case e.Resource == nil:
-		in.invalid = iam.FieldErrorf(prefix+"resource", "is required (here or as the top-level default)")
+		in.invalid = iam.FieldErrorf(prefix+"resource", "%s", required)
 	case e.Resource.Type == "":
 		in.invalid = iam.FieldErrorf(prefix+"resource.type", "is required")
 	case prefix != "" && e.Context != defaults.Context && e.Context.Consistency != nil:

@@ -119,7 +119,7 @@ func TestAuthZEN_AnswersAsCheck(t *testing.T) {
 				ctx, _ := ev.Body["context"].(map[string]any)
 				if tc.kind == "app" && tc.subject == f.user {
 					// /v1/check knows no types: the user may read, but not as an app.
-					if got || !strings.Contains(ctx["reason"].(string), "of type user, not app") {
+					if reason, _ := ctx["reason"].(string); got || !strings.Contains(reason, "of type user, not app") {
 						t.Errorf("%s: got %s, want denied for its type", tc.name, ev.Raw)
 					}
 					continue
