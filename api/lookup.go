@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
-	"time"
 
 	iam "github.com/iam-project/iam"
 	"github.com/iam-project/iam/replica"
@@ -49,9 +48,10 @@ type pageToken struct {
 	Lookup string `json:"l"`
 }
 
-// lookupDigest names one lookup of one realm, for its page tokens.
-func lookupDigest(realm, action, resource, scope string) string {
-	b, _ := json.Marshal([]string{realm, action, resource, scope}) // strings always marshal
+// lookupDigest names one lookup of one realm (its realm, action,
+// resource, scope and any more parts), for its page tokens.
+func lookupDigest(parts ...string) string {
+	b, _ := json.Marshal(parts) // strings always marshal
 	sum := sha256.Sum256(b)
 	return base64.RawURLEncoding.EncodeToString(sum[:12])
 }
@@ -61,24 +61,20 @@ func (t pageToken) String() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-func parsePageToken(s, digest string) (pageToken, error) {
+func parsePageToken(field, s, digest string) (pageToken, error) {
 	var t pageToken
 	b, err := base64.RawURLEncoding.DecodeString(s)
 	if err != nil || json.Unmarshal(b, &t) != nil || t.After == "" {
-		return t, iam.FieldErrorf("pageToken", "is not a page token of this API")
+		return t, iam.FieldErrorf(field, "is not a page token of this API")
 	}
 	if t.Lookup != digest {
-		return t, iam.FieldErrorf("pageToken", "belongs to another lookup: send the same action, resource and scope as for the first page")
+		return t, iam.FieldErrorf(field, "belongs to another lookup: send the same request as for the first page, but for its page token")
 	}
 	return t, nil
 }
 
-// lookupSubjects answers POST /v1/lookup/subjects: who in the caller's
-// realm may do an action on a resource, each with its check's reason. It
-// tells about every identity's access, so it needs what checking another
-// subject needs (checkAccess), on the realm.
+// lookupSubjects answers POST /v1/lookup/subjects.
 func (s *Server) lookupSubjects(w http.ResponseWriter, r *http.Request) error {
-	p := principal(r)
 	var in lookupRequest
 	if err := decodeJSON(w, r, &in); err != nil {
 		return err
@@ -87,6 +83,55 @@ func (s *Server) lookupSubjects(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	page, err := s.lookup(r, rep, lookupQuery{Action: in.Action, Resource: in.Resource, Scope: in.Scope,
+		Consistency: in.Consistency, PageSize: in.PageSize, PageToken: in.PageToken, fields: v1LookupFields})
+	if err != nil {
+		return err
+	}
+	out := lookupResponse{Subjects: page.subjects, NextPageToken: page.next, Region: rep.Region(), ConsistencyToken: FormatToken(page.seq)}
+	if out.Subjects == nil {
+		out.Subjects = []iam.Subject{} // a list, even when empty
+	}
+	w.Header().Set("Consistency-Token", out.ConsistencyToken)
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// lookupFields names a lookup's fields in its errors, as the request
+// shape spells them.
+type lookupFields struct {
+	Action, Resource, Scope, Consistency, PageSize, PageToken string
+}
+
+var v1LookupFields = lookupFields{Action: "action", Resource: "resource", Scope: "scope", Consistency: "consistency", PageSize: "pageSize", PageToken: "pageToken"}
+
+// lookupQuery is one page of a who-can lookup as a client asks it.
+type lookupQuery struct {
+	Action, Resource, Scope string
+	// Kind, when set, keeps only subjects of that kind.
+	Kind        iam.IdentityKind
+	Consistency *consistencyBody
+	PageSize    *int
+	PageToken   string
+	// Same lists what else must not change between pages (AuthZEN: the
+	// page limit).
+	Same   []string
+	fields lookupFields
+}
+
+type lookupPage struct {
+	subjects []iam.Subject
+	next     string // the next page's token; "" after the last page
+	seq      uint64 // the position the page was read at
+}
+
+// lookup is the one who-can path of /v1/lookup/subjects and AuthZEN's
+// subject search: who in the caller's realm may do an action on a
+// resource, each with its check's reason, one page read at one position.
+// It tells about every identity's access, so it needs what checking
+// another subject needs (checkAccess), on the realm.
+func (s *Server) lookup(r *http.Request, rep Replica, in lookupQuery) (lookupPage, error) {
+	p := principal(r)
 	// Judged first as the replica is, so a caller without the right learns
 	// nothing from how its input is judged, and again on the state the
 	// answer comes from.
@@ -94,37 +139,38 @@ func (s *Server) lookupSubjects(w http.ResponseWriter, r *http.Request) error {
 		return iam.AuthorizeAction(st, p.Realm, p.ID, iam.ActionCheckAccess, iam.RealmHRN(p.Realm))
 	}
 	if _, err := rep.Read(r.Context(), replica.Consistency{Mode: iam.MinimizeLatency}, authorize); err != nil {
-		return err
+		return lookupPage{}, err
 	}
 	if in.Action == "" || len(in.Action) > iam.MaxActionLength {
-		return iam.FieldErrorf("action", "must be an action name of 1 to %d characters", iam.MaxActionLength)
+		return lookupPage{}, iam.FieldErrorf(in.fields.Action, "must be an action name of 1 to %d characters", iam.MaxActionLength)
 	}
-	if _, err := iam.ParseHRN("resource", in.Resource); err != nil {
-		return err
+	if _, err := iam.ParseHRN(in.fields.Resource, in.Resource); err != nil {
+		return lookupPage{}, err
 	}
 	var scope string
 	if in.Scope != "" {
-		if scope, err = iam.ProjectIDFromHRN("scope", p.Realm, in.Scope); err != nil {
-			return err
+		var err error
+		if scope, err = iam.ProjectIDFromHRN(in.fields.Scope, p.Realm, in.Scope); err != nil {
+			return lookupPage{}, err
 		}
 	}
 	size := defaultLookupPageSize
 	if in.PageSize != nil {
 		if *in.PageSize < 1 || *in.PageSize > maxLookupPageSize {
-			return iam.FieldErrorf("pageSize", "must be from 1 to %d", maxLookupPageSize)
+			return lookupPage{}, iam.FieldErrorf(in.fields.PageSize, "must be from 1 to %d", maxLookupPageSize)
 		}
 		size = *in.PageSize
 	}
-	c, err := parseConsistency(in.Consistency)
+	c, err := parseConsistency(in.fields.Consistency, in.Consistency, false)
 	if err != nil {
-		return err
+		return lookupPage{}, err
 	}
-	digest := lookupDigest(p.Realm, in.Action, in.Resource, scope)
+	digest := lookupDigest(append([]string{p.Realm, in.Action, in.Resource, scope, string(in.Kind)}, in.Same...)...)
 	var after string
 	if in.PageToken != "" {
-		t, err := parsePageToken(in.PageToken, digest)
+		t, err := parsePageToken(in.fields.PageToken, in.PageToken, digest)
 		if err != nil {
-			return err
+			return lookupPage{}, err
 		}
 		after = t.After
 		// A later page is read at least as fresh as the page before it:
@@ -139,64 +185,43 @@ func (s *Server) lookupSubjects(w http.ResponseWriter, r *http.Request) error {
 			c.Token = max(c.Token, t.Seq)
 		}
 	}
-	var subjects []iam.Subject
+	var out lookupPage
 	var more bool
-	seq, err := rep.Read(r.Context(), c, func(st *iam.State) error {
+	out.seq, err = rep.Read(r.Context(), c, func(st *iam.State) error {
 		if err := authorize(st); err != nil {
 			return err
 		}
-		subjects, more = st.LookupSubjects(p.Realm, in.Action, in.Resource, scope, after, size)
+		out.subjects, more = lookupKind(st, p.Realm, in.Action, in.Resource, scope, after, size, in.Kind)
 		return nil
 	})
 	if err != nil {
-		return err
-	}
-	out := lookupResponse{Subjects: subjects, Region: rep.Region(), ConsistencyToken: FormatToken(seq)}
-	if out.Subjects == nil {
-		out.Subjects = []iam.Subject{} // a list, even when empty
+		return lookupPage{}, err
 	}
 	if more {
-		out.NextPageToken = pageToken{Seq: seq, After: subjects[len(subjects)-1].ID, Lookup: digest}.String()
+		out.next = pageToken{Seq: out.seq, After: out.subjects[len(out.subjects)-1].ID, Lookup: digest}.String()
 	}
-	w.Header().Set("Consistency-Token", out.ConsistencyToken)
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return out, nil
 }
 
-// parseConsistency reads a body's consistency object as /v1/check does;
-// absent, it is minimize_latency. Errors name the field.
-func parseConsistency(in *consistencyBody) (replica.Consistency, error) {
-	c := replica.Consistency{Mode: iam.MinimizeLatency}
-	if in == nil {
-		return c, nil
+// lookupKind is State.LookupSubjects keeping only subjects of kind ("":
+// any), each page filled as far as the lookup goes.
+func lookupKind(st *iam.State, realm, action, resource, scope, after string, size int, kind iam.IdentityKind) ([]iam.Subject, bool) {
+	if kind == "" {
+		return st.LookupSubjects(realm, action, resource, scope, after, size)
 	}
-	c.Mode = in.Mode
-	switch c.Mode {
-	case iam.MinimizeLatency, iam.FullyConsistent:
-	case iam.AtLeastAsFresh:
-		if in.Token == "" {
-			return c, iam.FieldErrorf("consistency.token", "is required for at_least_as_fresh")
+	var out []iam.Subject
+	for {
+		batch, more := st.LookupSubjects(realm, action, resource, scope, after, size-len(out))
+		for _, sub := range batch {
+			if sub.Kind == kind {
+				out = append(out, sub)
+			}
 		}
-	default:
-		return c, iam.FieldErrorf("consistency.mode", "%q is not one of minimize_latency, at_least_as_fresh, fully_consistent", c.Mode)
+		if !more || len(out) == size {
+			return out, more
+		}
+		after = batch[len(batch)-1].ID
 	}
-	if in.Token != "" {
-		seq, err := ParseToken("consistency.token", in.Token)
-		if err != nil {
-			return c, err
-		}
-		c.Token = seq
-	}
-	if ms := in.WaitMs; ms != nil {
-		if *ms < 0 || *ms > maxWaitMs {
-			return c, iam.FieldErrorf("consistency.waitMs", "must be from 0 to %d", maxWaitMs)
-		}
-		c.Wait = time.Duration(*ms) * time.Millisecond
-		if *ms == 0 {
-			c.Wait = time.Nanosecond // answer now or say the replica is behind
-		}
-	}
-	return c, nil
 }
 
 func (s *Server) lookupRoutes(h handle) {

@@ -88,6 +88,7 @@ func (s *Server) routes() {
 	s.shareRoutes(h)         // shares.go
 	s.projectPolicyRoutes(h) // projectpolicies.go
 	s.lookupRoutes(h)        // lookup.go
+	s.authzenRoutes(m)       // authzen.go
 	s.uiRoutes(m, h)
 	s.joinRoutes(m, h) // digest.go
 	// Anything else is a problem-details 404, and a wrong method a 405.

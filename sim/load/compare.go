@@ -89,26 +89,19 @@ func Compare(ctx context.Context, cfg Config, out io.Writer) (Report, error) {
 	if err := cfg.Validate(); err != nil {
 		return Report{}, err
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	dir := cfg.Dir
-	if dir == "" {
-		tmp, err := os.MkdirTemp("", "iamload-")
+	if cfg.TLS {
+		dir, cleanup, err := dataDir(&cfg)
 		if err != nil {
 			return Report{}, err
 		}
-		defer os.RemoveAll(tmp)
-		dir = tmp
-	}
-	if cfg.TLS {
+		defer cleanup()
 		return compareTLS(ctx, cfg, dir, out)
 	}
-	stack, err := StartStack(ctx, StackConfig{Dir: dir, SyncAlways: cfg.Fsync, Logger: cfg.Logger})
+	stack, cleanup, err := startForCompare(ctx, &cfg)
 	if err != nil {
 		return Report{}, err
 	}
-	defer stack.Close()
+	defer cleanup()
 	target, err := setup(stack, cfg)
 	if err != nil {
 		return Report{}, fmt.Errorf("load: set up iam: %w", err)
@@ -123,6 +116,38 @@ func Compare(ctx context.Context, cfg Config, out io.Writer) (Report, error) {
 	bareTarget := target
 	bareTarget.Name, bareTarget.URL = "bare", "http://"+ln.Addr().String()+"/v1/check"
 	return abba(ctx, cfg, bareTarget, target, out)
+}
+
+// dataDir defaults cfg's logger and gives iam's data directory: cfg.Dir,
+// or a temporary one that cleanup removes.
+func dataDir(cfg *Config) (dir string, cleanup func(), err error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.Dir != "" {
+		return cfg.Dir, func() {}, nil
+	}
+	tmp, err := os.MkdirTemp("", "iamload-")
+	if err != nil {
+		return "", nil, err
+	}
+	return tmp, func() { os.RemoveAll(tmp) }, nil
+}
+
+// startForCompare starts the one iam stack a comparison drives; cleanup
+// closes it and removes a temporary data directory.
+func startForCompare(ctx context.Context, cfg *Config) (*Stack, func(), error) {
+	dir, removeDir, err := dataDir(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	stack, err := StartStack(ctx, StackConfig{Dir: dir, SyncAlways: cfg.Fsync, Logger: cfg.Logger})
+	cleanup := func() { stack.Close(); removeDir() }
+	if err != nil {
+		cleanup() // a stack is closed also after an error
+		return nil, nil, err
+	}
+	return stack, cleanup, nil
 }
 
 // compareTLS sets up two stacks alike, one serving plaintext HTTP and one

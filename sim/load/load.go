@@ -22,6 +22,8 @@ type Target struct {
 	Bodies [][]byte
 	// TLS is the client's configuration for an https URL.
 	TLS *tls.Config
+	// Checks is the checks each request asks (a boxcar's items); 0 is 1.
+	Checks int
 }
 
 // Options shape a run.
@@ -53,6 +55,7 @@ func (o *Options) defaults() {
 type Result struct {
 	Name     string
 	Requests int // answered 200 within the measured window
+	Checks   int // checks per request (Target.Checks)
 	Failures int // transport errors and non-200 answers
 	Elapsed  time.Duration
 	P50, P99 time.Duration
@@ -65,7 +68,7 @@ type Result struct {
 // Merge adds the figures of another run of the same target.
 func (r Result) Merge(o Result) Result {
 	if r.Name == "" {
-		r.Name = o.Name
+		r.Name, r.Checks = o.Name, o.Checks
 	}
 	r.Requests += o.Requests
 	r.Failures += o.Failures
@@ -79,16 +82,17 @@ func (r Result) Merge(o Result) Result {
 	return r
 }
 
-// Rate is the answered requests per second.
+// Rate is the checks answered per second: requests times the checks
+// each asks.
 func (r Result) Rate() float64 {
 	if r.Elapsed <= 0 {
 		return 0
 	}
-	return float64(r.Requests) / r.Elapsed.Seconds()
+	return float64(r.Requests*max(r.Checks, 1)) / r.Elapsed.Seconds()
 }
 
 func (r Result) String() string {
-	return fmt.Sprintf("%-5s %9.0f checks/s  p50 %8s  p99 %8s  (%d ok, %d failed, %s)",
+	return fmt.Sprintf("%-11s %9.0f checks/s  p50 %8s  p99 %8s  (%d ok, %d failed, %s)",
 		r.Name, r.Rate(), r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Requests, r.Failures, r.Elapsed.Round(time.Millisecond))
 }
 
@@ -161,7 +165,7 @@ func Run(ctx context.Context, t Target, o Options) (Result, error) {
 	}
 	wg.Wait()
 	elapsed := min(time.Since(start), o.Duration)
-	res := Result{Name: t.Name, Elapsed: elapsed}
+	res := Result{Name: t.Name, Checks: max(t.Checks, 1), Elapsed: elapsed}
 	var all []time.Duration
 	for _, w := range workers {
 		all = append(all, w.lat...)

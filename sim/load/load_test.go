@@ -52,3 +52,18 @@ func TestConfig_Validate(t *testing.T) {
 		}
 	}
 }
+
+// TestResult_RateCountsChecks: a boxcar's rate is in checks, not requests,
+// and merging keeps it so.
+func TestResult_RateCountsChecks(t *testing.T) {
+	boxcar := load.Result{Name: "evaluations", Requests: 10, Checks: 100, Elapsed: time.Second}
+	if got := boxcar.Rate(); got != 1000 {
+		t.Fatalf("got %v checks/s, want 1000", got)
+	}
+	if got := (load.Result{}).Merge(boxcar).Merge(boxcar).Rate(); got != 1000 {
+		t.Fatalf("merged: got %v checks/s, want 1000", got)
+	}
+	if got := (load.Result{Requests: 10, Elapsed: time.Second}).Rate(); got != 10 {
+		t.Fatalf("single checks: got %v checks/s, want 10", got)
+	}
+}
