@@ -35,6 +35,7 @@ type checkResponse struct {
 const maxWaitMs = 30_000
 
 func (s *Server) check(w http.ResponseWriter, r *http.Request) error {
+	start := time.Now()
 	p := principal(r)
 	var in checkRequest
 	if err := decodeJSON(w, r, &in); err != nil {
@@ -175,6 +176,7 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) error {
 	if s.metrics != nil {
 		s.metrics.checks.WithLabelValues(rep.Region(), allowedLabel(d.Allowed)).Inc()
 	}
+	s.metrics.observeCheck(rep.Region(), c.Mode, start)
 	tok := FormatToken(seq)
 	w.Header().Set("Consistency-Token", tok)
 	writeJSON(w, http.StatusOK, checkResponse{Allowed: d.Allowed, Reason: d.Reason, Region: rep.Region(), ConsistencyToken: tok})
