@@ -1,9 +1,15 @@
 package api
 
 import (
+	"context"
+	"net/http"
+	"time"
+
+	iam "github.com/iam-project/iam"
 	"github.com/iam-project/iam/replica/lag"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Metrics are the Prometheus metrics of one process. Every series exists (at
@@ -19,6 +25,10 @@ type Metrics struct {
 	propagation   *prometheus.HistogramVec
 	retries       *prometheus.CounterVec
 	checks        *prometheus.CounterVec
+	checkLatency  *prometheus.HistogramVec
+	maxLag        prometheus.Gauge
+	responses     *prometheus.CounterVec
+	writeFailures *prometheus.CounterVec
 	replicaBehind *prometheus.CounterVec
 	refused       *prometheus.CounterVec
 	writes        prometheus.Counter
@@ -46,8 +56,18 @@ func NewMetrics(regions []string) *Metrics {
 			Name: "iam_propagation_delay_seconds", Help: "Time from a log entry's append to its application in the region.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 20),
 		}, []string{"region"}),
-		retries:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "iam_retries_total", Help: "Retries, by component and cause."}, []string{"component", "cause"}),
-		checks:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "iam_checks_total", Help: "Checks answered, by region and decision."}, []string{"region", "allowed"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "iam_retries_total", Help: "Retries, by component and cause."}, []string{"component", "cause"}),
+		checks:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "iam_checks_total", Help: "Checks answered, by region and decision."}, []string{"region", "allowed"}),
+		checkLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "iam_check_duration_seconds", Help: "Time to answer a check request once its caller is authenticated (the wait its consistency mode asks for, then evaluation; an AuthZEN boxcar counts once), by region and consistency mode.",
+			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 18),
+		}, []string{"region", "mode"}),
+		maxLag: prometheus.NewGauge(prometheus.GaugeOpts{Name: "iam_replica_max_lag_seconds",
+			Help: "The lag past which a region is not ready (--max-lag); 0: no threshold. Alerts compare iam_replica_lag_seconds with it."}),
+		responses: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "iam_http_responses_total",
+			Help: "HTTP answers, by route (the pattern it matched, \"\" for none) and status code."}, []string{"route", "code"}),
+		writeFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "iam_write_failures_total",
+			Help: "Management writes not acknowledged, by error code (invalid_argument, permission_denied, conflict... are the caller's; internal and unavailable are the service's)."}, []string{"code"}),
 		replicaBehind: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "iam_replica_behind_total", Help: "Reads refused because the region had not reached the requested token in time."}, []string{"region"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "iam_log_entries_refused_total",
 			Help: "Log entries a region's projector refused (unsigned, forged, replayed); each stops the projector."}, []string{"region", "reason"}),
@@ -61,7 +81,7 @@ func NewMetrics(regions []string) *Metrics {
 			Help: "argon2id computations refused (503) because no slot freed within Config.HashWait."}),
 	}
 	reg.MustRegister(m.appliedSeq, m.headSeq, m.lagEvents, m.lagSeconds, m.healthy, m.propagation, m.retries,
-		m.checks, m.replicaBehind, m.refused, m.writes, m.tokens, m.passwords, m.hashInFlight, m.hashes, m.hashesRefused,
+		m.checks, m.checkLatency, m.maxLag, m.responses, m.writeFailures, m.replicaBehind, m.refused, m.writes, m.tokens, m.passwords, m.hashInFlight, m.hashes, m.hashesRefused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, r := range regions {
 		m.appliedSeq.WithLabelValues(r)
@@ -73,9 +93,15 @@ func NewMetrics(regions []string) *Metrics {
 		m.checks.WithLabelValues(r, "true")
 		m.checks.WithLabelValues(r, "false")
 		m.replicaBehind.WithLabelValues(r)
+		for _, mode := range checkModes {
+			m.checkLatency.WithLabelValues(r, mode)
+		}
 		for _, reason := range RefusedReasons {
 			m.refused.WithLabelValues(r, reason)
 		}
+	}
+	for _, code := range writeFailureCodes {
+		m.writeFailures.WithLabelValues(code)
 	}
 	m.passwords.WithLabelValues("user")
 	m.passwords.WithLabelValues("dummy")
@@ -147,4 +173,60 @@ func (m *Metrics) measured(st lag.Status) {
 		h = 1
 	}
 	m.healthy.WithLabelValues(st.Region).Set(h)
+}
+
+// checkModes label check latencies, so that every mode's series exists
+// before its first check.
+var checkModes = []string{iam.MinimizeLatency, iam.AtLeastAsFresh, iam.FullyConsistent, iam.AtExactSnapshot}
+
+// writeFailureCodes are the error codes a write can fail with.
+var writeFailureCodes = []string{iam.EInvalid, iam.EPermissionDenied, iam.ENotFound, iam.EConflict,
+	iam.ELimitExceeded, iam.ERateLimited, iam.EUnavailable, iam.EInternal}
+
+// observeCheck records one answered check in region under mode, started at
+// start.
+func (m *Metrics) observeCheck(region, mode string, start time.Time) {
+	if m != nil {
+		m.checkLatency.WithLabelValues(region, mode).Observe(time.Since(start).Seconds())
+	}
+}
+
+// writeDone counts one write, acknowledged (err nil) or failed with err's
+// code.
+func (m *Metrics) writeDone(err error) {
+	switch {
+	case m == nil:
+	case err == nil:
+		m.writes.Inc()
+	default:
+		m.writeFailures.WithLabelValues(iam.ErrorCode(err)).Inc()
+	}
+}
+
+// setMaxLag exports the configured lag threshold.
+func (m *Metrics) setMaxLag(d time.Duration) {
+	if m != nil {
+		m.maxLag.Set(d.Seconds())
+	}
+}
+
+type routeKey struct{}
+
+// instrument counts every answer of next by the route mux matched and the
+// status (promhttp keeps the writer's Flusher, which the change feed
+// needs). The route is looked up before next runs, as next may answer
+// from a copy of the request.
+func (m *Metrics) instrument(mux *http.ServeMux, next http.Handler) http.Handler {
+	if m == nil {
+		return next
+	}
+	counted := promhttp.InstrumentHandlerCounter(m.responses, next,
+		promhttp.WithLabelFromCtx("route", func(ctx context.Context) string {
+			route, _ := ctx.Value(routeKey{}).(string)
+			return route
+		}))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, route := mux.Handler(r)
+		counted(w, r.WithContext(context.WithValue(r.Context(), routeKey{}, route)))
+	})
 }

@@ -189,6 +189,7 @@ func New(cfg Config) *Server {
 		lagCfg.Log = cfg.Log // not a nil Log in a non-nil interface
 	}
 	s.lag = lag.New(lagCfg)
+	s.metrics.setMaxLag(cfg.MaxLag)
 	s.idp = newIdentityProvider(s.cfg)
 	s.mode = cfg.Mode.newMode(s)
 	s.routes()
@@ -197,7 +198,7 @@ func New(cfg Config) *Server {
 
 // Handler returns the HTTP handler.
 func (s *Server) Handler() http.Handler {
-	return s.recoverer(s.mode.handler(s.mux))
+	return s.metrics.instrument(s.mux, s.recoverer(s.mode.handler(s.mux)))
 }
 
 // Start starts the server's background work (the lag monitor); Stop ends it.

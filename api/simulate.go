@@ -59,7 +59,7 @@ func errNotSimulated(what string) error {
 	return iam.Errorf(iam.EInvalid, "%s is not simulated: its effect is not a change of the access state", what)
 }
 
-// execute runs req through the writer, counting the write — or, in a
+// execute runs req through the writer, counting the write or its failure — or, in a
 // simulation, decides it with iam.Decide on the simulation's state and
 // applies it there, exactly as the writer does before it appends, and
 // counts nothing. Errors: see Writer.Execute.
@@ -67,9 +67,7 @@ func (s *Server) execute(ctx context.Context, req iam.Request) (writer.Result, e
 	sim := simulationFrom(ctx)
 	if sim == nil {
 		res, err := s.mode.execute(ctx, req)
-		if err == nil && s.metrics != nil {
-			s.metrics.writes.Inc()
-		}
+		s.metrics.writeDone(err)
 		return res, err
 	}
 	// No idempotency key reaches here (proposed writes carry no headers),

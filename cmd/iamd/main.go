@@ -23,20 +23,13 @@ func main() {
 	defer stop()
 	if len(os.Args) > 1 && os.Args[1] == "pki" {
 		if err := daemon.PKI(os.Args[2:], os.Stderr); err != nil {
-			if !errors.Is(err, flag.ErrHelp) {
-				fmt.Fprintln(os.Stderr, err)
-			}
-			os.Exit(2)
+			exitUsage(err)
 		}
 		return
 	}
 	m := daemon.NewMain()
 	if err := m.ParseFlags(os.Args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(2)
-		}
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
+		exitUsage(err)
 	}
 	if err := m.Run(ctx); err != nil {
 		m.Close()
@@ -64,4 +57,14 @@ func main() {
 		slog.Error("iamd stop", "err", err)
 		os.Exit(1)
 	}
+}
+
+// exitUsage ends a command line that did not start iamd: 0 when help was
+// asked for (and printed), 2 with the error otherwise.
+func exitUsage(err error) {
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	fmt.Fprintln(os.Stderr, err)
+	os.Exit(2)
 }

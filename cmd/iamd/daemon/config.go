@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -126,7 +127,8 @@ type Config struct {
 	HashWait            time.Duration
 
 	Logger *slog.Logger
-	// Stderr receives the one-time bootstrap message. Default os.Stderr.
+	// Stderr receives the one-time bootstrap message and --help. Default
+	// os.Stderr.
 	Stderr io.Writer
 }
 
@@ -274,20 +276,61 @@ func (c Config) validateNATS() error {
 	return nil
 }
 
+// usage is what --help prints before the flags of the mode asked about:
+// every mode and what it is for, so that running the all-in-one is not the
+// only way a newcomer learns of.
+const usage = `iamd runs iam, an event-sourced identity and access management service.
+
+Usage:
+  iamd [flags]            all-in-one: one process holds the log (embedded NATS
+                          JetStream under --data), the writer, a replica per
+                          --regions and the HTTP API. One machine: development,
+                          tests, a small installation.
+  iamd hub [flags]        a hub node: one of the (usually 3) JetStream cluster
+                          nodes that hold the log and take every write; serves
+                          the API and the leaf links the regions dial.
+  iamd region [flags]     a region: a replica near its clients that follows the
+                          hub's log over a NATS leaf link, answers checks and
+                          reads on its own, even cut off, and relays writes to
+                          the hub.
+  iamd pki [flags] DIR    writes the certificates, nkeys and hub secrets a
+                          secured hub and its regions need before their first
+                          start.
+
+Deployment: docs/deploy/README.md. "iamd MODE --help" lists a mode's flags.
+
+Flags of %s:
+`
+
+// modeTitle names a mode in --help.
+var modeTitle = map[string]string{ModeAll: "the all-in-one (iamd)", ModeHub: "iamd hub", ModeRegion: "iamd region"}
+
 // ParseFlags reads the command line into m.Config: an optional mode
-// (hub, region) then flags.
+// (hub, region) then flags. "help", -h and --help print the modes and the
+// mode's flags to Config.Stderr and return flag.ErrHelp.
 func (m *Main) ParseFlags(args []string) error {
 	c := &m.Config
+	out := c.Stderr
+	if out == nil {
+		out = os.Stderr
+	}
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		switch args[0] {
 		case ModeHub, ModeRegion, ModeAll:
 			c.Mode = args[0]
+			args = args[1:]
+		case "help":
+			args = []string{"--help"}
 		default:
-			return fmt.Errorf("unknown mode %q: use iamd [hub|region] [flags], or iamd pki DIR", args[0])
+			return fmt.Errorf("unknown mode %q: use iamd [hub|region] [flags], or iamd pki DIR; iamd --help says what each is for", args[0])
 		}
-		args = args[1:]
 	}
 	fs := flag.NewFlagSet("iamd "+c.Mode, flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.Usage = func() {
+		fmt.Fprintf(out, usage, modeTitle[c.Mode])
+		fs.PrintDefaults()
+	}
 	if c.Mode == ModeHub {
 		c.Regions = []string{"hub"}
 	}
