@@ -107,7 +107,7 @@ func (MemberRemoved) EventType() string { return "MemberRemoved" }
 // --- apply ---------------------------------------------------------------------
 
 func (e GroupCreated) apply(s *State, touch Touch) {
-	s.realms[e.Realm].Groups[e.ID] = &Group{ID: e.ID, Name: e.Name, }
+	s.realms[e.Realm].Groups[e.ID] = &Group{ID: e.ID, Name: e.Name}
 	touch(Change{Kind: ChangeGroup, Realm: e.Realm, From: e.ID})
 }
 
