@@ -292,7 +292,7 @@ func (DefaultProjectSet) EventType() string { return "DefaultProjectSet" }
 // --- apply ---------------------------------------------------------------------
 
 func (e CredentialAdded) apply(s *State, touch Touch) {
-	s.realms[e.Realm].Identities[e.App].Credentials[e.CredentialID] = Credential{ClientID: e.ClientID, SecretHash: e.SecretHash}
+	put(&s.realms[e.Realm].Identities[e.App].Credentials, e.CredentialID, Credential{ClientID: e.ClientID, SecretHash: e.SecretHash})
 	s.clients[e.ClientID] = credentialRef{e.Realm, e.App, e.CredentialID}
 	touch(Change{Kind: ChangeCredential, Realm: e.Realm, From: e.App, To: e.CredentialID})
 }
@@ -300,7 +300,7 @@ func (e CredentialAdded) apply(s *State, touch Touch) {
 func (e CredentialRemoved) apply(s *State, touch Touch) {
 	app := s.realms[e.Realm].Identities[e.App]
 	delete(s.clients, app.Credentials[e.CredentialID].ClientID)
-	delete(app.Credentials, e.CredentialID)
+	drop(&app.Credentials, e.CredentialID)
 	touch(Change{Kind: ChangeCredential, Realm: e.Realm, From: e.App, To: e.CredentialID})
 }
 
@@ -313,16 +313,16 @@ func (e CredentialStatusChanged) apply(s *State, touch Touch) {
 }
 
 func (e APIKeyAdded) apply(s *State, touch Touch) {
-	s.realms[e.Realm].Identities[e.App].APIKeys[e.KeyID] = e.KeyHash
+	put(&s.realms[e.Realm].Identities[e.App].APIKeys, e.KeyID, e.KeyHash)
 	s.apiKeys[e.KeyID] = credentialRef{e.Realm, e.App, e.KeyID}
 	touch(Change{Kind: ChangeAPIKey, Realm: e.Realm, From: e.App, To: e.KeyID})
 }
 
 func (e APIKeyRemoved) apply(s *State, touch Touch) {
 	app := s.realms[e.Realm].Identities[e.App]
-	delete(app.APIKeys, e.KeyID)
+	drop(&app.APIKeys, e.KeyID)
 	if app.DisabledAPIKeys.has(e.KeyID) {
-		delete(app.DisabledAPIKeys, e.KeyID)
+		app.DisabledAPIKeys.remove(e.KeyID)
 		touch(Change{Kind: ChangeAPIKeyStatus, Realm: e.Realm, From: e.App, To: e.KeyID})
 	}
 	delete(s.apiKeys, e.KeyID)
@@ -334,7 +334,7 @@ func (e APIKeyStatusChanged) apply(s *State, touch Touch) {
 	if e.Disabled {
 		app.DisabledAPIKeys.add(e.KeyID)
 	} else {
-		delete(app.DisabledAPIKeys, e.KeyID)
+		app.DisabledAPIKeys.remove(e.KeyID)
 	}
 	touch(Change{Kind: ChangeAPIKeyStatus, Realm: e.Realm, From: e.App, To: e.KeyID})
 }

@@ -40,7 +40,11 @@ func TestState_Clone(t *testing.T) {
 			t.Fatalf("apply %s to the clone: %v", e.EventType(), err)
 		}
 	}
-	c.Realm(realm).Identities["a"].Groups["g"] = struct{}{}
+	ca := c.Realm(realm).Identities["a"]
+	if ca.Groups == nil { // an entity's sets are nil while empty
+		ca.Groups = map[string]struct{}{}
+	}
+	ca.Groups["g"] = struct{}{}
 	if got := s.Check(iam.CheckRequest{Realm: realm, Subject: "a", Action: "read", Resource: data("x")}); got != want {
 		t.Errorf("original after changing the clone: got %v, want %v", got, want)
 	}

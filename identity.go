@@ -402,10 +402,7 @@ func (e IdentityCreated) apply(s *State, touch Touch) {
 	r.Identities[e.ID] = &Identity{
 		ID: e.ID, Kind: e.Kind, Status: StatusActive, Email: e.Email, Name: e.Name,
 		PasswordHash: e.PasswordHash, RedirectURIs: e.RedirectURIs, Owner: e.Owner,
-		Groups: set{}, Roles: set{}, Policies: set{}, Projects: set{}, Managers: set{}, Sharees: set{},
-		Credentials: map[string]Credential{}, APIKeys: map[string]string{},
-		EmailIndex: e.EmailIndex, Sealed: e.Sealed, AuthCodes: map[string]AuthCode{}, DisabledAPIKeys: set{},
-		RefreshFamilies: map[string]RefreshFamily{},
+		EmailIndex: e.EmailIndex, Sealed: e.Sealed,
 	}
 	if e.Email != "" {
 		r.emails[strings.ToLower(e.Email)] = e.ID
@@ -448,10 +445,7 @@ func (e IdentityDeleted) apply(s *State, touch Touch) {
 	}
 	r.forgetAuth(id, touch)
 	// Keep a tombstone without personal data, so the id is never reused.
-	r.Identities[e.ID] = &Identity{ID: e.ID, Kind: id.Kind, Status: StatusDeleted,
-		Groups: set{}, Roles: set{}, Policies: set{}, Projects: set{}, Managers: set{}, Sharees: set{},
-		Credentials: map[string]Credential{}, APIKeys: map[string]string{},
-		AuthCodes: map[string]AuthCode{}, DisabledAPIKeys: set{}, RefreshFamilies: map[string]RefreshFamily{}}
+	r.Identities[e.ID] = &Identity{ID: e.ID, Kind: id.Kind, Status: StatusDeleted}
 	touch(Change{Kind: ChangeIdentity, Realm: e.Realm, From: e.ID})
 }
 

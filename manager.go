@@ -61,21 +61,30 @@ func (s *State) Managers(realm string, m ManagedRef) ([]string, bool) {
 
 // managers returns the manager set of m; false when m does not exist.
 func (r *Realm) managers(m ManagedRef) (set, bool) {
+	if ms := r.managerSet(m); ms != nil {
+		return *ms, true
+	}
+	return nil, false
+}
+
+// managerSet points at the field holding m's managers, for apply to
+// change; nil when m does not exist.
+func (r *Realm) managerSet(m ManagedRef) *set {
 	switch m.Kind {
 	case ManagedApp:
 		if a := r.Identities[m.ID]; a != nil && a.Kind == KindApp && a.Status != StatusDeleted {
-			return a.Managers, true
+			return &a.Managers
 		}
 	case ManagedGroup:
 		if g := r.Groups[m.ID]; g != nil {
-			return g.Managers, true
+			return &g.Managers
 		}
 	case ManagedProject:
 		if p := r.Projects[m.ID]; p != nil {
-			return p.Managers, true
+			return &p.Managers
 		}
 	}
-	return nil, false
+	return nil
 }
 
 // managedEntity returns the entity whose HRN is exactly hrn, if it is of a
@@ -287,8 +296,7 @@ var managerChanges = map[ManagedKind]ChangeKind{
 func (e ManagerAdded) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
 	m := ManagedRef{e.Kind, e.ID}
-	ms, _ := r.managers(m)
-	ms.add(e.Manager)
+	r.managerSet(m).add(e.Manager)
 	if r.manages[e.Manager] == nil {
 		r.manages[e.Manager] = map[ManagedRef]struct{}{}
 	}
@@ -299,8 +307,8 @@ func (e ManagerAdded) apply(s *State, touch Touch) {
 func (e ManagerRemoved) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
 	m := ManagedRef{e.Kind, e.ID}
-	if ms, ok := r.managers(m); ok {
-		delete(ms, e.Manager)
+	if ms := r.managerSet(m); ms != nil {
+		ms.remove(e.Manager)
 	}
 	delete(r.manages[e.Manager], m)
 	if len(r.manages[e.Manager]) == 0 {

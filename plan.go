@@ -167,23 +167,16 @@ func (e PlanCreated) apply(s *State, touch Touch) {
 	if r.Plans == nil {
 		r.Plans = map[string]*Plan{}
 	}
-	r.Plans[e.ID] = &Plan{ID: e.ID, Name: e.Name, Policies: e.Policies, AttachedTo: set{}}
+	r.Plans[e.ID] = &Plan{ID: e.ID, Name: e.Name, Policies: e.Policies}
 	touch(Change{Kind: ChangePlan, Realm: e.Realm, From: e.ID})
 }
 
-// plansOf returns the plans set of an identity or a group, made on first use.
-func (r *Realm) plansOf(target string) set {
+// plansOf points at the plans set of an identity or a group.
+func (r *Realm) plansOf(target string) *set {
 	if g := r.Groups[target]; g != nil {
-		if g.Plans == nil {
-			g.Plans = set{}
-		}
-		return g.Plans
+		return &g.Plans
 	}
-	id := r.Identities[target]
-	if id.Plans == nil {
-		id.Plans = set{}
-	}
-	return id.Plans
+	return &r.Identities[target].Plans
 }
 
 func (e PlanAttached) apply(s *State, touch Touch) {
@@ -195,15 +188,7 @@ func (e PlanAttached) apply(s *State, touch Touch) {
 
 func (e PlanDetached) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
-	delete(r.Plans[e.Plan].AttachedTo, e.Target)
-	plans := r.plansOf(e.Target)
-	delete(plans, e.Plan)
-	if len(plans) == 0 { // nil again, as for one never given a plan and as loaded from rows
-		if g := r.Groups[e.Target]; g != nil {
-			g.Plans = nil
-		} else {
-			r.Identities[e.Target].Plans = nil
-		}
-	}
+	r.Plans[e.Plan].AttachedTo.remove(e.Target)
+	r.plansOf(e.Target).remove(e.Plan)
 	touch(Change{Kind: ChangePlanAttachment, Realm: e.Realm, From: e.Target, To: e.Plan})
 }

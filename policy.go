@@ -204,28 +204,32 @@ func (PolicyDetached) EventType() string { return "PolicyDetached" }
 // --- apply ---------------------------------------------------------------------
 
 func (e PolicyCreated) apply(s *State, touch Touch) {
-	s.realms[e.Realm].Policies[e.ID] = &Policy{ID: e.ID, Name: e.Name, Statements: e.Statements, AttachedTo: set{}, InProjects: set{}}
+	s.realms[e.Realm].Policies[e.ID] = &Policy{ID: e.ID, Name: e.Name, Statements: e.Statements}
 	touch(Change{Kind: ChangePolicy, Realm: e.Realm, From: e.ID})
 }
 
 func (e PolicyAttached) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
-	r.Policies[e.Policy].AttachedTo.add(e.Target)
+	pol := r.Policies[e.Policy]
+	// The entities' own id strings are kept, as in MemberAdded.apply.
 	if g := r.Groups[e.Target]; g != nil {
-		g.Policies.add(e.Policy)
+		pol.AttachedTo.add(g.ID)
+		g.Policies.add(pol.ID)
 	} else {
-		r.Identities[e.Target].Policies.add(e.Policy)
+		id := r.Identities[e.Target]
+		pol.AttachedTo.add(id.ID)
+		id.Policies.add(pol.ID)
 	}
 	touch(Change{Kind: ChangeAttachment, Realm: e.Realm, From: e.Target, To: e.Policy})
 }
 
 func (e PolicyDetached) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
-	delete(r.Policies[e.Policy].AttachedTo, e.Target)
+	r.Policies[e.Policy].AttachedTo.remove(e.Target)
 	if g := r.Groups[e.Target]; g != nil {
-		delete(g.Policies, e.Policy)
+		g.Policies.remove(e.Policy)
 	} else if id := r.Identities[e.Target]; id != nil {
-		delete(id.Policies, e.Policy)
+		id.Policies.remove(e.Policy)
 	}
 	touch(Change{Kind: ChangeAttachment, Realm: e.Realm, From: e.Target, To: e.Policy})
 }

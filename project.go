@@ -297,7 +297,7 @@ func (ProjectResourceRemoved) EventType() string { return "ProjectResourceRemove
 // --- apply ---------------------------------------------------------------------
 
 func (e ProjectCreated) apply(s *State, touch Touch) {
-	s.realms[e.Realm].Projects[e.ID] = &Project{ID: e.ID, Name: e.Name, Members: map[string][]string{}, Resources: map[string]Relation{}, Managers: set{}}
+	s.realms[e.Realm].Projects[e.ID] = &Project{ID: e.ID, Name: e.Name, Members: map[string][]string{}, Resources: map[string]Relation{}}
 	touch(Change{Kind: ChangeProject, Realm: e.Realm, From: e.ID})
 }
 
@@ -329,10 +329,10 @@ func (e ProjectMemberRemoved) apply(s *State, touch Touch) {
 	delete(p.Members, e.Member)
 	r.unusePolicies(p.ID, old)
 	if g := r.Groups[e.Member]; g != nil {
-		delete(g.Projects, p.ID)
+		g.Projects.remove(p.ID)
 		p.groups--
 	} else if id := r.Identities[e.Member]; id != nil {
-		delete(id.Projects, p.ID)
+		id.Projects.remove(p.ID)
 	}
 	touch(Change{Kind: ChangeProjectMember, Realm: e.Realm, From: e.Project, To: e.Member})
 }
@@ -350,7 +350,7 @@ func (r *Realm) unusePolicies(project string, policies []string) {
 		}
 		if !still {
 			if rp := r.Policies[pol]; rp != nil {
-				delete(rp.InProjects, project)
+				rp.InProjects.remove(project)
 			}
 		}
 	}

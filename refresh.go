@@ -143,7 +143,7 @@ func (e RefreshFamilyStarted) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
 	u := r.Identities[e.User]
 	r.pruneRefresh(u, e.At, touch)
-	u.RefreshFamilies[e.ID] = e.Family
+	put(&u.RefreshFamilies, e.ID, e.Family)
 	r.refreshTokens[e.Family.Current] = refreshRef{e.User, e.ID}
 	for _, h := range e.Family.Used {
 		r.refreshTokens[h] = refreshRef{e.User, e.ID}
@@ -184,7 +184,7 @@ func (r *Realm) endRefresh(u *Identity, id string, touch Touch) {
 	for _, h := range f.Used {
 		delete(r.refreshTokens, h)
 	}
-	delete(u.RefreshFamilies, id)
+	drop(&u.RefreshFamilies, id)
 	touch(Change{Kind: ChangeRefreshFamily, Realm: r.ID, From: u.ID, To: id})
 }
 

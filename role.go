@@ -163,6 +163,6 @@ func (e RoleGranted) apply(s *State, touch Touch) {
 }
 
 func (e RoleRevoked) apply(s *State, touch Touch) {
-	delete(s.realms[e.Realm].Identities[e.Identity].Roles, e.Role)
+	s.realms[e.Realm].Identities[e.Identity].Roles.remove(e.Role)
 	touch(Change{Kind: ChangeRole, Realm: e.Realm, From: e.Identity, To: e.Role})
 }

@@ -210,14 +210,14 @@ func (e AppShared) apply(s *State, touch Touch) {
 	if r.sharedWith[e.With] == nil {
 		r.sharedWith[e.With] = set{}
 	}
-	r.sharedWith[e.With].add(e.App)
+	r.sharedWith[e.With][e.App] = struct{}{}
 	touch(Change{Kind: ChangeAppShare, Realm: e.Realm, From: e.App, To: e.With})
 }
 
 func (e AppUnshared) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
 	if a := r.Identities[e.App]; a != nil {
-		delete(a.Sharees, e.With)
+		a.Sharees.remove(e.With)
 	}
 	delete(r.sharedWith[e.With], e.App)
 	if len(r.sharedWith[e.With]) == 0 {

@@ -426,7 +426,7 @@ func (e AuthCodeIssued) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
 	u := r.Identities[e.User]
 	r.pruneCodes(u, e.At, touch)
-	u.AuthCodes[e.CodeHash] = e.Code
+	put(&u.AuthCodes, e.CodeHash, e.Code)
 	r.authCodes[e.CodeHash] = e.User
 	touch(Change{Kind: ChangeAuthCode, Realm: e.Realm, From: e.User, To: e.CodeHash})
 }
@@ -467,7 +467,7 @@ func (e PasswordResetRequested) apply(s *State, touch Touch) {
 func (r *Realm) pruneCodes(u *Identity, t time.Time, touch Touch) {
 	for h, c := range u.AuthCodes {
 		if !c.ExpiresAt.After(t) {
-			delete(u.AuthCodes, h)
+			drop(&u.AuthCodes, h)
 			delete(r.authCodes, h)
 			touch(Change{Kind: ChangeAuthCode, Realm: r.ID, From: u.ID, To: h})
 		}

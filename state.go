@@ -9,8 +9,33 @@ import (
 // set is a set of ids.
 type set map[string]struct{}
 
-func (s set) add(k string)      { s[k] = struct{}{} }
 func (s set) has(k string) bool { _, ok := s[k]; return ok }
+
+// add puts k in the set, making the set on first use. An entity's sets and
+// maps stay nil while empty: most identities hold no credentials, roles,
+// managers or sharees, and at 100k identities the empty maps made up front
+// were an eighth of the heap.
+func (s *set) add(k string) { put(s, k, struct{}{}) }
+
+// remove takes k out of the set; an emptied set is nil again, as one never
+// filled, so that a state replayed and one loaded from rows are alike.
+func (s *set) remove(k string) { drop(s, k) }
+
+// put sets m[k], making m on first use.
+func put[M ~map[string]V, V any](m *M, k string, v V) {
+	if *m == nil {
+		*m = M{}
+	}
+	(*m)[k] = v
+}
+
+// drop deletes m[k]; an emptied map is nil again.
+func drop[M ~map[string]V, V any](m *M, k string) {
+	delete(*m, k)
+	if len(*m) == 0 {
+		*m = nil
+	}
+}
 
 // sortedKeys returns the keys of m in order: decisions and evaluation walk
 // maps in a fixed order so that every copy of the state answers alike.

@@ -72,12 +72,37 @@ type benchData struct {
 }
 
 func newBenchData(users int) *benchData {
+	d := &benchData{users: users, entries: make([]iam.LogEntry, 0, benchEvents(users))}
+	benchLog(users, func(e iam.LogEntry) { d.entries = append(d.entries, e) })
+	return d
+}
+
+// benchGroupCount is how many groups the benchmark realm has: 400, or as
+// many as hold users of 500 each (the group size limit) at 2 groups a user.
+func benchGroupCount(users int) int {
+	return max(benchGroups, users*benchGroupsPerUser/500)
+}
+
+// benchEvents is how many events (and entries) benchLog makes.
+func benchEvents(users int) int {
+	return 1 + benchPolicies + benchGroupCount(users)*(1+benchGroupPolicies) + users*(1+benchGroupsPerUser+benchPoliciesPerUse)
+}
+
+// benchGrants is how many attachment and membership edges benchLog makes.
+func benchGrants(users int) int {
+	return users*(benchGroupsPerUser+benchPoliciesPerUse) + benchGroupCount(users)*benchGroupPolicies
+}
+
+// benchLog hands fn the benchmark log of users users, entry by entry, so
+// that a log larger than memory allows can be streamed (BenchmarkScale).
+func benchLog(users int, fn func(iam.LogEntry)) {
 	in := iam.InRealm{Realm: benchRealm}
-	d := &benchData{users: users, entries: make([]iam.LogEntry, 0, 1+benchPolicies+benchGroups*(1+benchGroupPolicies)+users*(1+benchGroupsPerUser+benchPoliciesPerUse))}
+	groups := benchGroupCount(users)
+	seq := uint64(0)
 	add := func(ev iam.Event) {
-		seq := uint64(len(d.entries) + 1)
+		seq++
 		at := baseTime.Add(time.Duration(seq) * time.Microsecond)
-		d.entries = append(d.entries, iam.LogEntry{Seq: seq, Subject: "iam.evt.bench.commit", MsgID: "b" + strconv.FormatUint(seq, 10), Time: at,
+		fn(iam.LogEntry{Seq: seq, Subject: "iam.evt.bench.commit", MsgID: "b" + strconv.FormatUint(seq, 10), Time: at,
 			Commits: []iam.Commit{{Events: []iam.Event{ev}, At: at}}})
 	}
 	add(iam.RealmCreated{InRealm: in, Name: "Bench"})
@@ -88,7 +113,7 @@ func newBenchData(users int) *benchData {
 			{Effect: iam.Deny, Actions: []string{"*"}, Resources: []string{benchCat(p) + "/locked"}},
 		}})
 	}
-	for g := range benchGroups {
+	for g := range groups {
 		add(iam.GroupCreated{InRealm: in, ID: "g" + strconv.Itoa(g), Name: "Group " + strconv.Itoa(g)})
 		for k := range benchGroupPolicies {
 			add(iam.PolicyAttached{InRealm: in, Policy: "p" + strconv.Itoa((g*37+k*501)%benchPolicies), Target: "g" + strconv.Itoa(g)})
@@ -98,13 +123,12 @@ func newBenchData(users int) *benchData {
 		id := "u" + strconv.Itoa(u)
 		add(iam.IdentityCreated{InRealm: in, ID: id, Kind: iam.KindUser, Email: id + "@example.com", Name: "User " + id})
 		for k := range benchGroupsPerUser {
-			add(iam.MemberAdded{InRealm: in, Group: "g" + strconv.Itoa((u*benchGroupsPerUser+k)%benchGroups), Identity: id})
+			add(iam.MemberAdded{InRealm: in, Group: "g" + strconv.Itoa((u*benchGroupsPerUser+k)%groups), Identity: id})
 		}
 		for _, p := range benchUserPolicies(u) {
 			add(iam.PolicyAttached{InRealm: in, Policy: "p" + strconv.Itoa(p), Target: id})
 		}
 	}
-	return d
 }
 
 // benchUserPolicies are the policies attached directly to user u.
@@ -313,7 +337,7 @@ func checkReplica(b *testing.B) *replica.Replica {
 		runtime.ReadMemStats(&ms)
 		checkBench.rssMiB, checkBench.heapMiB = vmRSSMiB(), float64(ms.HeapInuse)/(1<<20)
 		checkBench.users = users
-		checkBench.edges = users*(benchGroupsPerUser+benchPoliciesPerUse) + benchGroups*benchGroupPolicies
+		checkBench.edges = benchGrants(users)
 	})
 	if checkBench.err != nil {
 		b.Fatal(checkBench.err)
