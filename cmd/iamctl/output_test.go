@@ -105,6 +105,12 @@ func TestErrors(t *testing.T) {
 	goneCred := admin.Must(http.StatusCreated, "POST", "/v1/apps/"+gone+"/credentials", nil)
 	goneToken := daemontest.ClientToken(t, daemontest.URL(m), goneCred.Str("clientId"), goneCred.Str("clientSecret"), "")
 	admin.Must(http.StatusOK, "PATCH", "/v1/apps/"+gone, map[string]any{"status": "deactivated"})
+	// Authentication reads the region's replica, which learns of the
+	// deactivation a moment after the write is acknowledged; until then the
+	// token authenticates and the authorization refuses it (403).
+	eventlogtest.Eventually(t, 10*time.Second, "the region refuses the deactivated app's token", func() bool {
+		return admin.With(goneToken).Do("GET", "/v1/users", nil).Status == http.StatusUnauthorized
+	})
 
 	as := func(token string, args ...string) error {
 		main, _ := testMain(nil)
