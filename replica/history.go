@@ -5,11 +5,15 @@ package replica
 // says why checkpoints are Pebble snapshots and how they are spaced.
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
+	"strconv"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	iam "github.com/iam-project/iam"
 )
@@ -24,14 +28,19 @@ const (
 // AtExactSnapshot is iam.AtExactSnapshot, kept beside the other modes.
 const AtExactSnapshot = iam.AtExactSnapshot
 
-// checkpoint is a Pebble snapshot of the read model at exactly seq. refs
-// counts builds reading it, so that one dropped meanwhile is closed by the
-// last of them.
+// checkpoint is a Pebble checkpoint of the read model at exactly seq: a
+// directory of hard links to its tables (docs/history.md says why on disk,
+// not in memory). refs counts builds reading it; db is open read-only while
+// refs > 0, and a checkpoint dropped meanwhile is removed by the last of
+// them.
 type checkpoint struct {
 	seq     uint64
-	snap    *pebble.Snapshot
-	refs    int
-	dropped bool
+	dir     string
+	refs    int  // guarded by history.mu
+	dropped bool // guarded by history.mu
+
+	openMu sync.Mutex // guards db; taken after history.mu, never before
+	db     *pebble.DB
 }
 
 // history holds the checkpoints and the last states built; its mutex is
@@ -40,6 +49,9 @@ type history struct {
 	// builds holds a slot per build under way: each holds a whole state,
 	// and a burst of audits must not hold one each.
 	builds chan struct{}
+	// fill ends and waits for the background rebuild of checkpoints
+	// before the read model's first one (fill.go); nil when none runs.
+	stopFill func()
 
 	mu     sync.Mutex
 	every  uint64        // spacing of the next checkpoints; doubles as they are thinned
@@ -47,6 +59,10 @@ type history struct {
 	cache  []*iam.State  // most recently used last
 	closed bool
 }
+
+// checkpointDir is where the checkpoints of the read model in dir are kept:
+// beside it, not in it, so that Pebble never sees them as its own files.
+func checkpointDir(dir string) string { return dir + ".checkpoints" }
 
 // nextCheckpoint is the first checkpoint position after seq.
 func (r *Replica) nextCheckpoint(seq uint64) uint64 {
@@ -56,56 +72,132 @@ func (r *Replica) nextCheckpoint(seq uint64) uint64 {
 	return (seq/n + 1) * n
 }
 
-// checkpointLocked pins a checkpoint at seq, where the read model now
-// stands; r.applyMu is held, so nothing is being committed. Past
-// MaxCheckpoints every other one is dropped and the spacing of the next
-// ones doubles: the whole history stays covered evenly, at a spacing of
-// at most 2×head/MaxCheckpoints (a first version kept recent ones dense
-// and thinned the older half, which at 1M entries left none between the
-// first and the last 12%).
+// checkpointLocked writes a checkpoint at seq, where the read model now
+// stands; r.applyMu is held, so nothing is being committed. A checkpoint
+// that cannot be written is skipped: it only saves replay, so answers are
+// then slower, never different.
 func (r *Replica) checkpointLocked(seq uint64) {
 	h := &r.hist
 	h.mu.Lock()
+	skip := h.closed || (len(h.cps) > 0 && h.cps[len(h.cps)-1].seq >= seq)
+	h.mu.Unlock()
+	if skip {
+		return
+	}
+	dir, err := writeCheckpoint(r.fs(), r.store.db, checkpointDir(r.cfg.Dir), seq)
+	if err != nil {
+		return
+	}
+	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.closed || (len(h.cps) > 0 && h.cps[len(h.cps)-1].seq >= seq) {
-		return
-	}
-	h.cps = append(h.cps, &checkpoint{seq: seq, snap: r.store.db.NewSnapshot()})
-	if len(h.cps) <= r.cfg.MaxCheckpoints {
-		return
-	}
-	kept := h.cps[:0]
-	for i, cp := range h.cps {
-		if i%2 == 1 && i != len(h.cps)-1 {
-			cp.drop()
-			continue
-		}
-		kept = append(kept, cp)
-	}
-	clear(h.cps[len(kept):])
-	h.cps = kept
-	h.every *= 2
+	h.cps = append(h.cps, &checkpoint{seq: seq, dir: dir})
+	r.thinLocked()
 }
 
-// drop releases cp's snapshot once no build reads it; h.mu is held.
-func (cp *checkpoint) drop() {
+// writeCheckpoint makes a Pebble checkpoint of db in root, named by seq,
+// whole or not at all (written under a temporary name, then renamed).
+// The WAL is flushed first: rows are committed without sync, and the
+// checkpoint copies only what the WAL file holds.
+func writeCheckpoint(fs vfs.FS, db *pebble.DB, root string, seq uint64) (string, error) {
+	if err := fs.MkdirAll(root, 0o755); err != nil {
+		return "", err
+	}
+	dir := fs.PathJoin(root, fmt.Sprintf("%020d", seq))
+	tmp := dir + ".tmp"
+	if err := fs.RemoveAll(tmp); err != nil {
+		return "", err
+	}
+	if err := db.Checkpoint(tmp, pebble.WithFlushedWAL()); err != nil {
+		_ = fs.RemoveAll(tmp)
+		return "", err
+	}
+	if err := fs.Rename(tmp, dir); err != nil {
+		_ = fs.RemoveAll(tmp)
+		return "", err
+	}
+	return dir, nil
+}
+
+// thinLocked keeps at most MaxCheckpoints: past that, every other one is
+// dropped and the spacing of the next ones doubles. The whole history
+// stays covered evenly, at a spacing of at most 2×head/MaxCheckpoints (a
+// first version kept recent ones dense and thinned the older half, which
+// at 1M entries left none between the first and the last 12%). h.mu is
+// held.
+func (r *Replica) thinLocked() {
+	h := &r.hist
+	for len(h.cps) > r.cfg.MaxCheckpoints {
+		kept := h.cps[:0]
+		for i, cp := range h.cps {
+			if i%2 == 1 && i != len(h.cps)-1 {
+				r.dropLocked(cp)
+				continue
+			}
+			kept = append(kept, cp)
+		}
+		clear(h.cps[len(kept):])
+		h.cps = kept
+		h.every *= 2
+	}
+}
+
+// dropLocked removes cp's directory once no build reads it; h.mu is held.
+func (r *Replica) dropLocked(cp *checkpoint) {
 	cp.dropped = true
 	if cp.refs == 0 {
-		cp.snap.Close()
+		_ = r.fs().RemoveAll(cp.dir)
 	}
 }
 
-// closeHistory releases every checkpoint; builds under way finish on the
-// snapshots they hold (their release then closes them).
+// closeHistory stops the background fill and forgets the checkpoints,
+// which stay on disk for the next Open; builds under way finish on the
+// checkpoints they hold (their release then closes them).
 func (r *Replica) closeHistory() {
+	if r.hist.stopFill != nil {
+		r.hist.stopFill()
+	}
 	h := &r.hist
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.closed = true
-	for _, cp := range h.cps {
-		cp.drop()
-	}
 	h.cps, h.cache = nil, nil
+}
+
+// openHistory finds the checkpoints a previous run left at or before pos
+// and removes the others (a read model emptied or rebuilt has none of
+// their history), then restores the spacing they were taken at.
+func (r *Replica) openHistory(pos uint64) error {
+	fs, root := r.fs(), checkpointDir(r.cfg.Dir)
+	if err := fs.MkdirAll(root, 0o755); err != nil {
+		return err
+	}
+	names, err := fs.List(root)
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		seq, err := strconv.ParseUint(name, 10, 64)
+		if err != nil || seq > pos || seq == 0 {
+			if err := fs.RemoveAll(fs.PathJoin(root, name)); err != nil {
+				return err
+			}
+			continue
+		}
+		r.hist.cps = append(r.hist.cps, &checkpoint{seq: seq, dir: fs.PathJoin(root, name)})
+	}
+	slices.SortFunc(r.hist.cps, func(a, b *checkpoint) int { return cmp.Compare(a.seq, b.seq) })
+	for pos/r.hist.every > uint64(r.cfg.MaxCheckpoints) {
+		r.hist.every *= 2
+	}
+	r.thinLocked()
+	return nil
+}
+
+func (r *Replica) fs() vfs.FS {
+	if r.cfg.FS == nil {
+		return vfs.Default
+	}
+	return r.cfg.FS
 }
 
 // Checkpoints returns the positions of the checkpoints held, ascending.
@@ -221,14 +313,8 @@ func (r *Replica) build(ctx context.Context, seq uint64) (*iam.State, error) {
 	if r.cfg.Limits != nil {
 		st.Limits = *r.cfg.Limits
 	}
-	cp := r.acquire(seq)
-	if cp != nil {
-		err := scanRows(cp.snap, func(k, v []byte) error { return LoadRow(st, string(k), v) })
-		r.release(cp)
-		if err != nil {
-			return nil, fmt.Errorf("load checkpoint %d of %s: %w", cp.seq, r.cfg.Region, err)
-		}
-		st.SetSeq(cp.seq)
+	if err := r.loadCheckpoint(st, seq); err != nil {
+		return nil, err
 	}
 	if st.Seq() == seq {
 		return st, nil
@@ -254,12 +340,26 @@ func (r *Replica) build(ctx context.Context, seq uint64) (*iam.State, error) {
 	return st, nil
 }
 
-// acquire returns the latest checkpoint at or before seq, held until
+// loadCheckpoint loads into the empty st the rows of the latest
+// checkpoint at or before seq; st stays empty when there is none.
+func (r *Replica) loadCheckpoint(st *iam.State, seq uint64) error {
+	cp, err := r.acquire(seq)
+	if err != nil || cp == nil {
+		return err
+	}
+	defer r.release(cp)
+	if err := scanRows(cp.db, func(k, v []byte) error { return LoadRow(st, string(k), v) }); err != nil {
+		return fmt.Errorf("load checkpoint %d of %s: %w", cp.seq, r.cfg.Region, err)
+	}
+	st.SetSeq(cp.seq)
+	return nil
+}
+
+// acquire returns the latest checkpoint at or before seq, open until
 // release; nil when there is none.
-func (r *Replica) acquire(seq uint64) *checkpoint {
+func (r *Replica) acquire(seq uint64) (*checkpoint, error) {
 	h := &r.hist
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	var best *checkpoint
 	for _, cp := range h.cps {
 		if cp.seq > seq {
@@ -267,18 +367,42 @@ func (r *Replica) acquire(seq uint64) *checkpoint {
 		}
 		best = cp
 	}
-	if best != nil {
-		best.refs++
+	if best == nil {
+		h.mu.Unlock()
+		return nil, nil
 	}
-	return best
+	best.refs++
+	h.mu.Unlock()
+	best.openMu.Lock()
+	var err error
+	if best.db == nil {
+		best.db, err = pebble.Open(best.dir, &pebble.Options{FS: r.fs(), ReadOnly: true, Logger: quietLogger{}})
+	}
+	best.openMu.Unlock()
+	if err != nil {
+		r.release(best)
+		return nil, fmt.Errorf("open checkpoint %d of %s: %w", best.seq, r.cfg.Region, err)
+	}
+	return best, nil
 }
 
+// release ends a build's use of cp: the last one closes it, and removes
+// it if it was dropped meanwhile.
 func (r *Replica) release(cp *checkpoint) {
 	h := &r.hist
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	cp.refs--
-	if cp.dropped && cp.refs == 0 {
-		cp.snap.Close()
+	if cp.refs > 0 {
+		return
+	}
+	cp.openMu.Lock()
+	if cp.db != nil {
+		_ = cp.db.Close()
+		cp.db = nil
+	}
+	cp.openMu.Unlock()
+	if cp.dropped {
+		_ = r.fs().RemoveAll(cp.dir)
 	}
 }

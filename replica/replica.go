@@ -141,12 +141,12 @@ func Open(cfg Config) (*Replica, error) {
 		heads: headCoalescer{head: cfg.Head}}
 	r.hist.builds = make(chan struct{}, max(1, runtime.GOMAXPROCS(0)))
 	r.hist.every = cfg.CheckpointEvery
-	if pos.Seq > 0 {
-		// Checkpoints are not kept across restarts: the read model as
-		// loaded is the first, so positions since it need no replay from
-		// the start. (Nothing is applied yet: applyMu need not be held.)
-		r.checkpointLocked(pos.Seq)
+	if err := r.openHistory(pos.Seq); err != nil {
+		store.Close()
+		return nil, fmt.Errorf("open checkpoints of %s: %w", cfg.Region, err)
 	}
+	// Nothing is applied yet: applyMu need not be held.
+	r.historyFrom(pos.Seq)
 	return r, nil
 }
 
