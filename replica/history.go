@@ -193,12 +193,9 @@ func (r *Replica) openHistory(pos uint64) error {
 	return nil
 }
 
-func (r *Replica) fs() vfs.FS {
-	if r.cfg.FS == nil {
-		return vfs.Default
-	}
-	return r.cfg.FS
-}
+// fs is the filesystem of the read model and its checkpoints (Open sets
+// cfg.FS).
+func (r *Replica) fs() vfs.FS { return r.cfg.FS }
 
 // Checkpoints returns the positions of the checkpoints held, ascending.
 func (r *Replica) Checkpoints() []uint64 {
@@ -376,7 +373,7 @@ func (r *Replica) acquire(seq uint64) (*checkpoint, error) {
 	best.openMu.Lock()
 	var err error
 	if best.db == nil {
-		best.db, err = pebble.Open(best.dir, &pebble.Options{FS: r.fs(), ReadOnly: true, Logger: quietLogger{}})
+		best.db, err = openCheckpoint(r.fs(), best)
 	}
 	best.openMu.Unlock()
 	if err != nil {
@@ -384,6 +381,25 @@ func (r *Replica) acquire(seq uint64) (*checkpoint, error) {
 		return nil, fmt.Errorf("open checkpoint %d of %s: %w", best.seq, r.cfg.Region, err)
 	}
 	return best, nil
+}
+
+// openCheckpoint opens cp read-only and makes sure it holds the read model
+// at exactly its position: checkpoints are not synced (checkpointFS), and
+// one cut short by a crash must not answer for a position it is not at.
+func openCheckpoint(fs vfs.FS, cp *checkpoint) (*pebble.DB, error) {
+	db, err := pebble.Open(cp.dir, &pebble.Options{FS: fs, ReadOnly: true, Logger: quietLogger{}})
+	if err != nil {
+		return nil, err
+	}
+	pos, err := positionOf(db)
+	if err == nil && pos.Seq != cp.seq {
+		err = fmt.Errorf("it holds position %d", pos.Seq)
+	}
+	if err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return db, nil
 }
 
 // release ends a build's use of cp: the last one closes it, and removes

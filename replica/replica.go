@@ -3,6 +3,7 @@ package replica
 import (
 	"context"
 	"fmt"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -119,7 +120,12 @@ func Open(cfg Config) (*Replica, error) {
 	if cfg.HistoryCache <= 0 {
 		cfg.HistoryCache = DefaultHistoryCache
 	}
-	store, err := OpenStore(cfg.Dir, StoreOptions{FS: cfg.FS, CacheSize: cfg.CacheSize})
+	fs := cfg.FS
+	if fs == nil {
+		fs = vfs.Default
+	}
+	cfg.FS = fs
+	store, err := OpenStore(cfg.Dir, StoreOptions{FS: checkpointFS{FS: fs, root: checkpointDir(cfg.Dir) + string(os.PathSeparator)}, CacheSize: cfg.CacheSize})
 	if err != nil {
 		return nil, err
 	}
