@@ -304,12 +304,37 @@ func (r *Replica) cached(seq uint64) *iam.State {
 	return nil
 }
 
-// build makes the state at seq from the nearest checkpoint and the log.
-func (r *Replica) build(ctx context.Context, seq uint64) (*iam.State, error) {
+// CheckpointState returns a state of the caller's own, which it may
+// change, at the latest checkpoint at or before seq (empty when there is
+// none): a replay of the log towards seq starts after its Seq() rather
+// than at the first entry (an identity's access changes). It waits for a
+// build slot as StateAt does. Errors: unavailable when ctx ends first;
+// those of opening the checkpoint.
+func (r *Replica) CheckpointState(ctx context.Context, seq uint64) (*iam.State, error) {
+	select {
+	case r.hist.builds <- struct{}{}:
+	case <-ctx.Done():
+		return nil, iam.Errorf(iam.EUnavailable, "region %s: waiting to load a checkpoint: %v", r.cfg.Region, ctx.Err())
+	}
+	defer func() { <-r.hist.builds }()
+	st := r.emptyState()
+	if err := r.loadCheckpoint(st, seq); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+func (r *Replica) emptyState() *iam.State {
 	st := iam.NewState()
 	if r.cfg.Limits != nil {
 		st.Limits = *r.cfg.Limits
 	}
+	return st
+}
+
+// build makes the state at seq from the nearest checkpoint and the log.
+func (r *Replica) build(ctx context.Context, seq uint64) (*iam.State, error) {
+	st := r.emptyState()
 	if err := r.loadCheckpoint(st, seq); err != nil {
 		return nil, err
 	}

@@ -1,9 +1,11 @@
 package daemon_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"testing"
 	"time"
 
@@ -238,6 +240,7 @@ func TestHistory_AtExactSnapshot(t *testing.T) {
 	h := recordHistory(t, admin, m.Bootstrap.Realm, historyWrites())
 	verify := func(t *testing.T, c *daemontest.Client) { h.verify(t, c, regions) }
 	t.Run("live", func(t *testing.T) { verify(t, admin) })
+	t.Run("access changes from checkpoints", func(t *testing.T) { h.verifyAccessChanges(t, admin) })
 	// An auditor made after the whole history asks about it: its right to
 	// check others and read is judged now, not at the token.
 	auditor := admin.Must(http.StatusCreated, "POST", "/v1/apps", map[string]any{"name": "auditor"}).Str("id")
@@ -279,4 +282,54 @@ func TestHistory_AtExactSnapshotJoined(t *testing.T) {
 	})
 	t.Logf("checkpoints after the fill: %v", rep.Checkpoints())
 	t.Run("filled", func(t *testing.T) { h.verify(t, lc, []string{"late"}) })
+}
+
+// verifyAccessChanges: an identity's access changes after a token, which
+// the server replays from its nearest checkpoint, are exactly those of the
+// whole history (replayed from the first entry) after that token.
+func (h *pastAnswers) verifyAccessChanges(t *testing.T, c *daemontest.Client) {
+	type answer struct {
+		Changes []json.RawMessage `json:"changes"`
+	}
+	tokenOf := func(raw json.RawMessage) uint64 {
+		var ch struct{ Token string }
+		if err := json.Unmarshal(raw, &ch); err != nil {
+			t.Fatal(err)
+		}
+		return tokenSeq(t, ch.Token)
+	}
+	compared := 0
+	for _, u := range h.users {
+		var all answer
+		r := c.Must(http.StatusOK, "GET", "/v1/identities/"+u+"/accessChanges", nil)
+		if err := json.Unmarshal(r.Raw, &all); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < len(h.checks); i += 37 {
+			from := h.checks[i].token
+			var want []string
+			for _, ch := range all.Changes {
+				if tokenOf(ch) > tokenSeq(t, from) {
+					want = append(want, string(ch))
+				}
+			}
+			var got answer
+			r := c.Must(http.StatusOK, "GET", "/v1/identities/"+u+"/accessChanges?from="+from, nil)
+			if err := json.Unmarshal(r.Raw, &got); err != nil {
+				t.Fatal(err)
+			}
+			var gotRaw []string
+			for _, ch := range got.Changes {
+				gotRaw = append(gotRaw, string(ch))
+			}
+			if !slices.Equal(gotRaw, want) {
+				t.Fatalf("access changes of %s after %s: got %v, want %v", u, from, gotRaw, want)
+			}
+			compared += len(want)
+		}
+	}
+	if compared == 0 {
+		t.Fatal("no access change compared")
+	}
+	t.Logf("%d access changes equal from checkpoints and from the first entry", compared)
 }
