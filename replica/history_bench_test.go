@@ -3,9 +3,12 @@ package replica_test
 import (
 	"context"
 	"flag"
+	"io/fs"
 	"math/rand/v2"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -36,7 +39,8 @@ func BenchmarkAtExactSnapshot(b *testing.B) {
 		}
 		return nil
 	}
-	rep, err := replica.Open(replica.Config{Region: "bench", Dir: filepath.Join(benchDir(b), "r"), History: history})
+	dir := benchDir(b)
+	rep, err := replica.Open(replica.Config{Region: "bench", Dir: filepath.Join(dir, "r"), History: history})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -50,6 +54,9 @@ func BenchmarkAtExactSnapshot(b *testing.B) {
 	applied := time.Since(start)
 	head := rep.Applied()
 	cps := rep.Checkpoints()
+	model, extra := diskBytes(b, filepath.Join(dir, "r"), filepath.Join(dir, "r.checkpoints"))
+	b.Logf("disk: read model %.1f MiB; checkpoints %.1f MiB more (hard links to the read model's tables not counted)",
+		float64(model)/(1<<20), float64(extra)/(1<<20))
 	b.Logf("%d entries applied in %s; %d checkpoints (spacing %d at first, doubled as they are thinned): %v…%v",
 		head, applied.Round(time.Millisecond), len(cps), replica.DefaultCheckpointEvery, cps[:min(4, len(cps))], cps[max(0, len(cps)-4):])
 	qs := benchQueries(*historyUsers, 1<<12)
@@ -86,6 +93,40 @@ func BenchmarkAtExactSnapshot(b *testing.B) {
 			b.ReportMetric(pct(0.99), "p99-µs")
 			b.ReportMetric(float64(replayed)/float64(len(samples)), "replayed/op")
 			b.ReportMetric(float64(len(cps)), "checkpoints")
+			// The live state plus the past states built and cached.
+			runtime.GC()
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			b.ReportMetric(float64(ms.HeapAlloc)/(1<<20), "heap-MiB")
 		})
 	}
+}
+
+// diskBytes returns the bytes of the files under base, and those of the
+// files under more that are not hard links to one under base.
+func diskBytes(tb testing.TB, base, more string) (baseBytes, moreBytes int64) {
+	seen := map[uint64]bool{}
+	walk := func(root string, n *int64) {
+		err := filepath.WalkDir(root, func(_ string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			ino := info.Sys().(*syscall.Stat_t).Ino
+			if !seen[ino] {
+				seen[ino] = true
+				*n += info.Size()
+			}
+			return nil
+		})
+		if err != nil {
+			tb.Fatal(err)
+		}
+	}
+	walk(base, &baseBytes)
+	walk(more, &moreBytes)
+	return baseBytes, moreBytes
 }
