@@ -2,14 +2,13 @@ package replica
 
 // Time-travel reads (at_exact_snapshot): the state at any past position,
 // built from the nearest earlier checkpoint plus the log. docs/history.md
-// says why checkpoints are Pebble snapshots and how they are spaced.
+// says what checkpoints are, how they are spaced and kept across restarts.
 
 import (
 	"cmp"
 	"context"
 	"fmt"
 	"slices"
-	"strconv"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -28,19 +27,21 @@ const (
 // AtExactSnapshot is iam.AtExactSnapshot, kept beside the other modes.
 const AtExactSnapshot = iam.AtExactSnapshot
 
-// checkpoint is a Pebble checkpoint of the read model at exactly seq: a
-// directory of hard links to its tables (docs/history.md says why on disk,
-// not in memory). refs counts builds reading it; db is open read-only while
-// refs > 0, and a checkpoint dropped meanwhile is removed by the last of
-// them.
+// checkpoint is the read model at exactly seq: a Pebble snapshot while the
+// process that took it runs (cheap to take, fast to read), and a file
+// written from it in the background (history_persist.go) that the next
+// Open finds. refs counts users (builds, the persister) of its snapshot
+// or file; one that is gone from the list meanwhile is released by the
+// last of them. All fields are guarded by history.mu.
 type checkpoint struct {
-	seq     uint64
-	dir     string
-	refs    int  // guarded by history.mu
-	dropped bool // guarded by history.mu
+	seq  uint64
+	snap *pebble.Snapshot // nil once released, and for one found on disk
+	file string           // "" until written
 
-	openMu sync.Mutex // guards db; taken after history.mu, never before
-	db     *pebble.DB
+	refs       int
+	persisting bool // its file is being written
+	gone       bool // no longer listed: release it once refs is 0
+	remove     bool // with gone: remove its file (dropped by thinning)
 }
 
 // history holds the checkpoints and the last states built; its mutex is
@@ -49,11 +50,17 @@ type history struct {
 	// builds holds a slot per build under way: each holds a whole state,
 	// and a burst of audits must not hold one each.
 	builds chan struct{}
-	// fill ends and waits for the background rebuild of checkpoints
-	// before the read model's first one (fill.go); nil when none runs.
-	stopFill func()
 
-	mu     sync.Mutex
+	mu sync.Mutex
+	// stopFill ends and waits for the background fill of checkpoints
+	// before the read model's first one (history_fill.go); nil when none
+	// was started.
+	stopFill func()
+	// wake tells the persister that a checkpoint awaits its file;
+	// stopPersist ends the persister and waits for it.
+	wake        chan struct{}
+	stopPersist func()
+
 	every  uint64        // spacing of the next checkpoints; doubles as they are thinned
 	cps    []*checkpoint // ascending seq
 	cache  []*iam.State  // most recently used last
@@ -72,50 +79,23 @@ func (r *Replica) nextCheckpoint(seq uint64) uint64 {
 	return (seq/n + 1) * n
 }
 
-// checkpointLocked writes a checkpoint at seq, where the read model now
-// stands; r.applyMu is held, so nothing is being committed. A checkpoint
-// that cannot be written is skipped: it only saves replay, so answers are
-// then slower, never different.
+// checkpointLocked pins a checkpoint at seq, where the read model now
+// stands: r.applyMu is held, so nothing is being committed. A Pebble
+// snapshot costs next to nothing here; its file is written later, off the
+// apply path.
 func (r *Replica) checkpointLocked(seq uint64) {
 	h := &r.hist
 	h.mu.Lock()
-	skip := h.closed || (len(h.cps) > 0 && h.cps[len(h.cps)-1].seq >= seq)
-	h.mu.Unlock()
-	if skip {
-		return
-	}
-	dir, err := writeCheckpoint(r.fs(), r.store.db, checkpointDir(r.cfg.Dir), seq)
-	if err != nil {
-		return
-	}
-	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.cps = append(h.cps, &checkpoint{seq: seq, dir: dir})
+	if h.closed || (len(h.cps) > 0 && h.cps[len(h.cps)-1].seq >= seq) {
+		return
+	}
+	h.cps = append(h.cps, &checkpoint{seq: seq, snap: r.store.db.NewSnapshot()})
 	r.thinLocked()
-}
-
-// writeCheckpoint makes a Pebble checkpoint of db in root, named by seq,
-// whole or not at all (written under a temporary name, then renamed).
-// The WAL is flushed first: rows are committed without sync, and the
-// checkpoint copies only what the WAL file holds.
-func writeCheckpoint(fs vfs.FS, db *pebble.DB, root string, seq uint64) (string, error) {
-	if err := fs.MkdirAll(root, 0o755); err != nil {
-		return "", err
+	select {
+	case h.wake <- struct{}{}:
+	default: // already woken
 	}
-	dir := fs.PathJoin(root, fmt.Sprintf("%020d", seq))
-	tmp := dir + ".tmp"
-	if err := fs.RemoveAll(tmp); err != nil {
-		return "", err
-	}
-	if err := db.Checkpoint(tmp, pebble.WithFlushedWAL()); err != nil {
-		_ = fs.RemoveAll(tmp)
-		return "", err
-	}
-	if err := fs.Rename(tmp, dir); err != nil {
-		_ = fs.RemoveAll(tmp)
-		return "", err
-	}
-	return dir, nil
 }
 
 // thinLocked keeps at most MaxCheckpoints: past that, every other one is
@@ -130,7 +110,7 @@ func (r *Replica) thinLocked() {
 		kept := h.cps[:0]
 		for i, cp := range h.cps {
 			if i%2 == 1 && i != len(h.cps)-1 {
-				r.dropLocked(cp)
+				r.dropLocked(cp, true)
 				continue
 			}
 			kept = append(kept, cp)
@@ -141,32 +121,62 @@ func (r *Replica) thinLocked() {
 	}
 }
 
-// dropLocked removes cp's directory once no build reads it; h.mu is held.
-func (r *Replica) dropLocked(cp *checkpoint) {
-	cp.dropped = true
+// dropLocked takes cp off the list; its snapshot is closed and its file
+// removed once no one uses them. h.mu is held.
+func (r *Replica) dropLocked(cp *checkpoint, removeFile bool) {
+	cp.gone, cp.remove = true, removeFile
 	if cp.refs == 0 {
-		_ = r.fs().RemoveAll(cp.dir)
+		r.freeLocked(cp)
 	}
 }
 
-// closeHistory stops the background fill and forgets the checkpoints,
-// which stay on disk for the next Open; builds under way finish on the
+// freeLocked frees what cp holds once it is gone and unused; h.mu is
+// held.
+func (r *Replica) freeLocked(cp *checkpoint) {
+	if cp.snap != nil {
+		_ = cp.snap.Close()
+		cp.snap = nil
+	}
+	if cp.remove && cp.file != "" {
+		_ = r.fs().Remove(cp.file)
+		cp.file = ""
+	}
+}
+
+// closeHistory stops the background work, writes the checkpoint files
+// not yet written and lets go of the checkpoints, whose files stay for the
+// next Open; builds under way finish on the
 // checkpoints they hold (their release then closes them).
 func (r *Replica) closeHistory() {
-	if r.hist.stopFill != nil {
-		r.hist.stopFill()
-	}
 	h := &r.hist
+	h.mu.Lock()
+	stopFill, stopPersist := h.stopFill, h.stopPersist
+	h.mu.Unlock()
+	if stopFill != nil {
+		stopFill() // before closed is set: the fill's last step takes h.mu
+	}
+	if stopPersist != nil {
+		stopPersist()
+		// What the persister has not reached yet is written now (in the
+		// steady state one file at most): a clean restart keeps every
+		// checkpoint; after a crash the missing ones only mean longer
+		// replays.
+		_ = r.persistAll()
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.closed = true
+	for _, cp := range h.cps {
+		r.dropLocked(cp, false)
+	}
 	h.cps, h.cache = nil, nil
 }
 
-// openHistory finds the checkpoints a previous run left at or before pos
-// and removes the others (a read model emptied or rebuilt has none of
-// their history), then restores the spacing they were taken at.
-func (r *Replica) openHistory(pos uint64) error {
+// openHistory finds the checkpoint files a previous run left at or before
+// pos and removes the others (a read model emptied or rebuilt has none of
+// their history), restores the spacing they were taken at, and starts the
+// persister.
+func (r *Replica) openHistory(pos uint64, persist bool) error {
 	fs, root := r.fs(), checkpointDir(r.cfg.Dir)
 	if err := fs.MkdirAll(root, 0o755); err != nil {
 		return err
@@ -176,20 +186,30 @@ func (r *Replica) openHistory(pos uint64) error {
 		return err
 	}
 	for _, name := range names {
-		seq, err := strconv.ParseUint(name, 10, 64)
-		if err != nil || seq > pos || seq == 0 {
+		seq, ok := checkpointSeq(name)
+		if !ok || seq > pos || seq == 0 {
 			if err := fs.RemoveAll(fs.PathJoin(root, name)); err != nil {
 				return err
 			}
 			continue
 		}
-		r.hist.cps = append(r.hist.cps, &checkpoint{seq: seq, dir: fs.PathJoin(root, name)})
+		r.hist.cps = append(r.hist.cps, &checkpoint{seq: seq, file: fs.PathJoin(root, name)})
 	}
 	slices.SortFunc(r.hist.cps, func(a, b *checkpoint) int { return cmp.Compare(a.seq, b.seq) })
 	for pos/r.hist.every > uint64(r.cfg.MaxCheckpoints) {
 		r.hist.every *= 2
 	}
 	r.thinLocked()
+	r.hist.wake = make(chan struct{}, 1)
+	if persist {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		r.hist.stopPersist = func() { cancel(); <-done }
+		go func() {
+			defer close(done)
+			r.persistLoop(ctx)
+		}()
+	}
 	return nil
 }
 
@@ -365,19 +385,24 @@ func (r *Replica) build(ctx context.Context, seq uint64) (*iam.State, error) {
 // loadCheckpoint loads into the empty st the rows of the latest
 // checkpoint at or before seq; st stays empty when there is none.
 func (r *Replica) loadCheckpoint(st *iam.State, seq uint64) error {
-	cp, err := r.acquire(seq)
-	if err != nil || cp == nil {
-		return err
+	cp := r.acquire(seq)
+	if cp == nil {
+		return nil
 	}
 	defer r.release(cp)
-	// Decoding rows into the index is most of the cost: it runs beside
-	// the scan, as a joining region's load does.
-	l := newIndexLoader(st)
-	err = scanRows(cp.db, func(k, v []byte) error { l.add(k, v); return nil })
-	if err != nil {
-		l.stop()
+	var err error
+	if cp.snap != nil {
+		// Decoding rows into the index is most of the cost: it runs
+		// beside the scan, as a joining region's load does.
+		l := newIndexLoader(st)
+		err = scanRows(cp.snap, func(k, v []byte) error { l.add(k, v); return nil })
+		if err != nil {
+			l.stop()
+		} else {
+			err = l.finish()
+		}
 	} else {
-		err = l.finish()
+		err = loadCheckpointFile(r.fs(), cp.file, cp.seq, st)
 	}
 	if err != nil {
 		return fmt.Errorf("load checkpoint %d of %s: %w", cp.seq, r.cfg.Region, err)
@@ -386,11 +411,12 @@ func (r *Replica) loadCheckpoint(st *iam.State, seq uint64) error {
 	return nil
 }
 
-// acquire returns the latest checkpoint at or before seq, open until
-// release; nil when there is none.
-func (r *Replica) acquire(seq uint64) (*checkpoint, error) {
+// acquire returns the latest checkpoint at or before seq, held (its
+// snapshot open, its file kept) until release; nil when there is none.
+func (r *Replica) acquire(seq uint64) *checkpoint {
 	h := &r.hist
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	var best *checkpoint
 	for _, cp := range h.cps {
 		if cp.seq > seq {
@@ -398,61 +424,19 @@ func (r *Replica) acquire(seq uint64) (*checkpoint, error) {
 		}
 		best = cp
 	}
-	if best == nil {
-		h.mu.Unlock()
-		return nil, nil
+	if best != nil {
+		best.refs++
 	}
-	best.refs++
-	h.mu.Unlock()
-	best.openMu.Lock()
-	var err error
-	if best.db == nil {
-		best.db, err = openCheckpoint(r.fs(), best)
-	}
-	best.openMu.Unlock()
-	if err != nil {
-		r.release(best)
-		return nil, fmt.Errorf("open checkpoint %d of %s: %w", best.seq, r.cfg.Region, err)
-	}
-	return best, nil
+	return best
 }
 
-// openCheckpoint opens cp read-only and makes sure it holds the read model
-// at exactly its position: checkpoints are not synced (checkpointFS), and
-// one cut short by a crash must not answer for a position it is not at.
-func openCheckpoint(fs vfs.FS, cp *checkpoint) (*pebble.DB, error) {
-	db, err := pebble.Open(cp.dir, &pebble.Options{FS: fs, ReadOnly: true, Logger: quietLogger{}})
-	if err != nil {
-		return nil, err
-	}
-	pos, err := positionOf(db)
-	if err == nil && pos.Seq != cp.seq {
-		err = fmt.Errorf("it holds position %d", pos.Seq)
-	}
-	if err != nil {
-		_ = db.Close()
-		return nil, err
-	}
-	return db, nil
-}
-
-// release ends a build's use of cp: the last one closes it, and removes
-// it if it was dropped meanwhile.
+// release ends a use of cp.
 func (r *Replica) release(cp *checkpoint) {
 	h := &r.hist
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	cp.refs--
-	if cp.refs > 0 {
-		return
-	}
-	cp.openMu.Lock()
-	if cp.db != nil {
-		_ = cp.db.Close()
-		cp.db = nil
-	}
-	cp.openMu.Unlock()
-	if cp.dropped {
-		_ = r.fs().RemoveAll(cp.dir)
+	if cp.refs == 0 && cp.gone {
+		r.freeLocked(cp)
 	}
 }

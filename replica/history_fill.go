@@ -48,8 +48,8 @@ func (r *Replica) historyFrom(pos uint64) {
 }
 
 // fill replays the log before upTo into a scratch replica beside the read
-// model, which writes its checkpoints as the live one does, then moves
-// them to the live one's and drops the scratch.
+// model, which takes its checkpoints as the live one does, writes their
+// files, moves them to the live one's and is dropped.
 func (r *Replica) fill(ctx context.Context, upTo uint64) error {
 	fs, dir := r.fs(), r.cfg.Dir+".fill"
 	for _, d := range []string{dir, checkpointDir(dir)} {
@@ -62,7 +62,7 @@ func (r *Replica) fill(ctx context.Context, upTo uint64) error {
 		_ = fs.RemoveAll(checkpointDir(dir))
 	}()
 	scratch, err := Open(Config{Region: r.cfg.Region + " (history fill)", Dir: dir, FS: r.cfg.FS, Limits: r.cfg.Limits,
-		CheckpointEvery: r.cfg.CheckpointEvery, MaxCheckpoints: r.cfg.MaxCheckpoints})
+		CheckpointEvery: r.cfg.CheckpointEvery, MaxCheckpoints: r.cfg.MaxCheckpoints, historyFill: true})
 	if err != nil {
 		return err
 	}
@@ -87,17 +87,24 @@ func (r *Replica) fill(ctx context.Context, upTo uint64) error {
 			return fmt.Errorf("fill the history of %s before %d: %w", r.cfg.Region, upTo, err)
 		}
 	}
+	if err := scratch.persistAll(); err != nil {
+		return err
+	}
 	scratch.hist.mu.Lock()
-	filled, every := scratch.hist.cps, scratch.hist.every
+	var filled []*checkpoint
+	for _, cp := range scratch.hist.cps {
+		filled = append(filled, &checkpoint{seq: cp.seq, file: cp.file})
+	}
+	every := scratch.hist.every
 	scratch.hist.mu.Unlock()
 	root := checkpointDir(r.cfg.Dir)
 	var moved []*checkpoint
 	for _, cp := range filled {
-		to := fs.PathJoin(root, fs.PathBase(cp.dir))
-		if err := fs.Rename(cp.dir, to); err != nil {
+		to := fs.PathJoin(root, fs.PathBase(cp.file))
+		if err := fs.Rename(cp.file, to); err != nil {
 			return err
 		}
-		moved = append(moved, &checkpoint{seq: cp.seq, dir: to})
+		moved = append(moved, &checkpoint{seq: cp.seq, file: to})
 	}
 	h := &r.hist
 	h.mu.Lock()

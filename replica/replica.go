@@ -3,7 +3,6 @@ package replica
 import (
 	"context"
 	"fmt"
-	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -71,6 +70,11 @@ type Config struct {
 	CheckpointEvery uint64
 	MaxCheckpoints  int
 	HistoryCache    int
+
+	// historyFill marks the scratch replica of a fill (history_fill.go):
+	// its checkpoint files are written at the end (persistAll), not by a
+	// persister in the background.
+	historyFill bool
 }
 
 // Replica is one region's read model. All methods are safe for concurrent
@@ -125,7 +129,7 @@ func Open(cfg Config) (*Replica, error) {
 		fs = vfs.Default
 	}
 	cfg.FS = fs
-	store, err := OpenStore(cfg.Dir, StoreOptions{FS: checkpointFS{FS: fs, root: checkpointDir(cfg.Dir) + string(os.PathSeparator)}, CacheSize: cfg.CacheSize})
+	store, err := OpenStore(cfg.Dir, StoreOptions{FS: fs, CacheSize: cfg.CacheSize})
 	if err != nil {
 		return nil, err
 	}
@@ -147,7 +151,7 @@ func Open(cfg Config) (*Replica, error) {
 		heads: headCoalescer{head: cfg.Head}}
 	r.hist.builds = make(chan struct{}, max(1, runtime.GOMAXPROCS(0)))
 	r.hist.every = cfg.CheckpointEvery
-	if err := r.openHistory(pos.Seq); err != nil {
+	if err := r.openHistory(pos.Seq, !cfg.historyFill); err != nil {
 		store.Close()
 		return nil, fmt.Errorf("open checkpoints of %s: %w", cfg.Region, err)
 	}
