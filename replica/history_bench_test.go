@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,8 +21,9 @@ var historyUsers = flag.Int("history-users", 9000, "users of BenchmarkAtExactSna
 // ~100k entries (-history-users=90000 for ~1M) applied at the default
 // checkpoint spacing: at a random past token (each a state built from a
 // checkpoint and a replay, the cache rarely hit), at a checkpoint's token
-// (its rows loaded, no replay), at the current token,
-// and a minimize_latency check for comparison. The log is held in memory:
+// (its rows loaded, no replay), at the current token, a minimize_latency
+// check for comparison, and at a random past token again after Close and
+// Open (the checkpoints then come from their files). The log is held in memory:
 // reading it from JetStream adds ~65 µs per replayed entry
 // (eventlog's BenchmarkReadRange), reported here as replayed entries per
 // build. Figures only; run with -benchtime=200x.
@@ -44,7 +44,7 @@ func BenchmarkAtExactSnapshot(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer rep.Close()
+	defer func() { rep.Close() }()
 	start := time.Now()
 	for i := 0; i < len(d.entries); i += replayBatch {
 		if err := rep.ApplyEntries(d.entries[i:min(i+replayBatch, len(d.entries))]); err != nil {
@@ -54,9 +54,6 @@ func BenchmarkAtExactSnapshot(b *testing.B) {
 	applied := time.Since(start)
 	head := rep.Applied()
 	cps := rep.Checkpoints()
-	model, extra := diskBytes(b, filepath.Join(dir, "r"), filepath.Join(dir, "r.checkpoints"))
-	b.Logf("disk: read model %.1f MiB; checkpoints %.1f MiB more (hard links to the read model's tables not counted)",
-		float64(model)/(1<<20), float64(extra)/(1<<20))
 	b.Logf("%d entries applied in %s; %d checkpoints (spacing %d at first, doubled as they are thinned): %v…%v",
 		head, applied.Round(time.Millisecond), len(cps), replica.DefaultCheckpointEvery, cps[:min(4, len(cps))], cps[max(0, len(cps)-4):])
 	qs := benchQueries(*historyUsers, 1<<12)
@@ -71,7 +68,24 @@ func BenchmarkAtExactSnapshot(b *testing.B) {
 		{"checkpoint", func() uint64 { return cps[rng.IntN(len(cps))] }, replica.AtExactSnapshot},
 		{"current", func() uint64 { return head }, replica.AtExactSnapshot},
 		{"normal", func() uint64 { return 0 }, replica.MinimizeLatency},
+		{"reopened", nil, replica.AtExactSnapshot},
 	} {
+		if tc.token == nil {
+			// The checkpoints' files, written in the background and the
+			// rest at Close, are what a restarted replica starts from.
+			t0 := time.Now()
+			if err := rep.Close(); err != nil {
+				b.Fatal(err)
+			}
+			closed := time.Since(t0)
+			if rep, err = replica.Open(replica.Config{Region: "bench", Dir: filepath.Join(dir, "r"), History: history}); err != nil {
+				b.Fatal(err)
+			}
+			model, files := diskBytes(b, filepath.Join(dir, "r")), diskBytes(b, filepath.Join(dir, "r.checkpoints"))
+			b.Logf("closed in %s (writing the checkpoint files not yet written); reopened with checkpoints %v…; disk: read model %.1f MiB, checkpoint files %.1f MiB",
+				closed.Round(time.Millisecond), rep.Checkpoints()[:min(4, len(rep.Checkpoints()))], float64(model)/(1<<20), float64(files)/(1<<20))
+			tc.token = func() uint64 { return 1 + rng.Uint64N(head) }
+		}
 		b.Run(tc.name, func(b *testing.B) {
 			replayed = 0
 			var samples []time.Duration
@@ -102,31 +116,21 @@ func BenchmarkAtExactSnapshot(b *testing.B) {
 	}
 }
 
-// diskBytes returns the bytes of the files under base, and those of the
-// files under more that are not hard links to one under base.
-func diskBytes(tb testing.TB, base, more string) (baseBytes, moreBytes int64) {
-	seen := map[uint64]bool{}
-	walk := func(root string, n *int64) {
-		err := filepath.WalkDir(root, func(_ string, d fs.DirEntry, err error) error {
-			if err != nil || d.IsDir() {
-				return err
-			}
-			info, err := d.Info()
-			if err != nil {
-				return err
-			}
-			ino := info.Sys().(*syscall.Stat_t).Ino
-			if !seen[ino] {
-				seen[ino] = true
-				*n += info.Size()
-			}
-			return nil
-		})
-		if err != nil {
-			tb.Fatal(err)
+// diskBytes returns the bytes of the files under root.
+func diskBytes(tb testing.TB, root string) int64 {
+	var n int64
+	err := filepath.WalkDir(root, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
 		}
+		info, err := d.Info()
+		if err == nil {
+			n += info.Size()
+		}
+		return err
+	})
+	if err != nil {
+		tb.Fatal(err)
 	}
-	walk(base, &baseBytes)
-	walk(more, &moreBytes)
-	return baseBytes, moreBytes
+	return n
 }

@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/klauspost/compress/zstd"
@@ -37,6 +38,13 @@ func checkpointSeq(name string) (uint64, bool) {
 	return seq, err == nil
 }
 
+// persistIdle is how long the persister rests after writing a file, as a
+// multiple of the time the file took: it takes at most a quarter of a
+// core from a replica catching up (which takes a checkpoint every few
+// milliseconds, each a file of the whole read model); Close writes what
+// it has not reached.
+const persistIdle = 3
+
 // persistLoop writes the file of each checkpoint that has none, oldest
 // first, whenever one is taken, until ctx ends. One that fails (a full
 // disk) is tried again at the next checkpoint; meanwhile the snapshot
@@ -49,9 +57,16 @@ func (r *Replica) persistLoop(ctx context.Context) {
 		case <-r.hist.wake:
 		}
 		for ctx.Err() == nil {
+			start := time.Now()
 			if done, err := r.persistOne(); done || err != nil {
 				break
 			}
+			rest := time.NewTimer(persistIdle * time.Since(start))
+			select {
+			case <-ctx.Done():
+			case <-rest.C:
+			}
+			rest.Stop()
 		}
 	}
 }
