@@ -39,11 +39,12 @@ func checkpointSeq(name string) (uint64, bool) {
 }
 
 // persistIdle is how long the persister rests after writing a file, as a
-// multiple of the time the file took: it takes at most a quarter of a
-// core from a replica catching up (which takes a checkpoint every few
-// milliseconds, each a file of the whole read model); Close writes what
-// it has not reached.
-const persistIdle = 3
+// multiple of the time the file took: it takes at most half a core from a
+// replica catching up (which takes a checkpoint every few milliseconds,
+// each a file of the whole read model); Close writes what it has not
+// reached. (At 3, a quarter of a core, a 1M-entry replica under load
+// still had 25 s of files to write at Close.)
+const persistIdle = 1
 
 // persistLoop writes the file of each checkpoint that has none, oldest
 // first, whenever one is taken, until ctx ends. One that fails (a full
