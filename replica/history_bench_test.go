@@ -134,3 +134,36 @@ func diskBytes(tb testing.TB, root string) int64 {
 	}
 	return n
 }
+
+// BenchmarkApplyCheckpoints measures what checkpoints cost a replay of the
+// BenchmarkAtExactSnapshot log into an empty replica: at the default
+// spacing (a Pebble snapshot each, and the persister writing their files
+// beside the apply) and with none. Close, which writes the files the
+// persister has not reached, is not timed. Figures only.
+func BenchmarkApplyCheckpoints(b *testing.B) {
+	d := newBenchData(*historyUsers)
+	for _, tc := range []struct {
+		name  string
+		every uint64
+	}{{"default", 0}, {"none", 1 << 62}} {
+		b.Run(tc.name, func(b *testing.B) {
+			for b.Loop() {
+				rep, err := replica.Open(replica.Config{Region: "bench", Dir: filepath.Join(benchDir(b), "r"), CheckpointEvery: tc.every})
+				if err != nil {
+					b.Fatal(err)
+				}
+				for i := 0; i < len(d.entries); i += replayBatch {
+					if err := rep.ApplyEntries(d.entries[i:min(i+replayBatch, len(d.entries))]); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.StopTimer()
+				if err := rep.Close(); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(len(d.entries))*float64(b.N)/b.Elapsed().Seconds(), "entries/s")
+		})
+	}
+}
