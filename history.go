@@ -49,7 +49,17 @@ type permissionKey struct {
 
 // NewAccessTracker returns a tracker over an empty state.
 func NewAccessTracker(realm, identity string, from uint64) *AccessTracker {
-	return &AccessTracker{Realm: realm, Identity: identity, From: from, s: NewState(), before: map[permissionKey]Permission{}}
+	return NewAccessTrackerAt(NewState(), realm, identity, from)
+}
+
+// NewAccessTrackerAt returns a tracker that goes on from st, a state at a
+// position at or before from (a replica's checkpoint), which it takes
+// over: the replay then starts after st.Seq() instead of at the first
+// entry.
+func NewAccessTrackerAt(st *State, realm, identity string, from uint64) *AccessTracker {
+	t := &AccessTracker{Realm: realm, Identity: identity, From: from, s: st}
+	t.before = t.effective()
+	return t
 }
 
 // effective is what the identity may do now: nothing unless it is active

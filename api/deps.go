@@ -28,6 +28,10 @@ type Replica interface {
 	// where it stands), waiting up to wait for it. Errors: replica_behind;
 	// conflict when the replica is already past seq.
 	DigestAt(ctx context.Context, seq uint64, wait time.Duration) (replica.Digest, error)
+	// CheckpointState returns a state of the caller's own at the latest
+	// checkpoint at or before seq (empty when there is none), for a
+	// replay of the log towards seq.
+	CheckpointState(ctx context.Context, seq uint64) (*iam.State, error)
 }
 
 // Snapshots publishes and lists read-model snapshots (replica.Publisher).

@@ -6,9 +6,9 @@ import (
 	iam "github.com/iam-project/iam"
 )
 
-// maxAccessChangeEntries bounds the log one accessChanges request replays:
-// it reads from the first entry (time-travel checkpoints would let it start
-// nearer), so a longer log answers 503 rather than tie up a process.
+// maxAccessChangeEntries bounds the log one accessChanges request replays
+// (from the replica's nearest checkpoint before from to to): a longer
+// range answers 503 rather than tie up a process.
 const maxAccessChangeEntries = 1_000_000
 
 // accessChanges serves GET /v1/identities/{identityId}/accessChanges
@@ -55,12 +55,18 @@ func (s *Server) accessChanges(w http.ResponseWriter, r *http.Request) error {
 	if from > to {
 		return iam.FieldErrorf("from", "%s is after to %s", FormatToken(from), FormatToken(to))
 	}
-	if to > maxAccessChangeEntries {
-		return iam.Errorf(iam.EUnavailable, "the log is longer than this server replays for one request (%d entries)", maxAccessChangeEntries)
+	// The replay starts at the nearest checkpoint at or before from: the
+	// changes before from are not asked for, only the state they left.
+	st, err := s.replicas[s.cfg.DefaultRegion].CheckpointState(r.Context(), from)
+	if err != nil {
+		return err
 	}
-	tr := iam.NewAccessTracker(p.Realm, id, from)
-	if to > 0 {
-		f, err := s.evlog.Follow(r.Context(), 1)
+	if to-st.Seq() > maxAccessChangeEntries {
+		return iam.Errorf(iam.EUnavailable, "the range is longer than this server replays for one request (%d entries)", maxAccessChangeEntries)
+	}
+	tr := iam.NewAccessTrackerAt(st, p.Realm, id, from)
+	if to > st.Seq() {
+		f, err := s.evlog.Follow(r.Context(), st.Seq()+1)
 		if err != nil {
 			return iam.Errorf(iam.EUnavailable, "the log cannot be read: %v", err)
 		}

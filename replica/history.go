@@ -2,14 +2,17 @@ package replica
 
 // Time-travel reads (at_exact_snapshot): the state at any past position,
 // built from the nearest earlier checkpoint plus the log. docs/history.md
-// says why checkpoints are Pebble snapshots and how they are spaced.
+// says what checkpoints are, how they are spaced and kept across restarts.
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	iam "github.com/iam-project/iam"
 )
@@ -24,14 +27,21 @@ const (
 // AtExactSnapshot is iam.AtExactSnapshot, kept beside the other modes.
 const AtExactSnapshot = iam.AtExactSnapshot
 
-// checkpoint is a Pebble snapshot of the read model at exactly seq. refs
-// counts builds reading it, so that one dropped meanwhile is closed by the
-// last of them.
+// checkpoint is the read model at exactly seq: a Pebble snapshot while the
+// process that took it runs (cheap to take, fast to read), and a file
+// written from it in the background (history_persist.go) that the next
+// Open finds. refs counts users (builds, the persister) of its snapshot
+// or file; one that is gone from the list meanwhile is released by the
+// last of them. All fields are guarded by history.mu.
 type checkpoint struct {
-	seq     uint64
-	snap    *pebble.Snapshot
-	refs    int
-	dropped bool
+	seq  uint64
+	snap *pebble.Snapshot // nil once released, and for one found on disk
+	file string           // "" until written
+
+	refs       int
+	persisting bool // its file is being written
+	gone       bool // no longer listed: release it once refs is 0
+	remove     bool // with gone: remove its file (dropped by thinning)
 }
 
 // history holds the checkpoints and the last states built; its mutex is
@@ -41,12 +51,25 @@ type history struct {
 	// and a burst of audits must not hold one each.
 	builds chan struct{}
 
-	mu     sync.Mutex
+	mu sync.Mutex
+	// stopFill ends and waits for the background fill of checkpoints
+	// before the read model's first one (history_fill.go); nil when none
+	// was started.
+	stopFill func()
+	// wake tells the persister that a checkpoint awaits its file;
+	// stopPersist ends the persister and waits for it.
+	wake        chan struct{}
+	stopPersist func()
+
 	every  uint64        // spacing of the next checkpoints; doubles as they are thinned
 	cps    []*checkpoint // ascending seq
 	cache  []*iam.State  // most recently used last
 	closed bool
 }
+
+// checkpointDir is where the checkpoints of the read model in dir are kept:
+// beside it, not in it, so that Pebble never sees them as its own files.
+func checkpointDir(dir string) string { return dir + ".checkpoints" }
 
 // nextCheckpoint is the first checkpoint position after seq.
 func (r *Replica) nextCheckpoint(seq uint64) uint64 {
@@ -57,12 +80,9 @@ func (r *Replica) nextCheckpoint(seq uint64) uint64 {
 }
 
 // checkpointLocked pins a checkpoint at seq, where the read model now
-// stands; r.applyMu is held, so nothing is being committed. Past
-// MaxCheckpoints every other one is dropped and the spacing of the next
-// ones doubles: the whole history stays covered evenly, at a spacing of
-// at most 2×head/MaxCheckpoints (a first version kept recent ones dense
-// and thinned the older half, which at 1M entries left none between the
-// first and the last 12%).
+// stands: r.applyMu is held, so nothing is being committed. A Pebble
+// snapshot costs next to nothing here; its file is written later, off the
+// apply path.
 func (r *Replica) checkpointLocked(seq uint64) {
 	h := &r.hist
 	h.mu.Lock()
@@ -71,42 +91,131 @@ func (r *Replica) checkpointLocked(seq uint64) {
 		return
 	}
 	h.cps = append(h.cps, &checkpoint{seq: seq, snap: r.store.db.NewSnapshot()})
-	if len(h.cps) <= r.cfg.MaxCheckpoints {
-		return
+	r.thinLocked()
+	select {
+	case h.wake <- struct{}{}:
+	default: // already woken
 	}
-	kept := h.cps[:0]
-	for i, cp := range h.cps {
-		if i%2 == 1 && i != len(h.cps)-1 {
-			cp.drop()
-			continue
+}
+
+// thinLocked keeps at most MaxCheckpoints: past that, every other one is
+// dropped and the spacing of the next ones doubles. The whole history
+// stays covered evenly, at a spacing of at most 2×head/MaxCheckpoints (a
+// first version kept recent ones dense and thinned the older half, which
+// at 1M entries left none between the first and the last 12%). h.mu is
+// held.
+func (r *Replica) thinLocked() {
+	h := &r.hist
+	for len(h.cps) > r.cfg.MaxCheckpoints {
+		kept := h.cps[:0]
+		for i, cp := range h.cps {
+			if i%2 == 1 && i != len(h.cps)-1 {
+				r.dropLocked(cp, true)
+				continue
+			}
+			kept = append(kept, cp)
 		}
-		kept = append(kept, cp)
+		clear(h.cps[len(kept):])
+		h.cps = kept
+		h.every *= 2
 	}
-	clear(h.cps[len(kept):])
-	h.cps = kept
-	h.every *= 2
 }
 
-// drop releases cp's snapshot once no build reads it; h.mu is held.
-func (cp *checkpoint) drop() {
-	cp.dropped = true
+// dropLocked takes cp off the list; its snapshot is closed and its file
+// removed once no one uses them. h.mu is held.
+func (r *Replica) dropLocked(cp *checkpoint, removeFile bool) {
+	cp.gone, cp.remove = true, removeFile
 	if cp.refs == 0 {
-		cp.snap.Close()
+		r.freeLocked(cp)
 	}
 }
 
-// closeHistory releases every checkpoint; builds under way finish on the
-// snapshots they hold (their release then closes them).
+// freeLocked frees what cp holds once it is gone and unused; h.mu is
+// held.
+func (r *Replica) freeLocked(cp *checkpoint) {
+	if cp.snap != nil {
+		_ = cp.snap.Close()
+		cp.snap = nil
+	}
+	if cp.remove && cp.file != "" {
+		_ = r.fs().Remove(cp.file)
+		cp.file = ""
+	}
+}
+
+// closeHistory stops the background work, writes the checkpoint files
+// not yet written and lets go of the checkpoints, whose files stay for the
+// next Open; builds under way finish on the
+// checkpoints they hold (their release then closes them).
 func (r *Replica) closeHistory() {
 	h := &r.hist
+	h.mu.Lock()
+	stopFill, stopPersist := h.stopFill, h.stopPersist
+	h.mu.Unlock()
+	if stopFill != nil {
+		stopFill() // before closed is set: the fill's last step takes h.mu
+	}
+	if stopPersist != nil {
+		stopPersist()
+		// What the persister has not reached yet is written now (in the
+		// steady state one file at most): a clean restart keeps every
+		// checkpoint; after a crash the missing ones only mean longer
+		// replays.
+		_ = r.persistAll()
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.closed = true
 	for _, cp := range h.cps {
-		cp.drop()
+		r.dropLocked(cp, false)
 	}
 	h.cps, h.cache = nil, nil
 }
+
+// openHistory finds the checkpoint files a previous run left at or before
+// pos and removes the others (a read model emptied or rebuilt has none of
+// their history), restores the spacing they were taken at, and starts the
+// persister.
+func (r *Replica) openHistory(pos uint64, persist bool) error {
+	fs, root := r.fs(), checkpointDir(r.cfg.Dir)
+	if err := fs.MkdirAll(root, 0o755); err != nil {
+		return err
+	}
+	names, err := fs.List(root)
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		seq, ok := checkpointSeq(name)
+		if !ok || seq > pos || seq == 0 {
+			if err := fs.RemoveAll(fs.PathJoin(root, name)); err != nil {
+				return err
+			}
+			continue
+		}
+		r.hist.cps = append(r.hist.cps, &checkpoint{seq: seq, file: fs.PathJoin(root, name)})
+	}
+	slices.SortFunc(r.hist.cps, func(a, b *checkpoint) int { return cmp.Compare(a.seq, b.seq) })
+	for pos/r.hist.every > uint64(r.cfg.MaxCheckpoints) {
+		r.hist.every *= 2
+	}
+	r.thinLocked()
+	r.hist.wake = make(chan struct{}, 1)
+	if persist {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		r.hist.stopPersist = func() { cancel(); <-done }
+		go func() {
+			defer close(done)
+			r.persistLoop(ctx)
+		}()
+	}
+	return nil
+}
+
+// fs is the filesystem of the read model and its checkpoints (Open sets
+// cfg.FS).
+func (r *Replica) fs() vfs.FS { return r.cfg.FS }
 
 // Checkpoints returns the positions of the checkpoints held, ascending.
 func (r *Replica) Checkpoints() []uint64 {
@@ -215,20 +324,39 @@ func (r *Replica) cached(seq uint64) *iam.State {
 	return nil
 }
 
-// build makes the state at seq from the nearest checkpoint and the log.
-func (r *Replica) build(ctx context.Context, seq uint64) (*iam.State, error) {
+// CheckpointState returns a state of the caller's own, which it may
+// change, at the latest checkpoint at or before seq (empty when there is
+// none): a replay of the log towards seq starts after its Seq() rather
+// than at the first entry (an identity's access changes). It waits for a
+// build slot as StateAt does. Errors: unavailable when ctx ends first;
+// those of opening the checkpoint.
+func (r *Replica) CheckpointState(ctx context.Context, seq uint64) (*iam.State, error) {
+	select {
+	case r.hist.builds <- struct{}{}:
+	case <-ctx.Done():
+		return nil, iam.Errorf(iam.EUnavailable, "region %s: waiting to load a checkpoint: %v", r.cfg.Region, ctx.Err())
+	}
+	defer func() { <-r.hist.builds }()
+	st := r.emptyState()
+	if err := r.loadCheckpoint(st, seq); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+func (r *Replica) emptyState() *iam.State {
 	st := iam.NewState()
 	if r.cfg.Limits != nil {
 		st.Limits = *r.cfg.Limits
 	}
-	cp := r.acquire(seq)
-	if cp != nil {
-		err := scanRows(cp.snap, func(k, v []byte) error { return LoadRow(st, string(k), v) })
-		r.release(cp)
-		if err != nil {
-			return nil, fmt.Errorf("load checkpoint %d of %s: %w", cp.seq, r.cfg.Region, err)
-		}
-		st.SetSeq(cp.seq)
+	return st
+}
+
+// build makes the state at seq from the nearest checkpoint and the log.
+func (r *Replica) build(ctx context.Context, seq uint64) (*iam.State, error) {
+	st := r.emptyState()
+	if err := r.loadCheckpoint(st, seq); err != nil {
+		return nil, err
 	}
 	if st.Seq() == seq {
 		return st, nil
@@ -254,8 +382,37 @@ func (r *Replica) build(ctx context.Context, seq uint64) (*iam.State, error) {
 	return st, nil
 }
 
-// acquire returns the latest checkpoint at or before seq, held until
-// release; nil when there is none.
+// loadCheckpoint loads into the empty st the rows of the latest
+// checkpoint at or before seq; st stays empty when there is none.
+func (r *Replica) loadCheckpoint(st *iam.State, seq uint64) error {
+	cp := r.acquire(seq)
+	if cp == nil {
+		return nil
+	}
+	defer r.release(cp)
+	var err error
+	if cp.snap != nil {
+		// Decoding rows into the index is most of the cost: it runs
+		// beside the scan, as a joining region's load does.
+		l := newIndexLoader(st)
+		err = scanRows(cp.snap, func(k, v []byte) error { l.add(k, v); return nil })
+		if err != nil {
+			l.stop()
+		} else {
+			err = l.finish()
+		}
+	} else {
+		err = loadCheckpointFile(r.fs(), cp.file, cp.seq, st)
+	}
+	if err != nil {
+		return fmt.Errorf("load checkpoint %d of %s: %w", cp.seq, r.cfg.Region, err)
+	}
+	st.SetSeq(cp.seq)
+	return nil
+}
+
+// acquire returns the latest checkpoint at or before seq, held (its
+// snapshot open, its file kept) until release; nil when there is none.
 func (r *Replica) acquire(seq uint64) *checkpoint {
 	h := &r.hist
 	h.mu.Lock()
@@ -273,12 +430,13 @@ func (r *Replica) acquire(seq uint64) *checkpoint {
 	return best
 }
 
+// release ends a use of cp.
 func (r *Replica) release(cp *checkpoint) {
 	h := &r.hist
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	cp.refs--
-	if cp.dropped && cp.refs == 0 {
-		cp.snap.Close()
+	if cp.refs == 0 && cp.gone {
+		r.freeLocked(cp)
 	}
 }

@@ -3,8 +3,10 @@ package replica_test
 import (
 	"context"
 	"flag"
+	"io/fs"
 	"math/rand/v2"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -19,8 +21,9 @@ var historyUsers = flag.Int("history-users", 9000, "users of BenchmarkAtExactSna
 // ~100k entries (-history-users=90000 for ~1M) applied at the default
 // checkpoint spacing: at a random past token (each a state built from a
 // checkpoint and a replay, the cache rarely hit), at a checkpoint's token
-// (its rows loaded, no replay), at the current token,
-// and a minimize_latency check for comparison. The log is held in memory:
+// (its rows loaded, no replay), at the current token, a minimize_latency
+// check for comparison, and at a random past token again after Close and
+// Open (the checkpoints then come from their files). The log is held in memory:
 // reading it from JetStream adds ~65 µs per replayed entry
 // (eventlog's BenchmarkReadRange), reported here as replayed entries per
 // build. Figures only; run with -benchtime=200x.
@@ -36,11 +39,12 @@ func BenchmarkAtExactSnapshot(b *testing.B) {
 		}
 		return nil
 	}
-	rep, err := replica.Open(replica.Config{Region: "bench", Dir: filepath.Join(benchDir(b), "r"), History: history})
+	dir := benchDir(b)
+	rep, err := replica.Open(replica.Config{Region: "bench", Dir: filepath.Join(dir, "r"), History: history})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer rep.Close()
+	defer func() { rep.Close() }()
 	start := time.Now()
 	for i := 0; i < len(d.entries); i += replayBatch {
 		if err := rep.ApplyEntries(d.entries[i:min(i+replayBatch, len(d.entries))]); err != nil {
@@ -64,7 +68,24 @@ func BenchmarkAtExactSnapshot(b *testing.B) {
 		{"checkpoint", func() uint64 { return cps[rng.IntN(len(cps))] }, replica.AtExactSnapshot},
 		{"current", func() uint64 { return head }, replica.AtExactSnapshot},
 		{"normal", func() uint64 { return 0 }, replica.MinimizeLatency},
+		{"reopened", nil, replica.AtExactSnapshot},
 	} {
+		if tc.token == nil {
+			// The checkpoints' files, written in the background and the
+			// rest at Close, are what a restarted replica starts from.
+			t0 := time.Now()
+			if err := rep.Close(); err != nil {
+				b.Fatal(err)
+			}
+			closed := time.Since(t0)
+			if rep, err = replica.Open(replica.Config{Region: "bench", Dir: filepath.Join(dir, "r"), History: history}); err != nil {
+				b.Fatal(err)
+			}
+			model, files := diskBytes(b, filepath.Join(dir, "r")), diskBytes(b, filepath.Join(dir, "r.checkpoints"))
+			b.Logf("closed in %s (writing the checkpoint files not yet written); reopened with checkpoints %v…; disk: read model %.1f MiB, checkpoint files %.1f MiB",
+				closed.Round(time.Millisecond), rep.Checkpoints()[:min(4, len(rep.Checkpoints()))], float64(model)/(1<<20), float64(files)/(1<<20))
+			tc.token = func() uint64 { return 1 + rng.Uint64N(head) }
+		}
 		b.Run(tc.name, func(b *testing.B) {
 			replayed = 0
 			var samples []time.Duration
@@ -86,6 +107,63 @@ func BenchmarkAtExactSnapshot(b *testing.B) {
 			b.ReportMetric(pct(0.99), "p99-µs")
 			b.ReportMetric(float64(replayed)/float64(len(samples)), "replayed/op")
 			b.ReportMetric(float64(len(cps)), "checkpoints")
+			// The live state plus the past states built and cached.
+			runtime.GC()
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			b.ReportMetric(float64(ms.HeapAlloc)/(1<<20), "heap-MiB")
+		})
+	}
+}
+
+// diskBytes returns the bytes of the files under root.
+func diskBytes(tb testing.TB, root string) int64 {
+	var n int64
+	err := filepath.WalkDir(root, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		info, err := d.Info()
+		if err == nil {
+			n += info.Size()
+		}
+		return err
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return n
+}
+
+// BenchmarkApplyCheckpoints measures what checkpoints cost a replay of the
+// BenchmarkAtExactSnapshot log into an empty replica: at the default
+// spacing (a Pebble snapshot each, and the persister writing their files
+// beside the apply) and with none. Close, which writes the files the
+// persister has not reached, is not timed. Figures only.
+func BenchmarkApplyCheckpoints(b *testing.B) {
+	d := newBenchData(*historyUsers)
+	for _, tc := range []struct {
+		name  string
+		every uint64
+	}{{"default", 0}, {"none", 1 << 62}} {
+		b.Run(tc.name, func(b *testing.B) {
+			for b.Loop() {
+				rep, err := replica.Open(replica.Config{Region: "bench", Dir: filepath.Join(benchDir(b), "r"), CheckpointEvery: tc.every})
+				if err != nil {
+					b.Fatal(err)
+				}
+				for i := 0; i < len(d.entries); i += replayBatch {
+					if err := rep.ApplyEntries(d.entries[i:min(i+replayBatch, len(d.entries))]); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.StopTimer()
+				if err := rep.Close(); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(len(d.entries))*float64(b.N)/b.Elapsed().Seconds(), "entries/s")
 		})
 	}
 }

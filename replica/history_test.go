@@ -1,14 +1,18 @@
 package replica_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	iam "github.com/iam-project/iam"
+	"github.com/iam-project/iam/eventlog/eventlogtest"
 	"github.com/iam-project/iam/replica"
 )
 
@@ -103,4 +107,140 @@ func TestReplica_StateAt(t *testing.T) {
 		t.Errorf("state past the applied position: got %v, want invalid_argument", err)
 	}
 	t.Logf("%d entries, checkpoints %v", len(d.entries), cps)
+}
+
+// historyFixture is a log with the rows digest of the state at every
+// 37th position, as a fresh replay gives them.
+type historyFixture struct {
+	d    *benchData
+	want map[uint64]string
+}
+
+func newHistoryFixture(t *testing.T) historyFixture {
+	f := historyFixture{d: newBenchData(60), want: map[uint64]string{}}
+	fresh := iam.NewState()
+	for i, e := range f.d.entries {
+		if err := fresh.ApplyEntry(e, nil); err != nil {
+			t.Fatal(err)
+		}
+		if i%37 == 0 || i == len(f.d.entries)-1 {
+			f.want[e.Seq] = rowsDigest(t, fresh)
+		}
+	}
+	return f
+}
+
+// history is Config.History over the fixture's log.
+func (f historyFixture) history(_ context.Context, from, to uint64, fn func(iam.LogEntry) error) error {
+	for _, e := range f.d.entries[from-1 : to] {
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (f historyFixture) open(t *testing.T, dir string) *replica.Replica {
+	rep, err := replica.Open(replica.Config{Region: "h", Dir: dir, History: f.history, CheckpointEvery: 50, MaxCheckpoints: 8, HistoryCache: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+func (f historyFixture) apply(t *testing.T, rep *replica.Replica, upTo int) {
+	for i := int(rep.Applied()); i < upTo; i += 64 {
+		if err := rep.ApplyEntries(f.d.entries[i:min(i+64, upTo)]); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// verify asks rep for the state at every recorded position up to its own.
+func (f historyFixture) verify(t *testing.T, rep *replica.Replica) {
+	t.Helper()
+	for seq, w := range f.want {
+		if seq > rep.Applied() {
+			continue
+		}
+		st, err := rep.StateAt(context.Background(), seq)
+		if err != nil {
+			t.Fatalf("state at %d: %v", seq, err)
+		}
+		if got := rowsDigest(t, st); got != w {
+			t.Fatalf("state at %d: rows digest %s, want %s", seq, got, w)
+		}
+	}
+}
+
+// TestReplica_CheckpointsSurviveRestart: the checkpoints are on disk, so
+// a reopened replica starts with the same ones and answers every past
+// position as before; a log that grows past them goes on adding more.
+func TestReplica_CheckpointsSurviveRestart(t *testing.T) {
+	f := newHistoryFixture(t)
+	dir := filepath.Join(t.TempDir(), "r")
+	rep := f.open(t, dir)
+	half := len(f.d.entries) / 2
+	f.apply(t, rep, half)
+	before := rep.Checkpoints()
+	if err := rep.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rep = f.open(t, dir)
+	defer rep.Close()
+	if got := rep.Checkpoints(); !slices.Equal(got, before) {
+		t.Fatalf("checkpoints after reopening: got %v, want %v", got, before)
+	}
+	f.verify(t, rep)
+	f.apply(t, rep, len(f.d.entries))
+	if got := rep.Checkpoints(); got[len(got)-1] <= before[len(before)-1] {
+		t.Errorf("checkpoints after applying the rest: got %v, want some after %v", got, before)
+	}
+	f.verify(t, rep)
+}
+
+// TestReplica_JoinedFillsHistory: a replica loaded from a snapshot has no
+// checkpoint before it; it answers past positions at once (replayed from
+// the first entry), fills in checkpoints before the snapshot from the log
+// in the background, keeps them across a restart, and answers the same.
+func TestReplica_JoinedFillsHistory(t *testing.T) {
+	f := newHistoryFixture(t)
+	src := f.open(t, filepath.Join(t.TempDir(), "src"))
+	defer src.Close()
+	at := len(f.d.entries) * 3 / 4
+	f.apply(t, src, at)
+	snap, err := src.Store().Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	_, _, err = snap.Write(&buf, replica.SnapshotOptions{})
+	snap.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	dir := filepath.Join(t.TempDir(), "joined")
+	rep := f.open(t, dir)
+	if _, err := rep.LoadSnapshot(context.Background(), &buf, replica.LoadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.verify(t, rep)
+	eventlogtest.Eventually(t, 30*time.Second, "checkpoints before the snapshot", func() bool {
+		cps := rep.Checkpoints()
+		return len(cps) > 1 && cps[0] == 50
+	})
+	f.verify(t, rep)
+	f.apply(t, rep, len(f.d.entries))
+	f.verify(t, rep)
+	filled := rep.Checkpoints()
+	if err := rep.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rep = f.open(t, dir)
+	defer rep.Close()
+	if got := rep.Checkpoints(); !slices.Equal(got, filled) {
+		t.Fatalf("checkpoints after reopening: got %v, want %v", got, filled)
+	}
+	f.verify(t, rep)
 }

@@ -108,7 +108,7 @@ func (r *Replica) LoadSnapshot(ctx context.Context, rd io.Reader, o LoadOptions)
 	// The log before the snapshot may be long: past positions after it
 	// start here rather than from the first entry.
 	r.applyMu.Lock()
-	r.checkpointLocked(pos.Seq)
+	r.historyFrom(pos.Seq)
 	r.applyMu.Unlock()
 	return h, nil
 }

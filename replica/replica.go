@@ -70,6 +70,11 @@ type Config struct {
 	CheckpointEvery uint64
 	MaxCheckpoints  int
 	HistoryCache    int
+
+	// historyFill marks the scratch replica of a fill (history_fill.go):
+	// its checkpoint files are written at the end (persistAll), not by a
+	// persister in the background.
+	historyFill bool
 }
 
 // Replica is one region's read model. All methods are safe for concurrent
@@ -119,7 +124,12 @@ func Open(cfg Config) (*Replica, error) {
 	if cfg.HistoryCache <= 0 {
 		cfg.HistoryCache = DefaultHistoryCache
 	}
-	store, err := OpenStore(cfg.Dir, StoreOptions{FS: cfg.FS, CacheSize: cfg.CacheSize})
+	fs := cfg.FS
+	if fs == nil {
+		fs = vfs.Default
+	}
+	cfg.FS = fs
+	store, err := OpenStore(cfg.Dir, StoreOptions{FS: fs, CacheSize: cfg.CacheSize})
 	if err != nil {
 		return nil, err
 	}
@@ -141,12 +151,12 @@ func Open(cfg Config) (*Replica, error) {
 		heads: headCoalescer{head: cfg.Head}}
 	r.hist.builds = make(chan struct{}, max(1, runtime.GOMAXPROCS(0)))
 	r.hist.every = cfg.CheckpointEvery
-	if pos.Seq > 0 {
-		// Checkpoints are not kept across restarts: the read model as
-		// loaded is the first, so positions since it need no replay from
-		// the start. (Nothing is applied yet: applyMu need not be held.)
-		r.checkpointLocked(pos.Seq)
+	if err := r.openHistory(pos.Seq, !cfg.historyFill); err != nil {
+		store.Close()
+		return nil, fmt.Errorf("open checkpoints of %s: %w", cfg.Region, err)
 	}
+	// Nothing is applied yet: applyMu need not be held.
+	r.historyFrom(pos.Seq)
 	return r, nil
 }
 

@@ -121,6 +121,11 @@ type SnapshotOptions struct {
 // Write writes the snapshot as a stream (see the package's snapshot
 // format) and returns the header it wrote and the bytes written.
 func (sn *Snapshot) Write(w io.Writer, o SnapshotOptions) (SnapshotHeader, int64, error) {
+	return sn.write(w, sn.snap, o)
+}
+
+// write writes the rows of src, which sn.digest describes.
+func (sn *Snapshot) write(w io.Writer, src reader, o SnapshotOptions) (SnapshotHeader, int64, error) {
 	if o.Compression == "" {
 		o.Compression = CompressionZstd
 	}
@@ -159,7 +164,7 @@ func (sn *Snapshot) Write(w io.Writer, o SnapshotOptions) (SnapshotHeader, int64
 	bw := bufio.NewWriterSize(body, 256<<10)
 	var n [2 * binary.MaxVarintLen64]byte
 	rows := uint64(0)
-	err = scanRows(sn.snap, func(k, v []byte) error {
+	err = scanRows(src, func(k, v []byte) error {
 		b := binary.AppendUvarint(n[:0], uint64(len(k)))
 		bw.Write(b)
 		bw.Write(k)

@@ -21,8 +21,8 @@ import (
 )
 
 // startJoiningRegion starts one more region process on an empty data dir,
-// dialling the hub's leaf URLs directly.
-func (t *topology) startJoiningRegion(name string) *daemon.Main {
+// dialling the hub's leaf URLs directly; opts adjust its configuration.
+func (t *topology) startJoiningRegion(name string, opts ...func(*daemon.Config)) *daemon.Main {
 	t.tb.Helper()
 	var leafURLs []string
 	for _, h := range t.hubs {
@@ -34,6 +34,9 @@ func (t *topology) startJoiningRegion(name string) *daemon.Main {
 	c.LogKeys = t.hubs[0].LogPublicKeysFile()
 	c.HTTPAddr, c.DataDir, c.Issuer = "127.0.0.1:0", t.tb.TempDir(), multiIssuer
 	c.Logger, c.Stderr = quietLogger().With("proc", name), io.Discard
+	for _, o := range opts {
+		o(c)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err := m.Run(ctx)

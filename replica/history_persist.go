@@ -1,0 +1,196 @@
+package replica
+
+// Checkpoint files: each checkpoint's Pebble snapshot is written, in the
+// background, as a file in the snapshot format (snapshot.go), so that
+// checkpoints outlive the process. docs/history.md says why files and not
+// Pebble checkpoints.
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/klauspost/compress/zstd"
+
+	iam "github.com/iam-project/iam"
+)
+
+const checkpointExt = ".ckpt"
+
+// checkpointName names the file of the checkpoint at seq (zero-padded, so
+// that names sort as positions do).
+func checkpointName(seq uint64) string { return fmt.Sprintf("%020d%s", seq, checkpointExt) }
+
+// checkpointSeq is the position a checkpoint file is named for; false for
+// anything else (a file cut short, with its temporary name).
+func checkpointSeq(name string) (uint64, bool) {
+	digits, ok := strings.CutSuffix(name, checkpointExt)
+	if !ok {
+		return 0, false
+	}
+	seq, err := strconv.ParseUint(digits, 10, 64)
+	return seq, err == nil
+}
+
+// persistIdle is how long the persister rests after writing a file, as a
+// multiple of the time the file took: it takes at most half a core from a
+// replica catching up (which takes a checkpoint every few milliseconds,
+// each a file of the whole read model); Close writes what it has not
+// reached. (At 3, a quarter of a core, a 1M-entry replica under load
+// still had 25 s of files to write at Close.)
+const persistIdle = 1
+
+// persistLoop writes the file of each checkpoint that has none, oldest
+// first, whenever one is taken, until ctx ends. One that fails (a full
+// disk) is tried again at the next checkpoint; meanwhile the snapshot
+// serves.
+func (r *Replica) persistLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.hist.wake:
+		}
+		for ctx.Err() == nil {
+			start := time.Now()
+			if done, err := r.persistOne(); done || err != nil {
+				break
+			}
+			rest := time.NewTimer(persistIdle * time.Since(start))
+			select {
+			case <-ctx.Done():
+			case <-rest.C:
+			}
+			rest.Stop()
+		}
+	}
+}
+
+// persistAll writes the file of every checkpoint that has none.
+func (r *Replica) persistAll() error {
+	for {
+		if done, err := r.persistOne(); done || err != nil {
+			return err
+		}
+	}
+}
+
+// persistOne writes the file of the oldest checkpoint without one; done
+// when there is none left.
+func (r *Replica) persistOne() (done bool, err error) {
+	h := &r.hist
+	h.mu.Lock()
+	var cp *checkpoint
+	for _, c := range h.cps {
+		if c.file == "" && !c.persisting && c.snap != nil {
+			cp = c
+			break
+		}
+	}
+	if cp == nil {
+		h.mu.Unlock()
+		return true, nil
+	}
+	cp.refs++
+	cp.persisting = true
+	h.mu.Unlock()
+
+	file, err := writeCheckpointFile(r.fs(), checkpointDir(r.cfg.Dir), cp.seq, cp.snap)
+
+	h.mu.Lock()
+	cp.persisting = false
+	if err == nil {
+		cp.file = file
+	}
+	h.mu.Unlock()
+	r.release(cp) // removes the file if cp was thinned meanwhile
+	return false, err
+}
+
+// writeCheckpointFile writes snap, the read model at seq, to its file in
+// root: under a temporary name, synced, then renamed, so that a file with
+// a checkpoint's name is whole.
+func writeCheckpointFile(fs vfs.FS, root string, seq uint64, snap reader) (string, error) {
+	d, err := digestOf(snap)
+	if err != nil {
+		return "", err
+	}
+	if d.Seq != seq {
+		return "", fmt.Errorf("checkpoint %d holds position %d", seq, d.Seq)
+	}
+	path := fs.PathJoin(root, checkpointName(seq))
+	tmp := path + ".tmp"
+	f, err := fs.Create(tmp, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return "", err
+	}
+	sn := &Snapshot{digest: d}
+	w := bufio.NewWriterSize(f, 256<<10)
+	_, _, err = sn.write(w, snap, SnapshotOptions{})
+	if err == nil {
+		err = w.Flush()
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = fs.Rename(tmp, path)
+	}
+	if err != nil {
+		_ = fs.Remove(tmp)
+		return "", fmt.Errorf("write checkpoint %d: %w", seq, err)
+	}
+	return path, nil
+}
+
+// loadCheckpointFile loads the rows of the checkpoint file at path into
+// the empty st, checking them against the file's digest and position.
+func loadCheckpointFile(fs vfs.FS, path string, seq uint64, st *iam.State) error {
+	f, err := fs.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h, br, err := ReadSnapshotHeader(f)
+	if err != nil {
+		return err
+	}
+	if h.Seq != seq {
+		return fmt.Errorf("%w: checkpoint %d holds position %d", ErrSnapshotCorrupt, seq, h.Seq)
+	}
+	var body io.Reader = br
+	switch h.Compression {
+	case CompressionNone:
+	case CompressionZstd:
+		dec, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithDecoderLowmem(false))
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrSnapshotCorrupt, err)
+		}
+		defer dec.Close()
+		body = dec
+	default:
+		return fmt.Errorf("%w: compression %q", ErrSnapshotCorrupt, h.Compression)
+	}
+	index := newIndexLoader(st)
+	defer index.stop()
+	rows := &rowReader{r: bufio.NewReaderSize(body, 256<<10), hash: newRowHasher(), index: index}
+	for {
+		_, _, ok, err := rows.next()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			break
+		}
+	}
+	return rows.verify(h, Position{Seq: h.Seq, MsgID: h.MsgID})
+}
