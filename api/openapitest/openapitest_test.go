@@ -83,6 +83,11 @@ func TestTransport(t *testing.T) {
 				Body: io.NopCloser(strings.NewReader(body)), Request: r}, nil
 		}
 	}
+	redirect := func(to string) roundTripFunc {
+		return func(r *http.Request) (*http.Response, error) {
+			return &http.Response{StatusCode: 307, Header: http.Header{"Location": {to}}, Body: http.NoBody, Request: r}, nil
+		}
+	}
 	problem := `{"type":"t","title":"Not found","status":404,"detail":"d","code":"not_found","correlationId":"c"}`
 	tests := []struct {
 		name, method, path, body string
@@ -102,11 +107,15 @@ func TestTransport(t *testing.T) {
 		{"problem details missing a member", "POST", "/v1/groups", `{"name":"g"}`,
 			answer(400, "application/problem+json", `{"title":"Invalid argument","status":400}`), "response"},
 		{"event stream", "GET", "/v1/changes", "", answer(200, "text/event-stream", "id: 1\n\n"), ""},
+		{"event stream refused", "GET", "/v1/changes", "", answer(200, "application/json", "{}"), "response"},
+		{"unclean path redirected to its clean form", "DELETE", "/v1/groups/../members/x", "", redirect("/v1/members/x"), ""},
+		{"clean path redirected", "DELETE", "/v1/groups/g/members/x", "", redirect("/elsewhere"), "response"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := &recorder{TB: t}
-			hc := &http.Client{Transport: openapitest.Transport(rec, tc.server)}
+			hc := &http.Client{Transport: openapitest.Transport(rec, tc.server),
+				CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 			req, _ := http.NewRequest(tc.method, "http://127.0.0.1:1"+tc.path, strings.NewReader(tc.body))
 			req.Header.Set("Authorization", "Bearer x")
 			if tc.body != "" {
