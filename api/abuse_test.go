@@ -19,6 +19,7 @@ import (
 
 	"github.com/iam-project/iam/api"
 	"github.com/iam-project/iam/api/auth"
+	"github.com/iam-project/iam/api/openapitest"
 	"github.com/iam-project/iam/cmd/iamd/daemon"
 	"github.com/iam-project/iam/cmd/iamd/daemon/daemontest"
 )
@@ -31,7 +32,7 @@ func clientFrom(t *testing.T, ip string) *http.Client {
 	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
 	tr := &http.Transport{DialContext: d.DialContext}
 	t.Cleanup(tr.CloseIdleConnections)
-	return &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	return &http.Client{Transport: openapitest.Transport(t, tr), CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 
 // wantRetryProblem fails unless resp is status with Retry-After and problem

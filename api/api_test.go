@@ -20,6 +20,7 @@ import (
 	iam "github.com/iam-project/iam"
 	"github.com/iam-project/iam/api"
 	"github.com/iam-project/iam/api/auth"
+	"github.com/iam-project/iam/api/openapitest"
 	"github.com/iam-project/iam/cmd/iamd/daemon"
 	"github.com/iam-project/iam/cmd/iamd/daemon/daemontest"
 )
@@ -883,7 +884,7 @@ func TestAPI_Changes(t *testing.T) {
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, "GET", daemontest.URL(f.m)+"/v1/changes?after="+url.QueryEscape(all[len(all)-2].ID), nil)
 	req.Header.Set("Authorization", "Bearer "+f.admin.Token)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := openapitest.Client(t).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -983,7 +984,7 @@ func TestAPI_RandomInput(t *testing.T) {
 
 	transport := &http.Transport{MaxIdleConnsPerHost: 16}
 	defer transport.CloseIdleConnections()
-	hc := &http.Client{Transport: transport, Timeout: 40 * time.Second}
+	hc := &http.Client{Transport: openapitest.Transport(t, transport), Timeout: 40 * time.Second}
 	const workers = 8
 	var mu sync.Mutex
 	statuses := map[int]int{}

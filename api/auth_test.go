@@ -26,6 +26,7 @@ import (
 
 	"github.com/iam-project/iam/api"
 	"github.com/iam-project/iam/api/auth"
+	"github.com/iam-project/iam/api/openapitest"
 	"github.com/iam-project/iam/cmd/iamd/daemon"
 	"github.com/iam-project/iam/cmd/iamd/daemon/daemontest"
 	"github.com/iam-project/iam/eventlog/eventlogtest"
@@ -71,7 +72,7 @@ var hiddenInput = regexp.MustCompile(`<input type="hidden" name="([^"]+)" value=
 // following the redirect.
 func browser(t *testing.T, authURL, email, password string) *http.Response {
 	t.Helper()
-	return browserVia(t, &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}, authURL, email, password)
+	return browserVia(t, &http.Client{Transport: openapitest.Transport(t, nil), CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}, authURL, email, password)
 }
 
 // browserVia is browser through noFollow, a client that does not follow
@@ -270,7 +271,7 @@ func TestOAuth_Rejections(t *testing.T) {
 	jwks := struct {
 		Keys []map[string]string `json:"keys"`
 	}{}
-	resp, _ := http.Get(base + "/.well-known/jwks.json")
+	resp, _ := openapitest.Client(t).Get(base + "/.well-known/jwks.json")
 	_ = json.NewDecoder(resp.Body).Decode(&jwks)
 	resp.Body.Close()
 	pub, _ := json.Marshal(jwks.Keys[0])
@@ -439,7 +440,7 @@ func TestAPI_RateLimits(t *testing.T) {
 	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {f.clientID}, "client_secret": {f.secret}}
 	var last *http.Response
 	for range 3 {
-		resp, err := http.PostForm(daemontest.URL(f.m)+"/oauth2/token", form)
+		resp, err := openapitest.Client(t).PostForm(daemontest.URL(f.m)+"/oauth2/token", form)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -466,7 +467,7 @@ func TestCredentials_Lifecycle(t *testing.T) {
 	base := daemontest.URL(f.m)
 	second := f.admin.Must(201, "POST", "/v1/apps/"+f.app+"/credentials", nil)
 	tokenStatus := func(id, secret string) int {
-		resp, err := http.PostForm(base+"/oauth2/token", url.Values{"grant_type": {"client_credentials"}, "client_id": {id}, "client_secret": {secret}})
+		resp, err := openapitest.Client(t).PostForm(base+"/oauth2/token", url.Values{"grant_type": {"client_credentials"}, "client_id": {id}, "client_secret": {secret}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -679,7 +680,7 @@ func TestAPI_CryptoShredding(t *testing.T) {
 	defer cancel()
 	req, _ := http.NewRequestWithContext(cctx, "GET", daemontest.URL(f.m)+"/v1/changes", nil)
 	req.Header.Set("Authorization", "Bearer "+f.admin.Token)
-	if resp, err := http.DefaultClient.Do(req); err == nil {
+	if resp, err := openapitest.Client(t).Do(req); err == nil {
 		feed, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		for _, s := range append(append(personalData, f.secrets...), f.passwords...) {
@@ -706,7 +707,7 @@ func TestAPI_CryptoShredding(t *testing.T) {
 // `iam_signin_password_verifications_total{against="dummy"}`.
 func metricValue(t *testing.T, m *daemon.Main, sample string) string {
 	t.Helper()
-	resp, err := http.Get(daemontest.URL(m) + "/metrics")
+	resp, err := openapitest.Client(t).Get(daemontest.URL(m) + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -765,7 +766,7 @@ func TestSignIn_RedirectURIsParsed(t *testing.T) {
 	for _, redirect := range []string{"https://%zz", "%", "http://localhost.evil.example/cb"} {
 		conf.RedirectURL = redirect
 		authURL := conf.AuthCodeURL("st", oauth2.S256ChallengeOption(oauth2.GenerateVerifier()))
-		resp, err := http.Get(authURL)
+		resp, err := openapitest.Client(t).Get(authURL)
 		if err != nil {
 			t.Fatal(err)
 		}

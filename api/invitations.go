@@ -55,7 +55,7 @@ func (s *Server) createInvitation(w http.ResponseWriter, r *http.Request) error 
 	if !res.Replayed {
 		s.mailInvitation(r, in.Email, token, cfg)
 	}
-	return c.answer(http.StatusCreated, res, map[string]any{"id": id, "userId": user, "expiresAt": inv.ExpiresAt, "roles": in.Roles, "groups": in.Groups})
+	return c.answer(http.StatusCreated, res, map[string]any{"id": id, "userId": user, "expiresAt": inv.ExpiresAt, "roles": orEmpty(in.Roles), "groups": orEmpty(in.Groups)})
 }
 
 func (s *Server) mailInvitation(r *http.Request, to, token string, cfg IdentityConfig) {
@@ -115,7 +115,7 @@ func (s *Server) getInvitation(w http.ResponseWriter, r *http.Request) error {
 		if inv == nil {
 			return nil, &iam.Error{Code: iam.ENotFound, Field: "id", Message: "invitation " + id + " not found"}
 		}
-		return map[string]any{"id": id, "userId": inv.UserID, "roles": inv.Roles, "groups": inv.Groups,
+		return map[string]any{"id": id, "userId": inv.UserID, "roles": orEmpty(inv.Roles), "groups": orEmpty(inv.Groups),
 			"expiresAt": inv.ExpiresAt, "accepted": inv.Accepted, "invitedBy": inv.InvitedBy}, nil
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/iam-project/iam/api/openapitest"
 	"github.com/iam-project/iam/cmd/iamd/daemon/daemontest"
 )
 
@@ -24,7 +25,7 @@ func TestIssuer_NotFromHost(t *testing.T) {
 	req.Host = "evil.example"
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.SetBasicAuth(url.QueryEscape(m.Bootstrap.ClientID), url.QueryEscape(m.Bootstrap.ClientSecret))
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := openapitest.Client(t).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +48,7 @@ func TestIssuer_NotFromHost(t *testing.T) {
 		if host != "" {
 			req.Host = host
 		}
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := openapitest.Client(t).Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/iam-project/iam/api"
+	"github.com/iam-project/iam/api/openapitest"
 	"github.com/iam-project/iam/cmd/iamd/daemon/daemontest"
 )
 
@@ -292,7 +293,7 @@ func TestOIDC_UserInfo(t *testing.T) {
 func TestOIDC_Discovery(t *testing.T) {
 	m := daemontest.Start(t, "")
 	base := daemontest.URL(m)
-	resp, err := http.Get(base + "/.well-known/openid-configuration")
+	resp, err := openapitest.Client(t).Get(base + "/.well-known/openid-configuration")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,7 +330,7 @@ func TestOIDC_Discovery(t *testing.T) {
 			method = "POST"
 		}
 		req, _ := http.NewRequest(method, u, nil)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := openapitest.Client(t).Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

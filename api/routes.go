@@ -25,6 +25,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /healthz", s.healthz)
 	m.HandleFunc("GET /readyz", s.readyz)
 	m.Handle("GET /metrics", s.metricsHandler())
+	m.HandleFunc("GET /openapi.json", s.openAPI) // openapi.go
 
 	h("POST /v1/check", true, s.check)
 	h("POST /v1/simulate", false, s.simulate) // simulate.go

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iam-project/iam/api/openapitest"
 	"github.com/iam-project/iam/cmd/iamd/daemon/daemontest"
 	"github.com/iam-project/iam/eventlog/eventlogtest"
 )
@@ -174,7 +175,7 @@ func TestCheck_SubjectToken(t *testing.T) {
 func TestCheck_SubjectTokenExpired(t *testing.T) {
 	t.Parallel()
 	f := newScopeFixture(t)
-	resp, err := http.PostForm(f.base+"/oauth2/token", url.Values{"grant_type": {"client_credentials"}, "client_id": {f.clientID}, "client_secret": {f.secret}, "expires_in": {"1"}})
+	resp, err := openapitest.Client(t).PostForm(f.base+"/oauth2/token", url.Values{"grant_type": {"client_credentials"}, "client_id": {f.clientID}, "client_secret": {f.secret}, "expires_in": {"1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +227,7 @@ func tokenError(t *testing.T, base, id, secret, scope string) (code, desc string
 	if scope != "" {
 		form.Set("scope", scope)
 	}
-	resp, err := http.PostForm(base+"/oauth2/token", form)
+	resp, err := openapitest.Client(t).PostForm(base+"/oauth2/token", form)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,7 +303,7 @@ func tokenAndScope(t *testing.T, base, id, secret, scope string) (tok, gotScope 
 	if scope != "" {
 		form.Set("scope", scope)
 	}
-	resp, err := http.PostForm(base+"/oauth2/token", form)
+	resp, err := openapitest.Client(t).PostForm(base+"/oauth2/token", form)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/oauth2"
 
+	"github.com/iam-project/iam/api/openapitest"
 	"github.com/iam-project/iam/cmd/iamd/daemon/daemontest"
 	"github.com/iam-project/iam/eventlog/eventlogtest"
 )
@@ -125,7 +126,7 @@ func TestChanges_EndsWithTheToken(t *testing.T) {
 	f.admin.Must(200, "PUT", "/v1/identities/"+f.app+"/roles/OrgAdmin", nil)
 
 	t.Run("expiry", func(t *testing.T) {
-		resp, err := http.PostForm(base+"/oauth2/token", url.Values{"grant_type": {"client_credentials"}, "client_id": {f.clientID}, "client_secret": {f.secret}, "expires_in": {"2"}})
+		resp, err := openapitest.Client(t).PostForm(base+"/oauth2/token", url.Values{"grant_type": {"client_credentials"}, "client_id": {f.clientID}, "client_secret": {f.secret}, "expires_in": {"2"}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	iamclient "github.com/iam-project/iam/api/client"
+	"github.com/iam-project/iam/api/openapitest"
 	"github.com/iam-project/iam/cmd/iamd/daemon/daemontest"
 )
 
@@ -41,10 +42,10 @@ func TestClient_EndToEnd(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	base := daemontest.URL(m)
-	ts := iamclient.ClientCredentials(ctx, base+"/oauth2/token", m.Bootstrap.ClientID, m.Bootstrap.ClientSecret, "", nil)
+	ts := iamclient.ClientCredentials(ctx, base+"/oauth2/token", m.Bootstrap.ClientID, m.Bootstrap.ClientSecret, "", openapitest.Client(t))
 	var mu sync.Mutex
 	var events []iamclient.RetryEvent
-	c, err := iamclient.New([]string{base + "?region=eu-west", base + "?region=us-east"}, iamclient.WithTokenSource(ts),
+	c, err := iamclient.New([]string{base + "?region=eu-west", base + "?region=us-east"}, iamclient.WithTokenSource(ts), iamclient.WithHTTPClient(openapitest.Client(t)),
 		iamclient.WithOnRetry(func(e iamclient.RetryEvent) { mu.Lock(); events = append(events, e); mu.Unlock() }))
 	if err != nil {
 		t.Fatal(err)
@@ -94,7 +95,7 @@ func TestClient_EndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	euOnly, _ := iamclient.New([]string{base + "?region=eu-west"}, iamclient.WithTokenSource(ts))
+	euOnly, _ := iamclient.New([]string{base + "?region=eu-west"}, iamclient.WithTokenSource(ts), iamclient.WithHTTPClient(openapitest.Client(t)))
 	stale, err := euOnly.Check(ctx, iamclient.CheckRequest{Subject: user.ID, Action: q.Action, Resource: q.Resource,
 		Consistency: iamclient.Consistency{Mode: iamclient.MinimizeLatency}})
 	if err != nil {
@@ -183,8 +184,8 @@ func TestClient_WriteRetryIsAppliedOnce(t *testing.T) {
 	dead := "http://" + ln.Addr().String()
 	ln.Close()
 
-	ts := iamclient.ClientCredentials(ctx, daemontest.URL(m)+"/oauth2/token", m.Bootstrap.ClientID, m.Bootstrap.ClientSecret, "", nil)
-	c, _ := iamclient.New([]string{dead, front.URL}, iamclient.WithTokenSource(ts), iamclient.WithAttemptsPerEndpoint(2))
+	ts := iamclient.ClientCredentials(ctx, daemontest.URL(m)+"/oauth2/token", m.Bootstrap.ClientID, m.Bootstrap.ClientSecret, "", openapitest.Client(t))
+	c, _ := iamclient.New([]string{dead, front.URL}, iamclient.WithTokenSource(ts), iamclient.WithHTTPClient(openapitest.Client(t)), iamclient.WithAttemptsPerEndpoint(2))
 	name := fmt.Sprintf("retried group %d", time.Now().UnixNano())
 	g, err := c.CreateGroup(ctx, name)
 	if err != nil {

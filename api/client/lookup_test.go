@@ -8,6 +8,7 @@ import (
 	"time"
 
 	iamclient "github.com/iam-project/iam/api/client"
+	"github.com/iam-project/iam/api/openapitest"
 	"github.com/iam-project/iam/cmd/iamd/daemon/daemontest"
 )
 
@@ -19,8 +20,8 @@ func TestClient_LookupSubjects(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	base := daemontest.URL(m)
-	ts := iamclient.ClientCredentials(ctx, base+"/oauth2/token", m.Bootstrap.ClientID, m.Bootstrap.ClientSecret, "", nil)
-	c, err := iamclient.New([]string{base}, iamclient.WithTokenSource(ts))
+	ts := iamclient.ClientCredentials(ctx, base+"/oauth2/token", m.Bootstrap.ClientID, m.Bootstrap.ClientSecret, "", openapitest.Client(t))
+	c, err := iamclient.New([]string{base}, iamclient.WithTokenSource(ts), iamclient.WithHTTPClient(openapitest.Client(t)))
 	if err != nil {
 		t.Fatal(err)
 	}

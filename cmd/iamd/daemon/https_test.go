@@ -19,6 +19,7 @@ import (
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
+	"github.com/iam-project/iam/api/openapitest"
 	"github.com/iam-project/iam/cmd/iamd/daemon"
 	"github.com/iam-project/iam/cmd/iamd/daemon/daemontest"
 	"github.com/iam-project/iam/cmd/iamd/daemon/daemontest/testca"
@@ -71,7 +72,7 @@ func TestHTTPS(t *testing.T) {
 	if !strings.HasPrefix(base, "https://") || m.Issuer != base || m.Bootstrap.TokenURL != base+"/oauth2/token" {
 		t.Fatalf("got URL %s, issuer %s, bootstrap token URL %s; want the https URL throughout", base, m.Issuer, m.Bootstrap.TokenURL)
 	}
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool}}}
+	hc := &http.Client{Transport: openapitest.Transport(t, &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool}})}
 	ctx := oidc.ClientContext(context.WithValue(context.Background(), oauth2.HTTPClient, hc), hc)
 
 	cc := clientcredentials.Config{ClientID: m.Bootstrap.ClientID, ClientSecret: m.Bootstrap.ClientSecret, TokenURL: m.Bootstrap.TokenURL}

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iam-project/iam/api/openapitest"
 	"github.com/iam-project/iam/cmd/iamd/daemon"
 )
 
@@ -113,7 +114,7 @@ func TestLocalSh(t *testing.T) {
 	if !pool.AppendCertsFromPEM(caPEM) {
 		t.Fatalf("%s: no certificate", topo.CA)
 	}
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: openapitest.Transport(t, &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}})}
 	var pids []int
 	check := func(p map[string]json.RawMessage, want []string) (name, httpURL string) {
 		if got := keys(p); !slices.Equal(got, want) {

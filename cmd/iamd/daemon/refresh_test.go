@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/oauth2"
 
+	"github.com/iam-project/iam/api/openapitest"
 	"github.com/iam-project/iam/cmd/iamd/daemon/daemontest"
 )
 
@@ -21,7 +22,7 @@ var hiddenField = regexp.MustCompile(`<input type="hidden" name="([^"]+)" value=
 // returns the code of the redirect.
 func codeFrom(t *testing.T, base string, conf *oauth2.Config, email, password, verifier string) string {
 	t.Helper()
-	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	noFollow := &http.Client{Transport: openapitest.Transport(t, nil), CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := noFollow.Get(conf.AuthCodeURL("st", oauth2.S256ChallengeOption(verifier)))
 	if err != nil {
 		t.Fatal(err)

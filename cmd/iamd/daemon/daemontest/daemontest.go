@@ -3,7 +3,8 @@
 // all-in-one on 127.0.0.1:0 with a temp data dir, cheap password hashing,
 // no fsync and quiet logs, and a Client holding one identity's token.
 // Every helper fails the test on an unexpected error instead of returning
-// it.
+// it. Every request a helper sends, and its answer, is held to the OpenAPI
+// document (package api/openapitest): a mismatch fails the test.
 package daemontest
 
 import (
@@ -23,6 +24,7 @@ import (
 
 	"github.com/iam-project/iam/api"
 	"github.com/iam-project/iam/api/auth"
+	"github.com/iam-project/iam/api/openapitest"
 	"github.com/iam-project/iam/cmd/iamd/daemon"
 )
 
@@ -113,7 +115,7 @@ func ClientToken(tb testing.TB, base, id, secret, scope string) string {
 	req, _ := http.NewRequest(http.MethodPost, base+"/oauth2/token", strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.SetBasicAuth(url.QueryEscape(id), url.QueryEscape(secret))
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := openapitest.Client(tb).Do(req)
 	if err != nil {
 		tb.Fatalf("token: %v", err)
 	}
@@ -181,7 +183,7 @@ func (c *Client) Do(method, path string, body any, headers ...string) Response {
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := openapitest.Client(c.TB).Do(req)
 	if err != nil {
 		c.TB.Fatalf("%s %s: %v", method, path, err)
 	}
@@ -319,7 +321,7 @@ func OpenFeed(t *testing.T, base, token, lastEventID string) *ChangeStream {
 	if lastEventID != "" {
 		req.Header.Set("Last-Event-ID", lastEventID)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := openapitest.Client(t).Do(req)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
@@ -399,7 +401,7 @@ func GetChanges(ctx context.Context, tb testing.TB, base, token string) *http.Re
 		tb.Fatal(err)
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := openapitest.Client(tb).Do(req)
 	if err != nil {
 		tb.Fatal(err)
 	}
