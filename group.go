@@ -45,13 +45,13 @@ func (c AddMember) decide(s *State, r *Realm) ([]Event, error) {
 		return nil, err
 	}
 	id, err := r.identity("identityId", c.Identity)
-	if err != nil || g.Members.has(c.Identity) {
+	if err != nil || g.Members.Has(c.Identity) {
 		return nil, err
 	}
-	if len(g.Members) >= s.Limits.MembersPerGroup {
+	if g.Members.Len() >= s.Limits.MembersPerGroup {
 		return nil, limitErr("a group has at most %d members", s.Limits.MembersPerGroup)
 	}
-	if len(id.Groups) >= s.Limits.GroupsPerIdentity {
+	if id.Groups.Len() >= s.Limits.GroupsPerIdentity {
 		return nil, limitErr("an identity belongs to at most %d groups", s.Limits.GroupsPerIdentity)
 	}
 	return []Event{MemberAdded{InRealm{r.ID}, c.Group, c.Identity}}, nil
@@ -66,7 +66,7 @@ func (c RemoveMember) permission(r *Realm) (string, string) {
 func (c RemoveMember) validate() error { return nil }
 func (c RemoveMember) decide(s *State, r *Realm) ([]Event, error) {
 	g, err := r.group("group", c.Group)
-	if err != nil || !g.Members.has(c.Identity) {
+	if err != nil || !g.Members.Has(c.Identity) {
 		return nil, err
 	}
 	return []Event{MemberRemoved{InRealm{r.ID}, c.Group, c.Identity}}, nil

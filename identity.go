@@ -221,19 +221,19 @@ func (c DeleteIdentity) decide(s *State, r *Realm) ([]Event, error) {
 	}
 	in := InRealm{r.ID}
 	var evs []Event
-	for _, g := range sortedKeys(id.Groups) {
+	for _, g := range id.Groups.Sorted() {
 		evs = append(evs, MemberRemoved{in, g, c.ID})
 	}
-	for _, role := range sortedKeys(id.Roles) {
+	for _, role := range id.Roles.Sorted() {
 		evs = append(evs, RoleRevoked{in, c.ID, role})
 	}
-	for _, p := range sortedKeys(id.Policies) {
+	for _, p := range id.Policies.Sorted() {
 		evs = append(evs, PolicyDetached{in, p, c.ID})
 	}
-	for _, p := range sortedKeys(id.Plans) {
+	for _, p := range id.Plans.Sorted() {
 		evs = append(evs, PlanDetached{in, p, c.ID})
 	}
-	for _, p := range sortedKeys(id.Projects) {
+	for _, p := range id.Projects.Sorted() {
 		evs = append(evs, ProjectMemberRemoved{in, p, c.ID})
 	}
 	for _, cred := range sortedKeys(id.Credentials) {
@@ -250,14 +250,14 @@ func (c DeleteIdentity) decide(s *State, r *Realm) ([]Event, error) {
 	for _, m := range sortedRefs(r.manages[c.ID]) {
 		evs = append(evs, ManagerRemoved{in, m.Kind, m.ID, c.ID})
 	}
-	for _, m := range sortedKeys(id.Managers) {
+	for _, m := range id.Managers.Sorted() {
 		evs = append(evs, ManagerRemoved{in, ManagedApp, c.ID, m})
 	}
 	// Shares go the same way: those with the identity, and an app's own.
-	for _, app := range sortedKeys(r.sharedWith[c.ID]) {
+	for _, app := range r.sharedWith[c.ID].Sorted() {
 		evs = append(evs, AppUnshared{in, app, c.ID})
 	}
-	for _, with := range sortedKeys(id.Sharees) {
+	for _, with := range id.Sharees.Sorted() {
 		evs = append(evs, AppUnshared{in, c.ID, with})
 	}
 	return append(evs, IdentityDeleted{in, c.ID}), nil
@@ -457,7 +457,7 @@ func (r *Realm) forgetAuth(u *Identity, touch Touch) {
 		touch(Change{Kind: ChangeAuthCode, Realm: r.ID, From: u.ID, To: h})
 	}
 	r.endRefreshBefore(u, time.Time{}, touch)
-	for k := range u.DisabledAPIKeys {
+	for k := range u.DisabledAPIKeys.All() {
 		touch(Change{Kind: ChangeAPIKeyStatus, Realm: r.ID, From: u.ID, To: k})
 	}
 	r.clearReset(u)

@@ -144,7 +144,7 @@ func (c AttachPolicy) decide(s *State, r *Realm) ([]Event, error) {
 			return nil, &Error{Code: ENotFound, Field: "target", Message: "no identity or group " + c.Target}
 		}
 	}
-	if p.AttachedTo.has(c.Target) {
+	if p.AttachedTo.Has(c.Target) {
 		return nil, nil
 	}
 	if err := r.checkPermissions(s, c.Target, countPermissions(p)); err != nil {
@@ -162,7 +162,7 @@ func (c DetachPolicy) permission(r *Realm) (string, string) {
 func (c DetachPolicy) validate() error { return nil }
 func (c DetachPolicy) decide(s *State, r *Realm) ([]Event, error) {
 	p, err := r.policy("policy", c.Policy)
-	if err != nil || !p.AttachedTo.has(c.Target) {
+	if err != nil || !p.AttachedTo.Has(c.Target) {
 		return nil, err
 	}
 	return []Event{PolicyDetached{InRealm{r.ID}, c.Policy, c.Target}}, nil

@@ -44,7 +44,7 @@ func validMemberPolicies(field string, pols []string) error {
 		} else if err := ValidID(f, p); err != nil {
 			return err
 		}
-		if seen.has(p) {
+		if seen.Has(p) {
 			return FieldErrorf(f, "policy %s is listed twice", p)
 		}
 		seen.add(p)

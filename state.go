@@ -1,25 +1,51 @@
 package iam
 
 import (
+	"iter"
+	"maps"
 	"sort"
 	"strings"
 	"time"
 )
 
-// set is a set of ids.
-type set map[string]struct{}
+// set is a set of ids. Code outside this file reads it only through Has,
+// Len, All and Sorted, so that the index can choose its representation.
+type set struct{ m map[string]struct{} }
 
-func (s set) has(k string) bool { _, ok := s[k]; return ok }
+// Has reports whether k is in the set.
+func (s set) Has(k string) bool { _, ok := s.m[k]; return ok }
+
+// Len is the number of ids in the set.
+func (s set) Len() int { return len(s.m) }
+
+// All yields the ids in no particular order; use Sorted where the order
+// reaches an answer.
+func (s set) All() iter.Seq[string] {
+	return func(yield func(string) bool) {
+		for k := range s.m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+// Sorted returns the ids in order: decisions and evaluation walk sets in a
+// fixed order so that every copy of the state answers alike.
+func (s set) Sorted() []string { return sortedKeys(s.m) }
 
 // add puts k in the set, making the set on first use. An entity's sets and
 // maps stay nil while empty: most identities hold no credentials, roles,
 // managers or sharees, and at 100k identities the empty maps made up front
 // were an eighth of the heap.
-func (s *set) add(k string) { put(s, k, struct{}{}) }
+func (s *set) add(k string) { put(&s.m, k, struct{}{}) }
 
 // remove takes k out of the set; an emptied set is nil again, as one never
 // filled, so that a state replayed and one loaded from rows are alike.
-func (s *set) remove(k string) { drop(s, k) }
+func (s *set) remove(k string) { drop(&s.m, k) }
+
+// clone returns a copy that shares nothing with s.
+func (s set) clone() set { return set{maps.Clone(s.m)} }
 
 // put sets m[k], making m on first use.
 func put[M ~map[string]V, V any](m *M, k string, v V) {
@@ -253,7 +279,7 @@ func (s *State) APIKey(keyID string) (realm string, app *Identity, hash string, 
 		return "", nil, "", false
 	}
 	hash, ok = app.APIKeys[keyID]
-	return ref.realm, app, hash, ok && !app.DisabledAPIKeys.has(keyID)
+	return ref.realm, app, hash, ok && !app.DisabledAPIKeys.Has(keyID)
 }
 
 // UserByEmail finds a user of realm by email, case-insensitively.
