@@ -107,19 +107,18 @@ func (MemberRemoved) EventType() string { return "MemberRemoved" }
 // --- apply ---------------------------------------------------------------------
 
 func (e GroupCreated) apply(s *State, touch Touch) {
-	s.realms[e.Realm].Groups[e.ID] = &Group{ID: e.ID, Name: e.Name}
+	s.realms[e.Realm].Groups[e.ID] = &Group{ID: e.ID, Name: e.Name, num: names.intern(e.ID)}
 	touch(Change{Kind: ChangeGroup, Realm: e.Realm, From: e.ID})
 }
 
 func (e MemberAdded) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
 	g, id := r.Groups[e.Group], r.Identities[e.Identity]
-	// The entities' own id strings are kept, not the event's: a replay or
-	// a load decodes a fresh copy of each id per edge (a load's is a slice
-	// of the whole row key), and at 1M grants the copies cost a tenth of
-	// the heap.
-	g.Members.add(id.ID)
-	id.Groups.add(g.ID)
+	// By the entities' numbers, interned when they were created: looking
+	// the identity's id up again in the process-wide table was a cache miss
+	// per edge, and replay's largest cost.
+	g.Members.addNum(id.num)
+	id.Groups.addNum(g.num)
 	touch(Change{Kind: ChangeMember, Realm: e.Realm, From: e.Group, To: e.Identity})
 }
 

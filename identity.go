@@ -402,7 +402,7 @@ func (e IdentityCreated) apply(s *State, touch Touch) {
 	r.Identities[e.ID] = &Identity{
 		ID: e.ID, Kind: e.Kind, Status: StatusActive, Email: e.Email, Name: e.Name,
 		PasswordHash: e.PasswordHash, RedirectURIs: e.RedirectURIs, Owner: e.Owner,
-		EmailIndex: e.EmailIndex, Sealed: e.Sealed,
+		EmailIndex: e.EmailIndex, Sealed: e.Sealed, num: names.intern(e.ID),
 	}
 	if e.Email != "" {
 		r.emails[strings.ToLower(e.Email)] = e.ID
@@ -445,7 +445,7 @@ func (e IdentityDeleted) apply(s *State, touch Touch) {
 	}
 	r.forgetAuth(id, touch)
 	// Keep a tombstone without personal data, so the id is never reused.
-	r.Identities[e.ID] = &Identity{ID: e.ID, Kind: id.Kind, Status: StatusDeleted}
+	r.Identities[e.ID] = &Identity{ID: e.ID, Kind: id.Kind, Status: StatusDeleted, num: id.num}
 	touch(Change{Kind: ChangeIdentity, Realm: e.Realm, From: e.ID})
 }
 

@@ -204,21 +204,21 @@ func (PolicyDetached) EventType() string { return "PolicyDetached" }
 // --- apply ---------------------------------------------------------------------
 
 func (e PolicyCreated) apply(s *State, touch Touch) {
-	s.realms[e.Realm].Policies[e.ID] = &Policy{ID: e.ID, Name: e.Name, Statements: e.Statements}
+	s.realms[e.Realm].Policies[e.ID] = &Policy{ID: e.ID, Name: e.Name, Statements: e.Statements, num: names.intern(e.ID)}
 	touch(Change{Kind: ChangePolicy, Realm: e.Realm, From: e.ID})
 }
 
 func (e PolicyAttached) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
 	pol := r.Policies[e.Policy]
-	// The entities' own id strings are kept, as in MemberAdded.apply.
+	// By the entities' numbers, as in MemberAdded.apply.
 	if g := r.Groups[e.Target]; g != nil {
-		pol.AttachedTo.add(g.ID)
-		g.Policies.add(pol.ID)
+		pol.AttachedTo.addNum(g.num)
+		g.Policies.addNum(pol.num)
 	} else {
 		id := r.Identities[e.Target]
-		pol.AttachedTo.add(id.ID)
-		id.Policies.add(pol.ID)
+		pol.AttachedTo.addNum(id.num)
+		id.Policies.addNum(pol.num)
 	}
 	touch(Change{Kind: ChangeAttachment, Realm: e.Realm, From: e.Target, To: e.Policy})
 }

@@ -96,8 +96,10 @@ func (s set) Sorted() []string {
 // maps stay nil while empty: most identities hold no credentials, roles,
 // managers or sharees, and at 100k identities the empty maps made up front
 // were an eighth of the heap.
-func (s *set) add(k string) {
-	id := names.intern(k)
+func (s *set) add(k string) { s.addNum(names.intern(k)) }
+
+// addNum puts an interned id in the set.
+func (s *set) addNum(id uint32) {
 	if s.p == nil {
 		s.p = &setData{small: []uint32{id}}
 		return
@@ -316,6 +318,7 @@ type Identity struct {
 	// DefaultProject is the project id an app's token is scoped to when
 	// asked for without a scope ("" for none); see SetDefaultProject.
 	DefaultProject string
+	num            uint32 // ID interned (names): the number its edges hold
 }
 
 // Credential is a client credential of an app (OAuth 2.0 client
@@ -334,7 +337,8 @@ type Group struct {
 	Policies set
 	Plans    set // plans attached (plan.go); nil until the first
 	Projects set
-	Managers set // its group admins: identities and groups
+	Managers set    // its group admins: identities and groups
+	num      uint32 // ID interned (names)
 }
 
 // Policy is a named list of statements, attached realm-wide or used by
@@ -344,7 +348,8 @@ type Policy struct {
 	Name       string
 	Statements []Statement
 	AttachedTo set
-	InProjects set // project ids whose memberships use it
+	InProjects set    // project ids whose memberships use it
+	num        uint32 // ID interned (names)
 }
 
 // Project holds resources and grants its members policies on them.
