@@ -61,7 +61,8 @@ func (s set) Len() int {
 }
 
 // All yields the ids in no particular order; use Sorted where the order
-// reaches an answer.
+// reaches an answer, or where the loop changes the set (a small set is a
+// slice, which a removal shifts under the loop).
 func (s set) All() iter.Seq[string] {
 	return func(yield func(string) bool) {
 		if s.p == nil {
