@@ -150,7 +150,7 @@ func (c SetAPIKeyStatus) decide(s *State, r *Realm) ([]Event, error) {
 	if _, ok := app.APIKeys[c.KeyID]; !ok {
 		return nil, &Error{Code: ENotFound, Field: "keyId", Message: "API key " + c.KeyID + " not found"}
 	}
-	if app.DisabledAPIKeys.has(c.KeyID) == c.Disabled {
+	if app.DisabledAPIKeys.Has(c.KeyID) == c.Disabled {
 		return nil, nil
 	}
 	return []Event{APIKeyStatusChanged{InRealm{r.ID}, c.App, c.KeyID, c.Disabled}}, nil
@@ -200,7 +200,7 @@ func (p *Project) reaches(id *Identity) bool {
 	if _, ok := p.Members[id.ID]; ok {
 		return true
 	}
-	for g := range id.Groups {
+	for g := range id.Groups.All() {
 		if _, ok := p.Members[g]; ok {
 			return true
 		}
@@ -321,7 +321,7 @@ func (e APIKeyAdded) apply(s *State, touch Touch) {
 func (e APIKeyRemoved) apply(s *State, touch Touch) {
 	app := s.realms[e.Realm].Identities[e.App]
 	drop(&app.APIKeys, e.KeyID)
-	if app.DisabledAPIKeys.has(e.KeyID) {
+	if app.DisabledAPIKeys.Has(e.KeyID) {
 		app.DisabledAPIKeys.remove(e.KeyID)
 		touch(Change{Kind: ChangeAPIKeyStatus, Realm: e.Realm, From: e.App, To: e.KeyID})
 	}

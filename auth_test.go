@@ -175,11 +175,11 @@ func TestInvitation_Accept(t *testing.T) {
 	}
 	w.do("", iam.AcceptInvitation{TokenHash: "t2", Sealed: []byte("s2"), PasswordHash: argon, At: t0})
 	u := w.s.Identity(realm, "u-new")
-	if _, ok := u.Roles[iam.RoleOrgInviter]; !ok || w.s.UserByEmailIndex(realm, "bi1") != u {
+	if !u.Roles.Has(iam.RoleOrgInviter) || w.s.UserByEmailIndex(realm, "bi1") != u {
 		t.Fatalf("accepted user: got %+v", u)
 	}
-	if _, ok := u.Groups["g"]; !ok {
-		t.Fatalf("groups: got %v, want g", u.Groups)
+	if !u.Groups.Has("g") {
+		t.Fatalf("groups: got %v, want g", u.Groups.Sorted())
 	}
 }
 

@@ -153,8 +153,8 @@ func TestBenchState(t *testing.T) {
 			len(r.Identities), len(r.Policies), len(r.Groups), benchIdentities, benchPolicies, benchGroups)
 	}
 	for _, g := range r.Groups {
-		if len(g.Members) != benchIdentities*benchGroupsPerID/benchGroups {
-			t.Fatalf("group %s: got %d members, want %d", g.ID, len(g.Members), benchIdentities*benchGroupsPerID/benchGroups)
+		if g.Members.Len() != benchIdentities*benchGroupsPerID/benchGroups {
+			t.Fatalf("group %s: got %d members, want %d", g.ID, g.Members.Len(), benchIdentities*benchGroupsPerID/benchGroups)
 		}
 	}
 	allowed := 0

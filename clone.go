@@ -35,13 +35,13 @@ func (r *Realm) clone() *Realm {
 	c.Projects = cloneMap(r.Projects, (*Project).clone)
 	c.Resources = cloneMap(r.Resources, func(p *ResourcePlacement) *ResourcePlacement {
 		pc := *p
-		pc.Links = maps.Clone(p.Links)
+		pc.Links = p.Links.clone()
 		return &pc
 	})
 	c.Plans = cloneMap(r.Plans, func(p *Plan) *Plan {
 		pc := *p
 		pc.Policies = slices.Clone(p.Policies)
-		pc.AttachedTo = maps.Clone(p.AttachedTo)
+		pc.AttachedTo = p.AttachedTo.clone()
 		return &pc
 	})
 	c.emails = maps.Clone(r.emails)
@@ -49,7 +49,7 @@ func (r *Realm) clone() *Realm {
 	c.idemOrder = slices.Clone(r.idemOrder)
 	c.roleCache = cloneMap(r.roleCache, cloneStatements)
 	c.manages = cloneMap(r.manages, maps.Clone)
-	c.sharedWith = cloneMap(r.sharedWith, maps.Clone)
+	c.sharedWith = cloneMap(r.sharedWith, set.clone)
 	c.Invitations = cloneMap(r.Invitations, func(in *Invitation) *Invitation {
 		ic := *in
 		ic.Sealed = slices.Clone(in.Sealed)
@@ -67,13 +67,13 @@ func (r *Realm) clone() *Realm {
 func (id *Identity) clone() *Identity {
 	c := *id
 	c.RedirectURIs = slices.Clone(id.RedirectURIs)
-	c.Managers = maps.Clone(id.Managers)
-	c.Sharees = maps.Clone(id.Sharees)
-	c.Groups = maps.Clone(id.Groups)
-	c.Roles = maps.Clone(id.Roles)
-	c.Policies = maps.Clone(id.Policies)
-	c.Plans = maps.Clone(id.Plans)
-	c.Projects = maps.Clone(id.Projects)
+	c.Managers = id.Managers.clone()
+	c.Sharees = id.Sharees.clone()
+	c.Groups = id.Groups.clone()
+	c.Roles = id.Roles.clone()
+	c.Policies = id.Policies.clone()
+	c.Plans = id.Plans.clone()
+	c.Projects = id.Projects.clone()
 	c.Credentials = maps.Clone(id.Credentials)
 	c.APIKeys = maps.Clone(id.APIKeys)
 	c.Sealed = slices.Clone(id.Sealed)
@@ -82,25 +82,25 @@ func (id *Identity) clone() *Identity {
 		f.Used = slices.Clone(f.Used)
 		return f
 	})
-	c.DisabledAPIKeys = maps.Clone(id.DisabledAPIKeys)
+	c.DisabledAPIKeys = id.DisabledAPIKeys.clone()
 	return &c
 }
 
 func (g *Group) clone() *Group {
 	c := *g
-	c.Members = maps.Clone(g.Members)
-	c.Policies = maps.Clone(g.Policies)
-	c.Plans = maps.Clone(g.Plans)
-	c.Projects = maps.Clone(g.Projects)
-	c.Managers = maps.Clone(g.Managers)
+	c.Members = g.Members.clone()
+	c.Policies = g.Policies.clone()
+	c.Plans = g.Plans.clone()
+	c.Projects = g.Projects.clone()
+	c.Managers = g.Managers.clone()
 	return &c
 }
 
 func (p *Policy) clone() *Policy {
 	c := *p
 	c.Statements = cloneStatements(p.Statements)
-	c.AttachedTo = maps.Clone(p.AttachedTo)
-	c.InProjects = maps.Clone(p.InProjects)
+	c.AttachedTo = p.AttachedTo.clone()
+	c.InProjects = p.InProjects.clone()
 	return &c
 }
 
@@ -108,7 +108,7 @@ func (p *Project) clone() *Project {
 	c := *p
 	c.Members = cloneMap(p.Members, slices.Clone)
 	c.Resources = maps.Clone(p.Resources)
-	c.Managers = maps.Clone(p.Managers)
+	c.Managers = p.Managers.clone()
 	c.Policies = cloneMap(p.Policies, (*Policy).clone)
 	c.DefaultMemberPolicies = slices.Clone(p.DefaultMemberPolicies)
 	return &c

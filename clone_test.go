@@ -41,14 +41,11 @@ func TestState_Clone(t *testing.T) {
 		}
 	}
 	ca := c.Realm(realm).Identities["a"]
-	if ca.Groups == nil { // an entity's sets are nil while empty
-		ca.Groups = map[string]struct{}{}
-	}
-	ca.Groups["g"] = struct{}{}
+	iam.AddToSet(&ca.Groups, "g")
 	if got := s.Check(iam.CheckRequest{Realm: realm, Subject: "a", Action: "read", Resource: data("x")}); got != want {
 		t.Errorf("original after changing the clone: got %v, want %v", got, want)
 	}
-	if _, ok := s.Realm(realm).Identities["a"].Groups["g"]; ok {
+	if s.Realm(realm).Identities["a"].Groups.Has("g") {
 		t.Error("original's identity changed with the clone's")
 	}
 }

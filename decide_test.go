@@ -253,10 +253,10 @@ func TestDecide_LimitsDefault(t *testing.T) {
 	w.do("", iam.RemoveMember{Group: "big", Identity: users[0]})
 	w.do("", iam.RemoveMember{Group: groups[0], Identity: users[500]})
 	w.do("", iam.AddMember{Group: "big", Identity: users[500]})
-	if got := len(w.s.Identity(realm, users[500]).Groups); got != 50 {
+	if got := w.s.Identity(realm, users[500]).Groups.Len(); got != 50 {
 		t.Fatalf("groups of %s: got %d, want 50", users[500], got)
 	}
-	if got := len(w.s.Realm(realm).Groups["big"].Members); got != 500 {
+	if got := w.s.Realm(realm).Groups["big"].Members.Len(); got != 500 {
 		t.Fatalf("members of big: got %d, want 500", got)
 	}
 }
@@ -754,10 +754,10 @@ func TestDecide_DeleteIdentity(t *testing.T) {
 	if _, _, _, ok := w.s.ClientCredential("client-a"); ok {
 		t.Fatalf("ClientCredential after delete: got one, want none")
 	}
-	if g := w.s.Realm(realm).Groups["g"]; len(g.Members) != 0 {
+	if g := w.s.Realm(realm).Groups["g"]; g.Members.Len() != 0 {
 		t.Fatalf("group members after delete: got %v, want none", g.Members)
 	}
-	if p := w.s.Realm(realm).Policies["p"]; len(p.AttachedTo) != 0 || len(p.InProjects) != 0 {
+	if p := w.s.Realm(realm).Policies["p"]; p.AttachedTo.Len() != 0 || p.InProjects.Len() != 0 {
 		t.Fatalf("policy edges after delete: got %v %v, want none", p.AttachedTo, p.InProjects)
 	}
 	if m := w.s.Realm(realm).Projects["proj"].Members; len(m) != 0 {

@@ -142,7 +142,7 @@ func (e *evaluation) policies(r *Realm, p *Project, ids []string, src Source) {
 
 // plans evaluates the policies of plans, as realm-wide policies.
 func (e *evaluation) plans(r *Realm, plans set, via string) {
-	for plan := range plans {
+	for plan := range plans.All() {
 		if pl := r.Plans[plan]; pl != nil {
 			for _, id := range pl.Policies {
 				if pol := r.Policies[id]; pol != nil {
@@ -154,7 +154,7 @@ func (e *evaluation) plans(r *Realm, plans set, via string) {
 }
 
 func (e *evaluation) policySet(r *Realm, ids set, src Source) {
-	for id := range ids {
+	for id := range ids.All() {
 		if p := r.Policies[id]; p != nil {
 			src.ID = id
 			e.statements(p.Statements, src)
@@ -180,11 +180,11 @@ func (e *evaluation) managed(r *Realm, id *Identity) {
 		return
 	}
 	src := Source{Kind: SourceManager, ID: string(m.Kind) + "/" + m.ID}
-	if ms.has(id.ID) {
+	if ms.Has(id.ID) {
 		e.allow.offer(src, 0)
 	}
-	for g := range id.Groups {
-		if ms.has(g) {
+	for g := range id.Groups.All() {
+		if ms.Has(g) {
 			src.Via = g
 			e.allow.offer(src, 0)
 		}
@@ -197,13 +197,13 @@ func (e *evaluation) managed(r *Realm, id *Identity) {
 func (e *evaluation) realmWide(r *Realm, id *Identity) {
 	e.policySet(r, id.Policies, Source{Kind: SourcePolicy})
 	e.plans(r, id.Plans, "")
-	for g := range id.Groups {
+	for g := range id.Groups.All() {
 		if grp := r.Groups[g]; grp != nil {
 			e.policySet(r, grp.Policies, Source{Kind: SourcePolicy, Via: g})
 			e.plans(r, grp.Plans, g)
 		}
 	}
-	for role := range id.Roles {
+	for role := range id.Roles.All() {
 		e.statements(r.roleCache[role], Source{Kind: SourceRole, ID: role})
 	}
 	e.managed(r, id)
@@ -259,7 +259,7 @@ func (s *State) Check(q CheckRequest) Decision {
 		if placement != nil {
 			home := placement.Home
 			if home == "" {
-				home = sortedKeys(placement.Links)[0]
+				home = placement.Links.Sorted()[0]
 			}
 			return Decision{Reason: q.Resource + " is in project " + home + ": only a check scoped to a project holding it can reach it"}
 		}
@@ -270,14 +270,14 @@ func (s *State) Check(q CheckRequest) Decision {
 	if p == nil {
 		return Decision{Reason: "project " + q.Scope + " is unknown"}
 	}
-	if placement == nil || (placement.Home != q.Scope && !placement.Links.has(q.Scope)) {
+	if placement == nil || (placement.Home != q.Scope && !placement.Links.Has(q.Scope)) {
 		return Decision{Reason: q.Resource + " is not in project " + q.Scope}
 	}
 	pols, member := p.Members[q.Subject]
 	if member {
 		ev.policies(r, p, pols, Source{Kind: SourcePolicy, Project: q.Scope})
 	}
-	for g := range id.Groups {
+	for g := range id.Groups.All() {
 		if pols, ok := p.Members[g]; ok {
 			member = true
 			ev.policies(r, p, pols, Source{Kind: SourcePolicy, Via: g, Project: q.Scope})
@@ -306,7 +306,7 @@ func (s *State) Permissions(realm, identity string) ([]Permission, error) {
 		return nil, Errorf(ENotFound, "identity %s not found", identity)
 	}
 	id := r.Identities[identity]
-	return r.permissions(identity, id.Policies, id.Plans, id.Roles, sortedKeys(id.Groups), id.Projects), nil
+	return r.permissions(identity, id.Policies, id.Plans, id.Roles, id.Groups.Sorted(), id.Projects), nil
 }
 
 // GroupPermissions lists what a group's members get from the group itself:
@@ -319,7 +319,7 @@ func (s *State) GroupPermissions(realm, group string) ([]Permission, error) {
 		return nil, &Error{Code: ENotFound, Field: "id", Message: "group " + group + " not found"}
 	}
 	g := r.Groups[group]
-	return r.permissions(group, g.Policies, g.Plans, nil, nil, g.Projects), nil
+	return r.permissions(group, g.Policies, g.Plans, set{}, nil, g.Projects), nil
 }
 
 // permissions is the one evaluation behind Permissions and GroupPermissions:
@@ -352,20 +352,20 @@ func (r *Realm) permissions(member string, policies, plans, roles set, groups []
 		}
 	}
 	addPlans := func(plans set, via string) {
-		for _, plan := range sortedKeys(plans) {
+		for _, plan := range plans.Sorted() {
 			if pl := r.Plans[plan]; pl != nil {
 				addPolicies(nil, pl.Policies, Source{Kind: SourcePolicy, Via: via, Plan: plan})
 			}
 		}
 	}
-	addPolicies(nil, sortedKeys(policies), Source{Kind: SourcePolicy})
+	addPolicies(nil, policies.Sorted(), Source{Kind: SourcePolicy})
 	addPlans(plans, "")
-	for _, role := range sortedKeys(roles) {
+	for _, role := range roles.Sorted() {
 		add(r.roleCache[role], Source{Kind: SourceRole, ID: role})
 	}
 	for _, g := range groups {
 		if grp := r.Groups[g]; grp != nil {
-			addPolicies(nil, sortedKeys(grp.Policies), Source{Kind: SourcePolicy, Via: g})
+			addPolicies(nil, grp.Policies.Sorted(), Source{Kind: SourcePolicy, Via: g})
 			addPlans(grp.Plans, g)
 		}
 	}
@@ -378,7 +378,7 @@ func (r *Realm) permissions(member string, policies, plans, roles set, groups []
 		}
 	}
 	addShared := func(sharee, via string) {
-		for _, app := range sortedKeys(r.sharedWith[sharee]) {
+		for _, app := range r.sharedWith[sharee].Sorted() {
 			src := Source{Kind: SourceShare, ID: string(ManagedApp) + "/" + app, Via: via}
 			for _, a := range shareeActions {
 				out = append(out, Permission{Effect: Allow, Action: a, Resource: AppHRN(r.ID, app), Source: src})
@@ -392,17 +392,17 @@ func (r *Realm) permissions(member string, policies, plans, roles set, groups []
 		addShared(g, g)
 	}
 	projects := set{}
-	for p := range direct {
+	for p := range direct.All() {
 		projects.add(p)
 	}
 	for _, g := range groups {
 		if grp := r.Groups[g]; grp != nil {
-			for p := range grp.Projects {
+			for p := range grp.Projects.All() {
 				projects.add(p)
 			}
 		}
 	}
-	for _, pid := range sortedKeys(projects) {
+	for _, pid := range projects.Sorted() {
 		p := r.Projects[pid]
 		if pols, ok := p.Members[member]; ok {
 			addPolicies(p, pols, Source{Kind: SourcePolicy, Project: pid})

@@ -45,13 +45,13 @@ func (c AddMember) decide(s *State, r *Realm) ([]Event, error) {
 		return nil, err
 	}
 	id, err := r.identity("identityId", c.Identity)
-	if err != nil || g.Members.has(c.Identity) {
+	if err != nil || g.Members.Has(c.Identity) {
 		return nil, err
 	}
-	if len(g.Members) >= s.Limits.MembersPerGroup {
+	if g.Members.Len() >= s.Limits.MembersPerGroup {
 		return nil, limitErr("a group has at most %d members", s.Limits.MembersPerGroup)
 	}
-	if len(id.Groups) >= s.Limits.GroupsPerIdentity {
+	if id.Groups.Len() >= s.Limits.GroupsPerIdentity {
 		return nil, limitErr("an identity belongs to at most %d groups", s.Limits.GroupsPerIdentity)
 	}
 	return []Event{MemberAdded{InRealm{r.ID}, c.Group, c.Identity}}, nil
@@ -66,7 +66,7 @@ func (c RemoveMember) permission(r *Realm) (string, string) {
 func (c RemoveMember) validate() error { return nil }
 func (c RemoveMember) decide(s *State, r *Realm) ([]Event, error) {
 	g, err := r.group("group", c.Group)
-	if err != nil || !g.Members.has(c.Identity) {
+	if err != nil || !g.Members.Has(c.Identity) {
 		return nil, err
 	}
 	return []Event{MemberRemoved{InRealm{r.ID}, c.Group, c.Identity}}, nil
@@ -107,19 +107,18 @@ func (MemberRemoved) EventType() string { return "MemberRemoved" }
 // --- apply ---------------------------------------------------------------------
 
 func (e GroupCreated) apply(s *State, touch Touch) {
-	s.realms[e.Realm].Groups[e.ID] = &Group{ID: e.ID, Name: e.Name}
+	s.realms[e.Realm].Groups[e.ID] = &Group{ID: e.ID, Name: e.Name, num: names.intern(e.ID)}
 	touch(Change{Kind: ChangeGroup, Realm: e.Realm, From: e.ID})
 }
 
 func (e MemberAdded) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
 	g, id := r.Groups[e.Group], r.Identities[e.Identity]
-	// The entities' own id strings are kept, not the event's: a replay or
-	// a load decodes a fresh copy of each id per edge (a load's is a slice
-	// of the whole row key), and at 1M grants the copies cost a tenth of
-	// the heap.
-	g.Members.add(id.ID)
-	id.Groups.add(g.ID)
+	// By the entities' numbers, interned when they were created: looking
+	// the identity's id up again in the process-wide table was a cache miss
+	// per edge, and replay's largest cost.
+	g.Members.addNum(id.num)
+	id.Groups.addNum(g.num)
 	touch(Change{Kind: ChangeMember, Realm: e.Realm, From: e.Group, To: e.Identity})
 }
 

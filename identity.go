@@ -221,19 +221,19 @@ func (c DeleteIdentity) decide(s *State, r *Realm) ([]Event, error) {
 	}
 	in := InRealm{r.ID}
 	var evs []Event
-	for _, g := range sortedKeys(id.Groups) {
+	for _, g := range id.Groups.Sorted() {
 		evs = append(evs, MemberRemoved{in, g, c.ID})
 	}
-	for _, role := range sortedKeys(id.Roles) {
+	for _, role := range id.Roles.Sorted() {
 		evs = append(evs, RoleRevoked{in, c.ID, role})
 	}
-	for _, p := range sortedKeys(id.Policies) {
+	for _, p := range id.Policies.Sorted() {
 		evs = append(evs, PolicyDetached{in, p, c.ID})
 	}
-	for _, p := range sortedKeys(id.Plans) {
+	for _, p := range id.Plans.Sorted() {
 		evs = append(evs, PlanDetached{in, p, c.ID})
 	}
-	for _, p := range sortedKeys(id.Projects) {
+	for _, p := range id.Projects.Sorted() {
 		evs = append(evs, ProjectMemberRemoved{in, p, c.ID})
 	}
 	for _, cred := range sortedKeys(id.Credentials) {
@@ -250,14 +250,14 @@ func (c DeleteIdentity) decide(s *State, r *Realm) ([]Event, error) {
 	for _, m := range sortedRefs(r.manages[c.ID]) {
 		evs = append(evs, ManagerRemoved{in, m.Kind, m.ID, c.ID})
 	}
-	for _, m := range sortedKeys(id.Managers) {
+	for _, m := range id.Managers.Sorted() {
 		evs = append(evs, ManagerRemoved{in, ManagedApp, c.ID, m})
 	}
 	// Shares go the same way: those with the identity, and an app's own.
-	for _, app := range sortedKeys(r.sharedWith[c.ID]) {
+	for _, app := range r.sharedWith[c.ID].Sorted() {
 		evs = append(evs, AppUnshared{in, app, c.ID})
 	}
-	for _, with := range sortedKeys(id.Sharees) {
+	for _, with := range id.Sharees.Sorted() {
 		evs = append(evs, AppUnshared{in, c.ID, with})
 	}
 	return append(evs, IdentityDeleted{in, c.ID}), nil
@@ -402,7 +402,7 @@ func (e IdentityCreated) apply(s *State, touch Touch) {
 	r.Identities[e.ID] = &Identity{
 		ID: e.ID, Kind: e.Kind, Status: StatusActive, Email: e.Email, Name: e.Name,
 		PasswordHash: e.PasswordHash, RedirectURIs: e.RedirectURIs, Owner: e.Owner,
-		EmailIndex: e.EmailIndex, Sealed: e.Sealed,
+		EmailIndex: e.EmailIndex, Sealed: e.Sealed, num: names.intern(e.ID),
 	}
 	if e.Email != "" {
 		r.emails[strings.ToLower(e.Email)] = e.ID
@@ -445,7 +445,7 @@ func (e IdentityDeleted) apply(s *State, touch Touch) {
 	}
 	r.forgetAuth(id, touch)
 	// Keep a tombstone without personal data, so the id is never reused.
-	r.Identities[e.ID] = &Identity{ID: e.ID, Kind: id.Kind, Status: StatusDeleted}
+	r.Identities[e.ID] = &Identity{ID: e.ID, Kind: id.Kind, Status: StatusDeleted, num: id.num}
 	touch(Change{Kind: ChangeIdentity, Realm: e.Realm, From: e.ID})
 }
 
@@ -457,7 +457,7 @@ func (r *Realm) forgetAuth(u *Identity, touch Touch) {
 		touch(Change{Kind: ChangeAuthCode, Realm: r.ID, From: u.ID, To: h})
 	}
 	r.endRefreshBefore(u, time.Time{}, touch)
-	for k := range u.DisabledAPIKeys {
+	for k := range u.DisabledAPIKeys.All() {
 		touch(Change{Kind: ChangeAPIKeyStatus, Realm: r.ID, From: u.ID, To: k})
 	}
 	r.clearReset(u)

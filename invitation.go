@@ -210,7 +210,7 @@ func (c AcceptInvitation) decide(s *State, r *Realm) ([]Event, error) {
 	}
 	groups := 0
 	for _, g := range inv.Groups {
-		if grp := r.Groups[g]; grp != nil && len(grp.Members) < s.Limits.MembersPerGroup && groups < s.Limits.GroupsPerIdentity {
+		if grp := r.Groups[g]; grp != nil && grp.Members.Len() < s.Limits.MembersPerGroup && groups < s.Limits.GroupsPerIdentity {
 			evs = append(evs, MemberAdded{in, g, inv.UserID})
 			groups++
 		}

@@ -76,15 +76,15 @@ func (r *Realm) assignedPermissions(target string) int {
 		policies, plans, projects = id.Policies, id.Plans, id.Projects
 	}
 	n := 0
-	for pid := range policies {
+	for pid := range policies.All() {
 		if p := r.Policies[pid]; p != nil {
 			n += countPermissions(p)
 		}
 	}
-	for plan := range plans {
+	for plan := range plans.All() {
 		n += r.planPermissions(r.Plans[plan])
 	}
-	for pid := range projects {
+	for pid := range projects.All() {
 		p := r.Projects[pid]
 		pols, _ := r.memberPolicies(p, "", p.Members[target])
 		n += countPermissions(pols...)

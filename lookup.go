@@ -63,7 +63,7 @@ func (r *Realm) lookupCandidates(action, resource, scope, after string) []string
 	// lookups cost more than the checks they would spare.
 	holder := func(id string) {
 		if g := r.Groups[id]; g != nil {
-			for m := range g.Members {
+			for m := range g.Members.All() {
 				add(m)
 			}
 			return
@@ -74,7 +74,7 @@ func (r *Realm) lookupCandidates(action, resource, scope, after string) []string
 	if scope != "" {
 		// Only the project's members (direct or through a group) are
 		// reached by a scoped check, whatever their grants say.
-		if p := r.Projects[scope]; p != nil && placement != nil && (placement.Home == scope || placement.Links.has(scope)) {
+		if p := r.Projects[scope]; p != nil && placement != nil && (placement.Home == scope || placement.Links.Has(scope)) {
 			for m := range p.Members {
 				holder(m)
 			}
@@ -99,18 +99,18 @@ func (r *Realm) lookupCandidates(action, resource, scope, after string) []string
 	// policy are found from the groups' side, which is the shorter.
 	var allowing set
 	for _, pol := range r.Policies {
-		if len(pol.AttachedTo) > 0 && allows(pol.Statements) {
-			for t := range pol.AttachedTo {
+		if pol.AttachedTo.Len() > 0 && allows(pol.Statements) {
+			for t := range pol.AttachedTo.All() {
 				add(t)
 			}
 			allowing.add(pol.ID)
 		}
 	}
-	if len(allowing) > 0 {
+	if allowing.Len() > 0 {
 		for _, g := range r.Groups {
-			for p := range g.Policies {
-				if allowing.has(p) {
-					for m := range g.Members {
+			for p := range g.Policies.All() {
+				if allowing.Has(p) {
+					for m := range g.Members.All() {
 						add(m)
 					}
 					break
@@ -121,7 +121,7 @@ func (r *Realm) lookupCandidates(action, resource, scope, after string) []string
 	for _, pl := range r.Plans {
 		for _, id := range pl.Policies {
 			if pol := r.Policies[id]; pol != nil && allows(pol.Statements) {
-				for t := range pl.AttachedTo {
+				for t := range pl.AttachedTo.All() {
 					holder(t)
 				}
 				break
@@ -139,7 +139,7 @@ func (r *Realm) lookupCandidates(action, resource, scope, after string) []string
 		// and a scan of the identities' role sets is cheap next to checks.
 		for id, ident := range r.Identities {
 			for _, role := range roles {
-				if ident.Roles.has(role) {
+				if ident.Roles.Has(role) {
 					add(id)
 					break
 				}
@@ -148,13 +148,13 @@ func (r *Realm) lookupCandidates(action, resource, scope, after string) []string
 	}
 	if m, ok := r.managedEntity(resource); ok {
 		if ms, ok := r.managers(m); ok {
-			for id := range ms {
+			for id := range ms.All() {
 				holder(id)
 			}
 		}
 		if m.Kind == ManagedApp {
 			if a := r.Identities[m.ID]; a != nil {
-				for id := range a.Sharees {
+				for id := range a.Sharees.All() {
 					holder(id)
 				}
 			}

@@ -56,7 +56,7 @@ func (s *State) Managers(realm string, m ManagedRef) ([]string, bool) {
 		return nil, false
 	}
 	ms, ok := r.managers(m)
-	return sortedKeys(ms), ok
+	return ms.Sorted(), ok
 }
 
 // managers returns the manager set of m; false when m does not exist.
@@ -64,7 +64,7 @@ func (r *Realm) managers(m ManagedRef) (set, bool) {
 	if ms := r.managerSet(m); ms != nil {
 		return *ms, true
 	}
-	return nil, false
+	return set{}, false
 }
 
 // managerSet points at the field holding m's managers, for apply to
@@ -213,7 +213,7 @@ func (c AddManager) decide(s *State, r *Realm) ([]Event, error) {
 			return nil, &Error{Code: ENotFound, Field: "identityOrGroupId", Message: "no identity or group " + c.Manager}
 		}
 	}
-	if ms.has(c.Manager) {
+	if ms.Has(c.Manager) {
 		return nil, nil
 	}
 	if c.Entity.Kind == ManagedApp && r.atAppLimit(s, c.Manager) {
@@ -240,10 +240,10 @@ func (c RemoveManager) decide(s *State, r *Realm) ([]Event, error) {
 	if !ok {
 		return nil, Errorf(ENotFound, "%s %s not found", c.Entity.Kind, c.Entity.ID)
 	}
-	if !ms.has(c.Manager) {
+	if !ms.Has(c.Manager) {
 		return nil, nil
 	}
-	if len(ms) == 1 {
+	if ms.Len() == 1 {
 		return nil, &Error{Code: EConflict, Field: "identityOrGroupId", Message: c.Manager + " is the last manager of " +
 			string(c.Entity.Kind) + " " + c.Entity.ID + ": add another manager before removing it"}
 	}

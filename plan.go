@@ -67,7 +67,7 @@ func (c CreatePlan) validate() error {
 		if err := ValidID(f, p); err != nil {
 			return err
 		}
-		if seen.has(p) {
+		if seen.Has(p) {
 			return FieldErrorf(f, "policy %s is listed twice", p)
 		}
 		seen.add(p)
@@ -103,7 +103,7 @@ func (c AttachPlan) decide(s *State, r *Realm) ([]Event, error) {
 			return nil, &Error{Code: ENotFound, Field: "target", Message: "no identity or group " + c.Target}
 		}
 	}
-	if p.AttachedTo.has(c.Target) {
+	if p.AttachedTo.Has(c.Target) {
 		return nil, nil
 	}
 	if err := r.checkPermissions(s, c.Target, r.planPermissions(p)); err != nil {
@@ -121,7 +121,7 @@ func (c DetachPlan) permission(r *Realm) (string, string) {
 func (c DetachPlan) validate() error { return nil }
 func (c DetachPlan) decide(s *State, r *Realm) ([]Event, error) {
 	p, err := r.plan("plan", c.Plan)
-	if err != nil || !p.AttachedTo.has(c.Target) {
+	if err != nil || !p.AttachedTo.Has(c.Target) {
 		return nil, err
 	}
 	return []Event{PlanDetached{InRealm{r.ID}, c.Plan, c.Target}}, nil

@@ -144,7 +144,7 @@ func (c AttachPolicy) decide(s *State, r *Realm) ([]Event, error) {
 			return nil, &Error{Code: ENotFound, Field: "target", Message: "no identity or group " + c.Target}
 		}
 	}
-	if p.AttachedTo.has(c.Target) {
+	if p.AttachedTo.Has(c.Target) {
 		return nil, nil
 	}
 	if err := r.checkPermissions(s, c.Target, countPermissions(p)); err != nil {
@@ -162,7 +162,7 @@ func (c DetachPolicy) permission(r *Realm) (string, string) {
 func (c DetachPolicy) validate() error { return nil }
 func (c DetachPolicy) decide(s *State, r *Realm) ([]Event, error) {
 	p, err := r.policy("policy", c.Policy)
-	if err != nil || !p.AttachedTo.has(c.Target) {
+	if err != nil || !p.AttachedTo.Has(c.Target) {
 		return nil, err
 	}
 	return []Event{PolicyDetached{InRealm{r.ID}, c.Policy, c.Target}}, nil
@@ -204,21 +204,21 @@ func (PolicyDetached) EventType() string { return "PolicyDetached" }
 // --- apply ---------------------------------------------------------------------
 
 func (e PolicyCreated) apply(s *State, touch Touch) {
-	s.realms[e.Realm].Policies[e.ID] = &Policy{ID: e.ID, Name: e.Name, Statements: e.Statements}
+	s.realms[e.Realm].Policies[e.ID] = &Policy{ID: e.ID, Name: e.Name, Statements: e.Statements, num: names.intern(e.ID)}
 	touch(Change{Kind: ChangePolicy, Realm: e.Realm, From: e.ID})
 }
 
 func (e PolicyAttached) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
 	pol := r.Policies[e.Policy]
-	// The entities' own id strings are kept, as in MemberAdded.apply.
+	// By the entities' numbers, as in MemberAdded.apply.
 	if g := r.Groups[e.Target]; g != nil {
-		pol.AttachedTo.add(g.ID)
-		g.Policies.add(pol.ID)
+		pol.AttachedTo.addNum(g.num)
+		g.Policies.addNum(pol.num)
 	} else {
 		id := r.Identities[e.Target]
-		pol.AttachedTo.add(id.ID)
-		id.Policies.add(pol.ID)
+		pol.AttachedTo.addNum(id.num)
+		id.Policies.addNum(pol.num)
 	}
 	touch(Change{Kind: ChangeAttachment, Realm: e.Realm, From: e.Target, To: e.Policy})
 }

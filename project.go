@@ -78,7 +78,7 @@ func (c SetProjectMember) decide(s *State, r *Realm) ([]Event, error) {
 		if !isMember && p.groups >= s.Limits.GroupsPerProject {
 			return nil, limitErr("a project has at most %d groups as members", s.Limits.GroupsPerProject)
 		}
-		if !isMember && len(g.Projects) >= s.Limits.ProjectsPerIdentity {
+		if !isMember && g.Projects.Len() >= s.Limits.ProjectsPerIdentity {
 			return nil, limitErr("a group is a direct member of at most %d projects", s.Limits.ProjectsPerIdentity)
 		}
 	} else {
@@ -89,7 +89,7 @@ func (c SetProjectMember) decide(s *State, r *Realm) ([]Event, error) {
 		if !isMember && len(p.Members)-p.groups >= s.Limits.IdentitiesPerProject {
 			return nil, limitErr("a project has at most %d users and apps as members", s.Limits.IdentitiesPerProject)
 		}
-		if !isMember && len(id.Projects) >= s.Limits.ProjectsPerIdentity {
+		if !isMember && id.Projects.Len() >= s.Limits.ProjectsPerIdentity {
 			return nil, limitErr("an identity is a direct member of at most %d projects", s.Limits.ProjectsPerIdentity)
 		}
 	}
@@ -195,7 +195,7 @@ func (c AddProjectResource) decide(s *State, r *Realm) ([]Event, error) {
 		}
 		if pl != nil {
 			return nil, &Error{Code: EConflict, Field: "relation", Message: c.HRN + " is linked from outside projects into project " +
-				sortedKeys(pl.Links)[0] + ": a resource the realm shares is not taken home by one project"}
+				pl.Links.Sorted()[0] + ": a resource the realm shares is not taken home by one project"}
 		}
 	case RelationLink:
 		if c.actor != "" {
@@ -206,7 +206,7 @@ func (c AddProjectResource) decide(s *State, r *Realm) ([]Event, error) {
 		if pl != nil && pl.NotLinkable {
 			return nil, &Error{Code: EConflict, Field: "hrn", Message: c.HRN + " is marked not linkable by its home project " + pl.Home}
 		}
-		if pl != nil && len(pl.Links) >= s.Limits.LinksPerResource {
+		if pl != nil && pl.Links.Len() >= s.Limits.LinksPerResource {
 			return nil, limitErr("a resource is linked into at most %d projects", s.Limits.LinksPerResource)
 		}
 	}
@@ -233,8 +233,8 @@ func (c RemoveProjectResource) decide(s *State, r *Realm) ([]Event, error) {
 	if !ok {
 		return nil, nil
 	}
-	if pl := r.Resources[c.HRN]; rel == RelationHome && pl != nil && len(pl.Links) > 0 {
-		return nil, Errorf(EConflict, "%s is still linked into %d projects: unlink it first", c.HRN, len(pl.Links))
+	if pl := r.Resources[c.HRN]; rel == RelationHome && pl != nil && pl.Links.Len() > 0 {
+		return nil, Errorf(EConflict, "%s is still linked into %d projects: unlink it first", c.HRN, pl.Links.Len())
 	}
 	return []Event{ProjectResourceRemoved{InRealm{r.ID}, c.Project, c.HRN}}, nil
 }
@@ -384,8 +384,8 @@ func (e ProjectResourceRemoved) apply(s *State, touch Touch) {
 				touch(Change{Kind: ChangeResourceNotLinkable, Realm: e.Realm, From: e.Project, To: e.HRN})
 			}
 		}
-		delete(pl.Links, e.Project)
-		if pl.Home == "" && len(pl.Links) == 0 {
+		pl.Links.remove(e.Project)
+		if pl.Home == "" && pl.Links.Len() == 0 {
 			delete(r.Resources, e.HRN)
 		}
 	}

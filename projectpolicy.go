@@ -44,7 +44,7 @@ func validMemberPolicies(field string, pols []string) error {
 		} else if err := ValidID(f, p); err != nil {
 			return err
 		}
-		if seen.has(p) {
+		if seen.Has(p) {
 			return FieldErrorf(f, "policy %s is listed twice", p)
 		}
 		seen.add(p)
@@ -248,7 +248,7 @@ func (e ProjectPolicyCreated) apply(s *State, touch Touch) {
 	}
 	// No AttachedTo or InProjects: a project policy is never attached
 	// realm-wide, and lives in one project.
-	p.Policies[e.ID] = &Policy{ID: e.ID, Name: e.Name, Statements: e.Statements}
+	p.Policies[e.ID] = &Policy{ID: e.ID, Name: e.Name, Statements: e.Statements, num: names.intern(e.ID)}
 	touch(Change{Kind: ChangeProjectPolicy, Realm: e.Realm, From: e.Project, To: e.ID})
 }
 

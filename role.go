@@ -109,10 +109,10 @@ func (c GrantRole) validate() error {
 }
 func (c GrantRole) decide(s *State, r *Realm) ([]Event, error) {
 	id, err := r.identity("identityId", c.Identity)
-	if err != nil || id.Roles.has(c.Role) {
+	if err != nil || id.Roles.Has(c.Role) {
 		return nil, err
 	}
-	if len(id.Roles) >= s.Limits.RolesPerIdentity {
+	if id.Roles.Len() >= s.Limits.RolesPerIdentity {
 		return nil, limitErr("an identity has at most %d roles", s.Limits.RolesPerIdentity)
 	}
 	return []Event{RoleGranted{InRealm{r.ID}, c.Identity, c.Role}}, nil
@@ -127,7 +127,7 @@ func (c RevokeRole) permission(r *Realm) (string, string) {
 func (c RevokeRole) validate() error { return nil }
 func (c RevokeRole) decide(s *State, r *Realm) ([]Event, error) {
 	id, err := r.identity("identityId", c.Identity)
-	if err != nil || !id.Roles.has(c.Role) {
+	if err != nil || !id.Roles.Has(c.Role) {
 		return nil, err
 	}
 	return []Event{RoleRevoked{InRealm{r.ID}, c.Identity, c.Role}}, nil

@@ -32,7 +32,7 @@ func (s *State) Shares(realm, app string) ([]string, bool) {
 	if err != nil {
 		return nil, false
 	}
-	return sortedKeys(a.Sharees), true
+	return a.Sharees.Sorted(), true
 }
 
 // shared offers a sharee's rights when the resource is an app shared with
@@ -47,11 +47,11 @@ func (e *evaluation) shared(r *Realm, id *Identity, m ManagedRef) {
 		return
 	}
 	src := Source{Kind: SourceShare, ID: string(m.Kind) + "/" + m.ID}
-	if a.Sharees.has(id.ID) {
+	if a.Sharees.Has(id.ID) {
 		e.allow.offer(src, 0)
 	}
-	for g := range id.Groups {
-		if a.Sharees.has(g) {
+	for g := range id.Groups.All() {
+		if a.Sharees.Has(g) {
 			src.Via = g
 			e.allow.offer(src, 0)
 		}
@@ -86,7 +86,7 @@ func (c ShareApp) permission(r *Realm) (string, string) { return ActionManageApp
 func (c ShareApp) validate() error                      { return validShare(c.App, c.With) }
 func (c ShareApp) decide(s *State, r *Realm) ([]Event, error) {
 	a, err := r.shareable(c.App, c.With)
-	if err != nil || a.Sharees.has(c.With) {
+	if err != nil || a.Sharees.Has(c.With) {
 		return nil, err
 	}
 	return []Event{AppShared{InRealm{r.ID}, c.App, c.With}}, nil
@@ -105,7 +105,7 @@ func (c UnshareApp) decide(s *State, r *Realm) ([]Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !a.Sharees.has(c.With) {
+	if !a.Sharees.Has(c.With) {
 		return nil, nil
 	}
 	return []Event{AppUnshared{InRealm{r.ID}, c.App, c.With}}, nil
@@ -207,10 +207,9 @@ func (ResourceLinkableSet) EventType() string { return "ResourceLinkableSet" }
 func (e AppShared) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
 	r.Identities[e.App].Sharees.add(e.With)
-	if r.sharedWith[e.With] == nil {
-		r.sharedWith[e.With] = set{}
-	}
-	r.sharedWith[e.With][e.App] = struct{}{}
+	apps := r.sharedWith[e.With]
+	apps.add(e.App)
+	r.sharedWith[e.With] = apps
 	touch(Change{Kind: ChangeAppShare, Realm: e.Realm, From: e.App, To: e.With})
 }
 
@@ -219,9 +218,12 @@ func (e AppUnshared) apply(s *State, touch Touch) {
 	if a := r.Identities[e.App]; a != nil {
 		a.Sharees.remove(e.With)
 	}
-	delete(r.sharedWith[e.With], e.App)
-	if len(r.sharedWith[e.With]) == 0 {
+	apps := r.sharedWith[e.With]
+	apps.remove(e.App)
+	if apps.Len() == 0 {
 		delete(r.sharedWith, e.With)
+	} else {
+		r.sharedWith[e.With] = apps
 	}
 	touch(Change{Kind: ChangeAppShare, Realm: e.Realm, From: e.App, To: e.With})
 }

@@ -103,10 +103,8 @@ func TestDecide_Link(t *testing.T) {
 		t.Errorf("not linkable: got %v, want it named", err)
 	}
 	pl := w.s.Realm(realm).Resources[res]
-	_, b := pl.Links["projb"]
-	_, c := pl.Links["projc"]
-	if !b || !c {
-		t.Errorf("links after not linkable: got %v, want projb and projc kept", pl.Links)
+	if !pl.Links.Has("projb") || !pl.Links.Has("projc") {
+		t.Errorf("links after not linkable: got %v, want projb and projc kept", pl.Links.Sorted())
 	}
 	w.do("alice", iam.SetResourceLinkable{Project: "proja", HRN: res, Linkable: true})
 	w.do("alice", iam.AddProjectResource{Project: "projd", HRN: res, Relation: iam.RelationLink})

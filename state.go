@@ -1,25 +1,209 @@
 package iam
 
 import (
+	"iter"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 )
 
-// set is a set of ids.
-type set map[string]struct{}
+// set is a set of ids. Code outside this file reads it only through Has,
+// Len, All and Sorted, so that the index can choose its representation.
+//
+// It holds interned ids (names below) rather than strings: at 10M grants
+// the string-keyed maps per edge were most of the heap and most of replay's
+// time. An empty set is nil; a small one is a sorted slice, 4 bytes an id;
+// past smallSet ids, a map keyed by the id. The choice depends only on the
+// length, so equal sets are alike however they were built (a state replayed
+// and one loaded from rows compare equal).
+type set struct{ p *setData }
 
-func (s set) has(k string) bool { _, ok := s[k]; return ok }
+type setData struct {
+	small []uint32 // sorted; nil when big is used
+	big   map[uint32]struct{}
+}
+
+// smallSet is the largest set kept as a slice: an identity's groups,
+// policies and projects are nearly always fewer, and a sorted slice that
+// size is searched as fast as a map and costs a tenth of its memory.
+const smallSet = 16
+
+// Has reports whether k is in the set.
+func (s set) Has(k string) bool {
+	if s.p == nil {
+		return false
+	}
+	id, ok := names.lookup(k)
+	return ok && s.p.has(id)
+}
+
+func (d *setData) has(id uint32) bool {
+	if d.big != nil {
+		_, ok := d.big[id]
+		return ok
+	}
+	_, ok := slices.BinarySearch(d.small, id)
+	return ok
+}
+
+// Len is the number of ids in the set.
+func (s set) Len() int {
+	switch {
+	case s.p == nil:
+		return 0
+	case s.p.big != nil:
+		return len(s.p.big)
+	}
+	return len(s.p.small)
+}
+
+// All yields the ids in no particular order; use Sorted where the order
+// reaches an answer, or where the loop changes the set (a small set is a
+// slice, which a removal shifts under the loop).
+func (s set) All() iter.Seq[string] {
+	return func(yield func(string) bool) {
+		if s.p == nil {
+			return
+		}
+		strs := names.snapshot()
+		if s.p.big != nil {
+			for id := range s.p.big {
+				if !yield(strs[id]) {
+					return
+				}
+			}
+			return
+		}
+		for _, id := range s.p.small {
+			if !yield(strs[id]) {
+				return
+			}
+		}
+	}
+}
+
+// Sorted returns the ids in order: decisions and evaluation walk sets in a
+// fixed order so that every copy of the state answers alike.
+func (s set) Sorted() []string {
+	out := slices.AppendSeq(make([]string, 0, s.Len()), s.All())
+	sort.Strings(out)
+	return out
+}
 
 // add puts k in the set, making the set on first use. An entity's sets and
 // maps stay nil while empty: most identities hold no credentials, roles,
 // managers or sharees, and at 100k identities the empty maps made up front
 // were an eighth of the heap.
-func (s *set) add(k string) { put(s, k, struct{}{}) }
+func (s *set) add(k string) { s.addNum(names.intern(k)) }
+
+// addNum puts an interned id in the set.
+func (s *set) addNum(id uint32) {
+	if s.p == nil {
+		s.p = &setData{small: []uint32{id}}
+		return
+	}
+	d := s.p
+	if d.big != nil {
+		d.big[id] = struct{}{}
+		return
+	}
+	i, found := slices.BinarySearch(d.small, id)
+	if found {
+		return
+	}
+	if len(d.small) < smallSet {
+		d.small = slices.Insert(d.small, i, id)
+		return
+	}
+	d.big = make(map[uint32]struct{}, len(d.small)+1)
+	for _, x := range d.small {
+		d.big[x] = struct{}{}
+	}
+	d.big[id] = struct{}{}
+	d.small = nil
+}
 
 // remove takes k out of the set; an emptied set is nil again, as one never
 // filled, so that a state replayed and one loaded from rows are alike.
-func (s *set) remove(k string) { drop(s, k) }
+func (s *set) remove(k string) {
+	id, ok := names.lookup(k)
+	if !ok || s.p == nil {
+		return
+	}
+	d := s.p
+	if d.big == nil {
+		if i, found := slices.BinarySearch(d.small, id); found {
+			d.small = slices.Delete(d.small, i, i+1)
+		}
+		if len(d.small) == 0 {
+			s.p = nil
+		}
+		return
+	}
+	delete(d.big, id)
+	if len(d.big) <= smallSet {
+		d.small = slices.Sorted(maps.Keys(d.big))
+		d.big = nil
+	}
+}
+
+// clone returns a copy that shares nothing with s.
+func (s set) clone() set {
+	if s.p == nil {
+		return s
+	}
+	return set{&setData{small: slices.Clone(s.p.small), big: maps.Clone(s.p.big)}}
+}
+
+// names interns the ids held in sets: each id string is kept once per
+// process, and sets hold its 4-byte number. It is shared by every State
+// (the writer's, each replica's, their clones), so a number means the same
+// id everywhere and cloning a state needs no table of its own. It only
+// grows: an id once used stays, as the log that named it does.
+var names = &internTable{ids: map[string]uint32{}}
+
+type internTable struct {
+	mu   sync.RWMutex
+	ids  map[string]uint32
+	strs []string // by number; only appended to
+}
+
+// lookup returns k's number without interning it: reads (checks with
+// whatever ids a caller sends) never grow the table.
+func (t *internTable) lookup(k string) (uint32, bool) {
+	t.mu.RLock()
+	id, ok := t.ids[k]
+	t.mu.RUnlock()
+	return id, ok
+}
+
+// intern returns k's number, giving it the next one if it has none.
+func (t *internTable) intern(k string) uint32 {
+	if id, ok := t.lookup(k); ok {
+		return id
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if id, ok := t.ids[k]; ok {
+		return id
+	}
+	id := uint32(len(t.strs))
+	t.ids[k] = id
+	t.strs = append(t.strs, k)
+	return id
+}
+
+// snapshot returns the strings by number as of now. Entries below its
+// length never change, so it is read without the lock; a set only holds
+// numbers interned before it was last changed, all within the snapshot.
+func (t *internTable) snapshot() []string {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.strs
+}
 
 // put sets m[k], making m on first use.
 func put[M ~map[string]V, V any](m *M, k string, v V) {
@@ -135,6 +319,7 @@ type Identity struct {
 	// DefaultProject is the project id an app's token is scoped to when
 	// asked for without a scope ("" for none); see SetDefaultProject.
 	DefaultProject string
+	num            uint32 // ID interned (names): the number its edges hold
 }
 
 // Credential is a client credential of an app (OAuth 2.0 client
@@ -153,7 +338,8 @@ type Group struct {
 	Policies set
 	Plans    set // plans attached (plan.go); nil until the first
 	Projects set
-	Managers set // its group admins: identities and groups
+	Managers set    // its group admins: identities and groups
+	num      uint32 // ID interned (names)
 }
 
 // Policy is a named list of statements, attached realm-wide or used by
@@ -163,7 +349,8 @@ type Policy struct {
 	Name       string
 	Statements []Statement
 	AttachedTo set
-	InProjects set // project ids whose memberships use it
+	InProjects set    // project ids whose memberships use it
+	num        uint32 // ID interned (names)
 }
 
 // Project holds resources and grants its members policies on them.
@@ -253,7 +440,7 @@ func (s *State) APIKey(keyID string) (realm string, app *Identity, hash string, 
 		return "", nil, "", false
 	}
 	hash, ok = app.APIKeys[keyID]
-	return ref.realm, app, hash, ok && !app.DisabledAPIKeys.has(keyID)
+	return ref.realm, app, hash, ok && !app.DisabledAPIKeys.Has(keyID)
 }
 
 // UserByEmail finds a user of realm by email, case-insensitively.

@@ -228,7 +228,7 @@ func (s *Server) checkScope(ctx context.Context, p Principal, scope string) *oau
 			return nil
 		}
 		_, member = proj.Members[p.ID]
-		for g := range id.Groups {
+		for g := range id.Groups.All() {
 			_, viaGroup := proj.Members[g]
 			member = member || viaGroup
 		}

@@ -144,6 +144,6 @@ func (s *Server) getPlan(w http.ResponseWriter, r *http.Request) error {
 		if pl == nil {
 			return nil, &iam.Error{Code: iam.ENotFound, Field: "id", Message: "plan " + id + " not found"}
 		}
-		return planView{pl.ID, iam.PlanHRN(realm.ID, pl.ID), pl.Name, pl.Policies, sortedKeys(pl.AttachedTo)}, nil
+		return planView{pl.ID, iam.PlanHRN(realm.ID, pl.ID), pl.Name, pl.Policies, pl.AttachedTo.Sorted()}, nil
 	})
 }

@@ -91,7 +91,7 @@ type credentialView struct {
 
 func viewIdentity(realm string, id *iam.Identity) identityView {
 	v := identityView{ID: id.ID, Kind: id.Kind, Status: id.Status, Email: id.Email, Name: id.Name, RedirectURIs: id.RedirectURIs,
-		Groups: sortedKeys(id.Groups), Roles: sortedKeys(id.Roles), Policies: sortedKeys(id.Policies), Projects: sortedKeys(id.Projects)}
+		Groups: id.Groups.Sorted(), Roles: id.Roles.Sorted(), Policies: id.Policies.Sorted(), Projects: id.Projects.Sorted()}
 	if id.Kind == iam.KindApp {
 		v.HRN = iam.AppHRN(realm, id.ID)
 		for _, cid := range sortedKeys(id.Credentials) {
@@ -117,7 +117,7 @@ type groupView struct {
 }
 
 func viewGroup(realm string, g *iam.Group) groupView {
-	return groupView{g.ID, iam.GroupHRN(realm, g.ID), g.Name, sortedKeys(g.Members), sortedKeys(g.Policies), sortedKeys(g.Projects)}
+	return groupView{g.ID, iam.GroupHRN(realm, g.ID), g.Name, g.Members.Sorted(), g.Policies.Sorted(), g.Projects.Sorted()}
 }
 
 type policyView struct {
@@ -129,7 +129,7 @@ type policyView struct {
 }
 
 func viewPolicy(realm string, p *iam.Policy) policyView {
-	return policyView{p.ID, iam.PolicyHRN(realm, p.ID), p.Name, p.Statements, sortedKeys(p.AttachedTo)}
+	return policyView{p.ID, iam.PolicyHRN(realm, p.ID), p.Name, p.Statements, p.AttachedTo.Sorted()}
 }
 
 type projectView struct {

@@ -278,15 +278,15 @@ func rowValue(st *iam.State, c iam.Change) ([]byte, bool) {
 			return mustJSON(invitationRow{inv.UserID, inv.EmailIndex, inv.Sealed, inv.Roles, inv.Groups, inv.TokenHash, inv.ExpiresAt, inv.InvitedBy, inv.Accepted}), true
 		}
 	case iam.ChangeMember:
-		if g := r.Groups[c.From]; g != nil && has(g.Members, c.To) {
+		if g := r.Groups[c.From]; g != nil && g.Members.Has(c.To) {
 			return present, true
 		}
 	case iam.ChangeRole:
-		if id := r.Identities[c.From]; id != nil && has(id.Roles, c.To) {
+		if id := r.Identities[c.From]; id != nil && id.Roles.Has(c.To) {
 			return present, true
 		}
 	case iam.ChangeAttachment:
-		if p := r.Policies[c.To]; p != nil && has(p.AttachedTo, c.From) {
+		if p := r.Policies[c.To]; p != nil && p.AttachedTo.Has(c.From) {
 			return present, true
 		}
 	case iam.ChangeProjectMember:
@@ -314,7 +314,7 @@ func rowValue(st *iam.State, c iam.Change) ([]byte, bool) {
 			}
 		}
 	case iam.ChangeAPIKeyStatus:
-		if id := r.Identities[c.From]; id != nil && has(id.DisabledAPIKeys, c.To) {
+		if id := r.Identities[c.From]; id != nil && id.DisabledAPIKeys.Has(c.To) {
 			return present, true
 		}
 	case iam.ChangeAuthCode:
@@ -349,7 +349,7 @@ func rowValue(st *iam.State, c iam.Change) ([]byte, bool) {
 			return mustJSON(planRow{pl.Name, pl.Policies}), true
 		}
 	case iam.ChangePlanAttachment:
-		if pl := r.Plans[c.To]; pl != nil && has(pl.AttachedTo, c.From) {
+		if pl := r.Plans[c.To]; pl != nil && pl.AttachedTo.Has(c.From) {
 			return present, true
 		}
 	case iam.ChangeAppManager, iam.ChangeGroupManager, iam.ChangeProjectManager:
@@ -372,8 +372,6 @@ func rowValue(st *iam.State, c iam.Change) ([]byte, bool) {
 	return nil, false
 }
 
-func has[V any](m map[string]V, k string) bool { _, ok := m[k]; return ok }
-
 // Rows calls fn for every row of st in key order. It is how a read model is
 // written from scratch and how tests compare a state with a stored one.
 func Rows(st *iam.State, fn func(key string, value []byte) error) error {
@@ -386,10 +384,10 @@ func Rows(st *iam.State, fn func(key string, value []byte) error) error {
 		add(iam.ChangeRealm, rid, "", "")
 		for id, ident := range r.Identities {
 			add(iam.ChangeIdentity, rid, id, "")
-			for role := range ident.Roles {
+			for role := range ident.Roles.All() {
 				add(iam.ChangeRole, rid, id, role)
 			}
-			for pol := range ident.Policies {
+			for pol := range ident.Policies.All() {
 				add(iam.ChangeAttachment, rid, id, pol)
 			}
 			for c := range ident.Credentials {
@@ -398,7 +396,7 @@ func Rows(st *iam.State, fn func(key string, value []byte) error) error {
 			for k := range ident.APIKeys {
 				add(iam.ChangeAPIKey, rid, id, k)
 			}
-			for k := range ident.DisabledAPIKeys {
+			for k := range ident.DisabledAPIKeys.All() {
 				add(iam.ChangeAPIKeyStatus, rid, id, k)
 			}
 			for h := range ident.AuthCodes {
@@ -407,25 +405,25 @@ func Rows(st *iam.State, fn func(key string, value []byte) error) error {
 			if ident.DefaultProject != "" {
 				add(iam.ChangeDefaultProject, rid, id, ident.DefaultProject)
 			}
-			for m := range ident.Managers {
+			for m := range ident.Managers.All() {
 				add(iam.ChangeAppManager, rid, id, m)
 			}
 			for f := range ident.RefreshFamilies {
 				add(iam.ChangeRefreshFamily, rid, id, f)
 			}
-			for s := range ident.Sharees {
+			for s := range ident.Sharees.All() {
 				add(iam.ChangeAppShare, rid, id, s)
 			}
 		}
 		for id, g := range r.Groups {
 			add(iam.ChangeGroup, rid, id, "")
-			for m := range g.Members {
+			for m := range g.Members.All() {
 				add(iam.ChangeMember, rid, id, m)
 			}
-			for pol := range g.Policies {
+			for pol := range g.Policies.All() {
 				add(iam.ChangeAttachment, rid, id, pol)
 			}
-			for m := range g.Managers {
+			for m := range g.Managers.All() {
 				add(iam.ChangeGroupManager, rid, id, m)
 			}
 		}
@@ -443,7 +441,7 @@ func Rows(st *iam.State, fn func(key string, value []byte) error) error {
 					add(iam.ChangeResourceNotLinkable, rid, id, h)
 				}
 			}
-			for m := range p.Managers {
+			for m := range p.Managers.All() {
 				add(iam.ChangeProjectManager, rid, id, m)
 			}
 			for pol := range p.Policies {
@@ -455,7 +453,7 @@ func Rows(st *iam.State, fn func(key string, value []byte) error) error {
 		}
 		for id, pl := range r.Plans {
 			add(iam.ChangePlan, rid, id, "")
-			for t := range pl.AttachedTo {
+			for t := range pl.AttachedTo.All() {
 				add(iam.ChangePlanAttachment, rid, t, id)
 			}
 		}

@@ -258,12 +258,12 @@ func TestWriter_LimitsUnderConcurrency(t *testing.T) {
 				}
 				// Only adds grow the counts; the entry's other events are
 				// applied already, so this is the count after the entry.
-				n := len(r.Groups[ma.Group].Members)
+				n := r.Groups[ma.Group].Members.Len()
 				if n > limits.MembersPerGroup {
 					t.Fatalf("after entry %d group %s has %d members, want at most %d", e.Seq, ma.Group, n, limits.MembersPerGroup)
 				}
 				maxMembers = max(maxMembers, n)
-				n = len(r.Identities[ma.Identity].Groups)
+				n = r.Identities[ma.Identity].Groups.Len()
 				if n > limits.GroupsPerIdentity {
 					t.Fatalf("after entry %d identity %s is in %d groups, want at most %d", e.Seq, ma.Identity, n, limits.GroupsPerIdentity)
 				}
