@@ -172,7 +172,7 @@ func (s *Store) load(ctx context.Context, dir string, r io.Reader, o LoadOptions
 // indexLoader loads rows into a State on its own goroutine, so that the
 // index is built while the stream is decoded and written to Pebble.
 type indexLoader struct {
-	st    *iam.State
+	rows  *RowLoader
 	cur   *rowBatch
 	todo  chan *rowBatch
 	free  chan *rowBatch
@@ -191,7 +191,7 @@ type rowBatch struct {
 const indexBatchRows = 4096
 
 func newIndexLoader(st *iam.State) *indexLoader {
-	l := &indexLoader{st: st, todo: make(chan *rowBatch, 4), free: make(chan *rowBatch, 6), done: make(chan struct{})}
+	l := &indexLoader{rows: NewRowLoader(st), todo: make(chan *rowBatch, 4), free: make(chan *rowBatch, 6), done: make(chan struct{})}
 	for range cap(l.free) {
 		l.free <- &rowBatch{keys: make([]string, 0, indexBatchRows), ends: make([]int, 0, indexBatchRows)}
 	}
@@ -205,7 +205,7 @@ func (l *indexLoader) run() {
 		if l.err == nil {
 			start := 0
 			for i, k := range b.keys {
-				if err := LoadRow(l.st, k, b.arena[start:b.ends[i]]); err != nil {
+				if err := l.rows.Load(k, b.arena[start:b.ends[i]]); err != nil {
 					l.err = fmt.Errorf("%w: row %q does not load: %w", ErrSnapshotCorrupt, k, err)
 					break
 				}
@@ -215,6 +215,7 @@ func (l *indexLoader) run() {
 		b.keys, b.ends, b.arena = b.keys[:0], b.ends[:0], b.arena[:0]
 		l.free <- b
 	}
+	l.rows.Finish()
 }
 
 // add queues a row (v is copied).

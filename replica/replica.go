@@ -137,7 +137,10 @@ func Open(cfg Config) (*Replica, error) {
 	if cfg.Limits != nil {
 		state.Limits = *cfg.Limits
 	}
-	if err := store.Scan(func(k string, v []byte) error { return LoadRow(state, k, v) }); err != nil {
+	rows := NewRowLoader(state)
+	err = store.Scan(rows.Load)
+	rows.Finish()
+	if err != nil {
 		store.Close()
 		return nil, fmt.Errorf("load read model of %s: %w", cfg.Region, err)
 	}
