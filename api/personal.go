@@ -141,6 +141,12 @@ func (s *Server) dataKey(ctx context.Context, realm, user string, create bool) (
 	}
 	k, err := s.vault.DataKey(ctx, realm, user, create)
 	if err != nil {
+		// A vault that cannot be reached (a hub still electing its
+		// stream leaders) is unavailable for a moment, not broken. A
+		// destroyed key stays itself: callers tell it apart.
+		if iam.ErrorCode(err) == "" && !errors.Is(err, keyvault.ErrKeyDestroyed) {
+			err = iam.Errorf(iam.EUnavailable, "key vault: %v", err)
+		}
 		return nil, err
 	}
 	s.idp.keys.put(name, k, now.Add(s.identityConfig().PersonalDataKeyTTL))
