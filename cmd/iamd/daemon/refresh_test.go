@@ -9,11 +9,13 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/oauth2"
 
 	"github.com/iam-project/iam/api/openapitest"
 	"github.com/iam-project/iam/cmd/iamd/daemon/daemontest"
+	"github.com/iam-project/iam/eventlog/eventlogtest"
 )
 
 var hiddenField = regexp.MustCompile(`<input type="hidden" name="([^"]+)" value="([^"]*)">`)
@@ -64,7 +66,15 @@ func TestRefresh_AcrossHubNodes(t *testing.T) {
 	b := top.hubs[0].Bootstrap
 	admin := &daemontest.Client{TB: t, Base: base(0), Token: daemontest.ClientToken(t, base(0), b.ClientID, b.ClientSecret, "")}
 	const email, password, redirect = "ada@example.com", "correct horse battery", "http://127.0.0.1/callback"
-	admin.Must(http.StatusCreated, "POST", "/v1/users", map[string]any{"email": email, "name": "Ada", "password": password})
+	// The hub's first write with personal data may find the key vault
+	// still electing its leader: 503, which a client retries.
+	eventlogtest.Eventually(t, 20*time.Second, "the hub takes its first user", func() bool {
+		r := admin.Do("POST", "/v1/users", map[string]any{"email": email, "name": "Ada", "password": password})
+		if r.Status != http.StatusCreated && r.Status != http.StatusServiceUnavailable {
+			t.Fatalf("POST /v1/users: got %d %s, want 201 (or 503 while the hub starts)", r.Status, r.Raw)
+		}
+		return r.Status == http.StatusCreated
+	})
 	app := admin.Must(http.StatusCreated, "POST", "/v1/apps", map[string]any{"name": "Portal", "redirectUris": []string{redirect}}).Str("id")
 	cred := admin.Must(http.StatusCreated, "POST", "/v1/apps/"+app+"/credentials", nil)
 	conf := func(i int) *oauth2.Config {
