@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	iam "github.com/iam-project/iam"
-	"github.com/iam-project/iam/replica"
 )
 
 // azPage is a search request's page object.
@@ -153,14 +152,7 @@ func (s *Server) authzenSearchAction(w http.ResponseWriter, r *http.Request) err
 			return err
 		}
 		after = t.After
-		// A later page is read at least as fresh as the page before it,
-		// as a later page of a subject search is.
-		switch plan.c.Mode {
-		case iam.MinimizeLatency:
-			plan.c = replica.Consistency{Mode: iam.AtLeastAsFresh, Token: t.Seq, Wait: plan.c.Wait}
-		case iam.AtLeastAsFresh:
-			plan.c.Token = max(plan.c.Token, t.Seq)
-		}
+		plan.c = laterPage(plan.c, t.Seq)
 	}
 	var names []string
 	var more bool

@@ -173,17 +173,7 @@ func (s *Server) lookup(r *http.Request, rep Replica, in lookupQuery) (lookupPag
 			return lookupPage{}, err
 		}
 		after = t.After
-		// A later page is read at least as fresh as the page before it:
-		// the order by id and the cursor give each subject once, and no
-		// page goes back in time. (It may be later: a change between
-		// pages shows in the pages after it; each page's token says
-		// where it was read.)
-		switch c.Mode {
-		case iam.MinimizeLatency:
-			c = replica.Consistency{Mode: iam.AtLeastAsFresh, Token: t.Seq, Wait: c.Wait}
-		case iam.AtLeastAsFresh:
-			c.Token = max(c.Token, t.Seq)
-		}
+		c = laterPage(c, t.Seq)
 	}
 	var out lookupPage
 	var more bool
@@ -226,4 +216,19 @@ func lookupKind(st *iam.State, realm, action, resource, scope, after string, siz
 
 func (s *Server) lookupRoutes(h handle) {
 	h("POST /v1/lookup/subjects", true, s.lookupSubjects)
+}
+
+// laterPage is the consistency a later page is read at: at least as fresh
+// as the page before it, read at seq. The order and the cursor give each
+// item once, and no page goes back in time. (It may be later: a change
+// between pages shows in the pages after it; each page's token says where
+// it was read.)
+func laterPage(c replica.Consistency, seq uint64) replica.Consistency {
+	switch c.Mode {
+	case iam.MinimizeLatency:
+		return replica.Consistency{Mode: iam.AtLeastAsFresh, Token: seq, Wait: c.Wait}
+	case iam.AtLeastAsFresh:
+		c.Token = max(c.Token, seq)
+	}
+	return c
 }
