@@ -292,20 +292,20 @@ func (DefaultProjectSet) EventType() string { return "DefaultProjectSet" }
 // --- apply ---------------------------------------------------------------------
 
 func (e CredentialAdded) apply(s *State, touch Touch) {
-	put(&s.realms[e.Realm].Identities[e.App].Credentials, e.CredentialID, Credential{ClientID: e.ClientID, SecretHash: e.SecretHash})
+	put(&s.realms[e.Realm].ownIdentity(e.App).Credentials, e.CredentialID, Credential{ClientID: e.ClientID, SecretHash: e.SecretHash})
 	s.clients[e.ClientID] = credentialRef{e.Realm, e.App, e.CredentialID}
 	touch(Change{Kind: ChangeCredential, Realm: e.Realm, From: e.App, To: e.CredentialID})
 }
 
 func (e CredentialRemoved) apply(s *State, touch Touch) {
-	app := s.realms[e.Realm].Identities[e.App]
+	app := s.realms[e.Realm].ownIdentity(e.App)
 	delete(s.clients, app.Credentials[e.CredentialID].ClientID)
 	drop(&app.Credentials, e.CredentialID)
 	touch(Change{Kind: ChangeCredential, Realm: e.Realm, From: e.App, To: e.CredentialID})
 }
 
 func (e CredentialStatusChanged) apply(s *State, touch Touch) {
-	app := s.realms[e.Realm].Identities[e.App]
+	app := s.realms[e.Realm].ownIdentity(e.App)
 	c := app.Credentials[e.CredentialID]
 	c.Disabled = e.Disabled
 	app.Credentials[e.CredentialID] = c
@@ -313,13 +313,13 @@ func (e CredentialStatusChanged) apply(s *State, touch Touch) {
 }
 
 func (e APIKeyAdded) apply(s *State, touch Touch) {
-	put(&s.realms[e.Realm].Identities[e.App].APIKeys, e.KeyID, e.KeyHash)
+	put(&s.realms[e.Realm].ownIdentity(e.App).APIKeys, e.KeyID, e.KeyHash)
 	s.apiKeys[e.KeyID] = credentialRef{e.Realm, e.App, e.KeyID}
 	touch(Change{Kind: ChangeAPIKey, Realm: e.Realm, From: e.App, To: e.KeyID})
 }
 
 func (e APIKeyRemoved) apply(s *State, touch Touch) {
-	app := s.realms[e.Realm].Identities[e.App]
+	app := s.realms[e.Realm].ownIdentity(e.App)
 	drop(&app.APIKeys, e.KeyID)
 	if app.DisabledAPIKeys.Has(e.KeyID) {
 		app.DisabledAPIKeys.remove(e.KeyID)
@@ -330,7 +330,7 @@ func (e APIKeyRemoved) apply(s *State, touch Touch) {
 }
 
 func (e APIKeyStatusChanged) apply(s *State, touch Touch) {
-	app := s.realms[e.Realm].Identities[e.App]
+	app := s.realms[e.Realm].ownIdentity(e.App)
 	if e.Disabled {
 		app.DisabledAPIKeys.add(e.KeyID)
 	} else {
@@ -340,7 +340,7 @@ func (e APIKeyStatusChanged) apply(s *State, touch Touch) {
 }
 
 func (e DefaultProjectSet) apply(s *State, touch Touch) {
-	app := s.realms[e.Realm].Identities[e.App]
+	app := s.realms[e.Realm].ownIdentity(e.App)
 	if app.DefaultProject != "" {
 		touch(Change{Kind: ChangeDefaultProject, Realm: e.Realm, From: e.App, To: app.DefaultProject})
 	}

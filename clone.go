@@ -17,6 +17,7 @@ import (
 // with its original.
 func (s *State) Clone() *State {
 	c := *s
+	c.gen = 0 // shares nothing (cow.go)
 	c.realms = make(map[string]*Realm, len(s.realms))
 	for id, r := range s.realms {
 		c.realms[id] = r.clone()
@@ -29,34 +30,20 @@ func (s *State) Clone() *State {
 
 func (r *Realm) clone() *Realm {
 	c := *r
+	c.gen = 0
 	c.Identities = cloneMap(r.Identities, (*Identity).clone)
 	c.Groups = cloneMap(r.Groups, (*Group).clone)
 	c.Policies = cloneMap(r.Policies, (*Policy).clone)
 	c.Projects = cloneMap(r.Projects, (*Project).clone)
-	c.Resources = cloneMap(r.Resources, func(p *ResourcePlacement) *ResourcePlacement {
-		pc := *p
-		pc.Links = p.Links.clone()
-		return &pc
-	})
-	c.Plans = cloneMap(r.Plans, func(p *Plan) *Plan {
-		pc := *p
-		pc.Policies = slices.Clone(p.Policies)
-		pc.AttachedTo = p.AttachedTo.clone()
-		return &pc
-	})
+	c.Resources = cloneMap(r.Resources, (*ResourcePlacement).clone)
+	c.Plans = cloneMap(r.Plans, (*Plan).clone)
 	c.emails = maps.Clone(r.emails)
 	c.idem = maps.Clone(r.idem)
 	c.idemOrder = slices.Clone(r.idemOrder)
 	c.roleCache = cloneMap(r.roleCache, cloneStatements)
 	c.manages = cloneMap(r.manages, maps.Clone)
 	c.sharedWith = cloneMap(r.sharedWith, set.clone)
-	c.Invitations = cloneMap(r.Invitations, func(in *Invitation) *Invitation {
-		ic := *in
-		ic.Sealed = slices.Clone(in.Sealed)
-		ic.Roles = slices.Clone(in.Roles)
-		ic.Groups = slices.Clone(in.Groups)
-		return &ic
-	})
+	c.Invitations = cloneMap(r.Invitations, (*Invitation).clone)
 	c.authCodes = maps.Clone(r.authCodes)
 	c.refreshTokens = maps.Clone(r.refreshTokens)
 	c.resetTokens = maps.Clone(r.resetTokens)
@@ -66,6 +53,7 @@ func (r *Realm) clone() *Realm {
 
 func (id *Identity) clone() *Identity {
 	c := *id
+	c.gen = 0
 	c.RedirectURIs = slices.Clone(id.RedirectURIs)
 	c.Managers = id.Managers.clone()
 	c.Sharees = id.Sharees.clone()
@@ -88,6 +76,7 @@ func (id *Identity) clone() *Identity {
 
 func (g *Group) clone() *Group {
 	c := *g
+	c.gen = 0
 	c.Members = g.Members.clone()
 	c.Policies = g.Policies.clone()
 	c.Plans = g.Plans.clone()
@@ -98,6 +87,7 @@ func (g *Group) clone() *Group {
 
 func (p *Policy) clone() *Policy {
 	c := *p
+	c.gen = 0
 	c.Statements = cloneStatements(p.Statements)
 	c.AttachedTo = p.AttachedTo.clone()
 	c.InProjects = p.InProjects.clone()
@@ -106,11 +96,36 @@ func (p *Policy) clone() *Policy {
 
 func (p *Project) clone() *Project {
 	c := *p
+	c.gen = 0
 	c.Members = cloneMap(p.Members, slices.Clone)
 	c.Resources = maps.Clone(p.Resources)
 	c.Managers = p.Managers.clone()
 	c.Policies = cloneMap(p.Policies, (*Policy).clone)
 	c.DefaultMemberPolicies = slices.Clone(p.DefaultMemberPolicies)
+	return &c
+}
+
+func (p *ResourcePlacement) clone() *ResourcePlacement {
+	c := *p
+	c.gen = 0
+	c.Links = p.Links.clone()
+	return &c
+}
+
+func (p *Plan) clone() *Plan {
+	c := *p
+	c.gen = 0
+	c.Policies = slices.Clone(p.Policies)
+	c.AttachedTo = p.AttachedTo.clone()
+	return &c
+}
+
+func (in *Invitation) clone() *Invitation {
+	c := *in
+	c.gen = 0
+	c.Sealed = slices.Clone(in.Sealed)
+	c.Roles = slices.Clone(in.Roles)
+	c.Groups = slices.Clone(in.Groups)
 	return &c
 }
 

@@ -107,13 +107,13 @@ func (MemberRemoved) EventType() string { return "MemberRemoved" }
 // --- apply ---------------------------------------------------------------------
 
 func (e GroupCreated) apply(s *State, touch Touch) {
-	s.realms[e.Realm].Groups[e.ID] = &Group{ID: e.ID, Name: e.Name, num: names.intern(e.ID)}
+	s.realms[e.Realm].Groups[e.ID] = &Group{ID: e.ID, Name: e.Name, num: names.intern(e.ID), gen: s.realms[e.Realm].gen}
 	touch(Change{Kind: ChangeGroup, Realm: e.Realm, From: e.ID})
 }
 
 func (e MemberAdded) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
-	g, id := r.Groups[e.Group], r.Identities[e.Identity]
+	g, id := r.ownGroup(e.Group), r.ownIdentity(e.Identity)
 	// By the entities' numbers, interned when they were created: looking
 	// the identity's id up again in the process-wide table was a cache miss
 	// per edge, and replay's largest cost.
@@ -124,7 +124,7 @@ func (e MemberAdded) apply(s *State, touch Touch) {
 
 func (e MemberRemoved) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
-	r.Groups[e.Group].Members.remove(e.Identity)
-	r.Identities[e.Identity].Groups.remove(e.Group)
+	r.ownGroup(e.Group).Members.remove(e.Identity)
+	r.ownIdentity(e.Identity).Groups.remove(e.Group)
 	touch(Change{Kind: ChangeMember, Realm: e.Realm, From: e.Group, To: e.Identity})
 }

@@ -402,7 +402,7 @@ func (e IdentityCreated) apply(s *State, touch Touch) {
 	r.Identities[e.ID] = &Identity{
 		ID: e.ID, Kind: e.Kind, Status: StatusActive, Email: e.Email, Name: e.Name,
 		PasswordHash: e.PasswordHash, RedirectURIs: e.RedirectURIs, Owner: e.Owner,
-		EmailIndex: e.EmailIndex, Sealed: e.Sealed, num: names.intern(e.ID),
+		EmailIndex: e.EmailIndex, Sealed: e.Sealed, num: names.intern(e.ID), gen: r.gen,
 	}
 	if e.Email != "" {
 		r.emails[strings.ToLower(e.Email)] = e.ID
@@ -414,7 +414,7 @@ func (e IdentityCreated) apply(s *State, touch Touch) {
 }
 
 func (e IdentityStatusChanged) apply(s *State, touch Touch) {
-	id := s.realms[e.Realm].Identities[e.ID]
+	id := s.realms[e.Realm].ownIdentity(e.ID)
 	id.Status, id.SelfDeactivated = e.Status, e.Status == StatusDeactivated && e.BySelf
 	if e.Status != StatusActive {
 		// A deactivated user's refresh tokens end for good: signing in
@@ -426,7 +426,7 @@ func (e IdentityStatusChanged) apply(s *State, touch Touch) {
 
 func (e PersonalDataChanged) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
-	u := r.Identities[e.User]
+	u := r.ownIdentity(e.User)
 	for _, old := range []string{strings.ToLower(u.Email), u.EmailIndex} {
 		if old != "" && r.emails[old] == e.User {
 			delete(r.emails, old)
@@ -439,13 +439,13 @@ func (e PersonalDataChanged) apply(s *State, touch Touch) {
 
 func (e IdentityDeleted) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
-	id := r.Identities[e.ID]
+	id := r.ownIdentity(e.ID)
 	if r.emails[strings.ToLower(id.Email)] == e.ID {
 		delete(r.emails, strings.ToLower(id.Email))
 	}
 	r.forgetAuth(id, touch)
 	// Keep a tombstone without personal data, so the id is never reused.
-	r.Identities[e.ID] = &Identity{ID: e.ID, Kind: id.Kind, Status: StatusDeleted, num: id.num}
+	r.Identities[e.ID] = &Identity{ID: e.ID, Kind: id.Kind, Status: StatusDeleted, num: id.num, gen: r.gen}
 	touch(Change{Kind: ChangeIdentity, Realm: e.Realm, From: e.ID})
 }
 
@@ -468,7 +468,7 @@ func (r *Realm) forgetAuth(u *Identity, touch Touch) {
 
 func (e TokensRevoked) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
-	u := r.Identities[e.Identity]
+	u := r.ownIdentity(e.Identity)
 	if u == nil {
 		return
 	}

@@ -24,6 +24,7 @@ type Invitation struct {
 	ExpiresAt  time.Time `json:"expiresAt"`
 	InvitedBy  string    `json:"invitedBy,omitempty"`
 	Accepted   bool      `json:"accepted,omitempty"`
+	gen        uint64    // cow.go
 }
 
 // Invitation returns an invitation of realm by id, or nil.
@@ -257,7 +258,7 @@ func (InvitationAccepted) EventType() string { return "InvitationAccepted" }
 func (e InvitationCreated) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
 	inv := e.Invitation
-	inv.ID = e.ID
+	inv.ID, inv.gen = e.ID, r.gen
 	r.Invitations[e.ID] = &inv
 	r.invitationTokens[inv.TokenHash] = e.ID
 	touch(Change{Kind: ChangeInvitation, Realm: e.Realm, From: e.ID})
@@ -265,7 +266,7 @@ func (e InvitationCreated) apply(s *State, touch Touch) {
 
 func (e InvitationRenewed) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
-	inv := r.Invitations[e.ID]
+	inv := r.ownInvitation(e.ID)
 	delete(r.invitationTokens, inv.TokenHash)
 	inv.TokenHash, inv.ExpiresAt = e.TokenHash, e.ExpiresAt
 	r.invitationTokens[inv.TokenHash] = e.ID
@@ -274,7 +275,7 @@ func (e InvitationRenewed) apply(s *State, touch Touch) {
 
 func (e InvitationAccepted) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
-	inv := r.Invitations[e.ID]
+	inv := r.ownInvitation(e.ID)
 	inv.Accepted = true
 	delete(r.invitationTokens, inv.TokenHash)
 	touch(Change{Kind: ChangeInvitation, Realm: e.Realm, From: e.ID})

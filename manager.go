@@ -67,8 +67,28 @@ func (r *Realm) managers(m ManagedRef) (set, bool) {
 	return set{}, false
 }
 
-// managerSet points at the field holding m's managers, for apply to
-// change; nil when m does not exist.
+// ownManagerSet is managerSet for apply to change: its entity owned
+// (cow.go).
+func (r *Realm) ownManagerSet(m ManagedRef) *set {
+	switch m.Kind {
+	case ManagedApp:
+		if a := r.Identities[m.ID]; a != nil && a.Kind == KindApp && a.Status != StatusDeleted {
+			return &r.ownIdentity(m.ID).Managers
+		}
+	case ManagedGroup:
+		if g := r.ownGroup(m.ID); g != nil {
+			return &g.Managers
+		}
+	case ManagedProject:
+		if p := r.ownProject(m.ID); p != nil {
+			return &p.Managers
+		}
+	}
+	return nil
+}
+
+// managerSet points at the field holding m's managers, for reading
+// (apply uses ownManagerSet); nil when m does not exist.
 func (r *Realm) managerSet(m ManagedRef) *set {
 	switch m.Kind {
 	case ManagedApp:
@@ -296,7 +316,7 @@ var managerChanges = map[ManagedKind]ChangeKind{
 func (e ManagerAdded) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
 	m := ManagedRef{e.Kind, e.ID}
-	r.managerSet(m).add(e.Manager)
+	r.ownManagerSet(m).add(e.Manager)
 	if r.manages[e.Manager] == nil {
 		r.manages[e.Manager] = map[ManagedRef]struct{}{}
 	}
@@ -307,7 +327,7 @@ func (e ManagerAdded) apply(s *State, touch Touch) {
 func (e ManagerRemoved) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
 	m := ManagedRef{e.Kind, e.ID}
-	if ms := r.managerSet(m); ms != nil {
+	if ms := r.ownManagerSet(m); ms != nil {
 		ms.remove(e.Manager)
 	}
 	delete(r.manages[e.Manager], m)

@@ -12,7 +12,8 @@ type Plan struct {
 	ID         string
 	Name       string
 	Policies   []string
-	AttachedTo set // identities and groups
+	AttachedTo set    // identities and groups
+	gen        uint64 // cow.go
 }
 
 // PlanHRN is the HRN of plan id of realm.
@@ -167,28 +168,28 @@ func (e PlanCreated) apply(s *State, touch Touch) {
 	if r.Plans == nil {
 		r.Plans = map[string]*Plan{}
 	}
-	r.Plans[e.ID] = &Plan{ID: e.ID, Name: e.Name, Policies: e.Policies}
+	r.Plans[e.ID] = &Plan{ID: e.ID, Name: e.Name, Policies: e.Policies, gen: r.gen}
 	touch(Change{Kind: ChangePlan, Realm: e.Realm, From: e.ID})
 }
 
 // plansOf points at the plans set of an identity or a group.
 func (r *Realm) plansOf(target string) *set {
-	if g := r.Groups[target]; g != nil {
+	if g := r.ownGroup(target); g != nil {
 		return &g.Plans
 	}
-	return &r.Identities[target].Plans
+	return &r.ownIdentity(target).Plans
 }
 
 func (e PlanAttached) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
-	r.Plans[e.Plan].AttachedTo.add(e.Target)
+	r.ownPlan(e.Plan).AttachedTo.add(e.Target)
 	r.plansOf(e.Target).add(e.Plan)
 	touch(Change{Kind: ChangePlanAttachment, Realm: e.Realm, From: e.Target, To: e.Plan})
 }
 
 func (e PlanDetached) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
-	r.Plans[e.Plan].AttachedTo.remove(e.Target)
+	r.ownPlan(e.Plan).AttachedTo.remove(e.Target)
 	r.plansOf(e.Target).remove(e.Plan)
 	touch(Change{Kind: ChangePlanAttachment, Realm: e.Realm, From: e.Target, To: e.Plan})
 }

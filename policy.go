@@ -204,19 +204,19 @@ func (PolicyDetached) EventType() string { return "PolicyDetached" }
 // --- apply ---------------------------------------------------------------------
 
 func (e PolicyCreated) apply(s *State, touch Touch) {
-	s.realms[e.Realm].Policies[e.ID] = &Policy{ID: e.ID, Name: e.Name, Statements: e.Statements, num: names.intern(e.ID)}
+	s.realms[e.Realm].Policies[e.ID] = &Policy{ID: e.ID, Name: e.Name, Statements: e.Statements, num: names.intern(e.ID), gen: s.realms[e.Realm].gen}
 	touch(Change{Kind: ChangePolicy, Realm: e.Realm, From: e.ID})
 }
 
 func (e PolicyAttached) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
-	pol := r.Policies[e.Policy]
+	pol := r.ownPolicy(e.Policy)
 	// By the entities' numbers, as in MemberAdded.apply.
-	if g := r.Groups[e.Target]; g != nil {
+	if g := r.ownGroup(e.Target); g != nil {
 		pol.AttachedTo.addNum(g.num)
 		g.Policies.addNum(pol.num)
 	} else {
-		id := r.Identities[e.Target]
+		id := r.ownIdentity(e.Target)
 		pol.AttachedTo.addNum(id.num)
 		id.Policies.addNum(pol.num)
 	}
@@ -225,10 +225,10 @@ func (e PolicyAttached) apply(s *State, touch Touch) {
 
 func (e PolicyDetached) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
-	r.Policies[e.Policy].AttachedTo.remove(e.Target)
-	if g := r.Groups[e.Target]; g != nil {
+	r.ownPolicy(e.Policy).AttachedTo.remove(e.Target)
+	if g := r.ownGroup(e.Target); g != nil {
 		g.Policies.remove(e.Policy)
-	} else if id := r.Identities[e.Target]; id != nil {
+	} else if id := r.ownIdentity(e.Target); id != nil {
 		id.Policies.remove(e.Policy)
 	}
 	touch(Change{Kind: ChangeAttachment, Realm: e.Realm, From: e.Target, To: e.Policy})

@@ -297,25 +297,25 @@ func (ProjectResourceRemoved) EventType() string { return "ProjectResourceRemove
 // --- apply ---------------------------------------------------------------------
 
 func (e ProjectCreated) apply(s *State, touch Touch) {
-	s.realms[e.Realm].Projects[e.ID] = &Project{ID: e.ID, Name: e.Name, Members: map[string][]string{}, Resources: map[string]Relation{}}
+	s.realms[e.Realm].Projects[e.ID] = &Project{ID: e.ID, Name: e.Name, Members: map[string][]string{}, Resources: map[string]Relation{}, gen: s.realms[e.Realm].gen}
 	touch(Change{Kind: ChangeProject, Realm: e.Realm, From: e.ID})
 }
 
 func (e ProjectMemberSet) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
-	p := r.Projects[e.Project]
+	p := r.ownProject(e.Project)
 	old, had := p.Members[e.Member]
 	p.Members[e.Member] = append([]string(nil), e.Policies...)
 	if had {
 		r.unusePolicies(p.ID, old)
-	} else if g := r.Groups[e.Member]; g != nil {
+	} else if g := r.ownGroup(e.Member); g != nil {
 		g.Projects.add(p.ID)
 		p.groups++
 	} else {
-		r.Identities[e.Member].Projects.add(p.ID)
+		r.ownIdentity(e.Member).Projects.add(p.ID)
 	}
 	for _, pol := range e.Policies {
-		if rp := r.Policies[pol]; rp != nil { // a project policy HRN is no realm policy
+		if rp := r.ownPolicy(pol); rp != nil { // a project policy HRN is no realm policy
 			rp.InProjects.add(p.ID)
 		}
 	}
@@ -324,14 +324,14 @@ func (e ProjectMemberSet) apply(s *State, touch Touch) {
 
 func (e ProjectMemberRemoved) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
-	p := r.Projects[e.Project]
+	p := r.ownProject(e.Project)
 	old := p.Members[e.Member]
 	delete(p.Members, e.Member)
 	r.unusePolicies(p.ID, old)
-	if g := r.Groups[e.Member]; g != nil {
+	if g := r.ownGroup(e.Member); g != nil {
 		g.Projects.remove(p.ID)
 		p.groups--
-	} else if id := r.Identities[e.Member]; id != nil {
+	} else if id := r.ownIdentity(e.Member); id != nil {
 		id.Projects.remove(p.ID)
 	}
 	touch(Change{Kind: ChangeProjectMember, Realm: e.Realm, From: e.Project, To: e.Member})
@@ -349,7 +349,7 @@ func (r *Realm) unusePolicies(project string, policies []string) {
 			}
 		}
 		if !still {
-			if rp := r.Policies[pol]; rp != nil {
+			if rp := r.ownPolicy(pol); rp != nil {
 				rp.InProjects.remove(project)
 			}
 		}
@@ -358,10 +358,10 @@ func (r *Realm) unusePolicies(project string, policies []string) {
 
 func (e ProjectResourceAdded) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
-	r.Projects[e.Project].Resources[e.HRN] = e.Relation
-	pl := r.Resources[e.HRN]
+	r.ownProject(e.Project).Resources[e.HRN] = e.Relation
+	pl := r.ownResource(e.HRN)
 	if pl == nil {
-		pl = &ResourcePlacement{Links: set{}}
+		pl = &ResourcePlacement{Links: set{}, gen: r.gen}
 		r.Resources[e.HRN] = pl
 	}
 	if e.Relation == RelationHome {
@@ -374,8 +374,8 @@ func (e ProjectResourceAdded) apply(s *State, touch Touch) {
 
 func (e ProjectResourceRemoved) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
-	delete(r.Projects[e.Project].Resources, e.HRN)
-	if pl := r.Resources[e.HRN]; pl != nil {
+	delete(r.ownProject(e.Project).Resources, e.HRN)
+	if pl := r.ownResource(e.HRN); pl != nil {
 		if pl.Home == e.Project {
 			pl.Home = ""
 			// Not linkable is the home's word: it goes with the home.

@@ -242,7 +242,7 @@ func (ProjectDefaultsSet) EventType() string { return "ProjectDefaultsSet" }
 // --- apply ---------------------------------------------------------------------
 
 func (e ProjectPolicyCreated) apply(s *State, touch Touch) {
-	p := s.realms[e.Realm].Projects[e.Project]
+	p := s.realms[e.Realm].ownProject(e.Project)
 	if p.Policies == nil {
 		p.Policies = map[string]*Policy{}
 	}
@@ -253,7 +253,7 @@ func (e ProjectPolicyCreated) apply(s *State, touch Touch) {
 }
 
 func (e ProjectPolicyDeleted) apply(s *State, touch Touch) {
-	p := s.realms[e.Realm].Projects[e.Project]
+	p := s.realms[e.Realm].ownProject(e.Project)
 	delete(p.Policies, e.ID)
 	if len(p.Policies) == 0 {
 		p.Policies = nil // as a project that never had one, and as loaded from rows
@@ -282,6 +282,6 @@ func (e ProjectPolicyDeleted) apply(s *State, touch Touch) {
 }
 
 func (e ProjectDefaultsSet) apply(s *State, touch Touch) {
-	s.realms[e.Realm].Projects[e.Project].DefaultMemberPolicies = append([]string(nil), e.Policies...)
+	s.realms[e.Realm].ownProject(e.Project).DefaultMemberPolicies = append([]string(nil), e.Policies...)
 	touch(Change{Kind: ChangeProjectDefaults, Realm: e.Realm, From: e.Project})
 }

@@ -39,7 +39,7 @@ func (e RealmCreated) apply(s *State, touch Touch) {
 		system = *e.System
 	}
 	s.realms[e.Realm] = &Realm{
-		ID: e.Realm, Name: e.Name, System: system,
+		ID: e.Realm, Name: e.Name, System: system, gen: s.gen,
 		Identities: map[string]*Identity{}, Groups: map[string]*Group{}, Policies: map[string]*Policy{},
 		Projects: map[string]*Project{}, Resources: map[string]*ResourcePlacement{}, emails: map[string]string{},
 		roleCache: roleStatementsFor(e.Realm), manages: map[string]map[ManagedRef]struct{}{},

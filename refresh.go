@@ -141,7 +141,7 @@ func (RefreshFamilyRevoked) EventType() string { return "RefreshFamilyRevoked" }
 
 func (e RefreshFamilyStarted) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
-	u := r.Identities[e.User]
+	u := r.ownIdentity(e.User)
 	r.pruneRefresh(u, e.At, touch)
 	put(&u.RefreshFamilies, e.ID, e.Family)
 	r.refreshTokens[e.Family.Current] = refreshRef{e.User, e.ID}
@@ -153,7 +153,7 @@ func (e RefreshFamilyStarted) apply(s *State, touch Touch) {
 
 func (e RefreshTokenRotated) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
-	u := r.Identities[e.User]
+	u := r.ownIdentity(e.User)
 	f := u.RefreshFamilies[e.Family]
 	f.Used = append(f.Used, f.Current)
 	if n := len(f.Used) - MaxUsedRefreshTokens; n > 0 {
@@ -171,7 +171,7 @@ func (e RefreshTokenRotated) apply(s *State, touch Touch) {
 
 func (e RefreshFamilyRevoked) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
-	r.endRefresh(r.Identities[e.User], e.Family, touch)
+	r.endRefresh(r.ownIdentity(e.User), e.Family, touch)
 }
 
 // endRefresh forgets a family and every hash of it.

@@ -158,11 +158,11 @@ func (RoleRevoked) EventType() string { return "RoleRevoked" }
 // --- apply ---------------------------------------------------------------------
 
 func (e RoleGranted) apply(s *State, touch Touch) {
-	s.realms[e.Realm].Identities[e.Identity].Roles.add(e.Role)
+	s.realms[e.Realm].ownIdentity(e.Identity).Roles.add(e.Role)
 	touch(Change{Kind: ChangeRole, Realm: e.Realm, From: e.Identity, To: e.Role})
 }
 
 func (e RoleRevoked) apply(s *State, touch Touch) {
-	s.realms[e.Realm].Identities[e.Identity].Roles.remove(e.Role)
+	s.realms[e.Realm].ownIdentity(e.Identity).Roles.remove(e.Role)
 	touch(Change{Kind: ChangeRole, Realm: e.Realm, From: e.Identity, To: e.Role})
 }

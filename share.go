@@ -206,7 +206,7 @@ func (ResourceLinkableSet) EventType() string { return "ResourceLinkableSet" }
 
 func (e AppShared) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
-	r.Identities[e.App].Sharees.add(e.With)
+	r.ownIdentity(e.App).Sharees.add(e.With)
 	apps := r.sharedWith[e.With]
 	apps.add(e.App)
 	r.sharedWith[e.With] = apps
@@ -215,7 +215,7 @@ func (e AppShared) apply(s *State, touch Touch) {
 
 func (e AppUnshared) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
-	if a := r.Identities[e.App]; a != nil {
+	if a := r.ownIdentity(e.App); a != nil {
 		a.Sharees.remove(e.With)
 	}
 	apps := r.sharedWith[e.With]
@@ -229,6 +229,6 @@ func (e AppUnshared) apply(s *State, touch Touch) {
 }
 
 func (e ResourceLinkableSet) apply(s *State, touch Touch) {
-	s.realms[e.Realm].Resources[e.HRN].NotLinkable = !e.Linkable
+	s.realms[e.Realm].ownResource(e.HRN).NotLinkable = !e.Linkable
 	touch(Change{Kind: ChangeResourceNotLinkable, Realm: e.Realm, From: e.Project, To: e.HRN})
 }

@@ -408,7 +408,7 @@ func (PasswordResetRequested) EventType() string { return "PasswordResetRequeste
 // --- apply ---------------------------------------------------------------------
 
 func (e SignInFailed) apply(s *State, touch Touch) {
-	u := s.realms[e.Realm].Identities[e.User]
+	u := s.realms[e.Realm].ownIdentity(e.User)
 	u.FailedSignIns++
 	if !e.LockedUntil.IsZero() {
 		u.LockedUntil, u.FailedSignIns = e.LockedUntil, 0
@@ -417,14 +417,14 @@ func (e SignInFailed) apply(s *State, touch Touch) {
 }
 
 func (e SignInSucceeded) apply(s *State, touch Touch) {
-	u := s.realms[e.Realm].Identities[e.User]
+	u := s.realms[e.Realm].ownIdentity(e.User)
 	u.FailedSignIns, u.LockedUntil = 0, time.Time{}
 	touch(Change{Kind: ChangeIdentity, Realm: e.Realm, From: e.User})
 }
 
 func (e AuthCodeIssued) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
-	u := r.Identities[e.User]
+	u := r.ownIdentity(e.User)
 	r.pruneCodes(u, e.At, touch)
 	put(&u.AuthCodes, e.CodeHash, e.Code)
 	r.authCodes[e.CodeHash] = e.User
@@ -433,7 +433,7 @@ func (e AuthCodeIssued) apply(s *State, touch Touch) {
 
 func (e AuthCodeRedeemed) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
-	u := r.Identities[e.User]
+	u := r.ownIdentity(e.User)
 	c := u.AuthCodes[e.CodeHash]
 	c.Redeemed = true
 	u.AuthCodes[e.CodeHash] = c
@@ -443,7 +443,7 @@ func (e AuthCodeRedeemed) apply(s *State, touch Touch) {
 
 func (e PasswordChanged) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
-	u := r.Identities[e.User]
+	u := r.ownIdentity(e.User)
 	u.PasswordHash = e.PasswordHash
 	u.FailedSignIns, u.LockedUntil = 0, time.Time{}
 	r.clearReset(u)
@@ -456,7 +456,7 @@ func (e PasswordChanged) apply(s *State, touch Touch) {
 
 func (e PasswordResetRequested) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
-	u := r.Identities[e.User]
+	u := r.ownIdentity(e.User)
 	r.clearReset(u)
 	u.ResetTokenHash, u.ResetExpiresAt = e.TokenHash, e.ExpiresAt
 	r.resetTokens[e.TokenHash] = e.User

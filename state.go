@@ -242,6 +242,7 @@ type State struct {
 	TrackIdempotency bool
 
 	seq     uint64
+	gen     uint64 // cow.go
 	realms  map[string]*Realm
 	clients map[string]credentialRef // OAuth client id → credential
 	apiKeys map[string]credentialRef // API key id → app
@@ -258,6 +259,7 @@ type Realm struct {
 	Name       string
 	System     bool   // the system realm (RealmCreated.System)
 	LastSeq    uint64 // sequence of the realm's last log entry: the optimistic lock
+	gen        uint64 // cow.go: the entities of this generation are its own
 	Identities map[string]*Identity
 	Groups     map[string]*Group
 	Policies   map[string]*Policy
@@ -320,6 +322,7 @@ type Identity struct {
 	// asked for without a scope ("" for none); see SetDefaultProject.
 	DefaultProject string
 	num            uint32 // ID interned (names): the number its edges hold
+	gen            uint64 // cow.go
 }
 
 // Credential is a client credential of an app (OAuth 2.0 client
@@ -340,6 +343,7 @@ type Group struct {
 	Projects set
 	Managers set    // its group admins: identities and groups
 	num      uint32 // ID interned (names)
+	gen      uint64 // cow.go
 }
 
 // Policy is a named list of statements, attached realm-wide or used by
@@ -351,6 +355,7 @@ type Policy struct {
 	AttachedTo set
 	InProjects set    // project ids whose memberships use it
 	num        uint32 // ID interned (names)
+	gen        uint64 // cow.go
 }
 
 // Project holds resources and grants its members policies on them.
@@ -367,6 +372,7 @@ type Project struct {
 	// DefaultMemberPolicies are given to a member added without policies.
 	DefaultMemberPolicies []string
 	groups                int
+	gen                   uint64 // cow.go
 }
 
 // ResourcePlacement is where a resource lives: its home project and the
@@ -377,6 +383,7 @@ type ResourcePlacement struct {
 	// NotLinkable: its home project refuses new links (links made
 	// before stay); see SetResourceLinkable.
 	NotLinkable bool
+	gen         uint64 // cow.go
 }
 
 // IdempotencyRecord remembers the first answer to an idempotency key.
