@@ -117,14 +117,15 @@ func (e MemberAdded) apply(s *State, touch Touch) {
 	// By the entities' numbers, interned when they were created: looking
 	// the identity's id up again in the process-wide table was a cache miss
 	// per edge, and replay's largest cost.
-	g.Members.addNum(id.num)
+	g.Members.own(g.gen).addNum(id.num)
 	id.Groups.addNum(g.num)
 	touch(Change{Kind: ChangeMember, Realm: e.Realm, From: e.Group, To: e.Identity})
 }
 
 func (e MemberRemoved) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
-	r.ownGroup(e.Group).Members.remove(e.Identity)
+	g := r.ownGroup(e.Group)
+	g.Members.own(g.gen).remove(e.Identity)
 	r.ownIdentity(e.Identity).Groups.remove(e.Group)
 	touch(Change{Kind: ChangeMember, Realm: e.Realm, From: e.Group, To: e.Identity})
 }

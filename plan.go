@@ -182,14 +182,16 @@ func (r *Realm) plansOf(target string) *set {
 
 func (e PlanAttached) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
-	r.ownPlan(e.Plan).AttachedTo.add(e.Target)
+	p := r.ownPlan(e.Plan)
+	p.AttachedTo.own(p.gen).add(e.Target)
 	r.plansOf(e.Target).add(e.Plan)
 	touch(Change{Kind: ChangePlanAttachment, Realm: e.Realm, From: e.Target, To: e.Plan})
 }
 
 func (e PlanDetached) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
-	r.ownPlan(e.Plan).AttachedTo.remove(e.Target)
+	p := r.ownPlan(e.Plan)
+	p.AttachedTo.own(p.gen).remove(e.Target)
 	r.plansOf(e.Target).remove(e.Plan)
 	touch(Change{Kind: ChangePlanAttachment, Realm: e.Realm, From: e.Target, To: e.Plan})
 }

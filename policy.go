@@ -213,11 +213,11 @@ func (e PolicyAttached) apply(s *State, touch Touch) {
 	pol := r.ownPolicy(e.Policy)
 	// By the entities' numbers, as in MemberAdded.apply.
 	if g := r.ownGroup(e.Target); g != nil {
-		pol.AttachedTo.addNum(g.num)
+		pol.AttachedTo.own(pol.gen).addNum(g.num)
 		g.Policies.addNum(pol.num)
 	} else {
 		id := r.ownIdentity(e.Target)
-		pol.AttachedTo.addNum(id.num)
+		pol.AttachedTo.own(pol.gen).addNum(id.num)
 		id.Policies.addNum(pol.num)
 	}
 	touch(Change{Kind: ChangeAttachment, Realm: e.Realm, From: e.Target, To: e.Policy})
@@ -225,7 +225,8 @@ func (e PolicyAttached) apply(s *State, touch Touch) {
 
 func (e PolicyDetached) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
-	r.ownPolicy(e.Policy).AttachedTo.remove(e.Target)
+	pol := r.ownPolicy(e.Policy)
+	pol.AttachedTo.own(pol.gen).remove(e.Target)
 	if g := r.ownGroup(e.Target); g != nil {
 		g.Policies.remove(e.Policy)
 	} else if id := r.ownIdentity(e.Target); id != nil {

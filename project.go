@@ -316,7 +316,7 @@ func (e ProjectMemberSet) apply(s *State, touch Touch) {
 	}
 	for _, pol := range e.Policies {
 		if rp := r.ownPolicy(pol); rp != nil { // a project policy HRN is no realm policy
-			rp.InProjects.add(p.ID)
+			rp.InProjects.own(rp.gen).add(p.ID)
 		}
 	}
 	touch(Change{Kind: ChangeProjectMember, Realm: e.Realm, From: e.Project, To: e.Member})
@@ -350,7 +350,7 @@ func (r *Realm) unusePolicies(project string, policies []string) {
 		}
 		if !still {
 			if rp := r.ownPolicy(pol); rp != nil {
-				rp.InProjects.remove(project)
+				rp.InProjects.own(rp.gen).remove(project)
 			}
 		}
 	}

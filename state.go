@@ -24,6 +24,7 @@ type set struct{ p *setData }
 type setData struct {
 	small []uint32 // sorted; nil when big is used
 	big   map[uint32]struct{}
+	gen   uint64 // cow.go: of the entity it belongs to, for sets shared
 }
 
 // smallSet is the largest set kept as a slice: an identity's groups,

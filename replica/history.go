@@ -37,6 +37,11 @@ type checkpoint struct {
 	seq  uint64
 	snap *pebble.Snapshot // nil once released, and for one found on disk
 	file string           // "" until written
+	// state is the index at seq, an iam.State Snapshot that shares what
+	// did not change with the live state and the other checkpoints' (see
+	// docs/history.md): a build forks it rather than loading every row.
+	// nil for one found on disk.
+	state *iam.State
 
 	refs       int
 	persisting bool // its file is being written
@@ -79,18 +84,26 @@ func (r *Replica) nextCheckpoint(seq uint64) uint64 {
 	return (seq/n + 1) * n
 }
 
-// checkpointLocked pins a checkpoint at seq, where the read model now
-// stands: r.applyMu is held, so nothing is being committed. A Pebble
-// snapshot costs next to nothing here; its file is written later, off the
+// checkpointLocked pins a checkpoint at seq, where the read model and the
+// index now stand: r.applyMu is held, so nothing is being applied or
+// committed. A Pebble snapshot costs next to nothing here, and a snapshot
+// of the index a copy of its maps of ids (r.mu is held for it, as it
+// changes the live state's generation); its file is written later, off the
 // apply path.
 func (r *Replica) checkpointLocked(seq uint64) {
+	var index *iam.State
+	r.mu.Lock()
+	if r.state.Seq() == seq {
+		index = r.state.Snapshot()
+	}
+	r.mu.Unlock()
 	h := &r.hist
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed || (len(h.cps) > 0 && h.cps[len(h.cps)-1].seq >= seq) {
 		return
 	}
-	h.cps = append(h.cps, &checkpoint{seq: seq, snap: r.store.db.NewSnapshot()})
+	h.cps = append(h.cps, &checkpoint{seq: seq, snap: r.store.db.NewSnapshot(), state: index})
 	r.thinLocked()
 	select {
 	case h.wake <- struct{}{}:
@@ -133,6 +146,7 @@ func (r *Replica) dropLocked(cp *checkpoint, removeFile bool) {
 // freeLocked frees what cp holds once it is gone and unused; h.mu is
 // held.
 func (r *Replica) freeLocked(cp *checkpoint) {
+	cp.state = nil
 	if cp.snap != nil {
 		_ = cp.snap.Close()
 		cp.snap = nil
@@ -337,11 +351,7 @@ func (r *Replica) CheckpointState(ctx context.Context, seq uint64) (*iam.State, 
 		return nil, iam.Errorf(iam.EUnavailable, "region %s: waiting to load a checkpoint: %v", r.cfg.Region, ctx.Err())
 	}
 	defer func() { <-r.hist.builds }()
-	st := r.emptyState()
-	if err := r.loadCheckpoint(st, seq); err != nil {
-		return nil, err
-	}
-	return st, nil
+	return r.fromCheckpoint(seq)
 }
 
 func (r *Replica) emptyState() *iam.State {
@@ -354,8 +364,8 @@ func (r *Replica) emptyState() *iam.State {
 
 // build makes the state at seq from the nearest checkpoint and the log.
 func (r *Replica) build(ctx context.Context, seq uint64) (*iam.State, error) {
-	st := r.emptyState()
-	if err := r.loadCheckpoint(st, seq); err != nil {
+	st, err := r.fromCheckpoint(seq)
+	if err != nil {
 		return nil, err
 	}
 	if st.Seq() == seq {
@@ -364,7 +374,7 @@ func (r *Replica) build(ctx context.Context, seq uint64) (*iam.State, error) {
 	if r.cfg.History == nil {
 		return nil, iam.Errorf(iam.EUnavailable, "region %s cannot read the log to go back to %d", r.cfg.Region, seq)
 	}
-	err := r.cfg.History(ctx, st.Seq()+1, seq, func(e iam.LogEntry) error {
+	err = r.cfg.History(ctx, st.Seq()+1, seq, func(e iam.LogEntry) error {
 		if e.Seq != st.Seq()+1 {
 			return fmt.Errorf("entry %d does not follow %d", e.Seq, st.Seq())
 		}
@@ -382,14 +392,20 @@ func (r *Replica) build(ctx context.Context, seq uint64) (*iam.State, error) {
 	return st, nil
 }
 
-// loadCheckpoint loads into the empty st the rows of the latest
-// checkpoint at or before seq; st stays empty when there is none.
-func (r *Replica) loadCheckpoint(st *iam.State, seq uint64) error {
-	cp := r.acquire(seq)
+// fromCheckpoint returns a state of the caller's own at the latest
+// checkpoint at or before seq, empty when there is none: a fork of the
+// checkpoint's index when it is held, else its rows loaded (from its Pebble
+// snapshot or its file).
+func (r *Replica) fromCheckpoint(seq uint64) (*iam.State, error) {
+	cp, held := r.acquire(seq)
 	if cp == nil {
-		return nil
+		return r.emptyState(), nil
 	}
 	defer r.release(cp)
+	if held != nil {
+		return held.Fork(), nil
+	}
+	st := r.emptyState()
 	var err error
 	if cp.snap != nil {
 		// Decoding rows into the index is most of the cost: it runs
@@ -405,15 +421,16 @@ func (r *Replica) loadCheckpoint(st *iam.State, seq uint64) error {
 		err = loadCheckpointFile(r.fs(), cp.file, cp.seq, st)
 	}
 	if err != nil {
-		return fmt.Errorf("load checkpoint %d of %s: %w", cp.seq, r.cfg.Region, err)
+		return nil, fmt.Errorf("load checkpoint %d of %s: %w", cp.seq, r.cfg.Region, err)
 	}
 	st.SetSeq(cp.seq)
-	return nil
+	return st, nil
 }
 
 // acquire returns the latest checkpoint at or before seq, held (its
-// snapshot open, its file kept) until release; nil when there is none.
-func (r *Replica) acquire(seq uint64) *checkpoint {
+// snapshot open, its file kept) until release, and the index it holds
+// (nil when it holds none yet); nil when there is none.
+func (r *Replica) acquire(seq uint64) (*checkpoint, *iam.State) {
 	h := &r.hist
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -424,10 +441,11 @@ func (r *Replica) acquire(seq uint64) *checkpoint {
 		}
 		best = cp
 	}
-	if best != nil {
-		best.refs++
+	if best == nil {
+		return nil, nil
 	}
-	return best
+	best.refs++
+	return best, best.state
 }
 
 // release ends a use of cp.
