@@ -17,3 +17,17 @@ func DigestsWaiting(r *Replica) int {
 	}
 	return n
 }
+
+// IndexedCheckpoints returns the positions of the checkpoints that hold
+// an index (a snapshot of the state), ascending.
+func IndexedCheckpoints(r *Replica) []uint64 {
+	r.hist.mu.Lock()
+	defer r.hist.mu.Unlock()
+	var seqs []uint64
+	for _, cp := range r.hist.cps {
+		if cp.state != nil {
+			seqs = append(seqs, cp.seq)
+		}
+	}
+	return seqs
+}

@@ -15,7 +15,10 @@ import (
 	"github.com/iam-project/iam/replica"
 )
 
-var historyUsers = flag.Int("history-users", 9000, "users of BenchmarkAtExactSnapshot's log (11 entries each, ~100k entries at 9000)")
+var (
+	historyUsers            = flag.Int("history-users", 9000, "users of BenchmarkAtExactSnapshot's log (11 entries each, ~100k entries at 9000)")
+	historyCheckpointMemory = flag.Int64("history-checkpoint-memory", 0, "BenchmarkAtExactSnapshot's replica.Config.CheckpointMemory (0: the default)")
+)
 
 // BenchmarkAtExactSnapshot measures at_exact_snapshot checks on a log of
 // ~100k entries (-history-users=90000 for ~1M) applied at the default
@@ -40,7 +43,8 @@ func BenchmarkAtExactSnapshot(b *testing.B) {
 		return nil
 	}
 	dir := benchDir(b)
-	rep, err := replica.Open(replica.Config{Region: "bench", Dir: filepath.Join(dir, "r"), History: history})
+	cfg := replica.Config{Region: "bench", Dir: filepath.Join(dir, "r"), History: history, CheckpointMemory: *historyCheckpointMemory}
+	rep, err := replica.Open(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -54,8 +58,9 @@ func BenchmarkAtExactSnapshot(b *testing.B) {
 	applied := time.Since(start)
 	head := rep.Applied()
 	cps := rep.Checkpoints()
-	b.Logf("%d entries applied in %s; %d checkpoints (spacing %d at first, doubled as they are thinned): %v…%v",
-		head, applied.Round(time.Millisecond), len(cps), replica.DefaultCheckpointEvery, cps[:min(4, len(cps))], cps[max(0, len(cps)-4):])
+	indexed := replica.IndexedCheckpoints(rep)
+	b.Logf("%d entries applied in %s; %d checkpoints (spacing %d at first, doubled as they are thinned): %v…%v; %d hold an index: %v",
+		head, applied.Round(time.Millisecond), len(cps), replica.DefaultCheckpointEvery, cps[:min(4, len(cps))], cps[max(0, len(cps)-4):], len(indexed), indexed)
 	qs := benchQueries(*historyUsers, 1<<12)
 	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(3, 3))
@@ -78,7 +83,7 @@ func BenchmarkAtExactSnapshot(b *testing.B) {
 				b.Fatal(err)
 			}
 			closed := time.Since(t0)
-			if rep, err = replica.Open(replica.Config{Region: "bench", Dir: filepath.Join(dir, "r"), History: history}); err != nil {
+			if rep, err = replica.Open(cfg); err != nil {
 				b.Fatal(err)
 			}
 			model, files := diskBytes(b, filepath.Join(dir, "r")), diskBytes(b, filepath.Join(dir, "r.checkpoints"))
@@ -107,6 +112,7 @@ func BenchmarkAtExactSnapshot(b *testing.B) {
 			b.ReportMetric(pct(0.99), "p99-µs")
 			b.ReportMetric(float64(replayed)/float64(len(samples)), "replayed/op")
 			b.ReportMetric(float64(len(cps)), "checkpoints")
+			b.ReportMetric(float64(len(replica.IndexedCheckpoints(rep))), "indexed")
 			// The live state plus the past states built and cached.
 			runtime.GC()
 			var ms runtime.MemStats

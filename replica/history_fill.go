@@ -62,7 +62,7 @@ func (r *Replica) fill(ctx context.Context, upTo uint64) error {
 		_ = fs.RemoveAll(checkpointDir(dir))
 	}()
 	scratch, err := Open(Config{Region: r.cfg.Region + " (history fill)", Dir: dir, FS: r.cfg.FS, Limits: r.cfg.Limits,
-		CheckpointEvery: r.cfg.CheckpointEvery, MaxCheckpoints: r.cfg.MaxCheckpoints, historyFill: true})
+		CheckpointEvery: r.cfg.CheckpointEvery, MaxCheckpoints: r.cfg.MaxCheckpoints, CheckpointMemory: -1, historyFill: true})
 	if err != nil {
 		return err
 	}

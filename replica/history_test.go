@@ -34,7 +34,19 @@ func rowsDigest(tb testing.TB, st *iam.State) string {
 // TestReplica_StateAt: the state at every position, built from thinned
 // checkpoints and a replay while the projector goes on applying, holds the
 // rows a fresh replay to that position holds; the checkpoints stay bounded.
+// So it does whether the checkpoints hold their index (forked by each
+// build), some of them do within a memory bound, or none does (each build
+// loads rows).
 func TestReplica_StateAt(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		memory int64
+	}{{"indexes", 0}, {"some indexes", 150 << 10}, {"rows only", -1}} {
+		t.Run(tc.name, func(t *testing.T) { testStateAt(t, tc.memory) })
+	}
+}
+
+func testStateAt(t *testing.T, memory int64) {
 	d := newBenchData(60) // ~3k entries
 	want := make([]string, len(d.entries)+1)
 	fresh := iam.NewState()
@@ -57,7 +69,7 @@ func TestReplica_StateAt(t *testing.T) {
 	}
 	const maxCheckpoints = 6
 	rep, err := replica.Open(replica.Config{Region: "h", Dir: filepath.Join(t.TempDir(), "r"), History: history,
-		CheckpointEvery: 50, MaxCheckpoints: maxCheckpoints, HistoryCache: 2})
+		CheckpointEvery: 50, MaxCheckpoints: maxCheckpoints, HistoryCache: 2, CheckpointMemory: memory})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,6 +103,15 @@ func TestReplica_StateAt(t *testing.T) {
 	if len(cps) > maxCheckpoints || len(cps) == 0 {
 		t.Errorf("checkpoints %v: got %d, want 1 to %d", cps, len(cps), maxCheckpoints)
 	}
+	indexed := replica.IndexedCheckpoints(rep)
+	switch {
+	case memory == 0 && !slices.Equal(indexed, cps):
+		t.Errorf("indexed checkpoints %v, want all of %v", indexed, cps)
+	case memory < 0 && len(indexed) > 0:
+		t.Errorf("indexed checkpoints %v, want none", indexed)
+	case memory > 0 && (len(indexed) == 0 || len(indexed) == len(cps) || indexed[len(indexed)-1] != cps[len(cps)-1]):
+		t.Errorf("indexed checkpoints %v of %v: want some, not all, the newest among them", indexed, cps)
+	}
 	for seq, w := range want {
 		if w == "" || seq == 0 {
 			continue
@@ -106,7 +127,7 @@ func TestReplica_StateAt(t *testing.T) {
 	if _, err := rep.StateAt(ctx, uint64(len(d.entries))+1); iam.ErrorCode(err) != iam.EInvalid {
 		t.Errorf("state past the applied position: got %v, want invalid_argument", err)
 	}
-	t.Logf("%d entries, checkpoints %v", len(d.entries), cps)
+	t.Logf("%d entries, checkpoints %v, indexed %v", len(d.entries), cps, indexed)
 }
 
 // historyFixture is a log with the rows digest of the state at every

@@ -66,10 +66,14 @@ type Config struct {
 	// at_exact_snapshot starts from (default DefaultCheckpointEvery);
 	// MaxCheckpoints bounds how many are kept (DefaultMaxCheckpoints);
 	// HistoryCache how many past states built are kept for the next
-	// reads (DefaultHistoryCache). See docs/history.md.
-	CheckpointEvery uint64
-	MaxCheckpoints  int
-	HistoryCache    int
+	// reads (DefaultHistoryCache). CheckpointMemory bounds the memory
+	// the checkpoints' indexes take beyond the live one, estimated
+	// (DefaultCheckpointMemory; negative: none is kept, and every past
+	// read loads a checkpoint's rows). See docs/history.md.
+	CheckpointEvery  uint64
+	MaxCheckpoints   int
+	HistoryCache     int
+	CheckpointMemory int64
 
 	// historyFill marks the scratch replica of a fill (history_fill.go):
 	// its checkpoint files are written at the end (persistAll), not by a
@@ -123,6 +127,9 @@ func Open(cfg Config) (*Replica, error) {
 	}
 	if cfg.HistoryCache <= 0 {
 		cfg.HistoryCache = DefaultHistoryCache
+	}
+	if cfg.CheckpointMemory == 0 {
+		cfg.CheckpointMemory = DefaultCheckpointMemory
 	}
 	fs := cfg.FS
 	if fs == nil {

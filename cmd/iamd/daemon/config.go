@@ -118,6 +118,10 @@ type Config struct {
 	// each replica keeps for at_exact_snapshot reads (docs/history.md).
 	// Default replica.DefaultCheckpointEvery.
 	CheckpointEvery uint64
+	// CheckpointMemory bounds, in bytes, what the checkpoints' indexes
+	// take beyond the live state (replica.Config.CheckpointMemory);
+	// default replica.DefaultCheckpointMemory, negative for none.
+	CheckpointMemory int64
 
 	// HashParams for new secrets; tests use cheap ones.
 	HashParams auth.HashParams
@@ -154,6 +158,7 @@ func DefaultConfig() Config {
 		SnapshotInterval:  replica.DefaultSnapshotInterval,
 		MaxConns:          DefaultMaxConns,
 		CheckpointEvery:   replica.DefaultCheckpointEvery,
+		CheckpointMemory:  replica.DefaultCheckpointMemory,
 	}
 }
 
@@ -350,6 +355,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&c.AddrFile, "addr-file", c.AddrFile, "write the listeners' URLs and the pid as JSON to this file once ready")
 	fs.DurationVar(&c.MaxLag, "max-lag", c.MaxLag, "a region lagging more is not ready (0: no threshold)")
 	fs.Uint64Var(&c.CheckpointEvery, "checkpoint-every", c.CheckpointEvery, "keep a read-model checkpoint for at_exact_snapshot reads every this many entries (0: default)")
+	fs.Int64Var(&c.CheckpointMemory, "checkpoint-memory", c.CheckpointMemory, "bytes the checkpoints' in-memory indexes may take beyond the live one, so that at_exact_snapshot reads fork one rather than load its rows (0: default; negative: none)")
 	if c.Mode != ModeRegion {
 		fs.StringVar(&regions, "regions", regions, "comma-separated regions served by in-process replicas")
 		fs.BoolVar(&c.SyncAlways, "fsync", c.SyncAlways, "fsync the log on every write")

@@ -281,7 +281,8 @@ func (m *Main) LogPublicKeysFile() string {
 func (m *Main) openReplicas(ctx, runCtx context.Context, c Config) error {
 	for _, region := range c.served() {
 		rep, err := replica.Open(replica.Config{Region: region, Dir: filepath.Join(c.DataDir, "replicas", region), Head: m.log.Head,
-			SnapshotVerifier: m.logVerifier, History: m.log.ReadRange, CheckpointEvery: c.CheckpointEvery})
+			SnapshotVerifier: m.logVerifier, History: m.log.ReadRange, CheckpointEvery: c.CheckpointEvery,
+			CheckpointMemory: c.CheckpointMemory})
 		if err != nil {
 			return err
 		}
