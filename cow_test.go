@@ -3,6 +3,7 @@ package iam_test
 import (
 	"fmt"
 	"reflect"
+	"sync"
 	"testing"
 	"time"
 
@@ -42,9 +43,9 @@ func TestState_Snapshot(t *testing.T) {
 		for _, j := range []int{i, min(i+5, len(evs))} {
 			t.Run(fmt.Sprintf("at %d then %d", i, j), func(t *testing.T) {
 				s := fresh(t, i)
-				first := s.Snapshot()
+				first := s.Snapshot(new(sync.Mutex))
 				replay(t, s, i, j)
-				second := s.Snapshot()
+				second := s.Snapshot(new(sync.Mutex))
 				forked := first.Fork()
 				replay(t, s, j, len(evs))
 				replay(t, forked, i, len(evs))

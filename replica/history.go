@@ -97,18 +97,16 @@ func (r *Replica) nextCheckpoint(seq uint64) uint64 {
 // checkpointLocked pins a checkpoint at seq, where the read model and the
 // index now stand: r.applyMu is held, so nothing is being applied or
 // committed. A Pebble snapshot costs next to nothing here, and a snapshot
-// of the index a copy of its maps of ids (r.mu is held for it, as it
-// changes the live state's generation); its file is written later, off the
-// apply path.
+// of the index a copy of its maps of ids; the file is written later, off
+// the apply path.
 func (r *Replica) checkpointLocked(seq uint64) {
 	cp := &checkpoint{seq: seq}
-	if r.cfg.CheckpointMemory > 0 {
-		r.mu.Lock()
-		if r.state.Seq() == seq {
-			cp.state = r.state.Snapshot()
-			cp.stateBytes = int64(cp.state.IDs()) * indexBytesPerID
-		}
-		r.mu.Unlock()
+	// r.mu is taken (inside Snapshot) only to change the live state's
+	// generation: readers go on while the maps are copied, and applyMu
+	// keeps apply out.
+	if r.cfg.CheckpointMemory > 0 && r.state.Seq() == seq {
+		cp.state = r.state.Snapshot(&r.mu)
+		cp.stateBytes = int64(cp.state.IDs()) * indexBytesPerID
 	}
 	h := &r.hist
 	h.mu.Lock()
