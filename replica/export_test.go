@@ -31,3 +31,14 @@ func IndexedCheckpoints(r *Replica) []uint64 {
 	}
 	return seqs
 }
+
+// WaitWarm waits until the background rebuild of the indexes of the
+// checkpoints found on disk at Open (history_warm.go), if any, has ended.
+func WaitWarm(r *Replica) {
+	r.hist.mu.Lock()
+	warmed := r.hist.warmed
+	r.hist.mu.Unlock()
+	if warmed != nil {
+		<-warmed
+	}
+}

@@ -71,6 +71,11 @@ type history struct {
 	// before the read model's first one (history_fill.go); nil when none
 	// was started.
 	stopFill func()
+	// stopWarm ends and waits for the background rebuild of the indexes
+	// of checkpoints found on disk (history_warm.go); warmed is closed
+	// when it ends. Both nil when none was started.
+	stopWarm func()
+	warmed   chan struct{}
 	// wake tells the persister that a checkpoint awaits its file;
 	// stopPersist ends the persister and waits for it.
 	wake        chan struct{}
@@ -208,10 +213,13 @@ func (r *Replica) freeLocked(cp *checkpoint) {
 func (r *Replica) closeHistory() {
 	h := &r.hist
 	h.mu.Lock()
-	stopFill, stopPersist := h.stopFill, h.stopPersist
+	stopFill, stopWarm, stopPersist := h.stopFill, h.stopWarm, h.stopPersist
 	h.mu.Unlock()
 	if stopFill != nil {
 		stopFill() // before closed is set: the fill's last step takes h.mu
+	}
+	if stopWarm != nil {
+		stopWarm()
 	}
 	if stopPersist != nil {
 		stopPersist()

@@ -196,7 +196,9 @@ func (f historyFixture) verify(t *testing.T, rep *replica.Replica) {
 
 // TestReplica_CheckpointsSurviveRestart: the checkpoints are on disk, so
 // a reopened replica starts with the same ones and answers every past
-// position as before; a log that grows past them goes on adding more.
+// position as before, from their files and once it has rebuilt their
+// indexes from the log, the live index then replaced by the rebuilt one;
+// a log that grows past them goes on adding more.
 func TestReplica_CheckpointsSurviveRestart(t *testing.T) {
 	f := newHistoryFixture(t)
 	dir := filepath.Join(t.TempDir(), "r")
@@ -213,11 +215,27 @@ func TestReplica_CheckpointsSurviveRestart(t *testing.T) {
 		t.Fatalf("checkpoints after reopening: got %v, want %v", got, before)
 	}
 	f.verify(t, rep)
+	replica.WaitWarm(rep)
+	if got := replica.IndexedCheckpoints(rep); !slices.Equal(got, before) {
+		t.Fatalf("checkpoints holding an index once warm: got %v, want %v", got, before)
+	}
+	f.verify(t, rep)
 	f.apply(t, rep, len(f.d.entries))
 	if got := rep.Checkpoints(); got[len(got)-1] <= before[len(before)-1] {
 		t.Errorf("checkpoints after applying the rest: got %v, want some after %v", got, before)
 	}
 	f.verify(t, rep)
+	last := uint64(len(f.d.entries))
+	var live string
+	if _, err := rep.Read(context.Background(), replica.Consistency{Mode: replica.MinimizeLatency}, func(st *iam.State) error {
+		live = rowsDigest(t, st)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if live != f.want[last] {
+		t.Errorf("live index after the warm-up and the rest of the log: rows digest %s, want %s", live, f.want[last])
+	}
 }
 
 // TestReplica_JoinedFillsHistory: a replica loaded from a snapshot has no

@@ -167,6 +167,9 @@ func Open(cfg Config) (*Replica, error) {
 	}
 	// Nothing is applied yet: applyMu need not be held.
 	r.historyFrom(pos.Seq)
+	if !cfg.historyFill {
+		r.warmFrom()
+	}
 	return r, nil
 }
 

@@ -1,0 +1,110 @@
+package replica
+
+// Giving the checkpoints found on disk their indexes back. A restarted
+// replica loads its live index from rows and its checkpoints are files: a
+// past read would load a checkpoint's rows (O(state)) until the indexes
+// are rebuilt. docs/history.md says why they are rebuilt by a replay of
+// the region's own log rather than loaded from the files.
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	iam "github.com/iam-project/iam"
+)
+
+// warmFrom starts, in the background, a replay of the log up to the
+// replica's position into a state of its own, which takes an index at
+// each checkpoint that has none and then, caught up, takes the live
+// index's place: the indexes then share what did not change with each
+// other and with the live one, as if the replica had applied the whole log
+// in this run. It does nothing when no checkpoint lacks an index, indexes
+// are not kept, or the log cannot be read. Called from Open.
+func (r *Replica) warmFrom() {
+	h := &r.hist
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if r.cfg.History == nil || r.cfg.CheckpointMemory <= 0 || h.closed || h.stopFill != nil {
+		return
+	}
+	var targets []uint64
+	for _, cp := range h.cps {
+		if cp.state == nil {
+			targets = append(targets, cp.seq)
+		}
+	}
+	if len(targets) == 0 {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	h.warmed = make(chan struct{})
+	h.stopWarm = func() { cancel(); <-h.warmed }
+	go func() {
+		defer close(h.warmed)
+		// A warm-up that fails leaves the checkpoints as files: past
+		// reads load their rows, slower but the same answers.
+		_ = r.warm(ctx, targets)
+	}()
+}
+
+// warm replays the log into a new state, keeping an index at each of
+// targets, and puts the state in the live one's place once it stands
+// where the live one does.
+func (r *Replica) warm(ctx context.Context, targets []uint64) error {
+	st := r.emptyState()
+	var private sync.Mutex // st has no readers but this goroutine
+	replay := func(to uint64) error {
+		if to <= st.Seq() {
+			return nil
+		}
+		return r.cfg.History(ctx, st.Seq()+1, to, func(e iam.LogEntry) error {
+			if e.Seq != st.Seq()+1 {
+				return fmt.Errorf("entry %d does not follow %d", e.Seq, st.Seq())
+			}
+			if err := st.ApplyEntry(e, nil); err != nil {
+				return fmt.Errorf("entry %d: %w", e.Seq, err)
+			}
+			for len(targets) > 0 && targets[0] < e.Seq {
+				targets = targets[1:]
+			}
+			if len(targets) > 0 && targets[0] == e.Seq {
+				r.keepIndex(st.Snapshot(&private))
+			}
+			return nil
+		})
+	}
+	// Most of the log without holding up the projector; the entries it
+	// applied meanwhile with it held.
+	if err := replay(r.Applied()); err != nil {
+		return fmt.Errorf("warm the checkpoints of %s: %w", r.cfg.Region, err)
+	}
+	r.applyMu.Lock()
+	defer r.applyMu.Unlock()
+	if err := replay(r.Applied()); err != nil {
+		return fmt.Errorf("warm the checkpoints of %s: %w", r.cfg.Region, err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	// applyMu is held: the live index stands at the applied position.
+	if r.applyErr != nil || st.Seq() != r.state.Seq() {
+		return fmt.Errorf("warm the checkpoints of %s: at %d, the live index at %d", r.cfg.Region, st.Seq(), r.state.Seq())
+	}
+	r.state = st
+	return nil
+}
+
+// keepIndex gives the checkpoint at index's position that index, unless
+// it has one or is gone.
+func (r *Replica) keepIndex(index *iam.State) {
+	h := &r.hist
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, cp := range h.cps {
+		if cp.seq == index.Seq() && cp.state == nil {
+			cp.state, cp.stateBytes = index, int64(index.IDs())*indexBytesPerID
+			r.thinIndexesLocked()
+			return
+		}
+	}
+}
