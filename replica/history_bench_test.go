@@ -150,18 +150,20 @@ func diskBytes(tb testing.TB, root string) int64 {
 
 // BenchmarkApplyCheckpoints measures what checkpoints cost a replay of the
 // BenchmarkAtExactSnapshot log into an empty replica: at the default
-// spacing (a Pebble snapshot each, and the persister writing their files
-// beside the apply) and with none. Close, which writes the files the
-// persister has not reached, is not timed. Figures only.
+// spacing (a Pebble snapshot and an index each, and the persister writing
+// their files beside the apply), without the indexes, and with none.
+// Close, which writes the files the persister has not reached, is not
+// timed. Figures only.
 func BenchmarkApplyCheckpoints(b *testing.B) {
 	d := newBenchData(*historyUsers)
 	for _, tc := range []struct {
-		name  string
-		every uint64
-	}{{"default", 0}, {"none", 1 << 62}} {
+		name   string
+		every  uint64
+		memory int64
+	}{{"default", 0, 0}, {"files-only", 0, -1}, {"none", 1 << 62, -1}} {
 		b.Run(tc.name, func(b *testing.B) {
 			for b.Loop() {
-				rep, err := replica.Open(replica.Config{Region: "bench", Dir: filepath.Join(benchDir(b), "r"), CheckpointEvery: tc.every})
+				rep, err := replica.Open(replica.Config{Region: "bench", Dir: filepath.Join(benchDir(b), "r"), CheckpointEvery: tc.every, CheckpointMemory: tc.memory})
 				if err != nil {
 					b.Fatal(err)
 				}
