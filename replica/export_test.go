@@ -42,3 +42,7 @@ func WaitWarm(r *Replica) {
 		<-warmed
 	}
 }
+
+// PersistCheckpoints writes the files of the checkpoints that have none
+// yet, as the persister does in the background.
+func PersistCheckpoints(r *Replica) error { return r.persistAll() }
