@@ -17,7 +17,3 @@ func DigestsWaiting(r *Replica) int {
 	}
 	return n
 }
-
-// CommitChunk is how many entries of a segment go into one Pebble batch
-// (apply in replica.go), for BenchmarkRawPebble to write the same batches.
-const CommitChunk = commitChunk

@@ -259,89 +259,31 @@ func (r *Replica) ApplyEntries(entries []iam.LogEntry) error {
 	return nil
 }
 
-// commitChunk is how many entries of a segment are applied to the index
-// before their rows go to Pebble. The commit of one chunk (Pebble's
-// memtable insert, a quarter of a replay's time on the apply goroutine)
-// runs beside the apply of the next, so that a replica catching up keeps
-// a second core busy; live traffic, a few entries a batch, is one chunk
-// committed on the caller's goroutine as before.
-const commitChunk = 128
-
-// apply applies one segment of a batch, a chunk at a time.
+// apply applies one segment of a batch.
 //
-// The index changes before Pebble commits, and the position only after the
-// whole segment is committed: a check meanwhile may see the new state but
-// is answered with the old (lower) token, which is never too fresh a
-// claim. Checks do not wait for Pebble's commit (whose tail reaches tens
-// of milliseconds on a memtable flush). Each chunk's batch carries its
-// last position, so a crash between chunks leaves rows and position
-// agreeing.
+// The index changes before Pebble commits, and the position only after: a
+// check during the commit may see the new state but is answered with the old
+// (lower) token, which is never too fresh a claim. Checks do not wait for
+// Pebble's commit (whose tail reaches tens of milliseconds on a memtable
+// flush).
 func (r *Replica) apply(entries []iam.LogEntry) error {
 	if len(entries) == 0 {
 		return nil
 	}
-	if err := r.follows(entries); err != nil {
-		return err
-	}
-	var committing chan error // the previous chunk's commit, under way
-	for from := 0; from < len(entries); from += commitChunk {
-		chunk := entries[from:min(from+commitChunk, len(entries))]
-		rows, err := r.applyChunk(chunk)
-		if committing != nil {
-			if cerr := <-committing; cerr != nil && err == nil {
-				rows.Discard()
-				err = r.failCommit(cerr)
-			}
-			committing = nil
-		}
-		if err != nil {
-			return err
-		}
-		last := chunk[len(chunk)-1]
-		pos := Position{Seq: last.Seq, MsgID: last.MsgID}
-		if from+len(chunk) == len(entries) {
-			// The last chunk: nothing is left to overlap its commit with.
-			if err := r.store.Commit(rows, pos); err != nil {
-				return r.failCommit(err)
-			}
-			break
-		}
-		committing = make(chan error, 1)
-		go func(done chan<- error) { done <- r.store.Commit(rows, pos) }(committing)
-	}
-	last := entries[len(entries)-1]
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.pos, r.lastTime, r.appliedAt = Position{Seq: last.Seq, MsgID: last.MsgID}, last.Time, r.cfg.Now()
-	close(r.advanced)
-	r.advanced = make(chan struct{})
-	return nil
-}
-
-// follows checks that entries continue the applied sequence exactly, and
-// that no earlier failure stopped the replica.
-func (r *Replica) follows(entries []iam.LogEntry) error {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
 	if r.applyErr != nil {
+		r.mu.Unlock()
 		return r.applyErr
 	}
 	next := r.pos.Seq
 	for _, e := range entries {
 		if e.Seq != next+1 {
+			r.mu.Unlock()
 			return fmt.Errorf("replica %s: entry %d does not follow applied %d", r.cfg.Region, e.Seq, next)
 		}
 		next = e.Seq
 	}
-	return nil
-}
-
-// applyChunk applies entries to the index and returns their rows, to be
-// committed or discarded.
-func (r *Replica) applyChunk(entries []iam.LogEntry) (*RowBatch, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	// Rows are read after the whole chunk is applied, so a row touched
+	// Rows are read after the whole batch is applied, so a row touched
 	// twice gets its final value both times (Commit lets the last win);
 	// repeats next to each other are skipped. A slice, not a set: building
 	// a map of the changes cost a replay more than the repeats do.
@@ -357,36 +299,39 @@ func (r *Replica) applyChunk(entries []iam.LogEntry) (*RowBatch, error) {
 			// ahead of Pebble, so refuse further work (the projector then
 			// stops this replica as unhealthy).
 			r.applyErr = fmt.Errorf("replica %s: entry %d: %w", r.cfg.Region, e.Seq, err)
-			return nil, r.applyErr
+			r.mu.Unlock()
+			return r.applyErr
 		}
 	}
-	rows := r.store.NewRowBatch(len(touched))
+	changes := make([]RowChange, 0, len(touched))
 	for _, c := range touched {
-		var err error
+		k := RowKey(c)
 		if v, ok := rowValue(r.state, c); ok {
-			err = rows.Set(c, v)
+			changes = append(changes, RowChange{Key: k, Value: v})
 		} else {
-			err = rows.Delete(c)
-		}
-		if err != nil {
-			rows.Discard()
-			r.applyErr = fmt.Errorf("replica %s: batch row: %w", r.cfg.Region, err)
-			return nil, r.applyErr
+			changes = append(changes, RowChange{Key: k, Delete: true})
 		}
 	}
 	clear(touched) // keep the capacity, not the ids
 	r.touched = touched
-	return rows, nil
-}
+	r.mu.Unlock()
 
-// failCommit stops the replica after a failed commit: the index is now
-// ahead of Pebble, so further work is refused rather than going on from a
-// state the durable form does not have.
-func (r *Replica) failCommit(err error) error {
+	last := entries[len(entries)-1]
+	pos := Position{Seq: last.Seq, MsgID: last.MsgID}
+	err := r.store.Commit(changes, pos)
+
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.applyErr = fmt.Errorf("replica %s: %w", r.cfg.Region, err)
-	return r.applyErr
+	if err != nil {
+		// The index is now ahead of Pebble: refuse further work rather than
+		// go on from a state the durable form does not have.
+		r.applyErr = fmt.Errorf("replica %s: %w", r.cfg.Region, err)
+		return r.applyErr
+	}
+	r.pos, r.lastTime, r.appliedAt = pos, last.Time, r.cfg.Now()
+	close(r.advanced)
+	r.advanced = make(chan struct{})
+	return nil
 }
 
 // WaitFor blocks until the replica has applied seq, ctx ends, or wait

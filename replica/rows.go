@@ -99,24 +99,14 @@ var (
 
 // RowKey returns the key of the row that stores what c names.
 func RowKey(c iam.Change) string {
-	var buf [128]byte
-	return string(appendRowKey(buf[:0], c))
-}
-
-// appendRowKey appends RowKey(c) to dst: ApplyEntries writes its keys
-// straight into Pebble's batch, without a string per row.
-func appendRowKey(dst []byte, c iam.Change) []byte {
 	if c.Kind == iam.ChangeRealm {
-		return append(append(dst, rowRealm...), c.Realm...)
+		return rowRealm + c.Realm
 	}
 	if int(c.Kind) < len(entityRows) && entityRows[c.Kind] != "" {
-		dst = append(append(dst, entityRows[c.Kind]...), c.Realm...)
-		return append(append(dst, sep...), c.From...)
+		return entityRows[c.Kind] + c.Realm + sep + c.From
 	}
 	if int(c.Kind) < len(edgeRows) && edgeRows[c.Kind] != "" {
-		dst = append(append(append(dst, rowEdge...), c.Realm...), sep...)
-		dst = append(append(append(dst, edgeRows[c.Kind]...), sep...), c.From...)
-		return append(append(dst, sep...), c.To...)
+		return rowEdge + c.Realm + sep + edgeRows[c.Kind] + sep + c.From + sep + c.To
 	}
 	panic(fmt.Sprintf("replica: no row for change kind %d", c.Kind)) // a kind added to iam but not here
 }

@@ -9,8 +9,6 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
-
-	iam "github.com/iam-project/iam"
 )
 
 // Rows are stored under their domain keys; the replica's own metadata sorts
@@ -85,44 +83,42 @@ func decodePosition(v []byte) (Position, error) {
 	return Position{Seq: binary.BigEndian.Uint64(v), MsgID: string(v[8:])}, nil
 }
 
-// RowBatch is the rows of one Commit, each key written straight into
-// Pebble's batch: a replay writes a million rows, and building each key
-// as a string and then copying it showed in its profile.
-type RowBatch struct {
-	b   *pebble.Batch
-	key []byte // the key being written, reused
+// RowChange is a row to set, or to delete when Delete is true.
+type RowChange struct {
+	Key    string
+	Value  []byte
+	Delete bool
 }
 
-// NewRowBatch starts a batch sized for about rows rows (growing it showed
-// in a replay's profile too).
-func (s *Store) NewRowBatch(rows int) *RowBatch {
-	return &RowBatch{b: s.db.NewBatchWithSize(64 + rows*64)}
-}
-
-// Set writes the row of c with value; Delete deletes it. A row may be
-// written more than once; the last change of it wins.
-func (rb *RowBatch) Set(c iam.Change, value []byte) error {
-	rb.key = appendRowKey(rb.key[:0], c)
-	return rb.b.Set(rb.key, value, nil)
-}
-
-// Delete deletes the row of c.
-func (rb *RowBatch) Delete(c iam.Change) error {
-	rb.key = appendRowKey(rb.key[:0], c)
-	return rb.b.Delete(rb.key, nil)
-}
-
-// Discard drops a batch that will not be committed.
-func (rb *RowBatch) Discard() { _ = rb.b.Close() }
-
-// Commit writes the rows of rb and the new position in one atomic batch,
-// and releases rb.
-func (s *Store) Commit(rb *RowBatch, pos Position) error {
-	defer rb.Discard()
-	if err := rb.b.Set(keyApplied, encodePosition(pos), nil); err != nil {
+// Commit writes changes and the new position in one atomic batch. A key
+// may appear more than once; the last change of it wins.
+func (s *Store) Commit(changes []RowChange, pos Position) error {
+	// Size the batch up front and copy keys straight into it: a replay
+	// writes a million rows, and growing the batch and converting each key
+	// to a []byte first showed in its profile.
+	size := 64
+	for _, c := range changes {
+		size += len(c.Key) + len(c.Value) + 16
+	}
+	b := s.db.NewBatchWithSize(size)
+	defer b.Close()
+	for _, c := range changes {
+		var op *pebble.DeferredBatchOp
+		if c.Delete {
+			op = b.DeleteDeferred(len(c.Key))
+		} else {
+			op = b.SetDeferred(len(c.Key), len(c.Value))
+			copy(op.Value, c.Value)
+		}
+		copy(op.Key, c.Key)
+		if err := op.Finish(); err != nil {
+			return fmt.Errorf("batch row: %w", err)
+		}
+	}
+	if err := b.Set(keyApplied, encodePosition(pos), nil); err != nil {
 		return fmt.Errorf("batch position: %w", err)
 	}
-	if err := rb.b.Commit(pebble.NoSync); err != nil {
+	if err := b.Commit(pebble.NoSync); err != nil {
 		return fmt.Errorf("commit read model at %d: %w", pos.Seq, err)
 	}
 	return nil
