@@ -40,16 +40,29 @@ func checkpointSeq(name string) (uint64, bool) {
 
 // persistIdle is how long the persister rests after writing a file, as a
 // multiple of the time the file took: it takes at most half a core from a
-// replica catching up (which takes a checkpoint every few milliseconds,
-// each a file of the whole read model); Close writes what it has not
+// replica that applies while it writes; Close writes what it has not
 // reached. (At 3, a quarter of a core, a 1M-entry replica under load
 // still had 25 s of files to write at Close.)
 const persistIdle = 1
 
+// A replica that applied more than persistBusy entries in the last
+// persistProbe is catching up: it takes a checkpoint every few
+// milliseconds, thinning drops most of them before their file could
+// matter, and each file is the whole read model, so writing them then
+// took a third of a replay's time on 2 cores (docs/benchmarks.md). The
+// persister waits until the apply slows (live traffic is far below this
+// rate), or persistMaxDefer at most, so that a sustained burst still
+// gets its files.
+const (
+	persistProbe    = 100 * time.Millisecond
+	persistBusy     = 2000 // entries per probe: 20k entries/s
+	persistMaxDefer = 30 * time.Second
+)
+
 // persistLoop writes the file of each checkpoint that has none, oldest
-// first, whenever one is taken, until ctx ends. One that fails (a full
-// disk) is tried again at the next checkpoint; meanwhile the snapshot
-// serves.
+// first, whenever one is taken and the replica is not catching up, until
+// ctx ends. One that fails (a full disk) is tried again at the next
+// checkpoint; meanwhile the snapshot serves.
 func (r *Replica) persistLoop(ctx context.Context) {
 	for {
 		select {
@@ -57,7 +70,7 @@ func (r *Replica) persistLoop(ctx context.Context) {
 			return
 		case <-r.hist.wake:
 		}
-		for ctx.Err() == nil {
+		for r.awaitSlowApply(ctx) {
 			start := time.Now()
 			if done, err := r.persistOne(); done || err != nil {
 				break
@@ -68,6 +81,27 @@ func (r *Replica) persistLoop(ctx context.Context) {
 			case <-rest.C:
 			}
 			rest.Stop()
+		}
+	}
+}
+
+// awaitSlowApply waits until a probe sees fewer than persistBusy entries
+// applied, or persistMaxDefer passes; false when ctx ends first.
+func (r *Replica) awaitSlowApply(ctx context.Context) bool {
+	probe := time.NewTicker(persistProbe)
+	defer probe.Stop()
+	deadline := time.Now().Add(persistMaxDefer)
+	last := r.entries.Load()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case now := <-probe.C:
+			n := r.entries.Load()
+			if n-last < persistBusy || now.After(deadline) {
+				return true
+			}
+			last = n
 		}
 	}
 }
