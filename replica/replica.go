@@ -138,7 +138,7 @@ func Open(cfg Config) (*Replica, error) {
 		state.Limits = *cfg.Limits
 	}
 	rows := NewRowLoader(state)
-	err = store.Scan(rows.Load)
+	err = scanRows(store.db, rows.Load)
 	rows.Finish()
 	if err != nil {
 		store.Close()

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -51,34 +52,12 @@ const scaleSamples = 200_000
 func scaleRun(b *testing.B, users int) {
 	dir := filepath.Join(benchDir(b), "r")
 	defer os.RemoveAll(filepath.Dir(dir))
-	rep, err := replica.Open(replica.Config{Region: "bench", Dir: dir})
-	if err != nil {
-		b.Fatal(err)
-	}
-	batch := make([]iam.LogEntry, 0, replayBatch)
-	var replay time.Duration
-	flush := func() {
-		start := time.Now()
-		if err := rep.ApplyEntries(batch); err != nil {
-			b.Fatal(err)
-		}
-		replay += time.Since(start)
-		batch = batch[:0]
-	}
-	benchLog(users, func(e iam.LogEntry) {
-		if batch = append(batch, e); len(batch) == replayBatch {
-			flush()
-		}
-	})
-	flush()
-	if err := rep.Close(); err != nil {
-		b.Fatal(err)
-	}
+	replay := scaleReplay(b, dir, users)
 	runtime.GC()
 	debug.FreeOSMemory()
 
 	start := time.Now()
-	rep, err = replica.Open(replica.Config{Region: "bench", Dir: dir})
+	rep, err := replica.Open(replica.Config{Region: "bench", Dir: dir})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -116,4 +95,82 @@ func scaleRun(b *testing.B, users int) {
 	b.Logf("%d users, %d grants, %d events: replay %s (%.0f events/s), restart %s, RSS %.0f MiB, heap %.0f MiB (%.0f B/grant), check p50 %.1f µs p99 %.1f µs p99.9 %.1f µs",
 		users, grants, events, replay.Round(time.Millisecond), float64(events)/replay.Seconds(), restart.Round(time.Millisecond),
 		rss, heap, heap*(1<<20)/float64(grants), pct(0.50), pct(0.99), pct(0.999))
+}
+
+// BenchmarkOpen measures only the restart of BenchmarkScale: the read model
+// is replayed once, untimed, then opened and closed b.N times. Besides the
+// wall time per Open it reports the process's CPU time per Open
+// (cpu-s/op: user and system, GC included), which the other work on a
+// shared machine disturbs less. Run with -benchtime 5x; with -cpuprofile
+// and pprof's -focus 'replica.Open$' it profiles nothing but Open.
+//
+//	go test -run '^$' -bench 'BenchmarkOpen/grants=1M$' -benchtime 5x ./replica/
+func BenchmarkOpen(b *testing.B) {
+	for _, size := range []struct {
+		name  string
+		users int
+	}{{"1M", 100_000}, {"10M", 1_000_000}} {
+		b.Run("grants="+size.name, func(b *testing.B) {
+			dir := filepath.Join(benchDir(b), "r")
+			defer os.RemoveAll(filepath.Dir(dir))
+			scaleReplay(b, dir, size.users)
+			runtime.GC()
+			debug.FreeOSMemory()
+			var cpu time.Duration
+			for b.Loop() {
+				before := cpuTime(b)
+				rep, err := replica.Open(replica.Config{Region: "bench", Dir: dir})
+				if err != nil {
+					b.Fatal(err)
+				}
+				cpu += cpuTime(b) - before
+				b.StopTimer()
+				if err := rep.Close(); err != nil {
+					b.Fatal(err)
+				}
+				runtime.GC()
+				b.StartTimer()
+			}
+			b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op")
+		})
+	}
+}
+
+// cpuTime is the user and system CPU time the process has used so far.
+func cpuTime(tb testing.TB) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// scaleReplay replays the benchmark log of users into a new replica in
+// dir, in batches of replayBatch, closes it, and returns the time spent in
+// ApplyEntries.
+func scaleReplay(b *testing.B, dir string, users int) time.Duration {
+	rep, err := replica.Open(replica.Config{Region: "bench", Dir: dir})
+	if err != nil {
+		b.Fatal(err)
+	}
+	batch := make([]iam.LogEntry, 0, replayBatch)
+	var replay time.Duration
+	flush := func() {
+		start := time.Now()
+		if err := rep.ApplyEntries(batch); err != nil {
+			b.Fatal(err)
+		}
+		replay += time.Since(start)
+		batch = batch[:0]
+	}
+	benchLog(users, func(e iam.LogEntry) {
+		if batch = append(batch, e); len(batch) == replayBatch {
+			flush()
+		}
+	})
+	flush()
+	if err := rep.Close(); err != nil {
+		b.Fatal(err)
+	}
+	return replay
 }
