@@ -138,7 +138,10 @@ func Open(cfg Config) (*Replica, error) {
 		state.Limits = *cfg.Limits
 	}
 	rows := NewRowLoader(state)
-	err = scanRows(store.db, rows.Load)
+	rows.identities, err = identityCounts(store.db)
+	if err == nil {
+		err = scanRows(store.db, rows.Load)
+	}
 	rows.Finish()
 	if err != nil {
 		store.Close()

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/iam-project/iam"
 	segjson "github.com/segmentio/encoding/json"
 )
@@ -498,9 +499,10 @@ func LoadRow(st *iam.State, key string, value []byte) error {
 // would, but builds memberships and attachments (nearly every row at scale)
 // in bulk: see iam.EdgeLoader. The state is complete only after Finish.
 type RowLoader struct {
-	st      *iam.State
-	edges   *iam.EdgeLoader
-	pending bool // edges added since the last flush
+	st         *iam.State
+	edges      *iam.EdgeLoader
+	pending    bool           // edges added since the last flush
+	identities map[string]int // realm → identity rows to come, if known
 }
 
 // NewRowLoader returns a loader into st.
@@ -536,7 +538,40 @@ func (l *RowLoader) Load(key, value []byte) error {
 	if err := loadRow(l.st, c, value); err != nil {
 		return fmt.Errorf("load row %q: %w", key, err)
 	}
+	if c.Kind == iam.ChangeRealm {
+		// A realm's row comes before its identities'.
+		l.st.ReserveIdentities(c.Realm, l.identities[c.Realm])
+	}
 	return nil
+}
+
+// identityCounts counts the identity rows of each realm in r, for a
+// RowLoader to size the realms' maps before it fills them. It reads the
+// identity rows a second time; at 1M identities that costs less than
+// growing the maps did.
+func identityCounts(r reader) (map[string]int, error) {
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: []byte(rowIdentity), UpperBound: []byte(rowGroup)})
+	if err != nil {
+		return nil, fmt.Errorf("count identities: %w", err)
+	}
+	counts := map[string]int{}
+	realm, n := "", 0
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()[len(rowIdentity):]
+		if i := bytes.IndexByte(k, sep[0]); i >= 0 {
+			k = k[:i]
+		}
+		if string(k) != realm {
+			counts[realm] += n
+			realm, n = string(k), 0
+		}
+		n++
+	}
+	counts[realm] += n
+	if err := it.Close(); err != nil {
+		return nil, fmt.Errorf("count identities: %w", err)
+	}
+	return counts, nil
 }
 
 // bulkEdge splits the key of a membership or attachment row, the rows
