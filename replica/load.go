@@ -151,6 +151,7 @@ func (s *Store) load(ctx context.Context, dir string, r io.Reader, o LoadOptions
 	var index *indexLoader
 	if st != nil {
 		index = newIndexLoader(st)
+		index.rows.identities = h.identityHint()
 		rows.index = index
 		defer index.stop()
 	}
@@ -167,6 +168,19 @@ func (s *Store) load(ctx context.Context, dir string, r io.Reader, o LoadOptions
 		return h, fmt.Errorf("load snapshot at %d: %w", h.Seq, err)
 	}
 	return h, nil
+}
+
+// identityHint returns the header's identity counts, or nil when they
+// claim more rows than the snapshot has: the counts are not signed.
+func (h SnapshotHeader) identityHint() map[string]int {
+	left := h.Rows
+	for _, n := range h.Identities {
+		if n < 0 || uint64(n) > left {
+			return nil
+		}
+		left -= uint64(n)
+	}
+	return h.Identities
 }
 
 // indexLoader loads rows into a State on its own goroutine, so that the
