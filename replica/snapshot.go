@@ -65,9 +65,9 @@ type SnapshotHeader struct {
 	// the realm's maps before the rows come (as Open does from its own
 	// count). Only a hint, so outside the signature: a loader ignores it
 	// when it claims more rows than the signed Rows.
-	Identities map[string]int `json:"identities,omitempty"`
-	Compression string    `json:"compression"`
-	Created     time.Time `json:"created"`
+	Identities  map[string]int `json:"identities,omitempty"`
+	Compression string         `json:"compression"`
+	Created     time.Time      `json:"created"`
 	// Signature signs the position, row count and digest with the log's
 	// signing key (SnapshotSigner): anyone can recompute a digest, only
 	// the hub can sign it. Empty when written without a signer.
