@@ -173,11 +173,14 @@ type internTable struct {
 }
 
 // reserve makes room for n more ids, so that a load interning a million
-// ids builds the table once rather than growing it step by step.
+// ids builds the table once rather than growing it step by step. A table
+// holding n ids already is left alone: in a process that replayed the
+// same log (a second replica, a benchmark) the ids are there, and copying
+// the table would only double it.
 func (t *internTable) reserve(n int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if len(t.ids)+n <= t.room {
+	if len(t.ids)+n <= t.room || len(t.ids) >= n {
 		return
 	}
 	t.room = len(t.ids) + n
