@@ -12,17 +12,24 @@ import (
 // set of thousands of ids, a cache miss and a map growth at a time. Here an
 // edge appends the holder's number to a list kept per policy and group, and
 // Flush builds each set once. Edges of one group, or one attachment target,
-// arrive together in key order, so the last one is remembered too.
+// arrive together in key order, so the last one is remembered too, and a
+// target's own policies are built once when the next target comes.
 //
-// Until Flush, the policies' AttachedTo and the groups' Members lack the
-// edges added since the last Flush: flush before applying anything else.
+// Ids are passed as bytes, as a store's iterator gives them: a load at 10M
+// grants would otherwise make a string per edge only to look it up. The
+// loader keeps none of them.
+//
+// Until Flush, the policies' AttachedTo, the groups' Members and the last
+// target's Policies lack the edges added since the last Flush: flush before
+// applying anything else.
 type EdgeLoader struct {
 	st      *State
-	realmID string
 	realm   *Realm
-	target  string // the last attachment target, with its entity
-	group   *Group
-	ident   *Identity
+	group   *Group               // the last membership's group
+	target  string               // the last attachment target's id, with its entity
+	tgroup  *Group               // the last target, when a group
+	ident   *Identity            // the last target, when an identity
+	tpols   []uint32             // the last target's policies not yet in its set
 	holders map[*Policy][]uint32 // policy → numbers of targets attached since Flush
 	members map[*Group][]uint32  // group → numbers of members added since Flush
 }
@@ -32,64 +39,81 @@ func NewEdgeLoader(st *State) *EdgeLoader {
 	return &EdgeLoader{st: st, holders: map[*Policy][]uint32{}, members: map[*Group][]uint32{}}
 }
 
-func (l *EdgeLoader) useRealm(realm string) error {
-	if l.realm != nil && l.realmID == realm {
+func (l *EdgeLoader) useRealm(realm []byte) error {
+	if l.realm != nil && l.realm.ID == string(realm) {
 		return nil
 	}
-	r := l.st.realms[realm]
+	r := l.st.realms[string(realm)]
 	if r == nil {
 		return fmt.Errorf("unknown realm")
 	}
-	l.realmID, l.realm, l.target, l.group, l.ident = realm, r, "", nil, nil
+	l.endTarget()
+	l.realm, l.group = r, nil
 	return nil
 }
 
 // AddMember makes identity a member of group, as MemberAdded does; both
 // must exist.
-func (l *EdgeLoader) AddMember(realm, group, identity string) error {
+func (l *EdgeLoader) AddMember(realm, group, identity []byte) error {
 	if err := l.useRealm(realm); err != nil {
 		return err
 	}
-	g, id := l.realm.Groups[group], l.realm.Identities[identity]
-	if g == nil || id == nil {
+	if l.group == nil || l.group.ID != string(group) {
+		l.group = l.realm.Groups[string(group)]
+	}
+	id := l.realm.Identities[string(identity)]
+	if l.group == nil || id == nil {
 		return fmt.Errorf("membership of missing entities")
 	}
-	l.members[g] = append(l.members[g], id.num)
-	id.Groups.addNum(g.num)
+	l.members[l.group] = append(l.members[l.group], id.num)
+	id.Groups.addNum(l.group.num)
 	return nil
 }
 
 // Attach attaches policy to target (a group or an identity), as
 // PolicyAttached does; both must exist.
-func (l *EdgeLoader) Attach(realm, target, policy string) error {
+func (l *EdgeLoader) Attach(realm, target, policy []byte) error {
 	if err := l.useRealm(realm); err != nil {
 		return err
 	}
-	pol := l.realm.Policies[policy]
+	pol := l.realm.Policies[string(policy)]
 	if pol == nil {
 		return fmt.Errorf("attachment of missing entities")
 	}
-	if target != l.target || (l.group == nil && l.ident == nil) {
-		l.target, l.group, l.ident = target, l.realm.Groups[target], nil
-		if l.group == nil {
-			l.ident = l.realm.Identities[target]
+	if l.target != string(target) || (l.tgroup == nil && l.ident == nil) {
+		l.endTarget()
+		if l.tgroup = l.realm.Groups[string(target)]; l.tgroup != nil {
+			l.target = l.tgroup.ID
+		} else if l.ident = l.realm.Identities[string(target)]; l.ident != nil {
+			l.target = l.ident.ID
+		} else {
+			return fmt.Errorf("attachment of missing entities")
 		}
 	}
-	switch {
-	case l.group != nil:
-		l.holders[pol] = append(l.holders[pol], l.group.num)
-		l.group.Policies.addNum(pol.num)
-	case l.ident != nil:
+	if l.tgroup != nil {
+		l.holders[pol] = append(l.holders[pol], l.tgroup.num)
+	} else {
 		l.holders[pol] = append(l.holders[pol], l.ident.num)
-		l.ident.Policies.addNum(pol.num)
-	default:
-		return fmt.Errorf("attachment of missing entities")
 	}
+	l.tpols = append(l.tpols, pol.num)
 	return nil
+}
+
+// endTarget adds the last target's pending policies to its set: built once,
+// rather than grown an insert at a time.
+func (l *EdgeLoader) endTarget() {
+	switch {
+	case l.tgroup != nil:
+		l.tgroup.Policies.addNums(l.tpols)
+	case l.ident != nil:
+		l.ident.Policies.addNums(l.tpols)
+	}
+	l.target, l.tgroup, l.ident, l.tpols = "", nil, nil, l.tpols[:0]
 }
 
 // Flush adds the pending edges to the policies' and groups' sets.
 func (l *EdgeLoader) Flush() {
+	l.endTarget()
 	for pol, nums := range l.holders {
 		pol.AttachedTo.addNums(nums)
 	}
@@ -100,7 +124,7 @@ func (l *EdgeLoader) Flush() {
 	clear(l.members)
 	// The entities stay valid, but a flush means other events come next,
 	// which may delete them.
-	l.realmID, l.realm, l.target, l.group, l.ident = "", nil, "", nil, nil
+	l.realm, l.group = nil, nil
 }
 
 // addNums puts interned ids in the set. Into an empty set it builds the

@@ -1,11 +1,16 @@
 package replica
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"path/filepath"
 	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	iam "github.com/iam-project/iam"
 )
@@ -64,12 +69,54 @@ func Join(ctx context.Context, open func(ctx context.Context, create bool) (Snap
 	return SnapshotHeader{}, false, nil
 }
 
-// loadFrom loads the snapshot info of bucket into rep.
+// loadFrom loads the snapshot info of bucket into rep. It downloads the
+// snapshot to a file beside the read model first, then loads the file:
+// the Object Store's reader gives the whole transfer a deadline (nats.go's
+// default API timeout, 5 s, when the context has none), and a load that
+// built the index while streaming outlasted it at 1M rows on a busy
+// machine ("nats: timeout" part way, so the region fell back to a full
+// replay). Downloading is bound by the link, loading by the CPU: each gets
+// its own pace.
 func loadFrom(ctx context.Context, bucket SnapshotBucket, info iam.SnapshotInfo, rep *Replica) (SnapshotHeader, error) {
-	r, err := bucket.Open(ctx, info.Name)
+	fs := rep.cfg.FS
+	path := filepath.Clean(rep.cfg.Dir) + ".snapshot"
+	if err := fs.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return SnapshotHeader{}, err
+	}
+	w, err := fs.Create(path, vfs.WriteCategoryUnspecified)
 	if err != nil {
 		return SnapshotHeader{}, err
 	}
+	defer fs.Remove(path)
+	err = download(ctx, bucket, info, w)
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return SnapshotHeader{}, fmt.Errorf("download snapshot %s: %w", info.Name, err)
+	}
+	f, err := fs.Open(path)
+	if err != nil {
+		return SnapshotHeader{}, err
+	}
+	defer f.Close()
+	return rep.LoadSnapshot(ctx, bufio.NewReaderSize(f, 256<<10), LoadOptions{})
+}
+
+// minDownloadRate is the slowest link a snapshot download is given time
+// for, beside a minute for any size.
+const minDownloadRate = 1 << 20 // bytes per second
+
+// download copies the snapshot info of bucket to w, within a deadline
+// sized for it at minDownloadRate.
+func download(ctx context.Context, bucket SnapshotBucket, info iam.SnapshotInfo, w io.Writer) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute+time.Duration(info.Size/minDownloadRate)*time.Second)
+	defer cancel()
+	r, err := bucket.Open(ctx, info.Name)
+	if err != nil {
+		return err
+	}
 	defer r.Close()
-	return rep.LoadSnapshot(ctx, r, LoadOptions{})
+	_, err = io.Copy(w, r)
+	return err
 }

@@ -151,6 +151,7 @@ func (s *Store) load(ctx context.Context, dir string, r io.Reader, o LoadOptions
 	var index *indexLoader
 	if st != nil {
 		index = newIndexLoader(st)
+		index.rows.identities = h.identityHint()
 		rows.index = index
 		defer index.stop()
 	}
@@ -169,6 +170,19 @@ func (s *Store) load(ctx context.Context, dir string, r io.Reader, o LoadOptions
 	return h, nil
 }
 
+// identityHint returns the header's identity counts, or nil when they
+// claim more rows than the snapshot has: the counts are not signed.
+func (h SnapshotHeader) identityHint() map[string]int {
+	left := h.Rows
+	for _, n := range h.Identities {
+		if n < 0 || uint64(n) > left {
+			return nil
+		}
+		left -= uint64(n)
+	}
+	return h.Identities
+}
+
 // indexLoader loads rows into a State on its own goroutine, so that the
 // index is built while the stream is decoded and written to Pebble.
 type indexLoader struct {
@@ -181,10 +195,10 @@ type indexLoader struct {
 	ended bool
 }
 
-// rowBatch holds rows for the loader: keys, and values in one arena.
+// rowBatch holds rows for the loader: each row's key then value in one
+// arena, and where each ends.
 type rowBatch struct {
-	keys  []string
-	ends  []int // end of each value in arena
+	ends  [][2]int // end of each row's key and of its value in arena
 	arena []byte
 }
 
@@ -193,7 +207,7 @@ const indexBatchRows = 4096
 func newIndexLoader(st *iam.State) *indexLoader {
 	l := &indexLoader{rows: NewRowLoader(st), todo: make(chan *rowBatch, 4), free: make(chan *rowBatch, 6), done: make(chan struct{})}
 	for range cap(l.free) {
-		l.free <- &rowBatch{keys: make([]string, 0, indexBatchRows), ends: make([]int, 0, indexBatchRows)}
+		l.free <- &rowBatch{ends: make([][2]int, 0, indexBatchRows)}
 	}
 	go l.run()
 	return l
@@ -204,30 +218,32 @@ func (l *indexLoader) run() {
 	for b := range l.todo {
 		if l.err == nil {
 			start := 0
-			for i, k := range b.keys {
-				if err := l.rows.Load(k, b.arena[start:b.ends[i]]); err != nil {
+			for _, end := range b.ends {
+				k, v := b.arena[start:end[0]], b.arena[end[0]:end[1]]
+				if err := l.rows.Load(k, v); err != nil {
 					l.err = fmt.Errorf("%w: row %q does not load: %w", ErrSnapshotCorrupt, k, err)
 					break
 				}
-				start = b.ends[i]
+				start = end[1]
 			}
 		}
-		b.keys, b.ends, b.arena = b.keys[:0], b.ends[:0], b.arena[:0]
+		b.ends, b.arena = b.ends[:0], b.arena[:0]
 		l.free <- b
 	}
 	l.rows.Finish()
 }
 
-// add queues a row (v is copied).
+// add queues a row (k and v are copied).
 func (l *indexLoader) add(k []byte, v []byte) {
 	if l.cur == nil {
 		l.cur = <-l.free
 	}
 	b := l.cur
-	b.keys = append(b.keys, string(k))
+	b.arena = append(b.arena, k...)
+	kend := len(b.arena)
 	b.arena = append(b.arena, v...)
-	b.ends = append(b.ends, len(b.arena))
-	if len(b.keys) == indexBatchRows {
+	b.ends = append(b.ends, [2]int{kend, len(b.arena)})
+	if len(b.ends) == indexBatchRows {
 		l.todo <- b
 		l.cur = nil
 	}
@@ -236,7 +252,7 @@ func (l *indexLoader) add(k []byte, v []byte) {
 // finish waits until every queued row is loaded and returns the first
 // error.
 func (l *indexLoader) finish() error {
-	if l.cur != nil && len(l.cur.keys) > 0 {
+	if l.cur != nil && len(l.cur.ends) > 0 {
 		l.todo <- l.cur
 		l.cur = nil
 	}

@@ -145,7 +145,10 @@ func Open(cfg Config) (*Replica, error) {
 		state.Limits = *cfg.Limits
 	}
 	rows := NewRowLoader(state)
-	err = store.Scan(rows.Load)
+	rows.identities, err = identityCounts(store.db)
+	if err == nil {
+		err = scanRows(store.db, rows.Load)
+	}
 	rows.Finish()
 	if err != nil {
 		store.Close()

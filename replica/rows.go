@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -8,7 +9,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/iam-project/iam"
+	segjson "github.com/segmentio/encoding/json"
 )
 
 // The read model's durable form is a set of rows (key → value) derived from
@@ -485,7 +488,7 @@ func Rows(st *iam.State, fn func(key string, value []byte) error) error {
 // corrupt read model or snapshot. To load many rows, a RowLoader is faster.
 func LoadRow(st *iam.State, key string, value []byte) error {
 	l := NewRowLoader(st)
-	if err := l.Load(key, value); err != nil {
+	if err := l.Load([]byte(key), value); err != nil {
 		return err
 	}
 	l.Finish()
@@ -496,9 +499,10 @@ func LoadRow(st *iam.State, key string, value []byte) error {
 // would, but builds memberships and attachments (nearly every row at scale)
 // in bulk: see iam.EdgeLoader. The state is complete only after Finish.
 type RowLoader struct {
-	st      *iam.State
-	edges   *iam.EdgeLoader
-	pending bool // edges added since the last flush
+	st         *iam.State
+	edges      *iam.EdgeLoader
+	pending    bool           // edges added since the last flush
+	identities map[string]int // realm → identity rows to come, if known
 }
 
 // NewRowLoader returns a loader into st.
@@ -506,32 +510,90 @@ func NewRowLoader(st *iam.State) *RowLoader {
 	return &RowLoader{st: st, edges: iam.NewEdgeLoader(st)}
 }
 
-// Load loads one row; errors as LoadRow's.
-func (l *RowLoader) Load(key string, value []byte) error {
-	c, ok := parseKey(key)
+// Load loads one row; errors as LoadRow's. It keeps neither key nor value:
+// they may be a store iterator's buffers.
+func (l *RowLoader) Load(key, value []byte) error {
+	if realm, edge, from, to, ok := bulkEdge(key); ok {
+		l.pending = true
+		var err error
+		if edge == edgeMember[0] {
+			err = l.edges.AddMember(realm, from, to)
+		} else {
+			err = l.edges.Attach(realm, from, to)
+		}
+		if err != nil {
+			return fmt.Errorf("load row %q: %w", key, err)
+		}
+		return nil
+	}
+	c, ok := parseKey(string(key))
 	if !ok {
 		return fmt.Errorf("load row %q: malformed key or unknown row kind", key)
 	}
-	var err error
-	switch c.Kind {
-	case iam.ChangeMember:
-		l.pending = true
-		err = l.edges.AddMember(c.Realm, c.From, c.To)
-	case iam.ChangeAttachment:
-		l.pending = true
-		err = l.edges.Attach(c.Realm, c.From, c.To)
-	default:
-		// Other events may read the sets the pending edges go to.
-		l.Finish()
-		if c.Kind != iam.ChangeRealm && l.st.Realm(c.Realm) == nil {
-			return fmt.Errorf("load row %q: unknown realm", key)
-		}
-		err = loadRow(l.st, c, value)
+	// Other events may read the sets the pending edges go to.
+	l.Finish()
+	if c.Kind != iam.ChangeRealm && l.st.Realm(c.Realm) == nil {
+		return fmt.Errorf("load row %q: unknown realm", key)
 	}
-	if err != nil {
+	if err := loadRow(l.st, c, value); err != nil {
 		return fmt.Errorf("load row %q: %w", key, err)
 	}
+	if c.Kind == iam.ChangeRealm {
+		// A realm's row comes before its identities'.
+		l.st.ReserveIdentities(c.Realm, l.identities[c.Realm])
+	}
 	return nil
+}
+
+// identityCounts counts the identity rows of each realm in r, for a
+// RowLoader to size the realms' maps before it fills them. It reads the
+// identity rows a second time; at 1M identities that costs less than
+// growing the maps did.
+func identityCounts(r reader) (map[string]int, error) {
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: []byte(rowIdentity), UpperBound: []byte(rowGroup)})
+	if err != nil {
+		return nil, fmt.Errorf("count identities: %w", err)
+	}
+	counts := map[string]int{}
+	realm, n := "", 0
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()[len(rowIdentity):]
+		if i := bytes.IndexByte(k, sep[0]); i >= 0 {
+			k = k[:i]
+		}
+		if string(k) != realm {
+			counts[realm] += n
+			realm, n = string(k), 0
+		}
+		n++
+	}
+	counts[realm] += n
+	if err := it.Close(); err != nil {
+		return nil, fmt.Errorf("count identities: %w", err)
+	}
+	return counts, nil
+}
+
+// bulkEdge splits the key of a membership or attachment row, the rows
+// EdgeLoader takes, without making strings of its fields: ok is false for
+// any other key (parseKey then judges it).
+func bulkEdge(key []byte) (realm []byte, edge byte, from, to []byte, ok bool) {
+	if len(key) == 0 || key[0] != rowEdge[0] {
+		return nil, 0, nil, nil, false
+	}
+	var f [4][]byte
+	rest := key[1:]
+	for i := range 3 {
+		j := bytes.IndexByte(rest, sep[0])
+		if j < 0 {
+			return nil, 0, nil, nil, false
+		}
+		f[i], rest = rest[:j], rest[j+1:]
+	}
+	if bytes.IndexByte(rest, sep[0]) >= 0 || len(f[1]) != 1 || (f[1][0] != edgeMember[0] && f[1][0] != edgeAttachment[0]) {
+		return nil, 0, nil, nil, false
+	}
+	return f[0], f[1][0], f[2], rest, true
 }
 
 // Finish completes the state with the edges loaded so far.
@@ -550,37 +612,37 @@ func loadRow(st *iam.State, c iam.Change, value []byte) error {
 	switch c.Kind {
 	case iam.ChangeRealm:
 		var row realmRow
-		if err := json.Unmarshal(value, &row); err != nil {
+		if err := decodeRow(value, &row); err != nil {
 			return err
 		}
 		return apply(iam.RealmCreated{InRealm: in, Name: row.Name, System: &row.System})
 	case iam.ChangeIdentity:
 		var row identityRow
-		if err := json.Unmarshal(value, &row); err != nil {
+		if err := decodeRow(value, &row); err != nil {
 			return err
 		}
 		return loadIdentity(st, in, from, row)
 	case iam.ChangeGroup:
 		var row nameRow
-		if err := json.Unmarshal(value, &row); err != nil {
+		if err := decodeRow(value, &row); err != nil {
 			return err
 		}
 		return apply(iam.GroupCreated{InRealm: in, ID: from, Name: row.Name})
 	case iam.ChangePolicy:
 		var row policyRow
-		if err := json.Unmarshal(value, &row); err != nil {
+		if err := decodeRow(value, &row); err != nil {
 			return err
 		}
 		return apply(iam.PolicyCreated{InRealm: in, ID: from, Name: row.Name, Statements: row.Statements})
 	case iam.ChangeProject:
 		var row nameRow
-		if err := json.Unmarshal(value, &row); err != nil {
+		if err := decodeRow(value, &row); err != nil {
 			return err
 		}
 		return apply(iam.ProjectCreated{InRealm: in, ID: from, Name: row.Name})
 	case iam.ChangeInvitation:
 		var row invitationRow
-		if err := json.Unmarshal(value, &row); err != nil {
+		if err := decodeRow(value, &row); err != nil {
 			return err
 		}
 		inv := iam.Invitation{UserID: row.UserID, EmailIndex: row.EmailIndex, Sealed: row.Sealed, Roles: row.Roles, Groups: row.Groups,
@@ -591,7 +653,7 @@ func loadRow(st *iam.State, c iam.Change, value []byte) error {
 		return apply(iam.InvitationAccepted{InRealm: in, ID: from, User: row.UserID})
 	case iam.ChangeProjectMember:
 		var pols []string
-		if err := json.Unmarshal(value, &pols); err != nil {
+		if err := decodeRow(value, &pols); err != nil {
 			return err
 		}
 		if r.Projects[from] == nil || (r.Groups[to] == nil && r.Identities[to] == nil) {
@@ -608,7 +670,7 @@ func loadRow(st *iam.State, c iam.Change, value []byte) error {
 		return apply(iam.ProjectResourceAdded{InRealm: in, Project: from, HRN: to, Relation: iam.Relation(value)})
 	case iam.ChangeProjectPolicy:
 		var row policyRow
-		if err := json.Unmarshal(value, &row); err != nil {
+		if err := decodeRow(value, &row); err != nil {
 			return err
 		}
 		if r.Projects[from] == nil {
@@ -617,7 +679,7 @@ func loadRow(st *iam.State, c iam.Change, value []byte) error {
 		return apply(iam.ProjectPolicyCreated{InRealm: in, Project: from, ID: to, Name: row.Name, Statements: row.Statements})
 	case iam.ChangeProjectDefaults:
 		var pols []string
-		if err := json.Unmarshal(value, &pols); err != nil {
+		if err := decodeRow(value, &pols); err != nil {
 			return err
 		}
 		if r.Projects[from] == nil || to != "" {
@@ -629,7 +691,7 @@ func loadRow(st *iam.State, c iam.Change, value []byte) error {
 		return apply(iam.ProjectDefaultsSet{InRealm: in, Project: from, Policies: pols})
 	case iam.ChangePlan:
 		var row planRow
-		if err := json.Unmarshal(value, &row); err != nil {
+		if err := decodeRow(value, &row); err != nil {
 			return err
 		}
 		if to != "" {
@@ -654,7 +716,7 @@ func loadRow(st *iam.State, c iam.Change, value []byte) error {
 		return apply(iam.ManagerAdded{InRealm: in, Kind: kind, ID: from, Manager: to})
 	case iam.ChangeRevokedKey:
 		var row revokedKeyRow
-		if err := json.Unmarshal(value, &row); err != nil {
+		if err := decodeRow(value, &row); err != nil {
 			return err
 		}
 		if to != "" {
@@ -681,7 +743,7 @@ func loadRow(st *iam.State, c iam.Change, value []byte) error {
 		return apply(iam.RoleGranted{InRealm: in, Identity: from, Role: to})
 	case iam.ChangeCredential:
 		var row credentialRow
-		if err := json.Unmarshal(value, &row); err != nil {
+		if err := decodeRow(value, &row); err != nil {
 			return err
 		}
 		if err := apply(iam.CredentialAdded{InRealm: in, App: from, CredentialID: to, ClientID: row.ClientID, SecretHash: row.SecretHash}); err != nil || !row.Disabled {
@@ -694,7 +756,7 @@ func loadRow(st *iam.State, c iam.Change, value []byte) error {
 		return apply(iam.APIKeyStatusChanged{InRealm: in, App: from, KeyID: to, Disabled: true})
 	case iam.ChangeAuthCode:
 		var row authCodeRow
-		if err := json.Unmarshal(value, &row); err != nil {
+		if err := decodeRow(value, &row); err != nil {
 			return err
 		}
 		// At is left zero: issuing prunes the codes expired at At, and
@@ -704,7 +766,7 @@ func loadRow(st *iam.State, c iam.Change, value []byte) error {
 				Scope: row.Scope, Nonce: row.Nonce, AuthTime: row.AuthTime}})
 	case iam.ChangeRefreshFamily:
 		var f iam.RefreshFamily
-		if err := json.Unmarshal(value, &f); err != nil {
+		if err := decodeRow(value, &f); err != nil {
 			return err
 		}
 		// At is left zero, as for codes: nothing loaded is pruned.
@@ -767,6 +829,13 @@ func loadIdentity(st *iam.State, in iam.InRealm, id string, row identityRow) err
 	}
 	return st.ApplyEvents(evs, nil)
 }
+
+// decodeRow decodes a row's JSON value. segmentio's decoder keeps
+// encoding/json's behaviour but compiles a decoder per type instead of
+// reflecting over each field: with encoding/json, identity rows (one per
+// identity) took 2.3 s of a 16.5 s restart at 10M grants, at ~2 µs a row
+// against ~0.5 µs.
+func decodeRow(value []byte, v any) error { return segjson.Unmarshal(value, v) }
 
 func mustJSON(v any) []byte {
 	b, err := json.Marshal(v)

@@ -300,7 +300,7 @@ func loadRows(tb testing.TB, rows []row) *iam.State {
 	s := iam.NewState()
 	l := replica.NewRowLoader(s)
 	for _, r := range rows {
-		if err := l.Load(r.key, r.value); err != nil {
+		if err := l.Load([]byte(r.key), r.value); err != nil {
 			tb.Fatalf("Load(%q): %v", r.key, err)
 		}
 	}
@@ -864,7 +864,7 @@ func TestRows_LargeSets(t *testing.T) {
 
 	// An edge naming an entity the rows never created is refused.
 	for _, k := range []string{"6big-a\x00a\x00nobody\x00p0", "6big-a\x00a\x00u1\x00nopolicy", "6big-a\x00m\x00g0\x00nobody", "6nowhere\x00m\x00g0\x00u1"} {
-		if err := replica.NewRowLoader(loaded).Load(k, nil); err == nil {
+		if err := replica.NewRowLoader(loaded).Load([]byte(k), nil); err == nil {
 			t.Errorf("Load(%q): got no error, want one", k)
 		}
 	}

@@ -61,8 +61,13 @@ var (
 type SnapshotHeader struct {
 	Version int `json:"version"`
 	Digest
-	Compression string    `json:"compression"`
-	Created     time.Time `json:"created"`
+	// Identities counts each realm's identity rows, for a loader to size
+	// the realm's maps before the rows come (as Open does from its own
+	// count). Only a hint, so outside the signature: a loader ignores it
+	// when it claims more rows than the signed Rows.
+	Identities  map[string]int `json:"identities,omitempty"`
+	Compression string         `json:"compression"`
+	Created     time.Time      `json:"created"`
 	// Signature signs the position, row count and digest with the log's
 	// signing key (SnapshotSigner): anyone can recompute a digest, only
 	// the hub can sign it. Empty when written without a signer.
@@ -133,6 +138,11 @@ func (sn *Snapshot) write(w io.Writer, src reader, o SnapshotOptions) (SnapshotH
 		o.Now = time.Now
 	}
 	h := SnapshotHeader{Version: SnapshotVersion, Digest: sn.digest, Compression: o.Compression, Created: o.Now().UTC()}
+	ids, err := identityCounts(src)
+	if err != nil {
+		return h, 0, fmt.Errorf("write snapshot: %w", err)
+	}
+	h.Identities = ids
 	if o.Signer != nil {
 		h.Signature = o.Signer.SignSnapshot(h.Seq, h.MsgID, h.Rows, h.SHA256)
 	}

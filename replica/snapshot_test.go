@@ -3,7 +3,10 @@ package replica_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"encoding/json"
 	"errors"
+	"io"
 	"path/filepath"
 	"testing"
 	"time"
@@ -191,6 +194,55 @@ func TestSnapshot_LoadRefuses(t *testing.T) {
 	})
 	if h.Rows == 0 {
 		t.Fatal("snapshot without rows")
+	}
+}
+
+// The header's identity counts are an unsigned hint that only sizes maps:
+// a snapshot whose counts are forged (more than its rows, negative, or
+// naming realms it lacks) loads the same state as the true counts.
+func TestReplica_LoadSnapshotIdentityHint(t *testing.T) {
+	w := sharedWorkload(t, 7, 3000)
+	src := openReplica(t, replica.Config{})
+	applyAll(t, src, w.entries[:2000], 97)
+	h, data := writeSnapshot(t, src, replica.CompressionNone)
+	if len(h.Identities) == 0 {
+		t.Fatal("header without identity counts")
+	}
+	// The stream: magic, header length, header JSON, body.
+	_, body, err := replica.ReadSnapshotHeader(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rest, err := io.ReadAll(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	headStart := bytes.IndexByte(data, '{')
+	magic := data[:headStart-len(binary.AppendUvarint(nil, uint64(len(data)-len(rest)-headStart)))]
+	realm := w.realms[0].id
+	for name, hint := range map[string]map[string]int{
+		"true":          h.Identities,
+		"past the rows": {realm: int(h.Rows) + 1},
+		"huge":          {realm: 1 << 62, "elsewhere": 1 << 62},
+		"negative":      {realm: -1},
+		"other realms":  {"nowhere": 5},
+	} {
+		t.Run(name, func(t *testing.T) {
+			forged := h
+			forged.Identities = hint
+			head, err := json.Marshal(forged)
+			if err != nil {
+				t.Fatal(err)
+			}
+			stream := append(binary.AppendUvarint(bytes.Clone(magic), uint64(len(head))), head...)
+			stream = append(stream, rest...)
+			dst := openReplica(t, replica.Config{})
+			if _, err := dst.LoadSnapshot(context.Background(), bytes.NewReader(stream), replica.LoadOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			requireSameStores(t, dst, src, "loaded with identity counts "+name)
+			requireSameChecks(t, dst, src, w.checkSample(5, 500), "loaded with identity counts "+name)
+		})
 	}
 }
 
