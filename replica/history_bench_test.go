@@ -124,6 +124,7 @@ func BenchmarkAtExactSnapshot(b *testing.B) {
 				return float64(samples[min(len(samples)-1, int(p*float64(len(samples))))].Nanoseconds()) / 1e3
 			}
 			b.ReportMetric(pct(0.50), "p50-µs")
+			b.ReportMetric(pct(0.90), "p90-µs")
 			b.ReportMetric(pct(0.99), "p99-µs")
 			b.ReportMetric(float64(replayed)/float64(len(samples)), "replayed/op")
 			b.ReportMetric(float64(len(cps)), "checkpoints")
