@@ -283,3 +283,32 @@ func TestReplica_JoinedFillsHistory(t *testing.T) {
 	}
 	f.verify(t, rep)
 }
+
+// TestReplica_NoWarmUpPastTheMemoryBound: a restarted replica whose whole
+// state would not fit twice in CheckpointMemory does not rebuild its
+// indexes (the replay holds a second whole state until it takes the live
+// one's place); its checkpoints stay files and answer the same.
+func TestReplica_NoWarmUpPastTheMemoryBound(t *testing.T) {
+	f := newHistoryFixture(t)
+	dir := filepath.Join(t.TempDir(), "r")
+	open := func() *replica.Replica {
+		rep, err := replica.Open(replica.Config{Region: "h", Dir: dir, History: f.history, CheckpointEvery: 50, MaxCheckpoints: 8,
+			HistoryCache: 1, CheckpointMemory: 500 << 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep
+	}
+	rep := open()
+	f.apply(t, rep, len(f.d.entries))
+	if err := rep.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rep = open()
+	defer rep.Close()
+	replica.WaitWarm(rep)
+	if got := replica.IndexedCheckpoints(rep); len(got) != 0 {
+		t.Fatalf("checkpoints holding an index after reopening: got %v, want none (no warm-up)", got)
+	}
+	f.verify(t, rep)
+}

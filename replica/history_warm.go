@@ -20,12 +20,16 @@ import (
 // index's place: the indexes then share what did not change with each
 // other and with the live one, as if the replica had applied the whole log
 // in this run. It does nothing when no checkpoint lacks an index, indexes
-// are not kept, or the log cannot be read. Called from Open.
+// are not kept, the log cannot be read, or the second whole state the
+// replay holds until it takes the live one's place would not fit in
+// CheckpointMemory (stateBytesPerID: at 1M identities it would double the
+// process's memory for the minutes the replay takes). Called from Open.
 func (r *Replica) warmFrom() {
 	h := &r.hist
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if r.cfg.History == nil || r.cfg.CheckpointMemory <= 0 || h.closed || h.stopFill != nil {
+	if r.cfg.History == nil || r.cfg.CheckpointMemory <= 0 || h.closed || h.stopFill != nil ||
+		int64(r.state.IDs())*stateBytesPerID > r.cfg.CheckpointMemory {
 		return
 	}
 	var targets []uint64
