@@ -2,8 +2,9 @@ package iam
 
 import (
 	"fmt"
-	"maps"
 	"slices"
+
+	"github.com/RoaringBitmap/roaring/v2"
 )
 
 // EdgeLoader rebuilds memberships and attachments in bulk, for a read model
@@ -145,13 +146,11 @@ func (s *set) addNums(ids []uint32) {
 		s.p = &setData{small: slices.Compact(small)}
 		return
 	}
-	big := make(map[uint32]struct{}, len(ids))
-	for _, id := range ids {
-		big[id] = struct{}{}
-	}
-	if len(big) <= smallSet {
+	big := roaring.New()
+	big.AddMany(ids)
+	if big.GetCardinality() <= smallSet {
 		// Duplicates brought it down to a slice's size.
-		s.p = &setData{small: slices.Sorted(maps.Keys(big))}
+		s.p = &setData{small: big.ToArray()}
 		return
 	}
 	s.p = &setData{big: big}
