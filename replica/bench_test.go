@@ -151,11 +151,22 @@ func (d *benchData) events() int {
 	return n
 }
 
+// history reads d's log as Config.History does.
+func (d *benchData) history(_ context.Context, from, to uint64, fn func(iam.LogEntry) error) error {
+	for _, e := range d.entries[from-1 : to] {
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 const replayBatch = 512
 
 // BenchmarkReplay replays ~1.1M events (100k users, their 200k group
 // memberships and 800k policy attachments) into an empty replica through
-// ApplyEntries in batches of 512. Run with -benchtime=1x.
+// ApplyEntries in batches of 512, with the default checkpoints and a log
+// to read (Config.History), as iamd has. Run with -benchtime=1x.
 func BenchmarkReplay(b *testing.B) {
 	d := newBenchData(100_000)
 	events := d.events()
@@ -163,7 +174,7 @@ func BenchmarkReplay(b *testing.B) {
 	for b.Loop() {
 		b.StopTimer()
 		dir := benchDir(b)
-		rep, err := replica.Open(replica.Config{Region: "bench", Dir: filepath.Join(dir, "r")})
+		rep, err := replica.Open(replica.Config{Region: "bench", Dir: filepath.Join(dir, "r"), History: d.history})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -2,6 +2,8 @@ package replica
 
 // Test hooks: the least the black-box tests need.
 
+import "context"
+
 // LoadBatch is the loading method that commits the rows in batches, for
 // comparison with LoadIngest (load.go).
 const LoadBatch = loadBatch
@@ -46,3 +48,7 @@ func WaitWarm(r *Replica) {
 // PersistCheckpoints writes the files of the checkpoints that have none
 // yet, as the persister does in the background.
 func PersistCheckpoints(r *Replica) error { return r.persistAll() }
+
+// BuildDeferredIndexes builds the checkpoints' indexes a catch-up
+// deferred, as the persister does once the apply slows.
+func BuildDeferredIndexes(r *Replica) error { return r.buildDeferredIndexes(context.Background()) }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -57,6 +58,9 @@ type checkpoint struct {
 	state *iam.State
 	// stateBytes estimates what state costs (indexBytesPerID).
 	stateBytes int64
+	// deferred: its index was not taken while the replica caught up;
+	// buildDeferredIndexes builds it once the apply slows.
+	deferred bool
 
 	refs       int
 	persisting bool // its file is being written
@@ -86,10 +90,17 @@ type history struct {
 	wake        chan struct{}
 	stopPersist func()
 
-	every  uint64        // spacing of the next checkpoints; doubles as they are thinned
-	cps    []*checkpoint // ascending seq
-	cache  []*iam.State  // most recently used last
-	closed bool
+	every uint64 // spacing of the next checkpoints; doubles as they are thinned
+	// The last checkpoint taken and when, to tell a catch-up from live
+	// traffic (catchingUpLocked).
+	lastCheckpointSeq uint64
+	lastCheckpointAt  time.Time
+	deferredInARow    int // checkpoints since the last whose index was taken
+	// building serializes buildDeferredIndexes runs.
+	building sync.Mutex
+	cps      []*checkpoint // ascending seq
+	cache    []*iam.State  // most recently used last
+	closed   bool
 }
 
 // checkpointDir is where the checkpoints of the read model in dir are kept:
@@ -111,14 +122,24 @@ func (r *Replica) nextCheckpoint(seq uint64) uint64 {
 // the apply path.
 func (r *Replica) checkpointLocked(seq uint64) {
 	cp := &checkpoint{seq: seq}
+	h := &r.hist
+	h.mu.Lock()
+	if r.cfg.CheckpointMemory > 0 && r.cfg.History != nil && r.state.Seq() == seq {
+		cp.deferred = r.catchingUpLocked(seq, r.cfg.Now()) && h.deferredInARow < catchUpIndexStride-1
+		if cp.deferred {
+			h.deferredInARow++
+		} else {
+			h.deferredInARow = 0
+		}
+	}
+	h.mu.Unlock()
 	// r.mu is taken (inside Snapshot) only to change the live state's
 	// generation: readers go on while the maps are copied, and applyMu
 	// keeps apply out.
-	if r.cfg.CheckpointMemory > 0 && r.state.Seq() == seq {
+	if r.cfg.CheckpointMemory > 0 && r.state.Seq() == seq && !cp.deferred {
 		cp.state = r.state.Snapshot(&r.mu)
 		cp.stateBytes = int64(cp.state.IDs()) * indexBytesPerID
 	}
-	h := &r.hist
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed || (len(h.cps) > 0 && h.cps[len(h.cps)-1].seq >= seq) {
@@ -132,6 +153,25 @@ func (r *Replica) checkpointLocked(seq uint64) {
 	case h.wake <- struct{}{}:
 	default: // already woken
 	}
+}
+
+// catchUpIndexStride: a replica catching up (catchingUpLocked) takes the
+// index of one checkpoint in this many and defers the others' to the
+// persister (buildDeferredIndexes). An index makes the next changes to
+// whatever it shares copy it first: taken every 1,000 entries during a
+// replay, those copies and the snapshots were half of its time.
+const catchUpIndexStride = 8
+
+// catchingUpLocked says whether the apply reached seq, a checkpoint, at
+// more than persistBusy entries per persistProbe since the last one (live
+// traffic is far below that rate), and notes seq and now as the last.
+// h.mu is held.
+func (r *Replica) catchingUpLocked(seq uint64, now time.Time) bool {
+	h := &r.hist
+	busy := h.lastCheckpointSeq > 0 && seq > h.lastCheckpointSeq &&
+		time.Duration(seq-h.lastCheckpointSeq)*persistProbe > persistBusy*now.Sub(h.lastCheckpointAt)
+	h.lastCheckpointSeq, h.lastCheckpointAt = seq, now
+	return busy
 }
 
 // thinLocked keeps at most MaxCheckpoints: past that, every other one is
@@ -484,22 +524,38 @@ func (r *Replica) fromCheckpoint(seq uint64) (*iam.State, error) {
 	return st, nil
 }
 
-// acquire returns the latest checkpoint at or before seq, held (its
+// forkReach is how many checkpoint spacings back acquire looks for an
+// index when the nearest checkpoint holds none: at BenchmarkAtExactSnapshot's
+// spacing (16,000), four spacings read from JetStream (~14 µs an entry)
+// take about what loading its 90,000-user checkpoint's rows takes (~1 s);
+// nearer, the fork wins.
+const forkReach = 4
+
+// acquire returns the latest checkpoint at or before seq (or, when it
+// holds no index, one within forkReach spacings that does), held (its
 // snapshot open, its file kept) until release, and the index it holds
 // (nil when it holds none yet); nil when there is none.
 func (r *Replica) acquire(seq uint64) (*checkpoint, *iam.State) {
 	h := &r.hist
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	var best *checkpoint
+	var best, indexed *checkpoint
 	for _, cp := range h.cps {
 		if cp.seq > seq {
 			break
 		}
 		best = cp
+		if cp.state != nil {
+			indexed = cp
+		}
 	}
 	if best == nil {
 		return nil, nil
+	}
+	// A fork and a replay of a few spacings' entries beats loading every
+	// row of the nearest checkpoint when that one holds no index.
+	if best.state == nil && indexed != nil && seq-indexed.seq <= forkReach*h.every {
+		best = indexed
 	}
 	best.refs++
 	return best, best.state

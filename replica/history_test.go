@@ -59,16 +59,8 @@ func testStateAt(t *testing.T, memory int64) {
 			want[e.Seq] = rowsDigest(t, fresh)
 		}
 	}
-	history := func(_ context.Context, from, to uint64, fn func(iam.LogEntry) error) error {
-		for _, e := range d.entries[from-1 : to] {
-			if err := fn(e); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
 	const maxCheckpoints = 6
-	rep, err := replica.Open(replica.Config{Region: "h", Dir: filepath.Join(t.TempDir(), "r"), History: history,
+	rep, err := replica.Open(replica.Config{Region: "h", Dir: filepath.Join(t.TempDir(), "r"), History: d.history,
 		CheckpointEvery: 50, MaxCheckpoints: maxCheckpoints, HistoryCache: 2, CheckpointMemory: memory})
 	if err != nil {
 		t.Fatal(err)
@@ -103,6 +95,12 @@ func testStateAt(t *testing.T, memory int64) {
 	if len(cps) > maxCheckpoints || len(cps) == 0 {
 		t.Errorf("checkpoints %v: got %d, want 1 to %d", cps, len(cps), maxCheckpoints)
 	}
+	// A fast apply is a catch-up, which defers most indexes to the
+	// persister: the reads above were answered from those it took.
+	caughtUp := replica.IndexedCheckpoints(rep)
+	if err := replica.BuildDeferredIndexes(rep); err != nil {
+		t.Fatal(err)
+	}
 	indexed := replica.IndexedCheckpoints(rep)
 	switch {
 	case memory == 0 && !slices.Equal(indexed, cps):
@@ -127,7 +125,7 @@ func testStateAt(t *testing.T, memory int64) {
 	if _, err := rep.StateAt(ctx, uint64(len(d.entries))+1); iam.ErrorCode(err) != iam.EInvalid {
 		t.Errorf("state past the applied position: got %v, want invalid_argument", err)
 	}
-	t.Logf("%d entries, checkpoints %v, indexed %v", len(d.entries), cps, indexed)
+	t.Logf("%d entries, checkpoints %v, indexed %v (%v before the deferred ones were built)", len(d.entries), cps, indexed, caughtUp)
 }
 
 // historyFixture is a log with the rows digest of the state at every
@@ -151,18 +149,8 @@ func newHistoryFixture(t *testing.T) historyFixture {
 	return f
 }
 
-// history is Config.History over the fixture's log.
-func (f historyFixture) history(_ context.Context, from, to uint64, fn func(iam.LogEntry) error) error {
-	for _, e := range f.d.entries[from-1 : to] {
-		if err := fn(e); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 func (f historyFixture) open(t *testing.T, dir string) *replica.Replica {
-	rep, err := replica.Open(replica.Config{Region: "h", Dir: dir, History: f.history, CheckpointEvery: 50, MaxCheckpoints: 8, HistoryCache: 1})
+	rep, err := replica.Open(replica.Config{Region: "h", Dir: dir, History: f.d.history, CheckpointEvery: 50, MaxCheckpoints: 8, HistoryCache: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,7 +280,7 @@ func TestReplica_NoWarmUpPastTheMemoryBound(t *testing.T) {
 	f := newHistoryFixture(t)
 	dir := filepath.Join(t.TempDir(), "r")
 	open := func() *replica.Replica {
-		rep, err := replica.Open(replica.Config{Region: "h", Dir: dir, History: f.history, CheckpointEvery: 50, MaxCheckpoints: 8,
+		rep, err := replica.Open(replica.Config{Region: "h", Dir: dir, History: f.d.history, CheckpointEvery: 50, MaxCheckpoints: 8,
 			HistoryCache: 1, CheckpointMemory: 500 << 10})
 		if err != nil {
 			t.Fatal(err)
@@ -311,4 +299,62 @@ func TestReplica_NoWarmUpPastTheMemoryBound(t *testing.T) {
 		t.Fatalf("checkpoints holding an index after reopening: got %v, want none (no warm-up)", got)
 	}
 	f.verify(t, rep)
+}
+
+// TestReplica_CatchUpDefersIndexes: a replica applying faster than live
+// traffic (here its clock stands still) takes the index of one checkpoint
+// in eight; the others' are built once the apply slows, and every past
+// state is the same before and after they are.
+func TestReplica_CatchUpDefersIndexes(t *testing.T) {
+	f := newHistoryFixture(t)
+	// The log stays shut until the indexes taken during the apply are
+	// counted: the persister cannot build the deferred ones before.
+	logOpen := make(chan struct{})
+	history := func(ctx context.Context, from, to uint64, fn func(iam.LogEntry) error) error {
+		select {
+		case <-logOpen:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		return f.d.history(ctx, from, to, fn)
+	}
+	stopped := time.Unix(1_700_000_000, 0)
+	rep, err := replica.Open(replica.Config{Region: "h", Dir: filepath.Join(t.TempDir(), "r"), History: history,
+		CheckpointEvery: 50, MaxCheckpoints: 1000, Now: func() time.Time { return stopped }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rep.Close()
+	for i := 0; i < len(f.d.entries); i += 64 {
+		if err := rep.ApplyEntries(f.d.entries[i:min(i+64, len(f.d.entries))]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cps := rep.Checkpoints()
+	var wantIndexed []uint64
+	for i, seq := range cps {
+		if i%8 == 0 {
+			wantIndexed = append(wantIndexed, seq)
+		}
+	}
+	if got := replica.IndexedCheckpoints(rep); len(cps) < 16 || !slices.Equal(got, wantIndexed) {
+		t.Fatalf("after the catch-up, indexed %v of %v; want one in eight: %v", got, cps, wantIndexed)
+	}
+	close(logOpen)
+	if err := replica.BuildDeferredIndexes(rep); err != nil {
+		t.Fatal(err)
+	}
+	if got := replica.IndexedCheckpoints(rep); !slices.Equal(got, cps) {
+		t.Fatalf("once built, indexed %v; want all of %v", got, cps)
+	}
+	ctx := context.Background()
+	for seq, want := range f.want {
+		st, err := rep.StateAt(ctx, seq)
+		if err != nil {
+			t.Fatalf("state at %d: %v", seq, err)
+		}
+		if got := rowsDigest(t, st); got != want {
+			t.Fatalf("state at %d: rows digest %s, want %s", seq, got, want)
+		}
+	}
 }

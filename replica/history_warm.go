@@ -112,3 +112,64 @@ func (r *Replica) keepIndex(index *iam.State) {
 		}
 	}
 }
+
+// buildDeferredIndexes builds the indexes a catch-up deferred
+// (catchUpIndexStride), oldest first, each by a build from the nearest
+// index before it (acquire) and the log between: a fork and a replay of a
+// spacing's entries. They then share with each other what did not change,
+// and cost together about one in-memory replay of the log, off the apply
+// path. It stops at the first that fails (the log cannot be read): a past
+// read then builds from further back, slower but the same answers.
+func (r *Replica) buildDeferredIndexes(ctx context.Context) error {
+	h := &r.hist
+	h.building.Lock()
+	defer h.building.Unlock()
+	for ctx.Err() == nil {
+		seq, ok := r.nextDeferred()
+		if !ok {
+			return nil
+		}
+		if err := r.buildIndex(ctx, seq); err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
+}
+
+// buildIndex gives the checkpoint at seq an index built as a past read's
+// state is, in one of the build slots the reads share.
+func (r *Replica) buildIndex(ctx context.Context, seq uint64) error {
+	select {
+	case r.hist.builds <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-r.hist.builds }()
+	st, err := r.build(ctx, seq)
+	if err != nil {
+		return err
+	}
+	var private sync.Mutex // st has no readers but this goroutine
+	r.keepIndex(st.Snapshot(&private))
+	return nil
+}
+
+// nextDeferred returns the oldest checkpoint whose index was deferred,
+// and notes it is no longer: one that fails is not tried again.
+func (r *Replica) nextDeferred() (uint64, bool) {
+	h := &r.hist
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if r.cfg.History == nil || h.closed {
+		return 0, false
+	}
+	for _, cp := range h.cps {
+		if cp.deferred {
+			cp.deferred = false
+			if cp.state == nil {
+				return cp.seq, true
+			}
+		}
+	}
+	return 0, false
+}

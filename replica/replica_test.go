@@ -3,6 +3,7 @@ package replica_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -145,6 +146,30 @@ func TestReplica_ApplyEntries(t *testing.T) {
 			}
 		})
 	}
+	// A long batch is refused whole too, and one that runs on leaves the
+	// index equal to Pebble.
+	t.Run("rejects a long batch with a gap near its end", func(t *testing.T) {
+		entries := newBenchData(20).entries[:600]
+		r := openReplica(t, replica.Config{})
+		if err := r.ApplyEntries(slices.Concat(entries[:400], entries[401:])); err == nil {
+			t.Fatal("got nil error for a gap at 401, want an error")
+		}
+		if got := r.Applied(); got != 0 {
+			t.Fatalf("got applied %d, want 0", got)
+		}
+		if err := r.ApplyEntries(entries); err != nil {
+			t.Fatal(err)
+		}
+		if got := r.Applied(); got != 600 {
+			t.Fatalf("got applied %d, want 600", got)
+		}
+		if _, err := r.Read(context.Background(), replica.Consistency{}, func(st *iam.State) error {
+			requireRowsEqualState(t, r.Store(), st, "index after a long batch")
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	})
 	// An event the domain does not know stops the replica: the entries
 	// before it may be in the index but not in Pebble, so every later batch
 	// is refused too, and the projector reports the replica unhealthy.
