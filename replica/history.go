@@ -122,10 +122,13 @@ func (r *Replica) nextCheckpoint(seq uint64) uint64 {
 // the apply path.
 func (r *Replica) checkpointLocked(seq uint64) {
 	cp := &checkpoint{seq: seq}
+	r.mu.RLock()
+	logTime := r.lastTime
+	r.mu.RUnlock()
 	h := &r.hist
 	h.mu.Lock()
 	if r.cfg.CheckpointMemory > 0 && r.cfg.History != nil && r.state.Seq() == seq {
-		cp.deferred = r.catchingUpLocked(seq, r.cfg.Now()) && h.deferredInARow < catchUpIndexStride-1
+		cp.deferred = r.catchingUpLocked(seq, logTime, r.cfg.Now()) && h.deferredInARow < catchUpIndexStride-1
 		if cp.deferred {
 			h.deferredInARow++
 		} else {
@@ -162,16 +165,25 @@ func (r *Replica) checkpointLocked(seq uint64) {
 // replay, those copies and the snapshots were half of its time.
 const catchUpIndexStride = 8
 
-// catchingUpLocked says whether the apply reached seq, a checkpoint, at
+// catchUpLag: a replica whose checkpoint entry was written to the log more
+// than this long before it applies it is behind the log's head. A region
+// that joined from a snapshot applies its tail slower than persistBusy
+// while it takes an index of its whole state every 1,000 entries, so the
+// rate alone did not see it catching up: those indexes were six times
+// the tail's cost (docs/benchmarks.md).
+const catchUpLag = 2 * time.Second
+
+// catchingUpLocked says whether the apply reached seq, a checkpoint whose
+// entry the log wrote at logTime, behind the log's head (catchUpLag) or at
 // more than persistBusy entries per persistProbe since the last one (live
 // traffic is far below that rate), and notes seq and now as the last.
 // h.mu is held.
-func (r *Replica) catchingUpLocked(seq uint64, now time.Time) bool {
+func (r *Replica) catchingUpLocked(seq uint64, logTime, now time.Time) bool {
 	h := &r.hist
 	busy := h.lastCheckpointSeq > 0 && seq > h.lastCheckpointSeq &&
 		time.Duration(seq-h.lastCheckpointSeq)*persistProbe > persistBusy*now.Sub(h.lastCheckpointAt)
 	h.lastCheckpointSeq, h.lastCheckpointAt = seq, now
-	return busy
+	return busy || (!logTime.IsZero() && now.Sub(logTime) > catchUpLag)
 }
 
 // thinLocked keeps at most MaxCheckpoints: past that, every other one is

@@ -296,7 +296,7 @@ func benchJoin(b *testing.B, entries []iam.LogEntry, tail int) {
 		b.StartTimer()
 		start := time.Now()
 		dir := filepath.Join(benchDir(b), "replay")
-		rep, err := replica.Open(replica.Config{Region: "eu-west", Dir: dir})
+		rep, err := replica.Open(replica.Config{Region: "eu-west", Dir: dir, History: top.regionLog.ReadRange})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -316,7 +316,7 @@ func benchJoin(b *testing.B, entries []iam.LogEntry, tail int) {
 
 		// Join from the snapshot.
 		start = time.Now()
-		rep, err = replica.Open(replica.Config{Region: "eu-west", Dir: filepath.Join(benchDir(b), "join")})
+		rep, err = replica.Open(replica.Config{Region: "eu-west", Dir: filepath.Join(benchDir(b), "join"), History: top.regionLog.ReadRange})
 		if err != nil {
 			b.Fatal(err)
 		}
