@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -301,12 +302,40 @@ func TestReplica_NoWarmUpPastTheMemoryBound(t *testing.T) {
 	f.verify(t, rep)
 }
 
-// TestReplica_CatchUpDefersIndexes: a replica applying faster than live
-// traffic (here its clock stands still) takes the index of one checkpoint
-// in eight; the others' are built once the apply slows, and every past
-// state is the same before and after they are.
+// TestReplica_CatchUpDefersIndexes: a replica catching up — applying
+// faster than live traffic (here its clock stands still), or applying
+// entries the log wrote long before (its clock runs a second a reading,
+// too slow for the rate) — takes the index of one checkpoint in eight; the
+// others' are built once the apply slows, and every past state is the same
+// before and after they are. A replica applying fresh entries slowly takes
+// them all.
 func TestReplica_CatchUpDefersIndexes(t *testing.T) {
+	stopped := func() time.Time { return time.Unix(1_700_000_000, 0) }
+	var readings atomic.Int64
+	ticking := func() time.Time { return baseTime.Add(time.Hour + time.Duration(readings.Add(1))*time.Second) }
+	for _, tc := range []struct {
+		name     string
+		now      func() time.Time
+		fresh    bool // entries stamped after every reading of the clock
+		deferred bool
+	}{
+		{"fast apply", stopped, false, true},
+		{"behind the log's head", ticking, false, true},
+		{"live", ticking, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testCatchUpDefersIndexes(t, tc.now, tc.fresh, tc.deferred) })
+	}
+}
+
+func testCatchUpDefersIndexes(t *testing.T, now func() time.Time, fresh, deferred bool) {
 	f := newHistoryFixture(t)
+	entries := f.d.entries
+	if fresh {
+		entries = slices.Clone(entries)
+		for i := range entries {
+			entries[i].Time = entries[i].Time.AddDate(100, 0, 0)
+		}
+	}
 	// The log stays shut until the indexes taken during the apply are
 	// counted: the persister cannot build the deferred ones before.
 	logOpen := make(chan struct{})
@@ -318,27 +347,33 @@ func TestReplica_CatchUpDefersIndexes(t *testing.T) {
 		}
 		return f.d.history(ctx, from, to, fn)
 	}
-	stopped := time.Unix(1_700_000_000, 0)
 	rep, err := replica.Open(replica.Config{Region: "h", Dir: filepath.Join(t.TempDir(), "r"), History: history,
-		CheckpointEvery: 50, MaxCheckpoints: 1000, Now: func() time.Time { return stopped }})
+		CheckpointEvery: 50, MaxCheckpoints: 1000, Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rep.Close()
-	for i := 0; i < len(f.d.entries); i += 64 {
-		if err := rep.ApplyEntries(f.d.entries[i:min(i+64, len(f.d.entries))]); err != nil {
+	for i := 0; i < len(entries); i += 64 {
+		if err := rep.ApplyEntries(entries[i:min(i+64, len(entries))]); err != nil {
 			t.Fatal(err)
 		}
 	}
 	cps := rep.Checkpoints()
+	got := replica.IndexedCheckpoints(rep)
+	// Deferred: every eighth, from the first taken (the first checkpoint
+	// when the rate told, the eighth when the lag did).
+	first := 0
+	if len(got) > 0 {
+		first = slices.Index(cps, got[0])
+	}
 	var wantIndexed []uint64
 	for i, seq := range cps {
-		if i%8 == 0 {
+		if !deferred || (first < 8 && i >= first && (i-first)%8 == 0) {
 			wantIndexed = append(wantIndexed, seq)
 		}
 	}
-	if got := replica.IndexedCheckpoints(rep); len(cps) < 16 || !slices.Equal(got, wantIndexed) {
-		t.Fatalf("after the catch-up, indexed %v of %v; want one in eight: %v", got, cps, wantIndexed)
+	if len(cps) < 16 || !slices.Equal(got, wantIndexed) {
+		t.Fatalf("after the apply, indexed %v of %v; want %v", got, cps, wantIndexed)
 	}
 	close(logOpen)
 	if err := replica.BuildDeferredIndexes(rep); err != nil {
