@@ -146,8 +146,7 @@ func (s *set) addNums(ids []uint32) {
 		s.p = &setData{small: slices.Compact(small)}
 		return
 	}
-	big := roaring.New()
-	big.AddMany(ids)
+	big := roaring.BitmapOf(ids...)
 	if big.GetCardinality() <= smallSet {
 		// Duplicates brought it down to a slice's size.
 		s.p = &setData{small: big.ToArray()}

@@ -61,6 +61,7 @@ type checkpoint struct {
 	// deferred: its index was not taken while the replica caught up;
 	// buildDeferredIndexes builds it once the apply slows.
 	deferred bool
+	taken    time.Time // by the replica's clock; zero for one found on disk
 
 	refs       int
 	persisting bool // its file is being written
@@ -91,11 +92,10 @@ type history struct {
 	stopPersist func()
 
 	every uint64 // spacing of the next checkpoints; doubles as they are thinned
-	// The last checkpoint taken and when, to tell a catch-up from live
-	// traffic (catchingUpLocked).
-	lastCheckpointSeq uint64
-	lastCheckpointAt  time.Time
-	deferredInARow    int // checkpoints since the last whose index was taken
+	// deferring counts the indexes deferred since the last one taken; it
+	// starts full, so that a catch-up's first checkpoint takes one for the
+	// deferred ones to be forked from.
+	deferring int
 	// building serializes buildDeferredIndexes runs.
 	building sync.Mutex
 	cps      []*checkpoint // ascending seq
@@ -121,28 +121,15 @@ func (r *Replica) nextCheckpoint(seq uint64) uint64 {
 // of the index a copy of its maps of ids; the file is written later, off
 // the apply path.
 func (r *Replica) checkpointLocked(seq uint64) {
-	cp := &checkpoint{seq: seq}
-	r.mu.RLock()
-	logTime := r.lastTime
-	r.mu.RUnlock()
-	h := &r.hist
-	h.mu.Lock()
-	if r.cfg.CheckpointMemory > 0 && r.cfg.History != nil && r.state.Seq() == seq {
-		cp.deferred = r.catchingUpLocked(seq, logTime, r.cfg.Now()) && h.deferredInARow < catchUpIndexStride-1
-		if cp.deferred {
-			h.deferredInARow++
-		} else {
-			h.deferredInARow = 0
-		}
-	}
-	h.mu.Unlock()
-	// r.mu is taken (inside Snapshot) only to change the live state's
-	// generation: readers go on while the maps are copied, and applyMu
-	// keeps apply out.
-	if r.cfg.CheckpointMemory > 0 && r.state.Seq() == seq && !cp.deferred {
+	cp := &checkpoint{seq: seq, taken: r.cfg.Now()}
+	if r.cfg.CheckpointMemory > 0 && r.state.Seq() == seq && !r.deferIndex(cp) {
+		// r.mu is taken (inside Snapshot) only to change the live state's
+		// generation: readers go on while the maps are copied, and applyMu
+		// keeps apply out.
 		cp.state = r.state.Snapshot(&r.mu)
 		cp.stateBytes = int64(cp.state.IDs()) * indexBytesPerID
 	}
+	h := &r.hist
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed || (len(h.cps) > 0 && h.cps[len(h.cps)-1].seq >= seq) {
@@ -158,32 +145,58 @@ func (r *Replica) checkpointLocked(seq uint64) {
 	}
 }
 
-// catchUpIndexStride: a replica catching up (catchingUpLocked) takes the
-// index of one checkpoint in this many and defers the others' to the
-// persister (buildDeferredIndexes). An index makes the next changes to
-// whatever it shares copy it first: taken every 1,000 entries during a
-// replay, those copies and the snapshots were half of its time.
+// catchUpIndexStride: a replica catching up (catchingUp) takes the index
+// of one checkpoint in this many, the first included, and defers the
+// others' to the persister (buildDeferredIndexes), which forks each from
+// the one before. An index makes the next changes to whatever it shares
+// copy it first: taken every 1,000 entries during a replay, those copies
+// and the snapshots were two thirds of the apply's CPU.
 const catchUpIndexStride = 8
 
-// catchUpLag: a replica whose checkpoint entry was written to the log more
-// than this long before it applies it is behind the log's head. A region
-// that joined from a snapshot applies its tail slower than persistBusy
-// while it takes an index of its whole state every 1,000 entries, so the
-// rate alone did not see it catching up: those indexes were six times
-// the tail's cost (docs/benchmarks.md).
+// catchUpLag: a replica that applies a checkpoint's entry more than this
+// long after the log wrote it is behind the log's head. A region that
+// joined from a snapshot applies its tail slower than persistBusy while it
+// takes an index of its whole state every 1,000 entries, so the rate alone
+// did not see it catching up: those indexes made its tail 7× longer
+// (docs/benchmarks.md).
 const catchUpLag = 2 * time.Second
 
-// catchingUpLocked says whether the apply reached seq, a checkpoint whose
-// entry the log wrote at logTime, behind the log's head (catchUpLag) or at
-// more than persistBusy entries per persistProbe since the last one (live
-// traffic is far below that rate), and notes seq and now as the last.
-// h.mu is held.
-func (r *Replica) catchingUpLocked(seq uint64, logTime, now time.Time) bool {
+// deferIndex says whether cp, about to be taken, defers its index, and
+// marks it so. Only a replica that can read its log defers: the index is
+// built from it later.
+func (r *Replica) deferIndex(cp *checkpoint) bool {
+	if r.cfg.History == nil {
+		return false
+	}
+	r.mu.RLock()
+	logTime := r.lastTime
+	r.mu.RUnlock()
 	h := &r.hist
-	busy := h.lastCheckpointSeq > 0 && seq > h.lastCheckpointSeq &&
-		time.Duration(seq-h.lastCheckpointSeq)*persistProbe > persistBusy*now.Sub(h.lastCheckpointAt)
-	h.lastCheckpointSeq, h.lastCheckpointAt = seq, now
-	return busy || (!logTime.IsZero() && now.Sub(logTime) > catchUpLag)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !r.catchingUpLocked(cp.seq, logTime, cp.taken) || h.deferring == catchUpIndexStride-1 {
+		h.deferring = 0
+		return false
+	}
+	h.deferring++
+	cp.deferred = true
+	return true
+}
+
+// catchingUpLocked says whether the apply reached seq, a checkpoint whose
+// entry the log wrote at logTime, at now: behind the log's head
+// (catchUpLag), or at more than persistBusy entries per persistProbe since
+// the last checkpoint (live traffic is far below that rate). h.mu is held.
+func (r *Replica) catchingUpLocked(seq uint64, logTime, now time.Time) bool {
+	if !logTime.IsZero() && now.Sub(logTime) > catchUpLag {
+		return true
+	}
+	if len(r.hist.cps) == 0 {
+		return false
+	}
+	last := r.hist.cps[len(r.hist.cps)-1] // thinning keeps the last
+	return !last.taken.IsZero() && seq > last.seq &&
+		time.Duration(seq-last.seq)*persistProbe > persistBusy*now.Sub(last.taken)
 }
 
 // thinLocked keeps at most MaxCheckpoints: past that, every other one is
@@ -474,16 +487,25 @@ func (r *Replica) emptyState() *iam.State {
 // build makes the state at seq from the nearest checkpoint and the log.
 func (r *Replica) build(ctx context.Context, seq uint64) (*iam.State, error) {
 	st, err := r.fromCheckpoint(seq)
+	if err == nil {
+		err = r.replayTo(ctx, st, seq)
+	}
 	if err != nil {
 		return nil, err
 	}
+	return st, nil
+}
+
+// replayTo brings st, a state of the caller's own, forward to seq with the
+// log.
+func (r *Replica) replayTo(ctx context.Context, st *iam.State, seq uint64) error {
 	if st.Seq() == seq {
-		return st, nil
+		return nil
 	}
 	if r.cfg.History == nil {
-		return nil, iam.Errorf(iam.EUnavailable, "region %s cannot read the log to go back to %d", r.cfg.Region, seq)
+		return iam.Errorf(iam.EUnavailable, "region %s cannot read the log to go back to %d", r.cfg.Region, seq)
 	}
-	err = r.cfg.History(ctx, st.Seq()+1, seq, func(e iam.LogEntry) error {
+	err := r.cfg.History(ctx, st.Seq()+1, seq, func(e iam.LogEntry) error {
 		if e.Seq != st.Seq()+1 {
 			return fmt.Errorf("entry %d does not follow %d", e.Seq, st.Seq())
 		}
@@ -493,12 +515,12 @@ func (r *Replica) build(ctx context.Context, seq uint64) (*iam.State, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, iam.Errorf(iam.EUnavailable, "region %s: replay to %d: %v", r.cfg.Region, seq, err)
+		return iam.Errorf(iam.EUnavailable, "region %s: replay to %d: %v", r.cfg.Region, seq, err)
 	}
 	if st.Seq() != seq {
-		return nil, fmt.Errorf("region %s: the log ends at %d, before %d", r.cfg.Region, st.Seq(), seq)
+		return fmt.Errorf("region %s: the log ends at %d, before %d", r.cfg.Region, st.Seq(), seq)
 	}
-	return st, nil
+	return nil
 }
 
 // fromCheckpoint returns a state of the caller's own at the latest

@@ -114,12 +114,12 @@ func (r *Replica) keepIndex(index *iam.State) {
 }
 
 // buildDeferredIndexes builds the indexes a catch-up deferred
-// (catchUpIndexStride), oldest first, each by a build from the nearest
-// index before it (acquire) and the log between: a fork and a replay of a
-// spacing's entries. They then share with each other what did not change,
-// and cost together about one in-memory replay of the log, off the apply
-// path. It stops at the first that fails (the log cannot be read): a past
-// read then builds from further back, slower but the same answers.
+// (catchUpIndexStride), oldest first, each forked from the nearest index
+// before it and brought forward by the log between: a spacing's entries.
+// They then share with each other what did not change, and cost together
+// about one in-memory replay of the log, off the apply path. It stops at
+// the first that fails (the log cannot be read): a past read then builds
+// from further back, slower but the same answers.
 func (r *Replica) buildDeferredIndexes(ctx context.Context) error {
 	h := &r.hist
 	h.building.Lock()
@@ -136,8 +136,10 @@ func (r *Replica) buildDeferredIndexes(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// buildIndex gives the checkpoint at seq an index built as a past read's
-// state is, in one of the build slots the reads share.
+// buildIndex gives the checkpoint at seq an index forked from one within
+// forkReach before it, in one of the build slots the reads share. With
+// none there it builds nothing: an index loaded from rows would share
+// nothing, a whole state where CheckpointMemory counts 80 B an id.
 func (r *Replica) buildIndex(ctx context.Context, seq uint64) error {
 	select {
 	case r.hist.builds <- struct{}{}:
@@ -145,8 +147,16 @@ func (r *Replica) buildIndex(ctx context.Context, seq uint64) error {
 		return ctx.Err()
 	}
 	defer func() { <-r.hist.builds }()
-	st, err := r.build(ctx, seq)
-	if err != nil {
+	cp, held := r.acquire(seq)
+	if cp == nil {
+		return nil
+	}
+	r.release(cp)
+	if held == nil {
+		return nil
+	}
+	st := held.Fork()
+	if err := r.replayTo(ctx, st, seq); err != nil {
 		return err
 	}
 	var private sync.Mutex // st has no readers but this goroutine
@@ -160,7 +170,7 @@ func (r *Replica) nextDeferred() (uint64, bool) {
 	h := &r.hist
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if r.cfg.History == nil || h.closed {
+	if h.closed {
 		return 0, false
 	}
 	for _, cp := range h.cps {

@@ -164,6 +164,7 @@ func Open(cfg Config) (*Replica, error) {
 		heads: headCoalescer{head: cfg.Head}}
 	r.hist.builds = make(chan struct{}, max(1, runtime.GOMAXPROCS(0)))
 	r.hist.every = cfg.CheckpointEvery
+	r.hist.deferring = catchUpIndexStride - 1
 	if err := r.openHistory(pos.Seq, !cfg.historyFill); err != nil {
 		store.Close()
 		return nil, fmt.Errorf("open checkpoints of %s: %w", cfg.Region, err)
