@@ -148,9 +148,9 @@ func TestBenchState(t *testing.T) {
 	}
 	bw := buildBench(t)
 	r := bw.s.Realm(realm)
-	if len(r.Identities) != benchIdentities || len(r.Policies) != benchPolicies || len(r.Groups) != benchGroups {
+	if r.Identities.Len() != benchIdentities || len(r.Policies) != benchPolicies || len(r.Groups) != benchGroups {
 		t.Fatalf("state: got %d identities %d policies %d groups, want %d %d %d",
-			len(r.Identities), len(r.Policies), len(r.Groups), benchIdentities, benchPolicies, benchGroups)
+			r.Identities.Len(), len(r.Policies), len(r.Groups), benchIdentities, benchPolicies, benchGroups)
 	}
 	for _, g := range r.Groups {
 		if g.Members.Len() != benchIdentities*benchGroupsPerID/benchGroups {

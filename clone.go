@@ -31,13 +31,13 @@ func (s *State) Clone() *State {
 func (r *Realm) clone() *Realm {
 	c := *r
 	c.gen = 0
-	c.Identities = cloneMap(r.Identities, (*Identity).clone)
+	c.Identities = r.Identities.clone((*Identity).clone)
 	c.Groups = cloneMap(r.Groups, (*Group).clone)
 	c.Policies = cloneMap(r.Policies, (*Policy).clone)
 	c.Projects = cloneMap(r.Projects, (*Project).clone)
 	c.Resources = cloneMap(r.Resources, (*ResourcePlacement).clone)
 	c.Plans = cloneMap(r.Plans, (*Plan).clone)
-	c.emails = maps.Clone(r.emails)
+	c.emails = r.emails.clone(func(id string) string { return id })
 	c.idem = maps.Clone(r.idem)
 	c.idemOrder = slices.Clone(r.idemOrder)
 	c.roleCache = cloneMap(r.roleCache, cloneStatements)

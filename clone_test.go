@@ -40,12 +40,12 @@ func TestState_Clone(t *testing.T) {
 			t.Fatalf("apply %s to the clone: %v", e.EventType(), err)
 		}
 	}
-	ca := c.Realm(realm).Identities["a"]
+	ca := c.Realm(realm).Identities.Get("a")
 	iam.AddToSet(&ca.Groups, "g")
 	if got := s.Check(iam.CheckRequest{Realm: realm, Subject: "a", Action: "read", Resource: data("x")}); got != want {
 		t.Errorf("original after changing the clone: got %v, want %v", got, want)
 	}
-	if s.Realm(realm).Identities["a"].Groups.Has("g") {
+	if s.Realm(realm).Identities.Get("a").Groups.Has("g") {
 		t.Error("original's identity changed with the clone's")
 	}
 }

@@ -12,9 +12,10 @@ import (
 // and a replay of the log's tail. Loading a checkpoint's whole read model
 // costs O(state) per read (~1 s at 1M entries); a Snapshot kept at each
 // checkpoint instead shares every entity with the live state and with the
-// other snapshots, so that a read forks one (O(ids): its maps of ids are
-// copied, not the entities) and replays the tail, copying only the
-// entities the tail changes.
+// other snapshots, so that a read forks one (its small maps of ids are
+// copied, the large ones, IDMap, shared bucket by bucket; no entity is
+// copied) and replays the tail, copying only the entities and buckets
+// the tail changes.
 //
 // Ownership is by generation: each State and each of its realms has one,
 // and so does each entity (the generation of the realm that made or last
@@ -31,8 +32,8 @@ var generations atomic.Uint64
 // s, and gives s a new generation, so that s copies an entity before its
 // next change to it and the copy never sees that change. The copy may be
 // read by any number of goroutines, and forked (Fork). Nothing may change
-// s while Snapshot runs; it reads s as readers do (its copy of the maps of
-// ids takes milliseconds at 100k identities), and holds exclusive, the
+// s while Snapshot runs; it reads s as readers do (it copies the small
+// maps of ids and shares the large ones, IDMap), and holds exclusive, the
 // lock s's readers share, only to change s's generation.
 func (s *State) Snapshot(exclusive sync.Locker) *State {
 	c := s.share()
@@ -51,8 +52,8 @@ func (s *State) Snapshot(exclusive sync.Locker) *State {
 // Any number of forks of one snapshot may be made at once.
 func (s *State) Fork() *State { return s.share() }
 
-// share copies s's maps of ids, not the entities they hold, under a new
-// generation. What a realm holds by value in its maps (sets, inner maps,
+// share copies s's small maps of ids, not the entities they hold, and
+// shares its IDMaps, under a new generation. What a realm holds by value in its maps (sets, inner maps,
 // slices changed in place) is copied whole: those are few.
 func (s *State) share() *State {
 	c := *s
@@ -70,13 +71,11 @@ func (s *State) share() *State {
 func (r *Realm) share(gen uint64) *Realm {
 	c := *r
 	c.gen = gen
-	c.Identities = maps.Clone(r.Identities)
 	c.Groups = maps.Clone(r.Groups)
 	c.Policies = maps.Clone(r.Policies)
 	c.Projects = maps.Clone(r.Projects)
 	c.Resources = maps.Clone(r.Resources)
 	c.Plans = maps.Clone(r.Plans)
-	c.emails = maps.Clone(r.emails)
 	c.idem = maps.Clone(r.idem)
 	c.idemOrder = slices.Clone(r.idemOrder)
 	c.roleCache = maps.Clone(r.roleCache) // its statements are never changed
@@ -101,14 +100,31 @@ type shared[T any] interface {
 // own returns m[k] for the realm of generation gen to change: a copy when
 // another state may share it, put in its place. nil when there is none.
 func own[T any, P shared[T]](m map[string]P, k string, gen uint64) P {
-	x := m[k]
+	x, copied := owned(m[k], gen)
+	if copied {
+		m[k] = x
+	}
+	return x
+}
+
+// ownIn is own for an IDMap.
+func ownIn[T any, P shared[T]](m *IDMap[P], k string, gen uint64) P {
+	x, copied := owned(m.Get(k), gen)
+	if copied {
+		m.put(gen, k, x)
+	}
+	return x
+}
+
+// owned returns x, or a copy of it of generation gen (copied) when it is
+// another's.
+func owned[T any, P shared[T]](x P, gen uint64) (_ P, copied bool) {
 	if x == nil || *x.generation() == gen {
-		return x
+		return x, false
 	}
 	var c P = x.cow()
 	*c.generation() = gen
-	m[k] = c
-	return c
+	return c, true
 }
 
 func (x *Identity) generation() *uint64          { return &x.gen }
@@ -120,7 +136,7 @@ func (x *Plan) generation() *uint64              { return &x.gen }
 func (x *Invitation) generation() *uint64        { return &x.gen }
 
 // The accessors apply changes entities through (see own).
-func (r *Realm) ownIdentity(id string) *Identity { return own(r.Identities, id, r.gen) }
+func (r *Realm) ownIdentity(id string) *Identity { return ownIn(&r.Identities, id, r.gen) }
 func (r *Realm) ownGroup(id string) *Group       { return own(r.Groups, id, r.gen) }
 func (r *Realm) ownPolicy(id string) *Policy     { return own(r.Policies, id, r.gen) }
 func (r *Realm) ownProject(id string) *Project   { return own(r.Projects, id, r.gen) }
@@ -176,13 +192,13 @@ func (o ownedSet) addNum(id uint32) {
 
 func (o ownedSet) remove(k string) { o.s.remove(k) }
 
-// IDs is how many entries a Snapshot copies: the ids in the maps of every
-// realm and of the state. A replica estimates a snapshot's memory from it.
+// IDs is how many ids the maps of every realm and of the state hold. A
+// replica estimates a snapshot's memory from it.
 func (s *State) IDs() int {
 	n := len(s.clients) + len(s.apiKeys) + len(s.revokedKeys)
 	for _, r := range s.realms {
-		n += len(r.Identities) + len(r.Groups) + len(r.Policies) + len(r.Projects) + len(r.Resources) + len(r.Plans) +
-			len(r.emails) + len(r.idem) + len(r.Invitations) + len(r.authCodes) + len(r.refreshTokens) + len(r.resetTokens) + len(r.invitationTokens)
+		n += r.Identities.Len() + len(r.Groups) + len(r.Policies) + len(r.Projects) + len(r.Resources) + len(r.Plans) +
+			r.emails.Len() + len(r.idem) + len(r.Invitations) + len(r.authCodes) + len(r.refreshTokens) + len(r.resetTokens) + len(r.invitationTokens)
 	}
 	return n
 }

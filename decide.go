@@ -117,7 +117,7 @@ func selfService(r *Realm, actor string, cmd Command) bool {
 	case ChangePersonalData:
 		return c.User == actor
 	case DeleteIdentity:
-		u := r.Identities[c.ID]
+		u := r.Identities.Get(c.ID)
 		return c.ID == actor && u != nil && u.Kind == KindUser
 	}
 	return false
@@ -178,7 +178,7 @@ func limitErr(format string, args ...any) error {
 }
 
 func (r *Realm) identity(field, id string) (*Identity, error) {
-	if i := r.Identities[id]; i != nil && i.Status != StatusDeleted {
+	if i := r.Identities.Get(id); i != nil && i.Status != StatusDeleted {
 		return i, nil
 	}
 	return nil, &Error{Code: ENotFound, Field: field, Message: "identity " + id + " not found"}
@@ -230,7 +230,7 @@ func (s *State) IdentityHRN(realm, id string) string {
 }
 
 func (r *Realm) identityHRN(id string) string {
-	if i := r.Identities[id]; i != nil && i.Kind == KindApp {
+	if i := r.Identities.Get(id); i != nil && i.Kind == KindApp {
 		return AppHRN(r.ID, id)
 	}
 	return UserHRN(r.ID, id)

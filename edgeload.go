@@ -62,7 +62,7 @@ func (l *EdgeLoader) AddMember(realm, group, identity []byte) error {
 	if l.group == nil || l.group.ID != string(group) {
 		l.group = l.realm.Groups[string(group)]
 	}
-	id := l.realm.Identities[string(identity)]
+	id := l.realm.Identities.Get(string(identity))
 	if l.group == nil || id == nil {
 		return fmt.Errorf("membership of missing entities")
 	}
@@ -85,7 +85,7 @@ func (l *EdgeLoader) Attach(realm, target, policy []byte) error {
 		l.endTarget()
 		if l.tgroup = l.realm.Groups[string(target)]; l.tgroup != nil {
 			l.target = l.tgroup.ID
-		} else if l.ident = l.realm.Identities[string(target)]; l.ident != nil {
+		} else if l.ident = l.realm.Identities.Get(string(target)); l.ident != nil {
 			l.target = l.ident.ID
 		} else {
 			return fmt.Errorf("attachment of missing entities")

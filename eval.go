@@ -214,7 +214,7 @@ func (e *evaluation) realmWide(r *Realm, id *Identity) {
 // grants on a resource it holds outside any home (linking it needs share
 // from the realm even once it is linked somewhere).
 func (s *State) realmWide(r *Realm, subject, action, resource string) Decision {
-	id := r.Identities[subject]
+	id := r.Identities.Get(subject)
 	if id == nil || id.Status != StatusActive {
 		return Decision{Reason: "subject " + subject + " is not an active identity"}
 	}
@@ -244,7 +244,7 @@ func (s *State) Check(q CheckRequest) Decision {
 	if r == nil {
 		return Decision{Reason: "realm " + q.Realm + " is unknown"}
 	}
-	id := r.Identities[q.Subject]
+	id := r.Identities.Get(q.Subject)
 	switch {
 	case id == nil:
 		return Decision{Reason: "subject " + q.Subject + " is unknown"}
@@ -302,10 +302,10 @@ type Permission struct {
 // project memberships. It returns not_found for an unknown identity.
 func (s *State) Permissions(realm, identity string) ([]Permission, error) {
 	r := s.realms[realm]
-	if r == nil || r.Identities[identity] == nil || r.Identities[identity].Status == StatusDeleted {
+	if r == nil || r.Identities.Get(identity) == nil || r.Identities.Get(identity).Status == StatusDeleted {
 		return nil, Errorf(ENotFound, "identity %s not found", identity)
 	}
-	id := r.Identities[identity]
+	id := r.Identities.Get(identity)
 	return r.permissions(identity, id.Policies, id.Plans, id.Roles, id.Groups.Sorted(), id.Projects), nil
 }
 

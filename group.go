@@ -21,7 +21,7 @@ func (c CreateGroup) validate() error {
 	return ValidID("id", c.ID)
 }
 func (c CreateGroup) decide(s *State, r *Realm) ([]Event, error) {
-	if r.Groups[c.ID] != nil || r.Identities[c.ID] != nil {
+	if r.Groups[c.ID] != nil || r.Identities.Get(c.ID) != nil {
 		return nil, Errorf(EConflict, "an identity or group %s already exists", c.ID)
 	}
 	first, err := r.firstManager(s, ManagedRef{ManagedGroup, c.ID}, c.Creator)

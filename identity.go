@@ -60,10 +60,10 @@ func (c CreateUser) validate() error {
 	return ValidID("id", c.ID)
 }
 func (c CreateUser) decide(s *State, r *Realm) ([]Event, error) {
-	if r.Identities[c.ID] != nil || r.Groups[c.ID] != nil {
+	if r.Identities.Get(c.ID) != nil || r.Groups[c.ID] != nil {
 		return nil, Errorf(EConflict, "an identity or group %s already exists", c.ID)
 	}
-	if other := r.emails[strings.ToLower(c.Email)]; other != "" {
+	if other := r.emails.Get(strings.ToLower(c.Email)); other != "" {
 		return nil, &Error{Code: EConflict, Field: "email", Message: "a user with this email already exists"}
 	}
 	return []Event{IdentityCreated{InRealm: InRealm{r.ID}, ID: c.ID, Kind: KindUser, Email: c.Email, Name: c.Name, PasswordHash: c.PasswordHash}}, nil
@@ -94,10 +94,10 @@ func (c CreateSealedUser) validate() error {
 	return ValidID("id", c.ID)
 }
 func (c CreateSealedUser) decide(s *State, r *Realm) ([]Event, error) {
-	if r.Identities[c.ID] != nil || r.Groups[c.ID] != nil {
+	if r.Identities.Get(c.ID) != nil || r.Groups[c.ID] != nil {
 		return nil, Errorf(EConflict, "an identity or group %s already exists", c.ID)
 	}
-	if r.emails[c.EmailIndex] != "" {
+	if r.emails.Get(c.EmailIndex) != "" {
 		return nil, &Error{Code: EConflict, Field: "email", Message: "a user with this email already exists"}
 	}
 	return []Event{IdentityCreated{InRealm: InRealm{r.ID}, ID: c.ID, Kind: KindUser, EmailIndex: c.EmailIndex, Sealed: c.Sealed, PasswordHash: c.PasswordHash}}, nil
@@ -131,7 +131,7 @@ func (c CreateApp) validate() error {
 	return ValidID("id", c.ID)
 }
 func (c CreateApp) decide(s *State, r *Realm) ([]Event, error) {
-	if r.Identities[c.ID] != nil || r.Groups[c.ID] != nil {
+	if r.Identities.Get(c.ID) != nil || r.Groups[c.ID] != nil {
 		return nil, Errorf(EConflict, "an identity or group %s already exists", c.ID)
 	}
 	first, err := r.firstManager(s, ManagedRef{ManagedApp, c.ID}, c.Owner)
@@ -294,7 +294,7 @@ func (c ChangePersonalData) decide(s *State, r *Realm) ([]Event, error) {
 	if !bytes.Equal(u.Sealed, c.Was) {
 		return nil, Errorf(EConflict, "the user's name or email changed meanwhile; try again")
 	}
-	if other := r.emails[c.EmailIndex]; other != "" && other != c.User {
+	if other := r.emails.Get(c.EmailIndex); other != "" && other != c.User {
 		return nil, &Error{Code: EConflict, Field: "email", Message: "a user with this email already exists"}
 	}
 	return []Event{PersonalDataChanged{InRealm{r.ID}, c.User, c.EmailIndex, c.Sealed}}, nil
@@ -399,16 +399,16 @@ func (PersonalDataChanged) EventType() string { return "PersonalDataChanged" }
 
 func (e IdentityCreated) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
-	r.Identities[e.ID] = &Identity{
+	r.Identities.put(r.gen, e.ID, &Identity{
 		ID: e.ID, Kind: e.Kind, Status: StatusActive, Email: e.Email, Name: e.Name,
 		PasswordHash: e.PasswordHash, RedirectURIs: e.RedirectURIs, Owner: e.Owner,
 		EmailIndex: e.EmailIndex, Sealed: e.Sealed, num: names.intern(e.ID), gen: r.gen,
-	}
+	})
 	if e.Email != "" {
-		r.emails[strings.ToLower(e.Email)] = e.ID
+		r.emails.put(r.gen, strings.ToLower(e.Email), e.ID)
 	}
 	if e.EmailIndex != "" {
-		r.emails[e.EmailIndex] = e.ID
+		r.emails.put(r.gen, e.EmailIndex, e.ID)
 	}
 	touch(Change{Kind: ChangeIdentity, Realm: e.Realm, From: e.ID})
 }
@@ -428,24 +428,24 @@ func (e PersonalDataChanged) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
 	u := r.ownIdentity(e.User)
 	for _, old := range []string{strings.ToLower(u.Email), u.EmailIndex} {
-		if old != "" && r.emails[old] == e.User {
-			delete(r.emails, old)
+		if old != "" && r.emails.Get(old) == e.User {
+			r.emails.del(r.gen, old)
 		}
 	}
 	u.Email, u.Name, u.EmailIndex, u.Sealed = "", "", e.EmailIndex, e.Sealed
-	r.emails[e.EmailIndex] = e.User
+	r.emails.put(r.gen, e.EmailIndex, e.User)
 	touch(Change{Kind: ChangeIdentity, Realm: e.Realm, From: e.User})
 }
 
 func (e IdentityDeleted) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
 	id := r.ownIdentity(e.ID)
-	if r.emails[strings.ToLower(id.Email)] == e.ID {
-		delete(r.emails, strings.ToLower(id.Email))
+	if r.emails.Get(strings.ToLower(id.Email)) == e.ID {
+		r.emails.del(r.gen, strings.ToLower(id.Email))
 	}
 	r.forgetAuth(id, touch)
 	// Keep a tombstone without personal data, so the id is never reused.
-	r.Identities[e.ID] = &Identity{ID: e.ID, Kind: id.Kind, Status: StatusDeleted, num: id.num, gen: r.gen}
+	r.Identities.put(r.gen, e.ID, &Identity{ID: e.ID, Kind: id.Kind, Status: StatusDeleted, num: id.num, gen: r.gen})
 	touch(Change{Kind: ChangeIdentity, Realm: e.Realm, From: e.ID})
 }
 
@@ -461,8 +461,8 @@ func (r *Realm) forgetAuth(u *Identity, touch Touch) {
 		touch(Change{Kind: ChangeAPIKeyStatus, Realm: r.ID, From: u.ID, To: k})
 	}
 	r.clearReset(u)
-	if u.EmailIndex != "" && r.emails[u.EmailIndex] == u.ID {
-		delete(r.emails, u.EmailIndex)
+	if u.EmailIndex != "" && r.emails.Get(u.EmailIndex) == u.ID {
+		r.emails.del(r.gen, u.EmailIndex)
 	}
 }
 

@@ -99,10 +99,10 @@ func (c CreateInvitation) decide(s *State, r *Realm) ([]Event, error) {
 	if r.Invitations[c.ID] != nil {
 		return nil, Errorf(EConflict, "invitation %s already exists", c.ID)
 	}
-	if r.Identities[c.Invitation.UserID] != nil {
+	if r.Identities.Get(c.Invitation.UserID) != nil {
 		return nil, Errorf(EConflict, "identity %s already exists", c.Invitation.UserID)
 	}
-	if r.emails[c.Invitation.EmailIndex] != "" {
+	if r.emails.Get(c.Invitation.EmailIndex) != "" {
 		return nil, &Error{Code: EConflict, Field: "email", Message: "a user with this email already exists"}
 	}
 	if r.invitationTokens[c.Invitation.TokenHash] != "" {
@@ -198,10 +198,10 @@ func (c AcceptInvitation) decide(s *State, r *Realm) ([]Event, error) {
 	if inv == nil || inv.Accepted || inv.TokenHash != c.TokenHash || !inv.ExpiresAt.After(c.At) {
 		return nil, &Error{Code: EInvalid, Field: "token", Message: "the invitation is unknown, used or expired"}
 	}
-	if r.Identities[inv.UserID] != nil {
+	if r.Identities.Get(inv.UserID) != nil {
 		return nil, Errorf(EConflict, "identity %s already exists", inv.UserID)
 	}
-	if r.emails[inv.EmailIndex] != "" {
+	if r.emails.Get(inv.EmailIndex) != "" {
 		return nil, &Error{Code: EConflict, Field: "email", Message: "a user with this email already exists"}
 	}
 	in := InRealm{r.ID}

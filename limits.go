@@ -72,7 +72,7 @@ func (r *Realm) assignedPermissions(target string) int {
 	var policies, plans, projects set
 	if g := r.Groups[target]; g != nil {
 		policies, plans, projects = g.Policies, g.Plans, g.Projects
-	} else if id := r.Identities[target]; id != nil {
+	} else if id := r.Identities.Get(target); id != nil {
 		policies, plans, projects = id.Policies, id.Plans, id.Projects
 	}
 	n := 0

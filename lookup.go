@@ -41,7 +41,7 @@ func (s *State) LookupSubjects(realm, action, resource, scope, after string, lim
 			if len(out) == limit {
 				return out, true
 			}
-			out = append(out, Subject{ID: id, Kind: r.Identities[id].Kind, Reason: d.Reason})
+			out = append(out, Subject{ID: id, Kind: r.Identities.Get(id).Kind, Reason: d.Reason})
 		}
 	}
 	return out, false
@@ -137,7 +137,7 @@ func (r *Realm) lookupCandidates(action, resource, scope, after string) []string
 	if len(roles) > 0 {
 		// Roles have no index of holders: they are few and held by few,
 		// and a scan of the identities' role sets is cheap next to checks.
-		for id, ident := range r.Identities {
+		for id, ident := range r.Identities.All() {
 			for _, role := range roles {
 				if ident.Roles.Has(role) {
 					add(id)
@@ -153,7 +153,7 @@ func (r *Realm) lookupCandidates(action, resource, scope, after string) []string
 			}
 		}
 		if m.Kind == ManagedApp {
-			if a := r.Identities[m.ID]; a != nil {
+			if a := r.Identities.Get(m.ID); a != nil {
 				for id := range a.Sharees.All() {
 					holder(id)
 				}

@@ -72,7 +72,7 @@ func (r *Realm) managers(m ManagedRef) (set, bool) {
 func (r *Realm) ownManagerSet(m ManagedRef) *set {
 	switch m.Kind {
 	case ManagedApp:
-		if a := r.Identities[m.ID]; a != nil && a.Kind == KindApp && a.Status != StatusDeleted {
+		if a := r.Identities.Get(m.ID); a != nil && a.Kind == KindApp && a.Status != StatusDeleted {
 			return &r.ownIdentity(m.ID).Managers
 		}
 	case ManagedGroup:
@@ -92,7 +92,7 @@ func (r *Realm) ownManagerSet(m ManagedRef) *set {
 func (r *Realm) managerSet(m ManagedRef) *set {
 	switch m.Kind {
 	case ManagedApp:
-		if a := r.Identities[m.ID]; a != nil && a.Kind == KindApp && a.Status != StatusDeleted {
+		if a := r.Identities.Get(m.ID); a != nil && a.Kind == KindApp && a.Status != StatusDeleted {
 			return &a.Managers
 		}
 	case ManagedGroup:
@@ -161,7 +161,7 @@ func sortedRefs(refs map[ManagedRef]struct{}) []ManagedRef {
 // that manage apps (automation, teams) are bounded by the apps a realm
 // holds.
 func (r *Realm) atAppLimit(s *State, id string) bool {
-	if u := r.Identities[id]; u == nil || u.Kind != KindUser {
+	if u := r.Identities.Get(id); u == nil || u.Kind != KindUser {
 		return false
 	}
 	n := 0

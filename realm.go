@@ -40,8 +40,8 @@ func (e RealmCreated) apply(s *State, touch Touch) {
 	}
 	s.realms[e.Realm] = &Realm{
 		ID: e.Realm, Name: e.Name, System: system, gen: s.gen,
-		Identities: map[string]*Identity{}, Groups: map[string]*Group{}, Policies: map[string]*Policy{},
-		Projects: map[string]*Project{}, Resources: map[string]*ResourcePlacement{}, emails: map[string]string{},
+		Groups: map[string]*Group{}, Policies: map[string]*Policy{},
+		Projects: map[string]*Project{}, Resources: map[string]*ResourcePlacement{},
 		roleCache: roleStatementsFor(e.Realm), manages: map[string]map[ManagedRef]struct{}{},
 		sharedWith:  map[string]set{},
 		Invitations: map[string]*Invitation{}, authCodes: map[string]string{}, refreshTokens: map[string]refreshRef{}, resetTokens: map[string]string{}, invitationTokens: map[string]string{},

@@ -77,7 +77,7 @@ func (c RotateRefreshToken) validate() error {
 func (c RotateRefreshToken) decide(s *State, r *Realm) ([]Event, error) {
 	ref, ok := r.refreshTokens[c.TokenHash]
 	var f RefreshFamily
-	if u := r.Identities[ref.user]; ok && u != nil {
+	if u := r.Identities.Get(ref.user); ok && u != nil {
 		f, ok = u.RefreshFamilies[ref.family]
 	}
 	if !ok || !f.ExpiresAt.After(c.At) {

@@ -182,7 +182,7 @@ func codeErr(msg string) error {
 }
 
 func (c RedeemAuthCode) decide(s *State, r *Realm) ([]Event, error) {
-	u := r.Identities[r.authCodes[c.CodeHash]]
+	u := r.Identities.Get(r.authCodes[c.CodeHash])
 	code, ok := AuthCode{}, false
 	if u != nil {
 		code, ok = u.AuthCodes[c.CodeHash]
@@ -296,7 +296,7 @@ var ErrResetTokenInvalid = &Error{Code: EInvalid, Field: "token", Message: "the 
 // resetUser is the user a reset token (its hash) resets at at, or nil when
 // the token is unknown, used or expired.
 func (r *Realm) resetUser(tokenHash string, at time.Time) *Identity {
-	u := r.Identities[r.resetTokens[tokenHash]]
+	u := r.Identities.Get(r.resetTokens[tokenHash])
 	if u == nil || u.Status == StatusDeleted || u.ResetTokenHash != tokenHash || !u.ResetExpiresAt.After(at) {
 		return nil
 	}

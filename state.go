@@ -203,11 +203,11 @@ func (t *internTable) reserve(n int) {
 // for a realm that is missing or holds identities already.
 func (s *State) ReserveIdentities(realm string, n int) {
 	r := s.realms[realm]
-	if r == nil || len(r.Identities) > 0 || n <= 0 {
+	if r == nil || r.Identities.Len() > 0 || n <= 0 {
 		return
 	}
-	r.Identities = make(map[string]*Identity, n)
-	r.emails = make(map[string]string, n)
+	r.Identities.reserve(r.gen, n)
+	r.emails.reserve(r.gen, n)
 	names.reserve(n)
 }
 
@@ -300,13 +300,13 @@ type Realm struct {
 	System     bool   // the system realm (RealmCreated.System)
 	LastSeq    uint64 // sequence of the realm's last log entry: the optimistic lock
 	gen        uint64 // cow.go: the entities of this generation are its own
-	Identities map[string]*Identity
+	Identities IDMap[*Identity]
 	Groups     map[string]*Group
 	Policies   map[string]*Policy
 	Projects   map[string]*Project
 	Resources  map[string]*ResourcePlacement // by HRN
 	Plans      map[string]*Plan              // plan.go; nil until the first plan
-	emails     map[string]string             // lower-case email → user id
+	emails     IDMap[string]                 // lower-case email, or its blind index → user id
 	idem       map[string]IdempotencyRecord
 	idemOrder  []string
 	roleCache  map[string][]Statement
@@ -457,7 +457,7 @@ func (s *State) RealmIDs() []string {
 // Identity returns the identity id of realm, or nil.
 func (s *State) Identity(realm, id string) *Identity {
 	if r := s.realms[realm]; r != nil {
-		return r.Identities[id]
+		return r.Identities.Get(id)
 	}
 	return nil
 }
@@ -493,7 +493,7 @@ func (s *State) APIKey(keyID string) (realm string, app *Identity, hash string, 
 // UserByEmail finds a user of realm by email, case-insensitively.
 func (s *State) UserByEmail(realm, email string) *Identity {
 	if r := s.realms[realm]; r != nil {
-		return r.Identities[r.emails[strings.ToLower(email)]]
+		return r.Identities.Get(r.emails.Get(strings.ToLower(email)))
 	}
 	return nil
 }
@@ -511,7 +511,7 @@ func (s *State) Idempotency(realm, key string) (IdempotencyRecord, bool) {
 // email.
 func (s *State) UserByEmailIndex(realm, index string) *Identity {
 	if r := s.realms[realm]; r != nil && index != "" {
-		return r.Identities[r.emails[index]]
+		return r.Identities.Get(r.emails.Get(index))
 	}
 	return nil
 }

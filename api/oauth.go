@@ -223,7 +223,7 @@ func (s *Server) checkScope(ctx context.Context, p Principal, scope string) *oau
 	_ = s.latest(ctx, func(st *iam.State) error {
 		realm := st.Realm(p.Realm)
 		proj := realm.Projects[project]
-		id := realm.Identities[p.ID]
+		id := realm.Identities.Get(p.ID)
 		if proj == nil || id == nil {
 			return nil
 		}

@@ -192,7 +192,7 @@ func (s *Server) reveal(ctx context.Context, realm *iam.Realm, v any) any {
 	if !ok {
 		return v
 	}
-	id := realm.Identities[iv.ID]
+	id := realm.Identities.Get(iv.ID)
 	if id == nil || len(id.Sealed) == 0 {
 		return v
 	}

@@ -37,7 +37,7 @@ func (s *Server) listShares(w http.ResponseWriter, r *http.Request) error {
 		out := make([]managerView, 0, len(ids))
 		for _, id := range ids {
 			v := managerView{ID: id, Kind: "group"}
-			if i := realm.Identities[id]; i != nil {
+			if i := realm.Identities.Get(id); i != nil {
 				v.Kind = string(i.Kind)
 			}
 			out = append(out, v)

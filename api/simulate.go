@@ -330,7 +330,7 @@ func observe(p Principal, st *iam.State, queries []iam.CheckRequest, final bool)
 		v.checks[i] = st.Check(q)
 	}
 	if r := st.Realm(p.Realm); r != nil {
-		for id := range r.Identities {
+		for id := range r.Identities.All() {
 			v.perms[id] = permissionSet(st, p.Realm, id)
 			v.readable[id] = id == p.ID || iam.AuthorizeAction(st, p.Realm, p.ID, iam.ActionRead, st.IdentityHRN(p.Realm, id)) == nil
 		}

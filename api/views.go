@@ -188,14 +188,14 @@ func identityKind(k iam.IdentityKind) kind {
 	return kind{
 		name: string(k), hrn: hrn,
 		get: func(r *iam.Realm, id string) any {
-			if i := r.Identities[id]; i != nil && i.Kind == k && i.Status != iam.StatusDeleted {
+			if i := r.Identities.Get(id); i != nil && i.Kind == k && i.Status != iam.StatusDeleted {
 				return viewIdentity(r.ID, i)
 			}
 			return nil
 		},
 		ids: func(r *iam.Realm) []string {
 			var out []string
-			for id, i := range r.Identities {
+			for id, i := range r.Identities.All() {
 				if i.Kind == k && i.Status != iam.StatusDeleted {
 					out = append(out, id)
 				}

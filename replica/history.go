@@ -27,11 +27,14 @@ const (
 )
 
 // indexBytesPerID estimates what a checkpoint's index costs beyond the
-// live one, per id in the maps an iam.State Snapshot copies: the copy of
-// those maps plus the entities changed before the next checkpoint, which
-// it then holds alone. Measured on BenchmarkAtExactSnapshot's log (~75 B
-// at 90,000 users and 16,000 entries between checkpoints), rounded up.
-const indexBytesPerID = 80
+// live one, per id in the state's maps (iam.State IDs): the copy of the
+// small maps and of the buckets of the large ones (iam.IDMap) that change
+// before the next checkpoint, and the entities changed, which it then
+// holds alone. Measured on BenchmarkAtExactSnapshot's log (~24 B at 90,000
+// users and 16,000 entries between checkpoints: the heap with 63 indexes
+// less the heap with none; ~45 B when identities and emails were Go maps
+// copied whole), rounded up.
+const indexBytesPerID = 40
 
 // stateBytesPerID estimates a whole state's memory per id in its maps:
 // BenchmarkScale's 1,030 MiB heap at 1M identities and 10M grants is

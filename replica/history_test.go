@@ -42,7 +42,7 @@ func TestReplica_StateAt(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		memory int64
-	}{{"indexes", 0}, {"some indexes", 150 << 10}, {"rows only", -1}} {
+	}{{"indexes", 0}, {"some indexes", 75 << 10}, {"rows only", -1}} {
 		t.Run(tc.name, func(t *testing.T) { testStateAt(t, tc.memory) })
 	}
 }

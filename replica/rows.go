@@ -260,7 +260,7 @@ func rowValue(st *iam.State, c iam.Change) ([]byte, bool) {
 	case iam.ChangeRealm:
 		return mustJSON(realmRow{Name: r.Name, System: r.System}), true
 	case iam.ChangeIdentity:
-		if id := r.Identities[c.From]; id != nil {
+		if id := r.Identities.Get(c.From); id != nil {
 			return mustJSON(identityRow{id.Kind, id.Status, id.Email, id.Name, id.PasswordHash, id.RedirectURIs, id.Owner,
 				id.EmailIndex, id.Sealed, id.FailedSignIns, id.LockedUntil, id.TokensNotBefore, id.ResetTokenHash, id.ResetExpiresAt, id.SelfDeactivated}), true
 		}
@@ -285,7 +285,7 @@ func rowValue(st *iam.State, c iam.Change) ([]byte, bool) {
 			return present, true
 		}
 	case iam.ChangeRole:
-		if id := r.Identities[c.From]; id != nil && id.Roles.Has(c.To) {
+		if id := r.Identities.Get(c.From); id != nil && id.Roles.Has(c.To) {
 			return present, true
 		}
 	case iam.ChangeAttachment:
@@ -305,30 +305,30 @@ func rowValue(st *iam.State, c iam.Change) ([]byte, bool) {
 			}
 		}
 	case iam.ChangeCredential:
-		if id := r.Identities[c.From]; id != nil {
+		if id := r.Identities.Get(c.From); id != nil {
 			if cr, ok := id.Credentials[c.To]; ok {
 				return mustJSON(credentialRow{cr.ClientID, cr.SecretHash, cr.Disabled}), true
 			}
 		}
 	case iam.ChangeAPIKey:
-		if id := r.Identities[c.From]; id != nil {
+		if id := r.Identities.Get(c.From); id != nil {
 			if h, ok := id.APIKeys[c.To]; ok {
 				return []byte(h), true
 			}
 		}
 	case iam.ChangeAPIKeyStatus:
-		if id := r.Identities[c.From]; id != nil && id.DisabledAPIKeys.Has(c.To) {
+		if id := r.Identities.Get(c.From); id != nil && id.DisabledAPIKeys.Has(c.To) {
 			return present, true
 		}
 	case iam.ChangeAuthCode:
-		if id := r.Identities[c.From]; id != nil {
+		if id := r.Identities.Get(c.From); id != nil {
 			if ac, ok := id.AuthCodes[c.To]; ok {
 				return mustJSON(authCodeRow{ac.Client, ac.RedirectURI, ac.Challenge, ac.ExpiresAt, ac.Redeemed, ac.Scope, ac.Nonce, ac.AuthTime}), true
 			}
 		}
 	case iam.ChangeRefreshFamily:
 		// The family's JSON is its row: it holds only hashes.
-		if id := r.Identities[c.From]; id != nil {
+		if id := r.Identities.Get(c.From); id != nil {
 			if f, ok := id.RefreshFamilies[c.To]; ok {
 				return mustJSON(f), true
 			}
@@ -336,7 +336,7 @@ func rowValue(st *iam.State, c iam.Change) ([]byte, bool) {
 	case iam.ChangeDefaultProject:
 		// An edge of its own rather than a field of the identity row, so
 		// that rows written before default projects existed are unchanged.
-		if id := r.Identities[c.From]; id != nil && c.To != "" && id.DefaultProject == c.To {
+		if id := r.Identities.Get(c.From); id != nil && c.To != "" && id.DefaultProject == c.To {
 			return present, true
 		}
 	case iam.ChangeProjectPolicy:
@@ -385,7 +385,7 @@ func Rows(st *iam.State, fn func(key string, value []byte) error) error {
 	for _, rid := range st.RealmIDs() {
 		r := st.Realm(rid)
 		add(iam.ChangeRealm, rid, "", "")
-		for id, ident := range r.Identities {
+		for id, ident := range r.Identities.All() {
 			add(iam.ChangeIdentity, rid, id, "")
 			for role := range ident.Roles.All() {
 				add(iam.ChangeRole, rid, id, role)
@@ -656,7 +656,7 @@ func loadRow(st *iam.State, c iam.Change, value []byte) error {
 		if err := decodeRow(value, &pols); err != nil {
 			return err
 		}
-		if r.Projects[from] == nil || (r.Groups[to] == nil && r.Identities[to] == nil) {
+		if r.Projects[from] == nil || (r.Groups[to] == nil && r.Identities.Get(to) == nil) {
 			return fmt.Errorf("project membership of missing entities")
 		}
 		if err := memberPolicies(r, r.Projects[from], pols); err != nil {
@@ -704,13 +704,13 @@ func loadRow(st *iam.State, c iam.Change, value []byte) error {
 		}
 		return apply(iam.PlanCreated{InRealm: in, ID: from, Name: row.Name, Policies: row.Policies})
 	case iam.ChangePlanAttachment:
-		if r.Plans[to] == nil || (r.Groups[from] == nil && r.Identities[from] == nil) {
+		if r.Plans[to] == nil || (r.Groups[from] == nil && r.Identities.Get(from) == nil) {
 			return fmt.Errorf("plan attachment of missing entities")
 		}
 		return apply(iam.PlanAttached{InRealm: in, Target: from, Plan: to})
 	case iam.ChangeAppManager, iam.ChangeGroupManager, iam.ChangeProjectManager:
 		kind := managedKinds[c.Kind]
-		if _, ok := st.Managers(c.Realm, iam.ManagedRef{Kind: kind, ID: from}); !ok || (r.Groups[to] == nil && r.Identities[to] == nil) {
+		if _, ok := st.Managers(c.Realm, iam.ManagedRef{Kind: kind, ID: from}); !ok || (r.Groups[to] == nil && r.Identities.Get(to) == nil) {
 			return fmt.Errorf("manager edge of missing entities")
 		}
 		return apply(iam.ManagerAdded{InRealm: in, Kind: kind, ID: from, Manager: to})
@@ -724,7 +724,7 @@ func loadRow(st *iam.State, c iam.Change, value []byte) error {
 		}
 		return apply(iam.SigningKeyRevoked{InRealm: in, KID: from, At: row.At})
 	case iam.ChangeAppShare:
-		if _, ok := st.Shares(c.Realm, from); !ok || (r.Groups[to] == nil && r.Identities[to] == nil) {
+		if _, ok := st.Shares(c.Realm, from); !ok || (r.Groups[to] == nil && r.Identities.Get(to) == nil) {
 			return fmt.Errorf("share edge of missing entities")
 		}
 		return apply(iam.AppShared{InRealm: in, App: from, With: to})
@@ -735,7 +735,7 @@ func loadRow(st *iam.State, c iam.Change, value []byte) error {
 		return apply(iam.ResourceLinkableSet{InRealm: in, Project: from, HRN: to, Linkable: false})
 	}
 	// The remaining edges belong to an identity.
-	if r.Identities[from] == nil {
+	if r.Identities.Get(from) == nil {
 		return fmt.Errorf("%s edge of a missing identity", edgeRows[c.Kind])
 	}
 	switch c.Kind {

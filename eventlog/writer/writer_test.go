@@ -263,7 +263,7 @@ func TestWriter_LimitsUnderConcurrency(t *testing.T) {
 					t.Fatalf("after entry %d group %s has %d members, want at most %d", e.Seq, ma.Group, n, limits.MembersPerGroup)
 				}
 				maxMembers = max(maxMembers, n)
-				n = r.Identities[ma.Identity].Groups.Len()
+				n = r.Identities.Get(ma.Identity).Groups.Len()
 				if n > limits.GroupsPerIdentity {
 					t.Fatalf("after entry %d identity %s is in %d groups, want at most %d", e.Seq, ma.Identity, n, limits.GroupsPerIdentity)
 				}

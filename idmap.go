@@ -1,0 +1,216 @@
+package iam
+
+import (
+	"hash/maphash"
+	"iter"
+	"slices"
+	"strings"
+)
+
+// IDMap is a hash map from ids that shares its memory with its copies, for
+// a realm's largest maps (its identities, and its emails). A time-travel
+// read forks a checkpoint's state and replays the log's tail onto the fork
+// (cow.go): with Go maps, each fork and each checkpoint copied every map
+// whole, ~12 MB at 90,000 users, and those copies, each on freshly faulted
+// pages and each more for the GC to mark, were most of a read's tail
+// latency. An IDMap is an array of small buckets: a copy shares the array
+// and the buckets, and a change copies the array (a pointer a bucket) and
+// the one bucket it touches, unless they already belong to the changer's
+// generation (cow.go's ownership by generation). A replay of a few
+// thousand entries so copies kilobytes, not megabytes.
+//
+// The zero IDMap is empty and ready to use. Its methods that read may run
+// on any number of goroutines at once; put and del only where the realm
+// holding the map is changed, with that realm's generation.
+type IDMap[V any] struct {
+	buckets []*idBucket[V] // length a power of two; a nil bucket is empty
+	n       int
+	gen     uint64 // the generation the array of buckets belongs to
+}
+
+type idBucket[V any] struct {
+	gen     uint64 // the generation it belongs to
+	entries []idEntry[V]
+}
+
+type idEntry[V any] struct {
+	hash uint64 // of key: compared before it, and kept for growing
+	key  string
+	val  V
+}
+
+// idMaxLoad is the most entries a bucket holds on average before the array
+// doubles: small enough that a change copies a few hundred bytes, large
+// enough that a copy of the array is a byte or two an entry.
+const idMaxLoad = 8
+
+var idSeed = maphash.MakeSeed()
+
+func idHash(k string) uint64 { return maphash.String(idSeed, k) }
+
+// Len returns the number of entries.
+func (m *IDMap[V]) Len() int { return m.n }
+
+// Get returns the value at k, the zero value when there is none.
+func (m *IDMap[V]) Get(k string) V {
+	v, _ := m.Lookup(k)
+	return v
+}
+
+// Lookup returns the value at k and whether there is one.
+func (m *IDMap[V]) Lookup(k string) (V, bool) {
+	if m.n > 0 {
+		h := idHash(k)
+		if b := m.buckets[h&uint64(len(m.buckets)-1)]; b != nil {
+			for i := range b.entries {
+				if e := &b.entries[i]; e.hash == h && e.key == k {
+					return e.val, true
+				}
+			}
+		}
+	}
+	var zero V
+	return zero, false
+}
+
+// All yields every entry once, in no particular order.
+func (m *IDMap[V]) All() iter.Seq2[string, V] {
+	return func(yield func(string, V) bool) {
+		for _, b := range m.buckets {
+			if b == nil {
+				continue
+			}
+			for _, e := range b.entries {
+				if !yield(e.key, e.val) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// reserve sizes an empty map for n entries, so that a bulk load does not
+// grow it an array at a time.
+func (m *IDMap[V]) reserve(gen uint64, n int) {
+	if m.n == 0 {
+		m.buckets, m.gen = make([]*idBucket[V], bucketsFor(n)), gen
+	}
+}
+
+func bucketsFor(n int) int {
+	size := 8
+	for size*idMaxLoad < n {
+		size *= 2
+	}
+	return size
+}
+
+// put sets k to v for a realm of generation gen.
+func (m *IDMap[V]) put(gen uint64, k string, v V) {
+	h := idHash(k)
+	b := m.own(gen, h)
+	for i := range b.entries {
+		if e := &b.entries[i]; e.hash == h && e.key == k {
+			e.val = v
+			return
+		}
+	}
+	// In key order, so that maps that hold the same lay out alike
+	// (clone).
+	i, _ := slices.BinarySearchFunc(b.entries, k, func(e idEntry[V], k string) int { return strings.Compare(e.key, k) })
+	b.entries = slices.Insert(b.entries, i, idEntry[V]{hash: h, key: k, val: v})
+	m.n++
+	if m.n > idMaxLoad*len(m.buckets) {
+		m.grow(gen)
+	}
+}
+
+// del removes k for a realm of generation gen.
+func (m *IDMap[V]) del(gen uint64, k string) {
+	if _, ok := m.Lookup(k); !ok {
+		return // nothing to copy for
+	}
+	h := idHash(k)
+	b := m.own(gen, h)
+	b.entries = slices.DeleteFunc(b.entries, func(e idEntry[V]) bool { return e.hash == h && e.key == k })
+	if len(b.entries) == 0 {
+		m.buckets[h&uint64(len(m.buckets)-1)] = nil // as a bucket never used is
+	}
+	m.n--
+}
+
+// own returns the bucket of hash h for generation gen to change, copying
+// the array and the bucket first when they belong to another.
+func (m *IDMap[V]) own(gen, h uint64) *idBucket[V] {
+	if m.buckets == nil {
+		m.buckets, m.gen = make([]*idBucket[V], bucketsFor(0)), gen
+	} else if m.gen != gen {
+		m.buckets, m.gen = slices.Clone(m.buckets), gen
+	}
+	i := h & uint64(len(m.buckets)-1)
+	b := m.buckets[i]
+	switch {
+	case b == nil:
+		b = &idBucket[V]{gen: gen}
+		m.buckets[i] = b
+	case b.gen != gen:
+		b = &idBucket[V]{gen: gen, entries: slices.Clone(b.entries)}
+		m.buckets[i] = b
+	}
+	return b
+}
+
+func compareKeys[V any](x, y idEntry[V]) int { return strings.Compare(x.key, y.key) }
+
+// grow doubles the array, every bucket then new and gen's own.
+func (m *IDMap[V]) grow(gen uint64) {
+	buckets := make([]*idBucket[V], 2*len(m.buckets))
+	mask := uint64(len(buckets) - 1)
+	for _, b := range m.buckets {
+		if b == nil {
+			continue
+		}
+		for _, e := range b.entries {
+			nb := buckets[e.hash&mask]
+			if nb == nil {
+				nb = &idBucket[V]{gen: gen, entries: make([]idEntry[V], 0, idMaxLoad/2)}
+				buckets[e.hash&mask] = nb
+			}
+			nb.entries = append(nb.entries, e)
+		}
+	}
+	m.buckets, m.gen = buckets, gen
+}
+
+// clone returns a copy of m that shares nothing with it, each value copied
+// by f, for a State of generation 0 (State.Clone). The copy is laid out
+// canonically, sized for its entries and each bucket in key order, so that
+// clones of maps that hold the same compare equal (reflect.DeepEqual),
+// whatever order their entries came in.
+func (m *IDMap[V]) clone(f func(V) V) IDMap[V] {
+	if m.buckets == nil {
+		return IDMap[V]{}
+	}
+	c := IDMap[V]{n: m.n, buckets: make([]*idBucket[V], bucketsFor(m.n))}
+	mask := uint64(len(c.buckets) - 1)
+	for _, b := range m.buckets {
+		if b == nil {
+			continue
+		}
+		for _, e := range b.entries {
+			nb := c.buckets[e.hash&mask]
+			if nb == nil {
+				nb = &idBucket[V]{}
+				c.buckets[e.hash&mask] = nb
+			}
+			e.val = f(e.val)
+			nb.entries = append(nb.entries, e)
+		}
+	}
+	for _, b := range c.buckets {
+		if b != nil {
+			slices.SortFunc(b.entries, compareKeys)
+		}
+	}
+	return c
+}
