@@ -178,7 +178,7 @@ type ownedSet struct {
 // copied first when an entity of another generation may share them.
 func (s *set) own(gen uint64) ownedSet {
 	if s.p != nil && s.p.gen != gen {
-		s.p = &setData{small: slices.Clone(s.p.small), big: cloneBitmap(s.p.big), gen: gen}
+		s.p = &setData{small: slices.Clone(s.p.small), big: shareBitmap(s.p.big), gen: gen}
 	}
 	return ownedSet{s, gen}
 }

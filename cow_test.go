@@ -66,3 +66,87 @@ func TestState_Snapshot(t *testing.T) {
 		}
 	}
 }
+
+// TestState_SnapshotBigSets: a policy's holders and a group's members past
+// the small-set size are roaring bitmaps whose chunks a fork shares until it
+// changes one. Forks of one snapshot change the same sets at once while
+// readers read the snapshot (run with -race); the snapshot stays as it was,
+// and each fork ends where a state that never shared ends.
+func TestState_SnapshotBigSets(t *testing.T) {
+	in := iam.InRealm{Realm: realm}
+	users := ids("u", 300)
+	base := []iam.Event{
+		iam.RealmCreated{InRealm: in, Name: "R"},
+		iam.GroupCreated{InRealm: in, ID: "g", Name: "G"},
+		iam.PolicyCreated{InRealm: in, ID: "p", Name: "P", Statements: []iam.Statement{{Effect: iam.Allow, Actions: []string{"read"}, Resources: []string{data("x")}}}},
+	}
+	for i, u := range users {
+		base = append(base, iam.IdentityCreated{InRealm: in, ID: u, Kind: iam.KindUser, Name: u})
+		if i%2 == 0 {
+			base = append(base, iam.PolicyAttached{InRealm: in, Policy: "p", Target: u}, iam.MemberAdded{InRealm: in, Group: "g", Identity: u})
+		}
+	}
+	// Fork f detaches and removes every even user from f*50 on, and
+	// attaches and adds the odd ones.
+	changes := func(f int) []iam.Event {
+		var evs []iam.Event
+		for i := f * 50; i < len(users); i++ {
+			if i%2 == 0 {
+				evs = append(evs, iam.PolicyDetached{InRealm: in, Policy: "p", Target: users[i]}, iam.MemberRemoved{InRealm: in, Group: "g", Identity: users[i]})
+			} else {
+				evs = append(evs, iam.PolicyAttached{InRealm: in, Policy: "p", Target: users[i]}, iam.MemberAdded{InRealm: in, Group: "g", Identity: users[i]})
+			}
+		}
+		return evs
+	}
+	fresh := func(evs ...[]iam.Event) *iam.State {
+		s := iam.NewState()
+		for _, e := range evs {
+			if err := s.ApplyEvents(e, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return s
+	}
+	live := fresh(base)
+	snap := live.Snapshot(new(sync.Mutex))
+	const forks = 4
+	got := make([]*iam.State, forks)
+	var wg sync.WaitGroup
+	for f := range forks {
+		wg.Go(func() {
+			s := snap.Fork()
+			if err := s.ApplyEvents(changes(f), nil); err != nil {
+				t.Error(err)
+			}
+			got[f] = s
+		})
+	}
+	// The live state goes on too, as a replica's does.
+	if err := live.ApplyEvents(changes(forks), nil); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		wg.Go(func() {
+			for i, u := range users {
+				d := snap.Check(iam.CheckRequest{Realm: realm, Subject: u, Action: "read", Resource: data("x")})
+				if d.Allowed != (i%2 == 0) {
+					t.Errorf("snapshot: %s allowed %v while forks change", u, d.Allowed)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	same := func(a, b *iam.State) bool { return reflect.DeepEqual(a.Clone(), b.Clone()) }
+	if !same(snap, fresh(base)) {
+		t.Error("the snapshot changed with its forks")
+	}
+	for f, s := range got {
+		if !same(s, fresh(base, changes(f))) {
+			t.Errorf("fork %d differs from a state that never shared", f)
+		}
+	}
+	if !same(live, fresh(base, changes(forks))) {
+		t.Error("the live state differs from a state that never shared")
+	}
+}

@@ -154,13 +154,34 @@ func (s set) clone() set {
 	if s.p == nil {
 		return s
 	}
-	return set{&setData{small: slices.Clone(s.p.small), big: cloneBitmap(s.p.big)}}
+	d := &setData{small: slices.Clone(s.p.small)}
+	if s.p.big != nil {
+		d.big = shareBitmap(s.p.big)
+		d.big.CloneCopyOnWriteContainers()
+		d.big.SetCopyOnWrite(false)
+	}
+	return set{d}
 }
 
-func cloneBitmap(b *roaring.Bitmap) *roaring.Bitmap {
+// bitmapShares serializes shareBitmap: roaring's copy-on-write Clone marks
+// the source's chunks as shared too, a write to flags that two forks
+// cloning one snapshot's set at once would race on. Nothing else reads or
+// writes a shared bitmap's flags: reads (Contains, Iterate, ToArray,
+// GetCardinality) never look at them, and a set of another generation is
+// never changed again (cow.go).
+var bitmapShares sync.Mutex
+
+// shareBitmap returns a copy of b that shares its chunks (2^16 ids each)
+// until it changes one, which it copies first: a snapshot's first change
+// to a policy attached to 90,000 users copies a chunk of a few KiB, not
+// the whole set.
+func shareBitmap(b *roaring.Bitmap) *roaring.Bitmap {
 	if b == nil {
 		return nil
 	}
+	bitmapShares.Lock()
+	defer bitmapShares.Unlock()
+	b.SetCopyOnWrite(true)
 	return b.Clone()
 }
 
