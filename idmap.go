@@ -66,18 +66,26 @@ func (m *IDMap[V]) Get(k string) V {
 
 // Lookup returns the value at k and whether there is one.
 func (m *IDMap[V]) Lookup(k string) (V, bool) {
-	if m.n > 0 {
-		h := idHash(k)
-		if b := m.buckets[h&uint64(len(m.buckets)-1)]; b != nil {
-			for i := range b.entries {
-				if e := &b.entries[i]; e.hash == h && e.key == k {
-					return e.val, true
-				}
-			}
-		}
+	if e := m.find(idHash(k), k); e != nil {
+		return e.val, true
 	}
 	var zero V
 	return zero, false
+}
+
+// find returns the entry of k, whose hash is h; nil when there is none.
+func (m *IDMap[V]) find(h uint64, k string) *idEntry[V] {
+	if m.n == 0 {
+		return nil
+	}
+	if b := m.buckets[h&uint64(len(m.buckets)-1)]; b != nil {
+		for i := range b.entries {
+			if e := &b.entries[i]; e.hash == h && e.key == k {
+				return e
+			}
+		}
+	}
+	return nil
 }
 
 // All yields every entry once, in no particular order.
@@ -131,10 +139,10 @@ func (m *IDMap[V]) put(gen uint64, k string, v V) {
 
 // del removes k for a realm of generation gen.
 func (m *IDMap[V]) del(gen uint64, k string) {
-	if _, ok := m.Lookup(k); !ok {
+	h := idHash(k)
+	if m.find(h, k) == nil {
 		return // nothing to copy for
 	}
-	h := idHash(k)
 	b := m.own(gen, h)
 	b.entries = slices.DeleteFunc(b.entries, func(e idEntry[V]) bool { return e.hash == h && e.key == k })
 	if len(b.entries) == 0 {
@@ -187,27 +195,7 @@ func compareEntries[V any](x, y idEntry[V]) int {
 
 // grow doubles the array, every bucket then new and gen's own.
 func (m *IDMap[V]) grow(gen uint64) {
-	buckets := make([]*idBucket[V], 2*len(m.buckets))
-	mask := uint64(len(buckets) - 1)
-	for _, b := range m.buckets {
-		if b == nil {
-			continue
-		}
-		for _, e := range b.entries {
-			nb := buckets[e.hash&mask]
-			if nb == nil {
-				nb = newBucket[V](gen, nil)
-				buckets[e.hash&mask] = nb
-			}
-			nb.entries = append(nb.entries, e) // in order: a bucket splits in two
-		}
-	}
-	for _, b := range buckets {
-		if b != nil {
-			b.dropSpilt()
-		}
-	}
-	m.buckets, m.gen = buckets, gen
+	m.buckets, m.gen = m.spread(2*len(m.buckets), gen, nil)
 }
 
 // clone returns a copy of m that shares nothing with it, each value copied
@@ -219,27 +207,38 @@ func (m *IDMap[V]) clone(f func(V) V) IDMap[V] {
 	if m.buckets == nil {
 		return IDMap[V]{}
 	}
-	c := IDMap[V]{n: m.n, buckets: make([]*idBucket[V], bucketsFor(m.n))}
-	mask := uint64(len(c.buckets) - 1)
+	buckets, _ := m.spread(bucketsFor(m.n), 0, f)
+	return IDMap[V]{n: m.n, buckets: buckets}
+}
+
+// spread puts m's entries, each value copied by f unless f is nil, into
+// size new buckets of generation gen, each in hash order.
+func (m *IDMap[V]) spread(size int, gen uint64, f func(V) V) ([]*idBucket[V], uint64) {
+	buckets := make([]*idBucket[V], size)
+	mask := uint64(size - 1)
 	for _, b := range m.buckets {
 		if b == nil {
 			continue
 		}
 		for _, e := range b.entries {
-			nb := c.buckets[e.hash&mask]
+			nb := buckets[e.hash&mask]
 			if nb == nil {
-				nb = newBucket[V](0, nil)
-				c.buckets[e.hash&mask] = nb
+				nb = newBucket[V](gen, nil)
+				buckets[e.hash&mask] = nb
 			}
-			e.val = f(e.val)
+			if f != nil {
+				e.val = f(e.val)
+			}
 			nb.entries = append(nb.entries, e)
 		}
 	}
-	for _, b := range c.buckets {
+	for _, b := range buckets {
 		if b != nil {
+			// Already in order when the array grows (a bucket splits in
+			// two), not when a clone's is smaller.
 			slices.SortFunc(b.entries, compareEntries)
 			b.dropSpilt()
 		}
 	}
-	return c
+	return buckets, gen
 }

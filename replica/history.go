@@ -30,10 +30,10 @@ const (
 // live one, per id in the state's maps (iam.State IDs): the copy of the
 // small maps and of the buckets of the large ones (iam.IDMap) that change
 // before the next checkpoint, and the entities changed, which it then
-// holds alone. Measured on BenchmarkAtExactSnapshot's log (~24 B at 90,000
-// users and 16,000 entries between checkpoints: the heap with 63 indexes
-// less the heap with none; ~45 B when identities and emails were Go maps
-// copied whole), rounded up.
+// holds alone. Measured on BenchmarkAtExactSnapshot's log (~23 B at 90,000
+// users, ~181k ids, and 16,000 entries between checkpoints: the heap with
+// 63 indexes less the heap with none, 610 - 362 MiB; ~45 B when identities
+// and emails were Go maps copied whole), rounded up.
 const indexBytesPerID = 40
 
 // stateBytesPerID estimates a whole state's memory per id in its maps:
