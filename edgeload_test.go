@@ -41,3 +41,72 @@ func TestSet_AddNums(t *testing.T) {
 		}
 	}
 }
+
+// TestEdgeLoader_AttachTargets: attachments loaded in bulk equal those
+// PolicyAttached makes, however the loader was told of the identities —
+// in key order, in part, in reverse, or not at all — so the walk (which
+// answers only when it holds the target) and the lookup by id agree.
+func TestEdgeLoader_AttachTargets(t *testing.T) {
+	const realm = "edge-walk"
+	users := []string{"u1", "u10", "u2", "u3", "u4", "u5"} // key order
+	build := func() *State {
+		st := NewState()
+		in := InRealm{Realm: realm}
+		evs := []Event{RealmCreated{InRealm: in, Name: realm},
+			GroupCreated{InRealm: in, ID: "g", Name: "g"},
+			PolicyCreated{InRealm: in, ID: "p1", Name: "p1"}, PolicyCreated{InRealm: in, ID: "p2", Name: "p2"}}
+		for _, u := range users {
+			evs = append(evs, IdentityCreated{InRealm: in, ID: u, Kind: KindUser})
+		}
+		if err := st.ApplyEvents(evs, nil); err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	// Targets in key order; u4 has none.
+	edges := [][2]string{{"g", "p1"}, {"u1", "p1"}, {"u1", "p2"}, {"u10", "p2"}, {"u2", "p1"}, {"u3", "p1"}, {"u3", "p2"}, {"u5", "p2"}}
+	want := build()
+	for _, e := range edges {
+		if err := want.ApplyEvents([]Event{PolicyAttached{InRealm: InRealm{Realm: realm}, Target: e[0], Policy: e[1]}}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, told := range map[string][]string{
+		"all":      users,
+		"some":     {"u1", "u3"},
+		"reversed": {"u5", "u4", "u3", "u2", "u10", "u1"},
+		"unknown":  {"u0", "u1", "zz"},
+		"none":     nil,
+	} {
+		t.Run(name, func(t *testing.T) {
+			got := build()
+			l := NewEdgeLoader(got)
+			for _, u := range told {
+				l.IdentityLoaded(realm, u)
+			}
+			for _, e := range edges {
+				if err := l.Attach([]byte(realm), []byte(e[0]), []byte(e[1])); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := l.Attach([]byte(realm), []byte("u6"), []byte("p1")); err == nil {
+				t.Fatal("attached to a missing identity")
+			}
+			l.Flush()
+			gr, wr := got.Realm(realm), want.Realm(realm)
+			for _, u := range users {
+				if g, w := gr.Identities.Get(u).Policies.Sorted(), wr.Identities.Get(u).Policies.Sorted(); !reflect.DeepEqual(g, w) {
+					t.Errorf("%s's policies: got %v, want %v", u, g, w)
+				}
+			}
+			for _, p := range []string{"p1", "p2"} {
+				if g, w := gr.Policies[p].AttachedTo.Sorted(), wr.Policies[p].AttachedTo.Sorted(); !reflect.DeepEqual(g, w) {
+					t.Errorf("%s attached to %v, want %v", p, g, w)
+				}
+			}
+			if g, w := gr.Groups["g"].Policies.Sorted(), wr.Groups["g"].Policies.Sorted(); !reflect.DeepEqual(g, w) {
+				t.Errorf("g's policies: got %v, want %v", g, w)
+			}
+		})
+	}
+}

@@ -542,15 +542,7 @@ func (r *Replica) fromCheckpoint(seq uint64) (*iam.State, error) {
 	st := r.emptyState()
 	var err error
 	if cp.snap != nil {
-		// Decoding rows into the index is most of the cost: it runs
-		// beside the scan, as a joining region's load does.
-		l := newIndexLoader(st)
-		err = scanRows(cp.snap, func(k, v []byte) error { l.add(k, v); return nil })
-		if err != nil {
-			l.stop()
-		} else {
-			err = l.finish()
-		}
+		err = loadIndex(cp.snap, st, nil)
 	} else {
 		err = loadCheckpointFile(r.fs(), cp.file, cp.seq, st)
 	}

@@ -144,12 +144,10 @@ func Open(cfg Config) (*Replica, error) {
 	if cfg.Limits != nil {
 		state.Limits = *cfg.Limits
 	}
-	rows := NewRowLoader(state)
-	rows.identities, err = identityCounts(store.db)
+	identities, err := identityCounts(store.db)
 	if err == nil {
-		err = scanRows(store.db, rows.Load)
+		err = loadIndex(store.db, state, identities)
 	}
-	rows.Finish()
 	if err != nil {
 		store.Close()
 		return nil, fmt.Errorf("load read model of %s: %w", cfg.Region, err)

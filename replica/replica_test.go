@@ -1,6 +1,7 @@
 package replica_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"slices"
@@ -547,5 +548,57 @@ func TestReplica_CheckReasonIsDeterministic(t *testing.T) {
 		if d, _ := mustCheck(t, r, aliceReadsDoc); d != first {
 			t.Fatalf("same replica, same position, same check: got %+v, earlier %+v", d, first)
 		}
+	}
+}
+
+// TestReplica_OpenRefusesABadIdentityRow: an identity row whose value does
+// not decode (identity rows are decoded beside the scan, not where the
+// other rows are) fails Open with an error naming the row, and a snapshot
+// carrying it fails to load as corrupt, leaving the replica empty.
+func TestReplica_OpenRefusesABadIdentityRow(t *testing.T) {
+	w := newWorkload(t, 13, 600)
+	dir := t.TempDir()
+	r, err := replica.Open(replica.Config{Region: "eu", Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	applyAll(t, r, w.entries, 100)
+	pos := replica.Position{Seq: r.Applied(), MsgID: r.AppliedMsgID()}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	u := w.realms[0]
+	key := replica.RowKey(iam.Change{Kind: iam.ChangeIdentity, Realm: u.id, From: u.users[0]})
+	store, err := replica.OpenStore(dir, replica.StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Commit([]replica.RowChange{{Key: key, Value: []byte(`{"kind": 7`)}}, pos); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := store.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if _, _, err := snap.Write(&buf, replica.SnapshotOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := errors.Join(snap.Close(), store.Close()); err != nil {
+		t.Fatal(err)
+	}
+
+	if r, err := replica.Open(replica.Config{Region: "eu", Dir: dir}); err == nil {
+		r.Close()
+		t.Fatal("opened a read model with an identity row that does not decode")
+	} else if !strings.Contains(err.Error(), strconv.Quote(key)) {
+		t.Fatalf("Open: got %v, want an error naming row %q", err, key)
+	}
+	dst := openReplica(t, replica.Config{})
+	if _, err := dst.LoadSnapshot(context.Background(), &buf, replica.LoadOptions{}); !errors.Is(err, replica.ErrSnapshotCorrupt) {
+		t.Fatalf("LoadSnapshot: got %v, want ErrSnapshotCorrupt", err)
+	}
+	if dst.Applied() != 0 {
+		t.Fatalf("after a refused snapshot: applied %d, want 0", dst.Applied())
 	}
 }
