@@ -402,9 +402,10 @@ type Group struct {
 	Policies set
 	Plans    set // plans attached (plan.go); nil until the first
 	Projects set
-	Managers set    // its group admins: identities and groups
-	num      uint32 // ID interned (names)
-	gen      uint64 // cow.go
+	Managers set      // its group admins: identities and groups
+	num      uint32   // ID interned (names)
+	gen      uint64   // cow.go
+	loading  []uint32 // members an EdgeLoader has yet to add (edgeload.go)
 }
 
 // Policy is a named list of statements, attached realm-wide or used by
@@ -414,9 +415,10 @@ type Policy struct {
 	Name       string
 	Statements []Statement
 	AttachedTo set
-	InProjects set    // project ids whose memberships use it
-	num        uint32 // ID interned (names)
-	gen        uint64 // cow.go
+	InProjects set      // project ids whose memberships use it
+	num        uint32   // ID interned (names)
+	gen        uint64   // cow.go
+	loading    []uint32 // holders an EdgeLoader has yet to add (edgeload.go)
 }
 
 // Project holds resources and grants its members policies on them.

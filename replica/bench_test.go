@@ -209,6 +209,16 @@ func processCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// minorFaults counts the page faults the process has taken that needed
+// no I/O: on this VM a first touch of a page costs more than a check.
+func minorFaults() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Minflt
+}
+
 // BenchmarkRawPebble writes the very rows the replay writes — the same keys
 // and values in the same batches (one per 512-entry ApplyEntries call,
 // plus the position), NoSync — straight to Pebble with the Store's options
@@ -319,13 +329,17 @@ var checkBench struct {
 	err     error
 }
 
-func vmRSSMiB() float64 {
+func vmRSSMiB() float64 { return procStatusMiB("VmRSS") }
+
+// procStatusMiB returns the field of /proc/self/status given in kB (VmRSS,
+// VmHWM), in MiB; -1 where there is none.
+func procStatusMiB(field string) float64 {
 	status, err := os.ReadFile("/proc/self/status")
 	if err != nil {
 		return -1
 	}
 	for _, line := range strings.Split(string(status), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
 			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
 			return kb / 1024
 		}

@@ -521,17 +521,14 @@ type decodedIdentity struct {
 	err error
 }
 
-// decodeIdentity decodes the value of the row at key when it is an
-// identity's (ok true), so that load need not: an indexLoader does it on
-// the goroutine that reads the rows, where at 1M identities it took a
-// tenth of a restart off the one that builds the index.
-func decodeIdentity(key, value []byte, d *decodedIdentity) (ok bool) {
-	if len(key) == 0 || key[0] != rowIdentity[0] {
-		return false
-	}
-	*d = decodedIdentity{}
+func isIdentityRow(key []byte) bool { return len(key) > 0 && key[0] == rowIdentity[0] }
+
+// decodeIdentity decodes an identity row's value into the zero d, so that
+// load need not: an indexLoader does it on the goroutine that reads the
+// rows, where at 1M identities it took a tenth of a restart off the one
+// that builds the index.
+func decodeIdentity(value []byte, d *decodedIdentity) {
 	d.err = decodeRow(value, &d.row)
-	return true
 }
 
 // load loads one row, whose value is decoded already in ident when it is
@@ -563,7 +560,7 @@ func (l *RowLoader) load(key, value []byte, ident *decodedIdentity) error {
 	if c.Kind == iam.ChangeIdentity {
 		if ident == nil {
 			ident = new(decodedIdentity)
-			decodeIdentity(key, value, ident)
+			decodeIdentity(value, ident)
 		}
 		if err = ident.err; err == nil {
 			err = loadIdentity(l.st, iam.InRealm{Realm: c.Realm}, c.From, ident.row)
