@@ -58,16 +58,12 @@ func NewEdgeLoader(st *State) *EdgeLoader {
 	return &EdgeLoader{st: st, loaded: map[*Realm]*identityWalk{}}
 }
 
-// IdentityLoaded tells the loader that identity id of realm now stands as
-// loaded (a later event replacing it would make the walk stale: a load
-// applies none). Identities must be told in the order of their ids.
-func (l *EdgeLoader) IdentityLoaded(realm, id string) {
+// IdentityLoaded tells the loader that id stands loaded in realm (a later
+// event replacing it would make the walk stale: a load applies none).
+// Identities must be told in the order of their ids.
+func (l *EdgeLoader) IdentityLoaded(realm string, id *Identity) {
 	r := l.st.realms[realm]
-	if r == nil {
-		return
-	}
-	ident := r.Identities.Get(id)
-	if ident == nil {
+	if r == nil || id == nil {
 		return
 	}
 	w := l.loaded[r]
@@ -75,7 +71,7 @@ func (l *EdgeLoader) IdentityLoaded(realm, id string) {
 		w = &identityWalk{}
 		l.loaded[r] = w
 	}
-	w.ids = append(w.ids, ident)
+	w.ids = append(w.ids, id)
 }
 
 // targetIdentity returns the identity with id target, walking on from the

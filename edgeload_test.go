@@ -82,7 +82,7 @@ func TestEdgeLoader_AttachTargets(t *testing.T) {
 			got := build()
 			l := NewEdgeLoader(got)
 			for _, u := range told {
-				l.IdentityLoaded(realm, u)
+				l.IdentityLoaded(realm, got.Realm(realm).Identities.Get(u))
 			}
 			for _, e := range edges {
 				if err := l.Attach([]byte(realm), []byte(e[0]), []byte(e[1])); err != nil {
@@ -108,5 +108,63 @@ func TestEdgeLoader_AttachTargets(t *testing.T) {
 				t.Errorf("g's policies: got %v, want %v", g, w)
 			}
 		})
+	}
+}
+
+// TestState_LoadIdentities: identities loaded together are the state that
+// applying their IdentityCreated events one at a time makes — their maps
+// of ids and of emails included, across realms given in turn, onto realms
+// that hold identities already — and a realm that does not exist is an
+// error.
+func TestState_LoadIdentities(t *testing.T) {
+	realms := []string{"load-a", "load-b"}
+	build := func() *State {
+		st := NewState()
+		for _, r := range realms {
+			in := InRealm{Realm: r}
+			if err := st.ApplyEvents([]Event{RealmCreated{InRealm: in, Name: r},
+				IdentityCreated{InRealm: in, ID: "first", Kind: KindUser, Email: "First@example.com"}}, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return st
+	}
+	var evs []IdentityCreated
+	for i := range 3000 {
+		e := IdentityCreated{InRealm: InRealm{Realm: realms[i/700%2]}, ID: fmt.Sprintf("u%04d", i), Kind: KindUser}
+		switch i % 3 {
+		case 0:
+			e.Email = fmt.Sprintf("User%d@Example.com", i)
+		case 1:
+			e.EmailIndex = fmt.Sprintf("index-%d", i)
+		}
+		evs = append(evs, e)
+	}
+	want := build()
+	for _, e := range evs {
+		if err := want.ApplyEvents([]Event{e}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := build()
+	ids, err := got.LoadIdentities(evs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, id := range ids {
+		if id != got.Realm(evs[i].Realm).Identities.Get(evs[i].ID) {
+			t.Fatalf("identity %d: returned %+v, not the one its realm holds", i, id)
+		}
+	}
+	for _, r := range realms {
+		if g, w := got.Clone().Realm(r), want.Clone().Realm(r); !reflect.DeepEqual(g, w) {
+			t.Errorf("realm %s: loaded together differs from one at a time", r)
+		}
+		if got.Realm(r).emails.Get("user0@example.com") != want.Realm(r).emails.Get("user0@example.com") {
+			t.Errorf("realm %s: emails differ", r)
+		}
+	}
+	if _, err := got.LoadIdentities([]IdentityCreated{{InRealm: InRealm{Realm: "nowhere"}, ID: "x"}}); err == nil {
+		t.Fatal("loaded an identity into a realm that does not exist")
 	}
 }

@@ -3,6 +3,7 @@ package iam
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net/mail"
 	"net/url"
 	"strconv"
@@ -399,18 +400,64 @@ func (PersonalDataChanged) EventType() string { return "PersonalDataChanged" }
 
 func (e IdentityCreated) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
-	r.Identities.put(r.gen, e.ID, &Identity{
-		ID: e.ID, Kind: e.Kind, Status: StatusActive, Email: e.Email, Name: e.Name,
-		PasswordHash: e.PasswordHash, RedirectURIs: e.RedirectURIs, Owner: e.Owner,
-		EmailIndex: e.EmailIndex, Sealed: e.Sealed, num: names.intern(e.ID), gen: r.gen,
-	})
-	if e.Email != "" {
-		r.emails.put(r.gen, strings.ToLower(e.Email), e.ID)
-	}
-	if e.EmailIndex != "" {
-		r.emails.put(r.gen, e.EmailIndex, e.ID)
+	r.Identities.put(r.gen, e.ID, e.identity(r.gen))
+	for _, k := range e.emailKeys() {
+		if k != "" {
+			r.emails.put(r.gen, k, e.ID)
+		}
 	}
 	touch(Change{Kind: ChangeIdentity, Realm: e.Realm, From: e.ID})
+}
+
+// identity returns the identity e creates, for a realm of generation gen.
+func (e IdentityCreated) identity(gen uint64) *Identity {
+	return &Identity{
+		ID: e.ID, Kind: e.Kind, Status: StatusActive, Email: e.Email, Name: e.Name,
+		PasswordHash: e.PasswordHash, RedirectURIs: e.RedirectURIs, Owner: e.Owner,
+		EmailIndex: e.EmailIndex, Sealed: e.Sealed, num: names.intern(e.ID), gen: gen,
+	}
+}
+
+// emailKeys returns the keys e's identity is found by among the realm's
+// emails: its email lowercased and its email index, each "" when it has
+// none.
+func (e IdentityCreated) emailKeys() [2]string {
+	return [2]string{strings.ToLower(e.Email), e.EmailIndex}
+}
+
+// LoadIdentities applies evs, each creating an identity its realm does not
+// hold, as ApplyEvents would, for a read model loading its rows, and
+// returns the identities in the order of evs. It fills the realms' maps
+// bucket after bucket (IDMap.putAll) rather than in the order of evs: at
+// 1M identities, one at a time, those inserts were a third of a restart.
+func (s *State) LoadIdentities(evs []IdentityCreated) ([]*Identity, error) {
+	out := make([]*Identity, 0, len(evs))
+	for len(evs) > 0 {
+		r := s.realms[evs[0].Realm]
+		if r == nil {
+			return nil, fmt.Errorf("identity %q of unknown realm %q", evs[0].ID, evs[0].Realm)
+		}
+		n := 1
+		for n < len(evs) && evs[n].Realm == r.ID {
+			n++
+		}
+		ids := make([]idEntry[*Identity], n)
+		emails := make([]idEntry[string], 0, 2*n)
+		for i, e := range evs[:n] {
+			id := e.identity(r.gen)
+			out = append(out, id)
+			ids[i] = idEntry[*Identity]{hash: idHash(e.ID), key: e.ID, val: id}
+			for _, k := range e.emailKeys() {
+				if k != "" {
+					emails = append(emails, idEntry[string]{hash: idHash(k), key: k, val: e.ID})
+				}
+			}
+		}
+		r.Identities.putAll(r.gen, ids)
+		r.emails.putAll(r.gen, emails)
+		evs = evs[n:]
+	}
+	return out, nil
 }
 
 func (e IdentityStatusChanged) apply(s *State, touch Touch) {

@@ -122,18 +122,52 @@ func bucketsFor(n int) int {
 
 // put sets k to v for a realm of generation gen.
 func (m *IDMap[V]) put(gen uint64, k string, v V) {
-	e := idEntry[V]{hash: idHash(k), key: k, val: v}
+	m.insert(gen, idEntry[V]{hash: idHash(k), key: k, val: v})
+	if m.n > idMaxLoad*len(m.buckets) {
+		m.grow(gen)
+	}
+}
+
+// insert puts e (its hash set) without growing the array.
+func (m *IDMap[V]) insert(gen uint64, e idEntry[V]) {
 	b := m.own(gen, e.hash)
 	i, found := slices.BinarySearchFunc(b.entries, e, compareEntries)
 	if found {
-		b.entries[i].val = v
+		b.entries[i].val = e.val
 		return
 	}
 	b.entries = slices.Insert(b.entries, i, e)
 	b.dropSpilt()
 	m.n++
-	if m.n > idMaxLoad*len(m.buckets) {
-		m.grow(gen)
+}
+
+// putAll puts the entries (their hashes set) as put would one at a time,
+// but bucket after bucket: at 1M ids put's random order made each insert
+// a cache miss or two, on the array and on the bucket. It sorts entries
+// by bucket with a counting sort (scattering them is stores, which do not
+// wait on each other as the loads of a lookup do).
+func (m *IDMap[V]) putAll(gen uint64, entries []idEntry[V]) {
+	if len(entries) == 0 {
+		return
+	}
+	if size := bucketsFor(m.n + len(entries)); m.buckets == nil || len(m.buckets) < size {
+		m.buckets, m.gen = m.spread(size, gen, nil)
+	}
+	mask := uint64(len(m.buckets) - 1)
+	starts := make([]int32, len(m.buckets)+1)
+	for _, e := range entries {
+		starts[e.hash&mask+1]++
+	}
+	for i := 1; i < len(starts); i++ {
+		starts[i] += starts[i-1]
+	}
+	sorted := make([]idEntry[V], len(entries))
+	for _, e := range entries {
+		sorted[starts[e.hash&mask]] = e
+		starts[e.hash&mask]++
+	}
+	for _, e := range sorted {
+		m.insert(gen, e)
 	}
 }
 

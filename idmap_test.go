@@ -7,8 +7,8 @@ import (
 	"testing"
 )
 
-// TestIDMap checks an IDMap against a Go map through random puts and
-// deletes, across copies made as Snapshot and Fork make them (the copy by
+// TestIDMap checks an IDMap against a Go map through random puts (one at a
+// time and in batches, which may grow the array) and deletes, across copies made as Snapshot and Fork make them (the copy by
 // value, each side then changed at its own generation): every copy keeps
 // exactly the entries it had, whatever the others do after, and a copy's
 // first change copies only the bucket it touches.
@@ -24,9 +24,18 @@ func TestIDMap(t *testing.T) {
 	for step := range 20_000 {
 		k := "id-" + strconv.Itoa(rng.IntN(3000))
 		switch op := rng.IntN(100); {
-		case op < 60:
+		case op < 57:
 			live.m.put(live.gen, k, step)
 			live.want[k] = step
+		case op < 60:
+			// A batch, keys repeated in it too: the last of a key wins.
+			batch := make([]idEntry[int], rng.IntN(300))
+			for i := range batch {
+				k := "id-" + strconv.Itoa(rng.IntN(3000+step/4))
+				batch[i] = idEntry[int]{hash: idHash(k), key: k, val: step*1000 + i}
+				live.want[k] = step*1000 + i
+			}
+			live.m.putAll(live.gen, batch)
 		case op < 90:
 			live.m.del(live.gen, k)
 			delete(live.want, k)

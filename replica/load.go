@@ -240,7 +240,9 @@ func (l *indexLoader) run() {
 		b.rows, b.arena, b.idents = b.rows[:0], b.arena[:0], b.idents[:0]
 		l.free <- b
 	}
-	l.rows.Finish()
+	if err := l.rows.Finish(); err != nil && l.err == nil {
+		l.err = err
+	}
 }
 
 // loadIndex loads every row of rd into st, decoding them into the index

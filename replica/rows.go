@@ -491,8 +491,7 @@ func LoadRow(st *iam.State, key string, value []byte) error {
 	if err := l.Load([]byte(key), value); err != nil {
 		return err
 	}
-	l.Finish()
-	return nil
+	return l.Finish()
 }
 
 // RowLoader loads rows in key order into a state, as LoadRow one at a time
@@ -501,9 +500,15 @@ func LoadRow(st *iam.State, key string, value []byte) error {
 type RowLoader struct {
 	st         *iam.State
 	edges      *iam.EdgeLoader
-	pending    bool           // edges added since the last flush
-	identities map[string]int // realm → identity rows to come, if known
+	pending    bool                  // edges added since the last flush
+	identities map[string]int        // realm → identity rows to come, if known
+	created    []iam.IdentityCreated // plain identities not yet loaded (State.LoadIdentities)
 }
+
+// maxCreated bounds the identities a RowLoader holds for one
+// State.LoadIdentities: enough that each fills the maps in long runs of
+// neighbouring buckets, few enough to be a few MiB.
+const maxCreated = 1 << 16
 
 // NewRowLoader returns a loader into st.
 func NewRowLoader(st *iam.State) *RowLoader {
@@ -535,6 +540,9 @@ func decodeIdentity(value []byte, d *decodedIdentity) {
 // an identity's and ident is not nil.
 func (l *RowLoader) load(key, value []byte, ident *decodedIdentity) error {
 	if realm, edge, from, to, ok := bulkEdge(key); ok {
+		if err := l.loadCreated(); err != nil {
+			return err
+		}
 		l.pending = true
 		var err error
 		if edge == edgeMember[0] {
@@ -552,27 +560,25 @@ func (l *RowLoader) load(key, value []byte, ident *decodedIdentity) error {
 		return fmt.Errorf("load row %q: malformed key or unknown row kind", key)
 	}
 	// Other events may read the sets the pending edges go to.
-	l.Finish()
+	l.finishEdges()
 	if c.Kind != iam.ChangeRealm && l.st.Realm(c.Realm) == nil {
 		return fmt.Errorf("load row %q: unknown realm", key)
 	}
-	var err error
 	if c.Kind == iam.ChangeIdentity {
 		if ident == nil {
 			ident = new(decodedIdentity)
 			decodeIdentity(value, ident)
 		}
-		if err = ident.err; err == nil {
-			err = loadIdentity(l.st, iam.InRealm{Realm: c.Realm}, c.From, ident.row)
+		if err := l.loadIdentity(c, ident); err != nil {
+			return fmt.Errorf("load row %q: %w", key, err)
 		}
-	} else {
-		err = loadRow(l.st, c, value)
+		return nil
 	}
-	if err != nil {
+	if err := l.loadCreated(); err != nil {
+		return err
+	}
+	if err := loadRow(l.st, c, value); err != nil {
 		return fmt.Errorf("load row %q: %w", key, err)
-	}
-	if c.Kind == iam.ChangeIdentity {
-		l.edges.IdentityLoaded(c.Realm, c.From)
 	}
 	if c.Kind == iam.ChangeRealm {
 		// A realm's row comes before its identities'.
@@ -632,8 +638,57 @@ func bulkEdge(key []byte) (realm []byte, edge byte, from, to []byte, ok bool) {
 	return f[0], f[1][0], f[2], rest, true
 }
 
-// Finish completes the state with the edges loaded so far.
-func (l *RowLoader) Finish() {
+// loadIdentity loads an identity's row: a plain one (active, and nothing
+// but its creation to replay) joins those loaded together, any other is
+// replayed at once, after them.
+func (l *RowLoader) loadIdentity(c iam.Change, ident *decodedIdentity) error {
+	if ident.err != nil {
+		return ident.err
+	}
+	in := iam.InRealm{Realm: c.Realm}
+	if created, plain := createdOnly(in, c.From, ident.row); plain {
+		if l.created = append(l.created, created); len(l.created) == maxCreated {
+			return l.loadCreated()
+		}
+		return nil
+	}
+	if err := l.loadCreated(); err != nil {
+		return err
+	}
+	if err := loadIdentity(l.st, in, c.From, ident.row); err != nil {
+		return err
+	}
+	l.edges.IdentityLoaded(c.Realm, l.st.Realm(c.Realm).Identities.Get(c.From))
+	return nil
+}
+
+// loadCreated loads the plain identities held.
+func (l *RowLoader) loadCreated() error {
+	if len(l.created) == 0 {
+		return nil
+	}
+	ids, err := l.st.LoadIdentities(l.created)
+	if err != nil {
+		return fmt.Errorf("load identity rows: %w", err)
+	}
+	for i, id := range ids {
+		l.edges.IdentityLoaded(l.created[i].Realm, id)
+	}
+	clear(l.created)
+	l.created = l.created[:0]
+	return nil
+}
+
+// Finish completes the state with the rows loaded so far. Errors as
+// LoadRow's.
+func (l *RowLoader) Finish() error {
+	err := l.loadCreated()
+	l.finishEdges()
+	return err
+}
+
+// finishEdges adds the edges loaded so far.
+func (l *RowLoader) finishEdges() {
 	if l.pending {
 		l.edges.Flush()
 		l.pending = false
@@ -832,10 +887,9 @@ func loadIdentity(st *iam.State, in iam.InRealm, id string, row identityRow) err
 	if row.FailedSignIns < 0 || row.FailedSignIns > maxLoadedFailures {
 		return fmt.Errorf("failed sign-ins %d out of range", row.FailedSignIns)
 	}
+	created, _ := createdOnly(in, id, row)
 	evs := make([]iam.Event, 0, 4)
-	evs = append(evs, iam.IdentityCreated{InRealm: in, ID: id, Kind: row.Kind, Email: row.Email, Name: row.Name,
-		PasswordHash: row.PasswordHash, RedirectURIs: row.RedirectURIs, Owner: row.Owner,
-		EmailIndex: row.EmailIndex, Sealed: row.Sealed})
+	evs = append(evs, created)
 	switch row.Status {
 	case iam.StatusActive:
 	case iam.StatusDeactivated:
@@ -858,6 +912,17 @@ func loadIdentity(st *iam.State, in iam.InRealm, id string, row identityRow) err
 		evs = append(evs, iam.PasswordResetRequested{InRealm: in, User: id, TokenHash: row.ResetTokenHash, ExpiresAt: row.ResetExpiresAt})
 	}
 	return st.ApplyEvents(evs, nil)
+}
+
+// createdOnly returns the event that creates the identity of row, and
+// whether it is all the row holds: an active identity with no sign-in
+// failures, lock, token revocation nor reset token.
+func createdOnly(in iam.InRealm, id string, row identityRow) (iam.IdentityCreated, bool) {
+	e := iam.IdentityCreated{InRealm: in, ID: id, Kind: row.Kind, Email: row.Email, Name: row.Name,
+		PasswordHash: row.PasswordHash, RedirectURIs: row.RedirectURIs, Owner: row.Owner,
+		EmailIndex: row.EmailIndex, Sealed: row.Sealed}
+	return e, row.Status == iam.StatusActive && row.FailedSignIns == 0 && row.LockedUntil.IsZero() &&
+		row.TokensNotBefore.IsZero() && row.ResetTokenHash == ""
 }
 
 // decodeRow decodes a row's JSON value. segmentio's decoder keeps

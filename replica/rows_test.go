@@ -304,7 +304,9 @@ func loadRows(tb testing.TB, rows []row) *iam.State {
 			tb.Fatalf("Load(%q): %v", r.key, err)
 		}
 	}
-	l.Finish()
+	if err := l.Finish(); err != nil {
+		tb.Fatalf("Finish: %v", err)
+	}
 	return s
 }
 
