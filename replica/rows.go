@@ -507,7 +507,7 @@ type RowLoader struct {
 
 // maxCreated bounds the identities a RowLoader holds for one
 // State.LoadIdentities: enough that each fills the maps in long runs of
-// neighbouring buckets, few enough to be a few MiB.
+// neighbouring buckets, few enough to hold ~12 MiB of events.
 const maxCreated = 1 << 16
 
 // NewRowLoader returns a loader into st.
