@@ -262,12 +262,14 @@ func (p *Projector) run(ctx context.Context) {
 	if err == nil {
 		err = errors.New("projector: follow ended")
 	}
-	p.mu.Lock()
-	p.fatal = err
-	p.mu.Unlock()
+	// The refusal is counted before Healthy reports it, so whoever sees the
+	// Projector unhealthy also sees the count.
 	if reason := RefusedReason(err); reason != "" && p.OnRefused != nil {
 		p.OnRefused(reason)
 	}
+	p.mu.Lock()
+	p.fatal = err
+	p.mu.Unlock()
 	log.Error("projector stopped for good", "applied", p.applied.Load(), "head", p.head.Load(), "err", err)
 }
 
