@@ -128,7 +128,7 @@ func selfService(r *Realm, actor string, cmd Command) bool {
 func AuthorizeAction(s *State, realm, actor, action, hrn string) error {
 	d := s.Check(CheckRequest{Realm: realm, Subject: actor, Action: action, Resource: hrn})
 	if !d.Allowed {
-		return Errorf(EPermissionDenied, "permission %s on %s is missing: %s", action, hrn, d.Reason)
+		return Errorf(EPermissionDenied, "permission %s on %s is missing: %s", action, hrn, d.Reason())
 	}
 	return nil
 }

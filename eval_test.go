@@ -1,6 +1,7 @@
 package iam_test
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -33,9 +34,9 @@ func runSteps(t *testing.T, w *world, steps []step) {
 		if st.cmd == nil {
 			d := w.check(st.subject, st.action, st.resource, st.scope)
 			if d.Allowed != st.want {
-				t.Fatalf("step %d: check %s %s %s scope %q: got %v (%s), want %v", i, st.subject, st.action, st.resource, st.scope, d.Allowed, d.Reason, st.want)
+				t.Fatalf("step %d: check %s %s %s scope %q: got %v (%s), want %v", i, st.subject, st.action, st.resource, st.scope, d.Allowed, d.Reason(), st.want)
 			}
-			if d.Reason == "" {
+			if d.Reason() == "" {
 				t.Fatalf("step %d: check %s %s %s: got an empty reason, want one", i, st.subject, st.action, st.resource)
 			}
 			continue
@@ -299,23 +300,23 @@ func TestCheck_Reasons(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d := w.check(tt.subject, tt.action, tt.res, tt.scope)
-			if d.Allowed != tt.allowed || !strings.Contains(d.Reason, tt.reason) {
-				t.Fatalf("got %v %q, want %v %q", d.Allowed, d.Reason, tt.allowed, tt.reason)
+			if d.Allowed != tt.allowed || !strings.Contains(d.Reason(), tt.reason) {
+				t.Fatalf("got %v %q, want %v %q", d.Allowed, d.Reason(), tt.allowed, tt.reason)
 			}
 		})
 	}
 
 	w.do("", iam.SetIdentityStatus{ID: "idle", Status: iam.StatusDeactivated})
-	if d := w.check("idle", "read", data("b"), ""); d.Allowed || d.Reason != "subject idle is deactivated" {
-		t.Fatalf("deactivated: got %v %q, want false %q", d.Allowed, d.Reason, "subject idle is deactivated")
+	if d := w.check("idle", "read", data("b"), ""); d.Allowed || d.Reason() != "subject idle is deactivated" {
+		t.Fatalf("deactivated: got %v %q, want false %q", d.Allowed, d.Reason(), "subject idle is deactivated")
 	}
 	w.do("", iam.DeleteIdentity{ID: "idle"})
-	if d := w.check("idle", "read", data("b"), ""); d.Allowed || d.Reason != "subject idle is deleted" {
-		t.Fatalf("deleted: got %v %q, want false %q", d.Allowed, d.Reason, "subject idle is deleted")
+	if d := w.check("idle", "read", data("b"), ""); d.Allowed || d.Reason() != "subject idle is deleted" {
+		t.Fatalf("deleted: got %v %q, want false %q", d.Allowed, d.Reason(), "subject idle is deleted")
 	}
 	d := w.s.Check(iam.CheckRequest{Realm: "nope", Subject: "u", Action: "read", Resource: data("b")})
-	if d.Allowed || d.Reason != "realm nope is unknown" {
-		t.Fatalf("unknown realm: got %v %q, want false %q", d.Allowed, d.Reason, "realm nope is unknown")
+	if d.Allowed || d.Reason() != "realm nope is unknown" {
+		t.Fatalf("unknown realm: got %v %q, want false %q", d.Allowed, d.Reason(), "realm nope is unknown")
 	}
 }
 
@@ -335,8 +336,8 @@ func TestCheck_DenyWinsEverywhere(t *testing.T) {
 		w.do("", iam.AttachPolicy{Policy: "deny", Target: "g3"})
 		w.do("", iam.GrantRole{Identity: "u", Role: iam.RoleOrgAdmin})
 		d := w.check("u", iam.ActionCreateUser, iam.RealmHRN(realm), "")
-		if d.Allowed || d.Reason != "denied by policy deny statement 0 via group g3" {
-			t.Fatalf("got %v %q, want false %q", d.Allowed, d.Reason, "denied by policy deny statement 0 via group g3")
+		if d.Allowed || d.Reason() != "denied by policy deny statement 0 via group g3" {
+			t.Fatalf("got %v %q, want false %q", d.Allowed, d.Reason(), "denied by policy deny statement 0 via group g3")
 		}
 		// The deny applies to management too.
 		_, err := w.try("u", iam.CreateUser{ID: "x", Email: "x@example.com", Name: "x"})
@@ -435,6 +436,43 @@ func TestState_GroupPermissions(t *testing.T) {
 	for _, tt := range []struct{ realm, group string }{{realm, "nobody"}, {"other", "g"}} {
 		if _, err := w.s.GroupPermissions(tt.realm, tt.group); iam.ErrorCode(err) != iam.ENotFound {
 			t.Errorf("GroupPermissions(%s, %s): got %v, want not_found", tt.realm, tt.group, err)
+		}
+	}
+}
+
+// TestCheck_AllocatesNothing: a check that reaches the evaluation (allowed
+// by a statement, denied by one, or allowed by none) allocates nothing; its
+// reason is put into words only when asked for, and says the same as it
+// did when it was built at once.
+func TestCheck_AllocatesNothing(t *testing.T) {
+	w := newWorld(t)
+	w.user("u")
+	w.group("g")
+	w.do("", iam.AddMember{Group: "g", Identity: "u"})
+	w.policy("allow", iam.Allow, []string{"read", "write"}, data("*"))
+	w.policy("deny", iam.Deny, []string{"write"}, data("locked"))
+	w.do("", iam.AttachPolicy{Policy: "allow", Target: "u"})
+	w.do("", iam.AttachPolicy{Policy: "deny", Target: "g"})
+	for _, tt := range []struct {
+		action, resource string
+		allowed          bool
+		reason           string
+	}{
+		{"read", data("a"), true, "allowed by policy allow statement 0"},
+		{"write", data("locked"), false, "denied by policy deny statement 0 via group g"},
+		{"delete", data("a"), false, "no statement allows delete on " + data("a")},
+	} {
+		q := iam.CheckRequest{Realm: realm, Subject: "u", Action: tt.action, Resource: tt.resource}
+		var d iam.Decision
+		if allocs := testing.AllocsPerRun(100, func() { d = w.s.Check(q) }); allocs != 0 {
+			t.Errorf("%s %s: %v allocations a check, want 0", tt.action, tt.resource, allocs)
+		}
+		if d.Allowed != tt.allowed || d.Reason() != tt.reason {
+			t.Errorf("%s %s: got %v %q, want %v %q", tt.action, tt.resource, d.Allowed, d.Reason(), tt.allowed, tt.reason)
+		}
+		out, err := json.Marshal(d)
+		if want, _ := json.Marshal(map[string]any{"allowed": tt.allowed, "reason": tt.reason}); err != nil || string(out) != string(want) {
+			t.Errorf("%s %s: JSON %s (%v), want %s", tt.action, tt.resource, out, err, want)
 		}
 	}
 }

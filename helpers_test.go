@@ -123,7 +123,7 @@ func wantMessage(tb testing.TB, err error, parts ...string) {
 func wantAllowed(tb testing.TB, d iam.Decision, want bool) {
 	tb.Helper()
 	if d.Allowed != want {
-		tb.Fatalf("allowed: got %v (%s), want %v", d.Allowed, d.Reason, want)
+		tb.Fatalf("allowed: got %v (%s), want %v", d.Allowed, d.Reason(), want)
 	}
 }
 

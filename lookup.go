@@ -41,7 +41,7 @@ func (s *State) LookupSubjects(realm, action, resource, scope, after string, lim
 			if len(out) == limit {
 				return out, true
 			}
-			out = append(out, Subject{ID: id, Kind: r.Identities.Get(id).Kind, Reason: d.Reason})
+			out = append(out, Subject{ID: id, Kind: r.Identities.Get(id).Kind, Reason: d.Reason()})
 		}
 	}
 	return out, false

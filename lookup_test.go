@@ -33,7 +33,7 @@ func TestState_LookupSubjects(t *testing.T) {
 						for _, id := range ident {
 							d := w.check(id, action, res, scope)
 							if d.Allowed {
-								want = append(want, iam.Subject{ID: id, Kind: w.s.Realm(realm).Identities.Get(id).Kind, Reason: d.Reason})
+								want = append(want, iam.Subject{ID: id, Kind: w.s.Realm(realm).Identities.Get(id).Kind, Reason: d.Reason()})
 							}
 						}
 						slices.SortFunc(want, func(a, b iam.Subject) int { return strings.Compare(a.ID, b.ID) })

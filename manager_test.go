@@ -119,7 +119,7 @@ func TestDecide_Managers(t *testing.T) {
 	w.do("alice", iam.AddManager{Entity: app("a"), Manager: "team"})
 	w.do("bob", iam.AddCredential{App: "a", CredentialID: "c1", ClientID: "client1", SecretHash: argon})
 	d := w.check("bob", iam.ActionManageApp, iam.AppHRN(realm, "a"), "")
-	if !d.Allowed || d.Reason != "allowed by manager of app/a via group team" {
+	if !d.Allowed || d.Reason() != "allowed by manager of app/a via group team" {
 		t.Fatalf("bob through team: got %+v, want allowed by manager of app/a via group team", d)
 	}
 	if evs := w.do("alice", iam.AddManager{Entity: app("a"), Manager: "team"}); len(evs) != 0 {
@@ -170,7 +170,7 @@ func TestCheck_ManagerRights(t *testing.T) {
 		{"bob", iam.ActionManageApp, iam.AppHRN(realm, "a"), false},
 	} {
 		if got := w.check(tt.subject, tt.action, tt.resource, ""); got.Allowed != tt.want {
-			t.Errorf("%s %s %s: got %v (%s), want %v", tt.subject, tt.action, tt.resource, got.Allowed, got.Reason, tt.want)
+			t.Errorf("%s %s %s: got %v (%s), want %v", tt.subject, tt.action, tt.resource, got.Allowed, got.Reason(), tt.want)
 		}
 	}
 	perms, err := w.s.Permissions(realm, "alice")

@@ -67,8 +67,8 @@ func TestCheck_ProjectPolicy(t *testing.T) {
 	for _, who := range []string{"u", "v"} {
 		d := w.check(who, "read", data("a"), "proja")
 		wantAllowed(t, d, true)
-		if !strings.Contains(d.Reason, hrn) {
-			t.Errorf("%s: reason %q, want it to name %s", who, d.Reason, hrn)
+		if !strings.Contains(d.Reason(), hrn) {
+			t.Errorf("%s: reason %q, want it to name %s", who, d.Reason(), hrn)
 		}
 		wantAllowed(t, w.check(who, "read", data("a"), ""), false)
 	}

@@ -68,10 +68,10 @@ func (s *State) mayShareFrom(r *Realm, actor, hrn string, pl *ResourcePlacement)
 			return true, ""
 		}
 		d := s.Check(CheckRequest{Realm: r.ID, Subject: actor, Action: ActionShare, Resource: hrn, Scope: pl.Home})
-		return d.Allowed, "neither a manager of its home project " + pl.Home + " nor allowed share there: " + d.Reason
+		return d.Allowed, "neither a manager of its home project " + pl.Home + " nor allowed share there: " + d.Reason()
 	}
 	d := s.realmWide(r, actor, ActionShare, hrn)
-	return d.Allowed, "it is in no home project and the realm's policies do not allow share on it: " + d.Reason
+	return d.Allowed, "it is in no home project and the realm's policies do not allow share on it: " + d.Reason()
 }
 
 // --- commands ------------------------------------------------------------------

@@ -16,7 +16,7 @@ func TestDecide_ShareApp(t *testing.T) {
 	w.do("", iam.AddMember{Group: "team", Identity: "carol"})
 	hrn := iam.AppHRN(realm, "a")
 	if d := w.check("bob", iam.ActionShare, hrn, ""); d.Allowed {
-		t.Fatalf("bob share before: got allowed (%s), want denied", d.Reason)
+		t.Fatalf("bob share before: got allowed (%s), want denied", d.Reason())
 	}
 	_, err := w.try("bob", iam.ShareApp{App: "a", With: "bob"})
 	wantError(t, err, iam.EPermissionDenied, "")
@@ -26,16 +26,16 @@ func TestDecide_ShareApp(t *testing.T) {
 		t.Errorf("share again: got %v, want no event", evs)
 	}
 	for _, a := range []string{iam.ActionRead, iam.ActionManageApp, iam.ActionManageUser, iam.ActionShare} {
-		if d := w.check("bob", a, hrn, ""); !d.Allowed || d.Reason != "allowed by share of app/a" {
-			t.Errorf("bob %s: got %v %q, want allowed by share of app/a", a, d.Allowed, d.Reason)
+		if d := w.check("bob", a, hrn, ""); !d.Allowed || d.Reason() != "allowed by share of app/a" {
+			t.Errorf("bob %s: got %v %q, want allowed by share of app/a", a, d.Allowed, d.Reason())
 		}
-		if d := w.check("carol", a, hrn, ""); !d.Allowed || !strings.Contains(d.Reason, "via group team") {
-			t.Errorf("carol %s: got %v %q, want allowed via group team", a, d.Allowed, d.Reason)
+		if d := w.check("carol", a, hrn, ""); !d.Allowed || !strings.Contains(d.Reason(), "via group team") {
+			t.Errorf("carol %s: got %v %q, want allowed via group team", a, d.Allowed, d.Reason())
 		}
 	}
 	// A manager does not hold share, as HERE has it.
 	if d := w.check("alice", iam.ActionShare, hrn, ""); d.Allowed {
-		t.Errorf("manager share: got allowed (%s), want denied", d.Reason)
+		t.Errorf("manager share: got allowed (%s), want denied", d.Reason())
 	}
 	// A sharee manages, so it re-shares.
 	w.do("bob", iam.ShareApp{App: "a", With: "carol"})
@@ -54,7 +54,7 @@ func TestDecide_ShareApp(t *testing.T) {
 	}
 	w.do("alice", iam.UnshareApp{App: "a", With: "bob"})
 	if d := w.check("bob", iam.ActionManageApp, hrn, ""); d.Allowed {
-		t.Errorf("after unshare: got allowed (%s), want denied", d.Reason)
+		t.Errorf("after unshare: got allowed (%s), want denied", d.Reason())
 	}
 	_, err = w.try("alice", iam.ShareApp{App: "a", With: "nobody"})
 	wantError(t, err, iam.ENotFound, "identityOrGroupId")

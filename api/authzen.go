@@ -249,7 +249,7 @@ func (s *Server) authzenSingle(w http.ResponseWriter, r *http.Request, in azEval
 	tok := FormatToken(seq)
 	w.Header().Set("Consistency-Token", tok)
 	writeJSON(w, http.StatusOK, azDecision{Decision: ds[0].Allowed,
-		Context: azDecisionDetail{Reason: ds[0].Reason, Region: rep.Region(), ConsistencyToken: tok}})
+		Context: azDecisionDetail{Reason: ds[0].Reason(), Region: rep.Region(), ConsistencyToken: tok}})
 	return nil
 }
 
@@ -296,7 +296,7 @@ func (s *Server) authzenEvaluations(w http.ResponseWriter, r *http.Request) erro
 	}
 	out := azEvaluationsResponse{Evaluations: make([]azDecision, len(ds)), Context: azAnswerContext{Region: rep.Region(), ConsistencyToken: FormatToken(seq)}}
 	for i, d := range ds {
-		out.Evaluations[i] = azDecision{Decision: d.Allowed, Context: azDecisionDetail{Reason: d.Reason}}
+		out.Evaluations[i] = azDecision{Decision: d.Allowed, Context: azDecisionDetail{Reason: d.Reason()}}
 	}
 	w.Header().Set("Consistency-Token", out.Context.ConsistencyToken)
 	writeJSON(w, http.StatusOK, out)

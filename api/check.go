@@ -50,7 +50,7 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) error {
 	}
 	tok := FormatToken(seq)
 	w.Header().Set("Consistency-Token", tok)
-	writeJSON(w, http.StatusOK, checkResponse{Allowed: ds[0].Allowed, Reason: ds[0].Reason, Region: rep.Region(), ConsistencyToken: tok})
+	writeJSON(w, http.StatusOK, checkResponse{Allowed: ds[0].Allowed, Reason: ds[0].Reason(), Region: rep.Region(), ConsistencyToken: tok})
 	return nil
 }
 
@@ -257,18 +257,18 @@ func (plan *checkPlan) read(r *http.Request, rep Replica, answer func(*iam.State
 // decide answers one judged check, for action, on st.
 func (pc pendingCheck) decide(st *iam.State, action string) iam.Decision {
 	if pc.denied != "" {
-		return iam.Decision{Reason: pc.denied}
+		return iam.Denied(pc.denied)
 	}
 	if pc.subject != nil {
 		// Judged again on the state the answer comes from: a token revoked
 		// there is denied there.
 		if err := pc.subject.stillValid(st); err != nil {
-			return iam.Decision{Reason: "subjectToken: " + iam.ErrorMessage(err)}
+			return iam.Denied("subjectToken: " + iam.ErrorMessage(err))
 		}
 	}
 	if pc.kind != "" {
 		if id := st.Identity(pc.q.Realm, pc.q.Subject); id != nil && id.Kind != pc.kind {
-			return iam.Decision{Reason: "subject " + pc.q.Subject + " is of type " + string(id.Kind) + ", not " + string(pc.kind)}
+			return iam.Denied("subject " + pc.q.Subject + " is of type " + string(id.Kind) + ", not " + string(pc.kind))
 		}
 	}
 	q := pc.q

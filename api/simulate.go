@@ -195,7 +195,7 @@ func (s *Server) simulate(w http.ResponseWriter, r *http.Request) error {
 	}
 	checks := make([]simulatedAnswer, len(queries))
 	for i := range queries {
-		checks[i] = simulatedAnswer{Before: before.checks[i].Allowed, After: after.checks[i].Allowed, Reason: after.checks[i].Reason}
+		checks[i] = simulatedAnswer{Before: before.checks[i].Allowed, After: after.checks[i].Allowed, Reason: after.checks[i].Reason()}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"affected":         affected(before, after),

@@ -502,7 +502,7 @@ func TestReplica_Open(t *testing.T) {
 	for i, q := range qs {
 		d, pos := mustCheck(t, r2, q)
 		if pos != before[i].pos || comparableDecision(d) != comparableDecision(before[i].d) {
-			t.Fatalf("check %+v after reopen: got %+v at %d, want %+v at %d", q, d, pos, before[i].d, before[i].pos)
+			t.Fatalf("check %+v after reopen: got %s at %d, want %s at %d", q, comparableDecision(d), pos, comparableDecision(before[i].d), before[i].pos)
 		}
 	}
 	// The loaded index is the durable form, and the durable form is the

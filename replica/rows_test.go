@@ -488,20 +488,20 @@ func sameChecks(t *testing.T, got, want *iam.State) {
 					for _, act := range []string{"read", "write"} {
 						q := iam.CheckRequest{Realm: r, Subject: sub, Action: act, Resource: data(res), Scope: scope}
 						if g, w := got.Check(q), want.Check(q); g.Allowed != w.Allowed {
-							t.Fatalf("Check(%+v): got %v (%s), want %v (%s)", q, g.Allowed, g.Reason, w.Allowed, w.Reason)
+							t.Fatalf("Check(%+v): got %v (%s), want %v (%s)", q, g.Allowed, g.Reason(), w.Allowed, w.Reason())
 						}
 					}
 				}
 			}
 			q := iam.CheckRequest{Realm: r, Subject: sub, Action: iam.ActionCreateGroup, Resource: iam.RealmHRN(realm)}
 			if g, w := got.Check(q), want.Check(q); g.Allowed != w.Allowed {
-				t.Fatalf("Check(%+v): got %v (%s), want %v (%s)", q, g.Allowed, g.Reason, w.Allowed, w.Reason)
+				t.Fatalf("Check(%+v): got %v (%s), want %v (%s)", q, g.Allowed, g.Reason(), w.Allowed, w.Reason())
 			}
 			// What managers may do: the same, with the same reason.
 			for _, m := range managedEntities() {
 				q := iam.CheckRequest{Realm: r, Subject: sub, Action: iam.ActionRead, Resource: m.HRN(r)}
 				if g, w := got.Check(q), want.Check(q); g != w {
-					t.Fatalf("Check(%+v): got %v (%s), want %v (%s)", q, g.Allowed, g.Reason, w.Allowed, w.Reason)
+					t.Fatalf("Check(%+v): got %v (%s), want %v (%s)", q, g.Allowed, g.Reason(), w.Allowed, w.Reason())
 				}
 			}
 		}
@@ -548,7 +548,7 @@ func TestRows_DetachFromUserSharingAGroupID(t *testing.T) {
 	}
 	w.do(iam.DetachPolicy{Policy: "p", Target: "x"})
 	if d := w.s.Check(iam.CheckRequest{Realm: realm, Subject: "x", Action: "read", Resource: data("a")}); d.Allowed {
-		t.Fatalf("allowed: got true (%s), want false", d.Reason)
+		t.Fatalf("allowed: got true (%s), want false", d.Reason())
 	}
 	dumpRows(t, w.s) // and Rows must still list each row once
 }
