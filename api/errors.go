@@ -112,7 +112,8 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 }
 
 // decodeStrict decodes exactly one JSON value into v, refusing unknown
-// fields, a null or non-object top level, and anything after the value.
+// fields, a null or non-object top level, a null where the contract has
+// none, and anything after the value.
 func decodeStrict(body []byte, v any) error {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 {
@@ -129,7 +130,7 @@ func decodeStrict(body []byte, v any) error {
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return iam.FieldErrorf("body", "unexpected data after the JSON object")
 	}
-	return nil
+	return refuseNulls(trimmed, v)
 }
 
 const maxBodyBytes = 1 << 20
