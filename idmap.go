@@ -141,6 +141,10 @@ func (m *IDMap[V]) insert(gen uint64, e idEntry[V]) {
 	m.n++
 }
 
+// sparsePut: putAll sorts its entries by bucket only when they are at
+// least one in sparsePut of the buckets.
+const sparsePut = 16
+
 // putAll puts the entries (their hashes set) as put would one at a time,
 // but bucket after bucket: at 1M ids put's random order made each insert
 // a cache miss or two, on the array and on the bucket. It sorts entries
@@ -152,6 +156,16 @@ func (m *IDMap[V]) putAll(gen uint64, entries []idEntry[V]) {
 	}
 	if size := bucketsFor(m.n + len(entries)); m.buckets == nil || len(m.buckets) < size {
 		m.buckets, m.gen = m.spread(size, gen, nil)
+	}
+	if len(entries)*sparsePut < len(m.buckets) {
+		// Too few to share buckets: the sort's array, one slot a bucket,
+		// would cost more than the misses it saves. A read model whose
+		// plain identities alternate with others loads them a few at a
+		// time, and allocating that array each time took half its join.
+		for _, e := range entries {
+			m.insert(gen, e)
+		}
+		return
 	}
 	mask := uint64(len(m.buckets) - 1)
 	starts := make([]int32, len(m.buckets)+1)

@@ -29,6 +29,7 @@ func TestIDMap(t *testing.T) {
 			live.want[k] = step
 		case op < 60:
 			// A batch, keys repeated in it too: the last of a key wins.
+			// The smallest take putAll's sparse path, the rest its sort.
 			batch := make([]idEntry[int], rng.IntN(300))
 			for i := range batch {
 				k := "id-" + strconv.Itoa(rng.IntN(3000+step/4))
