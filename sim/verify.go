@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
+
 	"github.com/iam-project/iam"
 )
 
@@ -18,20 +20,11 @@ import (
 func readChanges(ctx context.Context, p *prober, base, bearer string, target uint64, idle, limit time.Duration) ([]logEntry, error) {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/changes", nil)
+	resp, err := openChanges(ctx, p, base, bearer)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Authorization", "Bearer "+bearer)
-	req.Header.Set("Accept", "text/event-stream")
-	resp, err := p.hc.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("GET /v1/changes: %w", err)
-	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET /v1/changes: %s", resp.Status)
-	}
 	type item struct {
 		e   logEntry
 		err error
@@ -265,4 +258,43 @@ func (m *model) judge(a answerRec, setupSeq uint64) verdict {
 		v.Behind = m.at(a.App, a.Resource, a.AckedAtSend) != a.Allowed
 	}
 	return v
+}
+
+// openChanges opens the change feed, trying again while the region answers
+// 503 or cannot be reached, as a client would: a region just healed from a
+// partition answers 503 until its link to the log is back, which under the
+// race detector in .ci/run took seconds. Other statuses are final.
+func openChanges(ctx context.Context, p *prober, base, bearer string) (*http.Response, error) {
+	var resp *http.Response
+	var last error
+	_, err := poll(ctx, 250*time.Millisecond, nil, func() error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/changes", nil)
+		if err != nil {
+			return backoff.Permanent(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+bearer)
+		req.Header.Set("Accept", "text/event-stream")
+		r, err := p.hc.Do(req)
+		switch {
+		case err != nil:
+			last = fmt.Errorf("GET /v1/changes: %w", err)
+			return last
+		case r.StatusCode == http.StatusOK:
+			resp = r
+			return nil
+		}
+		r.Body.Close()
+		last = fmt.Errorf("GET /v1/changes: %s", r.Status)
+		if r.StatusCode == http.StatusServiceUnavailable {
+			return last
+		}
+		return backoff.Permanent(last)
+	})
+	switch {
+	case err == nil:
+		return resp, nil
+	case last != nil && err != last:
+		return nil, fmt.Errorf("%w (then %w)", last, err) // the limit came
+	}
+	return nil, err
 }
