@@ -25,7 +25,8 @@ var scenarioFiles = []string{"steady", "slow-region", "partition-and-heal", "fla
 // own p99.9 tail (5–15 ms here; ../shared/reference/JETSTREAM-NOTES.md
 // measured 7.9 ms), which on a shared 2-core machine moves a slow region's
 // p99 by more than the 10 ms its target leaves. Under the race detector
-// recovery times are logged too: go test runs the other packages' -race
+// recovery times and minimize_latency staleness are logged too, and the
+// minimums quartered: go test runs the other packages' -race
 // tests beside this one, and a heal then waited 7–16 s for a reconnect on
 // 2 cores; .ci/run asserts them in its run without the race detector.
 
@@ -47,19 +48,25 @@ func TestScenarios_Short(t *testing.T) {
 			}
 			exact := s.SLO
 			if raceOn {
-				// Neither latency nor recovery time is asserted: the race
-				// detector slows this code 10–15×, and go test runs other
-				// packages beside it. The minimum amounts of work are
-				// halved, writes quartered: every write waits for the hub's
-				// commit, so they fall furthest behind their rate when the
-				// other packages' race tests hold both cores (write-burst
-				// short, 2 cores: 551 acknowledged alone, 162 and 171 in
-				// .ci/run, against a halved minimum of 200). A quarter is
-				// still well above what a stalled hub leaves. Verdicts at
-				// the exact targets are logged.
+				// What this run asserts is correctness: no stale answer,
+				// nothing lost or duplicated, convergence. What depends on
+				// speed is logged, not asserted, and .ci/run asserts it in
+				// its run without the race detector (-p 1): latency,
+				// recovery, and the share of minimize_latency answers
+				// behind the latest write (propagation by another name).
+				// The minimum amounts of work, there so that correctness
+				// is not judged on an idle run, are a quarter: the race
+				// detector slows this code 10–15×, and go test runs the
+				// other packages' race tests beside it on 2 cores. Measured
+				// in .ci/run: write-burst 162 and 171 writes of 400, steady
+				// 28 of 60 writes and 261 of 500 checks (propagation p50
+				// 8–14 s, load 4); alone under -race write-burst
+				// acknowledges 551. Verdicts at the exact targets are
+				// logged.
 				s.SLO = s.SLO.Scaled(0, 0)
-				s.SLO.MinWrites, s.SLO.MinRevokes, s.SLO.MinChecks = s.SLO.MinWrites/4, s.SLO.MinRevokes/2, s.SLO.MinChecks/2
-				t.Log("race detector on: latency and recovery targets logged, not asserted (the run without it asserts recovery); minimums halved, writes quartered")
+				s.SLO.MaxStaleMinimizeLatency = nil
+				s.SLO.MinWrites, s.SLO.MinRevokes, s.SLO.MinChecks = s.SLO.MinWrites/4, s.SLO.MinRevokes/4, s.SLO.MinChecks/4
+				t.Log("race detector on: latency, recovery and minimize_latency staleness logged, not asserted (the run without it asserts them); minimums quartered")
 			} else {
 				s.SLO = s.SLO.Scaled(0, 1)
 				t.Log("latency targets reported, not asserted (iamsim run FILE judges them); verdicts at the exact targets are logged")
