@@ -161,7 +161,8 @@ func (m *IDMap[V]) putAll(gen uint64, entries []idEntry[V]) {
 		// Too few to share buckets: the sort's array, one slot a bucket,
 		// would cost more than the misses it saves. A read model whose
 		// plain identities alternate with others loads them a few at a
-		// time, and allocating that array each time took half its join.
+		// time, and allocating that array each time made its snapshot
+		// load 3.0-3.5 s rather than 1.4-1.5 s (workload join, 829k rows).
 		for _, e := range entries {
 			m.insert(gen, e)
 		}

@@ -86,7 +86,9 @@ func scaleRun(b *testing.B, users int) {
 	}
 	// No system call between two checks: one per check (getrusage, to
 	// split the checks that faulted) doubled the p50 and the p99 it
-	// measured, the next check paying for the kernel's entry and exit.
+	// measured at 1M grants, the next check paying for the kernel's entry
+	// and exit (at 10M, where the data's cache misses dominate, the runs
+	// with and without it overlap).
 	faults := minorFaults()
 	for i := range samples {
 		t0 := time.Now()
