@@ -348,11 +348,14 @@ func TestSecure_Intruders(t *testing.T) {
 		}
 		short := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, time.Second) }
 
-		// The thief may read the log like eu-west does.
-		ts, err := tjs.Stream(ctx, eventlog.DefaultStream)
-		if err != nil {
-			t.Fatalf("stream info with eu-west's credential: %v", err)
-		}
+		// The thief may read the log like eu-west does, once the hub's
+		// interest in its JetStream API has crossed the new leaf link
+		// (until then a request finds no responders).
+		var ts jetstream.Stream
+		eventlogtest.Eventually(t, 10*time.Second, "stream info with eu-west's credential", func() bool {
+			ts, err = tjs.Stream(ctx, eventlog.DefaultStream)
+			return err == nil
+		})
 
 		rpc, err := tnc.SubscribeSync("iam.rpc.>")
 		if err != nil {
