@@ -96,6 +96,8 @@ type Replica struct {
 	appliedAt time.Time
 	heads     headCoalescer
 	touched   []iam.Change // ApplyEntries' buffer, reused (under mu) to spare a replay its allocations
+	rowKeys   []byte       // ApplyEntries' buffer of row keys, reused (under applyMu)
+	changes   []RowChange  // ApplyEntries' rows to commit, reused (under applyMu)
 
 	// applyMu is held by ApplyEntries while it applies one segment of a
 	// batch, so that DigestAt can pin a Pebble snapshot exactly at a
@@ -315,9 +317,14 @@ func (r *Replica) apply(entries []iam.LogEntry) error {
 			return r.applyErr
 		}
 	}
-	changes := make([]RowChange, 0, len(touched))
+	// Keys are appended to one buffer and changes to one slice, both kept
+	// for the next batch: Commit copies them into Pebble's batch. A slice
+	// of the buffer stays valid when an append moves the buffer on.
+	keys, changes := r.rowKeys[:0], r.changes[:0]
 	for _, c := range touched {
-		k := RowKey(c)
+		start := len(keys)
+		keys = appendRowKey(keys, c)
+		k := keys[start:len(keys):len(keys)]
 		if v, ok := rowValue(r.state, c); ok {
 			changes = append(changes, RowChange{Key: k, Value: v})
 		} else {
@@ -325,12 +332,14 @@ func (r *Replica) apply(entries []iam.LogEntry) error {
 		}
 	}
 	clear(touched) // keep the capacity, not the ids
-	r.touched = touched
+	r.touched, r.rowKeys = touched, keys
 	r.mu.Unlock()
 
 	last := entries[len(entries)-1]
 	pos := Position{Seq: last.Seq, MsgID: last.MsgID}
 	err := r.store.Commit(changes, pos)
+	clear(changes) // keep the capacity, not the values
+	r.changes = changes
 
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -573,7 +573,7 @@ func TestReplica_OpenRefusesABadIdentityRow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := store.Commit([]replica.RowChange{{Key: key, Value: []byte(`{"kind": 7`)}}, pos); err != nil {
+	if err := store.Commit([]replica.RowChange{{Key: []byte(key), Value: []byte(`{"kind": 7`)}}, pos); err != nil {
 		t.Fatal(err)
 	}
 	snap, err := store.Snapshot()

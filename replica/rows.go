@@ -101,15 +101,23 @@ var (
 )
 
 // RowKey returns the key of the row that stores what c names.
-func RowKey(c iam.Change) string {
+func RowKey(c iam.Change) string { return string(appendRowKey(nil, c)) }
+
+// appendRowKey appends the key of c's row to dst: a replay writes a
+// million rows, and building each key as a string of its own was a fifth
+// of what its apply allocated.
+func appendRowKey(dst []byte, c iam.Change) []byte {
 	if c.Kind == iam.ChangeRealm {
-		return rowRealm + c.Realm
+		return append(append(dst, rowRealm...), c.Realm...)
 	}
 	if int(c.Kind) < len(entityRows) && entityRows[c.Kind] != "" {
-		return entityRows[c.Kind] + c.Realm + sep + c.From
+		dst = append(append(dst, entityRows[c.Kind]...), c.Realm...)
+		return append(append(dst, sep...), c.From...)
 	}
 	if int(c.Kind) < len(edgeRows) && edgeRows[c.Kind] != "" {
-		return rowEdge + c.Realm + sep + edgeRows[c.Kind] + sep + c.From + sep + c.To
+		dst = append(append(dst, rowEdge...), c.Realm...)
+		dst = append(append(append(dst, sep...), edgeRows[c.Kind]...), sep...)
+		return append(append(append(dst, c.From...), sep...), c.To...)
 	}
 	panic(fmt.Sprintf("replica: no row for change kind %d", c.Kind)) // a kind added to iam but not here
 }

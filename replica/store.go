@@ -85,7 +85,7 @@ func decodePosition(v []byte) (Position, error) {
 
 // RowChange is a row to set, or to delete when Delete is true.
 type RowChange struct {
-	Key    string
+	Key    []byte
 	Value  []byte
 	Delete bool
 }
