@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 )
 
 // CheckRequest asks whether Subject may perform Action on Resource. Scope is
@@ -27,17 +28,26 @@ type Decision struct {
 }
 
 // why is what a reason is made of: a deciding statement (verdict set), what
-// no statement allows (action and resource set), or a reason given whole.
+// no statement allows (action and resource set), or words joined in order.
 type why struct {
 	verdict          string // "allowed by " or "denied by "
 	src              Source
 	stmt             int
 	action, resource string
-	text             string
+	words            [5]string
 }
 
 // Denied is a denial for a reason given whole.
-func Denied(reason string) Decision { return Decision{why: why{text: reason}} }
+func Denied(reason string) Decision { return Decision{why: why{words: [5]string{reason}}} }
+
+// deniedFor is a denial whose reason is words joined, put into words only
+// when asked for: a check of an unknown subject, or outside its project,
+// allocates nothing either.
+func deniedFor(words ...string) Decision {
+	d := Decision{}
+	copy(d.why.words[:], words)
+	return d
+}
 
 // Reason says why the check was answered so.
 func (d Decision) Reason() string {
@@ -48,7 +58,7 @@ func (d Decision) Reason() string {
 	case w.action != "":
 		return "no statement allows " + w.action + " on " + w.resource
 	}
-	return w.text
+	return strings.Join(w.words[:], "")
 }
 
 // MarshalJSON writes {"allowed": …, "reason": …}.
@@ -252,7 +262,7 @@ func (e *evaluation) realmWide(r *Realm, id *Identity) {
 func (s *State) realmWide(r *Realm, subject, action, resource string) Decision {
 	id := r.Identities.Get(subject)
 	if id == nil || id.Status != StatusActive {
-		return Denied("subject " + subject + " is not an active identity")
+		return deniedFor("subject ", subject, " is not an active identity")
 	}
 	ev := evaluation{action: action, resource: resource}
 	ev.realmWide(r, id)
@@ -278,16 +288,16 @@ func (e *evaluation) decision() Decision {
 func (s *State) Check(q CheckRequest) Decision {
 	r := s.realms[q.Realm]
 	if r == nil {
-		return Denied("realm " + q.Realm + " is unknown")
+		return deniedFor("realm ", q.Realm, " is unknown")
 	}
 	id := r.Identities.Get(q.Subject)
 	switch {
 	case id == nil:
-		return Denied("subject " + q.Subject + " is unknown")
+		return deniedFor("subject ", q.Subject, " is unknown")
 	case id.Status == StatusDeleted:
-		return Denied("subject " + q.Subject + " is deleted")
+		return deniedFor("subject ", q.Subject, " is deleted")
 	case id.Status != StatusActive:
-		return Denied("subject " + q.Subject + " is " + string(id.Status))
+		return deniedFor("subject ", q.Subject, " is ", string(id.Status))
 	}
 	ev := evaluation{action: q.Action, resource: q.Resource}
 	placement := r.Resources[q.Resource]
@@ -297,17 +307,17 @@ func (s *State) Check(q CheckRequest) Decision {
 			if home == "" {
 				home = placement.Links.Sorted()[0]
 			}
-			return Denied(q.Resource + " is in project " + home + ": only a check scoped to a project holding it can reach it")
+			return deniedFor(q.Resource, " is in project ", home, ": only a check scoped to a project holding it can reach it")
 		}
 		ev.realmWide(r, id)
 		return ev.decision()
 	}
 	p := r.Projects[q.Scope]
 	if p == nil {
-		return Denied("project " + q.Scope + " is unknown")
+		return deniedFor("project ", q.Scope, " is unknown")
 	}
 	if placement == nil || (placement.Home != q.Scope && !placement.Links.Has(q.Scope)) {
-		return Denied(q.Resource + " is not in project " + q.Scope)
+		return deniedFor(q.Resource, " is not in project ", q.Scope)
 	}
 	pols, member := p.Members[q.Subject]
 	if member {
@@ -320,7 +330,7 @@ func (s *State) Check(q CheckRequest) Decision {
 		}
 	}
 	if !member {
-		return Denied("subject " + q.Subject + " is not a member of project " + q.Scope + " (directly or through a group)")
+		return deniedFor("subject ", q.Subject, " is not a member of project ", q.Scope, " (directly or through a group)")
 	}
 	return ev.decision()
 }

@@ -453,26 +453,41 @@ func TestCheck_AllocatesNothing(t *testing.T) {
 	w.policy("deny", iam.Deny, []string{"write"}, data("locked"))
 	w.do("", iam.AttachPolicy{Policy: "allow", Target: "u"})
 	w.do("", iam.AttachPolicy{Policy: "deny", Target: "g"})
+	w.project("proj-p")
+	w.do("", iam.AddProjectResource{Project: "proj-p", HRN: data("in-p"), Relation: iam.RelationHome})
 	for _, tt := range []struct {
-		action, resource string
-		allowed          bool
-		reason           string
+		subject, action, resource, scope string
+		allowed                          bool
+		reason                           string
 	}{
-		{"read", data("a"), true, "allowed by policy allow statement 0"},
-		{"write", data("locked"), false, "denied by policy deny statement 0 via group g"},
-		{"delete", data("a"), false, "no statement allows delete on " + data("a")},
+		{"u", "read", data("a"), "", true, "allowed by policy allow statement 0"},
+		{"u", "write", data("locked"), "", false, "denied by policy deny statement 0 via group g"},
+		{"u", "delete", data("a"), "", false, "no statement allows delete on " + data("a")},
+		// Denials before any statement is read.
+		{"nobody", "read", data("a"), "", false, "subject nobody is unknown"},
+		{"u", "read", data("in-p"), "", false, data("in-p") + " is in project proj-p: only a check scoped to a project holding it can reach it"},
+		{"u", "read", data("in-p"), "proj-q", false, "project proj-q is unknown"},
+		{"u", "read", data("a"), "proj-p", false, data("a") + " is not in project proj-p"},
+		{"u", "read", data("in-p"), "proj-p", false, "subject u is not a member of project proj-p (directly or through a group)"},
 	} {
-		q := iam.CheckRequest{Realm: realm, Subject: "u", Action: tt.action, Resource: tt.resource}
+		q := iam.CheckRequest{Realm: realm, Subject: tt.subject, Action: tt.action, Resource: tt.resource, Scope: tt.scope}
 		var d iam.Decision
 		if allocs := testing.AllocsPerRun(100, func() { d = w.s.Check(q) }); allocs != 0 {
-			t.Errorf("%s %s: %v allocations a check, want 0", tt.action, tt.resource, allocs)
+			t.Errorf("%s %s %s: %v allocations a check, want 0", tt.subject, tt.action, tt.resource, allocs)
 		}
 		if d.Allowed != tt.allowed || d.Reason() != tt.reason {
-			t.Errorf("%s %s: got %v %q, want %v %q", tt.action, tt.resource, d.Allowed, d.Reason(), tt.allowed, tt.reason)
+			t.Errorf("%s %s %s: got %v %q, want %v %q", tt.subject, tt.action, tt.resource, d.Allowed, d.Reason(), tt.allowed, tt.reason)
 		}
 		out, err := json.Marshal(d)
 		if want, _ := json.Marshal(map[string]any{"allowed": tt.allowed, "reason": tt.reason}); err != nil || string(out) != string(want) {
-			t.Errorf("%s %s: JSON %s (%v), want %s", tt.action, tt.resource, out, err, want)
+			t.Errorf("%s %s %s: JSON %s (%v), want %s", tt.subject, tt.action, tt.resource, out, err, want)
 		}
+	}
+	q := iam.CheckRequest{Realm: "elsewhere", Subject: "u", Action: "read", Resource: data("a")}
+	if allocs := testing.AllocsPerRun(100, func() { w.s.Check(q) }); allocs != 0 {
+		t.Errorf("unknown realm: %v allocations a check, want 0", allocs)
+	}
+	if got := w.s.Check(q).Reason(); got != "realm elsewhere is unknown" {
+		t.Errorf("unknown realm: reason %q", got)
 	}
 }
