@@ -13,7 +13,8 @@ import (
 // statements, each identity with 10 policies attached directly (1M
 // attachments) and in 2 of 1,000 groups (200 members each) that carry 3
 // policies each; 1,000 projects of 10 resources, each identity a member of
-// one with 2 project policies.
+// one with 2 project policies (for half of them, one is the project
+// readers' policy).
 const (
 	benchIdentities  = 100_000
 	benchPolicies    = 10_000
@@ -42,6 +43,10 @@ func benchID(i int) string      { return "id" + strconv.Itoa(i) }
 func benchPolicy(i int) string  { return "pol" + strconv.Itoa(i) }
 func benchGroup(i int) string   { return "grp" + strconv.Itoa(i) }
 func benchProject(i int) string { return "proj" + strconv.Itoa(i) }
+
+// benchProjectReader reads every project resource (data "p*"), given in
+// projects only.
+const benchProjectReader = "project-reader"
 
 func benchStatements(i int) []iam.Statement {
 	is := strconv.Itoa(i)
@@ -87,6 +92,10 @@ func buildBench(tb testing.TB) *benchWorld {
 				add(iam.PolicyAttached{InRealm: in, Policy: benchPolicy(rng.IntN(benchPolicies)), Target: benchGroup(g)})
 			}
 		}
+		// The project readers' policy, given in every project to half its
+		// members: scoped checks and lookups find someone.
+		add(iam.PolicyCreated{InRealm: in, ID: benchProjectReader, Name: "P", Statements: []iam.Statement{
+			{Effect: iam.Allow, Actions: []string{"read"}, Resources: []string{data("p*")}}}})
 		for p := range benchProjects {
 			add(iam.ProjectCreated{InRealm: in, ID: benchProject(p), Name: "P"})
 			for r := range benchProjectRes {
@@ -117,8 +126,11 @@ func buildBench(tb testing.TB) *benchWorld {
 			}
 			p := i % benchProjects
 			bw.projects[i] = p
-			add(iam.ProjectMemberSet{InRealm: in, Project: benchProject(p), Member: benchID(i),
-				Policies: []string{benchPolicy(rng.IntN(benchPolicies)), benchPolicy(rng.IntN(benchPolicies))}})
+			pols := []string{benchPolicy(rng.IntN(benchPolicies)), benchPolicy(rng.IntN(benchPolicies))}
+			if (i/benchProjects)%2 == 0 { // half of each project's members
+				pols[1] = benchProjectReader
+			}
+			add(iam.ProjectMemberSet{InRealm: in, Project: benchProject(p), Member: benchID(i), Policies: pols})
 		}
 		flush()
 
@@ -148,23 +160,37 @@ func TestBenchState(t *testing.T) {
 	}
 	bw := buildBench(t)
 	r := bw.s.Realm(realm)
-	if r.Identities.Len() != benchIdentities || len(r.Policies) != benchPolicies || len(r.Groups) != benchGroups {
+	if r.Identities.Len() != benchIdentities || len(r.Policies) != benchPolicies+1 || len(r.Groups) != benchGroups {
 		t.Fatalf("state: got %d identities %d policies %d groups, want %d %d %d",
-			r.Identities.Len(), len(r.Policies), len(r.Groups), benchIdentities, benchPolicies, benchGroups)
+			r.Identities.Len(), len(r.Policies), len(r.Groups), benchIdentities, benchPolicies+1, benchGroups)
 	}
 	for _, g := range r.Groups {
 		if g.Members.Len() != benchIdentities*benchGroupsPerID/benchGroups {
 			t.Fatalf("group %s: got %d members, want %d", g.ID, g.Members.Len(), benchIdentities*benchGroupsPerID/benchGroups)
 		}
 	}
-	allowed := 0
-	for _, q := range bw.unscoped {
-		if bw.s.Check(q).Allowed {
-			allowed++
+	for name, qs := range map[string][]iam.CheckRequest{"unscoped": bw.unscoped, "scoped": bw.scoped} {
+		allowed := 0
+		for _, q := range qs {
+			if bw.s.Check(q).Allowed {
+				allowed++
+			}
+		}
+		if allowed == 0 || allowed == len(qs) {
+			t.Errorf("%s checks allowed: got %d of %d, want a mix", name, allowed, len(qs))
 		}
 	}
-	if allowed == 0 || allowed == len(bw.unscoped) {
-		t.Fatalf("allowed: got %d of %d, want a mix", allowed, len(bw.unscoped))
+	// Who may read a project's resource: the half of its members given the
+	// project readers' policy, each of whom a check allows.
+	res, scope := data("p7-res0"), benchProject(7)
+	got, more := bw.s.LookupSubjects(realm, "read", res, scope, "", 1000)
+	if want := benchIdentities / benchProjects / 2; len(got) != want || more {
+		t.Errorf("who can read %s in %s: got %d (more: %t), want %d", res, scope, len(got), more, want)
+	}
+	for _, sub := range got {
+		if d := bw.s.Check(iam.CheckRequest{Realm: realm, Subject: sub.ID, Action: "read", Resource: res, Scope: scope}); !d.Allowed {
+			t.Errorf("%s may read %s by the lookup (%s), but its check says %s", sub.ID, res, sub.Reason, d.Reason())
+		}
 	}
 }
 
