@@ -52,3 +52,11 @@ func PersistCheckpoints(r *Replica) error { return r.persistAll() }
 // BuildDeferredIndexes builds the checkpoints' indexes a catch-up
 // deferred, as the persister does once the apply slows.
 func BuildDeferredIndexes(r *Replica) error { return r.buildDeferredIndexes(context.Background()) }
+
+// KeptBuffers returns the capacities of the buffers apply keeps for its
+// next batch: touched changes, row keys, rows.
+func KeptBuffers(r *Replica) (touched, keys, rows int) {
+	r.applyMu.Lock()
+	defer r.applyMu.Unlock()
+	return cap(r.touched), cap(r.rowKeys), cap(r.changes)
+}

@@ -332,14 +332,14 @@ func (r *Replica) apply(entries []iam.LogEntry) error {
 		}
 	}
 	clear(touched) // keep the capacity, not the ids
-	r.touched, r.rowKeys = touched, keys
+	r.touched, r.rowKeys = keepable(touched), keepable(keys)
 	r.mu.Unlock()
 
 	last := entries[len(entries)-1]
 	pos := Position{Seq: last.Seq, MsgID: last.MsgID}
 	err := r.store.Commit(changes, pos)
 	clear(changes) // keep the capacity, not the values
-	r.changes = changes
+	r.changes = keepable(changes)
 
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -353,6 +353,21 @@ func (r *Replica) apply(entries []iam.LogEntry) error {
 	close(r.advanced)
 	r.advanced = make(chan struct{})
 	return nil
+}
+
+// maxKeptBuffer bounds the buffers apply keeps for its next batch, in
+// elements: a replay's batch of 512 entries needs some 600 rows and 20 KiB
+// of keys, while one event that touches a million rows (a realm's
+// deletion) should not leave its buffers held for the process's life.
+const maxKeptBuffer = 1 << 16
+
+// keepable returns buf emptied to keep for the next batch, or nil when
+// it grew past maxKeptBuffer.
+func keepable[T any](buf []T) []T {
+	if cap(buf) > maxKeptBuffer {
+		return nil
+	}
+	return buf[:0]
 }
 
 // WaitFor blocks until the replica has applied seq, ctx ends, or wait

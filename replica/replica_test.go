@@ -602,3 +602,35 @@ func TestReplica_OpenRefusesABadIdentityRow(t *testing.T) {
 		t.Fatalf("after a refused snapshot: applied %d, want 0", dst.Applied())
 	}
 }
+
+// TestApply_DropsOutsizedBuffers: the buffers apply keeps for its next
+// batch stay after an ordinary batch, and are let go after one entry that
+// touched more rows than a replay's batch ever does.
+func TestApply_DropsOutsizedBuffers(t *testing.T) {
+	r := openReplica(t, replica.Config{})
+	if err := r.ApplyEntries(smallLog(600)); err != nil {
+		t.Fatal(err)
+	}
+	if touched, keys, rows := replica.KeptBuffers(r); touched == 0 || keys == 0 || rows == 0 {
+		t.Fatalf("after 600 entries: kept %d touched, %d key bytes, %d rows; want each kept", touched, keys, rows)
+	}
+	in := iam.InRealm{Realm: "r1"}
+	var evs []iam.Event
+	for i := range 70_000 {
+		id := "u" + strconv.Itoa(i)
+		evs = append(evs, iam.IdentityCreated{InRealm: in, ID: id, Kind: iam.KindUser, Name: id})
+	}
+	if err := r.ApplyEntries([]iam.LogEntry{entry(601, evs...)}); err != nil {
+		t.Fatal(err)
+	}
+	if touched, keys, rows := replica.KeptBuffers(r); touched != 0 || keys != 0 || rows != 0 {
+		t.Errorf("after an entry of 70,000 rows: kept %d touched, %d key bytes, %d rows; want none", touched, keys, rows)
+	}
+	var found bool
+	if _, err := r.Read(context.Background(), replica.Consistency{Mode: replica.MinimizeLatency}, func(s *iam.State) error {
+		found = s.Realm("r1").Identities.Get("u69999") != nil
+		return nil
+	}); err != nil || !found {
+		t.Errorf("u69999 applied: %t (%v), want true", found, err)
+	}
+}
