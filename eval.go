@@ -5,7 +5,6 @@ import (
 	"slices"
 	"sort"
 	"strconv"
-	"strings"
 )
 
 // CheckRequest asks whether Subject may perform Action on Resource. Scope is
@@ -27,26 +26,41 @@ type Decision struct {
 	why     why
 }
 
-// why is what a reason is made of: a deciding statement (verdict set), what
-// no statement allows (action and resource set), or words joined in order.
+// why is what a reason is made of: a deciding statement (verdict set), or
+// a template of fixed words with a and b between them (what no statement
+// allows, a denial before any statement is read, a reason given whole).
+// Kept this small because a check returns it by value.
 type why struct {
-	verdict          string // "allowed by " or "denied by "
-	src              Source
-	stmt             int
-	action, resource string
-	words            [5]string
+	verdict string // "allowed by " or "denied by "
+	src     Source
+	stmt    int
+	tmpl    *[3]string // the reason is tmpl[0] + a + tmpl[1] + b + tmpl[2]
+	a, b    string
 }
 
-// Denied is a denial for a reason given whole.
-func Denied(reason string) Decision { return Decision{why: why{words: [5]string{reason}}} }
+// Templates of reasons (why.tmpl).
+var (
+	reasonGiven          = [3]string{}
+	reasonNoStatement    = [3]string{"no statement allows ", " on ", ""}
+	reasonUnknownRealm   = [3]string{"realm ", " is unknown", ""}
+	reasonUnknownSubject = [3]string{"subject ", " is unknown", ""}
+	reasonDeleted        = [3]string{"subject ", " is deleted", ""}
+	reasonStatus         = [3]string{"subject ", " is ", ""}
+	reasonNotActive      = [3]string{"subject ", " is not an active identity", ""}
+	reasonInProject      = [3]string{"", " is in project ", ": only a check scoped to a project holding it can reach it"}
+	reasonUnknownProject = [3]string{"project ", " is unknown", ""}
+	reasonNotInProject   = [3]string{"", " is not in project ", ""}
+	reasonNotMember      = [3]string{"subject ", " is not a member of project ", " (directly or through a group)"}
+)
 
-// deniedFor is a denial whose reason is words joined, put into words only
-// when asked for: a check of an unknown subject, or outside its project,
-// allocates nothing either.
-func deniedFor(words ...string) Decision {
-	d := Decision{}
-	copy(d.why.words[:], words)
-	return d
+// Denied is a denial for a reason given whole.
+func Denied(reason string) Decision { return deniedFor(&reasonGiven, reason, "") }
+
+// deniedFor is a denial whose reason is put into words only when asked
+// for: a check of an unknown subject, or outside its project, allocates
+// nothing either.
+func deniedFor(tmpl *[3]string, a, b string) Decision {
+	return Decision{why: why{tmpl: tmpl, a: a, b: b}}
 }
 
 // Reason says why the check was answered so.
@@ -55,10 +69,10 @@ func (d Decision) Reason() string {
 	switch {
 	case w.verdict != "":
 		return w.verdict + w.src.describe(w.stmt)
-	case w.action != "":
-		return "no statement allows " + w.action + " on " + w.resource
+	case w.tmpl == nil:
+		return ""
 	}
-	return strings.Join(w.words[:], "")
+	return w.tmpl[0] + w.a + w.tmpl[1] + w.b + w.tmpl[2]
 }
 
 // MarshalJSON writes {"allowed": …, "reason": …}.
@@ -262,7 +276,7 @@ func (e *evaluation) realmWide(r *Realm, id *Identity) {
 func (s *State) realmWide(r *Realm, subject, action, resource string) Decision {
 	id := r.Identities.Get(subject)
 	if id == nil || id.Status != StatusActive {
-		return deniedFor("subject ", subject, " is not an active identity")
+		return deniedFor(&reasonNotActive, subject, "")
 	}
 	ev := evaluation{action: action, resource: resource}
 	ev.realmWide(r, id)
@@ -276,7 +290,7 @@ func (e *evaluation) decision() Decision {
 	case e.allow.ok:
 		return Decision{Allowed: true, why: why{verdict: "allowed by ", src: e.allow.src, stmt: e.allow.stmt}}
 	}
-	return Decision{why: why{action: e.action, resource: e.resource}}
+	return deniedFor(&reasonNoStatement, e.action, e.resource)
 }
 
 // Check evaluates a request: default deny, an explicit deny beats any allow.
@@ -288,36 +302,40 @@ func (e *evaluation) decision() Decision {
 func (s *State) Check(q CheckRequest) Decision {
 	r := s.realms[q.Realm]
 	if r == nil {
-		return deniedFor("realm ", q.Realm, " is unknown")
+		return deniedFor(&reasonUnknownRealm, q.Realm, "")
 	}
 	id := r.Identities.Get(q.Subject)
 	switch {
 	case id == nil:
-		return deniedFor("subject ", q.Subject, " is unknown")
+		return deniedFor(&reasonUnknownSubject, q.Subject, "")
 	case id.Status == StatusDeleted:
-		return deniedFor("subject ", q.Subject, " is deleted")
+		return deniedFor(&reasonDeleted, q.Subject, "")
 	case id.Status != StatusActive:
-		return deniedFor("subject ", q.Subject, " is ", string(id.Status))
+		return deniedFor(&reasonStatus, q.Subject, string(id.Status))
 	}
 	ev := evaluation{action: q.Action, resource: q.Resource}
 	placement := r.Resources[q.Resource]
 	if q.Scope == "" {
 		if placement != nil {
 			home := placement.Home
-			if home == "" {
-				home = placement.Links.Sorted()[0]
+			if home == "" { // the least link, as Sorted would give, without its slice
+				for link := range placement.Links.All() {
+					if home == "" || link < home {
+						home = link
+					}
+				}
 			}
-			return deniedFor(q.Resource, " is in project ", home, ": only a check scoped to a project holding it can reach it")
+			return deniedFor(&reasonInProject, q.Resource, home)
 		}
 		ev.realmWide(r, id)
 		return ev.decision()
 	}
 	p := r.Projects[q.Scope]
 	if p == nil {
-		return deniedFor("project ", q.Scope, " is unknown")
+		return deniedFor(&reasonUnknownProject, q.Scope, "")
 	}
 	if placement == nil || (placement.Home != q.Scope && !placement.Links.Has(q.Scope)) {
-		return deniedFor(q.Resource, " is not in project ", q.Scope)
+		return deniedFor(&reasonNotInProject, q.Resource, q.Scope)
 	}
 	pols, member := p.Members[q.Subject]
 	if member {
@@ -330,7 +348,7 @@ func (s *State) Check(q CheckRequest) Decision {
 		}
 	}
 	if !member {
-		return deniedFor("subject ", q.Subject, " is not a member of project ", q.Scope, " (directly or through a group)")
+		return deniedFor(&reasonNotMember, q.Subject, q.Scope)
 	}
 	return ev.decision()
 }

@@ -455,6 +455,11 @@ func TestCheck_AllocatesNothing(t *testing.T) {
 	w.do("", iam.AttachPolicy{Policy: "deny", Target: "g"})
 	w.project("proj-p")
 	w.do("", iam.AddProjectResource{Project: "proj-p", HRN: data("in-p"), Relation: iam.RelationHome})
+	// A resource whose home let it go, linked in two projects.
+	w.project("proj-r")
+	w.project("proj-s")
+	w.apply(iam.ProjectResourceAdded{InRealm: iam.InRealm{Realm: realm}, Project: "proj-s", HRN: data("linked"), Relation: iam.RelationLink},
+		iam.ProjectResourceAdded{InRealm: iam.InRealm{Realm: realm}, Project: "proj-r", HRN: data("linked"), Relation: iam.RelationLink})
 	for _, tt := range []struct {
 		subject, action, resource, scope string
 		allowed                          bool
@@ -466,6 +471,7 @@ func TestCheck_AllocatesNothing(t *testing.T) {
 		// Denials before any statement is read.
 		{"nobody", "read", data("a"), "", false, "subject nobody is unknown"},
 		{"u", "read", data("in-p"), "", false, data("in-p") + " is in project proj-p: only a check scoped to a project holding it can reach it"},
+		{"u", "read", data("linked"), "", false, data("linked") + " is in project proj-r: only a check scoped to a project holding it can reach it"},
 		{"u", "read", data("in-p"), "proj-q", false, "project proj-q is unknown"},
 		{"u", "read", data("a"), "proj-p", false, data("a") + " is not in project proj-p"},
 		{"u", "read", data("in-p"), "proj-p", false, "subject u is not a member of project proj-p (directly or through a group)"},

@@ -324,7 +324,7 @@ func (r *Replica) apply(entries []iam.LogEntry) error {
 	for _, c := range touched {
 		start := len(keys)
 		keys = appendRowKey(keys, c)
-		k := keys[start:len(keys):len(keys)]
+		k := keys[start:]
 		if v, ok := rowValue(r.state, c); ok {
 			changes = append(changes, RowChange{Key: k, Value: v})
 		} else {

@@ -101,7 +101,10 @@ var (
 )
 
 // RowKey returns the key of the row that stores what c names.
-func RowKey(c iam.Change) string { return string(appendRowKey(nil, c)) }
+func RowKey(c iam.Change) string {
+	var buf [128]byte // most keys fit: one allocation, the string's
+	return string(appendRowKey(buf[:0], c))
+}
 
 // appendRowKey appends the key of c's row to dst: a replay writes a
 // million rows, and building each key as a string of its own was a fifth
