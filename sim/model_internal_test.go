@@ -166,3 +166,44 @@ func TestNewDist(t *testing.T) {
 		t.Errorf("CDF ends at %v, want 1", last.Fraction)
 	}
 }
+
+// TestEndLoad_WaitsForTheMinimums: the load stops at the scenario's
+// duration unless an extension is allowed and the minimums are not met;
+// then it stops once they are, and no later than the extension's end.
+func TestEndLoad_WaitsForTheMinimums(t *testing.T) {
+	s := Scenario{Duration: Duration(20 * time.Millisecond), SLO: SLO{MinWrites: 2}}
+	ack := func(rec *recorder) {
+		w := rec.newWrite(&writeRec{Kind: "MemberAdded"})
+		rec.acked(w, 1, time.Now(), "eu-west", false)
+	}
+	t.Run("no extension", func(t *testing.T) {
+		rec := newRecorder(NewMetrics([]string{"eu-west"}))
+		endLoad(t.Context(), rec, s, 0)
+		if rec.reached(s.SLO) {
+			t.Fatal("minimums met with no write")
+		}
+	})
+	t.Run("met during the extension", func(t *testing.T) {
+		rec := newRecorder(NewMetrics([]string{"eu-west"}))
+		ack(rec)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			endLoad(t.Context(), rec, s, time.Minute)
+		}()
+		select {
+		case <-done:
+			t.Fatal("the load ended with 1 of 2 writes and a minute of extension left")
+		case <-time.After(300 * time.Millisecond):
+		}
+		ack(rec)
+		<-done
+	})
+	t.Run("extension runs out", func(t *testing.T) {
+		rec := newRecorder(NewMetrics([]string{"eu-west"}))
+		endLoad(t.Context(), rec, s, 50*time.Millisecond)
+		if rec.reached(s.SLO) {
+			t.Fatal("minimums met with no write")
+		}
+	})
+}

@@ -131,6 +131,31 @@ func newRecorder(m *Metrics) *recorder {
 	return &recorder{metrics: m, errs: map[string]map[string]int{}, sent: map[string]int{}, gaveUp: map[string]int{}}
 }
 
+// reached reports whether the run has done the SLO's minimum amounts of
+// work so far, counted as the report counts them.
+func (r *recorder) reached(slo SLO) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	acked, revoked := 0, 0
+	for _, w := range r.writes {
+		if !w.Acked.IsZero() {
+			acked++
+		}
+	}
+	for _, v := range r.revokes {
+		if v.done {
+			revoked++
+		}
+	}
+	answered := 0
+	for _, a := range r.answers {
+		if a.Source == "workload" {
+			answered++
+		}
+	}
+	return acked >= slo.MinWrites && revoked >= slo.MinRevokes && answered >= slo.MinChecks
+}
+
 func (r *recorder) since(t time.Time) Duration { return Duration(t.Sub(r.start)) }
 
 func (r *recorder) newWrite(w *writeRec) *writeRec {

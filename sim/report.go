@@ -18,8 +18,11 @@ type Report struct {
 	Scenario Scenario  `json:"scenario"`
 	Started  time.Time `json:"started"`
 	// Setup is the time to start the topology and create the universe;
-	// Elapsed the measured run with its drain.
+	// Load how long the load ran (the scenario's duration, or longer when
+	// Config.ExtendLoad waited for the minimums); Elapsed the measured run
+	// with its drain.
 	Setup   Duration `json:"setup"`
+	Load    Duration `json:"load"`
 	Elapsed Duration `json:"elapsed"`
 	Regions []string `json:"regions"`
 	// LinkP99 is the worst link's configured one-way p99 delay.
@@ -206,7 +209,7 @@ func analyze(a analysis) *Report {
 	s, rec := a.s, a.rec
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
-	r := &Report{Scenario: s, Started: rec.start, Setup: Duration(a.setup), Elapsed: Duration(time.Since(rec.start)),
+	r := &Report{Scenario: s, Started: rec.start, Setup: Duration(a.setup), Load: Duration(a.end.Sub(rec.start)), Elapsed: Duration(time.Since(rec.start)),
 		Regions: s.Regions, LinkP99: Duration(s.WorstLinkP99()), Checks: map[string]*CheckFigures{},
 		ChecksByRegion: map[string]map[string]*CheckFigures{}, Propagation: map[string]Dist{},
 		PropagationSteady: map[string]Dist{}, Unpropagated: map[string]int{}, Lag: map[string][]SeriesPoint{},
@@ -644,7 +647,7 @@ func short(s string) string {
 func (r *Report) WriteSummary(w io.Writer) {
 	s := r.Scenario
 	fmt.Fprintf(w, "\nscenario %s (seed %d): hub %d node(s), regions %s, %s measured (setup %s), worst link p99 %s\n",
-		s.Name, s.Seed, s.Hub.Nodes, strings.Join(s.Regions, ","), fmtD(s.Duration), fmtD(r.Setup), fmtD(r.LinkP99))
+		s.Name, s.Seed, s.Hub.Nodes, strings.Join(s.Regions, ","), fmtD(r.Load), fmtD(r.Setup), fmtD(r.LinkP99))
 	fmt.Fprintf(w, "writes: %d acknowledged (%.0f/s), %d failed (%d landed anyway), %d replayed; lost %d, duplicated %d\n",
 		r.Writes.Acked, r.Writes.PerSecond, r.Writes.Failed, r.Events.LandedUnacked, r.Writes.Replayed, r.Events.Lost, r.Events.Duplicated)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)

@@ -30,6 +30,13 @@ type Config struct {
 	Progress io.Writer
 	// Logger receives the processes' logs (nil: discarded).
 	Logger *slog.Logger
+	// ExtendLoad, when positive, keeps the load going past the scenario's
+	// duration, by at most this much, until the SLO's minimum amounts of
+	// work are reached: on a machine slowed down (the race detector beside
+	// other tests) the closed-loop writers wait longer for each write, and
+	// a run judged on too little work says nothing. The report's end says
+	// how long the load really ran.
+	ExtendLoad time.Duration
 }
 
 // DefaultConfig runs DefaultScenario.
@@ -133,8 +140,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	for _, t := range wl.prop {
 		t.ctx = probeCtx
 	}
-	loadCtx, cancelLoad := context.WithTimeout(runCtx, s.Duration.D())
+	loadCtx, cancelLoad := context.WithCancel(runCtx)
 	defer cancelLoad()
+	go func() {
+		defer cancelLoad()
+		endLoad(loadCtx, rec, s, cfg.ExtendLoad)
+	}()
 	var load, bg sync.WaitGroup
 	wl.start(loadCtx, runCtx, &load)
 	faultsDone := make(chan struct{})
@@ -222,6 +233,29 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	r := analyze(analysis{s: s, rec: rec, model: m, events: ec, conv: conv, end: end, setup: setupTook,
 		setupSeq: u.setupSeq, skipped: wl.skipped.Load(), notes: notes})
 	return r, nil
+}
+
+// endLoad returns when the load should stop: at the scenario's duration,
+// or, within extend after it, once the SLO's minimums are met.
+func endLoad(ctx context.Context, rec *recorder, s Scenario, extend time.Duration) {
+	t := time.NewTimer(s.Duration.D())
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return
+	case <-t.C:
+	}
+	if extend <= 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, extend)
+	defer cancel()
+	_, _ = poll(ctx, 250*time.Millisecond, nil, func() error {
+		if rec.reached(s.SLO) {
+			return nil
+		}
+		return errNotYet
+	})
 }
 
 // showProgress rewrites one line each half second.
