@@ -115,7 +115,7 @@ func (f *faultRunner) plan() []action {
 			})
 		case FaultLatency:
 			if ft.For == 0 {
-				win.End = f.s.Duration
+				win.End, win.toLoadEnd = f.s.Duration, true
 			}
 			add(ft.At.D(), func(context.Context) {
 				f.rec.fault(win)
@@ -134,7 +134,7 @@ func (f *faultRunner) plan() []action {
 			}
 		case FaultBandwidth:
 			if ft.For == 0 {
-				win.End = f.s.Duration
+				win.End, win.toLoadEnd = f.s.Duration, true
 			}
 			add(ft.At.D(), func(context.Context) {
 				for _, r := range regions {

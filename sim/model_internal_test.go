@@ -207,3 +207,20 @@ func TestEndLoad_WaitsForTheMinimums(t *testing.T) {
 		}
 	})
 }
+
+// TestFaultsLasted: a fault that lasts until the load ends (latency with
+// no For) ends when the extended load did; one that was healed at the
+// scenario's duration keeps its end.
+func TestFaultsLasted(t *testing.T) {
+	rec := newRecorder(NewMetrics([]string{"eu-west"}))
+	d := Duration(8 * time.Second)
+	rec.fault(FaultWindow{Kind: FaultLatency, Start: Duration(2 * time.Second), End: d, toLoadEnd: true})
+	rec.fault(FaultWindow{Kind: FaultPartition, Start: Duration(5 * time.Second), End: d})
+	rec.faultsLasted(Duration(12 * time.Second))
+	if got := rec.faults[0].End; got != Duration(12*time.Second) {
+		t.Errorf("latency to the load's end: ends at %s, want 12s", got.D())
+	}
+	if got := rec.faults[1].End; got != d {
+		t.Errorf("partition healed at 8s: ends at %s, want 8s", got.D())
+	}
+}

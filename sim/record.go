@@ -94,6 +94,9 @@ type FaultWindow struct {
 	// its end.
 	Recovered Duration `json:"recovered,omitempty"`
 	Note      string   `json:"note,omitempty"`
+	// toLoadEnd: the fault lasts until the load ends (End is the
+	// scenario's duration until then).
+	toLoadEnd bool
 }
 
 // lagSample is one region's own row of GET /v1/replicas.
@@ -277,6 +280,19 @@ func (r *recorder) fault(f FaultWindow) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.faults = append(r.faults, f)
+}
+
+// faultsLasted ends every fault window that lasts until the load ends (a
+// latency or bandwidth fault with no For) when the load really ended,
+// which Config.ExtendLoad may put past the scenario's duration.
+func (r *recorder) faultsLasted(end Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := range r.faults {
+		if r.faults[i].toLoadEnd {
+			r.faults[i].End = max(end, r.faults[i].End)
+		}
+	}
 }
 
 func (r *recorder) heal(h *healRec) {

@@ -168,6 +168,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	<-faultsDone
 	load.Wait()
 	end := time.Now()
+	rec.faultsLasted(rec.since(end))
 	fr.end(probeCtx)
 	// Drain: the last writes' propagation, revokes still being probed,
 	// heals still being watched.
