@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 
+	iam "github.com/iam-project/iam"
 	"github.com/iam-project/iam/eventlog"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -73,7 +74,7 @@ func (v *Vault) ExistingPepper(ctx context.Context, realm string) ([]byte, error
 // becomes unreadable. Destroying a missing key is not an error.
 func (v *Vault) Destroy(ctx context.Context, realm, user string) error {
 	if err := v.kv.Purge(ctx, dataKeyName(realm, user)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-		return fmt.Errorf("destroy data key: %w", err)
+		return unavailable("destroy data key", err)
 	}
 	return nil
 }
@@ -85,7 +86,7 @@ func (v *Vault) get(ctx context.Context, name string, create bool) ([]byte, erro
 			return e.Value(), nil
 		}
 		if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-			return nil, fmt.Errorf("key vault get: %w", err)
+			return nil, unavailable("key vault get", err)
 		}
 		if !create {
 			return nil, ErrKeyDestroyed
@@ -104,10 +105,21 @@ func (v *Vault) get(ctx context.Context, name string, create bool) ([]byte, erro
 		if !errors.Is(updErr, jetstream.ErrKeyExists) {
 			var apiErr *jetstream.APIError
 			if !errors.As(updErr, &apiErr) {
-				return nil, fmt.Errorf("key vault create: %w", updErr)
+				return nil, unavailable("key vault create", updErr)
 			}
 		}
 		// Someone else made it first: read theirs.
 	}
-	return nil, fmt.Errorf("key vault: %s keeps changing", name)
+	return nil, iam.Errorf(iam.EUnavailable, "key vault: %s keeps changing", name)
+}
+
+// unavailable is a failure to reach the bucket (a hub node down, its
+// stream electing a leader, a timeout): a client should try again, so it
+// is unavailable (503), not an internal error. A caller that gave up
+// (context.Canceled) gets its own error back, as eventlog/bus does.
+func unavailable(what string, err error) error {
+	if errors.Is(err, context.Canceled) {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return iam.Errorf(iam.EUnavailable, "%s: %v", what, err)
 }
