@@ -291,7 +291,7 @@ func (l *Log) Append(ctx context.Context, req AppendRequest) (uint64, error) {
 		if ctx.Err() != nil {
 			return backoff.Permanent(err)
 		}
-		if cause, ok := ambiguous(err); ok {
+		if cause, ok := Transient(err); ok {
 			return &retryable{cause: cause, err: err}
 		}
 		return backoff.Permanent(err)
@@ -334,9 +334,12 @@ type retryable struct {
 func (r *retryable) Error() string { return r.cause + ": " + r.err.Error() }
 func (r *retryable) Unwrap() error { return r.err }
 
-// ambiguous reports whether a publish error leaves its outcome unknown, so
-// that it must be re-published with the same MsgID, and names the cause.
-func ambiguous(err error) (string, bool) {
+// Transient reports whether err from a JetStream call is the server out
+// of reach for now (a timeout, no responders, a lost connection, a 503
+// while a stream elects its leader), worth trying again, and names the
+// cause. For a publish it also means the outcome is unknown, so that it
+// must be re-published with the same MsgID.
+func Transient(err error) (string, bool) {
 	switch {
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
 		return "timeout", true

@@ -139,12 +139,8 @@ func newRecorder(m *Metrics) *recorder {
 func (r *recorder) reached(slo SLO) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	acked, revoked := 0, 0
-	for _, w := range r.writes {
-		if !w.Acked.IsZero() {
-			acked++
-		}
-	}
+	acked, _ := r.writesLocked()
+	revoked := 0
 	for _, v := range r.revokes {
 		if v.done {
 			revoked++
@@ -157,6 +153,19 @@ func (r *recorder) reached(slo SLO) bool {
 		}
 	}
 	return acked >= slo.MinWrites && revoked >= slo.MinRevokes && answered >= slo.MinChecks
+}
+
+// writesLocked counts the writes acknowledged and those that failed so
+// far; r.mu is held.
+func (r *recorder) writesLocked() (acked, failed int) {
+	for _, w := range r.writes {
+		if !w.Acked.IsZero() {
+			acked++
+		} else if w.Err != "" {
+			failed++
+		}
+	}
+	return acked, failed
 }
 
 func (r *recorder) since(t time.Time) Duration { return Duration(t.Sub(r.start)) }

@@ -274,16 +274,7 @@ func showProgress(ctx context.Context, w io.Writer, s Scenario, rec *recorder, w
 		}
 		now := rec.since(time.Now())
 		rec.mu.Lock()
-		var acked, failed int
-		for _, w := range rec.writes {
-			if w.Acked.IsZero() {
-				if w.Err != "" {
-					failed++
-				}
-			} else {
-				acked++
-			}
-		}
+		acked, failed := rec.writesLocked()
 		checks := len(rec.answers)
 		retries := len(rec.retries)
 		revokes := len(rec.revokes)

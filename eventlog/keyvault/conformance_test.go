@@ -2,6 +2,7 @@ package keyvault_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -67,8 +68,13 @@ func TestVault_UnreachableIsUnavailable(t *testing.T) {
 		"ExistingPepper": func() error { _, err := v.ExistingPepper(ctx, "r1"); return err },
 		"Destroy":        func() error { return v.Destroy(ctx, "r1", "u1") },
 	} {
-		if err := call(); iam.ErrorCode(err) != iam.EUnavailable {
+		err := call()
+		if iam.ErrorCode(err) != iam.EUnavailable {
 			t.Errorf("%s with the server gone: got %v (code %q), want %s", name, err, iam.ErrorCode(err), iam.EUnavailable)
+		}
+		// A client is told to try again, not what the NATS client said.
+		if msg := iam.ErrorMessage(err); strings.Contains(msg, "nats") || strings.Contains(msg, "deadline") {
+			t.Errorf("%s with the server gone: a client reads %q, the cause of a failure behind the API", name, msg)
 		}
 	}
 }

@@ -113,13 +113,14 @@ func (v *Vault) get(ctx context.Context, name string, create bool) ([]byte, erro
 	return nil, iam.Errorf(iam.EUnavailable, "key vault: %s keeps changing", name)
 }
 
-// unavailable is a failure to reach the bucket (a hub node down, its
-// stream electing a leader, a timeout): a client should try again, so it
-// is unavailable (503), not an internal error. A caller that gave up
-// (context.Canceled) gets its own error back, as eventlog/bus does.
+// unavailable marks a failure to reach the bucket (a hub node down, its
+// stream electing a leader, a timeout) as unavailable (503), which a
+// client retries, with the cause kept for the logs and not shown to it;
+// any other error (a caller that gave up, a refused permission) stays
+// what it is.
 func unavailable(what string, err error) error {
-	if errors.Is(err, context.Canceled) {
-		return fmt.Errorf("%s: %w", what, err)
+	if _, ok := eventlog.Transient(err); ok {
+		err = fmt.Errorf("%w: %w", iam.Errorf(iam.EUnavailable, "the key vault is not reachable; try again"), err)
 	}
-	return iam.Errorf(iam.EUnavailable, "%s: %v", what, err)
+	return fmt.Errorf("%s: %w", what, err)
 }
