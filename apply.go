@@ -38,12 +38,29 @@ const (
 
 // Change names one entity or edge of a realm whose value may have changed
 // (been created, updated or removed). Its current value is read from the
-// State; the replica maps each change to the row that stores it.
+// State, unless Edge says it; the replica maps each change to the row that
+// stores it.
 type Change struct {
 	Kind     ChangeKind
 	Realm    string
 	From, To string
+	Edge     EdgeChange
 }
+
+// EdgeChange says what an event that adds or removes one edge did to it, so
+// that the replica writes the edge's row without looking it up again in the
+// State: a replay's million edges each cost two lookups (a map's and a
+// set's) there. Only the last change to a row within a batch counts, and an
+// event that changes an edge always touches it, so the last one is the
+// edge's value at the batch's end.
+type EdgeChange uint8
+
+// Edge changes. EdgeUnsaid (the zero value) is read from the State.
+const (
+	EdgeUnsaid EdgeChange = iota
+	EdgeAdded
+	EdgeRemoved
+)
 
 // Touch receives the changes an applied event made.
 type Touch func(Change)

@@ -119,7 +119,7 @@ func (e MemberAdded) apply(s *State, touch Touch) {
 	// per edge, and replay's largest cost.
 	g.Members.own(g.gen).addNum(id.num)
 	id.Groups.addNum(g.num)
-	touch(Change{Kind: ChangeMember, Realm: e.Realm, From: e.Group, To: e.Identity})
+	touch(Change{Kind: ChangeMember, Realm: e.Realm, From: e.Group, To: e.Identity, Edge: EdgeAdded})
 }
 
 func (e MemberRemoved) apply(s *State, touch Touch) {
@@ -127,5 +127,5 @@ func (e MemberRemoved) apply(s *State, touch Touch) {
 	g := r.ownGroup(e.Group)
 	g.Members.own(g.gen).remove(e.Identity)
 	r.ownIdentity(e.Identity).Groups.remove(e.Group)
-	touch(Change{Kind: ChangeMember, Realm: e.Realm, From: e.Group, To: e.Identity})
+	touch(Change{Kind: ChangeMember, Realm: e.Realm, From: e.Group, To: e.Identity, Edge: EdgeRemoved})
 }

@@ -220,7 +220,7 @@ func (e PolicyAttached) apply(s *State, touch Touch) {
 		pol.AttachedTo.own(pol.gen).addNum(id.num)
 		id.Policies.addNum(pol.num)
 	}
-	touch(Change{Kind: ChangeAttachment, Realm: e.Realm, From: e.Target, To: e.Policy})
+	touch(Change{Kind: ChangeAttachment, Realm: e.Realm, From: e.Target, To: e.Policy, Edge: EdgeAdded})
 }
 
 func (e PolicyDetached) apply(s *State, touch Touch) {
@@ -232,5 +232,5 @@ func (e PolicyDetached) apply(s *State, touch Touch) {
 	} else if id := r.ownIdentity(e.Target); id != nil {
 		id.Policies.remove(e.Policy)
 	}
-	touch(Change{Kind: ChangeAttachment, Realm: e.Realm, From: e.Target, To: e.Policy})
+	touch(Change{Kind: ChangeAttachment, Realm: e.Realm, From: e.Target, To: e.Policy, Edge: EdgeRemoved})
 }

@@ -159,10 +159,10 @@ func (RoleRevoked) EventType() string { return "RoleRevoked" }
 
 func (e RoleGranted) apply(s *State, touch Touch) {
 	s.realms[e.Realm].ownIdentity(e.Identity).Roles.add(e.Role)
-	touch(Change{Kind: ChangeRole, Realm: e.Realm, From: e.Identity, To: e.Role})
+	touch(Change{Kind: ChangeRole, Realm: e.Realm, From: e.Identity, To: e.Role, Edge: EdgeAdded})
 }
 
 func (e RoleRevoked) apply(s *State, touch Touch) {
 	s.realms[e.Realm].ownIdentity(e.Identity).Roles.remove(e.Role)
-	touch(Change{Kind: ChangeRole, Realm: e.Realm, From: e.Identity, To: e.Role})
+	touch(Change{Kind: ChangeRole, Realm: e.Realm, From: e.Identity, To: e.Role, Edge: EdgeRemoved})
 }

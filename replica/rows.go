@@ -261,8 +261,15 @@ func Row(st *iam.State, key string) ([]byte, bool) {
 	return rowValue(st, c)
 }
 
-// rowValue returns the value of the row of c, as Row does.
+// rowValue returns the value of the row of c, as Row does, but for an edge
+// whose change says its value (c.Edge), which it does not look up.
 func rowValue(st *iam.State, c iam.Change) ([]byte, bool) {
+	switch c.Edge {
+	case iam.EdgeAdded:
+		return present, true
+	case iam.EdgeRemoved:
+		return nil, false
+	}
 	r := st.Realm(c.Realm)
 	if r == nil {
 		return nil, false
