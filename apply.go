@@ -50,9 +50,10 @@ type Change struct {
 // EdgeChange says what an event that adds or removes one edge did to it, so
 // that the replica writes the edge's row without looking it up again in the
 // State: a replay's million edges each cost two lookups (a map's and a
-// set's) there. Only the last change to a row within a batch counts, and an
-// event that changes an edge always touches it, so the last one is the
-// edge's value at the batch's end.
+// set's) there. Only the last change to a row within a batch counts, and
+// only the six events that say EdgeAdded or EdgeRemoved change these edges
+// (a deletion's Decide removes an identity's edges with them before its
+// IdentityDeleted), so the last one is the edge's value at the batch's end.
 type EdgeChange uint8
 
 // Edge changes. EdgeUnsaid (the zero value) is read from the State.
