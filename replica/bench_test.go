@@ -2,12 +2,12 @@ package replica_test
 
 import (
 	"context"
-	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -181,11 +181,13 @@ func BenchmarkReplay(b *testing.B) {
 		}
 		b.StartTimer()
 		start, cpu0, faults0 := time.Now(), processCPU(), minorFaults()
-		for from := 0; from < len(d.entries); from += replayBatch {
-			if err := rep.ApplyEntries(d.entries[from:min(from+replayBatch, len(d.entries))]); err != nil {
-				b.Fatal(err)
+		timed(func() {
+			for from := 0; from < len(d.entries); from += replayBatch {
+				if err := rep.ApplyEntries(d.entries[from:min(from+replayBatch, len(d.entries))]); err != nil {
+					b.Fatal(err)
+				}
 			}
-		}
+		})
 		total += time.Since(start)
 		cpu += processCPU() - cpu0
 		faults += minorFaults() - faults0
@@ -200,6 +202,62 @@ func BenchmarkReplay(b *testing.B) {
 	// A first touch of a page costs this VM ~10 µs: a replay into a fresh
 	// process (the first of a run) faults in its heap, a later one reuses it.
 	b.ReportMetric(float64(faults)/float64(b.N), "page-faults/op")
+}
+
+// timed runs fn, a benchmark's timed part, under the pprof label
+// bench=timed: a profile of the whole benchmark (-test.cpuprofile) then
+// narrows to it with go tool pprof -tagfocus bench=timed, setup left out.
+// Pebble runs its flushes and compactions under labels of its own, so
+// they are left out too: look them up by theirs (-tags).
+func timed(fn func()) {
+	pprof.Do(context.Background(), pprof.Labels("bench", "timed"), func(context.Context) { fn() })
+}
+
+// BenchmarkReplayIndex is BenchmarkReplay's log applied to the index
+// alone: State.ApplyEntry for each entry, told each change as the replica
+// is, and an index (State.Snapshot) every 8,000 entries as a catch-up
+// takes one (every DefaultCheckpointEvery entries, one checkpoint in
+// eight), each dropped at the next; no row is built and nothing written.
+// Against BenchmarkRawPebble it says how much of the replay's time the
+// domain's own work leaves to Pebble. Run with -benchtime=1x.
+func BenchmarkReplayIndex(b *testing.B) {
+	d := newBenchData(100_000)
+	events := d.events()
+	const indexEvery = 8 * replica.DefaultCheckpointEvery
+	var touched []iam.Change
+	touch := func(c iam.Change) {
+		if n := len(touched); n == 0 || touched[n-1] != c {
+			touched = append(touched, c)
+		}
+	}
+	var total, cpu time.Duration
+	var readers sync.RWMutex
+	for b.Loop() {
+		st := iam.NewState()
+		var index *iam.State
+		start, cpu0 := time.Now(), processCPU()
+		timed(func() {
+			for i, e := range d.entries {
+				if err := st.ApplyEntry(e, touch); err != nil {
+					b.Fatal(err)
+				}
+				if (i+1)%replayBatch == 0 {
+					clear(touched)
+					touched = touched[:0]
+				}
+				if uint64(i+1)%indexEvery == 0 {
+					index = st.Snapshot(&readers)
+				}
+			}
+		})
+		total += time.Since(start)
+		cpu += processCPU() - cpu0
+		if index == nil || index.Seq() != uint64(len(d.entries)/indexEvery*indexEvery) {
+			b.Fatal("no index at the last stride")
+		}
+	}
+	b.ReportMetric(float64(events)*float64(b.N)/total.Seconds(), "events/s")
+	b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op")
 }
 
 // processCPU is the CPU time (user and system) the process has used: on a
@@ -269,35 +327,37 @@ func BenchmarkRawPebble(b *testing.B) {
 		b.StopTimer()
 		dir := benchDir(b)
 		cache := pebble.NewCache(64 << 20)
-		db, err := pebble.Open(filepath.Join(dir, "raw"), &pebble.Options{Cache: cache, Logger: quietPebble{}})
+		db, err := pebble.Open(filepath.Join(dir, "raw"), replica.PebbleOptions(cache))
 		cache.Unref()
 		if err != nil {
 			b.Fatal(err)
 		}
 		b.StartTimer()
 		start, cpu0 := time.Now(), processCPU()
-		var pos [8]byte
-		for i, batch := range batches {
-			wb := db.NewBatch()
-			for _, c := range batch {
-				if c.del {
-					err = wb.Delete(c.k, nil)
-				} else {
-					err = wb.Set(c.k, c.v, nil)
+		timed(func() {
+			var pos [8]byte
+			for i, batch := range batches {
+				wb := db.NewBatch()
+				for _, c := range batch {
+					if c.del {
+						err = wb.Delete(c.k, nil)
+					} else {
+						err = wb.Set(c.k, c.v, nil)
+					}
+					if err != nil {
+						b.Fatal(err)
+					}
 				}
-				if err != nil {
+				pos[7] = byte(i)
+				if err := wb.Set([]byte("\xffapplied"), pos[:], nil); err != nil {
 					b.Fatal(err)
 				}
+				if err := wb.Commit(pebble.NoSync); err != nil {
+					b.Fatal(err)
+				}
+				wb.Close()
 			}
-			pos[7] = byte(i)
-			if err := wb.Set([]byte("\xffapplied"), pos[:], nil); err != nil {
-				b.Fatal(err)
-			}
-			if err := wb.Commit(pebble.NoSync); err != nil {
-				b.Fatal(err)
-			}
-			wb.Close()
-		}
+		})
 		total += time.Since(start)
 		cpu += processCPU() - cpu0
 		b.StopTimer()
@@ -309,14 +369,6 @@ func BenchmarkRawPebble(b *testing.B) {
 	b.ReportMetric(float64(events)*float64(b.N)/total.Seconds(), "events/s")
 	b.ReportMetric(float64(keys), "keys")
 	b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op")
-}
-
-type quietPebble struct{}
-
-func (quietPebble) Infof(string, ...any)  {}
-func (quietPebble) Errorf(string, ...any) {}
-func (quietPebble) Fatalf(format string, args ...any) {
-	panic(fmt.Sprintf(format, args...))
 }
 
 // checkBench is the replica BenchmarkCheck asks, built once per process:

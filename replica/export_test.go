@@ -2,7 +2,11 @@ package replica
 
 // Test hooks: the least the black-box tests need.
 
-import "context"
+import (
+	"context"
+
+	"github.com/cockroachdb/pebble/v2"
+)
 
 // LoadBatch is the loading method that commits the rows in batches, for
 // comparison with LoadIngest (load.go).
@@ -60,3 +64,6 @@ func KeptBuffers(r *Replica) (touched, keys, rows int) {
 	defer r.applyMu.Unlock()
 	return cap(r.touched), cap(r.rowKeys), cap(r.changes)
 }
+
+// PebbleOptions are the Store's Pebble options, for BenchmarkRawPebble.
+func PebbleOptions(cache *pebble.Cache) *pebble.Options { return pebbleOptions(cache, nil) }

@@ -48,12 +48,18 @@ func OpenStore(dir string, o StoreOptions) (*Store, error) {
 	}
 	cache := pebble.NewCache(o.CacheSize)
 	defer cache.Unref()
-	opts := &pebble.Options{Cache: cache, FS: o.FS, Logger: quietLogger{}}
-	db, err := pebble.Open(dir, opts)
+	db, err := pebble.Open(dir, pebbleOptions(cache, o.FS))
 	if err != nil {
 		return nil, fmt.Errorf("open read model %s: %w", dir, err)
 	}
 	return &Store{db: db}, nil
+}
+
+// pebbleOptions are the read model's Pebble options; BenchmarkRawPebble
+// writes with them too, so that the ceiling a replay is measured against
+// cannot drift from the Store.
+func pebbleOptions(cache *pebble.Cache, fs vfs.FS) *pebble.Options {
+	return &pebble.Options{Cache: cache, FS: fs, Logger: quietLogger{}}
 }
 
 // Close closes the database.
