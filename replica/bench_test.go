@@ -170,8 +170,9 @@ const replayBatch = 512
 func BenchmarkReplay(b *testing.B) {
 	d := newBenchData(100_000)
 	events := d.events()
-	var total, cpu time.Duration
+	var total, cpu, closing time.Duration
 	var faults int64
+	var nfiles int
 	for b.Loop() {
 		b.StopTimer()
 		dir := benchDir(b)
@@ -192,11 +193,19 @@ func BenchmarkReplay(b *testing.B) {
 		cpu += processCPU() - cpu0
 		faults += minorFaults() - faults0
 		b.StopTimer()
-		rep.Close()
+		closeStart := time.Now()
+		if err := rep.Close(); err != nil {
+			b.Fatal(err)
+		}
+		closing += time.Since(closeStart)
+		files, _ := os.ReadDir(filepath.Join(dir, "r.checkpoints"))
+		nfiles += len(files)
 		os.RemoveAll(dir)
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(events)*float64(b.N)/total.Seconds(), "events/s")
+	b.ReportMetric(closing.Seconds()/float64(b.N), "close-s/op")
+	b.ReportMetric(float64(nfiles)/float64(b.N), "files/op")
 	b.ReportMetric(float64(events), "events")
 	b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op")
 	// A first touch of a page costs this VM ~10 µs: a replay into a fresh

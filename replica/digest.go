@@ -96,17 +96,32 @@ func scanRows(r reader, fn func(k, v []byte) error) error {
 	return it.Close()
 }
 
-func digestOf(r reader) (Digest, error) {
+// digestOf computes the digest of the read model r, giving up with ctx's
+// error when ctx ends (checked every digestCheckRows rows).
+func digestOf(ctx context.Context, r reader) (Digest, error) {
 	pos, err := positionOf(r)
 	if err != nil {
 		return Digest{}, err
 	}
 	h := newRowHasher()
-	if err := scanRows(r, func(k, v []byte) error { h.add(k, v); return nil }); err != nil {
+	rows := 0
+	if err := scanRows(r, func(k, v []byte) error {
+		if rows++; rows%digestCheckRows == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		h.add(k, v)
+		return nil
+	}); err != nil {
 		return Digest{}, err
 	}
 	return h.digest(pos), nil
 }
+
+// digestCheckRows: a digest looks at its context once every so many rows
+// (a few milliseconds' scan).
+const digestCheckRows = 4096
 
 // maxRecentDigests bounds the digests a Replica remembers for DigestAt.
 const maxRecentDigests = 16
@@ -133,7 +148,7 @@ func (r *Replica) DigestAt(ctx context.Context, seq uint64, wait time.Duration) 
 		return Digest{}, err
 	}
 	defer snap.Close()
-	d, err := digestOf(snap)
+	d, err := digestOf(ctx, snap)
 	if err != nil {
 		return Digest{}, fmt.Errorf("digest of %s: %w", r.cfg.Region, err)
 	}

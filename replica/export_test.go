@@ -50,8 +50,8 @@ func WaitWarm(r *Replica) {
 }
 
 // PersistCheckpoints writes the files of the checkpoints that have none
-// yet, as the persister does in the background.
-func PersistCheckpoints(r *Replica) error { return r.persistAll() }
+// yet, until ctx ends, as Close does.
+func PersistCheckpoints(ctx context.Context, r *Replica) error { return r.persistAll(ctx) }
 
 // BuildDeferredIndexes builds the checkpoints' indexes a catch-up
 // deferred, as the persister does once the apply slows.
@@ -67,3 +67,14 @@ func KeptBuffers(r *Replica) (touched, keys, rows int) {
 
 // PebbleOptions are the Store's Pebble options, for BenchmarkRawPebble.
 func PebbleOptions(cache *pebble.Cache) *pebble.Options { return pebbleOptions(cache, nil) }
+
+// StopPersister stops r's background writer of checkpoint files, as Close
+// does first, so that a test knows which files it writes itself.
+func StopPersister(r *Replica) {
+	r.hist.mu.Lock()
+	stop := r.hist.stopPersist
+	r.hist.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+}

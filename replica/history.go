@@ -24,6 +24,7 @@ const (
 	DefaultMaxCheckpoints   = 64
 	DefaultHistoryCache     = 4
 	DefaultCheckpointMemory = 512 << 20
+	DefaultPersistAtClose   = 5 * time.Second
 )
 
 // indexBytesPerID estimates what a checkpoint's index costs beyond the
@@ -297,10 +298,16 @@ func (r *Replica) closeHistory() {
 	if stopPersist != nil {
 		stopPersist()
 		// What the persister has not reached yet is written now (in the
-		// steady state one file at most): a clean restart keeps every
-		// checkpoint; after a crash the missing ones only mean longer
-		// replays.
-		_ = r.persistAll()
+		// steady state one file at most), within PersistAtClose: right
+		// after a catch-up that is dozens of files, each the whole read
+		// model, and an orchestrator would kill a process that took
+		// minutes to stop. The missing ones, as after a crash, only mean
+		// longer replays.
+		if r.cfg.PersistAtClose > 0 {
+			ctx, cancel := context.WithTimeout(context.Background(), r.cfg.PersistAtClose)
+			_ = r.persistAll(ctx)
+			cancel()
+		}
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()

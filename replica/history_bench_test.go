@@ -72,7 +72,7 @@ func BenchmarkAtExactSnapshot(b *testing.B) {
 	b.Logf("the apply took %d indexes, the %d it deferred were built in %s after it", caughtUp,
 		len(replica.IndexedCheckpoints(rep))-caughtUp, time.Since(t0).Round(time.Millisecond))
 	t0 = time.Now()
-	if err := replica.PersistCheckpoints(rep); err != nil {
+	if err := replica.PersistCheckpoints(context.Background(), rep); err != nil {
 		b.Fatal(err)
 	}
 	b.Logf("checkpoint files written in %s after the apply", time.Since(t0).Round(time.Millisecond))

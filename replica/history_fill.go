@@ -87,7 +87,7 @@ func (r *Replica) fill(ctx context.Context, upTo uint64) error {
 			return fmt.Errorf("fill the history of %s before %d: %w", r.cfg.Region, upTo, err)
 		}
 	}
-	if err := scratch.persistAll(); err != nil {
+	if err := scratch.persistAll(ctx); err != nil {
 		return err
 	}
 	scratch.hist.mu.Lock()

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -41,7 +42,7 @@ func checkpointSeq(name string) (uint64, bool) {
 // persistIdle is how long the persister rests after writing a file, as a
 // multiple of the time the file took: it takes at most half a core from a
 // replica that applies while it writes; Close writes what it has not
-// reached. (At 3, a quarter of a core, a 1M-entry replica under load
+// reached, for Config.PersistAtClose at most. (At 3, a quarter of a core, a 1M-entry replica under load
 // still had 25 s of files to write at Close.)
 const persistIdle = 1
 
@@ -76,7 +77,7 @@ func (r *Replica) persistLoop(ctx context.Context) {
 			// the files only what makes it fast after a restart.
 			_ = r.buildDeferredIndexes(ctx)
 			start := time.Now()
-			if done, err := r.persistOne(); done || err != nil {
+			if done, err := r.persistOne(ctx); done || err != nil {
 				break
 			}
 			rest := time.NewTimer(persistIdle * time.Since(start))
@@ -110,22 +111,28 @@ func (r *Replica) awaitSlowApply(ctx context.Context) bool {
 	}
 }
 
-// persistAll writes the file of every checkpoint that has none.
-func (r *Replica) persistAll() error {
+// persistAll writes the file of every checkpoint that has none, newest
+// first (persistOne), until ctx ends.
+func (r *Replica) persistAll(ctx context.Context) error {
 	for {
-		if done, err := r.persistOne(); done || err != nil {
+		if done, err := r.persistOne(ctx); done || err != nil {
 			return err
 		}
 	}
 }
 
-// persistOne writes the file of the oldest checkpoint without one; done
-// when there is none left.
-func (r *Replica) persistOne() (done bool, err error) {
+// persistOne writes the file of the newest checkpoint without one; done
+// when there is none left. Newest first, so that a Close cut short leaves
+// out the oldest of them: when they are the oldest history (a read model
+// that caught up since it was opened or joined), the next Open fills them
+// in from the log (history_fill.go); a gap between files stays, its reads
+// replayed from the file before it. A write that ctx cuts short leaves no
+// file.
+func (r *Replica) persistOne(ctx context.Context) (done bool, err error) {
 	h := &r.hist
 	h.mu.Lock()
 	var cp *checkpoint
-	for _, c := range h.cps {
+	for _, c := range slices.Backward(h.cps) {
 		if c.file == "" && !c.persisting && c.snap != nil {
 			cp = c
 			break
@@ -139,7 +146,7 @@ func (r *Replica) persistOne() (done bool, err error) {
 	cp.persisting = true
 	h.mu.Unlock()
 
-	file, err := writeCheckpointFile(r.fs(), checkpointDir(r.cfg.Dir), cp.seq, cp.snap)
+	file, err := writeCheckpointFile(ctx, r.fs(), checkpointDir(r.cfg.Dir), cp.seq, cp.snap)
 
 	h.mu.Lock()
 	cp.persisting = false
@@ -153,9 +160,10 @@ func (r *Replica) persistOne() (done bool, err error) {
 
 // writeCheckpointFile writes snap, the read model at seq, to its file in
 // root: under a temporary name, synced, then renamed, so that a file with
-// a checkpoint's name is whole.
-func writeCheckpointFile(fs vfs.FS, root string, seq uint64, snap reader) (string, error) {
-	d, err := digestOf(snap)
+// a checkpoint's name is whole. When ctx ends it gives up at the next few
+// thousand rows or buffer written, and removes what it wrote.
+func writeCheckpointFile(ctx context.Context, fs vfs.FS, root string, seq uint64, snap reader) (string, error) {
+	d, err := digestOf(ctx, snap)
 	if err != nil {
 		return "", err
 	}
@@ -169,7 +177,7 @@ func writeCheckpointFile(fs vfs.FS, root string, seq uint64, snap reader) (strin
 		return "", err
 	}
 	sn := &Snapshot{digest: d}
-	w := bufio.NewWriterSize(f, 256<<10)
+	w := bufio.NewWriterSize(ctxWriter{ctx, f}, 256<<10)
 	_, _, err = sn.write(w, snap, SnapshotOptions{})
 	if err == nil {
 		err = w.Flush()
@@ -188,6 +196,19 @@ func writeCheckpointFile(fs vfs.FS, root string, seq uint64, snap reader) (strin
 		return "", fmt.Errorf("write checkpoint %d: %w", seq, err)
 	}
 	return path, nil
+}
+
+// ctxWriter fails its writes once ctx has ended.
+type ctxWriter struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (c ctxWriter) Write(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.w.Write(p)
 }
 
 // loadCheckpointFile loads the rows of the checkpoint file at path into

@@ -5,8 +5,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -151,7 +155,14 @@ func newHistoryFixture(t *testing.T) historyFixture {
 }
 
 func (f historyFixture) open(t *testing.T, dir string) *replica.Replica {
-	rep, err := replica.Open(replica.Config{Region: "h", Dir: dir, History: f.d.history, CheckpointEvery: 50, MaxCheckpoints: 8, HistoryCache: 1})
+	return f.openWith(t, dir, func(*replica.Config) {})
+}
+
+// openWith is open with the config changed by change.
+func (f historyFixture) openWith(t *testing.T, dir string, change func(*replica.Config)) *replica.Replica {
+	cfg := replica.Config{Region: "h", Dir: dir, History: f.d.history, CheckpointEvery: 50, MaxCheckpoints: 8, HistoryCache: 1}
+	change(&cfg)
+	rep, err := replica.Open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,6 +236,95 @@ func TestReplica_CheckpointsSurviveRestart(t *testing.T) {
 	if live != f.want[last] {
 		t.Errorf("live index after the warm-up and the rest of the log: rows digest %s, want %s", live, f.want[last])
 	}
+}
+
+// TestReplica_CheckpointFilesNewestFirst: the checkpoint files the
+// persister has not reached are written newest first, and no more than a
+// context allows (Close's is PersistAtClose): a write it cuts short leaves
+// nothing behind. What is left without a file is then the oldest history,
+// which the next Open fills in from the log; every past position is
+// answered as before throughout.
+func TestReplica_CheckpointFilesNewestFirst(t *testing.T) {
+	f := newHistoryFixture(t)
+	dir := filepath.Join(t.TempDir(), "r")
+	rep := f.openWith(t, dir, func(c *replica.Config) { c.PersistAtClose = -1 })
+	replica.StopPersister(rep)
+	f.apply(t, rep, len(f.d.entries)/2)
+	taken := rep.Checkpoints()
+	if len(taken) < 3 {
+		t.Fatalf("checkpoints taken: %v, want 3 or more", taken)
+	}
+	newest := fmt.Sprintf("%020d.ckpt", taken[len(taken)-1])
+
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := replica.PersistCheckpoints(ended, rep); !errors.Is(err, context.Canceled) {
+		t.Fatalf("persist with an ended context: %v, want context.Canceled", err)
+	}
+	if got := checkpointFiles(t, dir); len(got) != 0 {
+		t.Fatalf("files after a persist whose context had ended: %v, want none", got)
+	}
+
+	// A context that ends once the first file is there: the second is cut
+	// short at its first look at it.
+	cut := &endsWithFile{Context: context.Background(), t: t, dir: dir}
+	if err := replica.PersistCheckpoints(cut, rep); !errors.Is(err, context.Canceled) {
+		t.Fatalf("persist cut short: %v, want context.Canceled", err)
+	}
+	if got := checkpointFiles(t, dir); !slices.Equal(got, []string{newest}) {
+		t.Fatalf("files after a persist cut short: %v, want only the newest checkpoint's, %s", got, newest)
+	}
+	f.verify(t, rep)
+	if err := rep.Close(); err != nil { // PersistAtClose -1: writes none
+		t.Fatal(err)
+	}
+	if got := checkpointFiles(t, dir); !slices.Equal(got, []string{newest}) {
+		t.Fatalf("files after Close with no time to write: %v, want only %s", got, newest)
+	}
+
+	rep = f.open(t, dir)
+	defer rep.Close()
+	if got := rep.Checkpoints(); len(got) == 0 || got[len(got)-1] != taken[len(taken)-1] {
+		t.Fatalf("checkpoints after reopening: %v, want the newest, %d, last", got, taken[len(taken)-1])
+	}
+	f.verify(t, rep)
+	eventlogtest.Eventually(t, 30*time.Second, "checkpoints before the newest filled in from the log", func() bool {
+		cps := rep.Checkpoints()
+		return len(cps) > 1 && cps[0] == 50
+	})
+	f.verify(t, rep)
+}
+
+// checkpointFiles lists what is in the checkpoint directory of the read
+// model in dir, temporary files included.
+func checkpointFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir + ".checkpoints")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+// endsWithFile is a context that has ended once the checkpoint directory
+// of the read model in dir holds a checkpoint file.
+type endsWithFile struct {
+	context.Context
+	t   *testing.T
+	dir string
+}
+
+func (c *endsWithFile) Err() error {
+	for _, name := range checkpointFiles(c.t, c.dir) {
+		if strings.HasSuffix(name, ".ckpt") {
+			return context.Canceled
+		}
+	}
+	return nil
 }
 
 // TestReplica_JoinedFillsHistory: a replica loaded from a snapshot has no

@@ -74,6 +74,11 @@ type Config struct {
 	MaxCheckpoints   int
 	HistoryCache     int
 	CheckpointMemory int64
+	// PersistAtClose bounds the time Close spends writing the files of
+	// checkpoints the persister has not reached (DefaultPersistAtClose;
+	// negative: none is written). Those left are lost at the next Open,
+	// as after a crash: reads there replay from the checkpoint before.
+	PersistAtClose time.Duration
 
 	// historyFill marks the scratch replica of a fill (history_fill.go):
 	// its checkpoint files are written at the end (persistAll), not by a
@@ -132,6 +137,9 @@ func Open(cfg Config) (*Replica, error) {
 	}
 	if cfg.CheckpointMemory == 0 {
 		cfg.CheckpointMemory = DefaultCheckpointMemory
+	}
+	if cfg.PersistAtClose == 0 {
+		cfg.PersistAtClose = DefaultPersistAtClose
 	}
 	fs := cfg.FS
 	if fs == nil {

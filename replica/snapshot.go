@@ -20,6 +20,7 @@ package replica
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -99,7 +100,7 @@ type Snapshot struct {
 // digest (one pass over the rows). It costs no pause: commits go on.
 func (s *Store) Snapshot() (*Snapshot, error) {
 	snap := s.db.NewSnapshot()
-	d, err := digestOf(snap)
+	d, err := digestOf(context.Background(), snap)
 	if err != nil {
 		snap.Close()
 		return nil, fmt.Errorf("snapshot: %w", err)

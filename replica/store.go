@@ -2,6 +2,7 @@ package replica
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -142,7 +143,7 @@ func (s *Store) Digest() (string, uint64, error) {
 	// cannot pair the rows of one position with another.
 	snap := s.db.NewSnapshot()
 	defer snap.Close()
-	d, err := digestOf(snap)
+	d, err := digestOf(context.Background(), snap)
 	if err != nil {
 		return "", 0, err
 	}
