@@ -1,13 +1,16 @@
 package replica
 
-// Filling in the checkpoints a read model lacks before its first one: a
+// Filling in the checkpoints a read model lacks: before its first one (a
 // region joined from a snapshot, or a read model written before
-// checkpoints were kept on disk. docs/history.md says why the region
-// replays its own log rather than fetch checkpoints from another.
+// checkpoints were kept on disk), and between files a Close cut short or a
+// crash left apart. docs/history.md says why the region replays its own
+// log rather than fetch checkpoints from another.
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 
 	iam "github.com/iam-project/iam"
 )
@@ -17,10 +20,12 @@ import (
 const fillBatch = 512
 
 // historyFrom makes the read model as it now stands at pos a checkpoint
-// when it has none (a joined snapshot's position, or one opened from
-// before checkpoints were kept on disk) and, when the history before the
-// first checkpoint is missing, starts filling it in the background.
-// r.applyMu is held, or nothing is applied yet.
+// when it has none and, when part of the history is missing, starts
+// filling it in the background, newest part first: before the first
+// checkpoint (a joined snapshot's position, or one opened from before
+// checkpoints were kept on disk), and between two checkpoints, or the last
+// and pos, more than two spacings apart (files a Close cut short, or a
+// crash, left out). r.applyMu is held, or nothing is applied yet.
 func (r *Replica) historyFrom(pos uint64) {
 	if pos == 0 {
 		return
@@ -31,26 +36,57 @@ func (r *Replica) historyFrom(pos uint64) {
 	h := &r.hist
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.closed || len(h.cps) == 0 || r.cfg.History == nil || h.cps[0].seq <= r.cfg.CheckpointEvery || h.stopFill != nil {
+	if h.closed || len(h.cps) == 0 || r.cfg.History == nil || h.stopFill != nil {
 		return
 	}
-	first := h.cps[0].seq
+	type gap struct {
+		from *checkpoint // nil: from the first entry
+		upTo uint64
+	}
+	var gaps []gap
+	if end := h.cps[len(h.cps)-1]; pos-end.seq > 2*h.every && end.file != "" {
+		gaps = append(gaps, gap{end, pos + 1})
+	}
+	for i := len(h.cps) - 1; i > 0; i-- {
+		if a, b := h.cps[i-1], h.cps[i]; b.seq-a.seq > 2*h.every && a.file != "" {
+			gaps = append(gaps, gap{a, b.seq})
+		}
+	}
+	if first := h.cps[0].seq; first > r.cfg.CheckpointEvery {
+		gaps = append(gaps, gap{nil, first})
+	}
+	if len(gaps) == 0 {
+		return
+	}
+	for _, g := range gaps {
+		if g.from != nil {
+			g.from.refs++ // its file is read by the fill
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	h.stopFill = func() { cancel(); <-done }
 	go func() {
 		defer close(done)
-		// A fill that fails leaves the history as it was: positions
-		// before the first checkpoint are replayed from the first entry,
-		// slower but the same answers.
-		_ = r.fill(ctx, first)
+		for _, g := range gaps {
+			// A fill that fails leaves the history as it was: positions
+			// in the gap are replayed from the checkpoint before it (or
+			// the first entry), slower but the same answers.
+			if ctx.Err() == nil {
+				_ = r.fill(ctx, g.from, g.upTo)
+			}
+			if g.from != nil {
+				r.release(g.from)
+			}
+		}
 	}()
 }
 
-// fill replays the log before upTo into a scratch replica beside the read
+// fill replays the log from after from (from its file; nil: from the
+// first entry) to before upTo into a scratch replica beside the read
 // model, which takes its checkpoints as the live one does, writes their
 // files, moves them to the live one's and is dropped.
-func (r *Replica) fill(ctx context.Context, upTo uint64) error {
+func (r *Replica) fill(ctx context.Context, from *checkpoint, upTo uint64) error {
 	fs, dir := r.fs(), r.cfg.Dir+".fill"
 	for _, d := range []string{dir, checkpointDir(dir)} {
 		if err := fs.RemoveAll(d); err != nil {
@@ -67,14 +103,21 @@ func (r *Replica) fill(ctx context.Context, upTo uint64) error {
 		return err
 	}
 	defer scratch.Close()
+	start := uint64(1)
+	if from != nil {
+		if err := loadFillStart(ctx, scratch, from); err != nil {
+			return fmt.Errorf("fill the history of %s after %d: %w", r.cfg.Region, from.seq, err)
+		}
+		start = from.seq + 1
+	}
 	batch := make([]iam.LogEntry, 0, fillBatch)
 	flush := func() error {
 		err := scratch.ApplyEntries(batch)
 		batch = batch[:0]
 		return err
 	}
-	if upTo > 1 {
-		err = r.cfg.History(ctx, 1, upTo-1, func(e iam.LogEntry) error {
+	if upTo > start {
+		err = r.cfg.History(ctx, start, upTo-1, func(e iam.LogEntry) error {
 			if batch = append(batch, e); len(batch) == fillBatch {
 				return flush()
 			}
@@ -84,7 +127,7 @@ func (r *Replica) fill(ctx context.Context, upTo uint64) error {
 			err = flush()
 		}
 		if err != nil {
-			return fmt.Errorf("fill the history of %s before %d: %w", r.cfg.Region, upTo, err)
+			return fmt.Errorf("fill the history of %s from %d to %d: %w", r.cfg.Region, start, upTo, err)
 		}
 	}
 	if err := scratch.persistAll(ctx); err != nil {
@@ -93,7 +136,9 @@ func (r *Replica) fill(ctx context.Context, upTo uint64) error {
 	scratch.hist.mu.Lock()
 	var filled []*checkpoint
 	for _, cp := range scratch.hist.cps {
-		filled = append(filled, &checkpoint{seq: cp.seq, file: cp.file})
+		if from == nil || cp.seq > from.seq { // from's own is the live one's
+			filled = append(filled, &checkpoint{seq: cp.seq, file: cp.file})
+		}
 	}
 	every := scratch.hist.every
 	scratch.hist.mu.Unlock()
@@ -113,8 +158,28 @@ func (r *Replica) fill(ctx context.Context, upTo uint64) error {
 		// Kept on disk: the next Open finds them.
 		return nil
 	}
-	h.cps = append(moved, h.cps...)
+	bySeq := func(a, b *checkpoint) int { return cmp.Compare(a.seq, b.seq) }
+	var added []*checkpoint
+	for _, cp := range moved {
+		if _, held := slices.BinarySearchFunc(h.cps, cp, bySeq); !held {
+			added = append(added, cp)
+		}
+	}
+	h.cps = append(h.cps, added...)
+	slices.SortFunc(h.cps, bySeq)
 	h.every = max(h.every, every)
 	r.thinLocked()
 	return nil
+}
+
+// loadFillStart loads the file of checkpoint from into the empty scratch
+// replica: the fill of a gap starts there.
+func loadFillStart(ctx context.Context, scratch *Replica, from *checkpoint) error {
+	f, err := scratch.fs().Open(from.file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = scratch.LoadSnapshot(ctx, f, LoadOptions{})
+	return err
 }

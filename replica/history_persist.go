@@ -122,12 +122,10 @@ func (r *Replica) persistAll(ctx context.Context) error {
 }
 
 // persistOne writes the file of the newest checkpoint without one; done
-// when there is none left. Newest first, so that a Close cut short leaves
-// out the oldest of them: when they are the oldest history (a read model
-// that caught up since it was opened or joined), the next Open fills them
-// in from the log (history_fill.go); a gap between files stays, its reads
-// replayed from the file before it. A write that ctx cuts short leaves no
-// file.
+// when there is none left. Newest first: recent positions are the ones
+// most read, so a Close cut short leaves out the oldest of them, which
+// the next Open fills in from the log in the background
+// (history_fill.go). A write that ctx cuts short leaves no file.
 func (r *Replica) persistOne(ctx context.Context) (done bool, err error) {
 	h := &r.hist
 	h.mu.Lock()

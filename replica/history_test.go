@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -177,6 +178,37 @@ func (f historyFixture) apply(t *testing.T, rep *replica.Replica, upTo int) {
 	}
 }
 
+// reopenKeeps closes rep, opens the read model in dir again, and checks
+// that it holds the same checkpoints and answers every position as before.
+func (f historyFixture) reopenKeeps(t *testing.T, rep *replica.Replica, dir string) {
+	t.Helper()
+	want := rep.Checkpoints()
+	if err := rep.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rep = f.open(t, dir)
+	defer rep.Close()
+	if got := rep.Checkpoints(); !slices.Equal(got, want) {
+		t.Fatalf("checkpoints after reopening: got %v, want %v", got, want)
+	}
+	f.verify(t, rep)
+}
+
+// openWithOlderFiles opens a replica in dir whose persister is stopped and
+// whose Close writes no file, applies the whole log, and writes the files
+// of the checkpoints of its first third only.
+func (f historyFixture) openWithOlderFiles(t *testing.T, dir string) *replica.Replica {
+	t.Helper()
+	rep := f.openWith(t, dir, func(c *replica.Config) { c.PersistAtClose = -1 })
+	replica.StopPersister(rep)
+	f.apply(t, rep, len(f.d.entries)/3)
+	if err := replica.PersistCheckpoints(context.Background(), rep); err != nil {
+		t.Fatal(err)
+	}
+	f.apply(t, rep, len(f.d.entries))
+	return rep
+}
+
 // verify asks rep for the state at every recorded position up to its own.
 func (f historyFixture) verify(t *testing.T, rep *replica.Replica) {
 	t.Helper()
@@ -267,7 +299,7 @@ func TestReplica_CheckpointFilesNewestFirst(t *testing.T) {
 
 	// A context that ends once the first file is there: the second is cut
 	// short at its first look at it.
-	cut := &endsWithFile{Context: context.Background(), t: t, dir: dir}
+	cut := &endsWithFiles{Context: context.Background(), t: t, dir: dir, files: 1}
 	if err := replica.PersistCheckpoints(cut, rep); !errors.Is(err, context.Canceled) {
 		t.Fatalf("persist cut short: %v, want context.Canceled", err)
 	}
@@ -310,21 +342,97 @@ func checkpointFiles(t *testing.T, dir string) []string {
 	return names
 }
 
-// endsWithFile is a context that has ended once the checkpoint directory
-// of the read model in dir holds a checkpoint file.
-type endsWithFile struct {
+// endsWithFiles is a context that has ended once the checkpoint
+// directory of the read model in dir holds files checkpoint files.
+type endsWithFiles struct {
 	context.Context
-	t   *testing.T
-	dir string
+	t     *testing.T
+	dir   string
+	files int
 }
 
-func (c *endsWithFile) Err() error {
-	for _, name := range checkpointFiles(c.t, c.dir) {
-		if strings.HasSuffix(name, ".ckpt") {
-			return context.Canceled
-		}
+func (c *endsWithFiles) Err() error {
+	if len(checkpointFileSeqs(c.t, c.dir)) >= c.files {
+		return context.Canceled
 	}
 	return nil
+}
+
+// checkpointFileSeqs are the positions of the checkpoint files of the read
+// model in dir, ascending.
+func checkpointFileSeqs(t *testing.T, dir string) []uint64 {
+	t.Helper()
+	var seqs []uint64
+	for _, name := range checkpointFiles(t, dir) {
+		if digits, ok := strings.CutSuffix(name, ".ckpt"); ok {
+			seq, err := strconv.ParseUint(digits, 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			seqs = append(seqs, seq)
+		}
+	}
+	return seqs
+}
+
+// TestReplica_FillsGapsBetweenFiles: checkpoints left without a file
+// between two that have one (a Close cut short after older files were
+// written) are filled in from the log at the next Open, starting from the
+// older file; every past position is answered as before throughout.
+func TestReplica_FillsGapsBetweenFiles(t *testing.T) {
+	f := newHistoryFixture(t)
+	dir := filepath.Join(t.TempDir(), "r")
+	rep := f.openWithOlderFiles(t, dir)
+	have := len(checkpointFileSeqs(t, dir)) // the older ones thinning kept
+	cut := &endsWithFiles{Context: context.Background(), t: t, dir: dir, files: have + 1}
+	if err := replica.PersistCheckpoints(cut, rep); !errors.Is(err, context.Canceled) {
+		t.Fatalf("persist cut short: %v, want context.Canceled", err)
+	}
+	if err := rep.Close(); err != nil {
+		t.Fatal(err)
+	}
+	files := checkpointFileSeqs(t, dir)
+	if len(files) < 2 {
+		t.Fatalf("checkpoint files: %v, want an older one and the newest", files)
+	}
+	older, newest := files[len(files)-2], files[len(files)-1]
+	if newest-older < uint64(len(f.d.entries))/2 {
+		t.Fatalf("checkpoint files %v: no gap to fill between the last two", files)
+	}
+
+	rep = f.open(t, dir)
+	f.verify(t, rep)
+	eventlogtest.Eventually(t, 30*time.Second, "checkpoints filled in between the last two files", func() bool {
+		return slices.ContainsFunc(rep.Checkpoints(), func(seq uint64) bool { return seq > older && seq < newest })
+	})
+	f.verify(t, rep)
+	f.reopenKeeps(t, rep, dir)
+}
+
+// TestReplica_FillsTheTailAfterItsLastFile: checkpoints after the last
+// file (none written for them, as when a process dies after a catch-up)
+// are filled in at the next Open from that file to the read model's
+// position.
+func TestReplica_FillsTheTailAfterItsLastFile(t *testing.T) {
+	f := newHistoryFixture(t)
+	dir := filepath.Join(t.TempDir(), "r")
+	rep := f.openWithOlderFiles(t, dir)
+	if err := rep.Close(); err != nil { // writes none of the later ones
+		t.Fatal(err)
+	}
+	files := checkpointFileSeqs(t, dir)
+	if len(files) == 0 || files[len(files)-1] > uint64(len(f.d.entries))/3 {
+		t.Fatalf("checkpoint files: %v, want only some within the first third", files)
+	}
+	last := files[len(files)-1]
+
+	rep = f.open(t, dir)
+	defer rep.Close()
+	f.verify(t, rep)
+	eventlogtest.Eventually(t, 30*time.Second, "checkpoints filled in after the last file", func() bool {
+		return slices.ContainsFunc(rep.Checkpoints(), func(seq uint64) bool { return seq > last })
+	})
+	f.verify(t, rep)
 }
 
 // TestReplica_JoinedFillsHistory: a replica loaded from a snapshot has no
@@ -361,16 +469,7 @@ func TestReplica_JoinedFillsHistory(t *testing.T) {
 	f.verify(t, rep)
 	f.apply(t, rep, len(f.d.entries))
 	f.verify(t, rep)
-	filled := rep.Checkpoints()
-	if err := rep.Close(); err != nil {
-		t.Fatal(err)
-	}
-	rep = f.open(t, dir)
-	defer rep.Close()
-	if got := rep.Checkpoints(); !slices.Equal(got, filled) {
-		t.Fatalf("checkpoints after reopening: got %v, want %v", got, filled)
-	}
-	f.verify(t, rep)
+	f.reopenKeeps(t, rep, dir)
 }
 
 // TestReplica_NoWarmUpPastTheMemoryBound: a restarted replica whose whole

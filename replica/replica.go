@@ -76,8 +76,9 @@ type Config struct {
 	CheckpointMemory int64
 	// PersistAtClose bounds the time Close spends writing the files of
 	// checkpoints the persister has not reached (DefaultPersistAtClose;
-	// negative: none is written). Those left are lost at the next Open,
-	// as after a crash: reads there replay from the checkpoint before.
+	// negative: none is written). Those left are lost, as after a crash,
+	// until the next Open has filled them in from the log; reads there
+	// replay from the checkpoint before meanwhile.
 	PersistAtClose time.Duration
 
 	// historyFill marks the scratch replica of a fill (history_fill.go):
