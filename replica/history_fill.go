@@ -136,9 +136,7 @@ func (r *Replica) fill(ctx context.Context, from *checkpoint, upTo uint64) error
 	scratch.hist.mu.Lock()
 	var filled []*checkpoint
 	for _, cp := range scratch.hist.cps {
-		if from == nil || cp.seq > from.seq { // from's own is the live one's
-			filled = append(filled, &checkpoint{seq: cp.seq, file: cp.file})
-		}
+		filled = append(filled, &checkpoint{seq: cp.seq, file: cp.file})
 	}
 	every := scratch.hist.every
 	scratch.hist.mu.Unlock()
@@ -173,13 +171,23 @@ func (r *Replica) fill(ctx context.Context, from *checkpoint, upTo uint64) error
 }
 
 // loadFillStart loads the file of checkpoint from into the empty scratch
-// replica: the fill of a gap starts there.
+// replica: the fill of a gap starts there. The checkpoint the load makes
+// of its position is dropped: the live replica has its file already.
 func loadFillStart(ctx context.Context, scratch *Replica, from *checkpoint) error {
 	f, err := scratch.fs().Open(from.file)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	_, err = scratch.LoadSnapshot(ctx, f, LoadOptions{})
-	return err
+	if _, err := scratch.LoadSnapshot(ctx, f, LoadOptions{}); err != nil {
+		return err
+	}
+	h := &scratch.hist
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, cp := range h.cps {
+		scratch.dropLocked(cp, false)
+	}
+	h.cps = nil
+	return nil
 }

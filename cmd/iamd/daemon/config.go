@@ -122,9 +122,9 @@ type Config struct {
 	// take beyond the live state (replica.Config.CheckpointMemory);
 	// default replica.DefaultCheckpointMemory, negative for none.
 	CheckpointMemory int64
-	// PersistAtClose bounds the time each replica spends at shutdown
-	// writing the checkpoint files its persister has not reached
-	// (replica.Config.PersistAtClose); default
+	// PersistAtClose bounds the time the replicas, closed at once, spend
+	// at shutdown writing the checkpoint files their persisters have not
+	// reached (replica.Config.PersistAtClose); default
 	// replica.DefaultPersistAtClose, negative for none.
 	PersistAtClose time.Duration
 
@@ -361,7 +361,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&c.AddrFile, "addr-file", c.AddrFile, "write the listeners' URLs and the pid as JSON to this file once ready")
 	fs.DurationVar(&c.MaxLag, "max-lag", c.MaxLag, "a region lagging more is not ready (0: no threshold)")
 	fs.Uint64Var(&c.CheckpointEvery, "checkpoint-every", c.CheckpointEvery, "keep a read-model checkpoint for at_exact_snapshot reads every this many entries (0: default)")
-	fs.DurationVar(&c.PersistAtClose, "persist-at-close", c.PersistAtClose, "at shutdown, spend at most this long per region writing the checkpoint files not yet written, newest first (0: default; negative: none); those left are filled in from the log after the next start")
+	fs.DurationVar(&c.PersistAtClose, "persist-at-close", c.PersistAtClose, "at shutdown, spend at most this long writing the checkpoint files not yet written, newest first (0: default; negative: none); those left are filled in from the log after the next start")
 	fs.Int64Var(&c.CheckpointMemory, "checkpoint-memory", c.CheckpointMemory, "bytes the checkpoints' in-memory indexes may take beyond the live one, so that at_exact_snapshot reads fork one rather than load its rows (0: default; negative: none)")
 	if c.Mode != ModeRegion {
 		fs.StringVar(&regions, "regions", regions, "comma-separated regions served by in-process replicas")

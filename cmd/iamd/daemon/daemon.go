@@ -569,9 +569,15 @@ func (m *Main) close() error {
 	if m.writer != nil {
 		m.writer.Stop()
 	}
-	for _, r := range m.replicas {
-		errs = append(errs, r.Close())
+	// At once: each may spend PersistAtClose writing checkpoint files,
+	// and the process's shutdown should take that once, not per region.
+	closed := make([]error, len(m.replicas))
+	var replicas sync.WaitGroup
+	for i, r := range m.replicas {
+		replicas.Go(func() { closed[i] = r.Close() })
 	}
+	replicas.Wait()
+	errs = append(errs, closed...)
 	if m.nc != nil {
 		m.nc.Close()
 	}
