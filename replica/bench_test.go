@@ -198,7 +198,7 @@ func BenchmarkReplay(b *testing.B) {
 			b.Fatal(err)
 		}
 		closing += time.Since(closeStart)
-		files, _ := os.ReadDir(filepath.Join(dir, "r.checkpoints"))
+		files, _ := os.ReadDir(replica.CheckpointDir(filepath.Join(dir, "r")))
 		nfiles += len(files)
 		os.RemoveAll(dir)
 		b.StartTimer()

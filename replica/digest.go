@@ -119,8 +119,8 @@ func digestOf(ctx context.Context, r reader) (Digest, error) {
 	return h.digest(pos), nil
 }
 
-// digestCheckRows: a digest looks at its context once every so many rows
-// (a few milliseconds' scan).
+// digestCheckRows: a digest looks at its context once every so many rows,
+// not at each.
 const digestCheckRows = 4096
 
 // maxRecentDigests bounds the digests a Replica remembers for DigestAt.

@@ -65,6 +65,14 @@ func KeptBuffers(r *Replica) (touched, keys, rows int) {
 	return cap(r.touched), cap(r.rowKeys), cap(r.changes)
 }
 
+// CheckpointDir, CheckpointName and CheckpointSeq: where the checkpoint
+// files of the read model in a directory are, and how they are named.
+var (
+	CheckpointDir  = checkpointDir
+	CheckpointName = checkpointName
+	CheckpointSeq  = checkpointSeq
+)
+
 // PebbleOptions are the Store's Pebble options, for BenchmarkRawPebble.
 func PebbleOptions(cache *pebble.Cache) *pebble.Options { return pebbleOptions(cache, nil) }
 

@@ -27,7 +27,9 @@ const fillBatch = 512
 // and pos, more than two spacings apart (files a Close cut short, or a
 // crash, left out). r.applyMu is held, or nothing is applied yet.
 func (r *Replica) historyFrom(pos uint64) {
-	if pos == 0 {
+	if pos == 0 || r.cfg.historyFill {
+		// A fill's scratch starts at a checkpoint the live replica has
+		// (its file) or at none: it needs no checkpoint there.
 		return
 	}
 	if len(r.Checkpoints()) == 0 {
@@ -171,23 +173,13 @@ func (r *Replica) fill(ctx context.Context, from *checkpoint, upTo uint64) error
 }
 
 // loadFillStart loads the file of checkpoint from into the empty scratch
-// replica: the fill of a gap starts there. The checkpoint the load makes
-// of its position is dropped: the live replica has its file already.
+// replica: the fill of a gap starts there.
 func loadFillStart(ctx context.Context, scratch *Replica, from *checkpoint) error {
 	f, err := scratch.fs().Open(from.file)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	if _, err := scratch.LoadSnapshot(ctx, f, LoadOptions{}); err != nil {
-		return err
-	}
-	h := &scratch.hist
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, cp := range h.cps {
-		scratch.dropLocked(cp, false)
-	}
-	h.cps = nil
-	return nil
+	_, err = scratch.LoadSnapshot(ctx, f, LoadOptions{})
+	return err
 }

@@ -42,8 +42,9 @@ func checkpointSeq(name string) (uint64, bool) {
 // persistIdle is how long the persister rests after writing a file, as a
 // multiple of the time the file took: it takes at most half a core from a
 // replica that applies while it writes; Close writes what it has not
-// reached, for Config.PersistAtClose at most. (At 3, a quarter of a core, a 1M-entry replica under load
-// still had 25 s of files to write at Close.)
+// reached, for Config.PersistAtClose at most. (At 3, a quarter of a core,
+// a 1M-entry replica under load still had 25 s of files to write at
+// Close.)
 const persistIdle = 1
 
 // A replica that applied more than persistBusy entries in the last

@@ -6,12 +6,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -178,20 +175,22 @@ func (f historyFixture) apply(t *testing.T, rep *replica.Replica, upTo int) {
 	}
 }
 
-// reopenKeeps closes rep, opens the read model in dir again, and checks
-// that it holds the same checkpoints and answers every position as before.
-func (f historyFixture) reopenKeeps(t *testing.T, rep *replica.Replica, dir string) {
+// reopenKeeps closes rep, opens the read model in dir again, checks that
+// it holds the same checkpoints and answers every position as before, and
+// returns it for the caller to close.
+func (f historyFixture) reopenKeeps(t *testing.T, rep *replica.Replica, dir string) *replica.Replica {
 	t.Helper()
 	want := rep.Checkpoints()
 	if err := rep.Close(); err != nil {
 		t.Fatal(err)
 	}
 	rep = f.open(t, dir)
-	defer rep.Close()
 	if got := rep.Checkpoints(); !slices.Equal(got, want) {
+		rep.Close()
 		t.Fatalf("checkpoints after reopening: got %v, want %v", got, want)
 	}
 	f.verify(t, rep)
+	return rep
 }
 
 // openWithOlderFiles opens a replica in dir whose persister is stopped and
@@ -238,15 +237,8 @@ func TestReplica_CheckpointsSurviveRestart(t *testing.T) {
 	half := len(f.d.entries) / 2
 	f.apply(t, rep, half)
 	before := rep.Checkpoints()
-	if err := rep.Close(); err != nil {
-		t.Fatal(err)
-	}
-	rep = f.open(t, dir)
+	rep = f.reopenKeeps(t, rep, dir)
 	defer rep.Close()
-	if got := rep.Checkpoints(); !slices.Equal(got, before) {
-		t.Fatalf("checkpoints after reopening: got %v, want %v", got, before)
-	}
-	f.verify(t, rep)
 	replica.WaitWarm(rep)
 	if got := replica.IndexedCheckpoints(rep); !slices.Equal(got, before) {
 		t.Fatalf("checkpoints holding an index once warm: got %v, want %v", got, before)
@@ -286,7 +278,7 @@ func TestReplica_CheckpointFilesNewestFirst(t *testing.T) {
 	if len(taken) < 3 {
 		t.Fatalf("checkpoints taken: %v, want 3 or more", taken)
 	}
-	newest := fmt.Sprintf("%020d.ckpt", taken[len(taken)-1])
+	newest := replica.CheckpointName(taken[len(taken)-1])
 
 	ended, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -331,7 +323,7 @@ func TestReplica_CheckpointFilesNewestFirst(t *testing.T) {
 // model in dir, temporary files included.
 func checkpointFiles(t *testing.T, dir string) []string {
 	t.Helper()
-	entries, err := os.ReadDir(dir + ".checkpoints")
+	entries, err := os.ReadDir(replica.CheckpointDir(dir))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -364,11 +356,7 @@ func checkpointFileSeqs(t *testing.T, dir string) []uint64 {
 	t.Helper()
 	var seqs []uint64
 	for _, name := range checkpointFiles(t, dir) {
-		if digits, ok := strings.CutSuffix(name, ".ckpt"); ok {
-			seq, err := strconv.ParseUint(digits, 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
+		if seq, ok := replica.CheckpointSeq(name); ok {
 			seqs = append(seqs, seq)
 		}
 	}
@@ -406,7 +394,7 @@ func TestReplica_FillsGapsBetweenFiles(t *testing.T) {
 		return slices.ContainsFunc(rep.Checkpoints(), func(seq uint64) bool { return seq > older && seq < newest })
 	})
 	f.verify(t, rep)
-	f.reopenKeeps(t, rep, dir)
+	f.reopenKeeps(t, rep, dir).Close()
 }
 
 // TestReplica_FillsTheTailAfterItsLastFile: checkpoints after the last
@@ -469,7 +457,7 @@ func TestReplica_JoinedFillsHistory(t *testing.T) {
 	f.verify(t, rep)
 	f.apply(t, rep, len(f.d.entries))
 	f.verify(t, rep)
-	f.reopenKeeps(t, rep, dir)
+	f.reopenKeeps(t, rep, dir).Close()
 }
 
 // TestReplica_NoWarmUpPastTheMemoryBound: a restarted replica whose whole

@@ -321,3 +321,19 @@ func TestReplica_DigestAt(t *testing.T) {
 		}
 	})
 }
+
+// TestReplica_DigestAtStopsWhenItsCallerGoes: a digest is a pass over
+// every row; one whose caller has gone gives up with its context's error
+// rather than scan the rest (it looks every few thousand rows).
+func TestReplica_DigestAtStopsWhenItsCallerGoes(t *testing.T) {
+	rep := openReplica(t, replica.Config{})
+	applyAll(t, rep, newBenchData(400).entries, 512)
+	if d, err := rep.DigestAt(context.Background(), 0, 0); err != nil || d.Rows < 5000 {
+		t.Fatalf("digest: %+v (%v), want one of more than 5,000 rows", d, err)
+	}
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	if d, err := rep.DigestAt(gone, 0, 0); !errors.Is(err, context.Canceled) {
+		t.Fatalf("digest for a caller gone: %+v (%v), want context.Canceled", d, err)
+	}
+}
