@@ -495,6 +495,10 @@ func runNATS(c Config) (*server.Server, error) {
 	}
 }
 
+// bootstrapProofWait bounds how long bootstrap retries the proof of the
+// admin's credentials that the token endpoint answers 503.
+const bootstrapProofWait = 30 * time.Second
+
 // bootstrap creates the first admin on an empty log (writer.Bootstrap),
 // proves its credentials at the token endpoint, then writes them to
 // DATA/bootstrap-admin.json (0600) and prints them once.
@@ -507,11 +511,22 @@ func (m *Main) bootstrap(ctx context.Context) (*writer.BootstrapAdmin, error) {
 	// Proven in process: the listener may serve a certificate this process
 	// does not trust, or no name it can dial.
 	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {admin.ClientID}, "client_secret": {admin.ClientSecret}}
-	req := httptest.NewRequestWithContext(ctx, http.MethodPost, "/oauth2/token", strings.NewReader(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.RemoteAddr = "127.0.0.1:0"
-	rec := httptest.NewRecorder()
-	m.api.Handler().ServeHTTP(rec, req)
+	var rec *httptest.ResponseRecorder
+	prove := func() error {
+		req := httptest.NewRequestWithContext(ctx, http.MethodPost, "/oauth2/token", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.RemoteAddr = "127.0.0.1:0"
+		rec = httptest.NewRecorder()
+		m.api.Handler().ServeHTTP(rec, req)
+		if rec.Code == http.StatusServiceUnavailable {
+			return errors.New(rec.Body.String())
+		}
+		return nil
+	}
+	// The endpoint answers 503, retry, while it cannot read the state at
+	// the log's head (a replica still applying the bootstrap, a clustered
+	// hub electing its stream's leader): so retry, for a while.
+	_ = backoff.Retry(prove, backoff.WithContext(backoff.NewExponentialBackOff(backoff.WithMaxElapsedTime(bootstrapProofWait)), ctx))
 	if rec.Code != http.StatusOK {
 		return nil, fmt.Errorf("bootstrap: the admin's credentials were refused (%d %s)", rec.Code, strings.TrimSpace(rec.Body.String()))
 	}
