@@ -86,3 +86,29 @@ func StopPersister(r *Replica) {
 		stop()
 	}
 }
+
+// MaxHeldFlushes is how many flushes a hold of compactions lasts.
+const MaxHeldFlushes = maxHeldFlushes
+
+// HoldCompactions and ReleaseCompactions hold s's compactions back and let
+// them run, as a replica catching up does.
+func HoldCompactions(s *Store)    { s.gate.hold() }
+func ReleaseCompactions(s *Store) { s.gate.release() }
+
+// CompactionsHeld says whether r's store holds compactions back.
+func CompactionsHeld(r *Replica) bool {
+	g := r.store.gate
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.holding()
+}
+
+// FlushStore flushes s's memtable into a level 0 table.
+func FlushStore(s *Store) error { return s.db.Flush() }
+
+// StoreLevels returns how many tables s's level 0 holds and how many
+// compactions it ran.
+func StoreLevels(s *Store) (l0Tables, compactions int64) {
+	m := s.db.Metrics()
+	return m.Levels[0].TablesCount, m.Compact.Count
+}

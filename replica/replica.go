@@ -251,6 +251,9 @@ func (r *Replica) AppliedEntries() uint64 { return r.entries.Load() }
 // checkpoint position (history.go), is applied in segments, with a Pebble
 // snapshot pinned at the end of each.
 func (r *Replica) ApplyEntries(entries []iam.LogEntry) error {
+	if len(entries) > 0 {
+		r.holdCompactions(entries[len(entries)-1].Time)
+	}
 	for len(entries) > 0 {
 		r.applyMu.Lock()
 		n := len(entries)
@@ -280,6 +283,18 @@ func (r *Replica) ApplyEntries(entries []iam.LogEntry) error {
 		entries = entries[n:]
 	}
 	return nil
+}
+
+// holdCompactions holds Pebble's compactions back while the replica
+// catches up, which a batch whose last entry the log wrote at logTime more
+// than catchUpLag ago says it does, and lets them run again once it has
+// caught up (compaction.go).
+func (r *Replica) holdCompactions(logTime time.Time) {
+	if !logTime.IsZero() && r.cfg.Now().Sub(logTime) > catchUpLag {
+		r.store.gate.hold()
+	} else {
+		r.store.gate.release()
+	}
 }
 
 // apply applies one segment of a batch.

@@ -33,7 +33,8 @@ type StoreOptions struct {
 // land together in one batch, so a crash loses at most a suffix that the
 // projector applies again.
 type Store struct {
-	db *pebble.DB
+	db   *pebble.DB
+	gate *compactionGate // its compaction scheduler (compaction.go)
 }
 
 // Position is the last applied log entry.
@@ -49,18 +50,21 @@ func OpenStore(dir string, o StoreOptions) (*Store, error) {
 	}
 	cache := pebble.NewCache(o.CacheSize)
 	defer cache.Unref()
-	db, err := pebble.Open(dir, pebbleOptions(cache, o.FS))
+	opts := pebbleOptions(cache, o.FS)
+	gate := newCompactionGate()
+	opts.Experimental.CompactionScheduler = gate
+	db, err := pebble.Open(dir, opts)
 	if err != nil {
 		return nil, fmt.Errorf("open read model %s: %w", dir, err)
 	}
-	return &Store{db: db}, nil
+	return &Store{db: db, gate: gate}, nil
 }
 
 // pebbleOptions are the read model's Pebble options; BenchmarkRawPebble
 // writes with them too, so that the ceiling a replay is measured against
 // cannot drift from the Store.
 func pebbleOptions(cache *pebble.Cache, fs vfs.FS) *pebble.Options {
-	return &pebble.Options{Cache: cache, FS: fs, Logger: quietLogger{}}
+	return &pebble.Options{Cache: cache, FS: fs, Logger: quietLogger{}, L0StopWritesThreshold: l0StopWrites}
 }
 
 // Close closes the database.
