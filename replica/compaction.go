@@ -17,15 +17,16 @@ import (
 // meanwhile: checks are answered by the index, and Pebble is only scanned
 // whole (a restart, a snapshot, a checkpoint file).
 
-// maxHeldFlushes bounds how many flushes a hold lasts: past it the gate
-// opens until the hold is released and taken again, so that a catch-up of
-// tens of millions of entries leaves a level 0 of tens of tables, not of
+// maxHeldFlushes bounds how deep a hold lets level 0 grow, in sublevels
+// (those at its start, and one a flush since): past it the gate opens
+// until the hold is released and taken again, so that a catch-up of tens
+// of millions of entries leaves a level 0 of tens of tables, not of
 // thousands.
 const maxHeldFlushes = 48
 
 // l0StopWrites is the Store's Pebble L0StopWritesThreshold: above the
-// sublevels a hold can leave (one a flush), so that a hold never stalls
-// the writes it waits for.
+// sublevels a hold can leave, so that a hold never stalls the writes it
+// waits for (nothing would ever compact them).
 const l0StopWrites = maxHeldFlushes + 16
 
 // compactionGate is the Store's Pebble compaction scheduler
@@ -45,7 +46,7 @@ type compactionGate struct {
 	mu       sync.Mutex
 	running  int  // compactions granted and not yet done
 	held     bool // hold was called since the last release
-	flushes  int  // flushes since the hold was taken
+	depth    int  // level 0's sublevels when the hold was taken, plus one a flush since
 	granting bool // grant is offering compactions; Unregister waits for it
 	idle     *sync.Cond
 	closed   bool
@@ -58,15 +59,25 @@ func newCompactionGate() *compactionGate {
 }
 
 // holding says whether compactions are held back; g.mu is held.
-func (g *compactionGate) holding() bool { return g.held && g.flushes < maxHeldFlushes }
+func (g *compactionGate) holding() bool { return g.held && g.depth < maxHeldFlushes }
 
-// hold holds compactions back until release (or maxHeldFlushes flushes).
-// Compactions running go on.
-func (g *compactionGate) hold() {
+// hold holds compactions back until release, or until level 0 is
+// maxHeldFlushes sublevels deep: l0 tells how deep it is now. Compactions
+// running go on.
+func (g *compactionGate) hold(l0 func() int) {
+	g.mu.Lock()
+	held := g.held
+	g.mu.Unlock()
+	if held {
+		return
+	}
+	// Not under g.mu: l0 takes Pebble's mutex, under which Pebble calls
+	// the gate.
+	depth := l0()
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if !g.held {
-		g.held, g.flushes = true, 0
+		g.held, g.depth = true, depth
 	}
 }
 
@@ -114,7 +125,7 @@ func (g *compactionGate) UpdateGetAllowedWithoutPermission() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.holding() {
-		g.flushes++
+		g.depth++
 	}
 	if !g.closed && !g.holding() && g.running < g.db.GetAllowedWithoutPermission() {
 		go g.grant()

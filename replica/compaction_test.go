@@ -2,6 +2,7 @@ package replica_test
 
 import (
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -42,8 +43,8 @@ func awaitLevels(s *replica.Store, wait time.Duration, ok func(l0, compactions i
 
 // TestCompactionGate: a store whose compactions are held runs none while
 // tables pile up in level 0 past Pebble's threshold (4), compacts them once
-// released, and runs them again by itself once a hold has lasted
-// MaxHeldFlushes flushes, without a write stalling on the way.
+// released, and runs them again by itself once a hold has let level 0 grow
+// MaxHeldFlushes sublevels deep, without a write stalling on the way.
 func TestCompactionGate(t *testing.T) {
 	s, err := replica.OpenStore(t.TempDir(), replica.StoreOptions{})
 	if err != nil {
@@ -60,7 +61,7 @@ func TestCompactionGate(t *testing.T) {
 	}
 
 	replica.ReleaseCompactions(s)
-	if l0, c, ok := awaitLevels(s, 30*time.Second, func(l0, c int64) bool { return c > 0 && l0 < 4 }); !ok {
+	if l0, c, ok := awaitLevels(s, 30*time.Second, func(l0, c int64) bool { return c > 0 && l0 == 0 }); !ok {
 		t.Fatalf("released: %d tables in level 0 after %d compactions; want them compacted", l0, c)
 	}
 	_, before := replica.StoreLevels(s)
@@ -78,10 +79,13 @@ func TestCompactionGate(t *testing.T) {
 
 // TestReplica_CatchUpHoldsCompactions: a replica holds compactions back
 // while the entries it applies are older than the catch-up lag, and lets
-// them run at the first batch that finds it caught up.
+// them run at the first batch that finds it caught up; or, when no batch
+// comes, once the persister sees the apply slow.
 func TestReplica_CatchUpHoldsCompactions(t *testing.T) {
-	now := baseTime.Add(time.Hour)
-	r := openReplica(t, replica.Config{Now: func() time.Time { return now }})
+	var now atomic.Pointer[time.Time]
+	setNow := func(at time.Time) { now.Store(&at) }
+	setNow(baseTime.Add(time.Hour))
+	r := openReplica(t, replica.Config{Now: func() time.Time { return *now.Load() }})
 	log := smallLog(20)
 	if err := r.ApplyEntries(log[:10]); err != nil {
 		t.Fatal(err)
@@ -89,11 +93,51 @@ func TestReplica_CatchUpHoldsCompactions(t *testing.T) {
 	if !replica.CompactionsHeld(r) {
 		t.Fatal("applying entries an hour old: compactions not held")
 	}
-	now = log[19].Time.Add(time.Second)
+	setNow(log[19].Time.Add(time.Second))
 	if err := r.ApplyEntries(log[10:]); err != nil {
 		t.Fatal(err)
 	}
 	if replica.CompactionsHeld(r) {
 		t.Fatal("applying entries a second old: compactions still held")
+	}
+
+	// A catch-up that ends at a checkpoint, and then nothing.
+	setNow(baseTime.Add(time.Hour))
+	quiet := openReplica(t, replica.Config{Now: func() time.Time { return *now.Load() }, CheckpointEvery: 5})
+	if err := quiet.ApplyEntries(log); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for replica.CompactionsHeld(quiet) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if replica.CompactionsHeld(quiet) {
+		t.Fatal("10 s after the last batch of a catch-up: compactions still held")
+	}
+}
+
+// TestCompactionGate_CountsTheLevelItFinds: a hold taken while level 0 is
+// already deep (a catch-up that paused while compactions ran) lasts only
+// the flushes left to MaxHeldFlushes, so that it can never stall its own
+// writes; one taken at MaxHeldFlushes holds nothing.
+func TestCompactionGate_CountsTheLevelItFinds(t *testing.T) {
+	s, err := replica.OpenStore(t.TempDir(), replica.StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	replica.HoldCompactionsAt(s, replica.MaxHeldFlushes)
+	if replica.StoreHoldsCompactions(s) {
+		t.Fatalf("a hold taken at %d sublevels holds", replica.MaxHeldFlushes)
+	}
+	replica.ReleaseCompactions(s)
+	replica.HoldCompactionsAt(s, replica.MaxHeldFlushes-3)
+	flushOverlapping(t, s, 1, 2)
+	if !replica.StoreHoldsCompactions(s) {
+		t.Fatalf("a hold taken at %d sublevels ended after 2 flushes", replica.MaxHeldFlushes-3)
+	}
+	flushOverlapping(t, s, 2, 1)
+	if replica.StoreHoldsCompactions(s) {
+		t.Fatalf("a hold taken at %d sublevels still holds after 3 flushes", replica.MaxHeldFlushes-3)
 	}
 }

@@ -87,20 +87,27 @@ func StopPersister(r *Replica) {
 	}
 }
 
-// MaxHeldFlushes is how many flushes a hold of compactions lasts.
+// MaxHeldFlushes is how deep a hold of compactions lets level 0 grow, in
+// sublevels (one a flush).
 const MaxHeldFlushes = maxHeldFlushes
 
 // HoldCompactions and ReleaseCompactions hold s's compactions back and let
 // them run, as a replica catching up does.
-func HoldCompactions(s *Store)    { s.gate.hold() }
+func HoldCompactions(s *Store)    { s.holdCompactions() }
 func ReleaseCompactions(s *Store) { s.gate.release() }
 
-// CompactionsHeld says whether r's store holds compactions back.
-func CompactionsHeld(r *Replica) bool {
-	g := r.store.gate
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.holding()
+// HoldCompactionsAt holds s's compactions back as if its level 0 were
+// depth sublevels deep.
+func HoldCompactionsAt(s *Store, depth int) { s.gate.hold(func() int { return depth }) }
+
+// CompactionsHeld says whether r's store holds compactions back;
+// StoreHoldsCompactions whether s does.
+func CompactionsHeld(r *Replica) bool { return StoreHoldsCompactions(r.store) }
+
+func StoreHoldsCompactions(s *Store) bool {
+	s.gate.mu.Lock()
+	defer s.gate.mu.Unlock()
+	return s.gate.holding()
 }
 
 // FlushStore flushes s's memtable into a level 0 table.

@@ -104,7 +104,13 @@ func (r *Replica) awaitSlowApply(ctx context.Context) bool {
 			return false
 		case now := <-probe.C:
 			n := r.entries.Load()
-			if n-last < persistBusy || now.After(deadline) {
+			if n-last < persistBusy {
+				// Caught up, or the log has gone quiet: compactions
+				// held back since (holdCompactions) may run.
+				r.store.gate.release()
+				return true
+			}
+			if now.After(deadline) {
 				return true
 			}
 			last = n

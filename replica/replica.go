@@ -287,11 +287,12 @@ func (r *Replica) ApplyEntries(entries []iam.LogEntry) error {
 
 // holdCompactions holds Pebble's compactions back while the replica
 // catches up, which a batch whose last entry the log wrote at logTime more
-// than catchUpLag ago says it does, and lets them run again once it has
-// caught up (compaction.go).
+// than catchUpLag ago says it does, and lets them run again at a batch
+// that finds it caught up (compaction.go); the persister lets them run
+// when the apply slows (awaitSlowApply), should no such batch come.
 func (r *Replica) holdCompactions(logTime time.Time) {
 	if !logTime.IsZero() && r.cfg.Now().Sub(logTime) > catchUpLag {
-		r.store.gate.hold()
+		r.store.holdCompactions()
 	} else {
 		r.store.gate.release()
 	}
