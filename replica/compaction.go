@@ -50,6 +50,7 @@ type compactionGate struct {
 	granting bool // grant is offering compactions; Unregister waits for it
 	idle     *sync.Cond
 	closed   bool
+	grants   sync.WaitGroup // the goroutines UpdateGetAllowedWithoutPermission started
 }
 
 func newCompactionGate() *compactionGate {
@@ -98,11 +99,15 @@ func (g *compactionGate) release() {
 func (g *compactionGate) Register(_ int, db pebble.DBForCompaction) { g.db = db }
 
 // Unregister implements pebble.CompactionScheduler: no call into the DB
-// follows it.
+// follows it, and no goroutine of the gate outlives it. (Pebble calls it
+// without the locks the DB's methods take, so a grant under way can end.)
 func (g *compactionGate) Unregister() {
 	g.mu.Lock()
-	defer g.mu.Unlock()
 	g.closed = true
+	g.mu.Unlock()
+	g.grants.Wait()
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	for g.granting {
 		g.idle.Wait()
 	}
@@ -128,7 +133,11 @@ func (g *compactionGate) UpdateGetAllowedWithoutPermission() {
 		g.depth++
 	}
 	if !g.closed && !g.holding() && g.running < g.db.GetAllowedWithoutPermission() {
-		go g.grant()
+		g.grants.Add(1)
+		go func() {
+			defer g.grants.Done()
+			g.grant()
+		}()
 	}
 }
 
