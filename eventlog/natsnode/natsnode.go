@@ -40,7 +40,9 @@ type ServerConfig struct {
 	// The server is silent by default.
 	Logger server.Logger
 	// ReadyTimeout bounds the wait for the server to accept connections.
-	// Defaults to 10s.
+	// Defaults to 30s: a node started under the race detector on two busy
+	// cores once took more than 10 s (CI, the hub of hub-node-failover).
+	// It only bounds a failure; a node that listens returns at once.
 	ReadyTimeout time.Duration
 }
 
@@ -138,7 +140,7 @@ func RunNode(cfg NodeConfig) (*server.Server, error) {
 		c.Host = "127.0.0.1"
 	}
 	if c.ReadyTimeout <= 0 {
-		c.ReadyTimeout = 10 * time.Second
+		c.ReadyTimeout = 30 * time.Second
 	}
 	opts := &server.Options{
 		ServerName:      c.ServerName,
