@@ -7,15 +7,14 @@ import (
 )
 
 // A replica catching up loads its read model as a bulk load does: it holds
-// Pebble's compactions back until it has caught up, or until
-// maxHeldFlushes memtables have been flushed meanwhile. Its row keys
-// spread over the whole key space, so every flushed table overlaps all of
-// the bottom level, and each compaction while it grows rewrites all of it
-// again: in a replay of 1.1M entries, compactions took a third of the
-// CPU (docs/benchmarks.md). Held back, the tables flushed meanwhile are
-// compacted together once. Reads do not suffer from the deeper level 0
-// meanwhile: checks are answered by the index, and Pebble is only scanned
-// whole (a restart, a snapshot, a checkpoint file).
+// Pebble's compactions back until it has caught up, or until level 0 is
+// maxHeldFlushes sublevels deep. In a replay of 1.1M entries compactions
+// took a third of the CPU, on the core beside the apply (docs/benchmarks.md);
+// its row keys spread over the whole key space, so each compaction
+// rewrites much of the bottom level again. Held back, the tables flushed
+// meanwhile are compacted together once. Checks never read Pebble (the
+// index answers them); a whole scan (a restart, a snapshot, a checkpoint
+// file) merges the deeper level 0 meanwhile.
 
 // maxHeldFlushes bounds how deep a hold lets level 0 grow, in sublevels
 // (those at its start, and one a flush since): past it the gate opens

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iam-project/iam/eventlog/eventlogtest"
 	"github.com/iam-project/iam/replica"
 )
 
@@ -28,17 +29,26 @@ func flushOverlapping(t *testing.T, s *replica.Store, round, n int) {
 	}
 }
 
-// awaitLevels polls s until ok holds of its level 0 and its compactions,
-// for at most wait; it returns the last figures and whether ok held.
-func awaitLevels(s *replica.Store, wait time.Duration, ok func(l0, compactions int64) bool) (int64, int64, bool) {
-	deadline := time.Now().Add(wait)
-	for {
-		l0, c := replica.StoreLevels(s)
-		if ok(l0, c) || time.Now().After(deadline) {
-			return l0, c, ok(l0, c)
+// compactsNoneFor fails the test if s runs a compaction beyond its first
+// before within d: Pebble starts one as soon as a flush leaves level 0
+// past its threshold, were it allowed to.
+func compactsNoneFor(t *testing.T, s *replica.Store, before int64, d time.Duration, what string) {
+	t.Helper()
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if l0, c := replica.StoreLevels(s); c > before {
+			t.Fatalf("%s: %d compactions, %d tables in level 0; want none", what, c-before, l0)
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// compacted waits until s has run a compaction beyond before and brought
+// its level 0 under Pebble's threshold (4 tables), which ends them.
+func compacted(t *testing.T, s *replica.Store, before int64, what string) {
+	t.Helper()
+	eventlogtest.Eventually(t, 30*time.Second, what, func() bool {
+		l0, c := replica.StoreLevels(s)
+		return c > before && l0 < 4
+	})
 }
 
 // TestCompactionGate: a store whose compactions are held runs none while
@@ -54,27 +64,20 @@ func TestCompactionGate(t *testing.T) {
 
 	replica.HoldCompactions(s)
 	flushOverlapping(t, s, 1, 8)
-	// Time for a compaction to start, were one allowed: Pebble starts one
-	// as soon as a flush leaves level 0 past its threshold.
-	if l0, c, ran := awaitLevels(s, time.Second, func(_, c int64) bool { return c > 0 }); ran || l0 < 8 {
-		t.Fatalf("held: %d tables in level 0 and %d compactions; want 8 and none", l0, c)
+	compactsNoneFor(t, s, 0, time.Second, "held, 8 tables in level 0")
+	if l0, _ := replica.StoreLevels(s); l0 != 8 {
+		t.Fatalf("held: %d tables in level 0, want 8", l0)
 	}
 
 	replica.ReleaseCompactions(s)
-	if l0, c, ok := awaitLevels(s, 30*time.Second, func(l0, c int64) bool { return c > 0 && l0 == 0 }); !ok {
-		t.Fatalf("released: %d tables in level 0 after %d compactions; want them compacted", l0, c)
-	}
+	compacted(t, s, 0, "the 8 tables compacted once released")
 	_, before := replica.StoreLevels(s)
 
 	replica.HoldCompactions(s)
 	flushOverlapping(t, s, 2, replica.MaxHeldFlushes-1)
-	if l0, c, ran := awaitLevels(s, time.Second, func(_, c int64) bool { return c > before }); ran {
-		t.Fatalf("held for %d flushes: %d compactions, %d tables in level 0; want none yet", replica.MaxHeldFlushes-1, c-before, l0)
-	}
+	compactsNoneFor(t, s, before, time.Second, fmt.Sprintf("held for %d flushes", replica.MaxHeldFlushes-1))
 	flushOverlapping(t, s, 3, 2)
-	if l0, c, ok := awaitLevels(s, 30*time.Second, func(l0, c int64) bool { return c > before && l0 < 4 }); !ok {
-		t.Fatalf("held past %d flushes: %d compactions, %d tables in level 0; want them compacted", replica.MaxHeldFlushes, c-before, l0)
-	}
+	compacted(t, s, before, fmt.Sprintf("the tables compacted once a hold passed %d flushes", replica.MaxHeldFlushes))
 }
 
 // TestReplica_CatchUpHoldsCompactions: a replica holds compactions back
@@ -107,13 +110,9 @@ func TestReplica_CatchUpHoldsCompactions(t *testing.T) {
 	if err := quiet.ApplyEntries(log); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for replica.CompactionsHeld(quiet) && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if replica.CompactionsHeld(quiet) {
-		t.Fatal("10 s after the last batch of a catch-up: compactions still held")
-	}
+	eventlogtest.Eventually(t, 10*time.Second, "compactions let run after the last batch of a catch-up", func() bool {
+		return !replica.CompactionsHeld(quiet)
+	})
 }
 
 // TestCompactionGate_CountsTheLevelItFinds: a hold taken while level 0 is
@@ -138,11 +137,7 @@ func TestCompactionGate_CountsTheLevelItFinds(t *testing.T) {
 	}
 	flushOverlapping(t, s, 2, 1)
 	// Pebble tells the gate of a flush just after Flush returns.
-	deadline := time.Now().Add(10 * time.Second)
-	for replica.StoreHoldsCompactions(s) && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
-	if replica.StoreHoldsCompactions(s) {
-		t.Fatalf("a hold taken at %d sublevels still holds 10 s after 3 flushes", replica.MaxHeldFlushes-3)
-	}
+	eventlogtest.Eventually(t, 10*time.Second, "the hold ended after its third flush", func() bool {
+		return !replica.StoreHoldsCompactions(s)
+	})
 }

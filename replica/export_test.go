@@ -94,7 +94,7 @@ const MaxHeldFlushes = maxHeldFlushes
 // HoldCompactions and ReleaseCompactions hold s's compactions back and let
 // them run, as a replica catching up does.
 func HoldCompactions(s *Store)    { s.holdCompactions() }
-func ReleaseCompactions(s *Store) { s.gate.release() }
+func ReleaseCompactions(s *Store) { s.releaseCompactions() }
 
 // HoldCompactionsAt holds s's compactions back as if its level 0 were
 // depth sublevels deep.

@@ -187,12 +187,18 @@ func (r *Replica) deferIndex(cp *checkpoint) bool {
 	return true
 }
 
+// behindLog says whether an entry the log wrote at logTime is applied
+// behind the log's head at now (catchUpLag); a zero logTime says nothing.
+func behindLog(logTime, now time.Time) bool {
+	return !logTime.IsZero() && now.Sub(logTime) > catchUpLag
+}
+
 // catchingUpLocked says whether the apply reached seq, a checkpoint whose
 // entry the log wrote at logTime, at now: behind the log's head
 // (catchUpLag), or at more than persistBusy entries per persistProbe since
 // the last checkpoint (live traffic is far below that rate). h.mu is held.
 func (r *Replica) catchingUpLocked(seq uint64, logTime, now time.Time) bool {
-	if !logTime.IsZero() && now.Sub(logTime) > catchUpLag {
+	if behindLog(logTime, now) {
 		return true
 	}
 	if len(r.hist.cps) == 0 {

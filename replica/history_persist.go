@@ -107,7 +107,7 @@ func (r *Replica) awaitSlowApply(ctx context.Context) bool {
 			if n-last < persistBusy {
 				// Caught up, or the log has gone quiet: compactions
 				// held back since (holdCompactions) may run.
-				r.store.gate.release()
+				r.store.releaseCompactions()
 				return true
 			}
 			if now.After(deadline) {

@@ -291,10 +291,10 @@ func (r *Replica) ApplyEntries(entries []iam.LogEntry) error {
 // that finds it caught up (compaction.go); the persister lets them run
 // when the apply slows (awaitSlowApply), should no such batch come.
 func (r *Replica) holdCompactions(logTime time.Time) {
-	if !logTime.IsZero() && r.cfg.Now().Sub(logTime) > catchUpLag {
+	if behindLog(logTime, r.cfg.Now()) {
 		r.store.holdCompactions()
 	} else {
-		r.store.gate.release()
+		r.store.releaseCompactions()
 	}
 }
 

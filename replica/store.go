@@ -60,10 +60,13 @@ func OpenStore(dir string, o StoreOptions) (*Store, error) {
 	return &Store{db: db, gate: gate}, nil
 }
 
-// holdCompactions holds the store's compactions back (compaction.go).
+// holdCompactions holds the store's compactions back, and
+// releaseCompactions lets them run again (compaction.go).
 func (s *Store) holdCompactions() {
 	s.gate.hold(func() int { return int(s.db.Metrics().Levels[0].Sublevels) })
 }
+
+func (s *Store) releaseCompactions() { s.gate.release() }
 
 // pebbleOptions are the read model's Pebble options; BenchmarkRawPebble
 // writes with them too, so that the ceiling a replay is measured against
