@@ -170,8 +170,9 @@ const replayBatch = 512
 func BenchmarkReplay(b *testing.B) {
 	d := newBenchData(100_000)
 	events := d.events()
-	var total, cpu, closing time.Duration
-	var faults, compactions int64
+	var total, closing time.Duration
+	var used usage
+	var compactions int64
 	var nfiles int
 	for b.Loop() {
 		b.StopTimer()
@@ -181,7 +182,7 @@ func BenchmarkReplay(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.StartTimer()
-		start, cpu0, faults0 := time.Now(), processCPU(), minorFaults()
+		start, used0 := time.Now(), processUsage()
 		timed(func() {
 			for from := 0; from < len(d.entries); from += replayBatch {
 				if err := rep.ApplyEntries(d.entries[from:min(from+replayBatch, len(d.entries))]); err != nil {
@@ -190,8 +191,7 @@ func BenchmarkReplay(b *testing.B) {
 			}
 		})
 		total += time.Since(start)
-		cpu += processCPU() - cpu0
-		faults += minorFaults() - faults0
+		used.add(used0)
 		_, c := replica.StoreLevels(rep.Store())
 		compactions += c
 		b.StopTimer()
@@ -209,10 +209,9 @@ func BenchmarkReplay(b *testing.B) {
 	b.ReportMetric(closing.Seconds()/float64(b.N), "close-s/op")
 	b.ReportMetric(float64(nfiles)/float64(b.N), "files/op")
 	b.ReportMetric(float64(events), "events")
-	b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op")
-	// A first touch of a page costs this VM ~10 µs: a replay into a fresh
-	// process (the first of a run) faults in its heap, a later one reuses it.
-	b.ReportMetric(float64(faults)/float64(b.N), "page-faults/op")
+	// A replay into a fresh process (the first of a run) faults in its
+	// heap, a later one reuses it.
+	used.report(b)
 	// Compactions finished within the timed part (compaction.go holds
 	// them back while the replica catches up).
 	b.ReportMetric(float64(compactions)/float64(b.N), "compactions/op")
@@ -244,12 +243,13 @@ func BenchmarkReplayIndex(b *testing.B) {
 			touched = append(touched, c)
 		}
 	}
-	var total, cpu time.Duration
+	var total time.Duration
+	var used usage
 	var readers sync.RWMutex
 	for b.Loop() {
 		st := iam.NewState()
 		var index *iam.State
-		start, cpu0 := time.Now(), processCPU()
+		start, used0 := time.Now(), processUsage()
 		timed(func() {
 			for i, e := range d.entries {
 				if err := st.ApplyEntry(e, touch); err != nil {
@@ -265,35 +265,48 @@ func BenchmarkReplayIndex(b *testing.B) {
 			}
 		})
 		total += time.Since(start)
-		cpu += processCPU() - cpu0
+		used.add(used0)
 		if index == nil || index.Seq() != uint64(len(d.entries)/indexEvery*indexEvery) {
 			b.Fatal("no index at the last stride")
 		}
 	}
 	b.ReportMetric(float64(events)*float64(b.N)/total.Seconds(), "events/s")
-	b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op")
+	used.report(b)
 }
 
-// processCPU is the CPU time (user and system) the process has used: on a
-// shared machine, what a replay costs in CPU moves less with the load than
-// its wall time does. It counts every goroutine, Pebble's flushes and
-// compactions and the GC included.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+// usage is what the process has used so far: CPU time (user and system)
+// and the page faults that needed no I/O. On a shared machine what a replay
+// costs in CPU moves less with the load than its wall time does; it counts
+// every goroutine, Pebble's flushes and compactions and the GC included.
+// System time is mostly those faults: on this VM a first touch of a page
+// costs more than a check, and Go backs its heap with huge pages only where
+// transparent huge pages are "always", not "madvise" as here.
+type usage struct {
+	cpu, sys time.Duration
+	faults   int64
 }
 
-// minorFaults counts the page faults the process has taken that needed
-// no I/O: on this VM a first touch of a page costs more than a check.
-func minorFaults() int64 {
+func processUsage() usage {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
+		return usage{}
 	}
-	return ru.Minflt
+	return usage{cpu: time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), sys: time.Duration(ru.Stime.Nano()), faults: ru.Minflt}
+}
+
+// add adds what the process used since then.
+func (u *usage) add(since usage) {
+	now := processUsage()
+	u.cpu += now.cpu - since.cpu
+	u.sys += now.sys - since.sys
+	u.faults += now.faults - since.faults
+}
+
+// report reports u over n runs.
+func (u usage) report(b *testing.B) {
+	b.ReportMetric(u.cpu.Seconds()/float64(b.N), "cpu-s/op")
+	b.ReportMetric(u.sys.Seconds()/float64(b.N), "sys-s/op")
+	b.ReportMetric(float64(u.faults)/float64(b.N), "page-faults/op")
 }
 
 // BenchmarkRawPebble writes the very rows the replay writes — the same keys
@@ -336,7 +349,8 @@ func BenchmarkRawPebble(b *testing.B) {
 	}
 	d = nil
 	runtime.GC()
-	var total, cpu time.Duration
+	var total time.Duration
+	var used usage
 	var compactions int64
 	for b.Loop() {
 		b.StopTimer()
@@ -348,7 +362,7 @@ func BenchmarkRawPebble(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.StartTimer()
-		start, cpu0 := time.Now(), processCPU()
+		start, used0 := time.Now(), processUsage()
 		timed(func() {
 			var pos [8]byte
 			for i, batch := range batches {
@@ -374,7 +388,7 @@ func BenchmarkRawPebble(b *testing.B) {
 			}
 		})
 		total += time.Since(start)
-		cpu += processCPU() - cpu0
+		used.add(used0)
 		compactions += db.Metrics().Compact.Count
 		b.StopTimer()
 		db.Close()
@@ -384,7 +398,7 @@ func BenchmarkRawPebble(b *testing.B) {
 	b.ReportMetric(float64(keys)*float64(b.N)/total.Seconds(), "keys/s")
 	b.ReportMetric(float64(events)*float64(b.N)/total.Seconds(), "events/s")
 	b.ReportMetric(float64(keys), "keys")
-	b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op")
+	used.report(b)
 	b.ReportMetric(float64(compactions)/float64(b.N), "compactions/op")
 }
 

@@ -89,7 +89,7 @@ func scaleRun(b *testing.B, users int) {
 	// measured at 1M grants, the next check paying for the kernel's entry
 	// and exit (at 10M, where the data's cache misses dominate, the runs
 	// with and without it overlap).
-	faults := minorFaults()
+	faults := processUsage().faults
 	for i := range samples {
 		t0 := time.Now()
 		if _, _, err := rep.Check(ctx, qs[i%len(qs)], c); err != nil {
@@ -97,7 +97,7 @@ func scaleRun(b *testing.B, users int) {
 		}
 		samples[i] = time.Since(t0)
 	}
-	faultsPerCheck := float64(minorFaults()-faults) / float64(len(samples))
+	faultsPerCheck := float64(processUsage().faults-faults) / float64(len(samples))
 	slices.Sort(samples)
 	pct := func(p float64) float64 {
 		return float64(samples[int(p*float64(len(samples)-1))].Nanoseconds()) / 1e3
