@@ -176,6 +176,12 @@ func (r *Replica) releaseLocked(seq uint64) {
 // waiting up to wait for the replica to reach it.
 func (r *Replica) snapshotAt(ctx context.Context, seq uint64, wait time.Duration) (*pebble.Snapshot, error) {
 	r.applyMu.Lock()
+	// Pebble must hold what is applied: a bulk catch-up's rows are
+	// written first.
+	if err := r.finishBulkLocked(true); err != nil {
+		r.applyMu.Unlock()
+		return nil, err
+	}
 	applied := r.Applied()
 	switch {
 	case seq == 0 || seq == applied:

@@ -119,3 +119,13 @@ func StoreLevels(s *Store) (l0Tables, compactions int64) {
 	m := s.db.Metrics()
 	return m.Levels[0].TablesCount, m.Compact.Count
 }
+
+// KeyOrderedRows is what a bulk catch-up writes (bulk.go).
+var KeyOrderedRows = keyOrderedRows
+
+// Bulk reports whether r is in a bulk catch-up.
+func Bulk(r *Replica) bool {
+	r.applyMu.Lock()
+	defer r.applyMu.Unlock()
+	return r.bulk != nil
+}

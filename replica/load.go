@@ -36,6 +36,9 @@ const (
 	loadBatch = "batch"
 )
 
+// defaultTableSize is where an ingested sstable is cut.
+const defaultTableSize = 128 << 20
+
 // LoadOptions configure LoadSnapshot.
 type LoadOptions struct {
 	// Store opens the read model (filesystem, cache).
@@ -120,7 +123,7 @@ func (s *Store) load(ctx context.Context, dir string, r io.Reader, o LoadOptions
 		o.Method = LoadIngest
 	}
 	if o.TableSize == 0 {
-		o.TableSize = 128 << 20
+		o.TableSize = defaultTableSize
 	}
 	h, br, err := ReadSnapshotHeader(r)
 	if err != nil {
@@ -158,7 +161,7 @@ func (s *Store) load(ctx context.Context, dir string, r io.Reader, o LoadOptions
 	pos := Position{Seq: h.Seq, MsgID: h.MsgID}
 	switch o.Method {
 	case LoadIngest:
-		err = s.ingest(ctx, dir, o, rows, h, pos)
+		err = s.ingest(ctx, dir, o.Store.FS, o.TableSize, verifiedRows{rows, h, pos}, pos)
 	case loadBatch:
 		err = s.loadBatches(ctx, rows, h, pos)
 	default:
@@ -421,10 +424,26 @@ func unexpectedEOF(err error) error {
 	return err
 }
 
-// ingest writes the rows into sstables of at most o.TableSize, the
-// position into the last, and ingests them together.
-func (s *Store) ingest(ctx context.Context, dir string, o LoadOptions, rows *rowReader, h SnapshotHeader, pos Position) error {
-	fs := o.Store.FS
+// rowSource hands ingest its rows in key order; end is called after the
+// last, before the position is written, to refuse what came.
+type rowSource interface {
+	next() (k, v []byte, ok bool, err error)
+	end() error
+}
+
+// verifiedRows are a snapshot's rows, checked against its header at the end.
+type verifiedRows struct {
+	*rowReader
+	h   SnapshotHeader
+	pos Position
+}
+
+func (v verifiedRows) end() error { return v.verify(v.h, v.pos) }
+
+// ingest writes the rows into sstables of at most tableSize (in a
+// directory beside dir, on fs), the position into the last, and ingests
+// them together: a crash leaves the store as it was or with all of them.
+func (s *Store) ingest(ctx context.Context, dir string, fs vfs.FS, tableSize uint64, rows rowSource, pos Position) error {
 	if fs == nil {
 		fs = vfs.Default
 	}
@@ -474,7 +493,7 @@ func (s *Store) ingest(ctx context.Context, dir string, o LoadOptions, rows *row
 		if !ok {
 			break
 		}
-		if w.Raw().EstimatedSize() >= o.TableSize {
+		if w.Raw().EstimatedSize() >= tableSize {
 			if err := closeTable(); err != nil {
 				return err
 			}
@@ -486,7 +505,7 @@ func (s *Store) ingest(ctx context.Context, dir string, o LoadOptions, rows *row
 			return err
 		}
 	}
-	if err := rows.verify(h, pos); err != nil {
+	if err := rows.end(); err != nil {
 		return err
 	}
 	if err := w.Set(keyApplied, encodePosition(pos)); err != nil {

@@ -2,6 +2,7 @@ package replica
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"sync"
@@ -80,6 +81,12 @@ type Config struct {
 	// until the next Open has filled them in from the log; reads there
 	// replay from the checkpoint before meanwhile.
 	PersistAtClose time.Duration
+	// BulkCatchUp: an empty replica whose first batch ends at least this
+	// many entries behind the log's head (Head) catches up as a bulk load
+	// (bulk.go): the log applied to the index alone, every row written
+	// once when it has caught up. Zero: DefaultBulkCatchUp; negative:
+	// never. Without Head, never.
+	BulkCatchUp int64
 
 	// historyFill marks the scratch replica of a fill (history_fill.go):
 	// its checkpoint files are written at the end (persistAll), not by a
@@ -110,8 +117,13 @@ type Replica struct {
 	// position (digest.go); it guards stops and recent.
 	applyMu sync.Mutex
 	stops   map[uint64][]chan *pebble.Snapshot // positions DigestAt waits at
-	recent  []Digest                           // last digests taken, newest last
-	entries atomic.Uint64                      // entries applied since Open
+	// bulk is the bulk catch-up under way (bulk.go), nil when none;
+	// canBulk holds until the first batch decides whether to start one.
+	bulk       *bulkCatchUp
+	canBulk    bool
+	bulkProbes sync.WaitGroup // the probes of bulk catch-ups, waited for at Close
+	recent     []Digest       // last digests taken, newest last
+	entries    atomic.Uint64  // entries applied since Open
 
 	hist history // checkpoints and built states for at_exact_snapshot (history.go)
 }
@@ -142,6 +154,9 @@ func Open(cfg Config) (*Replica, error) {
 	if cfg.PersistAtClose == 0 {
 		cfg.PersistAtClose = DefaultPersistAtClose
 	}
+	if cfg.BulkCatchUp == 0 {
+		cfg.BulkCatchUp = DefaultBulkCatchUp
+	}
 	fs := cfg.FS
 	if fs == nil {
 		fs = vfs.Default
@@ -171,6 +186,8 @@ func Open(cfg Config) (*Replica, error) {
 	state.SetSeq(pos.Seq)
 	r := &Replica{cfg: cfg, store: store, state: state, pos: pos, advanced: make(chan struct{}),
 		heads: headCoalescer{head: cfg.Head}}
+	// A fill's scratch replica takes the checkpoints it is made for.
+	r.canBulk = cfg.Head != nil && cfg.BulkCatchUp > 0 && !cfg.historyFill && store.requireEmpty() == nil
 	r.hist.builds = make(chan struct{}, max(1, runtime.GOMAXPROCS(0)))
 	r.hist.every = cfg.CheckpointEvery
 	r.hist.deferring = catchUpIndexStride - 1
@@ -186,10 +203,15 @@ func Open(cfg Config) (*Replica, error) {
 	return r, nil
 }
 
-// Close closes the read model.
+// Close closes the read model, writing first the rows of a bulk catch-up
+// under way (so that the next Open need not replay the log again).
 func (r *Replica) Close() error {
+	r.applyMu.Lock()
+	err := r.finishBulkLocked(false)
+	r.applyMu.Unlock()
+	r.bulkProbes.Wait()
 	r.closeHistory()
-	return r.store.Close()
+	return errors.Join(err, r.store.Close())
 }
 
 // Region names the region this replica serves.
@@ -250,10 +272,19 @@ func (r *Replica) AppliedEntries() uint64 { return r.entries.Load() }
 // A batch that runs past a position a DigestAt waits for, or past a
 // checkpoint position (history.go), is applied in segments, with a Pebble
 // snapshot pinned at the end of each.
+//
+// An empty replica far behind its log (Config.BulkCatchUp) applies its
+// batches to the index alone until it has caught up, and only then writes
+// their rows (bulk.go): Applied() moves on meanwhile, but a crash before
+// the rows are written leaves the read model empty.
 func (r *Replica) ApplyEntries(entries []iam.LogEntry) error {
-	if len(entries) > 0 {
-		r.holdCompactions(entries[len(entries)-1].Time)
+	if len(entries) == 0 {
+		return nil
 	}
+	if bulk, err := r.applyBulk(entries); bulk || err != nil {
+		return err
+	}
+	r.holdCompactions(entries[len(entries)-1].Time)
 	for len(entries) > 0 {
 		r.applyMu.Lock()
 		n := len(entries)

@@ -351,7 +351,8 @@ func TestReplica_Ensure(t *testing.T) {
 	})
 	t.Run("fully_consistent waits for the head", func(t *testing.T) {
 		var calls atomic.Int32
-		r := openReplica(t, replica.Config{Head: func(context.Context) (uint64, error) {
+		// No bulk catch-up, which asks for the head at the first batch.
+		r := openReplica(t, replica.Config{BulkCatchUp: -1, Head: func(context.Context) (uint64, error) {
 			calls.Add(1)
 			return 5, nil
 		}})

@@ -1,0 +1,238 @@
+package replica_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/iam-project/iam"
+	"github.com/iam-project/iam/eventlog/eventlogtest"
+	"github.com/iam-project/iam/replica"
+)
+
+// TestKeyOrderedRows: a bulk catch-up writes Rows' own rows, keys and
+// values in the same order, for random histories of every kind of row and
+// for an identity and a group of one id (one row for an attachment both
+// have).
+func TestKeyOrderedRows(t *testing.T) {
+	type row struct{ k, v string }
+	requireSame := func(t *testing.T, st *iam.State) {
+		t.Helper()
+		var want, got []row
+		if err := replica.Rows(st, func(k string, v []byte) error {
+			if n := len(want); n == 0 || want[n-1].k != k {
+				want = append(want, row{k, string(v)})
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if err := replica.KeyOrderedRows(st, func(k, v []byte) error { got = append(got, row{string(k), string(v)}); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if i := slices.IndexFunc(want, func(w row) bool { return !slices.Contains(got, w) }); i >= 0 || len(got) != len(want) {
+			t.Fatalf("%d rows in key order, want Rows' %d (first missing: %d)", len(got), len(want), i)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatal("the rows are Rows' but in another order")
+		}
+	}
+	for seed := range uint64(10) {
+		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+			st, _ := randomHistory(t, seed, 600, nil)
+			requireSame(t, st)
+		})
+	}
+	t.Run("an identity and a group of one id", func(t *testing.T) {
+		in := iam.InRealm{Realm: "r1"}
+		st := iam.NewState()
+		for i, e := range []iam.LogEntry{
+			entry(1, iam.RealmCreated{InRealm: in, Name: "R1"}),
+			// p and q attached to the identity, then p and r to the group.
+			entry(2, iam.IdentityCreated{InRealm: in, ID: "x", Kind: iam.KindUser, Name: "X"},
+				iam.PolicyCreated{InRealm: in, ID: "p", Name: "P"}, iam.PolicyCreated{InRealm: in, ID: "q", Name: "Q"}, iam.PolicyCreated{InRealm: in, ID: "r", Name: "R"},
+				iam.PolicyAttached{InRealm: in, Policy: "q", Target: "x"}, iam.PolicyAttached{InRealm: in, Policy: "p", Target: "x"}),
+			entry(3, iam.GroupCreated{InRealm: in, ID: "x", Name: "X"}, iam.MemberAdded{InRealm: in, Group: "x", Identity: "x"},
+				iam.PolicyAttached{InRealm: in, Policy: "r", Target: "x"}, iam.PolicyAttached{InRealm: in, Policy: "p", Target: "x"}),
+		} {
+			if err := st.ApplyEntry(e, nil); err != nil {
+				t.Fatalf("entry %d: %v", i+1, err)
+			}
+		}
+		requireSame(t, st)
+	})
+}
+
+// bulkLog is n entries of randomHistory, written by the log an hour ago.
+func bulkLog(t *testing.T, n int) (*iam.State, []iam.LogEntry) {
+	st, log := randomHistory(t, 7, n, nil)
+	for i := range log {
+		log[i].Time = time.Now().Add(-time.Hour + time.Duration(i)*time.Millisecond)
+		log[i].MsgID = fmt.Sprintf("m%d", log[i].Seq)
+	}
+	return st, log
+}
+
+// applyInBatches applies log to r in batches of 50.
+func applyInBatches(t *testing.T, r *replica.Replica, log []iam.LogEntry) {
+	t.Helper()
+	for from := 0; from < len(log); from += 50 {
+		if err := r.ApplyEntries(log[from:min(from+50, len(log))]); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// storedAt returns the position the read model on disk holds.
+func storedAt(t *testing.T, r *replica.Replica) uint64 {
+	t.Helper()
+	pos, err := r.Store().Position()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pos.Seq
+}
+
+// TestReplica_BulkCatchUp: an empty replica far behind its log applies it
+// to its index alone (Applied moves, the disk stays empty, so a crash
+// starts over), answers from the index meanwhile, and writes exactly the
+// state's rows and the position when it ends: at Flush, at a batch that
+// finds it caught up, at a DigestAt, when the log goes quiet, and at
+// Close. Not far enough behind, or without the head, it commits as ever.
+func TestReplica_BulkCatchUp(t *testing.T) {
+	st, log := bulkLog(t, 400)
+	last := log[len(log)-1].Seq
+	head := func(context.Context) (uint64, error) { return last + 1000, nil }
+	bulkConfig := replica.Config{Head: head, BulkCatchUp: 100}
+	inBulk := func(t *testing.T, r *replica.Replica) *replica.Replica {
+		t.Helper()
+		applyInBatches(t, r, log)
+		if !replica.Bulk(r) || r.Applied() != last || storedAt(t, r) != 0 {
+			t.Fatalf("after the log: bulk %v, applied %d, stored at %d; want a bulk catch-up at %d, nothing stored", replica.Bulk(r), r.Applied(), storedAt(t, r), last)
+		}
+		return r
+	}
+
+	t.Run("flush", func(t *testing.T) {
+		r := inBulk(t, openReplica(t, bulkConfig))
+		if _, err := r.Read(context.Background(), replica.Consistency{Mode: replica.AtLeastAsFresh, Token: last}, func(s *iam.State) error {
+			if got, want := len(s.RealmIDs()), len(st.RealmIDs()); got != want {
+				t.Errorf("the index in the catch-up holds %d realms, want %d", got, want)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if replica.Bulk(r) || storedAt(t, r) != last {
+			t.Fatalf("after Flush: bulk %v, stored at %d; want none, %d", replica.Bulk(r), storedAt(t, r), last)
+		}
+		requireRowsEqualState(t, r.Store(), st, "after Flush")
+		// Then it commits as it goes.
+		in := iam.InRealm{Realm: "r1"}
+		if err := r.ApplyEntries([]iam.LogEntry{entry(last+1, iam.GroupCreated{InRealm: in, ID: "after-bulk", Name: "After"})}); err != nil {
+			t.Fatal(err)
+		}
+		if storedAt(t, r) != last+1 {
+			t.Fatalf("after a batch past the catch-up: stored at %d, want %d", storedAt(t, r), last+1)
+		}
+	})
+
+	t.Run("a batch caught up", func(t *testing.T) {
+		r := inBulk(t, openReplica(t, bulkConfig))
+		in := iam.InRealm{Realm: "r1"}
+		now := iam.LogEntry{Seq: last + 1, MsgID: "now", Time: time.Now(), Commits: []iam.Commit{{Events: []iam.Event{iam.GroupCreated{InRealm: in, ID: "now", Name: "Now"}}, At: time.Now()}}}
+		if err := r.ApplyEntries([]iam.LogEntry{now}); err != nil {
+			t.Fatal(err)
+		}
+		if replica.Bulk(r) || storedAt(t, r) != last+1 {
+			t.Fatalf("after a batch of now: bulk %v, stored at %d; want none, %d", replica.Bulk(r), storedAt(t, r), last+1)
+		}
+		want := st.Clone()
+		if err := want.ApplyEntry(now, nil); err != nil {
+			t.Fatal(err)
+		}
+		requireRowsEqualState(t, r.Store(), want, "after a batch caught up")
+	})
+
+	t.Run("digest", func(t *testing.T) {
+		r := inBulk(t, openReplica(t, bulkConfig))
+		ref := openReplica(t, replica.Config{})
+		applyInBatches(t, ref, log)
+		got, err := r.DigestAt(context.Background(), last, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := ref.DigestAt(context.Background(), last, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Fatalf("digest after a bulk catch-up %+v, want a replay's %+v", got, want)
+		}
+	})
+
+	t.Run("the log quiet", func(t *testing.T) {
+		r := inBulk(t, openReplica(t, bulkConfig))
+		eventlogtest.Eventually(t, 10*time.Second, "the catch-up's rows written once the log went quiet", func() bool { return storedAt(t, r) == last })
+		requireRowsEqualState(t, r.Store(), st, "once the log went quiet")
+	})
+
+	t.Run("close", func(t *testing.T) {
+		cfg := bulkConfig
+		cfg.Region, cfg.Dir = "test", t.TempDir()
+		r, err := replica.Open(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := inBulk(t, r).Close(); err != nil {
+			t.Fatal(err)
+		}
+		again := openReplica(t, replica.Config{Dir: cfg.Dir})
+		if again.Applied() != last {
+			t.Fatalf("reopened at %d, want %d", again.Applied(), last)
+		}
+		requireRowsEqualState(t, again.Store(), st, "reopened")
+	})
+
+	t.Run("an entry refused", func(t *testing.T) {
+		r := inBulk(t, openReplica(t, bulkConfig))
+		// The first entry of the batch is applied to the index, the second
+		// refused (an event of a type the domain does not know).
+		in := iam.InRealm{Realm: "r1"}
+		batch := []iam.LogEntry{
+			entry(last+1, iam.GroupCreated{InRealm: in, ID: "applied", Name: "Applied"}),
+			entry(last+2, &iam.GroupCreated{InRealm: in, ID: "refused", Name: "Refused"}),
+		}
+		for i := range batch {
+			batch[i].Time = time.Now().Add(-time.Hour)
+		}
+		if err := r.ApplyEntries(batch); err == nil {
+			t.Fatal("an entry of an unknown event: no error")
+		}
+		if err := r.Flush(); err == nil {
+			t.Fatal("Flush after a refused entry: no error")
+		}
+		if storedAt(t, r) != 0 {
+			t.Fatalf("after a refused entry: stored at %d, want nothing stored", storedAt(t, r))
+		}
+	})
+
+	for name, cfg := range map[string]replica.Config{
+		"not far behind": {Head: func(context.Context) (uint64, error) { return 60, nil }, BulkCatchUp: 100},
+		"no head":        {BulkCatchUp: 100},
+		"turned off":     {Head: head, BulkCatchUp: -1},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := openReplica(t, cfg)
+			applyInBatches(t, r, log[:50])
+			if replica.Bulk(r) || storedAt(t, r) != 50 {
+				t.Fatalf("after 50 entries: bulk %v, stored at %d; want none, 50", replica.Bulk(r), storedAt(t, r))
+			}
+		})
+	}
+}
