@@ -23,7 +23,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
@@ -69,45 +68,28 @@ func (r *Replica) applyBulk(entries []iam.LogEntry) (bool, error) {
 // farBehind reports whether seq is at least cfg.BulkCatchUp entries behind
 // the log's head; false when the head cannot be had.
 func (r *Replica) farBehind(seq uint64) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	head, err := r.cfg.Head(ctx)
-	return err == nil && head >= seq && head-seq >= uint64(r.cfg.BulkCatchUp)
+	head := r.logHead(context.Background())
+	return head >= seq && head-seq >= uint64(r.cfg.BulkCatchUp)
 }
 
 // startBulkLocked starts a bulk catch-up, and the probe that ends it once
-// the log goes quiet (fewer than persistBusy entries applied in a
-// persistProbe): a log whose last entry is old never gives a batch that
-// finds the replica caught up. r.applyMu is held.
+// the replica is current (awaitCurrent): a log whose last entry is old
+// never gives a batch that finds the replica caught up. r.applyMu is held.
 func (r *Replica) startBulkLocked() {
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &bulkCatchUp{cancel: cancel}
 	r.bulk = b
-	r.bulkProbes.Add(1)
-	go func() {
-		defer r.bulkProbes.Done()
-		probe := time.NewTicker(persistProbe)
-		defer probe.Stop()
-		last := r.entries.Load()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-probe.C:
-			}
-			if n := r.entries.Load(); n-last >= persistBusy {
-				last = n
-				continue
-			}
-			r.applyMu.Lock()
-			if r.bulk == b {
-				// Its error is the replica's (applyErr).
-				_ = r.finishBulkLocked(true)
-			}
-			r.applyMu.Unlock()
-			return
+	r.bulkProbes.Go(func() {
+		if !r.awaitCurrent(ctx, 0) {
+			return // ended otherwise
 		}
-	}()
+		r.applyMu.Lock()
+		defer r.applyMu.Unlock()
+		if r.bulk == b {
+			// Its error is the replica's (applyErr).
+			_ = r.finishBulkLocked(true)
+		}
+	})
 }
 
 // applyToIndex applies entries to the index alone and moves the position

@@ -99,13 +99,14 @@ func storedAt(t *testing.T, r *replica.Replica) uint64 {
 // to its index alone (Applied moves, the disk stays empty, so a crash
 // starts over), answers from the index meanwhile, and writes exactly the
 // state's rows and the position when it ends: at Flush, at a batch that
-// finds it caught up, at a DigestAt, when the log goes quiet, and at
-// Close. Not far enough behind, or without the head, it commits as ever.
+// finds it caught up, at a DigestAt, when the log goes quiet at its head,
+// and at Close; not in a pause behind the head. Not far enough behind, or
+// without the head, it commits as ever.
 func TestReplica_BulkCatchUp(t *testing.T) {
 	st, log := bulkLog(t, 400)
 	last := log[len(log)-1].Seq
-	head := func(context.Context) (uint64, error) { return last + 1000, nil }
-	bulkConfig := replica.Config{Head: head, BulkCatchUp: 100}
+	head := func(context.Context) (uint64, error) { return last, nil }
+	bulkConfig := replica.Config{Head: head, BulkCatchUp: 20}
 	inBulk := func(t *testing.T, r *replica.Replica) *replica.Replica {
 		t.Helper()
 		applyInBatches(t, r, log)
@@ -180,6 +181,22 @@ func TestReplica_BulkCatchUp(t *testing.T) {
 		r := inBulk(t, openReplica(t, bulkConfig))
 		eventlogtest.Eventually(t, 10*time.Second, "the catch-up's rows written once the log went quiet", func() bool { return storedAt(t, r) == last })
 		requireRowsEqualState(t, r.Store(), st, "once the log went quiet")
+	})
+
+	// A pause far behind the log's head, slower than a quiet log's
+	// probes (a fetch, a collection), does not end it.
+	t.Run("a pause behind the head", func(t *testing.T) {
+		cfg := bulkConfig
+		cfg.Head = func(context.Context) (uint64, error) { return last + 1000, nil }
+		r := inBulk(t, openReplica(t, cfg))
+		for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if !replica.Bulk(r) || storedAt(t, r) != 0 {
+				t.Fatalf("in a pause behind the head: bulk %v, stored at %d; want a bulk catch-up, nothing stored", replica.Bulk(r), storedAt(t, r))
+			}
+		}
+		if err := r.Flush(); err != nil || storedAt(t, r) != last {
+			t.Fatalf("Flush: %v, stored at %d; want %d", err, storedAt(t, r), last)
+		}
 	})
 
 	t.Run("close", func(t *testing.T) {

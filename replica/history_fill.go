@@ -20,8 +20,9 @@ import (
 const fillBatch = 512
 
 // historyFrom makes the read model as it now stands at pos a checkpoint
-// when it has none and, when part of the history is missing, starts
-// filling it in the background, newest part first: before the first
+// when it has none and, when part of the history is missing, fills it in
+// the background once the replica is current (awaitSlowApply), newest
+// part first: before the first
 // checkpoint (a joined snapshot's position, or one opened from before
 // checkpoints were kept on disk), and between two checkpoints, or the last
 // and pos, more than two spacings apart (files a Close cut short, or a
@@ -70,6 +71,10 @@ func (r *Replica) historyFrom(pos uint64) {
 	h.stopFill = func() { cancel(); <-done }
 	go func() {
 		defer close(done)
+		// After the replica is current: until then the fill would take
+		// the cores from the apply (awaitSlowApply). Past positions in
+		// the gaps are replayed from the first entry meanwhile.
+		r.awaitSlowApply(ctx)
 		for _, g := range gaps {
 			// A fill that fails leaves the history as it was: positions
 			// in the gap are replayed from the checkpoint before it (or

@@ -91,31 +91,66 @@ func (r *Replica) persistLoop(ctx context.Context) {
 	}
 }
 
-// awaitSlowApply waits until a probe sees fewer than persistBusy entries
-// applied, or persistMaxDefer passes; false when ctx ends first.
+// awaitSlowApply waits until the replica is current (awaitCurrent), or
+// persistMaxDefer passes; false when ctx ends first.
 func (r *Replica) awaitSlowApply(ctx context.Context) bool {
+	if r.awaitCurrent(ctx, persistMaxDefer) {
+		// Compactions held back since (holdCompactions) may run.
+		r.store.releaseCompactions()
+		return true
+	}
+	return ctx.Err() == nil
+}
+
+// awaitCurrent waits until the replica has applied the log's head as it
+// stood when the wait began (logHead) and a probe then sees fewer than
+// persistBusy entries applied: caught up, or the log gone quiet. It
+// reports whether it saw that, rather than ctx end or, when maxWait is not
+// 0, maxWait pass. By the rate alone, a replay's pause (a fetch, a
+// collection) ended bulk catch-ups part way, and a joined region's tail,
+// applied in bursts around the projector's fetches, saw a checkpoint's
+// file (a pass over the whole read model) and the fill of its history (a
+// replay of the log before the snapshot) take the two cores from it.
+func (r *Replica) awaitCurrent(ctx context.Context, maxWait time.Duration) bool {
+	head := r.logHead(ctx)
 	probe := time.NewTicker(persistProbe)
 	defer probe.Stop()
-	deadline := time.Now().Add(persistMaxDefer)
+	var deadline <-chan time.Time
+	if maxWait > 0 {
+		timer := time.NewTimer(maxWait)
+		defer timer.Stop()
+		deadline = timer.C
+	}
 	last := r.entries.Load()
 	for {
 		select {
 		case <-ctx.Done():
 			return false
-		case now := <-probe.C:
+		case <-deadline:
+			return false
+		case <-probe.C:
 			n := r.entries.Load()
-			if n-last < persistBusy {
-				// Caught up, or the log has gone quiet: compactions
-				// held back since (holdCompactions) may run.
-				r.store.releaseCompactions()
-				return true
-			}
-			if now.After(deadline) {
+			if n-last < persistBusy && r.Applied() >= head {
 				return true
 			}
 			last = n
 		}
 	}
+}
+
+// logHead is the log's head, or 0 when it cannot be had (no Config.Head,
+// or the lookup fails).
+func (r *Replica) logHead(ctx context.Context) uint64 {
+	if r.cfg.Head == nil {
+		return 0
+	}
+	ctx, cancel := context.WithTimeout(ctx, headLookupTimeout)
+	defer cancel()
+	head, err := r.heads.get(ctx)
+	if err != nil {
+		return 0
+	}
+	return head
 }
 
 // persistAll writes the file of every checkpoint that has none, newest

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -444,20 +445,51 @@ func TestReplica_JoinedFillsHistory(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	dir := filepath.Join(t.TempDir(), "joined")
-	rep := f.open(t, dir)
-	if _, err := rep.LoadSnapshot(context.Background(), &buf, replica.LoadOptions{}); err != nil {
-		t.Fatal(err)
+	snapshot := buf.Bytes()
+	join := func(t *testing.T, change func(*replica.Config)) (*replica.Replica, string) {
+		dir := filepath.Join(t.TempDir(), "joined")
+		rep := f.openWith(t, dir, change)
+		if _, err := rep.LoadSnapshot(context.Background(), bytes.NewReader(snapshot), replica.LoadOptions{}); err != nil {
+			rep.Close()
+			t.Fatal(err)
+		}
+		f.verify(t, rep)
+		return rep, dir
 	}
-	f.verify(t, rep)
-	eventlogtest.Eventually(t, 30*time.Second, "checkpoints before the snapshot", func() bool {
-		cps := rep.Checkpoints()
-		return len(cps) > 1 && cps[0] == 50
+	filled := func(t *testing.T, rep *replica.Replica) {
+		t.Helper()
+		eventlogtest.Eventually(t, 30*time.Second, "checkpoints before the snapshot", func() bool {
+			cps := rep.Checkpoints()
+			return len(cps) > 1 && cps[0] == 50
+		})
+	}
+	t.Run("current", func(t *testing.T) {
+		rep, dir := join(t, func(*replica.Config) {})
+		filled(t, rep)
+		f.verify(t, rep)
+		f.apply(t, rep, len(f.d.entries))
+		f.verify(t, rep)
+		f.reopenKeeps(t, rep, dir).Close()
 	})
-	f.verify(t, rep)
-	f.apply(t, rep, len(f.d.entries))
-	f.verify(t, rep)
-	f.reopenKeeps(t, rep, dir).Close()
+	// Behind the log's head, the fill and the checkpoint's file wait until
+	// the tail is applied: they would take the cores from it.
+	t.Run("behind its log's head", func(t *testing.T) {
+		head := uint64(len(f.d.entries))
+		rep, dir := join(t, func(c *replica.Config) {
+			c.Head = func(context.Context) (uint64, error) { return head, nil }
+		})
+		for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			files, err := os.ReadDir(dir + ".checkpoints")
+			if cps := rep.Checkpoints(); len(cps) != 1 || len(files) > 0 || (err != nil && !errors.Is(err, fs.ErrNotExist)) {
+				rep.Close()
+				t.Fatalf("checkpoints %v, files %v (%v) before the tail is applied; want the snapshot's alone, %d, and no file", cps, files, err, at)
+			}
+		}
+		f.apply(t, rep, len(f.d.entries))
+		filled(t, rep)
+		f.verify(t, rep)
+		f.reopenKeeps(t, rep, dir).Close()
+	})
 }
 
 // TestReplica_NoWarmUpPastTheMemoryBound: a restarted replica whose whole
