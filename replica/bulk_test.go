@@ -105,8 +105,10 @@ func storedAt(t *testing.T, r *replica.Replica) uint64 {
 func TestReplica_BulkCatchUp(t *testing.T) {
 	st, log := bulkLog(t, 400)
 	last := log[len(log)-1].Seq
-	head := func(context.Context) (uint64, error) { return last, nil }
-	bulkConfig := replica.Config{Head: head, BulkCatchUp: 20}
+	// A head the replica never reaches, so that only what a subtest does
+	// ends the catch-up (the log quiet at its head ends it on its own).
+	head := func(context.Context) (uint64, error) { return last + 1000, nil }
+	bulkConfig := replica.Config{Head: head, BulkCatchUp: 100}
 	inBulk := func(t *testing.T, r *replica.Replica) *replica.Replica {
 		t.Helper()
 		applyInBatches(t, r, log)
@@ -178,7 +180,10 @@ func TestReplica_BulkCatchUp(t *testing.T) {
 	})
 
 	t.Run("the log quiet", func(t *testing.T) {
-		r := inBulk(t, openReplica(t, bulkConfig))
+		cfg := bulkConfig
+		cfg.Head = func(context.Context) (uint64, error) { return last, nil }
+		cfg.BulkCatchUp = 20 // the first batch ends 27 entries behind
+		r := inBulk(t, openReplica(t, cfg))
 		eventlogtest.Eventually(t, 10*time.Second, "the catch-up's rows written once the log went quiet", func() bool { return storedAt(t, r) == last })
 		requireRowsEqualState(t, r.Store(), st, "once the log went quiet")
 	})
@@ -186,9 +191,7 @@ func TestReplica_BulkCatchUp(t *testing.T) {
 	// A pause far behind the log's head, slower than a quiet log's
 	// probes (a fetch, a collection), does not end it.
 	t.Run("a pause behind the head", func(t *testing.T) {
-		cfg := bulkConfig
-		cfg.Head = func(context.Context) (uint64, error) { return last + 1000, nil }
-		r := inBulk(t, openReplica(t, cfg))
+		r := inBulk(t, openReplica(t, bulkConfig))
 		for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 			if !replica.Bulk(r) || storedAt(t, r) != 0 {
 				t.Fatalf("in a pause behind the head: bulk %v, stored at %d; want a bulk catch-up, nothing stored", replica.Bulk(r), storedAt(t, r))
