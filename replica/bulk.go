@@ -55,32 +55,30 @@ func (r *Replica) applyBulk(entries []iam.LogEntry) (bool, error) {
 		}
 		// Decided at the first batch: after it the read model holds rows.
 		r.canBulk = false
-		if r.Applied() != 0 || len(r.stops) > 0 || !behindLog(last.Time, r.cfg.Now()) || !r.farBehind(last.Seq) {
+		if r.Applied() != 0 || len(r.stops) > 0 || !behindLog(last.Time, r.cfg.Now()) {
 			return false, nil
 		}
-		r.startBulkLocked()
+		head := r.logHead(context.Background())
+		if head < last.Seq || head-last.Seq < uint64(r.cfg.BulkCatchUp) {
+			return false, nil // not far behind, or the head cannot be had
+		}
+		r.startBulkLocked(head)
 	} else if !behindLog(last.Time, r.cfg.Now()) || len(r.stops) > 0 {
 		return false, r.finishBulkLocked(true)
 	}
 	return true, r.applyToIndex(entries)
 }
 
-// farBehind reports whether seq is at least cfg.BulkCatchUp entries behind
-// the log's head; false when the head cannot be had.
-func (r *Replica) farBehind(seq uint64) bool {
-	head := r.logHead(context.Background())
-	return head >= seq && head-seq >= uint64(r.cfg.BulkCatchUp)
-}
-
 // startBulkLocked starts a bulk catch-up, and the probe that ends it once
-// the replica is current (awaitCurrent): a log whose last entry is old
-// never gives a batch that finds the replica caught up. r.applyMu is held.
-func (r *Replica) startBulkLocked() {
+// the replica has applied head and the log is quiet (awaitCurrent): a log
+// whose last entry is old never gives a batch that finds the replica
+// caught up. r.applyMu is held.
+func (r *Replica) startBulkLocked(head uint64) {
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &bulkCatchUp{cancel: cancel}
 	r.bulk = b
 	r.bulkProbes.Go(func() {
-		if !r.awaitCurrent(ctx, 0) {
+		if !r.awaitCurrent(ctx, head, 0) {
 			return // ended otherwise
 		}
 		r.applyMu.Lock()

@@ -21,7 +21,7 @@ const fillBatch = 512
 
 // historyFrom makes the read model as it now stands at pos a checkpoint
 // when it has none and, when part of the history is missing, fills it in
-// the background once the replica is current (awaitSlowApply), newest
+// the background once the replica is current (awaitCurrent), newest
 // part first: before the first
 // checkpoint (a joined snapshot's position, or one opened from before
 // checkpoints were kept on disk), and between two checkpoints, or the last
@@ -71,10 +71,11 @@ func (r *Replica) historyFrom(pos uint64) {
 	h.stopFill = func() { cancel(); <-done }
 	go func() {
 		defer close(done)
-		// After the replica is current: until then the fill would take
-		// the cores from the apply (awaitSlowApply). Past positions in
-		// the gaps are replayed from the first entry meanwhile.
-		r.awaitSlowApply(ctx)
+		// After the replica is current (persistMaxDefer at most, as the
+		// files): until then the fill would take the cores from the
+		// apply. Past positions in the gaps are replayed from the first
+		// entry meanwhile.
+		r.awaitCurrent(ctx, r.logHead(ctx), persistMaxDefer)
 		for _, g := range gaps {
 			// A fill that fails leaves the history as it was: positions
 			// in the gap are replayed from the checkpoint before it (or

@@ -94,7 +94,7 @@ func (r *Replica) persistLoop(ctx context.Context) {
 // awaitSlowApply waits until the replica is current (awaitCurrent), or
 // persistMaxDefer passes; false when ctx ends first.
 func (r *Replica) awaitSlowApply(ctx context.Context) bool {
-	if r.awaitCurrent(ctx, persistMaxDefer) {
+	if r.awaitCurrent(ctx, r.logHead(ctx), persistMaxDefer) {
 		// Compactions held back since (holdCompactions) may run.
 		r.store.releaseCompactions()
 		return true
@@ -102,17 +102,17 @@ func (r *Replica) awaitSlowApply(ctx context.Context) bool {
 	return ctx.Err() == nil
 }
 
-// awaitCurrent waits until the replica has applied the log's head as it
-// stood when the wait began (logHead) and a probe then sees fewer than
-// persistBusy entries applied: caught up, or the log gone quiet. It
+// awaitCurrent waits until the replica has applied head (the log's as it
+// stood when the wait began, logHead; 0 when unknown) and a probe then
+// sees fewer than persistBusy entries applied: caught up, or the log gone
+// quiet. It
 // reports whether it saw that, rather than ctx end or, when maxWait is not
 // 0, maxWait pass. By the rate alone, a replay's pause (a fetch, a
 // collection) ended bulk catch-ups part way, and a joined region's tail,
 // applied in bursts around the projector's fetches, saw a checkpoint's
 // file (a pass over the whole read model) and the fill of its history (a
 // replay of the log before the snapshot) take the two cores from it.
-func (r *Replica) awaitCurrent(ctx context.Context, maxWait time.Duration) bool {
-	head := r.logHead(ctx)
+func (r *Replica) awaitCurrent(ctx context.Context, head uint64, maxWait time.Duration) bool {
 	probe := time.NewTicker(persistProbe)
 	defer probe.Stop()
 	var deadline <-chan time.Time

@@ -289,6 +289,7 @@ func benchJoin(b *testing.B, entries []iam.LogEntry, tail int) {
 	hubRep = nil
 
 	var replayT, joinT, loadT, tailT time.Duration
+	bulkAtHead := 0 // replays still a bulk catch-up when they reached the head
 	for b.Loop() {
 		// Full replay.
 		b.StopTimer()
@@ -304,6 +305,9 @@ func benchJoin(b *testing.B, entries []iam.LogEntry, tail int) {
 		}
 		if n := follow(b, top.regionLog, rep, head); n != head {
 			b.Fatalf("replay applied %d entries, want %d", n, head)
+		}
+		if replica.Bulk(rep) {
+			bulkAtHead++
 		}
 		if err := rep.Flush(); err != nil {
 			b.Fatal(err)
@@ -363,6 +367,7 @@ func benchJoin(b *testing.B, entries []iam.LogEntry, tail int) {
 	b.ReportMetric(replayT.Seconds()/joinT.Seconds(), "speedup")
 	b.ReportMetric(loadT.Seconds()/n, "snapshot-load-s")
 	b.ReportMetric(tailT.Seconds()/n, "tail-s")
+	b.ReportMetric(float64(bulkAtHead)/n, "bulk-at-head")
 	b.ReportMetric(float64(events), "events")
 	b.ReportMetric(float64(h.Rows), "rows")
 	b.ReportMetric(float64(size)/(1<<20), "snapshot-MiB")
