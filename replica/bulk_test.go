@@ -2,10 +2,17 @@ package replica_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/cockroachdb/errors/oserror"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 
 	"github.com/iam-project/iam"
 	"github.com/iam-project/iam/eventlog/eventlogtest"
@@ -255,4 +262,105 @@ func TestReplica_BulkCatchUp(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestReplica_BulkCatchUpFaults: the rows of a bulk catch-up reach the disk
+// all together or not at all. A write failing under them (a full disk)
+// leaves the read model empty and the replica refusing further entries,
+// its index being past what the disk holds; reopened, it starts over from
+// the first entry and ends with the state's rows. A crash before the rows
+// are written reopens empty; a crash just after Flush, losing every write
+// not synced, reopens at the position with every row.
+func TestReplica_BulkCatchUpFaults(t *testing.T) {
+	st, log := bulkLog(t, 400)
+	last := log[len(log)-1].Seq
+	head := func(context.Context) (uint64, error) { return last + 1000, nil }
+	open := func(t *testing.T, fs vfs.FS) *replica.Replica {
+		t.Helper()
+		r, err := replica.Open(replica.Config{Region: "faulty", FS: fs, Dir: "/r", Head: head, BulkCatchUp: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	// requireStartsOver checks that fs holds an empty read model, and that
+	// a replica on it catches up in bulk again to the state's rows.
+	requireStartsOver := func(t *testing.T, fs vfs.FS) {
+		t.Helper()
+		r := open(t, fs)
+		defer r.Close()
+		if r.Applied() != 0 || storedAt(t, r) != 0 {
+			t.Fatalf("reopened at %d, stored at %d; want an empty read model", r.Applied(), storedAt(t, r))
+		}
+		requireRowsEqualState(t, r.Store(), iam.NewState(), "reopened")
+		applyInBatches(t, r, log)
+		if !replica.Bulk(r) {
+			t.Fatal("starting over: no bulk catch-up")
+		}
+		if err := r.Flush(); err != nil || storedAt(t, r) != last {
+			t.Fatalf("Flush starting over: %v, stored at %d; want %d", err, storedAt(t, r), last)
+		}
+		requireRowsEqualState(t, r.Store(), st, "started over")
+	}
+
+	t.Run("a write failing", func(t *testing.T) {
+		mem := vfs.NewMem()
+		var failing atomic.Bool
+		var injected atomic.Int64
+		fs := errorfs.Wrap(mem, errorfs.InjectorFunc(func(op errorfs.Op) error {
+			// The sstables are written beside the read model, then ingested.
+			if failing.Load() && op.Kind == errorfs.OpFileWrite && strings.HasPrefix(op.Path, "/r.loading") {
+				injected.Add(1)
+				return errorfs.ErrInjected
+			}
+			return nil
+		}))
+		r := open(t, fs)
+		applyInBatches(t, r, log)
+		if !replica.Bulk(r) {
+			t.Fatal("no bulk catch-up")
+		}
+		failing.Store(true)
+		if err := r.Flush(); !errors.Is(err, errorfs.ErrInjected) {
+			t.Fatalf("Flush with its writes failing: %v, want the injected error", err)
+		}
+		if injected.Load() == 0 || storedAt(t, r) != 0 {
+			t.Fatalf("%d writes failed, stored at %d; want some failed, nothing stored", injected.Load(), storedAt(t, r))
+		}
+		in := iam.InRealm{Realm: "r1"}
+		if err := r.ApplyEntries([]iam.LogEntry{entry(last+1, iam.GroupCreated{InRealm: in, ID: "after", Name: "After"})}); err == nil {
+			t.Fatal("an entry after the rows failed to be written: accepted")
+		}
+		r.Close() // the failure is Flush's to report
+		failing.Store(false)
+		if _, err := mem.Stat("/r.loading"); !oserror.IsNotExist(err) {
+			t.Fatalf("the sstables' directory is left behind: %v", err)
+		}
+		requireStartsOver(t, mem)
+	})
+
+	t.Run("a crash", func(t *testing.T) {
+		fs := vfs.NewCrashableMem()
+		r := open(t, fs)
+		defer r.Close()
+		applyInBatches(t, r, log)
+		if !replica.Bulk(r) {
+			t.Fatal("no bulk catch-up")
+		}
+		before := fs.CrashClone(vfs.CrashCloneCfg{})
+		if err := r.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		after := fs.CrashClone(vfs.CrashCloneCfg{})
+
+		t.Run("before the rows are written", func(t *testing.T) { requireStartsOver(t, before) })
+		t.Run("after Flush", func(t *testing.T) {
+			again := open(t, after)
+			defer again.Close()
+			if again.Applied() != last {
+				t.Fatalf("reopened at %d, want %d", again.Applied(), last)
+			}
+			requireRowsEqualState(t, again.Store(), st, "reopened after the crash")
+		})
+	})
 }

@@ -127,6 +127,11 @@ type Config struct {
 	// reached (replica.Config.PersistAtClose); default
 	// replica.DefaultPersistAtClose, negative for none.
 	PersistAtClose time.Duration
+	// BulkCatchUp is how far behind the log's head, in entries, an empty
+	// read model's first batch must end for it to catch up as a bulk load
+	// (replica.Config.BulkCatchUp); default replica.DefaultBulkCatchUp,
+	// negative for never.
+	BulkCatchUp int64
 
 	// HashParams for new secrets; tests use cheap ones.
 	HashParams auth.HashParams
@@ -165,6 +170,7 @@ func DefaultConfig() Config {
 		CheckpointEvery:   replica.DefaultCheckpointEvery,
 		CheckpointMemory:  replica.DefaultCheckpointMemory,
 		PersistAtClose:    replica.DefaultPersistAtClose,
+		BulkCatchUp:       replica.DefaultBulkCatchUp,
 	}
 }
 
@@ -363,6 +369,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.Uint64Var(&c.CheckpointEvery, "checkpoint-every", c.CheckpointEvery, "keep a read-model checkpoint for at_exact_snapshot reads every this many entries (0: default)")
 	fs.DurationVar(&c.PersistAtClose, "persist-at-close", c.PersistAtClose, "at shutdown, spend at most this long writing the checkpoint files not yet written, newest first (0: default; negative: none); those left are filled in from the log after the next start")
 	fs.Int64Var(&c.CheckpointMemory, "checkpoint-memory", c.CheckpointMemory, "bytes the checkpoints' in-memory indexes may take beyond the live one, so that at_exact_snapshot reads fork one rather than load its rows (0: default; negative: none)")
+	fs.Int64Var(&c.BulkCatchUp, "bulk-catch-up", c.BulkCatchUp, "an empty read model this many entries or more behind the log's head catches up as a bulk load, its rows written once at the end (0: default; negative: never)")
 	if c.Mode != ModeRegion {
 		fs.StringVar(&regions, "regions", regions, "comma-separated regions served by in-process replicas")
 		fs.BoolVar(&c.SyncAlways, "fsync", c.SyncAlways, "fsync the log on every write")

@@ -282,7 +282,7 @@ func (m *Main) openReplicas(ctx, runCtx context.Context, c Config) error {
 	for _, region := range c.served() {
 		rep, err := replica.Open(replica.Config{Region: region, Dir: filepath.Join(c.DataDir, "replicas", region), Head: m.log.Head,
 			SnapshotVerifier: m.logVerifier, History: m.log.ReadRange, CheckpointEvery: c.CheckpointEvery,
-			CheckpointMemory: c.CheckpointMemory, PersistAtClose: c.PersistAtClose})
+			CheckpointMemory: c.CheckpointMemory, PersistAtClose: c.PersistAtClose, BulkCatchUp: c.BulkCatchUp})
 		if err != nil {
 			return err
 		}

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"io"
 	"strings"
 	"testing"
 
 	"github.com/iam-project/iam/cmd/iamd/daemon"
+	"github.com/iam-project/iam/replica"
 )
 
 // TestParseFlags_Help: --help, -h and "help" name every mode and what it
@@ -53,5 +55,27 @@ func TestParseFlags_UnknownMode(t *testing.T) {
 	err := m.ParseFlags([]string{"hubb"})
 	if err == nil || !strings.Contains(err.Error(), `"hubb"`) || !strings.Contains(err.Error(), "iamd --help") {
 		t.Fatalf("got %v, want an error naming the mode and pointing to iamd --help", err)
+	}
+}
+
+// TestParseFlags_BulkCatchUp: --bulk-catch-up reaches the replicas'
+// configuration, the default being the replica's own.
+func TestParseFlags_BulkCatchUp(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want int64
+	}{
+		{nil, replica.DefaultBulkCatchUp},
+		{[]string{"--bulk-catch-up", "-1"}, -1},
+		{[]string{"--bulk-catch-up=5000"}, 5000},
+	} {
+		m := daemon.NewMain()
+		m.Config.Stderr = io.Discard
+		if err := m.ParseFlags(tc.args); err != nil {
+			t.Fatalf("%q: %v", tc.args, err)
+		}
+		if m.Config.BulkCatchUp != tc.want {
+			t.Errorf("%q: BulkCatchUp %d, want %d", tc.args, m.Config.BulkCatchUp, tc.want)
+		}
 	}
 }
