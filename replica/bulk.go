@@ -186,6 +186,7 @@ type chunkRows struct {
 	todo, free chan *rowChunk
 	cur        *rowChunk
 	i, start   int
+	err        error // the generator's, set before todo closes
 }
 
 func (c *chunkRows) next() (k, v []byte, ok bool, err error) {
@@ -206,7 +207,9 @@ func (c *chunkRows) next() (k, v []byte, ok bool, err error) {
 	return k, v, true, nil
 }
 
-func (c *chunkRows) end() error { return nil }
+// end refuses the rows of a generator that failed part way: they are not
+// all the rows, and must not be ingested with the position.
+func (c *chunkRows) end() error { return c.err }
 
 // ingestRows ingests the rows gen emits, in key order, and pos: gen runs
 // here, and the sstables are written beside it on a goroutine of their own
@@ -242,7 +245,9 @@ func (s *Store) ingestRows(dir string, fs vfs.FS, pos Position, gen func(emit fu
 		}
 		return nil
 	})
-	rows.todo <- cur
+	if rows.err = err; err == nil {
+		rows.todo <- cur
+	}
 	close(rows.todo)
 	wg.Wait()
 	if err == nil {
