@@ -3,6 +3,7 @@ package replica_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -40,6 +41,11 @@ import (
 //   - steady: the grow log of 10,000 users (112k rows), then changes that
 //     keep the read model that size (status, membership and attachment
 //     toggles, the hub's heartbeats): a log that has run for a while.
+//
+// The join runs in the process that has just replayed the log (its heap
+// grown, every id interned); the snapshot is also loaded once in a fresh
+// process, as a joining region's is (fresh-load-s, with its system time and
+// page faults).
 //
 // IAM_JOIN_EVENTS sets the events (default 1,000,000), IAM_JOIN_TAIL the
 // entries after the snapshot (default 10,000). Run with -benchtime=1x:
@@ -276,6 +282,11 @@ func benchJoin(b *testing.B, entries []iam.LogEntry, tail int) {
 		b.Fatal(err)
 	}
 	written := time.Since(start)
+	// The same snapshot, for a load in a fresh process (freshLoad).
+	snapFile := filepath.Join(benchDir(b), "snapshot")
+	if err := os.WriteFile(snapFile, buf.Bytes(), 0o600); err != nil {
+		b.Fatal(err)
+	}
 	start = time.Now()
 	if _, err := store.Put(ctx, iam.SnapshotInfo{Seq: h.Seq, MsgID: h.MsgID, Rows: h.Rows, Digest: h.SHA256}, &buf); err != nil {
 		b.Fatal(err)
@@ -361,6 +372,12 @@ func benchJoin(b *testing.B, entries []iam.LogEntry, tail int) {
 		rep.Close()
 		b.StartTimer()
 	}
+	// This process has replayed the log: its heap has grown and every id
+	// is interned. A joining region's process has done neither.
+	fresh := freshLoad(b, snapFile)
+	b.ReportMetric(fresh[0], "fresh-load-s")
+	b.ReportMetric(fresh[1], "fresh-load-sys-s")
+	b.ReportMetric(fresh[2], "fresh-load-faults")
 	n := float64(b.N)
 	b.ReportMetric(replayT.Seconds()/n, "replay-s")
 	b.ReportMetric(joinT.Seconds()/n, "join-s")
@@ -384,4 +401,43 @@ func loadMethod(tb testing.TB) string {
 		tb.Fatalf("IAM_JOIN_LOAD=%q: want %s or %s", m, replica.LoadIngest, replica.LoadBatch)
 		return ""
 	}
+}
+
+// loadChildFile names, in a child process's environment, the snapshot
+// file TestLoadChild loads.
+const loadChildFile = "IAM_BENCH_LOAD_SNAPSHOT"
+
+// freshLoad loads the snapshot in file into an empty replica in a new
+// process (this test binary running TestLoadChild), as a joining region
+// does, and returns the load's wall time and system time in seconds and
+// its page faults.
+func freshLoad(b *testing.B, file string) []float64 {
+	return childFigures(b, "TestLoadChild", loadChildFile+"="+file, "fresh-load", 3)
+}
+
+// TestLoadChild is the child process of freshLoad; skipped otherwise.
+func TestLoadChild(t *testing.T) {
+	file := os.Getenv(loadChildFile)
+	if file == "" {
+		t.Skip("the child process of BenchmarkJoin")
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := replica.Open(replica.Config{Region: "bench", Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start, used := time.Now(), processUsage()
+	if _, err := rep.LoadSnapshot(context.Background(), bytes.NewReader(data), replica.LoadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	wall := time.Since(start)
+	var u usage
+	u.add(used)
+	if err := rep.Close(); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("fresh-load %g %g %d\n", wall.Seconds(), u.sys.Seconds(), u.faults)
 }

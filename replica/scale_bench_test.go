@@ -11,6 +11,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -242,24 +243,37 @@ func (f freshRestart) report(b *testing.B) {
 // interned ids starts empty, whereas an Open in the benchmark's own
 // process finds every id interned by the replay.
 func freshOpen(b *testing.B, dir string) freshRestart {
-	cmd := exec.Command(os.Args[0], "-test.run", "^TestOpenChild$", "-test.count", "1", "-test.v")
-	cmd.Env = append(os.Environ(), openChildDir+"="+dir)
+	fig := childFigures(b, "TestOpenChild", openChildDir+"="+dir, "fresh-open", 3)
+	return freshRestart{wall: seconds(fig[0]), cpu: seconds(fig[1]), peakRSS: fig[2]}
+}
+
+// childFigures runs test in a new process of this test binary with env
+// set, and returns the n figures it prints after tag.
+func childFigures(b *testing.B, test, env, tag string, n int) []float64 {
+	cmd := exec.Command(os.Args[0], "-test.run", "^"+test+"$", "-test.count", "1", "-test.v")
+	cmd.Env = append(os.Environ(), env)
 	out, err := cmd.Output()
 	if err != nil {
-		b.Fatalf("child open: %v\n%s", err, out)
+		b.Fatalf("%s: %v\n%s", test, err, out)
 	}
-	var f freshRestart
-	i := bytes.Index(out, []byte("fresh-open "))
+	i := bytes.Index(out, []byte(tag+" "))
 	if i < 0 {
-		b.Fatalf("child open: no figures in\n%s", out)
+		b.Fatalf("%s: no figures in\n%s", test, out)
 	}
-	var wall, cpu float64
-	if _, err := fmt.Sscanf(string(out[i:]), "fresh-open %g %g %g", &wall, &cpu, &f.peakRSS); err != nil {
-		b.Fatalf("child open: %v in\n%s", err, out)
+	fields := strings.Fields(string(out[i+len(tag):]))
+	if len(fields) < n {
+		b.Fatalf("%s: %d figures, want %d, in\n%s", test, len(fields), n, out)
 	}
-	f.wall, f.cpu = time.Duration(wall*float64(time.Second)), time.Duration(cpu*float64(time.Second))
-	return f
+	fig := make([]float64, n)
+	for j := range fig {
+		if fig[j], err = strconv.ParseFloat(fields[j], 64); err != nil {
+			b.Fatalf("%s: %v in\n%s", test, err, out)
+		}
+	}
+	return fig
 }
+
+func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
 
 // TestOpenChild is the child process of freshOpen; skipped otherwise.
 func TestOpenChild(t *testing.T) {
