@@ -273,6 +273,18 @@ func TestSecure_Intruders(t *testing.T) {
 			})
 		}
 	}
+	// The hub's responders reach a region as interest across the cluster
+	// and the leaf link, after Serve returns: a request before that finds
+	// no responders (CI saw it once). Wait for it here, once, so that
+	// every later round is strict.
+	for _, name := range secureRegions {
+		eventlogtest.Eventually(t, 10*time.Second, "the hub's responders seen from "+name, func() bool {
+			rctx, cancel := context.WithTimeout(ctx, time.Second)
+			defer cancel()
+			_, err := regions[name].bus.Request(rctx, bus.RPCSubject, []byte("probe"))
+			return err == nil
+		})
+	}
 	legit(t, "before")
 	_ = seq
 
