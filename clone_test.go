@@ -96,3 +96,54 @@ func noneShared(t *testing.T, path string, a, b reflect.Value) {
 		}
 	}
 }
+
+// TestPolicyStatements_Compact: a policy keeps its own copy of the
+// statements it was created with, equal to them, sized to what it holds
+// (decoders grow slices past that) and cut so that an append to one list
+// cannot write into the next; a realm's policy and a project's alike.
+func TestPolicyStatements_Compact(t *testing.T) {
+	roomy := func(ss ...string) []string { return append(make([]string, 0, 10), ss...) }
+	statements := func() []iam.Statement {
+		st := make([]iam.Statement, 0, 8)
+		return append(st,
+			iam.Statement{Effect: iam.Allow, Actions: roomy("read", "write"), Resources: roomy(data("x"))},
+			iam.Statement{Effect: iam.Deny, Actions: roomy("delete"), Resources: []string{}},
+			iam.Statement{Effect: iam.Allow, Actions: roomy("read")},
+		)
+	}
+	in := iam.InRealm{Realm: realm}
+	given, givenProject := statements(), statements()
+	s := iam.NewState()
+	err := s.ApplyEvents([]iam.Event{
+		iam.RealmCreated{InRealm: in, Name: "R"},
+		iam.PolicyCreated{InRealm: in, ID: "p", Name: "P", Statements: given},
+		iam.ProjectCreated{InRealm: in, ID: "proj", Name: "Project"},
+		iam.ProjectPolicyCreated{InRealm: in, Project: "proj", ID: "pp", Name: "PP", Statements: givenProject},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := s.Realm(realm)
+	for name, kept := range map[string][]iam.Statement{"realm policy": r.Policies["p"].Statements, "project policy": r.Projects["proj"].Policies["pp"].Statements} {
+		if !reflect.DeepEqual(kept, statements()) {
+			t.Fatalf("%s: kept %#v, want %#v", name, kept, statements())
+		}
+		if cap(kept) != len(kept) {
+			t.Errorf("%s: %d statements in room for %d", name, len(kept), cap(kept))
+		}
+		for i, st := range kept {
+			if cap(st.Actions) != len(st.Actions) || cap(st.Resources) != len(st.Resources) {
+				t.Errorf("%s: statement %d keeps %d+%d strings in room for %d+%d", name, i, len(st.Actions), len(st.Resources), cap(st.Actions), cap(st.Resources))
+			}
+		}
+		_ = append(kept[0].Actions, "grown") // must not reach kept[0].Resources
+		if kept[0].Resources[0] != data("x") {
+			t.Errorf("%s: an append to the actions overwrote the resources: %q", name, kept[0].Resources)
+		}
+	}
+	// The event's slices are not the policy's.
+	given[0].Actions[0], givenProject[0].Actions[0] = "changed", "changed"
+	if r.Policies["p"].Statements[0].Actions[0] != "read" || r.Projects["proj"].Policies["pp"].Statements[0].Actions[0] != "read" {
+		t.Error("a change to the event's statements reached the stored policy")
+	}
+}

@@ -204,7 +204,7 @@ func (PolicyDetached) EventType() string { return "PolicyDetached" }
 // --- apply ---------------------------------------------------------------------
 
 func (e PolicyCreated) apply(s *State, touch Touch) {
-	s.realms[e.Realm].Policies[e.ID] = &Policy{ID: e.ID, Name: e.Name, Statements: e.Statements, num: names.intern(e.ID), gen: s.realms[e.Realm].gen}
+	s.realms[e.Realm].Policies[e.ID] = &Policy{ID: e.ID, Name: e.Name, Statements: cloneStatements(e.Statements), num: names.intern(e.ID), gen: s.realms[e.Realm].gen}
 	touch(Change{Kind: ChangePolicy, Realm: e.Realm, From: e.ID})
 }
 

@@ -248,7 +248,7 @@ func (e ProjectPolicyCreated) apply(s *State, touch Touch) {
 	}
 	// No AttachedTo or InProjects: a project policy is never attached
 	// realm-wide, and lives in one project.
-	p.Policies[e.ID] = &Policy{ID: e.ID, Name: e.Name, Statements: e.Statements, num: names.intern(e.ID)}
+	p.Policies[e.ID] = &Policy{ID: e.ID, Name: e.Name, Statements: cloneStatements(e.Statements), num: names.intern(e.ID)}
 	touch(Change{Kind: ChangeProjectPolicy, Realm: e.Realm, From: e.Project, To: e.ID})
 }
 
