@@ -37,7 +37,7 @@ func TestRecordSignIn_Lockout(t *testing.T) {
 	if _, err := signIn(w, "u", true, t0.Add(5*time.Second+time.Minute)); err != nil {
 		t.Fatalf("sign-in after the period: got %v, want success", err)
 	}
-	if u := w.s.Identity(realm, "u"); u.FailedSignIns != 0 || !u.LockedUntil.IsZero() {
+	if u := w.s.Identity(realm, "u").SignInState(); u.FailedSignIns != 0 || !u.LockedUntil.IsZero() {
 		t.Fatalf("after success: got %d failures, lock %v, want none", u.FailedSignIns, u.LockedUntil)
 	}
 	// A success in between resets the count: 4 + success + 4 is no lock.
@@ -107,7 +107,7 @@ func TestAuthCodes(t *testing.T) {
 		if err := issue(w, "c4", t0.Add(time.Minute)); err != nil {
 			t.Fatalf("after the codes expired: got %v, want a code", err)
 		}
-		if got := len(w.s.Identity(realm, "u").AuthCodes); got != 1 {
+		if got := len(w.s.Identity(realm, "u").SignInState().AuthCodes); got != 1 {
 			t.Fatalf("codes held: got %d, want the expired ones forgotten", got)
 		}
 	})
@@ -135,7 +135,7 @@ func TestAuthCodes(t *testing.T) {
 		if err != nil || len(evs) != 1 || evs[0].EventType() != "TokensRevoked" {
 			t.Fatalf("reuse: got %v %v, want TokensRevoked", evs, err)
 		}
-		if got := w.s.Identity(realm, "u").TokensNotBefore; !got.Equal(t0.Add(2 * time.Second)) {
+		if got := w.s.Identity(realm, "u").SignInState().TokensNotBefore; !got.Equal(t0.Add(2 * time.Second)) {
 			t.Fatalf("tokens not before: got %v", got)
 		}
 	})
@@ -191,7 +191,7 @@ func TestSetIdentityStatus_DeactivationRevokesTokens(t *testing.T) {
 	t0 := time.Unix(1_700_000_000, 0).UTC()
 	w.do("", iam.SetIdentityStatus{ID: "u", Status: iam.StatusDeactivated, At: t0})
 	w.do("", iam.SetIdentityStatus{ID: "u", Status: iam.StatusActive, At: t0.Add(time.Minute)})
-	if got := w.s.Identity(realm, "u").TokensNotBefore; !got.Equal(t0) {
+	if got := w.s.Identity(realm, "u").SignInState().TokensNotBefore; !got.Equal(t0) {
 		t.Fatalf("TokensNotBefore after deactivation and reactivation: got %v, want %v", got, t0)
 	}
 }
@@ -214,7 +214,7 @@ func TestPasswordChanged_RevokesTokens(t *testing.T) {
 			w := newWorld(t)
 			w.do("", iam.CreateUser{ID: "u", Email: "u@example.com", Name: "U", PasswordHash: argon})
 			change(w)
-			if got := w.s.Identity(realm, "u").TokensNotBefore; !got.Equal(t0) {
+			if got := w.s.Identity(realm, "u").SignInState().TokensNotBefore; !got.Equal(t0) {
 				t.Fatalf("TokensNotBefore: got %v, want %v", got, t0)
 			}
 		})

@@ -65,11 +65,15 @@ func (id *Identity) clone() *Identity {
 	c.Credentials = maps.Clone(id.Credentials)
 	c.APIKeys = maps.Clone(id.APIKeys)
 	c.Sealed = slices.Clone(id.Sealed)
-	c.AuthCodes = maps.Clone(id.AuthCodes)
-	c.RefreshFamilies = cloneMap(id.RefreshFamilies, func(f RefreshFamily) RefreshFamily {
-		f.Used = slices.Clone(f.Used)
-		return f
-	})
+	if id.signIn != nil {
+		st := *id.signIn
+		st.AuthCodes = maps.Clone(st.AuthCodes)
+		st.RefreshFamilies = cloneMap(st.RefreshFamilies, func(f RefreshFamily) RefreshFamily {
+			f.Used = slices.Clone(f.Used)
+			return f
+		})
+		c.signIn = &st
+	}
 	c.DisabledAPIKeys = id.DisabledAPIKeys.clone()
 	return &c
 }

@@ -499,7 +499,7 @@ func (e IdentityDeleted) apply(s *State, touch Touch) {
 // forgetAuth drops an identity's identity-provider state before it is
 // deleted, touching the edges that go with it.
 func (r *Realm) forgetAuth(u *Identity, touch Touch) {
-	for h := range u.AuthCodes {
+	for h := range u.SignInState().AuthCodes {
 		delete(r.authCodes, h)
 		touch(Change{Kind: ChangeAuthCode, Realm: r.ID, From: u.ID, To: h})
 	}
@@ -522,8 +522,7 @@ func (e TokensRevoked) apply(s *State, touch Touch) {
 	// Refresh tokens are revoked with the access tokens (a reused code
 	// included, RFC 6749 §4.1.2).
 	r.endRefreshBefore(u, e.Before, touch)
-	if e.Before.After(u.TokensNotBefore) {
-		u.TokensNotBefore = e.Before
+	if u.revokeTokensBefore(e.Before) {
 		touch(Change{Kind: ChangeIdentity, Realm: e.Realm, From: e.Identity})
 	}
 }

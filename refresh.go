@@ -78,7 +78,7 @@ func (c RotateRefreshToken) decide(s *State, r *Realm) ([]Event, error) {
 	ref, ok := r.refreshTokens[c.TokenHash]
 	var f RefreshFamily
 	if u := r.Identities.Get(ref.user); ok && u != nil {
-		f, ok = u.RefreshFamilies[ref.family]
+		f, ok = u.SignInState().RefreshFamilies[ref.family]
 	}
 	if !ok || !f.ExpiresAt.After(c.At) {
 		return nil, refreshErr("the refresh token is unknown, expired or revoked")
@@ -143,7 +143,7 @@ func (e RefreshFamilyStarted) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
 	u := r.ownIdentity(e.User)
 	r.pruneRefresh(u, e.At, touch)
-	put(&u.RefreshFamilies, e.ID, e.Family)
+	u.changeSignIn(func(st *SignInState) { put(&st.RefreshFamilies, e.ID, e.Family) })
 	r.refreshTokens[e.Family.Current] = refreshRef{e.User, e.ID}
 	for _, h := range e.Family.Used {
 		r.refreshTokens[h] = refreshRef{e.User, e.ID}
@@ -154,7 +154,7 @@ func (e RefreshFamilyStarted) apply(s *State, touch Touch) {
 func (e RefreshTokenRotated) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
 	u := r.ownIdentity(e.User)
-	f := u.RefreshFamilies[e.Family]
+	f := u.SignInState().RefreshFamilies[e.Family]
 	f.Used = append(f.Used, f.Current)
 	if n := len(f.Used) - MaxUsedRefreshTokens; n > 0 {
 		for _, h := range f.Used[:n] {
@@ -163,7 +163,7 @@ func (e RefreshTokenRotated) apply(s *State, touch Touch) {
 		f.Used = append([]string(nil), f.Used[n:]...)
 	}
 	f.Current = e.NewHash
-	u.RefreshFamilies[e.Family] = f
+	u.changeSignIn(func(st *SignInState) { st.RefreshFamilies[e.Family] = f })
 	r.refreshTokens[e.NewHash] = refreshRef{e.User, e.Family}
 	touch(Change{Kind: ChangeRefreshFamily, Realm: e.Realm, From: e.User, To: e.Family})
 	r.pruneRefresh(u, e.At, touch)
@@ -176,7 +176,7 @@ func (e RefreshFamilyRevoked) apply(s *State, touch Touch) {
 
 // endRefresh forgets a family and every hash of it.
 func (r *Realm) endRefresh(u *Identity, id string, touch Touch) {
-	f, ok := u.RefreshFamilies[id]
+	f, ok := u.SignInState().RefreshFamilies[id]
 	if !ok {
 		return
 	}
@@ -184,14 +184,14 @@ func (r *Realm) endRefresh(u *Identity, id string, touch Touch) {
 	for _, h := range f.Used {
 		delete(r.refreshTokens, h)
 	}
-	drop(&u.RefreshFamilies, id)
+	u.changeSignIn(func(st *SignInState) { drop(&st.RefreshFamilies, id) })
 	touch(Change{Kind: ChangeRefreshFamily, Realm: r.ID, From: u.ID, To: id})
 }
 
 // endRefreshBefore ends the families of u started by t (a password change
 // or a revocation of the user's tokens), or all of them for a zero t.
 func (r *Realm) endRefreshBefore(u *Identity, t time.Time, touch Touch) {
-	for id, f := range u.RefreshFamilies {
+	for id, f := range u.SignInState().RefreshFamilies {
 		if t.IsZero() || !f.StartedAt.After(t) {
 			r.endRefresh(u, id, touch)
 		}
@@ -200,7 +200,7 @@ func (r *Realm) endRefreshBefore(u *Identity, t time.Time, touch Touch) {
 
 // pruneRefresh forgets the families of u expired at t: they end on their own.
 func (r *Realm) pruneRefresh(u *Identity, t time.Time, touch Touch) {
-	for id, f := range u.RefreshFamilies {
+	for id, f := range u.SignInState().RefreshFamilies {
 		if !f.ExpiresAt.After(t) {
 			r.endRefresh(u, id, touch)
 		}

@@ -42,7 +42,7 @@ func TestRefreshFamily(t *testing.T) {
 
 	t.Run("without offline_access no family", func(t *testing.T) {
 		w, evs := start(t, "openid")
-		if len(evs) != 1 || len(w.s.Identity(realm, "u").RefreshFamilies) != 0 {
+		if len(evs) != 1 || len(w.s.Identity(realm, "u").SignInState().RefreshFamilies) != 0 {
 			t.Fatalf("redeem: got %v, want AuthCodeRedeemed alone", evs)
 		}
 		if r := evs[0].(iam.AuthCodeRedeemed); r.Nonce != "n-1" || r.Scope != "openid" || !r.AuthTime.Equal(t0) {
@@ -98,7 +98,7 @@ func TestRefreshFamily(t *testing.T) {
 			wantRotated(t, evs, err)
 			prev = next
 		}
-		if f := w.s.Identity(realm, "u").RefreshFamilies["f"]; len(f.Used) != iam.MaxUsedRefreshTokens {
+		if f := w.s.Identity(realm, "u").SignInState().RefreshFamilies["f"]; len(f.Used) != iam.MaxUsedRefreshTokens {
 			t.Fatalf("used hashes kept: got %d, want %d", len(f.Used), iam.MaxUsedRefreshTokens)
 		}
 	})

@@ -51,13 +51,55 @@ func HashSecret(secret string) string {
 	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
+// SignInState is an identity's sign-in and token state: failures and
+// lock, token revocation, reset token, authorization codes and refresh
+// families (refresh.go).
+type SignInState struct {
+	FailedSignIns   int
+	LockedUntil     time.Time
+	TokensNotBefore time.Time
+	ResetTokenHash  string
+	ResetExpiresAt  time.Time
+	AuthCodes       map[string]AuthCode      // code hash → code
+	RefreshFamilies map[string]RefreshFamily // family id → family
+}
+
+func (st *SignInState) isZero() bool {
+	return st.FailedSignIns == 0 && st.LockedUntil.IsZero() && st.TokensNotBefore.IsZero() && st.ResetTokenHash == "" &&
+		st.ResetExpiresAt.IsZero() && len(st.AuthCodes) == 0 && len(st.RefreshFamilies) == 0
+}
+
+// SignInState returns the identity's sign-in state, the zero one when it
+// has none. Its maps are the identity's: read them, never change them.
+func (id *Identity) SignInState() SignInState {
+	if id.signIn == nil {
+		return SignInState{}
+	}
+	return *id.signIn
+}
+
+// changeSignIn changes the sign-in state of id, an identity its realm owns
+// (ownIdentity), and drops it once it is zero again: an identity with none
+// holds none, however it got there, so that states compare alike.
+func (id *Identity) changeSignIn(change func(*SignInState)) {
+	if id.signIn == nil {
+		id.signIn = new(SignInState)
+	}
+	change(id.signIn)
+	if id.signIn.isZero() {
+		id.signIn = nil
+	}
+}
+
 // Locked reports whether the identity is locked out at t.
-func (id *Identity) Locked(t time.Time) bool { return id.LockedUntil.After(t) }
+func (id *Identity) Locked(t time.Time) bool {
+	return id.signIn != nil && id.signIn.LockedUntil.After(t)
+}
 
 // OutstandingCodes counts the unredeemed codes not expired at t.
 func (id *Identity) OutstandingCodes(t time.Time) int {
 	n := 0
-	for _, c := range id.AuthCodes {
+	for _, c := range id.SignInState().AuthCodes {
 		if !c.Redeemed && c.ExpiresAt.After(t) {
 			n++
 		}
@@ -109,7 +151,7 @@ func (c RecordSignIn) decide(s *State, r *Realm) ([]Event, error) {
 		return nil, err
 	}
 	if u.Locked(c.At) {
-		return nil, LockedError(u.LockedUntil)
+		return nil, LockedError(u.SignInState().LockedUntil)
 	}
 	if u.PasswordHash == "" || u.PasswordHash != c.PasswordHash {
 		return nil, Errorf(EConflict, "the password changed during sign-in; try again")
@@ -117,7 +159,7 @@ func (c RecordSignIn) decide(s *State, r *Realm) ([]Event, error) {
 	in := InRealm{r.ID}
 	if !c.Success {
 		ev := SignInFailed{InRealm: in, User: c.User, At: c.At}
-		if u.FailedSignIns+1 >= c.MaxFailures {
+		if u.SignInState().FailedSignIns+1 >= c.MaxFailures {
 			ev.LockedUntil = c.At.Add(c.LockoutPeriod)
 		}
 		return []Event{ev}, nil
@@ -144,7 +186,7 @@ func (c RecordSignIn) decide(s *State, r *Realm) ([]Event, error) {
 			return nil, Errorf(EConflict, "authorization code collision; try again")
 		}
 	}
-	if u.FailedSignIns > 0 || !u.LockedUntil.IsZero() {
+	if st := u.SignInState(); st.FailedSignIns > 0 || !st.LockedUntil.IsZero() {
 		evs = append(evs, SignInSucceeded{InRealm: in, User: c.User, At: c.At})
 	}
 	if c.Code != nil {
@@ -185,7 +227,7 @@ func (c RedeemAuthCode) decide(s *State, r *Realm) ([]Event, error) {
 	u := r.Identities.Get(r.authCodes[c.CodeHash])
 	code, ok := AuthCode{}, false
 	if u != nil {
-		code, ok = u.AuthCodes[c.CodeHash]
+		code, ok = u.SignInState().AuthCodes[c.CodeHash]
 	}
 	if !ok || !code.ExpiresAt.After(c.At) {
 		return nil, codeErr("the authorization code is unknown or expired")
@@ -211,7 +253,7 @@ func (c RedeemAuthCode) decide(s *State, r *Realm) ([]Event, error) {
 		if g.Family == "" || g.TokenHash == "" || !g.ExpiresAt.After(c.At) {
 			return nil, Errorf(EInternal, "a refresh grant needs a family, a hash and a future expiry")
 		}
-		if _, taken := r.refreshTokens[g.TokenHash]; taken || u.RefreshFamilies[g.Family].Current != "" {
+		if _, taken := r.refreshTokens[g.TokenHash]; taken || u.SignInState().RefreshFamilies[g.Family].Current != "" {
 			return nil, Errorf(EConflict, "refresh token collision; try again")
 		}
 		evs = append(evs, RefreshFamilyStarted{InRealm: InRealm{r.ID}, User: u.ID, ID: g.Family, At: c.At,
@@ -297,7 +339,10 @@ var ErrResetTokenInvalid = &Error{Code: EInvalid, Field: "token", Message: "the 
 // the token is unknown, used or expired.
 func (r *Realm) resetUser(tokenHash string, at time.Time) *Identity {
 	u := r.Identities.Get(r.resetTokens[tokenHash])
-	if u == nil || u.Status == StatusDeleted || u.ResetTokenHash != tokenHash || !u.ResetExpiresAt.After(at) {
+	if u == nil || u.Status == StatusDeleted {
+		return nil
+	}
+	if st := u.SignInState(); st.ResetTokenHash != tokenHash || !st.ResetExpiresAt.After(at) {
 		return nil
 	}
 	return u
@@ -408,17 +453,17 @@ func (PasswordResetRequested) EventType() string { return "PasswordResetRequeste
 // --- apply ---------------------------------------------------------------------
 
 func (e SignInFailed) apply(s *State, touch Touch) {
-	u := s.realms[e.Realm].ownIdentity(e.User)
-	u.FailedSignIns++
-	if !e.LockedUntil.IsZero() {
-		u.LockedUntil, u.FailedSignIns = e.LockedUntil, 0
-	}
+	s.realms[e.Realm].ownIdentity(e.User).changeSignIn(func(st *SignInState) {
+		st.FailedSignIns++
+		if !e.LockedUntil.IsZero() {
+			st.LockedUntil, st.FailedSignIns = e.LockedUntil, 0
+		}
+	})
 	touch(Change{Kind: ChangeIdentity, Realm: e.Realm, From: e.User})
 }
 
 func (e SignInSucceeded) apply(s *State, touch Touch) {
-	u := s.realms[e.Realm].ownIdentity(e.User)
-	u.FailedSignIns, u.LockedUntil = 0, time.Time{}
+	s.realms[e.Realm].ownIdentity(e.User).changeSignIn(clearFailures)
 	touch(Change{Kind: ChangeIdentity, Realm: e.Realm, From: e.User})
 }
 
@@ -426,7 +471,7 @@ func (e AuthCodeIssued) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
 	u := r.ownIdentity(e.User)
 	r.pruneCodes(u, e.At, touch)
-	put(&u.AuthCodes, e.CodeHash, e.Code)
+	u.changeSignIn(func(st *SignInState) { put(&st.AuthCodes, e.CodeHash, e.Code) })
 	r.authCodes[e.CodeHash] = e.User
 	touch(Change{Kind: ChangeAuthCode, Realm: e.Realm, From: e.User, To: e.CodeHash})
 }
@@ -434,9 +479,11 @@ func (e AuthCodeIssued) apply(s *State, touch Touch) {
 func (e AuthCodeRedeemed) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
 	u := r.ownIdentity(e.User)
-	c := u.AuthCodes[e.CodeHash]
-	c.Redeemed = true
-	u.AuthCodes[e.CodeHash] = c
+	u.changeSignIn(func(st *SignInState) {
+		c := st.AuthCodes[e.CodeHash]
+		c.Redeemed = true
+		st.AuthCodes[e.CodeHash] = c
+	})
 	touch(Change{Kind: ChangeAuthCode, Realm: e.Realm, From: e.User, To: e.CodeHash})
 	r.pruneCodes(u, e.At, touch)
 }
@@ -445,12 +492,10 @@ func (e PasswordChanged) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
 	u := r.ownIdentity(e.User)
 	u.PasswordHash = e.PasswordHash
-	u.FailedSignIns, u.LockedUntil = 0, time.Time{}
+	u.changeSignIn(clearFailures)
 	r.clearReset(u)
 	r.endRefreshBefore(u, time.Time{}, touch)
-	if e.At.After(u.TokensNotBefore) {
-		u.TokensNotBefore = e.At
-	}
+	u.revokeTokensBefore(e.At)
 	touch(Change{Kind: ChangeIdentity, Realm: e.Realm, From: e.User})
 }
 
@@ -458,16 +503,16 @@ func (e PasswordResetRequested) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
 	u := r.ownIdentity(e.User)
 	r.clearReset(u)
-	u.ResetTokenHash, u.ResetExpiresAt = e.TokenHash, e.ExpiresAt
+	u.changeSignIn(func(st *SignInState) { st.ResetTokenHash, st.ResetExpiresAt = e.TokenHash, e.ExpiresAt })
 	r.resetTokens[e.TokenHash] = e.User
 	touch(Change{Kind: ChangeIdentity, Realm: e.Realm, From: e.User})
 }
 
 // pruneCodes forgets the codes of u expired at t: they expire on their own.
 func (r *Realm) pruneCodes(u *Identity, t time.Time, touch Touch) {
-	for h, c := range u.AuthCodes {
+	for h, c := range u.SignInState().AuthCodes {
 		if !c.ExpiresAt.After(t) {
-			drop(&u.AuthCodes, h)
+			u.changeSignIn(func(st *SignInState) { drop(&st.AuthCodes, h) })
 			delete(r.authCodes, h)
 			touch(Change{Kind: ChangeAuthCode, Realm: r.ID, From: u.ID, To: h})
 		}
@@ -475,8 +520,23 @@ func (r *Realm) pruneCodes(u *Identity, t time.Time, touch Touch) {
 }
 
 func (r *Realm) clearReset(u *Identity) {
-	if u.ResetTokenHash != "" {
-		delete(r.resetTokens, u.ResetTokenHash)
+	if u.signIn == nil {
+		return
 	}
-	u.ResetTokenHash, u.ResetExpiresAt = "", time.Time{}
+	if h := u.signIn.ResetTokenHash; h != "" {
+		delete(r.resetTokens, h)
+	}
+	u.changeSignIn(func(st *SignInState) { st.ResetTokenHash, st.ResetExpiresAt = "", time.Time{} })
+}
+
+func clearFailures(st *SignInState) { st.FailedSignIns, st.LockedUntil = 0, time.Time{} }
+
+// revokeTokensBefore makes id's tokens issued before t invalid, unless
+// those before a later time are already; false when they are.
+func (id *Identity) revokeTokensBefore(t time.Time) bool {
+	if !t.After(id.SignInState().TokensNotBefore) {
+		return false
+	}
+	id.changeSignIn(func(st *SignInState) { st.TokensNotBefore = t })
+	return true
 }

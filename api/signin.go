@@ -269,7 +269,7 @@ func (s *Server) lockedUntil(r *http.Request, realm, user string) time.Time {
 	var until time.Time
 	_ = s.latest(r.Context(), func(st *iam.State) error {
 		if u := st.Identity(realm, user); u != nil {
-			until = u.LockedUntil
+			until = u.SignInState().LockedUntil
 		}
 		return nil
 	})

@@ -339,14 +339,14 @@ func rowValue(st *iam.State, c iam.Change) ([]byte, bool) {
 		}
 	case iam.ChangeAuthCode:
 		if id := r.Identities.Get(c.From); id != nil {
-			if ac, ok := id.AuthCodes[c.To]; ok {
+			if ac, ok := id.SignInState().AuthCodes[c.To]; ok {
 				return mustJSON(authCodeRow{ac.Client, ac.RedirectURI, ac.Challenge, ac.ExpiresAt, ac.Redeemed, ac.Scope, ac.Nonce, ac.AuthTime}), true
 			}
 		}
 	case iam.ChangeRefreshFamily:
 		// The family's JSON is its row: it holds only hashes.
 		if id := r.Identities.Get(c.From); id != nil {
-			if f, ok := id.RefreshFamilies[c.To]; ok {
+			if f, ok := id.SignInState().RefreshFamilies[c.To]; ok {
 				return mustJSON(f), true
 			}
 		}
@@ -394,8 +394,9 @@ func rowValue(st *iam.State, c iam.Change) ([]byte, bool) {
 
 // identityValue is the value of id's row.
 func identityValue(id *iam.Identity) []byte {
+	st := id.SignInState()
 	return mustJSON(identityRow{id.Kind, id.Status, id.Email, id.Name, id.PasswordHash, id.RedirectURIs, id.Owner,
-		id.EmailIndex, id.Sealed, id.FailedSignIns, id.LockedUntil, id.TokensNotBefore, id.ResetTokenHash, id.ResetExpiresAt, id.SelfDeactivated})
+		id.EmailIndex, id.Sealed, st.FailedSignIns, st.LockedUntil, st.TokensNotBefore, st.ResetTokenHash, st.ResetExpiresAt, id.SelfDeactivated})
 }
 
 // Rows calls fn for every row of st in key order. It is how tests compare
@@ -448,7 +449,7 @@ func eachRowKey(st *iam.State, skipOrdered bool, fn func(key string)) {
 			for k := range ident.DisabledAPIKeys.All() {
 				add(iam.ChangeAPIKeyStatus, rid, id, k)
 			}
-			for h := range ident.AuthCodes {
+			for h := range ident.SignInState().AuthCodes {
 				add(iam.ChangeAuthCode, rid, id, h)
 			}
 			if ident.DefaultProject != "" {
@@ -457,7 +458,7 @@ func eachRowKey(st *iam.State, skipOrdered bool, fn func(key string)) {
 			for m := range ident.Managers.All() {
 				add(iam.ChangeAppManager, rid, id, m)
 			}
-			for f := range ident.RefreshFamilies {
+			for f := range ident.SignInState().RefreshFamilies {
 				add(iam.ChangeRefreshFamily, rid, id, f)
 			}
 			for s := range ident.Sharees.All() {

@@ -828,7 +828,7 @@ func TestRows_RefreshFamilies(t *testing.T) {
 		t.Fatalf("rows after LoadRow: %s", d)
 	}
 	sameRealms(t, loaded, w.s)
-	if got := len(loaded.Identity(realm, "u").RefreshFamilies); got != 1 {
+	if got := len(loaded.Identity(realm, "u").SignInState().RefreshFamilies); got != 1 {
 		t.Fatalf("families loaded: got %d, want 1", got)
 	}
 	evs, err := iam.Decide(loaded, iam.Request{Realm: realm, At: at, Command: iam.RotateRefreshToken{TokenHash: "r0", NewHash: "r9", Client: "a", At: at}})
