@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -44,8 +45,10 @@ import (
 //
 // The join runs in the process that has just replayed the log (its heap
 // grown, every id interned); the snapshot is also loaded once in a fresh
-// process, as a joining region's is (fresh-load-s, with its system time and
-// page faults).
+// process, from a file (fresh-load-s, with its system time and page
+// faults), and both ways are run once more each in a process of its own
+// across the leaf, as a new region runs them (fresh-join-s, fresh-replay-s
+// and their ratio, fresh-speedup).
 //
 // IAM_JOIN_EVENTS sets the events (default 1,000,000), IAM_JOIN_TAIL the
 // entries after the snapshot (default 10,000). Run with -benchtime=1x:
@@ -128,6 +131,7 @@ type joinTopology struct {
 	hubLog    *eventlog.Log
 	hubNC     *nats.Conn
 	regionLog *eventlog.Log
+	regionURL string // the regional node's client URL, for a child process
 }
 
 func startJoinTopology(tb testing.TB) *joinTopology {
@@ -157,7 +161,7 @@ func startJoinTopology(tb testing.TB) *joinTopology {
 		tb.Cleanup(nc.Close)
 		return nc
 	}
-	t := &joinTopology{hubNC: connect(hub)}
+	t := &joinTopology{hubNC: connect(hub), regionURL: region.ClientURL()}
 	var err error
 	if t.hubLog, err = eventlog.Open(ctx, t.hubNC, eventlog.Config{}); err != nil {
 		tb.Fatal(err)
@@ -378,6 +382,14 @@ func benchJoin(b *testing.B, entries []iam.LogEntry, tail int) {
 	b.ReportMetric(fresh[0], "fresh-load-s")
 	b.ReportMetric(fresh[1], "fresh-load-sys-s")
 	b.ReportMetric(fresh[2], "fresh-load-faults")
+	// Both ways again, each in a process of its own, as new regions are.
+	freshJoin := freshRegion(b, "join", top.regionURL, head)
+	freshReplay := freshRegion(b, "replay", top.regionURL, head)
+	b.ReportMetric(freshJoin[0], "fresh-join-s")
+	b.ReportMetric(freshJoin[1], "fresh-join-load-s")
+	b.ReportMetric(freshJoin[3], "fresh-join-faults")
+	b.ReportMetric(freshReplay[0], "fresh-replay-s")
+	b.ReportMetric(freshReplay[0]/freshJoin[0], "fresh-speedup")
 	n := float64(b.N)
 	b.ReportMetric(replayT.Seconds()/n, "replay-s")
 	b.ReportMetric(joinT.Seconds()/n, "join-s")
@@ -440,4 +452,78 @@ func TestLoadChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	fmt.Printf("fresh-load %g %g %d\n", wall.Seconds(), u.sys.Seconds(), u.faults)
+}
+
+// joinChildEnv holds, in a child process's environment, what TestJoinChild
+// does: "join URL HEAD" or "replay URL HEAD".
+const joinChildEnv = "IAM_BENCH_JOIN_CHILD"
+
+// freshRegion has a new process become current at head as a new region
+// does, reading the log through the regional node at url: "join" (from the
+// newest snapshot, replica.Join as iamd calls it, then a projector for the
+// tail) or "replay" (a projector from sequence 1: a bulk catch-up, until
+// its rows are written). It returns the wall time until the replica is
+// current, the part of it before the projector started (the join's
+// download and load; 0 for a replay), in seconds, then the system time
+// and the page faults.
+func freshRegion(b *testing.B, mode, url string, head uint64) []float64 {
+	return childFigures(b, "TestJoinChild", fmt.Sprintf("%s=%s %s %d", joinChildEnv, mode, url, head), "fresh-"+mode, 4)
+}
+
+// TestJoinChild is the child process of freshRegion; skipped otherwise.
+func TestJoinChild(t *testing.T) {
+	args := strings.Fields(os.Getenv(joinChildEnv))
+	if len(args) == 0 {
+		t.Skip("the child process of BenchmarkJoin")
+	}
+	head, err := strconv.ParseUint(args[len(args)-1], 10, 64)
+	if len(args) != 3 || err != nil {
+		t.Fatalf("%s=%q: want a mode, a URL and the log's head", joinChildEnv, os.Getenv(joinChildEnv))
+	}
+	mode, url := args[0], args[1]
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	nc, err := natsnode.ConnectURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	l, err := eventlog.Attach(ctx, nc, eventlog.Config{Domain: natsnode.HubDomain})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start, used := time.Now(), processUsage()
+	rep, err := replica.Open(replica.Config{Region: "eu-west", Dir: t.TempDir(), History: l.ReadRange, Head: l.Head})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var loaded time.Duration
+	switch mode {
+	case "join":
+		open := func(ctx context.Context, create bool) (replica.SnapshotBucket, error) {
+			b, err := snapshots.Open(ctx, l, create)
+			if err != nil {
+				return nil, err
+			}
+			return b, nil
+		}
+		if _, ok, err := replica.Join(ctx, open, rep, quietLogger()); err != nil || !ok {
+			t.Fatalf("join: %v (loaded: %v)", err, ok)
+		}
+		loaded = time.Since(start)
+	case "replay":
+	default:
+		t.Fatalf("mode %q: want join or replay", mode)
+	}
+	follow(t, l, rep, head)
+	if err := rep.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	wall := time.Since(start)
+	var u usage
+	u.add(used)
+	if err := rep.Close(); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("fresh-%s %g %g %g %d\n", mode, wall.Seconds(), loaded.Seconds(), u.sys.Seconds(), u.faults)
 }
