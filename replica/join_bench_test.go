@@ -445,13 +445,20 @@ func TestLoadChild(t *testing.T) {
 	if _, err := rep.LoadSnapshot(context.Background(), bytes.NewReader(data), replica.LoadOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	wall, u := closeTimed(t, rep, start, used)
+	fmt.Printf("fresh-load %g %g %d\n", wall.Seconds(), u.sys.Seconds(), u.faults)
+}
+
+// closeTimed ends a child process's timed part, begun at start with used:
+// it closes rep and returns the time taken and what the process used.
+func closeTimed(t *testing.T, rep *replica.Replica, start time.Time, used usage) (time.Duration, usage) {
 	wall := time.Since(start)
 	var u usage
 	u.add(used)
 	if err := rep.Close(); err != nil {
 		t.Fatal(err)
 	}
-	fmt.Printf("fresh-load %g %g %d\n", wall.Seconds(), u.sys.Seconds(), u.faults)
+	return wall, u
 }
 
 // joinChildEnv holds, in a child process's environment, what TestJoinChild
@@ -519,11 +526,6 @@ func TestJoinChild(t *testing.T) {
 	if err := rep.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	wall := time.Since(start)
-	var u usage
-	u.add(used)
-	if err := rep.Close(); err != nil {
-		t.Fatal(err)
-	}
+	wall, u := closeTimed(t, rep, start, used)
 	fmt.Printf("fresh-%s %g %g %g %d\n", mode, wall.Seconds(), loaded.Seconds(), u.sys.Seconds(), u.faults)
 }
