@@ -33,10 +33,10 @@ func (c AddCredential) decide(s *State, r *Realm) ([]Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, dup := app.Credentials[c.CredentialID]; dup {
+	if _, dup := app.AppState().Credentials[c.CredentialID]; dup {
 		return nil, &Error{Code: EConflict, Field: "credentialId", Message: "credential " + c.CredentialID + " already exists"}
 	}
-	if len(app.Credentials) >= s.Limits.CredentialsPerApp {
+	if len(app.AppState().Credentials) >= s.Limits.CredentialsPerApp {
 		return nil, limitErr("an app has at most %d active credentials", s.Limits.CredentialsPerApp)
 	}
 	if _, taken := s.clients[c.ClientID]; taken {
@@ -57,7 +57,7 @@ func (c RemoveCredential) decide(s *State, r *Realm) ([]Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := app.Credentials[c.CredentialID]; !ok {
+	if _, ok := app.AppState().Credentials[c.CredentialID]; !ok {
 		return nil, &Error{Code: ENotFound, Field: "credentialId", Message: "credential " + c.CredentialID + " not found"}
 	}
 	return []Event{CredentialRemoved{InRealm{r.ID}, c.App, c.CredentialID}}, nil
@@ -78,7 +78,7 @@ func (c SetCredentialStatus) decide(s *State, r *Realm) ([]Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	cred, ok := app.Credentials[c.CredentialID]
+	cred, ok := app.AppState().Credentials[c.CredentialID]
 	if !ok {
 		return nil, &Error{Code: ENotFound, Field: "credentialId", Message: "credential " + c.CredentialID + " not found"}
 	}
@@ -105,10 +105,10 @@ func (c AddAPIKey) decide(s *State, r *Realm) ([]Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, dup := app.APIKeys[c.KeyID]; dup {
+	if _, dup := app.AppState().APIKeys[c.KeyID]; dup {
 		return nil, &Error{Code: EConflict, Field: "keyId", Message: "API key " + c.KeyID + " already exists"}
 	}
-	if len(app.APIKeys) >= s.Limits.APIKeysPerApp {
+	if len(app.AppState().APIKeys) >= s.Limits.APIKeysPerApp {
 		return nil, limitErr("an app has at most %d API keys", s.Limits.APIKeysPerApp)
 	}
 	return []Event{APIKeyAdded{InRealm{r.ID}, c.App, c.KeyID, c.KeyHash}}, nil
@@ -126,7 +126,7 @@ func (c RemoveAPIKey) decide(s *State, r *Realm) ([]Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := app.APIKeys[c.KeyID]; !ok {
+	if _, ok := app.AppState().APIKeys[c.KeyID]; !ok {
 		return nil, &Error{Code: ENotFound, Field: "keyId", Message: "API key " + c.KeyID + " not found"}
 	}
 	return []Event{APIKeyRemoved{InRealm{r.ID}, c.App, c.KeyID}}, nil
@@ -147,10 +147,10 @@ func (c SetAPIKeyStatus) decide(s *State, r *Realm) ([]Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := app.APIKeys[c.KeyID]; !ok {
+	if _, ok := app.AppState().APIKeys[c.KeyID]; !ok {
 		return nil, &Error{Code: ENotFound, Field: "keyId", Message: "API key " + c.KeyID + " not found"}
 	}
-	if app.DisabledAPIKeys.Has(c.KeyID) == c.Disabled {
+	if app.AppState().DisabledAPIKeys.Has(c.KeyID) == c.Disabled {
 		return nil, nil
 	}
 	return []Event{APIKeyStatusChanged{InRealm{r.ID}, c.App, c.KeyID, c.Disabled}}, nil
@@ -176,7 +176,7 @@ func (c SetDefaultProject) decide(s *State, r *Realm) ([]Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	if app.DefaultProject == c.Project {
+	if app.AppState().DefaultProject == c.Project {
 		return nil, nil
 	}
 	if c.Project != "" {
@@ -292,20 +292,20 @@ func (DefaultProjectSet) EventType() string { return "DefaultProjectSet" }
 // --- apply ---------------------------------------------------------------------
 
 func (e CredentialAdded) apply(s *State, touch Touch) {
-	put(&s.realms[e.Realm].ownIdentity(e.App).Credentials, e.CredentialID, Credential{ClientID: e.ClientID, SecretHash: e.SecretHash})
+	put(&s.realms[e.Realm].ownIdentity(e.App).ownApp().Credentials, e.CredentialID, Credential{ClientID: e.ClientID, SecretHash: e.SecretHash})
 	s.clients[e.ClientID] = credentialRef{e.Realm, e.App, e.CredentialID}
 	touch(Change{Kind: ChangeCredential, Realm: e.Realm, From: e.App, To: e.CredentialID})
 }
 
 func (e CredentialRemoved) apply(s *State, touch Touch) {
-	app := s.realms[e.Realm].ownIdentity(e.App)
+	app := s.realms[e.Realm].ownIdentity(e.App).ownApp()
 	delete(s.clients, app.Credentials[e.CredentialID].ClientID)
 	drop(&app.Credentials, e.CredentialID)
 	touch(Change{Kind: ChangeCredential, Realm: e.Realm, From: e.App, To: e.CredentialID})
 }
 
 func (e CredentialStatusChanged) apply(s *State, touch Touch) {
-	app := s.realms[e.Realm].ownIdentity(e.App)
+	app := s.realms[e.Realm].ownIdentity(e.App).ownApp()
 	c := app.Credentials[e.CredentialID]
 	c.Disabled = e.Disabled
 	app.Credentials[e.CredentialID] = c
@@ -313,13 +313,13 @@ func (e CredentialStatusChanged) apply(s *State, touch Touch) {
 }
 
 func (e APIKeyAdded) apply(s *State, touch Touch) {
-	put(&s.realms[e.Realm].ownIdentity(e.App).APIKeys, e.KeyID, e.KeyHash)
+	put(&s.realms[e.Realm].ownIdentity(e.App).ownApp().APIKeys, e.KeyID, e.KeyHash)
 	s.apiKeys[e.KeyID] = credentialRef{e.Realm, e.App, e.KeyID}
 	touch(Change{Kind: ChangeAPIKey, Realm: e.Realm, From: e.App, To: e.KeyID})
 }
 
 func (e APIKeyRemoved) apply(s *State, touch Touch) {
-	app := s.realms[e.Realm].ownIdentity(e.App)
+	app := s.realms[e.Realm].ownIdentity(e.App).ownApp()
 	drop(&app.APIKeys, e.KeyID)
 	if app.DisabledAPIKeys.Has(e.KeyID) {
 		app.DisabledAPIKeys.remove(e.KeyID)
@@ -330,7 +330,7 @@ func (e APIKeyRemoved) apply(s *State, touch Touch) {
 }
 
 func (e APIKeyStatusChanged) apply(s *State, touch Touch) {
-	app := s.realms[e.Realm].ownIdentity(e.App)
+	app := s.realms[e.Realm].ownIdentity(e.App).ownApp()
 	if e.Disabled {
 		app.DisabledAPIKeys.add(e.KeyID)
 	} else {
@@ -340,7 +340,7 @@ func (e APIKeyStatusChanged) apply(s *State, touch Touch) {
 }
 
 func (e DefaultProjectSet) apply(s *State, touch Touch) {
-	app := s.realms[e.Realm].ownIdentity(e.App)
+	app := s.realms[e.Realm].ownIdentity(e.App).ownApp()
 	if app.DefaultProject != "" {
 		touch(Change{Kind: ChangeDefaultProject, Realm: e.Realm, From: e.App, To: app.DefaultProject})
 	}

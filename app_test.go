@@ -48,7 +48,7 @@ func TestDecide_SetDefaultProject(t *testing.T) {
 		if got, want := w.do("", iam.SetDefaultProject{App: "a", Project: project}), []iam.Event{iam.DefaultProjectSet{InRealm: in, App: "a", Project: project}}; !reflect.DeepEqual(got, want) {
 			t.Fatalf("set %q: got %v, want %v", project, got, want)
 		}
-		if got := w.s.Identity(realm, "a").DefaultProject; got != project {
+		if got := w.s.Identity(realm, "a").AppState().DefaultProject; got != project {
 			t.Fatalf("after setting %q: got %q", project, got)
 		}
 		if evs := w.do("", iam.SetDefaultProject{App: "a", Project: project}); len(evs) != 0 {

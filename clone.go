@@ -54,16 +54,11 @@ func (r *Realm) clone() *Realm {
 func (id *Identity) clone() *Identity {
 	c := *id
 	c.gen = 0
-	c.RedirectURIs = slices.Clone(id.RedirectURIs)
-	c.Managers = id.Managers.clone()
-	c.Sharees = id.Sharees.clone()
 	c.Groups = id.Groups.clone()
 	c.Roles = id.Roles.clone()
 	c.Policies = id.Policies.clone()
 	c.Plans = id.Plans.clone()
 	c.Projects = id.Projects.clone()
-	c.Credentials = maps.Clone(id.Credentials)
-	c.APIKeys = maps.Clone(id.APIKeys)
 	c.Sealed = slices.Clone(id.Sealed)
 	if id.signIn != nil {
 		st := *id.signIn
@@ -74,7 +69,16 @@ func (id *Identity) clone() *Identity {
 		})
 		c.signIn = &st
 	}
-	c.DisabledAPIKeys = id.DisabledAPIKeys.clone()
+	if id.app != nil {
+		a := *id.app
+		a.RedirectURIs = slices.Clone(a.RedirectURIs)
+		a.Managers = a.Managers.clone()
+		a.Sharees = a.Sharees.clone()
+		a.Credentials = maps.Clone(a.Credentials)
+		a.APIKeys = maps.Clone(a.APIKeys)
+		a.DisabledAPIKeys = a.DisabledAPIKeys.clone()
+		c.app = &a
+	}
 	return &c
 }
 

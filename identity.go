@@ -237,13 +237,14 @@ func (c DeleteIdentity) decide(s *State, r *Realm) ([]Event, error) {
 	for _, p := range id.Projects.Sorted() {
 		evs = append(evs, ProjectMemberRemoved{in, p, c.ID})
 	}
-	for _, cred := range sortedKeys(id.Credentials) {
+	app := id.AppState()
+	for _, cred := range sortedKeys(app.Credentials) {
 		evs = append(evs, CredentialRemoved{in, c.ID, cred})
 	}
-	for _, k := range sortedKeys(id.APIKeys) {
+	for _, k := range sortedKeys(app.APIKeys) {
 		evs = append(evs, APIKeyRemoved{in, c.ID, k})
 	}
-	if id.DefaultProject != "" {
+	if app.DefaultProject != "" {
 		evs = append(evs, DefaultProjectSet{in, c.ID, ""})
 	}
 	// What it managed is left to its other managers, or orphaned for the
@@ -251,14 +252,14 @@ func (c DeleteIdentity) decide(s *State, r *Realm) ([]Event, error) {
 	for _, m := range sortedRefs(r.manages[c.ID]) {
 		evs = append(evs, ManagerRemoved{in, m.Kind, m.ID, c.ID})
 	}
-	for _, m := range id.Managers.Sorted() {
+	for _, m := range app.Managers.Sorted() {
 		evs = append(evs, ManagerRemoved{in, ManagedApp, c.ID, m})
 	}
 	// Shares go the same way: those with the identity, and an app's own.
 	for _, app := range r.sharedWith[c.ID].Sorted() {
 		evs = append(evs, AppUnshared{in, app, c.ID})
 	}
-	for _, with := range id.Sharees.Sorted() {
+	for _, with := range app.Sharees.Sorted() {
 		evs = append(evs, AppUnshared{in, c.ID, with})
 	}
 	return append(evs, IdentityDeleted{in, c.ID}), nil
@@ -411,11 +412,16 @@ func (e IdentityCreated) apply(s *State, touch Touch) {
 
 // identity returns the identity e creates, for a realm of generation gen.
 func (e IdentityCreated) identity(gen uint64) *Identity {
-	return &Identity{
+	id := &Identity{
 		ID: e.ID, Kind: e.Kind, Status: StatusActive, Email: e.Email, Name: e.Name,
-		PasswordHash: e.PasswordHash, RedirectURIs: e.RedirectURIs, Owner: e.Owner,
-		EmailIndex: e.EmailIndex, Sealed: e.Sealed, num: names.intern(e.ID), gen: gen,
+		PasswordHash: e.PasswordHash, EmailIndex: e.EmailIndex, Sealed: e.Sealed, num: names.intern(e.ID), gen: gen,
 	}
+	// Every app has its AppState from the start, however it is loaded,
+	// so that states compare alike.
+	if e.Kind == KindApp || len(e.RedirectURIs) > 0 || e.Owner != "" {
+		id.app = &AppState{RedirectURIs: e.RedirectURIs, Owner: e.Owner}
+	}
+	return id
 }
 
 // emailKeys returns the keys e's identity is found by among the realm's
@@ -504,7 +510,7 @@ func (r *Realm) forgetAuth(u *Identity, touch Touch) {
 		touch(Change{Kind: ChangeAuthCode, Realm: r.ID, From: u.ID, To: h})
 	}
 	r.endRefreshBefore(u, time.Time{}, touch)
-	for k := range u.DisabledAPIKeys.All() {
+	for k := range u.AppState().DisabledAPIKeys.All() {
 		touch(Change{Kind: ChangeAPIKeyStatus, Realm: r.ID, From: u.ID, To: k})
 	}
 	r.clearReset(u)

@@ -154,7 +154,7 @@ func (r *Realm) lookupCandidates(action, resource, scope, after string) []string
 		}
 		if m.Kind == ManagedApp {
 			if a := r.Identities.Get(m.ID); a != nil {
-				for id := range a.Sharees.All() {
+				for id := range a.AppState().Sharees.All() {
 					holder(id)
 				}
 			}

@@ -73,7 +73,7 @@ func (r *Realm) ownManagerSet(m ManagedRef) *set {
 	switch m.Kind {
 	case ManagedApp:
 		if a := r.Identities.Get(m.ID); a != nil && a.Kind == KindApp && a.Status != StatusDeleted {
-			return &r.ownIdentity(m.ID).Managers
+			return &r.ownIdentity(m.ID).ownApp().Managers
 		}
 	case ManagedGroup:
 		if g := r.ownGroup(m.ID); g != nil {
@@ -92,8 +92,8 @@ func (r *Realm) ownManagerSet(m ManagedRef) *set {
 func (r *Realm) managerSet(m ManagedRef) *set {
 	switch m.Kind {
 	case ManagedApp:
-		if a := r.Identities.Get(m.ID); a != nil && a.Kind == KindApp && a.Status != StatusDeleted {
-			return &a.Managers
+		if a := r.Identities.Get(m.ID); a != nil && a.Kind == KindApp && a.Status != StatusDeleted && a.app != nil {
+			return &a.app.Managers
 		}
 	case ManagedGroup:
 		if g := r.Groups[m.ID]; g != nil {

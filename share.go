@@ -32,7 +32,7 @@ func (s *State) Shares(realm, app string) ([]string, bool) {
 	if err != nil {
 		return nil, false
 	}
-	return a.Sharees.Sorted(), true
+	return a.AppState().Sharees.Sorted(), true
 }
 
 // shared offers a sharee's rights when the resource is an app shared with
@@ -47,11 +47,12 @@ func (e *evaluation) shared(r *Realm, id *Identity, m ManagedRef) {
 		return
 	}
 	src := Source{Kind: SourceShare, ID: string(m.Kind) + "/" + m.ID}
-	if a.Sharees.Has(id.ID) {
+	sharees := a.AppState().Sharees
+	if sharees.Has(id.ID) {
 		e.allow.offer(src, 0)
 	}
 	for g := range id.Groups.All() {
-		if a.Sharees.Has(g) {
+		if sharees.Has(g) {
 			src.Via = g
 			e.allow.offer(src, 0)
 		}
@@ -86,7 +87,7 @@ func (c ShareApp) permission(r *Realm) (string, string) { return ActionManageApp
 func (c ShareApp) validate() error                      { return validShare(c.App, c.With) }
 func (c ShareApp) decide(s *State, r *Realm) ([]Event, error) {
 	a, err := r.shareable(c.App, c.With)
-	if err != nil || a.Sharees.Has(c.With) {
+	if err != nil || a.AppState().Sharees.Has(c.With) {
 		return nil, err
 	}
 	return []Event{AppShared{InRealm{r.ID}, c.App, c.With}}, nil
@@ -105,7 +106,7 @@ func (c UnshareApp) decide(s *State, r *Realm) ([]Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !a.Sharees.Has(c.With) {
+	if !a.AppState().Sharees.Has(c.With) {
 		return nil, nil
 	}
 	return []Event{AppUnshared{InRealm{r.ID}, c.App, c.With}}, nil
@@ -206,7 +207,7 @@ func (ResourceLinkableSet) EventType() string { return "ResourceLinkableSet" }
 
 func (e AppShared) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
-	r.ownIdentity(e.App).Sharees.add(e.With)
+	r.ownIdentity(e.App).ownApp().Sharees.add(e.With)
 	apps := r.sharedWith[e.With]
 	apps.add(e.App)
 	r.sharedWith[e.With] = apps
@@ -216,7 +217,7 @@ func (e AppShared) apply(s *State, touch Touch) {
 func (e AppUnshared) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
 	if a := r.ownIdentity(e.App); a != nil {
-		a.Sharees.remove(e.With)
+		a.ownApp().Sharees.remove(e.With)
 	}
 	apps := r.sharedWith[e.With]
 	apps.remove(e.App)

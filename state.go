@@ -354,33 +354,60 @@ type Identity struct {
 	Email        string
 	Name         string
 	PasswordHash string
+	Groups       set
+	Roles        set
+	Policies     set // attached realm-wide
+	Plans        set // plans attached (plan.go); nil until the first
+	Projects     set // direct project memberships
+	// Identity provider (identity.go, signin.go): sealed personal data;
+	// the sign-in state is signIn's.
+	EmailIndex string
+	Sealed     []byte
+	num        uint32 // ID interned (names): the number its edges hold
 	// SelfDeactivated: the user deactivated itself (signing in reactivates).
 	SelfDeactivated bool
-	RedirectURIs    []string
-	Owner           string
-	Managers        set // an app's managers: identities and groups (manager.go)
-	Sharees         set // those an app is shared with: identities and groups (share.go)
-	Groups          set
-	Roles           set
-	Policies        set // attached realm-wide
-	Plans           set // plans attached (plan.go); nil until the first
-	Projects        set // direct project memberships
-	Credentials     map[string]Credential
-	APIKeys         map[string]string // key id → argon2id hash
-	// Identity provider (identity.go, signin.go): sealed personal data and
-	// key status; the sign-in state is signIn's.
-	EmailIndex      string
-	Sealed          []byte
-	DisabledAPIKeys set
-	// DefaultProject is the project id an app's token is scoped to when
-	// asked for without a scope ("" for none); see SetDefaultProject.
-	DefaultProject string
-	num            uint32 // ID interned (names): the number its edges hold
-	gen            uint64 // cow.go
+	gen             uint64 // cow.go
 	// signIn is nil while it is the zero SignInState (changeSignIn): most
 	// identities never have one, and inline its fields took 112 of an
 	// identity's 408 bytes.
 	signIn *SignInState
+	// app is an app's own (AppState), nil for a user: inline, its fields
+	// took another 96 bytes of every user.
+	app *AppState
+}
+
+// AppState is what only an app holds.
+type AppState struct {
+	RedirectURIs []string
+	Owner        string
+	Managers     set // its managers: identities and groups (manager.go)
+	Sharees      set // those it is shared with: identities and groups (share.go)
+	Credentials  map[string]Credential
+	APIKeys      map[string]string // key id → argon2id hash
+	// DisabledAPIKeys are its API keys turned off (APIKeyStatusChanged).
+	DisabledAPIKeys set
+	// DefaultProject is the project id its token is scoped to when asked
+	// for without a scope ("" for none); see SetDefaultProject.
+	DefaultProject string
+}
+
+// AppState returns what the identity holds as an app, the zero AppState
+// for a user. Its maps and sets are the identity's: read them, never
+// change them.
+func (id *Identity) AppState() AppState {
+	if id.app == nil {
+		return AppState{}
+	}
+	return *id.app
+}
+
+// ownApp returns the app's own state to change, id being an identity its
+// realm owns (ownIdentity).
+func (id *Identity) ownApp() *AppState {
+	if id.app == nil {
+		id.app = new(AppState)
+	}
+	return id.app
 }
 
 // Credential is a client credential of an app (OAuth 2.0 client
@@ -492,7 +519,7 @@ func (s *State) ClientCredential(clientID string) (realm string, app *Identity, 
 	if app == nil {
 		return "", nil, Credential{}, false
 	}
-	cred, ok = app.Credentials[ref.credential]
+	cred, ok = app.AppState().Credentials[ref.credential]
 	return ref.realm, app, cred, ok && cred.ClientID == clientID
 }
 
@@ -506,8 +533,9 @@ func (s *State) APIKey(keyID string) (realm string, app *Identity, hash string, 
 	if app == nil {
 		return "", nil, "", false
 	}
-	hash, ok = app.APIKeys[keyID]
-	return ref.realm, app, hash, ok && !app.DisabledAPIKeys.Has(keyID)
+	as := app.AppState()
+	hash, ok = as.APIKeys[keyID]
+	return ref.realm, app, hash, ok && !as.DisabledAPIKeys.Has(keyID)
 }
 
 // UserByEmail finds a user of realm by email, case-insensitively.

@@ -180,11 +180,12 @@ func (s *Server) authenticateClient(ctx context.Context, clientID, secret string
 		realm, app, cred, ok := st.ClientCredential(clientID)
 		if ok && !cred.Disabled && app.Status == iam.StatusActive {
 			p, hash = Principal{Realm: realm, ID: app.ID, Kind: auth.KindApp}, cred.SecretHash
-			if app.DefaultProject != "" {
+			as := app.AppState()
+			if as.DefaultProject != "" {
 				// The scope its token carries when asked for none.
-				p.Scope = iam.ProjectHRN(realm, app.DefaultProject)
+				p.Scope = iam.ProjectHRN(realm, as.DefaultProject)
 			}
-			for id, c := range app.Credentials {
+			for id, c := range as.Credentials {
 				if c.ClientID == clientID {
 					p.Credential = id
 				}

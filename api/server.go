@@ -291,7 +291,7 @@ func (p Principal) stillValid(st *iam.State) error {
 		return iam.Errorf(iam.EUnauthenticated, "the token's identity is not active")
 	} else if revokedToken(p.issuedAt, id.SignInState().TokensNotBefore) {
 		return iam.Errorf(iam.EUnauthenticated, "the token was revoked")
-	} else if cred, ok := id.Credentials[p.Credential]; p.Credential != "" && (!ok || cred.Disabled) {
+	} else if cred, ok := id.AppState().Credentials[p.Credential]; p.Credential != "" && (!ok || cred.Disabled) {
 		return iam.Errorf(iam.EUnauthenticated, "the token's client credential is disabled or deleted")
 	}
 	return nil

@@ -60,7 +60,7 @@ func (s *Server) parseAuthz(ctx context.Context, v url.Values) (*authzRequest, e
 	_ = s.latest(ctx, func(st *iam.State) error {
 		realm, app, cred, ok := st.ClientCredential(a.clientID)
 		if ok && !cred.Disabled && app.Status == iam.StatusActive {
-			found, a.realm, a.app, a.appName, uris = true, realm, app.ID, app.Name, app.RedirectURIs
+			found, a.realm, a.app, a.appName, uris = true, realm, app.ID, app.Name, app.AppState().RedirectURIs
 		}
 		return nil
 	})

@@ -90,16 +90,17 @@ type credentialView struct {
 }
 
 func viewIdentity(realm string, id *iam.Identity) identityView {
-	v := identityView{ID: id.ID, Kind: id.Kind, Status: id.Status, Email: id.Email, Name: id.Name, RedirectURIs: id.RedirectURIs,
+	app := id.AppState()
+	v := identityView{ID: id.ID, Kind: id.Kind, Status: id.Status, Email: id.Email, Name: id.Name, RedirectURIs: app.RedirectURIs,
 		Groups: id.Groups.Sorted(), Roles: id.Roles.Sorted(), Policies: id.Policies.Sorted(), Projects: id.Projects.Sorted()}
 	if id.Kind == iam.KindApp {
 		v.HRN = iam.AppHRN(realm, id.ID)
-		for _, cid := range sortedKeys(id.Credentials) {
-			v.Credentials = append(v.Credentials, credentialView{ID: cid, ClientID: id.Credentials[cid].ClientID})
+		for _, cid := range sortedKeys(app.Credentials) {
+			v.Credentials = append(v.Credentials, credentialView{ID: cid, ClientID: app.Credentials[cid].ClientID})
 		}
-		v.APIKeys = sortedKeys(id.APIKeys)
-		if id.DefaultProject != "" {
-			v.DefaultProject = iam.ProjectHRN(realm, id.DefaultProject)
+		v.APIKeys = sortedKeys(app.APIKeys)
+		if app.DefaultProject != "" {
+			v.DefaultProject = iam.ProjectHRN(realm, app.DefaultProject)
 		}
 	} else {
 		v.HRN = iam.UserHRN(realm, id.ID)

@@ -323,18 +323,18 @@ func rowValue(st *iam.State, c iam.Change) ([]byte, bool) {
 		}
 	case iam.ChangeCredential:
 		if id := r.Identities.Get(c.From); id != nil {
-			if cr, ok := id.Credentials[c.To]; ok {
+			if cr, ok := id.AppState().Credentials[c.To]; ok {
 				return mustJSON(credentialRow{cr.ClientID, cr.SecretHash, cr.Disabled}), true
 			}
 		}
 	case iam.ChangeAPIKey:
 		if id := r.Identities.Get(c.From); id != nil {
-			if h, ok := id.APIKeys[c.To]; ok {
+			if h, ok := id.AppState().APIKeys[c.To]; ok {
 				return []byte(h), true
 			}
 		}
 	case iam.ChangeAPIKeyStatus:
-		if id := r.Identities.Get(c.From); id != nil && id.DisabledAPIKeys.Has(c.To) {
+		if id := r.Identities.Get(c.From); id != nil && id.AppState().DisabledAPIKeys.Has(c.To) {
 			return present, true
 		}
 	case iam.ChangeAuthCode:
@@ -353,7 +353,7 @@ func rowValue(st *iam.State, c iam.Change) ([]byte, bool) {
 	case iam.ChangeDefaultProject:
 		// An edge of its own rather than a field of the identity row, so
 		// that rows written before default projects existed are unchanged.
-		if id := r.Identities.Get(c.From); id != nil && c.To != "" && id.DefaultProject == c.To {
+		if id := r.Identities.Get(c.From); id != nil && c.To != "" && id.AppState().DefaultProject == c.To {
 			return present, true
 		}
 	case iam.ChangeProjectPolicy:
@@ -394,8 +394,8 @@ func rowValue(st *iam.State, c iam.Change) ([]byte, bool) {
 
 // identityValue is the value of id's row.
 func identityValue(id *iam.Identity) []byte {
-	st := id.SignInState()
-	return mustJSON(identityRow{id.Kind, id.Status, id.Email, id.Name, id.PasswordHash, id.RedirectURIs, id.Owner,
+	st, app := id.SignInState(), id.AppState()
+	return mustJSON(identityRow{id.Kind, id.Status, id.Email, id.Name, id.PasswordHash, app.RedirectURIs, app.Owner,
 		id.EmailIndex, id.Sealed, st.FailedSignIns, st.LockedUntil, st.TokensNotBefore, st.ResetTokenHash, st.ResetExpiresAt, id.SelfDeactivated})
 }
 
@@ -440,28 +440,29 @@ func eachRowKey(st *iam.State, skipOrdered bool, fn func(key string)) {
 					add(iam.ChangeAttachment, rid, id, pol)
 				}
 			}
-			for c := range ident.Credentials {
+			app, signIn := ident.AppState(), ident.SignInState()
+			for c := range app.Credentials {
 				add(iam.ChangeCredential, rid, id, c)
 			}
-			for k := range ident.APIKeys {
+			for k := range app.APIKeys {
 				add(iam.ChangeAPIKey, rid, id, k)
 			}
-			for k := range ident.DisabledAPIKeys.All() {
+			for k := range app.DisabledAPIKeys.All() {
 				add(iam.ChangeAPIKeyStatus, rid, id, k)
 			}
-			for h := range ident.SignInState().AuthCodes {
+			for h := range signIn.AuthCodes {
 				add(iam.ChangeAuthCode, rid, id, h)
 			}
-			if ident.DefaultProject != "" {
-				add(iam.ChangeDefaultProject, rid, id, ident.DefaultProject)
+			if app.DefaultProject != "" {
+				add(iam.ChangeDefaultProject, rid, id, app.DefaultProject)
 			}
-			for m := range ident.Managers.All() {
+			for m := range app.Managers.All() {
 				add(iam.ChangeAppManager, rid, id, m)
 			}
-			for f := range ident.SignInState().RefreshFamilies {
+			for f := range signIn.RefreshFamilies {
 				add(iam.ChangeRefreshFamily, rid, id, f)
 			}
-			for s := range ident.Sharees.All() {
+			for s := range app.Sharees.All() {
 				add(iam.ChangeAppShare, rid, id, s)
 			}
 		}

@@ -187,8 +187,8 @@ func newWorkload(tb testing.TB, seed uint64, events int) *workload {
 			n := rng.IntN(1 << 30)
 			commit(r, iam.AddAPIKey{App: pick(u.apps), KeyID: fmt.Sprintf("k%d", n), KeyHash: "$argon2id$v=19$m=65536,t=1,p=4$c2FsdA$aGFzaA"})
 		case x < 100:
-			if app := st.Identity(r, pick(u.apps)); app != nil && len(app.Credentials) > 0 {
-				creds := slices.Sorted(maps.Keys(app.Credentials)) // not map order: the workload must be reproducible
+			if app := st.Identity(r, pick(u.apps)); app != nil && len(app.AppState().Credentials) > 0 {
+				creds := slices.Sorted(maps.Keys(app.AppState().Credentials)) // not map order: the workload must be reproducible
 				commit(r, iam.RemoveCredential{App: app.ID, CredentialID: creds[rng.IntN(len(creds))]})
 			}
 		// Ownership, sharing, project policies, plans and default projects
