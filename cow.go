@@ -79,7 +79,7 @@ func (r *Realm) share(gen uint64) *Realm {
 	c.idem = maps.Clone(r.idem)
 	c.idemOrder = slices.Clone(r.idemOrder)
 	c.roleCache = maps.Clone(r.roleCache) // its statements are never changed
-	c.manages = cloneMap(r.manages, maps.Clone)
+	c.manages = maps.Clone(r.manages)     // its sets are replaced, never changed (ManagerAdded)
 	c.sharedWith = cloneMap(r.sharedWith, set.clone)
 	c.Invitations = maps.Clone(r.Invitations)
 	c.authCodes = maps.Clone(r.authCodes)

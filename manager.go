@@ -1,6 +1,7 @@
 package iam
 
 import (
+	"maps"
 	"sort"
 	"strings"
 )
@@ -317,10 +318,14 @@ func (e ManagerAdded) apply(s *State, touch Touch) {
 	r := s.realms[e.Realm]
 	m := ManagedRef{e.Kind, e.ID}
 	r.ownManagerSet(m).add(e.Manager)
-	if r.manages[e.Manager] == nil {
-		r.manages[e.Manager] = map[ManagedRef]struct{}{}
+	// A manager's set is replaced, never changed in place: snapshots
+	// share it (Realm.share).
+	managed := maps.Clone(r.manages[e.Manager])
+	if managed == nil {
+		managed = map[ManagedRef]struct{}{}
 	}
-	r.manages[e.Manager][m] = struct{}{}
+	managed[m] = struct{}{}
+	r.manages[e.Manager] = managed
 	touch(Change{Kind: managerChanges[e.Kind], Realm: e.Realm, From: e.ID, To: e.Manager})
 }
 
@@ -330,9 +335,14 @@ func (e ManagerRemoved) apply(s *State, touch Touch) {
 	if ms := r.ownManagerSet(m); ms != nil {
 		ms.remove(e.Manager)
 	}
-	delete(r.manages[e.Manager], m)
-	if len(r.manages[e.Manager]) == 0 {
-		delete(r.manages, e.Manager)
+	if _, ok := r.manages[e.Manager][m]; ok {
+		managed := maps.Clone(r.manages[e.Manager])
+		delete(managed, m)
+		if len(managed) == 0 {
+			delete(r.manages, e.Manager)
+		} else {
+			r.manages[e.Manager] = managed
+		}
 	}
 	touch(Change{Kind: managerChanges[e.Kind], Realm: e.Realm, From: e.ID, To: e.Manager})
 }

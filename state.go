@@ -332,7 +332,10 @@ type Realm struct {
 	idemOrder  []string
 	roleCache  map[string][]Statement
 	// manages is the reverse of the entities' Managers: manager id → what
-	// it manages, for the apps-per-user limit and deletions.
+	// it manages, for the apps-per-user limit and deletions. Each set is
+	// replaced whole on a change, never changed in place, so that
+	// snapshots share them: copying every set took two thirds of a
+	// snapshot of a 820k-row index (~100 ms).
 	manages map[string]map[ManagedRef]struct{}
 	// sharedWith is the reverse of the apps' Sharees: identity or group id
 	// → the apps shared with it, for its permissions and its deletion.

@@ -21,6 +21,7 @@ import (
 // lands), one commit per log entry.
 type workload struct {
 	entries []iam.LogEntry
+	state   *iam.State // after the entries
 	events  int
 	realms  []*realmUniverse
 	kinds   map[string]int // event type → count, to show the mix
@@ -49,7 +50,7 @@ func newWorkload(tb testing.TB, seed uint64, events int) *workload {
 	tb.Helper()
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	st := iam.NewState()
-	w := &workload{kinds: map[string]int{}}
+	w := &workload{state: st, kinds: map[string]int{}}
 	commit := func(realm string, cmd iam.Command) bool {
 		evs, err := iam.Decide(st, iam.Request{Realm: realm, Command: cmd})
 		if err != nil || len(evs) == 0 {
