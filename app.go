@@ -293,12 +293,14 @@ func (DefaultProjectSet) EventType() string { return "DefaultProjectSet" }
 
 func (e CredentialAdded) apply(s *State, touch Touch) {
 	put(&s.realms[e.Realm].ownIdentity(e.App).ownApp().Credentials, e.CredentialID, Credential{ClientID: e.ClientID, SecretHash: e.SecretHash})
+	s.ownIDs()
 	s.clients[e.ClientID] = credentialRef{e.Realm, e.App, e.CredentialID}
 	touch(Change{Kind: ChangeCredential, Realm: e.Realm, From: e.App, To: e.CredentialID})
 }
 
 func (e CredentialRemoved) apply(s *State, touch Touch) {
 	app := s.realms[e.Realm].ownIdentity(e.App).ownApp()
+	s.ownIDs()
 	delete(s.clients, app.Credentials[e.CredentialID].ClientID)
 	drop(&app.Credentials, e.CredentialID)
 	touch(Change{Kind: ChangeCredential, Realm: e.Realm, From: e.App, To: e.CredentialID})
@@ -314,6 +316,7 @@ func (e CredentialStatusChanged) apply(s *State, touch Touch) {
 
 func (e APIKeyAdded) apply(s *State, touch Touch) {
 	put(&s.realms[e.Realm].ownIdentity(e.App).ownApp().APIKeys, e.KeyID, e.KeyHash)
+	s.ownIDs()
 	s.apiKeys[e.KeyID] = credentialRef{e.Realm, e.App, e.KeyID}
 	touch(Change{Kind: ChangeAPIKey, Realm: e.Realm, From: e.App, To: e.KeyID})
 }
@@ -325,6 +328,7 @@ func (e APIKeyRemoved) apply(s *State, touch Touch) {
 		app.DisabledAPIKeys.remove(e.KeyID)
 		touch(Change{Kind: ChangeAPIKeyStatus, Realm: e.Realm, From: e.App, To: e.KeyID})
 	}
+	s.ownIDs()
 	delete(s.apiKeys, e.KeyID)
 	touch(Change{Kind: ChangeAPIKey, Realm: e.Realm, From: e.App, To: e.KeyID})
 }

@@ -25,6 +25,7 @@ func (s *State) Clone() *State {
 	c.clients = maps.Clone(s.clients)
 	c.apiKeys = maps.Clone(s.apiKeys)
 	c.revokedKeys = maps.Clone(s.revokedKeys)
+	c.sharedIDs = false
 	return &c
 }
 

@@ -41,6 +41,7 @@ func (s *State) Snapshot(exclusive sync.Locker) *State {
 	exclusive.Lock()
 	defer exclusive.Unlock()
 	s.gen = gen
+	s.sharedIDs = true
 	for _, r := range s.realms {
 		r.gen = gen
 	}
@@ -62,10 +63,16 @@ func (s *State) share() *State {
 	for id, r := range s.realms {
 		c.realms[id] = r.share(c.gen)
 	}
-	c.clients = maps.Clone(s.clients)
-	c.apiKeys = maps.Clone(s.apiKeys)
-	c.revokedKeys = maps.Clone(s.revokedKeys)
+	c.sharedIDs = true
 	return &c
+}
+
+// ownIDs makes s's clients, apiKeys and revokedKeys its own to change.
+func (s *State) ownIDs() {
+	if s.sharedIDs {
+		s.clients, s.apiKeys, s.revokedKeys = maps.Clone(s.clients), maps.Clone(s.apiKeys), maps.Clone(s.revokedKeys)
+		s.sharedIDs = false
+	}
 }
 
 func (r *Realm) share(gen uint64) *Realm {

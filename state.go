@@ -310,6 +310,11 @@ type State struct {
 	// revokedKeys are the token signing keys revoked, by kid
 	// (signingkey.go).
 	revokedKeys map[string]RevokedKey
+	// sharedIDs: clients, apiKeys and revokedKeys are a snapshot's too, so
+	// an apply copies them before its first change (ownIDs). They change
+	// rarely, and copying them at every checkpoint took ~12 ms of one on a
+	// 820k-row index.
+	sharedIDs bool
 }
 
 type credentialRef struct{ realm, app, credential string }
