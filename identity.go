@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/mail"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -419,7 +420,9 @@ func (e IdentityCreated) identity(gen uint64) *Identity {
 	// Every app has its AppState from the start, however it is loaded,
 	// so that states compare alike.
 	if e.Kind == KindApp || len(e.RedirectURIs) > 0 || e.Owner != "" {
-		id.app = &AppState{RedirectURIs: e.RedirectURIs, Owner: e.Owner}
+		// A copy of exactly its length: a row's decoder leaves room for
+		// ten, and the event's list is not the state's to keep.
+		id.app = &AppState{RedirectURIs: slices.Clone(e.RedirectURIs), Owner: e.Owner}
 	}
 	return id
 }

@@ -1,6 +1,9 @@
 package iam
 
-import "strconv"
+import (
+	"slices"
+	"strconv"
+)
 
 // Plans (issue 10, item 3): a named set of realm policies, attached to
 // identities and groups like a policy. As HERE IAM has it, what a plan
@@ -168,7 +171,8 @@ func (e PlanCreated) apply(s *State, touch Touch) {
 	if r.Plans == nil {
 		r.Plans = map[string]*Plan{}
 	}
-	r.Plans[e.ID] = &Plan{ID: e.ID, Name: e.Name, Policies: e.Policies, gen: r.gen}
+	// A copy, as IdentityCreated.identity takes of redirect URIs.
+	r.Plans[e.ID] = &Plan{ID: e.ID, Name: e.Name, Policies: slices.Clone(e.Policies), gen: r.gen}
 	touch(Change{Kind: ChangePlan, Realm: e.Realm, From: e.ID})
 }
 

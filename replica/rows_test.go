@@ -964,3 +964,59 @@ func FuzzLoadRow(f *testing.F) {
 		}
 	})
 }
+
+// TestRows_PoliciesDecodedInTurn: a loader decodes policy rows into one
+// reused row (RowLoader.decodePolicy); a policy loaded after a larger one
+// keeps none of it, and an empty list stays empty, a null one nil.
+func TestRows_PoliciesDecodedInTurn(t *testing.T) {
+	in := iam.InRealm{Realm: "r"}
+	deny := func(n int) iam.Statement {
+		st := iam.Statement{Effect: iam.Deny}
+		for i := range n {
+			st.Actions = append(st.Actions, "read"+strconv.Itoa(i))
+			st.Resources = append(st.Resources, "hrn:here:data:::r"+strconv.Itoa(i))
+		}
+		return st
+	}
+	s := iam.NewState()
+	if err := s.ApplyEvents([]iam.Event{
+		iam.RealmCreated{InRealm: in, Name: "r"},
+		iam.PolicyCreated{InRealm: in, ID: "p1", Name: "large", Statements: []iam.Statement{deny(12), deny(3), deny(1)}},
+		iam.PolicyCreated{InRealm: in, ID: "p2", Name: "small", Statements: []iam.Statement{
+			{Effect: iam.Allow, Actions: []string{"write"}, Resources: []string{}}}},
+		iam.PolicyCreated{InRealm: in, ID: "p3", Name: "none"},
+		iam.ProjectCreated{InRealm: in, ID: "j", Name: "project"},
+		iam.ProjectPolicyCreated{InRealm: in, Project: "j", ID: "p4", Name: "in project", Statements: []iam.Statement{
+			{Effect: iam.Allow, Actions: []string{"list"}}}},
+	}, nil); err != nil {
+		t.Fatal(err)
+	}
+	want := dumpRows(t, s)
+	loaded := loadRows(t, want)
+	if d := diffRows(dumpRows(t, loaded), want); d != "" {
+		t.Fatalf("rows after loading: %s", d)
+	}
+	got := loaded.Realm("r")
+	for _, id := range []string{"p1", "p2", "p3"} {
+		if !reflect.DeepEqual(got.Policies[id].Statements, s.Realm("r").Policies[id].Statements) {
+			t.Errorf("policy %s: statements %#v, want %#v", id, got.Policies[id].Statements, s.Realm("r").Policies[id].Statements)
+		}
+	}
+	if g, w := got.Projects["j"].Policies["p4"].Statements, s.Realm("r").Projects["j"].Policies["p4"].Statements; !reflect.DeepEqual(g, w) {
+		t.Errorf("project policy: statements %#v, want %#v", g, w)
+	}
+
+	// A row that leaves its lists out (none this package writes) gets
+	// none of the row decoded before it.
+	var rows []row
+	for _, r := range want {
+		rows = append(rows, r)
+		if strings.HasSuffix(r.key, "p1") {
+			rows = append(rows, row{strings.TrimSuffix(r.key, "p1") + "p10", []byte(`{"name":"bare","statements":[{"effect":"deny"}]}`)})
+		}
+	}
+	bare := loadRows(t, rows).Realm("r").Policies["p10"]
+	if bare == nil || len(bare.Statements) != 1 || len(bare.Statements[0].Actions)+len(bare.Statements[0].Resources) != 0 {
+		t.Fatalf("policy without lists, loaded after a larger one: %#v", bare)
+	}
+}
