@@ -39,7 +39,7 @@ func (c AddCredential) decide(s *State, r *Realm) ([]Event, error) {
 	if len(app.AppState().Credentials) >= s.Limits.CredentialsPerApp {
 		return nil, limitErr("an app has at most %d active credentials", s.Limits.CredentialsPerApp)
 	}
-	if _, taken := s.clients[c.ClientID]; taken {
+	if _, taken := s.clients.Lookup(c.ClientID); taken {
 		return nil, Errorf(EConflict, "client id taken")
 	}
 	return []Event{CredentialAdded{InRealm{r.ID}, c.App, c.CredentialID, c.ClientID, c.SecretHash}}, nil
@@ -293,15 +293,13 @@ func (DefaultProjectSet) EventType() string { return "DefaultProjectSet" }
 
 func (e CredentialAdded) apply(s *State, touch Touch) {
 	put(&s.realms[e.Realm].ownIdentity(e.App).ownApp().Credentials, e.CredentialID, Credential{ClientID: e.ClientID, SecretHash: e.SecretHash})
-	s.ownIDs()
-	s.clients[e.ClientID] = credentialRef{e.Realm, e.App, e.CredentialID}
+	s.clients.put(s.gen, e.ClientID, credentialRef{e.Realm, e.App, e.CredentialID})
 	touch(Change{Kind: ChangeCredential, Realm: e.Realm, From: e.App, To: e.CredentialID})
 }
 
 func (e CredentialRemoved) apply(s *State, touch Touch) {
 	app := s.realms[e.Realm].ownIdentity(e.App).ownApp()
-	s.ownIDs()
-	delete(s.clients, app.Credentials[e.CredentialID].ClientID)
+	s.clients.del(s.gen, app.Credentials[e.CredentialID].ClientID)
 	drop(&app.Credentials, e.CredentialID)
 	touch(Change{Kind: ChangeCredential, Realm: e.Realm, From: e.App, To: e.CredentialID})
 }
@@ -316,8 +314,7 @@ func (e CredentialStatusChanged) apply(s *State, touch Touch) {
 
 func (e APIKeyAdded) apply(s *State, touch Touch) {
 	put(&s.realms[e.Realm].ownIdentity(e.App).ownApp().APIKeys, e.KeyID, e.KeyHash)
-	s.ownIDs()
-	s.apiKeys[e.KeyID] = credentialRef{e.Realm, e.App, e.KeyID}
+	s.apiKeys.put(s.gen, e.KeyID, credentialRef{e.Realm, e.App, e.KeyID})
 	touch(Change{Kind: ChangeAPIKey, Realm: e.Realm, From: e.App, To: e.KeyID})
 }
 
@@ -328,8 +325,7 @@ func (e APIKeyRemoved) apply(s *State, touch Touch) {
 		app.DisabledAPIKeys.remove(e.KeyID)
 		touch(Change{Kind: ChangeAPIKeyStatus, Realm: e.Realm, From: e.App, To: e.KeyID})
 	}
-	s.ownIDs()
-	delete(s.apiKeys, e.KeyID)
+	s.apiKeys.del(s.gen, e.KeyID)
 	touch(Change{Kind: ChangeAPIKey, Realm: e.Realm, From: e.App, To: e.KeyID})
 }
 

@@ -22,10 +22,10 @@ func (s *State) Clone() *State {
 	for id, r := range s.realms {
 		c.realms[id] = r.clone()
 	}
-	c.clients = maps.Clone(s.clients)
-	c.apiKeys = maps.Clone(s.apiKeys)
+	c.clients = s.clients.clone(nil)
+	c.apiKeys = s.apiKeys.clone(nil)
 	c.revokedKeys = maps.Clone(s.revokedKeys)
-	c.sharedIDs = false
+	c.sharedRevokedKeys = false
 	return &c
 }
 

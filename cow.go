@@ -41,7 +41,7 @@ func (s *State) Snapshot(exclusive sync.Locker) *State {
 	exclusive.Lock()
 	defer exclusive.Unlock()
 	s.gen = gen
-	s.sharedIDs = true
+	s.sharedRevokedKeys = true
 	for _, r := range s.realms {
 		r.gen = gen
 	}
@@ -63,15 +63,15 @@ func (s *State) share() *State {
 	for id, r := range s.realms {
 		c.realms[id] = r.share(c.gen)
 	}
-	c.sharedIDs = true
+	c.sharedRevokedKeys = true
 	return &c
 }
 
-// ownIDs makes s's clients, apiKeys and revokedKeys its own to change.
-func (s *State) ownIDs() {
-	if s.sharedIDs {
-		s.clients, s.apiKeys, s.revokedKeys = maps.Clone(s.clients), maps.Clone(s.apiKeys), maps.Clone(s.revokedKeys)
-		s.sharedIDs = false
+// ownRevokedKeys makes s's revokedKeys its own to change.
+func (s *State) ownRevokedKeys() {
+	if s.sharedRevokedKeys {
+		s.revokedKeys = maps.Clone(s.revokedKeys)
+		s.sharedRevokedKeys = false
 	}
 }
 
@@ -202,7 +202,7 @@ func (o ownedSet) remove(k string) { o.s.remove(k) }
 // IDs is how many ids the maps of every realm and of the state hold. A
 // replica estimates a snapshot's memory from it.
 func (s *State) IDs() int {
-	n := len(s.clients) + len(s.apiKeys) + len(s.revokedKeys)
+	n := s.clients.Len() + s.apiKeys.Len() + len(s.revokedKeys)
 	for _, r := range s.realms {
 		n += r.Identities.Len() + len(r.Groups) + len(r.Policies) + len(r.Projects) + len(r.Resources) + len(r.Plans) +
 			r.emails.Len() + len(r.idem) + len(r.Invitations) + len(r.authCodes) + len(r.refreshTokens) + len(r.resetTokens) + len(r.invitationTokens)

@@ -3,6 +3,7 @@ package iam_test
 import (
 	"fmt"
 	"reflect"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -148,5 +149,48 @@ func TestState_SnapshotBigSets(t *testing.T) {
 	}
 	if !same(live, fresh(base, changes(forks))) {
 		t.Error("the live state differs from a state that never shared")
+	}
+}
+
+// TestState_SnapshotCredentials: the maps of client ids and API key ids
+// are shared with snapshots bucket by bucket; credentials and keys added
+// after a snapshot, however many, are the live state's alone.
+func TestState_SnapshotCredentials(t *testing.T) {
+	in := iam.InRealm{Realm: realm}
+	evs := []iam.Event{iam.RealmCreated{InRealm: in, Name: "R"}, iam.IdentityCreated{InRealm: in, ID: "a", Kind: iam.KindApp, Name: "A"}}
+	add := func(from, to int) []iam.Event {
+		var out []iam.Event
+		for i := from; i < to; i++ {
+			n := strconv.Itoa(i)
+			out = append(out, iam.CredentialAdded{InRealm: in, App: "a", CredentialID: "c" + n, ClientID: "client" + n, SecretHash: "h"},
+				iam.APIKeyAdded{InRealm: in, App: "a", KeyID: "k" + n, KeyHash: "h"})
+		}
+		return out
+	}
+	fresh := func(n int) *iam.State {
+		s := iam.NewState()
+		if err := s.ApplyEvents(append(evs, add(0, n)...), nil); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	s := fresh(100)
+	snap := s.Snapshot(new(sync.Mutex))
+	if err := s.ApplyEvents(add(100, 200), nil); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(snap.Clone(), fresh(100).Clone()) {
+		t.Fatal("the snapshot changed after credentials and keys were added")
+	}
+	if !reflect.DeepEqual(s.Clone(), fresh(200).Clone()) {
+		t.Fatal("the original differs from a state that never shared")
+	}
+	for i := range 200 {
+		n := strconv.Itoa(i)
+		_, _, _, inSnap := snap.ClientCredential("client" + n)
+		_, _, _, live := s.ClientCredential("client" + n)
+		if want := i < 100; inSnap != want || !live {
+			t.Fatalf("credential %d: in the snapshot %v, want %v; live %v", i, inSnap, want, live)
+		}
 	}
 }

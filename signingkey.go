@@ -57,7 +57,7 @@ func (e SigningKeyRevoked) apply(s *State, touch Touch) {
 	if _, ok := s.revokedKeys[e.KID]; ok {
 		return
 	}
-	s.ownIDs()
+	s.ownRevokedKeys()
 	s.revokedKeys[e.KID] = RevokedKey{Realm: e.Realm, At: e.At}
 	touch(Change{Kind: ChangeRevokedKey, Realm: e.Realm, From: e.KID})
 }
