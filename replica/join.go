@@ -51,7 +51,7 @@ func Join(ctx context.Context, open func(ctx context.Context, create bool) (Snap
 	}
 	for _, info := range all {
 		start := rep.cfg.Now()
-		h, err := loadFrom(ctx, bucket, info, rep)
+		h, downloaded, err := loadFrom(ctx, bucket, info, rep)
 		if errors.Is(err, ErrNotEmpty) {
 			return SnapshotHeader{}, false, nil // rows without a position: leave them to the projector
 		} else if err != nil {
@@ -61,15 +61,18 @@ func Join(ctx context.Context, open func(ctx context.Context, create bool) (Snap
 			logger.Warn("snapshot not loaded", "snapshot", info.Name, "err", err)
 			continue
 		}
+		// The download apart: it is bound by the link, the rest (verify,
+		// load, index) by the CPU.
 		logger.Info("joined from snapshot", "snapshot", info.Name, "seq", h.Seq, "rows", h.Rows, "bytes", info.Size,
-			"took", rep.cfg.Now().Sub(start).Round(time.Millisecond))
+			"downloaded", downloaded.Round(time.Millisecond), "took", rep.cfg.Now().Sub(start).Round(time.Millisecond))
 		return h, true, nil
 	}
 	logger.Warn("no snapshot could be loaded; replaying the log")
 	return SnapshotHeader{}, false, nil
 }
 
-// loadFrom loads the snapshot info of bucket into rep. It downloads the
+// loadFrom loads the snapshot info of bucket into rep, and returns how long
+// the download took. It downloads the
 // snapshot to a file beside the read model first, then loads the file:
 // the Object Store's reader gives the whole transfer a deadline (nats.go's
 // default API timeout, 5 s, when the context has none), and a load that
@@ -77,30 +80,33 @@ func Join(ctx context.Context, open func(ctx context.Context, create bool) (Snap
 // machine ("nats: timeout" part way, so the region fell back to a full
 // replay). Downloading is bound by the link, loading by the CPU: each gets
 // its own pace.
-func loadFrom(ctx context.Context, bucket SnapshotBucket, info iam.SnapshotInfo, rep *Replica) (SnapshotHeader, error) {
+func loadFrom(ctx context.Context, bucket SnapshotBucket, info iam.SnapshotInfo, rep *Replica) (SnapshotHeader, time.Duration, error) {
 	fs := rep.cfg.FS
 	path := filepath.Clean(rep.cfg.Dir) + ".snapshot"
 	if err := fs.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return SnapshotHeader{}, err
+		return SnapshotHeader{}, 0, err
 	}
+	start := rep.cfg.Now()
 	w, err := fs.Create(path, vfs.WriteCategoryUnspecified)
 	if err != nil {
-		return SnapshotHeader{}, err
+		return SnapshotHeader{}, 0, err
 	}
 	defer fs.Remove(path)
 	err = download(ctx, bucket, info, w)
 	if cerr := w.Close(); err == nil {
 		err = cerr
 	}
+	downloaded := rep.cfg.Now().Sub(start)
 	if err != nil {
-		return SnapshotHeader{}, fmt.Errorf("download snapshot %s: %w", info.Name, err)
+		return SnapshotHeader{}, downloaded, fmt.Errorf("download snapshot %s: %w", info.Name, err)
 	}
 	f, err := fs.Open(path)
 	if err != nil {
-		return SnapshotHeader{}, err
+		return SnapshotHeader{}, downloaded, err
 	}
 	defer f.Close()
-	return rep.LoadSnapshot(ctx, bufio.NewReaderSize(f, 256<<10), LoadOptions{})
+	h, err := rep.LoadSnapshot(ctx, bufio.NewReaderSize(f, 256<<10), LoadOptions{})
+	return h, downloaded, err
 }
 
 // minDownloadRate is the slowest link a snapshot download is given time

@@ -3,10 +3,13 @@ package replica_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/metrics"
 	"strconv"
 	"strings"
 	"testing"
@@ -388,6 +391,11 @@ func benchJoin(b *testing.B, entries []iam.LogEntry, tail int) {
 	b.ReportMetric(freshJoin[0], "fresh-join-s")
 	b.ReportMetric(freshJoin[1], "fresh-join-load-s")
 	b.ReportMetric(freshJoin[3], "fresh-join-faults")
+	b.ReportMetric(freshJoin[4], "fresh-join-download-s")
+	// The collector beside the tail: a fresh process's heap has just grown
+	// by the whole index.
+	b.ReportMetric(freshJoin[5], "fresh-join-tail-gcs")
+	b.ReportMetric(freshJoin[6], "fresh-join-tail-gc-cpu-s")
 	b.ReportMetric(freshReplay[0], "fresh-replay-s")
 	b.ReportMetric(freshReplay[0]/freshJoin[0], "fresh-speedup")
 	n := float64(b.N)
@@ -472,9 +480,10 @@ const joinChildEnv = "IAM_BENCH_JOIN_CHILD"
 // its rows are written). It returns the wall time until the replica is
 // current, the part of it before the projector started (the join's
 // download and load; 0 for a replay), in seconds, then the system time
-// and the page faults.
+// and the page faults, the join's download in seconds (0 for a replay),
+// and the collector's cycles and CPU seconds while the projector ran.
 func freshRegion(b *testing.B, mode, url string, head uint64) []float64 {
-	return childFigures(b, "TestJoinChild", fmt.Sprintf("%s=%s %s %d", joinChildEnv, mode, url, head), "fresh-"+mode, 4)
+	return childFigures(b, "TestJoinChild", fmt.Sprintf("%s=%s %s %d", joinChildEnv, mode, url, head), "fresh-"+mode, 7)
 }
 
 // TestJoinChild is the child process of freshRegion; skipped otherwise.
@@ -504,7 +513,7 @@ func TestJoinChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var loaded time.Duration
+	var loaded, downloaded time.Duration
 	switch mode {
 	case "join":
 		open := func(ctx context.Context, create bool) (replica.SnapshotBucket, error) {
@@ -514,18 +523,37 @@ func TestJoinChild(t *testing.T) {
 			}
 			return b, nil
 		}
-		if _, ok, err := replica.Join(ctx, open, rep, quietLogger()); err != nil || !ok {
+		var logged bytes.Buffer
+		if _, ok, err := replica.Join(ctx, open, rep, slog.New(slog.NewJSONHandler(&logged, nil))); err != nil || !ok {
 			t.Fatalf("join: %v (loaded: %v)", err, ok)
 		}
 		loaded = time.Since(start)
+		for dec := json.NewDecoder(&logged); ; {
+			var rec struct {
+				Msg        string
+				Downloaded time.Duration
+			}
+			if err := dec.Decode(&rec); err != nil {
+				t.Fatalf("no download time in the join's log: %v", err)
+			}
+			if rec.Msg == "joined from snapshot" {
+				downloaded = rec.Downloaded
+				break
+			}
+		}
 	case "replay":
 	default:
 		t.Fatalf("mode %q: want join or replay", mode)
 	}
+	gc := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}, {Name: "/cpu/classes/gc/total:cpu-seconds"}}
+	metrics.Read(gc)
+	cycles, gcCPU := gc[0].Value.Uint64(), gc[1].Value.Float64()
 	follow(t, l, rep, head)
 	if err := rep.Flush(); err != nil {
 		t.Fatal(err)
 	}
+	metrics.Read(gc)
 	wall, u := closeTimed(t, rep, start, used)
-	fmt.Printf("fresh-%s %g %g %g %d\n", mode, wall.Seconds(), loaded.Seconds(), u.sys.Seconds(), u.faults)
+	fmt.Printf("fresh-%s %g %g %g %d %g %d %g\n", mode, wall.Seconds(), loaded.Seconds(), u.sys.Seconds(), u.faults,
+		downloaded.Seconds(), gc[0].Value.Uint64()-cycles, gc[1].Value.Float64()-gcCPU)
 }

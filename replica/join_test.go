@@ -5,7 +5,9 @@ import (
 	"cmp"
 	"context"
 	"io"
+	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -108,9 +110,18 @@ func TestPublisher_Join(t *testing.T) {
 	}
 
 	dst := openReplica(t, replica.Config{})
-	h, ok, err := replica.Join(ctx, bucket.open, dst, quietLogger())
+	var logged bytes.Buffer
+	h, ok, err := replica.Join(ctx, bucket.open, dst, slog.New(slog.NewTextHandler(&logged, nil)))
 	if err != nil || !ok || h.Seq != 200 || dst.Applied() != 200 {
 		t.Fatalf("join: got %+v, %t (%v), at %d, want the snapshot at 200", h.Digest, ok, err, dst.Applied())
+	}
+	// The log says which snapshot was skipped, which loaded, and how long
+	// its download (bound by the link) and the whole join took.
+	for _, want := range []string{"snapshot not loaded", "snapshot-00000000000000000250", "joined from snapshot",
+		"snapshot-00000000000000000200", "downloaded=", "took="} {
+		if !strings.Contains(logged.String(), want) {
+			t.Errorf("join's log lacks %q:\n%s", want, logged.String())
+		}
 	}
 	requireSameStores(t, dst, src, "joined")
 	applyAll(t, dst, log, 50)
