@@ -272,8 +272,10 @@ var orderedKinds = map[iam.ChangeKind]bool{
 // edges, in key order, merging in the rows of the other kinds, collected
 // and sorted. A key's fields are joined by sep (0), so ids sorted give
 // keys sorted: ids hold no 0 byte, which the row layout could not parse
-// back either (parseKey).
+// back either (parseKey). emit must copy a value it keeps: identities'
+// rows are encoded into one buffer.
 func keyOrderedRows(st *iam.State, emit func(k, v []byte) error) error {
+	identities := newIdentityEncoder() // emit copies what it keeps
 	var others []string
 	eachRowKey(st, true, func(k string) { others = append(others, k) })
 	slices.Sort(others)
@@ -323,7 +325,7 @@ func keyOrderedRows(st *iam.State, emit func(k, v []byte) error) error {
 		n := len(key)
 		for _, ident := range x.identities {
 			key = append(key[:n], ident.id...)
-			if err := row(key, identityValue(ident.Identity)); err != nil {
+			if err := row(key, identities.value(ident.Identity)); err != nil {
 				return err
 			}
 		}

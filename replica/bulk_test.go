@@ -70,6 +70,24 @@ func TestKeyOrderedRows(t *testing.T) {
 		}
 		requireSame(t, st)
 	})
+	t.Run("identities whose rows escape", func(t *testing.T) {
+		// Identities' rows are encoded apart (identityEncoder), and must
+		// be byte for byte json.Marshal's: HTML and line separators
+		// escaped, bytes in base64, no newline after.
+		in := iam.InRealm{Realm: "r1"}
+		st := iam.NewState()
+		if err := st.ApplyEvents([]iam.Event{
+			iam.RealmCreated{InRealm: in, Name: "R1"},
+			iam.IdentityCreated{InRealm: in, ID: "u", Kind: iam.KindUser, Name: "<b>Tom & Jerry</b>\u2028", Email: "a+b@x.example",
+				PasswordHash: "$argon2id$v=19$m=65536,t=1,p=2$c2FsdA$aGFzaA", Sealed: []byte{0, 1, 2, 0xff}},
+			iam.IdentityCreated{InRealm: in, ID: "a", Kind: iam.KindApp, Name: "App \"quoted\"", Owner: "u",
+				RedirectURIs: []string{"https://a.example/cb?x=1&y=<2>"}},
+			iam.IdentityCreated{InRealm: in, ID: "v", Kind: iam.KindUser, Name: "plain"},
+		}, nil); err != nil {
+			t.Fatal(err)
+		}
+		requireSame(t, st)
+	})
 }
 
 // bulkLog is n entries of randomHistory, written by the log an hour ago.
