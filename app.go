@@ -33,10 +33,11 @@ func (c AddCredential) decide(s *State, r *Realm) ([]Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, dup := app.AppState().Credentials[c.CredentialID]; dup {
+	creds := app.AppState().Credentials
+	if _, dup := creds[c.CredentialID]; dup {
 		return nil, &Error{Code: EConflict, Field: "credentialId", Message: "credential " + c.CredentialID + " already exists"}
 	}
-	if len(app.AppState().Credentials) >= s.Limits.CredentialsPerApp {
+	if len(creds) >= s.Limits.CredentialsPerApp {
 		return nil, limitErr("an app has at most %d active credentials", s.Limits.CredentialsPerApp)
 	}
 	if _, taken := s.clients.Lookup(c.ClientID); taken {
@@ -105,10 +106,11 @@ func (c AddAPIKey) decide(s *State, r *Realm) ([]Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, dup := app.AppState().APIKeys[c.KeyID]; dup {
+	keys := app.AppState().APIKeys
+	if _, dup := keys[c.KeyID]; dup {
 		return nil, &Error{Code: EConflict, Field: "keyId", Message: "API key " + c.KeyID + " already exists"}
 	}
-	if len(app.AppState().APIKeys) >= s.Limits.APIKeysPerApp {
+	if len(keys) >= s.Limits.APIKeysPerApp {
 		return nil, limitErr("an app has at most %d API keys", s.Limits.APIKeysPerApp)
 	}
 	return []Event{APIKeyAdded{InRealm{r.ID}, c.App, c.KeyID, c.KeyHash}}, nil
@@ -147,10 +149,11 @@ func (c SetAPIKeyStatus) decide(s *State, r *Realm) ([]Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := app.AppState().APIKeys[c.KeyID]; !ok {
+	as := app.AppState()
+	if _, ok := as.APIKeys[c.KeyID]; !ok {
 		return nil, &Error{Code: ENotFound, Field: "keyId", Message: "API key " + c.KeyID + " not found"}
 	}
-	if app.AppState().DisabledAPIKeys.Has(c.KeyID) == c.Disabled {
+	if as.DisabledAPIKeys.Has(c.KeyID) == c.Disabled {
 		return nil, nil
 	}
 	return []Event{APIKeyStatusChanged{InRealm{r.ID}, c.App, c.KeyID, c.Disabled}}, nil

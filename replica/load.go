@@ -211,11 +211,12 @@ type batchRow struct {
 	ident            int // 1 + the index of its decoded value in idents; 0 for none
 }
 
-// A batch's buffers are made at these sizes, and it is handed over before
+// A batch's buffers are made at these sizes when it is first used (a
+// small read model uses one batch of six), and it is handed over before
 // any would grow (only a row larger than indexBatchBytes grows its arena).
-// Grown row by row, six batches' buffers came to 65 MB of a load of 518 MB
-// (the workload snapshot, 820k rows), each new array on fresh pages in a
-// new process.
+// Grown row by row, six batches' buffers came to 65 MB of the 518 MB an
+// allocation profile counted in a load of the workload snapshot (820k
+// rows), each new array on fresh pages in a new process.
 const (
 	indexBatchRows       = 4096
 	indexBatchBytes      = 512 << 10
@@ -225,8 +226,7 @@ const (
 func newIndexLoader(st *iam.State) *indexLoader {
 	l := &indexLoader{rows: NewRowLoader(st), todo: make(chan *rowBatch, 4), free: make(chan *rowBatch, 6), done: make(chan struct{})}
 	for range cap(l.free) {
-		l.free <- &rowBatch{rows: make([]batchRow, 0, indexBatchRows), arena: make([]byte, 0, indexBatchBytes),
-			idents: make([]decodedIdentity, 0, indexBatchIdentities)}
+		l.free <- new(rowBatch)
 	}
 	go l.run()
 	return l
@@ -279,6 +279,10 @@ func (l *indexLoader) add(k []byte, v []byte) {
 	}
 	if l.cur == nil {
 		l.cur = <-l.free
+		if l.cur.rows == nil {
+			l.cur.rows, l.cur.arena = make([]batchRow, 0, indexBatchRows), make([]byte, 0, indexBatchBytes)
+			l.cur.idents = make([]decodedIdentity, 0, indexBatchIdentities)
+		}
 	}
 	b := l.cur
 	row := batchRow{}
