@@ -129,3 +129,6 @@ func Bulk(r *Replica) bool {
 	defer r.applyMu.Unlock()
 	return r.bulk != nil
 }
+
+// GrowHeapFor readies the heap for an index of rows rows (hugeheap_linux.go).
+var GrowHeapFor = growHeapFor

@@ -153,6 +153,7 @@ func (s *Store) load(ctx context.Context, dir string, r io.Reader, o LoadOptions
 	rows := &rowReader{r: body, hash: newRowHasher()}
 	var index *indexLoader
 	if st != nil {
+		growHeapFor(h.Rows)
 		index = newIndexLoader(st)
 		index.rows.identities = h.identityHint()
 		rows.index = index

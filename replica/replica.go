@@ -172,6 +172,7 @@ func Open(cfg Config) (*Replica, error) {
 	}
 	identities, err := identityCounts(store.db)
 	if err == nil {
+		growHeapFor(store.storedRows())
 		err = loadIndex(store.db, state, identities)
 	}
 	if err != nil {

@@ -78,6 +78,26 @@ func pebbleOptions(cache *pebble.Cache, fs vfs.FS) *pebble.Options {
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
 
+// storedRows estimates the rows of the read model from its sstables'
+// properties, without reading a row: their entries, which count deletions
+// and rows overwritten but not yet compacted away, and not what is only in
+// the memtable. 0 when the tables do not say.
+func (s *Store) storedRows() uint64 {
+	levels, err := s.db.SSTables(pebble.WithProperties())
+	if err != nil {
+		return 0
+	}
+	var n uint64
+	for _, tables := range levels {
+		for _, t := range tables {
+			if t.Properties != nil {
+				n += t.Properties.NumEntries
+			}
+		}
+	}
+	return n
+}
+
 // Position returns the stored applied position (zero when empty).
 func (s *Store) Position() (Position, error) {
 	v, closer, err := s.db.Get(keyApplied)
