@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -66,10 +67,12 @@ func hugeKB(t *testing.T, mode string) int {
 }
 
 // fillHeap fills a new process's heap with 96 MB of small objects, as an
-// index load does, readying it first if grow, and prints the kB of huge
+// index load does, readying it first if grow (after leaving freed pages
+// where the heap grows), and prints the kB of huge
 // pages the process then has.
 func fillHeap(t *testing.T, grow bool) {
 	const objects = 96 << 20 / 64
+	leaveFreedPages()
 	if grow && !replica.GrowHeapFor(objects*64/384*2) {
 		t.Fatal("a new process did not ready its heap")
 	}
@@ -85,6 +88,24 @@ func fillHeap(t *testing.T, grow bool) {
 	if keep[len(keep)-1][0] != objects-1 {
 		t.Fatal("objects lost")
 	}
+}
+
+// freed holds the buffers leaveFreedPages drops.
+var freed [][]byte
+
+// leaveFreedPages leaves pages the heap has used, and freed, where it
+// grows next, as a join's download does: the runtime zeroes whatever it
+// lays over them again.
+func leaveFreedPages() {
+	for range 24 {
+		b := make([]byte, 256<<10)
+		for i := range b {
+			b[i] = 1
+		}
+		freed = append(freed, b)
+	}
+	freed = nil
+	runtime.GC()
 }
 
 // anonHugeKB returns the kB of anonymous huge pages the process has.
