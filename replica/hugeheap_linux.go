@@ -2,6 +2,7 @@ package replica
 
 import (
 	"runtime"
+	"runtime/debug"
 
 	"golang.org/x/sys/unix"
 )
@@ -33,12 +34,16 @@ const readyBlock = 4 << 20
 // once; the runtime then carves the index's spans from those pages, which
 // fault in 2 MiB at a time. It reports whether it did.
 //
-// It does nothing for a small index, or when the heap has grown that far
-// already (its pages are in, or were given back), or holds more than a
-// quarter of it: the collection that frees the block would then cost more
-// than the faults it saves.
+// It does nothing for a small index (or under a memory limit that leaves
+// room for little), or when the heap has grown that far already (its
+// pages are in, or were given back), or holds more than a quarter of it:
+// the collection that frees the blocks would then cost more than the
+// faults it saves.
 func growHeapFor(rows uint64) bool {
 	n := min(rows, maxHugeHeap/heapPerRow) * heapPerRow
+	// Blocks beyond half a memory limit (GOMEMLIMIT) would have the
+	// collector run without end while they are held.
+	n = min(n, uint64(max(debug.SetMemoryLimit(-1), 0))/2)
 	if n < minHugeHeap {
 		return false
 	}

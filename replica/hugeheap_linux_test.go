@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,11 +20,20 @@ import (
 const hugeHeapChild = "IAM_TEST_HUGE_HEAP"
 
 // TestGrowHeapFor_HugePages: in a new process, a heap readied for an
-// index is filled from huge pages where the kernel gives them on request,
-// and a heap that holds much already is left as it is.
+// index is filled from huge pages where the kernel gives them on request;
+// a heap that holds much already, or under a memory limit too low for
+// the blocks, is left as it is.
 func TestGrowHeapFor_HugePages(t *testing.T) {
-	if mode := os.Getenv(hugeHeapChild); mode != "" {
-		fillHeap(t, mode == "grow")
+	switch os.Getenv(hugeHeapChild) {
+	case "grow", "plain":
+		fillHeap(t, os.Getenv(hugeHeapChild) == "grow")
+		return
+	case "limited":
+		// A new process, under a memory limit too low to hold the blocks.
+		debug.SetMemoryLimit(48 << 20)
+		if replica.GrowHeapFor(1 << 20) {
+			t.Error("readied 384 MB of heap under a memory limit of 48 MB")
+		}
 		return
 	}
 	thp, err := os.ReadFile("/sys/kernel/mm/transparent_hugepage/enabled")
@@ -33,6 +43,7 @@ func TestGrowHeapFor_HugePages(t *testing.T) {
 	if replica.GrowHeapFor(1000) {
 		t.Error("readied the heap for 1,000 rows: too few to pay")
 	}
+	runChild(t, "limited")
 	grown, plain := hugeKB(t, "grow"), hugeKB(t, "plain")
 	t.Logf("huge pages under 96 MB of small objects: %d kB readied, %d kB not (%s)", grown, plain, bytes.TrimSpace(thp))
 	if grown < 48<<10 {
@@ -43,9 +54,9 @@ func TestGrowHeapFor_HugePages(t *testing.T) {
 	}
 }
 
-// hugeKB runs the test in a child process in mode and returns the kB of
-// huge pages its filled heap had.
-func hugeKB(t *testing.T, mode string) int {
+// runChild runs the test in a child process in mode and returns its
+// output; the child's failure fails the test.
+func runChild(t *testing.T, mode string) string {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run", "^TestGrowHeapFor_HugePages$", "-test.count", "1")
 	cmd.Env = append(os.Environ(), hugeHeapChild+"="+mode)
@@ -53,7 +64,15 @@ func hugeKB(t *testing.T, mode string) int {
 	if err != nil {
 		t.Fatalf("child %s: %v\n%s", mode, err, out)
 	}
-	for line := range strings.Lines(string(out)) {
+	return string(out)
+}
+
+// hugeKB runs the test in a child process in mode and returns the kB of
+// huge pages its filled heap had.
+func hugeKB(t *testing.T, mode string) int {
+	t.Helper()
+	out := runChild(t, mode)
+	for line := range strings.Lines(out) {
 		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "anon-huge-kb "); ok {
 			n, err := strconv.Atoi(v)
 			if err != nil {
