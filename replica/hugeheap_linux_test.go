@@ -87,8 +87,8 @@ func hugeKB(t *testing.T, mode string) int {
 
 // fillHeap fills a new process's heap with 96 MB of small objects, as an
 // index load does, readying it first if grow (after leaving freed pages
-// where the heap grows), and prints the kB of huge
-// pages the process then has.
+// where the heap grows), and prints the kB of huge pages the process then
+// has.
 func fillHeap(t *testing.T, grow bool) {
 	const objects = 96 << 20 / 64
 	leaveFreedPages()
@@ -109,21 +109,15 @@ func fillHeap(t *testing.T, grow bool) {
 	}
 }
 
-// freed holds the buffers leaveFreedPages drops.
-var freed [][]byte
-
 // leaveFreedPages leaves pages the heap has used, and freed, where it
 // grows next, as a join's download does: the runtime zeroes whatever it
 // lays over them again.
 func leaveFreedPages() {
-	for range 24 {
-		b := make([]byte, 256<<10)
-		for i := range b {
-			b[i] = 1
-		}
-		freed = append(freed, b)
+	used := make([][]byte, 24) // held together, so that they take 6 MB
+	for i := range used {
+		used[i] = bytes.Repeat([]byte{1}, 256<<10)
 	}
-	freed = nil
+	runtime.KeepAlive(used)
 	runtime.GC()
 }
 
